@@ -1,0 +1,189 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'node:http';
+import { ManagedProcess, waitFor } from './internal/process.js';
+import { freePort } from './internal/ports.js';
+import { execOk } from './exec.js';
+
+export interface EtcdMember {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  dataDir: string;
+  logFile: string;
+  process: ManagedProcess | undefined;
+}
+
+export interface EtcdOptions {
+  /** Number of members; 1 by default, 3 for a quorum cluster. */
+  members?: number;
+  /** Where data and logs go; a new temporary folder by default (removed on stop). */
+  dir?: string;
+  /** Run each member in this network namespace (ip netns exec). */
+  netns?: string;
+  /** Address the members listen on; 127.0.0.1 by default. */
+  listenIp?: string;
+  binary?: string;
+}
+
+/**
+ * A real etcd (Debian's etcd-server) on free ports in a temporary folder. stop() ends the
+ * members by pid and removes the folder; restart() keeps data and ports.
+ */
+export class Etcd {
+  private constructor(
+    readonly dir: string,
+    readonly members: EtcdMember[],
+    private readonly opts: EtcdOptions,
+    private readonly ownsDir: boolean,
+  ) {}
+
+  /** host:port list, the form --etcd and ETCD_ENDPOINTS take. */
+  get endpoints(): string {
+    return this.members.map((m) => m.clientUrl.replace(/^http:\/\//, '')).join(',');
+  }
+
+  get clientUrls(): string[] {
+    return this.members.map((m) => m.clientUrl);
+  }
+
+  get pids(): number[] {
+    return this.members.flatMap((m) => (m.process?.running ? [m.process.pid] : []));
+  }
+
+  static async start(opts: EtcdOptions = {}): Promise<Etcd> {
+    const count = opts.members ?? 1;
+    const ownsDir = opts.dir === undefined;
+    const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'calico-etcd-')));
+    const ip = opts.listenIp ?? '127.0.0.1';
+    const members: EtcdMember[] = [];
+    for (let i = 0; i < count; i++) {
+      const name = `m${i + 1}`;
+      members.push({
+        name,
+        clientUrl: `http://${ip}:${await freePort()}`,
+        peerUrl: `http://${ip}:${await freePort()}`,
+        dataDir: join(dir, `${name}.etcd`),
+        logFile: join(dir, `${name}.log`),
+        process: undefined,
+      });
+    }
+    const etcd = new Etcd(dir, members, opts, ownsDir);
+    try {
+      await etcd.startMembers(members, 'new');
+    } catch (e) {
+      await etcd.stop();
+      throw e;
+    }
+    return etcd;
+  }
+
+  private argv(m: EtcdMember, state: 'new' | 'existing'): string[] {
+    const cluster = this.members.map((x) => `${x.name}=${x.peerUrl}`).join(',');
+    const base = [
+      this.opts.binary ?? 'etcd',
+      `--name=${m.name}`,
+      `--data-dir=${m.dataDir}`,
+      `--listen-client-urls=${m.clientUrl}`,
+      `--advertise-client-urls=${m.clientUrl}`,
+      `--listen-peer-urls=${m.peerUrl}`,
+      `--initial-advertise-peer-urls=${m.peerUrl}`,
+      `--initial-cluster=${cluster}`,
+      `--initial-cluster-state=${state}`,
+      '--initial-cluster-token=calico-test',
+      '--log-level=warn',
+      '--logger=zap',
+      // Tests restart members and expect them back quickly.
+      '--heartbeat-interval=50',
+      '--election-timeout=500',
+    ];
+    return this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...base] : base;
+  }
+
+  private async startMembers(members: EtcdMember[], state: 'new' | 'existing'): Promise<void> {
+    for (const m of members) {
+      m.process = new ManagedProcess({ name: `etcd ${m.name}`, argv: this.argv(m, state), logFile: m.logFile });
+    }
+    await Promise.all(members.map((m) => this.waitHealthy(m)));
+  }
+
+  private async waitHealthy(m: EtcdMember): Promise<void> {
+    await waitFor(
+      `etcd ${m.name} at ${m.clientUrl} to be healthy`,
+      async () => {
+        if (!m.process?.running) throw new Error('exited');
+        return (await this.health(m)) === true;
+      },
+      30_000,
+      () => `etcd ${m.name} log (${m.logFile}):\n${m.process?.log().slice(-3000) ?? ''}`,
+    ).catch((e: unknown) => {
+      if (m.process && !m.process.running) {
+        throw new Error(`etcd ${m.name} exited during start; log:\n${m.process.log().slice(-3000)}`);
+      }
+      throw e;
+    });
+  }
+
+  /** GET /health of one member; false when it does not answer. */
+  health(m: EtcdMember): Promise<boolean> {
+    if (this.opts.netns) {
+      return execOk(['ip', 'netns', 'exec', this.opts.netns, 'etcdctl', `--endpoints=${m.clientUrl}`, 'endpoint', 'health'])
+        .then(() => true)
+        .catch(() => false);
+    }
+    return new Promise((resolve) => {
+      const req = request(`${m.clientUrl}/health`, { timeout: 1000 }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve(res.statusCode === 200 && body.includes('true')));
+      });
+      req.on('error', () => resolve(false));
+      req.on('timeout', () => {
+        req.destroy();
+        resolve(false);
+      });
+      req.end();
+    });
+  }
+
+  /** Runs etcdctl (v3 API) against this cluster. */
+  etcdctl(args: readonly string[]): Promise<string> {
+    const argv = ['etcdctl', `--endpoints=${this.clientUrls.join(',')}`, ...args];
+    return execOk(this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv, {
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+  }
+
+  /** Stops member i (all when omitted) by pid, keeping its data. */
+  async stopMember(i?: number): Promise<void> {
+    const targets = i === undefined ? this.members : [this.members[i]!];
+    await Promise.all(targets.map((m) => m.process?.stop()));
+  }
+
+  /** Kills member i (all when omitted) with SIGKILL, as a crash would. */
+  async killMember(i?: number): Promise<void> {
+    const targets = i === undefined ? this.members : [this.members[i]!];
+    await Promise.all(targets.map((m) => m.process?.kill()));
+  }
+
+  /** Starts stopped members again on the same ports and data. */
+  async startMember(i?: number): Promise<void> {
+    const targets = (i === undefined ? this.members : [this.members[i]!]).filter((m) => !m.process?.running);
+    await this.startMembers(targets, 'existing');
+  }
+
+  async restart(): Promise<void> {
+    await this.stopMember();
+    await this.startMember();
+  }
+
+  logs(): string {
+    return this.members.map((m) => `--- etcd ${m.name} ---\n${m.process?.log() ?? ''}`).join('\n');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.process?.stop()));
+    if (this.ownsDir) await rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,16 @@
+export { exec, execOk, ExecError } from './exec.js';
+export type { ExecResult, ExecOptions } from './exec.js';
+export { ManagedProcess, waitFor } from './internal/process.js';
+export { freePort } from './internal/ports.js';
+export { Etcd } from './etcd.js';
+export type { EtcdOptions, EtcdMember } from './etcd.js';
+export { Dockerd } from './dockerd.js';
+export type { DockerdOptions } from './dockerd.js';
+export { ensureBusyboxImage, busyboxBinary, BUSYBOX_IMAGE } from './busybox.js';
+export { Fabric, NamespaceHost, listNetns, NETNS_PREFIX } from './netns.js';
+export { FABRIC_CIDR, CONTAINER_V4_CIDR, CONTAINER_V6_CIDR, fabricIp, containerV4, containerV6 } from './addresses.js';
+export { mountsUnder, unmountUnder } from './mounts.js';
+export { snapshotSystem, findLeftovers, pidAlive } from './leftovers.js';
+export type { SystemSnapshot, LeftoverQuery } from './leftovers.js';
+export { Cleanup } from './cleanup.js';
+export { requireRoot } from './root.js';
