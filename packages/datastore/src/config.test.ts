@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseEndpoints, resolveDatastoreConfig } from './config.js';
+
+describe('resolveDatastoreConfig', () => {
+  it.each([
+    [{ etcd: 'a:1,b:2', env: { ETCD_ENDPOINTS: 'x:9', ETCD_AUTHORITY: 'y:9' } }, ['http://a:1', 'http://b:2'], 'flag'],
+    [{ env: { ETCD_ENDPOINTS: 'x:9', ETCD_AUTHORITY: 'y:9' } }, ['http://x:9'], 'ETCD_ENDPOINTS'],
+    [{ env: { ETCD_AUTHORITY: 'localhost:4001' } }, ['http://localhost:4001'], 'ETCD_AUTHORITY'],
+    [{ env: {} }, ['http://127.0.0.1:2379'], 'default'],
+    [{ etcd: '', env: { ETCD_AUTHORITY: 'y:9' } }, ['http://y:9'], 'ETCD_AUTHORITY'],
+  ])('takes endpoints in order: flag, ETCD_ENDPOINTS, ETCD_AUTHORITY, default (%#)', (input, endpoints, source) => {
+    const cfg = resolveDatastoreConfig(input);
+    expect(cfg.endpoints).toEqual(endpoints);
+    expect(cfg.source).toBe(source);
+    expect(cfg.tls).toBeUndefined();
+  });
+
+  it('reads TLS files and switches bare endpoints to https', () => {
+    const d = mkdtempSync(join(tmpdir(), 'ds-tls-'));
+    for (const f of ['ca', 'cert', 'key']) writeFileSync(join(d, f), `${f}-pem`);
+    const cfg = resolveDatastoreConfig({
+      etcd: '10.0.0.1:2379,http://h:1',
+      etcdCa: join(d, 'ca'),
+      env: { ETCD_CERT_FILE: join(d, 'cert'), ETCD_KEY_FILE: join(d, 'key') },
+    });
+    expect(cfg.endpoints).toEqual(['https://10.0.0.1:2379', 'http://h:1']);
+    expect(cfg.tls?.ca?.toString()).toBe('ca-pem');
+    expect(cfg.tls?.cert?.toString()).toBe('cert-pem');
+    expect(cfg.tls?.key?.toString()).toBe('key-pem');
+  });
+
+  it('refuses a certificate without its key, and unreadable files', () => {
+    expect(() => resolveDatastoreConfig({ etcdCert: '/x', env: {} })).toThrow(
+      'etcd TLS: a client certificate and its key must be given together',
+    );
+    expect(() => resolveDatastoreConfig({ etcdCa: '/nonexistent/ca.pem', env: {} })).toThrow(
+      /^etcd TLS: cannot read CA certificate \/nonexistent\/ca.pem: ENOENT/,
+    );
+  });
+});
+
+describe('parseEndpoints', () => {
+  it('accepts host:port, IPv6 in brackets and URLs', () => {
+    expect(parseEndpoints('[::1]:2379, https://e.example:443/', 'flag', 'http')).toEqual([
+      'http://[::1]:2379',
+      'https://e.example:443',
+    ]);
+  });
+  it.each([
+    ['', 'flag: no etcd endpoint given'],
+    ['localhost', 'flag: "localhost" is not host:port (e.g. 127.0.0.1:2379)'],
+    ['a:0', 'flag: "a:0" is not host:port (e.g. 127.0.0.1:2379)'],
+    ['a:70000', 'flag: "a:70000" is not host:port (e.g. 127.0.0.1:2379)'],
+    ['ftp://a:1', 'flag: "ftp://a:1" is not host:port (e.g. 127.0.0.1:2379)'],
+  ])('names the bad entry: %j', (raw, msg) => {
+    expect(() => parseEndpoints(raw, 'flag', 'http')).toThrow(msg);
+  });
+});

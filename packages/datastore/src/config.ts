@@ -1,0 +1,95 @@
+import { readFileSync } from 'node:fs';
+
+/** Where etcd is and how to reach it. */
+export interface DatastoreConfig {
+  /** Full URLs, e.g. http://127.0.0.1:2379. */
+  endpoints: string[];
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  /** Where the endpoints came from, for logs and error messages. */
+  source: 'flag' | 'ETCD_ENDPOINTS' | 'ETCD_AUTHORITY' | 'default';
+}
+
+export interface DatastoreInput {
+  /** --etcd=host:port[,host:port…] */
+  etcd?: string | undefined;
+  /** --etcd-ca, --etcd-cert, --etcd-key: file paths */
+  etcdCa?: string | undefined;
+  etcdCert?: string | undefined;
+  etcdKey?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+}
+
+export const DEFAULT_ETCD = '127.0.0.1:2379';
+
+export class DatastoreConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatastoreConfigError';
+  }
+}
+
+/**
+ * Resolves endpoints in a fixed order: the --etcd flag, ETCD_ENDPOINTS, the seed's
+ * ETCD_AUTHORITY, then 127.0.0.1:2379. TLS files come from flags or ETCD_CA_CERT_FILE,
+ * ETCD_CERT_FILE, ETCD_KEY_FILE; with TLS, bare host:port entries become https.
+ */
+export function resolveDatastoreConfig(input: DatastoreInput = {}): DatastoreConfig {
+  const env = input.env ?? process.env;
+  let raw: string;
+  let source: DatastoreConfig['source'];
+  if (input.etcd !== undefined && input.etcd !== '') {
+    raw = input.etcd;
+    source = 'flag';
+  } else if (env.ETCD_ENDPOINTS) {
+    raw = env.ETCD_ENDPOINTS;
+    source = 'ETCD_ENDPOINTS';
+  } else if (env.ETCD_AUTHORITY) {
+    raw = env.ETCD_AUTHORITY;
+    source = 'ETCD_AUTHORITY';
+  } else {
+    raw = DEFAULT_ETCD;
+    source = 'default';
+  }
+  const caFile = input.etcdCa ?? env.ETCD_CA_CERT_FILE;
+  const certFile = input.etcdCert ?? env.ETCD_CERT_FILE;
+  const keyFile = input.etcdKey ?? env.ETCD_KEY_FILE;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new DatastoreConfigError('etcd TLS: a client certificate and its key must be given together');
+  }
+  const tlsWanted = Boolean(caFile || certFile);
+  const endpoints = parseEndpoints(raw, source, tlsWanted ? 'https' : 'http');
+  const cfg: DatastoreConfig = { endpoints, source };
+  if (tlsWanted) {
+    cfg.tls = {
+      ...(caFile ? { ca: readTlsFile('CA certificate', caFile) } : {}),
+      ...(certFile ? { cert: readTlsFile('client certificate', certFile) } : {}),
+      ...(keyFile ? { key: readTlsFile('client key', keyFile) } : {}),
+    };
+  }
+  return cfg;
+}
+
+function readTlsFile(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new DatastoreConfigError(`etcd TLS: cannot read ${what} ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** "a:1,b:2" or "http://a:1,https://b:2" → full URLs; names the bad entry otherwise. */
+export function parseEndpoints(raw: string, source: string, scheme: 'http' | 'https'): string[] {
+  const parts = raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+  if (parts.length === 0) throw new DatastoreConfigError(`${source}: no etcd endpoint given`);
+  return parts.map((p) => {
+    const m = /^(?:(https?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})\/?$/.exec(p);
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port < 1 || port > 65535) {
+      throw new DatastoreConfigError(`${source}: "${p}" is not host:port (e.g. 127.0.0.1:2379)`);
+    }
+    return `${m[1] ?? scheme}://${m[2]}:${port}`;
+  });
+}

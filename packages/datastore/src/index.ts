@@ -1,0 +1,10 @@
+export { Datastore } from './datastore.js';
+export type { KeyValue, PrefixSnapshot, CreateResult, DatastoreOptions } from './datastore.js';
+export { resolveDatastoreConfig, parseEndpoints, DatastoreConfigError, DEFAULT_ETCD } from './config.js';
+export type { DatastoreConfig, DatastoreInput } from './config.js';
+export { Syncer } from './syncer.js';
+export type { SyncUpdate, SyncBatch, SyncStatus, SyncHandler, SyncerOptions, SyncerStats } from './syncer.js';
+export { LeaseKeeper, LeaseConflictError } from './lease.js';
+export type { LeaseKeeperOptions } from './lease.js';
+export { silentLogger } from './logger.js';
+export type { Logger } from './logger.js';

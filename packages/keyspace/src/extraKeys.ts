@@ -1,0 +1,337 @@
+/**
+ * Keys this project adds beyond the seed's /calico layout (seed-orchestrators.md). They live
+ * here, and only here, so the seed contract in keys.ts stays exactly as published; the README's
+ * "Extra keys" table mirrors `extraKeySpecs` and a test keeps the two in step.
+ */
+import { KeyspaceError, KeyspaceErrorCode } from './errors.js';
+import { canonicalCidr, canonicalIP, type IPFamily } from './ip.js';
+import { readCidr, readIP } from './internal/ipText.js';
+import { ROOT, hostDirPrefix, segment, type KeySpec } from './internal/layout.js';
+
+export type ExtraKey =
+  | { kind: 'masterApiUrl' }
+  | { kind: 'bird6Ip'; host: string }
+  | { kind: 'hostAlive'; host: string }
+  | { kind: 'diagsUrl'; host: string }
+  | { kind: 'ipAssignment'; family: IPFamily; addr: string }
+  | { kind: 'ipPool'; family: IPFamily; cidr: string }
+  | { kind: 'bgpGlobalAsNum' }
+  | { kind: 'bgpGlobalNodeMesh' }
+  | { kind: 'bgpGlobalPeer'; ip: string }
+  | { kind: 'bgpHostAsNum'; host: string }
+  | { kind: 'bgpHostPeer'; host: string; ip: string }
+  | { kind: 'bgpHostRouteReflector'; host: string }
+  | { kind: 'config'; name: string };
+
+export const ipamPrefix = `${ROOT}ipam/`;
+export const bgpPrefix = `${ROOT}bgp/v1/`;
+export const bgpGlobalPrefix = `${bgpPrefix}global/`;
+export const bgpGlobalPeersPrefix = `${bgpGlobalPrefix}peer_v4/`;
+export const bgpHostsPrefix = `${bgpPrefix}host/`;
+export const configPrefix = `${ROOT}config/`;
+
+function family(value: IPFamily): IPFamily {
+  if (value !== 4 && value !== 6) {
+    throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `family must be 4 or 6, got ${String(value)}`);
+  }
+  return value;
+}
+
+export function ipAssignmentsPrefix(ipFamily: IPFamily): string {
+  return `${ipamPrefix}v${family(ipFamily)}/assignment/`;
+}
+
+export function ipPoolsPrefix(ipFamily: IPFamily): string {
+  return `${ipamPrefix}v${family(ipFamily)}/pool/`;
+}
+
+export function bgpHostPrefix(host: string): string {
+  return `${bgpHostsPrefix}${segment('host', host)}/`;
+}
+
+export function bgpHostPeersPrefix(host: string): string {
+  return `${bgpHostPrefix(host)}peer_v4/`;
+}
+
+export function masterApiUrlKey(): string {
+  return `${ROOT}master/api_url`;
+}
+
+export function bird6IpKey(host: string): string {
+  return `${hostDirPrefix(host)}bird6_ip`;
+}
+
+export function hostAliveKey(host: string): string {
+  return `${hostDirPrefix(host)}alive`;
+}
+
+export function diagsUrlKey(host: string): string {
+  return `${hostDirPrefix(host)}diags_url`;
+}
+
+function address(name: string, text: string, want?: IPFamily): { family: IPFamily; addr: string } {
+  const r = readIP(String(text));
+  const what = want === undefined ? 'an IPv4 or IPv6 address' : `an IPv${want} address`;
+  if (!r.ok) throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `${name} "${text}" is not ${what}: ${r.reason}`);
+  if (want !== undefined && r.value.family !== want) {
+    throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `${name} "${text}" is not ${what}`);
+  }
+  // canonicalIP cannot fail once readIP succeeded.
+  return { family: r.value.family, addr: canonicalIP(text) ?? text };
+}
+
+/** The family comes from the address; IPv6 is stored in RFC 5952 form so each address has one key. */
+export function ipAssignmentKey(addr: string): string {
+  const a = address('addr', addr);
+  return `${ipAssignmentsPrefix(a.family)}${a.addr}`;
+}
+
+/** "/" cannot appear inside a segment, so the CIDR's "/" is written as "-" (10.0.0.0/24 -> 10.0.0.0-24). */
+export function ipPoolKey(cidr: string): string {
+  const r = readCidr(String(cidr));
+  if (!r.ok) throw new KeyspaceError(KeyspaceErrorCode.INVALID_CIDR, `cidr "${cidr}" is not valid: ${r.reason}`);
+  return `${ipPoolsPrefix(r.value.family)}${canonicalCidr(cidr)?.replace('/', '-') ?? ''}`;
+}
+
+export function bgpGlobalAsNumKey(): string {
+  return `${bgpGlobalPrefix}as_num`;
+}
+
+export function bgpGlobalNodeMeshKey(): string {
+  return `${bgpGlobalPrefix}node_mesh`;
+}
+
+export function bgpGlobalPeerKey(ip: string): string {
+  return `${bgpGlobalPeersPrefix}${address('ip', ip, 4).addr}`;
+}
+
+export function bgpHostAsNumKey(host: string): string {
+  return `${bgpHostPrefix(host)}as_num`;
+}
+
+export function bgpHostPeerKey(host: string, ip: string): string {
+  return `${bgpHostPeersPrefix(host)}${address('ip', ip, 4).addr}`;
+}
+
+export function bgpHostRouteReflectorKey(host: string): string {
+  return `${bgpHostPrefix(host)}route_reflector`;
+}
+
+export function configKey(name: string): string {
+  return `${configPrefix}${segment('name', name)}`;
+}
+
+export function buildExtraKey(key: ExtraKey): string {
+  switch (key.kind) {
+    case 'masterApiUrl':
+      return masterApiUrlKey();
+    case 'bird6Ip':
+      return bird6IpKey(key.host);
+    case 'hostAlive':
+      return hostAliveKey(key.host);
+    case 'diagsUrl':
+      return diagsUrlKey(key.host);
+    case 'ipAssignment': {
+      const built = ipAssignmentKey(key.addr);
+      if (!built.startsWith(ipAssignmentsPrefix(key.family))) {
+        throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `addr "${key.addr}" is not an IPv${key.family} address`);
+      }
+      return built;
+    }
+    case 'ipPool': {
+      const built = ipPoolKey(key.cidr);
+      if (!built.startsWith(ipPoolsPrefix(key.family))) {
+        throw new KeyspaceError(KeyspaceErrorCode.INVALID_CIDR, `cidr "${key.cidr}" is not an IPv${key.family} network`);
+      }
+      return built;
+    }
+    case 'bgpGlobalAsNum':
+      return bgpGlobalAsNumKey();
+    case 'bgpGlobalNodeMesh':
+      return bgpGlobalNodeMeshKey();
+    case 'bgpGlobalPeer':
+      return bgpGlobalPeerKey(key.ip);
+    case 'bgpHostAsNum':
+      return bgpHostAsNumKey(key.host);
+    case 'bgpHostPeer':
+      return bgpHostPeerKey(key.host, key.ip);
+    case 'bgpHostRouteReflector':
+      return bgpHostRouteReflectorKey(key.host);
+    case 'config':
+      return configKey(key.name);
+  }
+}
+
+const HOST_LEAVES = { bird6_ip: 'bird6Ip', alive: 'hostAlive', diags_url: 'diagsUrl' } as const;
+
+function ipFamilySegment(seg: string | undefined): IPFamily | null {
+  return seg === 'v4' ? 4 : seg === 'v6' ? 6 : null;
+}
+
+/** Only the canonical spelling parses, so a key and its parts correspond one to one. */
+function canonicalAddress(text: string, want: IPFamily): string | null {
+  const r = readIP(text);
+  return r.ok && r.value.family === want && canonicalIP(text) === text ? text : null;
+}
+
+function canonicalPoolSegment(seg: string, want: IPFamily): string | null {
+  const dash = seg.lastIndexOf('-');
+  if (dash < 0) return null;
+  const cidr = `${seg.slice(0, dash)}/${seg.slice(dash + 1)}`;
+  const r = readCidr(cidr);
+  if (!r.ok || r.value.family !== want || r.value.hostBitsSet) return null;
+  return canonicalCidr(cidr) === cidr ? cidr : null;
+}
+
+/** Recognises the extra keys from the segments below /calico/; null when none matches. */
+export function parseExtraKey(parts: readonly string[]): ExtraKey | null {
+  const [a, b, c, d, e, f] = parts;
+  const n = parts.length;
+  if (a === 'master' && n === 2 && b === 'api_url') return { kind: 'masterApiUrl' };
+  if (a === 'host' && n === 3 && b !== undefined && c !== undefined && Object.hasOwn(HOST_LEAVES, c)) {
+    return { kind: HOST_LEAVES[c as keyof typeof HOST_LEAVES], host: b };
+  }
+  if (a === 'ipam' && n === 4 && d !== undefined) {
+    const fam = ipFamilySegment(b);
+    if (fam === null) return null;
+    if (c === 'assignment') {
+      const addr = canonicalAddress(d, fam);
+      return addr === null ? null : { kind: 'ipAssignment', family: fam, addr };
+    }
+    if (c === 'pool') {
+      const cidr = canonicalPoolSegment(d, fam);
+      return cidr === null ? null : { kind: 'ipPool', family: fam, cidr };
+    }
+    return null;
+  }
+  if (a === 'bgp' && b === 'v1') {
+    if (c === 'global') {
+      if (n === 4 && d === 'as_num') return { kind: 'bgpGlobalAsNum' };
+      if (n === 4 && d === 'node_mesh') return { kind: 'bgpGlobalNodeMesh' };
+      if (n === 5 && d === 'peer_v4' && e !== undefined) {
+        const ip = canonicalAddress(e, 4);
+        return ip === null ? null : { kind: 'bgpGlobalPeer', ip };
+      }
+      return null;
+    }
+    if (c === 'host' && d !== undefined) {
+      if (n === 5 && e === 'as_num') return { kind: 'bgpHostAsNum', host: d };
+      if (n === 5 && e === 'route_reflector') return { kind: 'bgpHostRouteReflector', host: d };
+      if (n === 6 && e === 'peer_v4' && f !== undefined) {
+        const ip = canonicalAddress(f, 4);
+        return ip === null ? null : { kind: 'bgpHostPeer', host: d, ip };
+      }
+    }
+    return null;
+  }
+  if (a === 'config' && n === 2 && b !== undefined) return { kind: 'config', name: b };
+  return null;
+}
+
+export const extraKeySpecs: readonly KeySpec<ExtraKey['kind']>[] = [
+  {
+    kind: 'masterApiUrl',
+    pattern: '/calico/master/api_url',
+    example: '/calico/master/api_url',
+    value: 'absolute http(s) URL of the master HTTP API',
+    writer: 'master service, at start',
+  },
+  {
+    kind: 'bird6Ip',
+    pattern: '/calico/host/<hostname>/bird6_ip',
+    example: '/calico/host/host1/bird6_ip',
+    value: 'IPv6 address BIRD listens on for IPv6 BGP (RFC 5952 form)',
+    writer: 'calicoctl node --ip6',
+  },
+  {
+    kind: 'hostAlive',
+    pattern: '/calico/host/<hostname>/alive',
+    example: '/calico/host/host1/alive',
+    value: 'JSON {"since": ISO-8601 time, "pid"?: positive integer}; bound to the node\'s lease',
+    writer: 'node service, renewed through its etcd lease',
+  },
+  {
+    kind: 'diagsUrl',
+    pattern: '/calico/host/<hostname>/diags_url',
+    example: '/calico/host/host1/diags_url',
+    value: "absolute http(s) URL of the host's diags service",
+    writer: 'diags service, at start',
+  },
+  {
+    kind: 'ipAssignment',
+    pattern: '/calico/ipam/v4/assignment/<addr>',
+    example: '/calico/ipam/v4/assignment/198.19.0.1',
+    value: 'JSON {"host", "containerId", "endpointId"?}',
+    writer: 'node (plumber) when it assigns CALICO_IP; master GC deletes stale ones',
+  },
+  {
+    kind: 'ipAssignment',
+    pattern: '/calico/ipam/v6/assignment/<addr>',
+    example: '/calico/ipam/v6/assignment/fd00:198:19::1',
+    value: 'JSON {"host", "containerId", "endpointId"?}; <addr> in RFC 5952 form',
+    writer: 'node (plumber) when it assigns CALICO_IP; master GC deletes stale ones',
+  },
+  {
+    kind: 'ipPool',
+    pattern: '/calico/ipam/v4/pool/<network>-<prefix-length>',
+    example: '/calico/ipam/v4/pool/198.19.0.0-16',
+    value: 'JSON {"cidr"}, equal to the CIDR in the key',
+    writer: 'calicoctl pool add/remove',
+  },
+  {
+    kind: 'ipPool',
+    pattern: '/calico/ipam/v6/pool/<network>-<prefix-length>',
+    example: '/calico/ipam/v6/pool/fd00:198:19::-48',
+    value: 'JSON {"cidr"}, equal to the CIDR in the key',
+    writer: 'calicoctl pool add/remove',
+  },
+  {
+    kind: 'bgpGlobalAsNum',
+    pattern: '/calico/bgp/v1/global/as_num',
+    example: '/calico/bgp/v1/global/as_num',
+    value: 'AS number, decimal 1 to 4294967295',
+    writer: 'calicoctl bgp default-node-as',
+  },
+  {
+    kind: 'bgpGlobalNodeMesh',
+    pattern: '/calico/bgp/v1/global/node_mesh',
+    example: '/calico/bgp/v1/global/node_mesh',
+    value: 'JSON {"enabled": boolean}',
+    writer: 'calicoctl bgp node-mesh on|off',
+  },
+  {
+    kind: 'bgpGlobalPeer',
+    pattern: '/calico/bgp/v1/global/peer_v4/<ip>',
+    example: '/calico/bgp/v1/global/peer_v4/198.18.0.254',
+    value: 'JSON {"ip", "as_num"}; ip equal to the one in the key',
+    writer: 'calicoctl bgp peer add/remove',
+  },
+  {
+    kind: 'bgpHostAsNum',
+    pattern: '/calico/bgp/v1/host/<hostname>/as_num',
+    example: '/calico/bgp/v1/host/host1/as_num',
+    value: 'AS number, decimal 1 to 4294967295; overrides the global one',
+    writer: 'calicoctl node --as',
+  },
+  {
+    kind: 'bgpHostPeer',
+    pattern: '/calico/bgp/v1/host/<hostname>/peer_v4/<ip>',
+    example: '/calico/bgp/v1/host/host1/peer_v4/198.18.0.254',
+    value: 'JSON {"ip", "as_num"}; ip equal to the one in the key',
+    writer: 'calicoctl node bgp peer add/remove',
+  },
+  {
+    kind: 'bgpHostRouteReflector',
+    pattern: '/calico/bgp/v1/host/<hostname>/route_reflector',
+    example: '/calico/bgp/v1/host/host1/route_reflector',
+    value: 'JSON {"cluster_id": dotted-quad cluster id}',
+    writer: 'calicoctl node --route-reflector',
+  },
+  {
+    kind: 'config',
+    pattern: '/calico/config/<name>',
+    example: '/calico/config/log_level',
+    value: 'free text, read by whichever service owns <name>',
+    writer: 'calicoctl config set',
+  },
+];
