@@ -5,6 +5,7 @@
  */
 import { KeyspaceError, KeyspaceErrorCode } from './errors.js';
 import { canonicalCidr, canonicalIP, type IPFamily } from './ip.js';
+import { checkAddress } from './internal/checks.js';
 import { readCidr, readIP } from './internal/ipText.js';
 import { ROOT, hostDirPrefix, segment, type KeySpec } from './internal/layout.js';
 
@@ -70,14 +71,9 @@ export function diagsUrlKey(host: string): string {
 }
 
 function address(name: string, text: string, want?: IPFamily): { family: IPFamily; addr: string } {
-  const r = readIP(String(text));
-  const what = want === undefined ? 'an IPv4 or IPv6 address' : `an IPv${want} address`;
-  if (!r.ok) throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `${name} "${text}" is not ${what}: ${r.reason}`);
-  if (want !== undefined && r.value.family !== want) {
-    throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `${name} "${text}" is not ${what}`);
-  }
-  // canonicalIP cannot fail once readIP succeeded.
-  return { family: r.value.family, addr: canonicalIP(text) ?? text };
+  const r = checkAddress(name, text, want);
+  if (!r.ok) throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, r.errors.join('; '));
+  return r.value;
 }
 
 /** The family comes from the address; IPv6 is stored in RFC 5952 form so each address has one key. */
@@ -88,9 +84,10 @@ export function ipAssignmentKey(addr: string): string {
 
 /** "/" cannot appear inside a segment, so the CIDR's "/" is written as "-" (10.0.0.0/24 -> 10.0.0.0-24). */
 export function ipPoolKey(cidr: string): string {
-  const r = readCidr(String(cidr));
+  const r = readCidr(cidr);
   if (!r.ok) throw new KeyspaceError(KeyspaceErrorCode.INVALID_CIDR, `cidr "${cidr}" is not valid: ${r.reason}`);
-  return `${ipPoolsPrefix(r.value.family)}${canonicalCidr(cidr)?.replace('/', '-') ?? ''}`;
+  const canonical = canonicalCidr(cidr) ?? cidr; // never null once readCidr accepted it
+  return `${ipPoolsPrefix(r.value.family)}${canonical.replace('/', '-')}`;
 }
 
 export function bgpGlobalAsNumKey(): string {
@@ -131,13 +128,8 @@ export function buildExtraKey(key: ExtraKey): string {
       return hostAliveKey(key.host);
     case 'diagsUrl':
       return diagsUrlKey(key.host);
-    case 'ipAssignment': {
-      const built = ipAssignmentKey(key.addr);
-      if (!built.startsWith(ipAssignmentsPrefix(key.family))) {
-        throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `addr "${key.addr}" is not an IPv${key.family} address`);
-      }
-      return built;
-    }
+    case 'ipAssignment':
+      return `${ipAssignmentsPrefix(key.family)}${address('addr', key.addr, key.family).addr}`;
     case 'ipPool': {
       const built = ipPoolKey(key.cidr);
       if (!built.startsWith(ipPoolsPrefix(key.family))) {
@@ -179,8 +171,8 @@ function canonicalPoolSegment(seg: string, want: IPFamily): string | null {
   if (dash < 0) return null;
   const cidr = `${seg.slice(0, dash)}/${seg.slice(dash + 1)}`;
   const r = readCidr(cidr);
-  if (!r.ok || r.value.family !== want || r.value.hostBitsSet) return null;
-  return canonicalCidr(cidr) === cidr ? cidr : null;
+  // Equality with the canonical form also rules out host bits and non-RFC 5952 spellings.
+  return r.ok && r.value.family === want && canonicalCidr(cidr) === cidr ? cidr : null;
 }
 
 /** Recognises the extra keys from the segments below /calico/; null when none matches. */

@@ -425,7 +425,8 @@ function checkHostAlive(obj: JsonObject): Check<HostAlive> {
   const errors = unknownFields(obj, ['since', 'pid']);
   const since = field(obj, 'since');
   let sinceIso: string | undefined;
-  if (typeof since !== 'string' || !ISO_TIME.test(since) || !Number.isFinite(Date.parse(since))) {
+  if (since === undefined) errors.push('since is missing');
+  else if (typeof since !== 'string' || !ISO_TIME.test(since) || !Number.isFinite(Date.parse(since))) {
     errors.push(`since must be an ISO 8601 time like "2024-05-01T12:00:00.000Z", got ${show(since)}`);
   } else {
     sinceIso = new Date(since).toISOString();
@@ -473,7 +474,8 @@ export interface NodeMesh {
 function checkNodeMesh(obj: JsonObject): Check<NodeMesh> {
   const errors = unknownFields(obj, ['enabled']);
   const enabled = field(obj, 'enabled');
-  if (typeof enabled !== 'boolean') errors.push(`enabled must be true or false, got ${show(enabled)}`);
+  if (enabled === undefined) errors.push('enabled is missing');
+  else if (typeof enabled !== 'boolean') errors.push(`enabled must be true or false, got ${show(enabled)}`);
   return errors.length > 0 ? bad(...errors) : good({ enabled: enabled as boolean });
 }
 
@@ -525,7 +527,8 @@ export interface RouteReflector {
 function checkRouteReflector(obj: JsonObject): Check<RouteReflector> {
   const errors = unknownFields(obj, ['cluster_id']);
   const id = field(obj, 'cluster_id');
-  if (typeof id !== 'string') errors.push(`cluster_id must be a dotted-quad string like "1.0.0.1", got ${kindOf(id)}`);
+  if (id === undefined) errors.push('cluster_id is missing');
+  else if (typeof id !== 'string') errors.push(`cluster_id must be a dotted-quad string like "1.0.0.1", got ${kindOf(id)}`);
   else {
     const r = readIPv4(id);
     if (!r.ok) errors.push(`cluster_id ${show(id)} is not a dotted quad: ${r.reason}`);

@@ -50,6 +50,7 @@ export function unknownFields(obj: JsonObject, allowed: readonly string[], label
 
 /** An id that will become a key segment elsewhere (group, host, container, endpoint). */
 export function checkSegmentString(label: string, value: unknown): Check<string> {
+  if (value === undefined) return bad(`${label} is missing`);
   if (typeof value !== 'string') return bad(`${label} must be a string, got ${kindOf(value)}`);
   if (value === '') return bad(`${label} must not be empty`);
   if (value.includes('/')) return bad(`${label} ${show(value)} must not contain "/"`);
@@ -58,6 +59,7 @@ export function checkSegmentString(label: string, value: unknown): Check<string>
 
 export function checkAddress(label: string, value: unknown, want?: 4 | 6): Check<{ addr: string; family: 4 | 6 }> {
   const what = want === undefined ? 'an IPv4 or IPv6 address' : `an IPv${want} address`;
+  if (value === undefined) return bad(`${label} is missing`);
   if (typeof value !== 'string') return bad(`${label} must be ${what} string, got ${kindOf(value)}`);
   if (value.includes('/') && readCidr(value).ok) return bad(`${label} ${show(value)} must be an address without a prefix length`);
   const r = readIP(value);
@@ -71,6 +73,7 @@ const DIGITS = /^[0-9]+$/;
 /** An integer given as a JSON number or as a string of digits (the seed writes ports as "80"). */
 export function checkIntegerish(label: string, value: unknown, min: number, max: number): Check<number> {
   let n: number;
+  if (value === undefined) return bad(`${label} is missing`);
   if (typeof value === 'number') {
     n = value;
   } else if (typeof value === 'string') {

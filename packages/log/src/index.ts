@@ -1,0 +1,2 @@
+export { createLogger, redactPaths } from './logger.js';
+export type { Logger, LoggerOptions } from './logger.js';

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test on real parts: installs what is missing (Debian packages, pnpm, node
+# modules), builds, then unit tests (pure), integration tests (real etcd, dockerd, kernel)
+# and end-to-end scenarios, and closes with one summary line. Run as root on Debian.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: run as root (tests make network namespaces, iptables rules and run dockerd)" >&2
+  exit 1
+fi
+
+bash scripts/install-deps.sh
+export PATH="$PWD/node_modules/.bin:$PATH"
+# Turborepo would otherwise phone home; this machine and CI have no network for that.
+export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
+# No stale reports from an earlier run may count.
+find packages services test-e2e bench -maxdepth 3 -type d -name .test-results -prune -exec rm -rf {} + 2>/dev/null || true
+
+status=0
+echo "[test] build and typecheck"
+turbo run build typecheck --output-logs=errors-only || status=$?
+if [ "$status" = 0 ]; then
+  echo "[test] unit tests"
+  turbo run test --output-logs=full --continue || status=$?
+  echo "[test] integration and e2e tests (real etcd, dockerd, BIRD, kernel)"
+  turbo run test:int test:e2e --concurrency=1 --output-logs=full --continue || status=$?
+fi
+echo "[test] summary"
+node scripts/test-summary.mjs || status=1
+exit "$status"

@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { Dockerd, ensureBusyboxImage, exec, requireRoot, type ExecResult } from '@calico/testkit';
+import { createLogger } from '@calico/log';
+import { DockerProxy } from './server.js';
+import { parseDockerHost } from './upstream.js';
+
+/**
+ * The docker CLI must not be able to tell the proxy from dockerd: every command runs twice,
+ * once straight to dockerd and once through the proxy, and exit codes and output must match.
+ */
+describe('Docker API pass-through with the real docker CLI', () => {
+  let dockerd: Dockerd;
+  let proxy: DockerProxy;
+  let image: string;
+  let viaProxy: string;
+  let dir: string;
+
+  beforeAll(async () => {
+    requireRoot();
+    dockerd = await Dockerd.start();
+    image = await ensureBusyboxImage(dockerd.host);
+    proxy = new DockerProxy({
+      upstream: parseDockerHost(dockerd.host),
+      logger: createLogger({ name: 'proxy-test', level: 'warn' }),
+    });
+    await proxy.listen(['127.0.0.1:0']);
+    viaProxy = `tcp://127.0.0.1:${proxy.port}`;
+    dir = await mkdtemp(join(tmpdir(), 'calico-pt-'));
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await dockerd?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const direct = (args: string[], input?: string) => dockerd.docker(args, { input });
+  const proxied = (args: string[], input?: string) => dockerd.docker(args, { input, host: viaProxy });
+
+  async function both(args: string[], input?: string): Promise<[ExecResult, ExecResult]> {
+    return [await direct(args, input), await proxied(args, input)];
+  }
+
+  it('version, info, images, ps and inspect match', async () => {
+    for (const args of [
+      ['version', '--format', '{{.Server.Version}} {{.Server.APIVersion}}'],
+      ['images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}'],
+      ['ps', '-a', '--format', '{{.ID}}'],
+      ['image', 'inspect', image],
+      ['info', '--format', '{{.Driver}} {{.Containers}}'],
+    ]) {
+      const [a, b] = await both(args);
+      expect(b.code, `${args.join(' ')}: ${b.stderr}`).toBe(a.code);
+      expect(b.stdout, args.join(' ')).toBe(a.stdout);
+    }
+  });
+
+  it('run --rm prints the same bytes and exit code, including a failing command', async () => {
+    const [a, b] = await both(['run', '--rm', '--net', 'none', image, 'sh', '-c', 'echo out; echo err >&2; exit 3']);
+    expect([b.code, b.stdout, b.stderr]).toEqual([a.code, a.stdout, a.stderr]);
+    expect(b.code).toBe(3);
+    expect(b.stdout).toBe('out\n');
+  });
+
+  it('run -i relays stdin and its end (hijacked attach, half-close)', async () => {
+    const input = 'line one\nline two\n'.repeat(1000);
+    const [a, b] = await both(['run', '-i', '--rm', '--net', 'none', image, 'sh', '-c', 'cat; echo done'], input);
+    expect(a.code).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.stdout).toBe(`${input}done\n`);
+    expect(b.stdout).toBe(a.stdout);
+  });
+
+  it('exec -i and exec with a failing command', async () => {
+    const id = (await direct(['run', '-d', '--net', 'none', image, 'sleep', '300'])).stdout.trim();
+    try {
+      const [a, b] = await both(['exec', '-i', id, 'sh', '-c', 'wc -c'], 'abcdef');
+      expect([b.code, b.stdout.trim()]).toEqual([a.code, '6']);
+      const [c, d] = await both(['exec', id, 'sh', '-c', 'exit 7']);
+      expect([d.code, c.code]).toEqual([7, 7]);
+      const [e, f] = await both(['exec', 'no-such-container', 'true']);
+      expect(f.code).toBe(e.code);
+      expect(f.stderr).toBe(e.stderr);
+    } finally {
+      await direct(['rm', '-f', id]);
+    }
+  });
+
+  it('errors come back as dockerd wrote them (missing image, missing container)', async () => {
+    for (const args of [['inspect', 'nope-nope'], ['run', '--rm', '--pull=never', 'no-such-image:1', 'true'], ['rm', 'nope']]) {
+      const [a, b] = await both(args);
+      expect(b.code, args.join(' ')).toBe(a.code);
+      expect(b.stderr.replace(viaProxy, ''), args.join(' ')).toBe(a.stderr);
+    }
+  });
+
+  it('logs -f streams each line as it is written, without waiting for the end', async () => {
+    // The container blocks after its first line until we let it go: a proxy that buffered
+    // the stream would never show that line, and the test would time out.
+    const id = (
+      await direct(['run', '-d', '--net', 'none', image, 'sh', '-c', 'echo first; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo second'])
+    ).stdout.trim();
+    try {
+      const p = spawn('docker', ['logs', '-f', id], { env: { ...process.env, DOCKER_HOST: viaProxy } });
+      let out = '';
+      const exited = new Promise<number | null>((r) => p.on('exit', r));
+      await new Promise<void>((resolve, reject) => {
+        p.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+          if (out.includes('first')) resolve();
+        });
+        void exited.then(() => reject(new Error('logs -f ended before the first line')));
+      });
+      expect(out).toBe('first\n');
+      await direct(['exec', id, 'touch', '/tmp/go']);
+      expect(await exited).toBe(0);
+      expect(out).toBe('first\nsecond\n');
+    } finally {
+      await direct(['rm', '-f', id]);
+    }
+  });
+
+  it('events streams while it happens, and wait returns the exit code', async () => {
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const p = spawn('docker', ['events', '--format', '{{.Action}}', '--filter', 'type=container'], {
+      env: { ...process.env, DOCKER_HOST: viaProxy },
+    });
+    let seen = '';
+    p.stdout.on('data', (c: Buffer) => (seen += c.toString()));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const id = (await direct(['run', '-d', '--net', 'none', image, 'sh', '-c', 'exit 4'])).stdout.trim();
+      const w = await proxied(['wait', id]);
+      expect(w.stdout.trim()).toBe('4');
+      const deadline = Date.now() + 5_000;
+      while (!seen.includes('die') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(seen).toContain('start');
+      expect(seen).toContain('die');
+      await direct(['rm', id]);
+      const until = Math.floor(Date.now() / 1000) + 1;
+      const [a, b] = await both(['events', '--since', String(since), '--until', String(until), '--format', '{{.Action}} {{.Actor.ID}}', '--filter', `container=${id}`]);
+      expect(b.stdout).toBe(a.stdout);
+      expect(b.stdout).toContain('destroy');
+    } finally {
+      p.kill();
+    }
+  });
+
+  it('cp uploads and downloads archives', async () => {
+    const id = (await direct(['run', '-d', '--net', 'none', image, 'sleep', '300'])).stdout.trim();
+    try {
+      const src = join(dir, 'payload.txt');
+      await writeFile(src, 'x'.repeat(200_000));
+      const up = await proxied(['cp', src, `${id}:/tmp/payload.txt`]);
+      expect(up.code, up.stderr).toBe(0);
+      const down = await proxied(['cp', `${id}:/tmp/payload.txt`, join(dir, 'back.txt')]);
+      expect(down.code, down.stderr).toBe(0);
+      expect(await readFile(join(dir, 'back.txt'), 'utf8')).toBe('x'.repeat(200_000));
+    } finally {
+      await direct(['rm', '-f', id]);
+    }
+  });
+
+  it('build streams the context up and the progress back (legacy builder)', async () => {
+    const ctx = join(dir, 'ctx');
+    await exec(['mkdir', '-p', ctx]);
+    await writeFile(join(ctx, 'Dockerfile'), `FROM ${image}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n`);
+    await writeFile(join(ctx, 'hello.txt'), 'hello from the build context\n');
+    const b = await exec(['docker', 'build', '--network', 'none', '-t', 'calico-pt-build:1', ctx], {
+      env: { ...process.env, DOCKER_HOST: viaProxy, DOCKER_BUILDKIT: '0' },
+    });
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.stdout).toContain('hello from the build context');
+    const r = await proxied(['run', '--rm', '--net', 'none', 'calico-pt-build:1', 'cat', '/hello.txt']);
+    expect(r.stdout).toBe('hello from the build context\n');
+    await direct(['rmi', 'calico-pt-build:1']);
+  });
+
+  it('run -t allocates a terminal through the proxy', async () => {
+    const [a, b] = await both(['run', '--rm', '-t', '--net', 'none', image, 'sh', '-c', 'test -t 1 && echo tty']);
+    expect(b.code).toBe(0);
+    expect(b.stdout).toBe(a.stdout);
+    expect(b.stdout).toContain('tty');
+  });
+});

@@ -1,0 +1,27 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * One test setup for every package: unit tests are pure and need no root; *.int.test.ts run
+ * against real parts (etcd, dockerd, the kernel), one file at a time. Each run also writes a
+ * JSON report that scripts/test-summary.mjs adds up into one closing line.
+ */
+export function packageTestConfig() {
+  return defineConfig({
+    test: {
+      reporters: ['default', 'json'],
+      outputFile: { json: `.test-results/${process.env.CALICO_TEST_KIND ?? 'run'}.json` },
+      projects: [
+        { test: { name: 'unit', include: ['src/**/*.test.ts'], exclude: ['src/**/*.int.test.ts'] } },
+        {
+          test: {
+            name: 'int',
+            include: ['src/**/*.int.test.ts'],
+            fileParallelism: false,
+            testTimeout: 120_000,
+            hookTimeout: 180_000,
+          },
+        },
+      ],
+    },
+  });
+}
