@@ -16,14 +16,16 @@ declare -A probe=(
   [iptables]=/usr/sbin/iptables
   [ipset]=/usr/sbin/ipset
   [iproute2]=/usr/sbin/ip
-  [busybox-static]=/bin/busybox
+  [busybox-static]=-
   [iperf3]=/usr/bin/iperf3
   [conntrack]=/usr/sbin/conntrack
   [procps]=/usr/bin/pgrep
 )
 missing=()
 for pkg in "${!probe[@]}"; do
-  if [ ! -e "${probe[$pkg]}" ] && ! dpkg -s "$pkg" >/dev/null 2>&1; then missing+=("$pkg"); fi
+  # "-": only the package itself will do (busybox-static: a dynamic busybox cannot be imported).
+  if [ "${probe[$pkg]}" != - ] && [ -e "${probe[$pkg]}" ]; then continue; fi
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -55,6 +57,10 @@ else
 fi
 
 say "installing node modules"
-pnpm install --frozen-lockfile --reporter=append-only 2>&1 | grep -vE '^(Progress|\s*$)' | tail -5 || true
-pnpm install --frozen-lockfile --offline >/dev/null 2>&1 || pnpm install --frozen-lockfile
+pnpm install --frozen-lockfile --reporter=append-only > /tmp/calico-pnpm-install.log 2>&1 || {
+  cat /tmp/calico-pnpm-install.log >&2
+  echo "[install] pnpm install failed (log above)" >&2
+  exit 1
+}
+tail -n 3 /tmp/calico-pnpm-install.log
 say "done"
