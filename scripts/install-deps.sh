@@ -25,7 +25,7 @@ missing=()
 for pkg in "${!probe[@]}"; do
   # "-": only the package itself will do (busybox-static: a dynamic busybox cannot be imported).
   if [ "${probe[$pkg]}" != - ] && [ -e "${probe[$pkg]}" ]; then continue; fi
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
