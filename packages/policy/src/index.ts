@@ -1,0 +1,13 @@
+export { PolicyError, PolicyErrorCode } from './errors.js';
+
+export { PolicyModel, emptyChange } from './model.js';
+export type { Endpoint, EndpointAddrs, Group, ModelChange, ModelUpdate, PolicySnapshot, Problem, RuleRef } from './model.js';
+
+export { endpointPolicy, endpointsOnHost, groupAddrs, groupsOfEndpoint, referencedGroups } from './endpointPolicy.js';
+export type { EndpointPolicy } from './endpointPolicy.js';
+
+export { explain } from './explain.js';
+export type { ExplainQuery, SideVerdict, Verdict, VerdictEnd } from './explain.js';
+
+export { policyFixtures } from './testing.js';
+export type { EndpointFixture, GroupFixture, KeyValue } from './testing.js';

@@ -1,0 +1,96 @@
+import { parseArgs } from 'node:util';
+import { hostname as osHostname } from 'node:os';
+import { existsSync } from 'node:fs';
+import { isIP } from '@calico/keyspace';
+import { resolveDatastoreConfig, type DatastoreConfig } from '@calico/datastore';
+import { parseDockerHost, type Upstream } from './proxy/upstream.js';
+
+export interface NodeConfig {
+  hostname: string;
+  ip: string;
+  ip6: string | undefined;
+  datastore: DatastoreConfig;
+  upstream: Upstream;
+  listen: string[];
+  waitBinary: string;
+  leaseTtlSeconds: number;
+  logLevel: string;
+}
+
+export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and policy agent for one host
+
+  --ip=<IPv4>              this host's address for BGP (written as bird_ip)      required
+  --ip6=<IPv6>             this host's IPv6 address for BGP
+  --hostname=<name>        CALICO_HOSTNAME, else the machine's host name
+  --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
+  --etcd-ca/--etcd-cert/--etcd-key=<file>   TLS to etcd
+  --docker=<upstream>      CALICO_DOCKER_HOST, else unix:///var/run/docker.sock
+  --listen=<addr>          CALICO_PROXY_LISTEN (comma-separated), else 127.0.0.1:2375;
+                           host:port or unix:///path, repeatable
+  --wait-binary=<file>     static busybox bind-mounted into workloads (/bin/busybox)
+  --lease-ttl=<seconds>    host liveness lease (10)
+  --log-level=<level>      LOG_LEVEL, else info`;
+
+/** Flags, then environment, then defaults; every problem is reported, not just the first. */
+export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): { ok: true; value: NodeConfig } | { ok: false; errors: string[] } {
+  const errors: string[] = [];
+  let values: Record<string, string | string[] | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        ip: { type: 'string' },
+        ip6: { type: 'string' },
+        hostname: { type: 'string' },
+        etcd: { type: 'string' },
+        'etcd-ca': { type: 'string' },
+        'etcd-cert': { type: 'string' },
+        'etcd-key': { type: 'string' },
+        docker: { type: 'string' },
+        listen: { type: 'string', multiple: true },
+        'wait-binary': { type: 'string' },
+        'lease-ttl': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    return { ok: false, errors: [(e as Error).message] };
+  }
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const ip = str('ip') ?? '';
+  if (!ip) errors.push('--ip is required: the address of this host on the management network');
+  else if (isIP(ip) !== 4) errors.push(`--ip=${ip}: not an IPv4 address`);
+  const ip6 = str('ip6');
+  if (ip6 !== undefined && isIP(ip6) !== 6) errors.push(`--ip6=${ip6}: not an IPv6 address`);
+  const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostname)) errors.push(`host name "${hostname}": use letters, digits, ".", "_" and "-"`);
+  let datastore: DatastoreConfig | undefined;
+  try {
+    datastore = resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  let upstream: Upstream | undefined;
+  try {
+    upstream = parseDockerHost(str('docker') ?? env.CALICO_DOCKER_HOST ?? 'unix:///var/run/docker.sock');
+  } catch (e) {
+    errors.push(`--docker: ${(e as Error).message}`);
+  }
+  const listenFlag = values.listen as string[] | undefined;
+  const listen = listenFlag?.length ? listenFlag : (env.CALICO_PROXY_LISTEN ?? '127.0.0.1:2375').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const l of listen) {
+    if (!/^unix:\/\/\//.test(l) && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(l)) errors.push(`--listen=${l}: expected host:port or unix:///path`);
+    if (upstream?.kind === 'unix' && l === `unix://${upstream.path}`) errors.push(`--listen=${l} is the Docker socket itself; listen somewhere else`);
+  }
+  const waitBinary = str('wait-binary') ?? '/bin/busybox';
+  if (!existsSync(waitBinary)) errors.push(`--wait-binary=${waitBinary}: no such file (install Debian's busybox-static)`);
+  const ttlRaw = str('lease-ttl') ?? '10';
+  const leaseTtlSeconds = Number(ttlRaw);
+  if (!Number.isInteger(leaseTtlSeconds) || leaseTtlSeconds < 2 || leaseTtlSeconds > 3600) errors.push(`--lease-ttl=${ttlRaw}: a whole number of seconds, 2-3600`);
+  const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal'].includes(logLevel)) errors.push(`--log-level=${logLevel}: one of trace, debug, info, warn, error, fatal`);
+  if (errors.length || !datastore || !upstream) return { ok: false, errors };
+  return { ok: true, value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel } };
+}

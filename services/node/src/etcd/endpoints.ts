@@ -1,0 +1,91 @@
+import {
+  encodeAddrs,
+  encodeMac,
+  encodeState,
+  endpointAddrsKey,
+  endpointMacKey,
+  endpointStateKey,
+  groupsPrefix,
+  parseKey,
+  workloadPrefix,
+  workloadsPrefix,
+  decodeAddrs,
+} from '@calico/keyspace';
+import type { Datastore } from '@calico/datastore';
+
+export interface EndpointRecord {
+  host: string;
+  containerId: string;
+  endpointId: string;
+  addrs: string[];
+  mac: string;
+  state: 'active' | 'inactive';
+}
+
+/** The seed's endpoint keys for this host's workloads: addrs, mac, state. */
+export class EndpointStore {
+  constructor(
+    private readonly ds: Datastore,
+    readonly host: string,
+  ) {}
+
+  /** Writes all three keys in one transaction, so readers never see half an endpoint. */
+  async write(e: Omit<EndpointRecord, 'host'>): Promise<void> {
+    await this.ds.batch([
+      { put: endpointAddrsKey(this.host, e.containerId, e.endpointId), value: encodeAddrs(e.addrs) },
+      { put: endpointMacKey(this.host, e.containerId, e.endpointId), value: encodeMac(e.mac) },
+      { put: endpointStateKey(this.host, e.containerId, e.endpointId), value: encodeState(e.state) },
+    ]);
+  }
+
+  async setState(containerId: string, endpointId: string, state: 'active' | 'inactive'): Promise<void> {
+    const key = endpointStateKey(this.host, containerId, endpointId);
+    await this.ds.put(key, encodeState(state));
+  }
+
+  /** Removes the workload's directory: every endpoint of the container. */
+  async remove(containerId: string): Promise<number> {
+    return this.ds.deleteDir(workloadPrefix(this.host, containerId));
+  }
+
+  /** Endpoints recorded for this host: container id → endpoint ids and addresses. */
+  async list(): Promise<Map<string, { endpointId: string; addrs: string[] }[]>> {
+    const snap = await this.ds.getPrefix(workloadsPrefix(this.host));
+    const out = new Map<string, { endpointId: string; addrs: string[] }[]>();
+    const seen = new Set<string>();
+    for (const kv of snap.kvs) {
+      const k = parseKey(kv.key);
+      if (!('containerId' in k) || !('endpointId' in k)) continue;
+      const id = `${k.containerId}/${k.endpointId}`;
+      const list = out.get(k.containerId) ?? [];
+      out.set(k.containerId, list);
+      let entry = list.find((x) => x.endpointId === k.endpointId);
+      if (!entry && !seen.has(id)) {
+        seen.add(id);
+        entry = { endpointId: k.endpointId, addrs: [] };
+        list.push(entry);
+      }
+      if (k.kind === 'endpointAddrs' && entry) {
+        const d = decodeAddrs(kv.key, kv.value);
+        if (d.ok) entry.addrs = d.value.map((a) => a.addr);
+      }
+    }
+    return out;
+  }
+
+  /** Deletes the endpoint's memberships in every group; returns the groups it left. */
+  async dropMemberships(endpointId: string): Promise<string[]> {
+    const snap = await this.ds.getPrefix(groupsPrefix);
+    const left: string[] = [];
+    const ops: { delete: string }[] = [];
+    for (const kv of snap.kvs) {
+      const k = parseKey(kv.key);
+      if (k.kind === 'groupMember' && k.endpointId === endpointId) {
+        ops.push({ delete: kv.key });
+        left.push(k.groupId);
+      }
+    }
+    if (ops.length) await this.ds.batch(ops);
+    return left;
+  }
+}

@@ -1,0 +1,50 @@
+import type Docker from 'dockerode';
+import type { Datastore } from '@calico/datastore';
+import type { Logger } from '@calico/log';
+import type { NodeConfig } from './config.js';
+import { registerHost } from './registration.js';
+import { Plumber } from './plumber/plumber.js';
+import { EndpointStore } from './etcd/endpoints.js';
+import { AddressRegistry } from './etcd/addresses.js';
+import { Workloads } from './workloads.js';
+import { DockerProxy } from './proxy/server.js';
+import { nodeInterceptors } from './proxy/intercepts.js';
+import { EventsWatcher } from './events.js';
+
+export interface RunningNode {
+  proxy: DockerProxy;
+  workloads: Workloads;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start-up order matters: register (refuse duplicates) → follow docker events → reconcile
+ * what changed while we were down → only then accept clients on the proxy.
+ */
+export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Docker; logger: Logger }): Promise<RunningNode> {
+  const { ds, docker, logger } = deps;
+  const keeper = await registerHost(ds, { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds }, logger);
+  const plumber = new Plumber(logger.child({ part: 'plumber' }));
+  const addresses = new AddressRegistry(ds);
+  const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
+  const events = new EventsWatcher(docker, workloads, logger.child({ part: 'events' }));
+  await events.start();
+  const summary = await workloads.reconcile();
+  logger.info(summary, 'reconciled workloads with dockerd and etcd');
+  const proxy = new DockerProxy({
+    upstream: c.upstream,
+    logger: logger.child({ part: 'proxy' }),
+    interceptors: nodeInterceptors({ host: c.hostname, waitBinary: c.waitBinary, addresses, workloads, logger: logger.child({ part: 'proxy' }) }),
+  });
+  await proxy.listen(c.listen);
+  logger.info({ listen: c.listen }, 'calico-node ready');
+  return {
+    proxy,
+    workloads,
+    async stop() {
+      events.stop();
+      await proxy.close();
+      await keeper.stop();
+    },
+  };
+}

@@ -1,0 +1,201 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Logger } from '@calico/log';
+import type { Interceptor, InterceptContext, UpstreamResponse } from './server.js';
+import { ProxyError } from './errors.js';
+import { calicoIpFromEnv } from '../workload/calicoIp.js';
+import {
+  checkNetworkMode,
+  effectiveCommand,
+  imageOf,
+  needsImageConfig,
+  parseCreateBody,
+  rewriteCreate,
+  serialize,
+  strSlice,
+  type JsonObject,
+} from '../workload/createRequest.js';
+import { randomMac } from '../plumber/names.js';
+import { PENDING_CONTAINER, type AddressRegistry } from '../etcd/addresses.js';
+import { workloadLabels, type Workloads } from '../workloads.js';
+import { LosslessNumber, parse, stringify } from 'lossless-json';
+
+export interface InterceptDeps {
+  host: string;
+  waitBinary: string;
+  addresses: AddressRegistry;
+  workloads: Workloads;
+  logger: Logger;
+}
+
+const V = '^(/v[0-9.]+)?';
+
+function json(r: UpstreamResponse): unknown {
+  try {
+    return JSON.parse(r.body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** POST /containers/create with CALICO_IP: validate, reserve, rewrite, forward; undo on refusal. */
+function createInterceptor(d: InterceptDeps): Interceptor {
+  return {
+    name: 'create',
+    method: 'POST',
+    path: new RegExp(`${V}/containers/create$`),
+    async handle(ctx: InterceptContext) {
+      const raw = await ctx.body();
+      const parsed = parseCreateBody(raw);
+      // Not ours to judge: dockerd answers malformed bodies in its own words.
+      if (!parsed.ok) return ctx.reply(await ctx.forward(raw));
+      const doc = parsed.value;
+      const want = calicoIpFromEnv(doc.Env);
+      if (!want.ok) throw new ProxyError('BAD_REQUEST', want.message);
+      if (want.value.kind === 'none') return ctx.reply(await ctx.forward(raw));
+      const netErr = checkNetworkMode(doc);
+      if (netErr) throw new ProxyError('BAD_REQUEST', netErr);
+
+      let imageCfg = { Entrypoint: null as string[] | null, Cmd: null as string[] | null };
+      if (needsImageConfig(doc)) {
+        const image = imageOf(doc);
+        if (!image) return ctx.reply(await ctx.forward(raw));
+        const r = await ctx.call('GET', `/images/${encodeURIComponent(image)}/json`);
+        // A missing image: forward untouched so the client gets dockerd's own 404 and can pull.
+        if (r.status === 404) return ctx.reply(await ctx.forward(raw));
+        if (r.status !== 200) return ctx.reply(r);
+        const cfg = (json(r) as { Config?: { Entrypoint?: unknown; Cmd?: unknown } } | undefined)?.Config;
+        imageCfg = { Entrypoint: strSlice(cfg?.Entrypoint as never), Cmd: strSlice(cfg?.Cmd as never) };
+      }
+      const command = effectiveCommand(doc, imageCfg);
+      if (command.entrypoint.length === 0 && command.cmd.length === 0) {
+        throw new ProxyError('BAD_REQUEST', 'No command specified');
+      }
+
+      const endpointId = randomUUID();
+      const holder = { host: d.host, containerId: PENDING_CONTAINER, endpointId };
+      let addr: string;
+      let held: string;
+      if (want.value.kind === 'auto') {
+        try {
+          const r = await d.addresses.reserveNext(want.value.family, holder);
+          addr = r.addr;
+          held = r.value;
+        } catch (e) {
+          throw new ProxyError('CONFLICT', (e as Error).message);
+        }
+      } else {
+        addr = want.value.addr;
+        const r = await d.addresses.reserve(addr, holder);
+        if (!r.ok) {
+          const who = r.holder ? ` by container ${r.holder.containerId.slice(0, 12)} on host ${r.holder.host}` : '';
+          throw new ProxyError('CONFLICT', `CALICO_IP ${addr} is already in use${who}: choose another address`);
+        }
+        held = r.value;
+      }
+      const family = want.value.family;
+      const mac = randomMac(randomBytes);
+      try {
+        const rewritten = rewriteCreate(doc, {
+          hostname: d.host,
+          endpointId,
+          mac,
+          addrs: [addr],
+          families: [family],
+          waitBinary: d.waitBinary,
+          command,
+        });
+        const res = await ctx.forward(serialize(rewritten));
+        const id = (json(res) as { Id?: string } | undefined)?.Id;
+        if (res.status !== 201 || !id) {
+          await d.addresses.release(addr, held);
+          d.logger.info({ addr, status: res.status }, 'dockerd refused the create; address released');
+          return ctx.reply(res);
+        }
+        if (!(await d.addresses.transfer(addr, held, { host: d.host, containerId: id, endpointId }))) {
+          d.logger.warn({ addr, container: id.slice(0, 12) }, 'address reservation changed under us; start will repair it');
+        }
+        d.logger.info({ container: id.slice(0, 12), endpoint: endpointId, addr, mac }, 'container created with a Calico address; it is networked when it starts');
+        ctx.reply(res);
+      } catch (e) {
+        await d.addresses.release(addr, held).catch(() => undefined);
+        throw e;
+      }
+    },
+  };
+}
+
+/** Old clients send HostConfig on start: the same network rules apply there. */
+function checkStartBody(raw: Buffer): void {
+  const p = parseCreateBody(raw);
+  if (p.ok && p.value.HostConfig) {
+    const msg = checkNetworkMode(p.value);
+    if (msg) throw new ProxyError('BAD_REQUEST', msg);
+  }
+}
+
+/**
+ * start/restart of one of our containers: dockerd starts it (its workload waits for eth0),
+ * the plumber networks it, and only then does the client get its answer. If networking
+ * fails the container is stopped, not deleted, and the client is told why.
+ */
+function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interceptor {
+  return {
+    name: action,
+    method: 'POST',
+    path: new RegExp(`${V}/containers/([^/]+)/${action}$`),
+    async handle(ctx: InterceptContext) {
+      const id = decodeURIComponent(ctx.match[2]!);
+      const info = await ctx.call('GET', `/containers/${encodeURIComponent(id)}/json`);
+      const labels = (json(info) as { Config?: { Labels?: Record<string, string> } } | undefined)?.Config?.Labels;
+      if (info.status !== 200 || !workloadLabels(labels, d.host)) return ctx.passThrough();
+      const full = (json(info) as { Id: string }).Id;
+      const raw = await ctx.body();
+      if (action === 'start') checkStartBody(raw);
+      const res = await ctx.forward(raw);
+      if (res.status !== 204 && res.status !== 304) return ctx.reply(res);
+      try {
+        await d.workloads.ensureRunning(full);
+      } catch (e) {
+        d.logger.error({ container: full.slice(0, 12), err: String(e) }, 'networking failed; stopping the container (not deleting it)');
+        await ctx.call('POST', `/containers/${full}/kill`).catch(() => undefined);
+        await d.workloads.stopped(full, labels).catch(() => undefined);
+        throw new ProxyError('INTERNAL', `calico: container ${full.slice(0, 12)} was stopped because its network could not be set up: ${(e as Error).message}`);
+      }
+      ctx.reply(res);
+    },
+  };
+}
+
+/** inspect shows the Calico address where orchestrators look for it. */
+function inspectInterceptor(d: InterceptDeps): Interceptor {
+  return {
+    name: 'inspect',
+    method: 'GET',
+    path: new RegExp(`${V}/containers/([^/]+)/json$`),
+    async handle(ctx: InterceptContext) {
+      const res = await ctx.forward(Buffer.alloc(0));
+      if (res.status !== 200) return ctx.reply(res);
+      let doc: JsonObject;
+      try {
+        doc = parse(res.body.toString('utf8')) as JsonObject;
+      } catch {
+        return ctx.reply(res);
+      }
+      const labels = ((doc.Config as JsonObject | undefined)?.Labels ?? undefined) as Record<string, string> | undefined;
+      const w = workloadLabels(labels, d.host);
+      if (!w) return ctx.reply(res);
+      const ns = { ...((doc.NetworkSettings as JsonObject | undefined) ?? {}) };
+      const v4 = w.addrs.find((a) => !a.includes(':'));
+      const v6 = w.addrs.find((a) => a.includes(':'));
+      if (v4) Object.assign(ns, { IPAddress: v4, IPPrefixLen: new LosslessNumber('32') });
+      if (v6) Object.assign(ns, { GlobalIPv6Address: v6, GlobalIPv6PrefixLen: new LosslessNumber('128') });
+      ns.MacAddress = w.mac;
+      doc.NetworkSettings = ns;
+      ctx.reply(res, Buffer.from(stringify(doc) ?? ''));
+    },
+  };
+}
+
+export function nodeInterceptors(d: InterceptDeps): Interceptor[] {
+  return [createInterceptor(d), startInterceptor(d, 'start'), startInterceptor(d, 'restart'), inspectInterceptor(d)];
+}

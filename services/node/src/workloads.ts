@@ -1,0 +1,172 @@
+import type Docker from 'dockerode';
+import type { Logger } from '@calico/log';
+import { encodeIpAssignment } from '@calico/keyspace';
+import { LABELS } from './workload/createRequest.js';
+import type { Plumber } from './plumber/plumber.js';
+import { hostIfName } from './plumber/names.js';
+import type { EndpointStore } from './etcd/endpoints.js';
+import type { AddressRegistry } from './etcd/addresses.js';
+
+/** What the proxy stamped on a container at create time. */
+export interface WorkloadLabels {
+  endpointId: string;
+  addrs: string[];
+  mac: string;
+}
+
+/** The labels of one of this host's workloads, or null for containers that are not ours. */
+export function workloadLabels(labels: Record<string, string> | undefined | null, host: string): WorkloadLabels | null {
+  if (!labels || labels[LABELS.host] !== host) return null;
+  const endpointId = labels[LABELS.endpoint];
+  const addrs = (labels[LABELS.addrs] ?? '').split(',').filter(Boolean);
+  const mac = labels[LABELS.mac];
+  if (!endpointId || !mac || addrs.length === 0) return null;
+  return { endpointId, addrs, mac };
+}
+
+/**
+ * The lifecycle of this host's workloads, one place for the proxy, the docker events watcher
+ * and the start-up reconcile: running → plumbed and active; stopped → inactive; removed →
+ * keys, memberships and addresses released. Work on one container is serialised.
+ */
+export class Workloads {
+  private readonly locks = new Map<string, Promise<unknown>>();
+  /** container id → pid we last plumbed, so a repeated start event costs nothing. */
+  private readonly plumbedPid = new Map<string, number>();
+
+  constructor(
+    private readonly host: string,
+    private readonly docker: Docker,
+    private readonly plumber: Plumber,
+    private readonly endpoints: EndpointStore,
+    private readonly addresses: AddressRegistry,
+    private readonly logger: Logger,
+  ) {}
+
+  owns(labels: Record<string, string> | undefined | null): boolean {
+    return workloadLabels(labels, this.host) !== null;
+  }
+
+  /** Runs fn after any earlier work on the same container. */
+  serial<T>(containerId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(containerId) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(containerId, tail);
+    void tail.then(() => {
+      if (this.locks.get(containerId) === tail) this.locks.delete(containerId);
+    });
+    return next;
+  }
+
+  /**
+   * Makes a running container's network match its labels: plumbs it if its netns has no
+   * veth from us yet (a new start, a restart, a node restart), then records it as active.
+   * Returns false when the container is not ours or not running.
+   */
+  ensureRunning(containerId: string, opts: { force?: boolean } = {}): Promise<boolean> {
+    return this.serial(containerId, async () => {
+      const info = await this.docker.getContainer(containerId).inspect();
+      const w = workloadLabels(info.Config.Labels, this.host);
+      if (!w) return false;
+      const id = info.Id;
+      if (!info.State.Running || !info.State.Pid) {
+        await this.markStopped(id, w);
+        return false;
+      }
+      const pid = info.State.Pid;
+      const fresh = this.plumbedPid.get(id) === pid && (await this.plumber.isPlumbed(w.endpointId));
+      if (!fresh || opts.force) {
+        await this.plumber.plumb({ endpointId: w.endpointId, pid, addrs: w.addrs, mac: w.mac });
+        this.plumbedPid.set(id, pid);
+        this.logger.info({ container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid }, 'workload networked; recording its endpoint as active');
+      }
+      await this.ensureReservation(id, w);
+      await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active' });
+      return true;
+    });
+  }
+
+  /** A stopped container keeps its endpoint (a restart brings it back) but sends nothing. */
+  stopped(containerId: string, labels: Record<string, string> | undefined): Promise<void> {
+    const w = workloadLabels(labels, this.host);
+    if (!w) return Promise.resolve();
+    return this.serial(containerId, () => this.markStopped(containerId, w));
+  }
+
+  private async markStopped(containerId: string, w: WorkloadLabels): Promise<void> {
+    this.plumbedPid.delete(containerId);
+    await this.plumber.unplumb(w.endpointId);
+    await this.endpoints.write({ containerId, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'inactive' });
+    this.logger.info({ container: containerId.slice(0, 12), endpoint: w.endpointId }, 'workload stopped; endpoint kept as inactive until it starts again or is removed');
+  }
+
+  /** A removed container: its endpoint keys, group memberships and addresses go. */
+  removed(containerId: string, labels: Record<string, string> | undefined): Promise<void> {
+    const w = workloadLabels(labels, this.host);
+    if (!w) return Promise.resolve();
+    return this.serial(containerId, () => this.release(containerId, w.endpointId, w.addrs));
+  }
+
+  /** Releases what a gone container held; used by remove events and by the reconcile. */
+  async release(containerId: string, endpointId: string, addrs: string[]): Promise<void> {
+    this.plumbedPid.delete(containerId);
+    await this.plumber.unplumb(endpointId);
+    await this.endpoints.remove(containerId);
+    const groups = await this.endpoints.dropMemberships(endpointId);
+    for (const a of addrs) {
+      await this.addresses.release(a, (h) => h.host === this.host && (h.containerId === containerId || h.endpointId === endpointId));
+    }
+    this.logger.info({ container: containerId.slice(0, 12), endpoint: endpointId, addrs, groups }, 'workload removed; endpoint, memberships and addresses released');
+  }
+
+  /** A reservation still marked pending (the node died between create and confirm) is completed. */
+  private async ensureReservation(containerId: string, w: WorkloadLabels): Promise<void> {
+    for (const a of w.addrs) {
+      const h = await this.addresses.holder(a);
+      if (h && h.host === this.host && h.endpointId === w.endpointId && h.containerId !== containerId) {
+        await this.addresses.transfer(a, encodeIpAssignment(h), { host: this.host, containerId, endpointId: w.endpointId });
+      }
+    }
+  }
+
+  /**
+   * Start-up reconcile: every container of ours is plumbed or marked stopped, and every
+   * endpoint recorded for this host whose container is gone is released.
+   */
+  async reconcile(): Promise<{ running: number; stopped: number; released: number }> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.host}=${this.host}`] } });
+    const present = new Set(list.map((c) => c.Id));
+    let running = 0;
+    let stopped = 0;
+    for (const c of list) {
+      try {
+        if (await this.ensureRunning(c.Id)) running++;
+        else stopped++;
+      } catch (e) {
+        this.logger.error({ container: c.Id.slice(0, 12), err: String(e) }, 'reconcile could not network this workload; the next start event will try again');
+      }
+    }
+    let released = 0;
+    for (const [containerId, eps] of await this.endpoints.list()) {
+      if (present.has(containerId)) continue;
+      for (const ep of eps) {
+        await this.serial(containerId, () => this.release(containerId, ep.endpointId, ep.addrs));
+        released++;
+      }
+    }
+    // Veths whose endpoint no longer belongs to any container here.
+    const wanted = new Set(list.flatMap((c) => {
+      const w = workloadLabels(c.Labels, this.host);
+      return w && c.State === 'running' ? [w.endpointId] : [];
+    }));
+    const keep = new Set([...wanted].map(hostIfName));
+    for (const ifname of await this.plumber.ownedInterfaces()) {
+      if (!keep.has(ifname)) {
+        await this.plumber.removeHostIf(ifname);
+        this.logger.info({ hostIf: ifname }, 'removed a stale workload interface');
+      }
+    }
+    return { running, stopped, released };
+  }
+}
