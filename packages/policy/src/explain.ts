@@ -122,9 +122,10 @@ function addrsOf(ep: Endpoint, family: IPFamily): readonly string[] {
 }
 
 function chooseFamily(src: Party, dst: Party, wanted: IPFamily | null | undefined): IPFamily {
-  const fixed = [src, dst].flatMap((p) => (p.kind === 'addr' ? [p] : []));
-  const first = fixed[0];
-  const second = fixed[1];
+  if (wanted !== null && wanted !== undefined && wanted !== 4 && wanted !== 6) {
+    throw new PolicyError(PolicyErrorCode.INVALID_QUERY, `family must be 4 or 6, got ${String(wanted)}`);
+  }
+  const [first, second] = [src, dst].flatMap((p) => (p.kind === 'addr' ? [p] : []));
   if (first !== undefined && second !== undefined && first.family !== second.family) {
     throw new PolicyError(PolicyErrorCode.FAMILY_MISMATCH, `cannot mix IPv${first.family} ${first.addr} with IPv${second.family} ${second.addr}`);
   }
@@ -134,10 +135,7 @@ function chooseFamily(src: Party, dst: Party, wanted: IPFamily | null | undefine
     }
     return first.family;
   }
-  if (wanted !== null && wanted !== undefined) {
-    if (wanted !== 4 && wanted !== 6) throw new PolicyError(PolicyErrorCode.INVALID_QUERY, `family must be 4 or 6, got ${String(wanted)}`);
-    return wanted;
-  }
+  if (wanted !== null && wanted !== undefined) return wanted;
   const eps = [src, dst].flatMap((p) => (p.kind === 'endpoint' ? [p.endpoint] : []));
   const common = ([4, 6] as const).find((f) => eps.every((ep) => addrsOf(ep, f).length > 0));
   if (common === undefined) {

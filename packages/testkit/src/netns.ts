@@ -148,6 +148,26 @@ export class Fabric {
     return host;
   }
 
+  /** The root namespace's one link to the fabric (198.18.0.1), made by linkRoot(). */
+  rootLink: { ifname: string; ip: string } | undefined;
+
+  /**
+   * Joins the root namespace to the fabric with one veth and 198.18.0.1/24, so that services
+   * started by the test process (etcd) and the test itself reach the hosts. Nothing else is
+   * added in the root namespace: container ranges stay unrouted there.
+   */
+  async linkRoot(): Promise<string> {
+    if (this.rootLink) return this.rootLink.ip;
+    const ifname = `${this.id}-root`;
+    const ip = '198.18.0.1';
+    await execOk(['ip', 'link', 'add', ifname, 'type', 'veth', 'peer', 'name', 'p-root', 'netns', this.netns]);
+    this.rootLink = { ifname, ip };
+    await execOk(['ip', '-n', this.netns, 'link', 'set', 'p-root', 'master', 'br0', 'up']);
+    await execOk(['ip', 'addr', 'add', `${ip}/24`, 'dev', ifname]);
+    await execOk(['ip', 'link', 'set', ifname, 'up']);
+    return ip;
+  }
+
   /** Called by a host that was destroyed on its own. */
   async forget(h: NamespaceHost): Promise<void> {
     const i = this.hosts.indexOf(h);
@@ -160,6 +180,8 @@ export class Fabric {
 
   async destroy(): Promise<void> {
     for (const h of [...this.hosts]) await h.destroy();
+    if (this.rootLink) await exec(['ip', 'link', 'del', this.rootLink.ifname]);
+    this.rootLink = undefined;
     await exec(['ip', 'netns', 'del', this.netns]);
     await rm(this.dir, { recursive: true, force: true });
   }

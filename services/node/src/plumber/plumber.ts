@@ -56,16 +56,16 @@ export class Plumber {
     try {
       await run(['ip', 'link', 'add', hostIf, 'address', HOST_IF_MAC, 'type', 'veth', 'peer', 'name', 'eth0', 'address', spec.mac, 'netns', String(spec.pid)]);
       await this.hostSysctls(hostIf, v6.length > 0);
-      const host = [`link set ${hostIf} up`, ...v4.map((a) => `route replace ${a}/32 dev ${hostIf}`), ...v6.map((a) => `-6 route replace ${a}/128 dev ${hostIf}`)];
+      const host = [`link set ${hostIf} up`, ...v4.map((a) => `route replace ${a}/32 dev ${hostIf}`), ...v6.map((a) => `route replace ${a}/128 dev ${hostIf}`)];
       await run(['ip', '-batch', '-'], `${host.join('\n')}\n`);
       // Inside the container: addresses, link up, then the default routes last, since the
       // wait program starts the workload as soon as they exist.
       const inside = [
         ...v4.map((a) => `addr add ${a}/32 dev eth0`),
-        ...v6.map((a) => `-6 addr add ${a}/128 dev eth0 nodad`),
+        ...v6.map((a) => `addr add ${a}/128 dev eth0 nodad`),
         'link set eth0 up',
         ...(v4.length ? ['route add default dev eth0'] : []),
-        ...(v6.length ? [`-6 route add default via ${HOST_IF_LINK_LOCAL} dev eth0`] : []),
+        ...(v6.length ? [`route add ::/0 via ${HOST_IF_LINK_LOCAL} dev eth0`] : []),
       ];
       const script = [
         // Docker turns IPv6 off in a --net=none container; an IPv6 workload needs it on.

@@ -1,0 +1,12 @@
+export { DockerProxy } from './proxy/server.js';
+export type { Interceptor, InterceptContext, UpstreamResponse, DockerProxyOptions } from './proxy/server.js';
+export { parseDockerHost, describeUpstream } from './proxy/upstream.js';
+export type { Upstream } from './proxy/upstream.js';
+export { ProxyError, ProxyErrorCode } from './proxy/errors.js';
+export { loadNodeConfig, NODE_USAGE } from './config.js';
+export type { NodeConfig } from './config.js';
+export { startNode } from './node.js';
+export type { RunningNode } from './node.js';
+export { LABELS, WAIT_MOUNT } from './workload/createRequest.js';
+export { parseCalicoIp, calicoIpFromEnv } from './workload/calicoIp.js';
+export { HOST_IF_PREFIX, hostIfName } from './plumber/names.js';

@@ -1,0 +1,238 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  Dockerd,
+  Etcd,
+  Fabric,
+  ensureBusyboxImage,
+  requireRoot,
+  waitFor,
+  type ExecResult,
+  type ManagedProcess,
+  type NamespaceHost,
+} from '@calico/testkit';
+import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
+import { ipAssignmentKey, workloadPrefix, groupMemberKey, hostAliveKey, birdIpKey } from '@calico/keyspace';
+import { LABELS } from './workload/createRequest.js';
+
+const mainJs = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'dist', 'main.js');
+
+describe('calico-node on a namespace host with real dockerd and etcd', () => {
+  let dockerd: Dockerd;
+  let etcd: Etcd;
+  let fabric: Fabric;
+  let h1: NamespaceHost;
+  let ds: Datastore;
+  let image: string;
+  let node: ManagedProcess | undefined;
+  let proxySock: string;
+  let failed = false;
+
+  function startNode(host: NamespaceHost, name: string, extra: string[] = []): ManagedProcess {
+    return host.spawn(`calico-node-${name}-${Date.now()}`, [
+      process.execPath,
+      mainJs,
+      `--hostname=${name}`,
+      `--ip=${host.ip}`,
+      `--etcd=${etcd.endpoints}`,
+      `--docker=${dockerd.host}`,
+      `--listen=unix://${join(host.dir, `${name}.sock`)}`,
+      '--listen=127.0.0.1:2375',
+      '--lease-ttl=3',
+      ...extra,
+    ]);
+  }
+
+  async function waitReady(p: ManagedProcess, sock: string): Promise<void> {
+    await waitFor(
+      'calico-node to be ready',
+      async () => {
+        if (!p.running) throw new Error('exited');
+        return (await dockerd.docker(['version', '--format', '{{.Server.Version}}'], { host: `unix://${sock}` })).code === 0 && p.log().includes('calico-node ready');
+      },
+      30_000,
+      () => p.log().slice(-4000),
+    );
+  }
+
+  const docker = (args: string[], input?: string): Promise<ExecResult> => dockerd.docker(args, { host: `unix://${proxySock}`, input });
+
+  beforeAll(async () => {
+    requireRoot();
+    dockerd = await Dockerd.start();
+    image = await ensureBusyboxImage(dockerd.host);
+    fabric = await Fabric.create();
+    const rootIp = await fabric.linkRoot();
+    etcd = await Etcd.start({ listenIp: rootIp });
+    h1 = await fabric.addHost('h1');
+    ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
+    node = startNode(h1, 'h1');
+    proxySock = join(h1.dir, 'h1.sock');
+    await waitReady(node, proxySock);
+  });
+
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') failed = true;
+  });
+
+  afterAll(async () => {
+    if (failed && fabric) console.error(await fabric.dump(), '\n', etcd ? await etcd.etcdctl(['get', '--prefix', '/calico']).catch(() => '') : '');
+    ds?.close();
+    await fabric?.destroy();
+    await etcd?.stop();
+    await dockerd?.stop();
+  });
+
+  async function keysUnder(prefix: string): Promise<string[]> {
+    return (await ds.getPrefix(prefix)).kvs.map((kv) => kv.key);
+  }
+
+  it('registers the host: bird_ip and a live lease', async () => {
+    expect(await ds.get(birdIpKey('h1'))).toBe(h1.ip);
+    expect(await ds.get(hostAliveKey('h1'))).toMatch(/"since"/);
+  });
+
+  it('a container started with CALICO_IP has the address on eth0 before its first instruction, 100 times out of 100', async () => {
+    for (let i = 1; i <= 100; i++) {
+      const addr = `198.19.1.${i}`;
+      const r = await docker(['run', '--rm', '-e', `CALICO_IP=${addr}`, image, 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+      expect(r.code, `run ${i}: ${r.stderr}`).toBe(0);
+      expect(r.stdout, `run ${i}`).toContain(`inet ${addr}/32`);
+    }
+    // Every --rm container released its address.
+    await waitFor('addresses released', async () => (await keysUnder('/calico/ipam/v4/assignment/')).length === 0, 10_000);
+  });
+
+  it('IPv6: the address and a default route, 100 times out of 100', async () => {
+    for (let i = 1; i <= 100; i++) {
+      const addr = `fd00:198:19:1::${i.toString(16)}`;
+      const r = await docker(['run', '--rm', '-e', `CALICO_IP=${addr}`, image, 'sh', '-c', 'ip -6 -o addr show dev eth0 scope global; ip -6 route show default']);
+      expect(r.code, `run ${i}: ${r.stderr}`).toBe(0);
+      expect(r.stdout, `run ${i}`).toContain(`inet6 ${addr}/128`);
+      expect(r.stdout, `run ${i}`).toContain('default via fe80::ecee:eeff:feee:eeee dev eth0');
+    }
+  });
+
+  it.each([
+    ['not-an-ip', 'CALICO_IP="not-an-ip" is not an IPv4 or IPv6 address, nor "auto"'],
+    ['198.19.0.256', 'CALICO_IP="198.19.0.256" is not a valid IPv4 address'],
+    ['198.19.0.5/24', 'is a network, not an address'],
+    ['', 'CALICO_IP is empty'],
+  ])('CALICO_IP=%j is refused with a clear message and leaves nothing behind', async (value, message) => {
+    const before = (await docker(['ps', '-aq'])).stdout;
+    const r = await docker(['run', '-d', '-e', `CALICO_IP=${value}`, image, 'sleep', '100']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(message);
+    expect((await docker(['ps', '-aq'])).stdout).toBe(before);
+    expect(await keysUnder('/calico/ipam/')).toEqual([]);
+    expect(await keysUnder('/calico/host/h1/workload/')).toEqual([]);
+  });
+
+  it('a taken address and --net=host are refused, and the first holder keeps its address', async () => {
+    const a = await docker(['run', '-d', '-e', 'CALICO_IP=198.19.2.1', image, 'sleep', '300']);
+    expect(a.code, a.stderr).toBe(0);
+    const id = a.stdout.trim();
+    try {
+      const before = (await docker(['ps', '-aq'])).stdout;
+      const b = await docker(['run', '-d', '-e', 'CALICO_IP=198.19.2.1', image, 'sleep', '300']);
+      expect(b.code).not.toBe(0);
+      expect(b.stderr).toContain('CALICO_IP 198.19.2.1 is already in use by container');
+      const c = await docker(['run', '-d', '--net=host', '-e', 'CALICO_IP=198.19.2.2', image, 'sleep', '300']);
+      expect(c.code).not.toBe(0);
+      expect(c.stderr).toContain('CALICO_IP cannot be used with --net=host');
+      expect((await docker(['ps', '-aq'])).stdout).toBe(before);
+      expect(await ds.get(ipAssignmentKey('198.19.2.1'))).toContain(id);
+      expect(await ds.get(ipAssignmentKey('198.19.2.2'))).toBeUndefined();
+    } finally {
+      await docker(['rm', '-f', id]);
+    }
+  });
+
+  it('without CALICO_IP the request passes untouched', async () => {
+    const r = await docker(['run', '--rm', image, 'sh', '-c', 'ls /sys/class/net']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('lo');
+  });
+
+  it('inspect shows the address and MAC; the host reaches the container; restart keeps id, address and MAC', async () => {
+    const r = await docker(['run', '-d', '-e', 'CALICO_IP=198.19.3.1', image, 'sleep', '300']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    try {
+      const ip = (await docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}', id])).stdout.trim();
+      const [addr, mac] = ip.split(' ');
+      expect(addr).toBe('198.19.3.1');
+      expect(mac).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+      const ping = await h1.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.3.1']);
+      expect(ping.code, ping.stdout + ping.stderr).toBe(0);
+      const keys = await keysUnder(workloadPrefix('h1', id));
+      expect(keys.map((k) => k.split('/').pop()).sort()).toEqual(['addrs', 'mac', 'state']);
+
+      const rs = await docker(['restart', '-t', '1', id]);
+      expect(rs.code, rs.stderr).toBe(0);
+      const after = (await docker(['exec', id, 'sh', '-c', 'ip -4 -o addr show eth0; cat /sys/class/net/eth0/address'])).stdout;
+      expect(after).toContain('inet 198.19.3.1/32');
+      expect(after).toContain(mac);
+      expect(await keysUnder(workloadPrefix('h1', id))).toEqual(keys);
+      const ping2 = await h1.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.3.1']);
+      expect(ping2.code).toBe(0);
+    } finally {
+      await docker(['rm', '-f', id]);
+    }
+  });
+
+  it('stop marks the endpoint inactive; rm releases keys, memberships and the address', async () => {
+    const id = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.4.1', image, 'sleep', '300'])).stdout.trim();
+    const eid = (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).stdout.trim();
+    await ds.put(groupMemberKey('g1', eid), '');
+    const stateKey = `${workloadPrefix('h1', id)}endpoint/${eid}/state`;
+    expect(await ds.get(stateKey)).toBe('active');
+    await docker(['stop', '-t', '1', id]);
+    await waitFor('inactive', async () => (await ds.get(stateKey)) === 'inactive', 5_000);
+    await docker(['rm', id]);
+    await waitFor('released', async () => (await ds.get(ipAssignmentKey('198.19.4.1'))) === undefined, 5_000);
+    expect(await keysUnder(workloadPrefix('h1', id))).toEqual([]);
+    expect(await ds.get(groupMemberKey('g1', eid))).toBeUndefined();
+  });
+
+  it('containers killed and removed straight on dockerd are cleaned within 2 s', async () => {
+    const id = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.5.1', image, 'sleep', '300'])).stdout.trim();
+    const eid = (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).stdout.trim();
+    const stateKey = `${workloadPrefix('h1', id)}endpoint/${eid}/state`;
+    await dockerd.dockerOk(['kill', id]);
+    await waitFor('inactive after a direct kill', async () => (await ds.get(stateKey)) === 'inactive', 2_000);
+    await dockerd.dockerOk(['rm', id]);
+    await waitFor('released after a direct rm', async () => (await ds.get(ipAssignmentKey('198.19.5.1'))) === undefined, 2_000);
+    expect(await keysUnder(workloadPrefix('h1', id))).toEqual([]);
+  });
+
+  it('a restarted node heals what changed while it was down', async () => {
+    const keep = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.1', image, 'sleep', '300'])).stdout.trim();
+    const gone = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.2', image, 'sleep', '300'])).stdout.trim();
+    const keepEid = (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, keep])).stdout.trim();
+    await node!.stop();
+    // While the node is down: one workload loses its veth, the other is removed.
+    const hostIf = `cali${keepEid.replace(/-/g, '').slice(0, 11)}`;
+    await h1.execOk(['ip', 'link', 'del', hostIf]);
+    await dockerd.dockerOk(['rm', '-f', gone]);
+    node = startNode(h1, 'h1');
+    await waitReady(node, proxySock);
+    const ping = await h1.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.6.1']);
+    expect(ping.code, ping.stdout + ping.stderr).toBe(0);
+    expect(await ds.get(ipAssignmentKey('198.19.6.2'))).toBeUndefined();
+    expect(await keysUnder(workloadPrefix('h1', gone))).toEqual([]);
+    await docker(['rm', '-f', keep]);
+  });
+
+  it('refuses a second node with the same host name or the same address', async () => {
+    const h2 = await fabric.addHost('h2');
+    const dupName = startNode(h2, 'h1', ['--listen=unix://' + join(h2.dir, 'dup.sock')]);
+    await dupName.waitExit(20_000);
+    expect(dupName.running).toBe(false);
+    expect(dupName.log()).toContain('host name "h1" is already in use by a live node');
+    const dupIp = h2.spawn('dup-ip', [process.execPath, mainJs, '--hostname=h2', `--ip=${h1.ip}`, `--etcd=${etcd.endpoints}`, `--docker=${dockerd.host}`, `--listen=unix://${join(h2.dir, 'dup2.sock')}`]);
+    await dupIp.waitExit(20_000);
+    expect(dupIp.log()).toContain(`address ${h1.ip} is already used by live host "h1"`);
+  });
+});
