@@ -21,7 +21,7 @@ export interface DockerdOptions {
 export class Dockerd {
   private constructor(
     readonly dir: string,
-    readonly process: ManagedProcess,
+    public process: ManagedProcess,
     private readonly opts: DockerdOptions,
     private readonly ownsDir: boolean,
   ) {}
@@ -59,20 +59,35 @@ export class Dockerd {
     const proc = new ManagedProcess({ name: 'dockerd', argv, logFile: join(dir, 'dockerd.log') });
     const d = new Dockerd(dir, proc, opts, ownsDir);
     try {
-      await waitFor(
-        `dockerd at ${d.host}`,
-        async () => {
-          if (!proc.running) throw new Error('exited');
-          return (await d.docker(['version', '--format', '{{.Server.Version}}'])).code === 0;
-        },
-        60_000,
-        () => proc.log().slice(-3000),
-      );
+      await d.waitReady();
     } catch (e) {
       await d.stop();
       throw e;
     }
     return d;
+  }
+
+  private async waitReady(): Promise<void> {
+    const proc = this.process;
+    await waitFor(
+      `dockerd at ${this.host}`,
+      async () => {
+        if (!proc.running) throw new Error('exited');
+        return (await this.docker(['version', '--format', '{{.Server.Version}}'])).code === 0;
+      },
+      60_000,
+      () => proc.log().slice(-3000),
+    );
+  }
+
+  /**
+   * Stops dockerd (its containers stop with it) and starts it again on the same data, as a
+   * daemon upgrade or crash would; containers with a restart policy come back on their own.
+   */
+  async restart(): Promise<void> {
+    await this.process.stop(20_000);
+    this.process = new ManagedProcess({ name: 'dockerd', argv: this.process.opts.argv, logFile: this.process.opts.logFile });
+    await this.waitReady();
   }
 
   /** Runs the real docker CLI against this daemon. */

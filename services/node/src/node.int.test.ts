@@ -225,6 +225,33 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     await docker(['rm', '-f', keep]);
   });
 
+  it('a container restarted by its restart policy comes back with the same address and MAC', async () => {
+    // It exits once (the marker file is in its own filesystem, kept across restarts).
+    const id = (
+      await docker(['run', '-d', '--restart=on-failure', '-e', 'CALICO_IP=198.19.7.1', image, 'sh', '-c', 'if [ -e /ran ]; then exec sleep 300; fi; touch /ran; exit 1'])
+    ).stdout.trim();
+    try {
+      await waitFor('the policy restart', async () => (await docker(['inspect', '-f', '{{.RestartCount}} {{.State.Running}}', id])).stdout.trim() === '1 true', 15_000);
+      await waitFor('the address back after the policy restart', async () => (await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', '198.19.7.1'])).code === 0, 10_000);
+      const eth0 = (await docker(['exec', id, 'ip', '-4', '-o', 'addr', 'show', 'eth0'])).stdout;
+      expect(eth0).toContain('inet 198.19.7.1/32');
+    } finally {
+      await docker(['rm', '-f', id]);
+    }
+  });
+
+  it('after dockerd restarts, always-restart containers come back networked and the events stream resumes', async () => {
+    const id = (await docker(['run', '-d', '--restart=always', '-e', 'CALICO_IP=198.19.8.1', image, 'sleep', '300'])).stdout.trim();
+    const mac = (await docker(['inspect', '-f', '{{.NetworkSettings.MacAddress}}', id])).stdout.trim();
+    await dockerd.restart();
+    await waitFor('the container back after the dockerd restart', async () => (await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', '198.19.8.1'])).code === 0, 20_000);
+    const after = (await docker(['exec', id, 'cat', '/sys/class/net/eth0/address'])).stdout.trim();
+    expect(after).toBe(mac);
+    // The events stream was reopened: a direct rm is still seen.
+    await dockerd.dockerOk(['rm', '-f', id]);
+    await waitFor('released after the dockerd restart', async () => (await ds.get(ipAssignmentKey('198.19.8.1'))) === undefined, 5_000);
+  });
+
   it('refuses a second node with the same host name or the same address', async () => {
     const h2 = await fabric.addHost('h2');
     const dupName = startNode(h2, 'h1', ['--listen=unix://' + join(h2.dir, 'dup.sock')]);

@@ -3,10 +3,17 @@ import { mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { Dockerd, ensureBusyboxImage, exec, requireRoot, type ExecResult } from '@calico/testkit';
+import Docker from 'dockerode';
+import { Dockerd, Etcd, ensureBusyboxImage, exec, requireRoot, type ExecResult } from '@calico/testkit';
+import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
 import { createLogger } from '@calico/log';
 import { DockerProxy } from './server.js';
 import { parseDockerHost } from './upstream.js';
+import { nodeInterceptors } from './intercepts.js';
+import { Workloads } from '../workloads.js';
+import { Plumber } from '../plumber/plumber.js';
+import { EndpointStore } from '../etcd/endpoints.js';
+import { AddressRegistry } from '../etcd/addresses.js';
 
 /**
  * The docker CLI must not be able to tell the proxy from dockerd: every command runs twice,
@@ -14,6 +21,8 @@ import { parseDockerHost } from './upstream.js';
  */
 describe('Docker API pass-through with the real docker CLI', () => {
   let dockerd: Dockerd;
+  let etcd: Etcd;
+  let ds: Datastore;
   let proxy: DockerProxy;
   let image: string;
   let viaProxy: string;
@@ -23,9 +32,17 @@ describe('Docker API pass-through with the real docker CLI', () => {
     requireRoot();
     dockerd = await Dockerd.start();
     image = await ensureBusyboxImage(dockerd.host);
+    // The node's own interceptors are in place: requests without CALICO_IP must still be
+    // indistinguishable from dockerd's answers.
+    etcd = await Etcd.start();
+    ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
+    const logger = createLogger({ name: 'proxy-test', level: 'warn' });
+    const addresses = new AddressRegistry(ds);
+    const workloads = new Workloads('pt-host', new Docker({ socketPath: dockerd.socketPath }), new Plumber(logger), new EndpointStore(ds, 'pt-host'), addresses, logger);
     proxy = new DockerProxy({
       upstream: parseDockerHost(dockerd.host),
-      logger: createLogger({ name: 'proxy-test', level: 'warn' }),
+      logger,
+      interceptors: nodeInterceptors({ host: 'pt-host', waitBinary: '/bin/busybox', addresses, workloads, logger }),
     });
     await proxy.listen(['127.0.0.1:0']);
     viaProxy = `tcp://127.0.0.1:${proxy.port}`;
@@ -33,6 +50,8 @@ describe('Docker API pass-through with the real docker CLI', () => {
   });
   afterAll(async () => {
     await proxy?.close();
+    ds?.close();
+    await etcd?.stop();
     await dockerd?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -177,6 +196,42 @@ describe('Docker API pass-through with the real docker CLI', () => {
     const r = await proxied(['run', '--rm', '--net', 'none', 'calico-pt-build:1', 'cat', '/hello.txt']);
     expect(r.stdout).toBe('hello from the build context\n');
     await direct(['rmi', 'calico-pt-build:1']);
+  });
+
+  it('stats streams, and pull fails exactly as dockerd says (no registry here)', async () => {
+    const id = (await direct(['run', '-d', '--net', 'none', image, 'sleep', '300'])).stdout.trim();
+    try {
+      const st = await proxied(['stats', '--no-stream', '--format', '{{.ID}}', id]);
+      expect(st.code, st.stderr).toBe(0);
+      expect(st.stdout.trim()).toBe(id.slice(0, 12));
+      const [a, b] = await both(['pull', 'calico-no-such-image-anywhere:1']);
+      expect(b.code).toBe(a.code);
+      expect(b.code).not.toBe(0);
+    } finally {
+      await direct(['rm', '-f', id]);
+    }
+  });
+
+  it('keeps connections alive and never adds Connection: close', async () => {
+    const { request, Agent } = await import('node:http');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ status: number; connection: string | undefined; port: number | undefined }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: proxy.port, path: '/_ping', agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, port: req.socket?.localPort }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const first = await get();
+    const second = await get();
+    agent.destroy();
+    expect(first.status).toBe(200);
+    expect(first.connection).not.toBe('close');
+    expect(second.connection).not.toBe('close');
+    // Same local port: the second request went over the same kept-alive connection.
+    expect(second.port).toBe(first.port);
   });
 
   it('run -t allocates a terminal through the proxy', async () => {
