@@ -33,6 +33,10 @@ export class Workloads {
   private readonly locks = new Map<string, Promise<unknown>>();
   /** container id → pid we last plumbed, so a repeated start event costs nothing. */
   private readonly plumbedPid = new Map<string, number>();
+  /** Full container id → labels, for containers known to be ours (saves an inspect on start). */
+  private readonly known = new Map<string, WorkloadLabels>();
+  /** Reservations already moved from "pending" to their container. */
+  private readonly confirmed = new Set<string>();
 
   constructor(
     private readonly host: string,
@@ -42,6 +46,16 @@ export class Workloads {
     private readonly addresses: AddressRegistry,
     private readonly logger: Logger,
   ) {}
+
+  /** Called by the proxy once dockerd has created one of our containers. */
+  remember(containerId: string, w: WorkloadLabels, reservationConfirmed: boolean): void {
+    this.known.set(containerId, w);
+    if (reservationConfirmed) this.confirmed.add(containerId);
+  }
+
+  knownLabels(containerId: string): WorkloadLabels | undefined {
+    return this.known.get(containerId);
+  }
 
   owns(labels: Record<string, string> | undefined | null): boolean {
     return workloadLabels(labels, this.host) !== null;
@@ -76,10 +90,25 @@ export class Workloads {
       }
       const pid = info.State.Pid;
       const fresh = this.plumbedPid.get(id) === pid && (await this.plumber.isPlumbed(w.endpointId));
+      this.known.set(id, w);
       if (!fresh || opts.force) {
-        await this.plumber.plumb({ endpointId: w.endpointId, pid, addrs: w.addrs, mac: w.mac });
+        const t0 = performance.now();
+        let tPlumbed = t0;
+        let tRecorded = t0;
+        // The kernel and etcd are independent here: do both at once. If plumbing fails the
+        // caller marks the endpoint inactive again.
+        await Promise.all([
+          this.plumber.plumb({ endpointId: w.endpointId, pid, addrs: w.addrs, mac: w.mac }).then(() => (tPlumbed = performance.now())),
+          (async () => {
+            await this.ensureReservation(id, w);
+            await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active' });
+            tRecorded = performance.now();
+          })(),
+        ]);
         this.plumbedPid.set(id, pid);
-        this.logger.info({ container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid }, 'workload networked; recording its endpoint as active');
+        const ms = { plumb: +(tPlumbed - t0).toFixed(1), etcd: +(tRecorded - t0).toFixed(1) };
+        this.logger.info({ container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid, ms }, 'workload networked and its endpoint recorded as active');
+        return true;
       }
       await this.ensureReservation(id, w);
       await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active' });
@@ -91,6 +120,11 @@ export class Workloads {
   stopped(containerId: string, labels: Record<string, string> | undefined): Promise<void> {
     const w = workloadLabels(labels, this.host);
     if (!w) return Promise.resolve();
+    return this.serial(containerId, () => this.markStopped(containerId, w));
+  }
+
+  /** Marks one of our containers stopped given its labels (after a failed start). */
+  markStoppedKnown(containerId: string, w: WorkloadLabels): Promise<void> {
     return this.serial(containerId, () => this.markStopped(containerId, w));
   }
 
@@ -111,6 +145,8 @@ export class Workloads {
   /** Releases what a gone container held; used by remove events and by the reconcile. */
   async release(containerId: string, endpointId: string, addrs: string[]): Promise<void> {
     this.plumbedPid.delete(containerId);
+    this.known.delete(containerId);
+    this.confirmed.delete(containerId);
     await this.plumber.unplumb(endpointId);
     await this.endpoints.remove(containerId);
     const groups = await this.endpoints.dropMemberships(endpointId);
@@ -122,12 +158,14 @@ export class Workloads {
 
   /** A reservation still marked pending (the node died between create and confirm) is completed. */
   private async ensureReservation(containerId: string, w: WorkloadLabels): Promise<void> {
+    if (this.confirmed.has(containerId)) return;
     for (const a of w.addrs) {
       const h = await this.addresses.holder(a);
       if (h && h.host === this.host && h.endpointId === w.endpointId && h.containerId !== containerId) {
         await this.addresses.transfer(a, encodeIpAssignment(h), { host: this.host, containerId, endpointId: w.endpointId });
       }
     }
+    this.confirmed.add(containerId);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { writeFile, readdir, access } from 'node:fs/promises';
+import { readdir, access } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import type { Logger } from '@calico/log';
 import { isIP } from '@calico/keyspace';
@@ -17,6 +17,55 @@ export class PlumbError extends Error {
     super(message, options);
     this.name = 'PlumbError';
   }
+}
+
+/**
+ * The whole plumbing of one workload as one shell script, so that it costs the node a single
+ * process spawn: the veth (its container side created straight in the container's netns as
+ * eth0), the host side's sysctls (proxy ARP without delay, forwarding, strict reverse-path
+ * filter; for IPv6 proxy NDP, no DAD, no RAs), the host routes, then inside the container the
+ * addresses, link and default routes, the routes last because the wait program starts the
+ * workload as soon as they exist. Every value in it is validated, nothing is quoted in.
+ */
+export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
+  const hostIf = hostIfName(spec.endpointId);
+  if (!Number.isInteger(spec.pid) || spec.pid <= 0) throw new PlumbError(`bad pid ${spec.pid}`);
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(spec.mac)) throw new PlumbError(`bad MAC ${spec.mac}`);
+  for (const a of spec.addrs) if (isIP(a) === 0 || !/^[0-9a-f.:]+$/.test(a)) throw new PlumbError(`bad address ${a}`);
+  const v4 = spec.addrs.filter((a) => isIP(a) === 4);
+  const v6 = spec.addrs.filter((a) => isIP(a) === 6);
+  const sys = (path: string, v: string) => `echo ${v} > ${procSys}/${path}`;
+  const host = [`link set ${hostIf} up`, ...v4.map((a) => `route replace ${a}/32 dev ${hostIf}`), ...v6.map((a) => `route replace ${a}/128 dev ${hostIf}`)];
+  const inside = [
+    ...v4.map((a) => `addr add ${a}/32 dev eth0`),
+    ...v6.map((a) => `addr add ${a}/128 dev eth0 nodad`),
+    'link set eth0 up',
+    ...(v4.length ? ['route add default dev eth0'] : []),
+    ...(v6.length ? [`route add ::/0 via ${HOST_IF_LINK_LOCAL} dev eth0`] : []),
+  ];
+  // Docker turns IPv6 off in a --net=none container; an IPv6 workload needs it on.
+  const insidePre = v6.length ? 'echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ' : '';
+  return [
+    'set -e',
+    // A leftover host side (a previous run of this container, a failed attempt) goes first.
+    `ip link del ${hostIf} 2>/dev/null || true`,
+    `ip link add ${hostIf} address ${HOST_IF_MAC} type veth peer name eth0 address ${spec.mac} netns ${spec.pid}`,
+    sys(`net/ipv4/conf/${hostIf}/proxy_arp`, '1'),
+    sys(`net/ipv4/neigh/${hostIf}/proxy_delay`, '0'),
+    sys(`net/ipv4/conf/${hostIf}/forwarding`, '1'),
+    sys(`net/ipv4/conf/${hostIf}/rp_filter`, '1'),
+    ...(v6.length
+      ? [
+          sys(`net/ipv6/conf/${hostIf}/disable_ipv6`, '0'),
+          sys(`net/ipv6/conf/${hostIf}/accept_dad`, '0'),
+          sys(`net/ipv6/conf/${hostIf}/proxy_ndp`, '1'),
+          sys(`net/ipv6/conf/${hostIf}/forwarding`, '1'),
+          sys(`net/ipv6/conf/${hostIf}/accept_ra`, '0'),
+        ]
+      : []),
+    `printf '${host.join('\\n')}\\n' | ip -batch -`,
+    `printf '${inside.join('\\n')}\\n' | nsenter --net=/proc/${spec.pid}/ns/net sh -c '${insidePre}exec ip -batch -'`,
+  ].join('\n');
 }
 
 /** Runs a command, feeding stdin; rejects with its stderr on failure. */
@@ -49,56 +98,14 @@ export class Plumber {
 
   async plumb(spec: PlumbSpec): Promise<{ hostIf: string }> {
     const hostIf = hostIfName(spec.endpointId);
-    const v4 = spec.addrs.filter((a) => isIP(a) === 4);
-    const v6 = spec.addrs.filter((a) => isIP(a) === 6);
-    // A leftover host side (a previous run of this container, or a failed attempt) goes first.
-    await this.removeHostIf(hostIf);
     try {
-      await run(['ip', 'link', 'add', hostIf, 'address', HOST_IF_MAC, 'type', 'veth', 'peer', 'name', 'eth0', 'address', spec.mac, 'netns', String(spec.pid)]);
-      await this.hostSysctls(hostIf, v6.length > 0);
-      const host = [`link set ${hostIf} up`, ...v4.map((a) => `route replace ${a}/32 dev ${hostIf}`), ...v6.map((a) => `route replace ${a}/128 dev ${hostIf}`)];
-      await run(['ip', '-batch', '-'], `${host.join('\n')}\n`);
-      // Inside the container: addresses, link up, then the default routes last, since the
-      // wait program starts the workload as soon as they exist.
-      const inside = [
-        ...v4.map((a) => `addr add ${a}/32 dev eth0`),
-        ...v6.map((a) => `addr add ${a}/128 dev eth0 nodad`),
-        'link set eth0 up',
-        ...(v4.length ? ['route add default dev eth0'] : []),
-        ...(v6.length ? [`route add ::/0 via ${HOST_IF_LINK_LOCAL} dev eth0`] : []),
-      ];
-      const script = [
-        // Docker turns IPv6 off in a --net=none container; an IPv6 workload needs it on.
-        ...(v6.length ? ['echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6', 'echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6'] : []),
-        'exec ip -batch -',
-      ].join('; ');
-      await run(['nsenter', `--net=/proc/${spec.pid}/ns/net`, 'sh', '-c', script], `${inside.join('\n')}\n`);
+      await run(['sh', '-c', plumbScript(spec, this.procSys)]);
     } catch (e) {
-      await this.removeHostIf(hostIf);
+      await this.removeHostIf(hostIf).catch(() => undefined);
       throw e instanceof PlumbError ? e : new PlumbError(String(e), { cause: e });
     }
     this.logger.debug({ endpoint: spec.endpointId, hostIf, pid: spec.pid, addrs: spec.addrs }, 'workload plumbed');
     return { hostIf };
-  }
-
-  private async hostSysctls(hostIf: string, v6: boolean): Promise<void> {
-    const w = (path: string, v: string) => writeFile(`${this.procSys}/${path}`, v);
-    await Promise.all([
-      w(`net/ipv4/conf/${hostIf}/proxy_arp`, '1'),
-      w(`net/ipv4/neigh/${hostIf}/proxy_delay`, '0'),
-      w(`net/ipv4/conf/${hostIf}/forwarding`, '1'),
-      // Strict reverse-path check: the container may only send from addresses routed to it.
-      w(`net/ipv4/conf/${hostIf}/rp_filter`, '1'),
-    ]);
-    if (v6) {
-      await w(`net/ipv6/conf/${hostIf}/disable_ipv6`, '0');
-      await Promise.all([
-        w(`net/ipv6/conf/${hostIf}/accept_dad`, '0'),
-        w(`net/ipv6/conf/${hostIf}/proxy_ndp`, '1'),
-        w(`net/ipv6/conf/${hostIf}/forwarding`, '1'),
-        w(`net/ipv6/conf/${hostIf}/accept_ra`, '0'),
-      ]);
-    }
   }
 
   /** Whether the endpoint's host side exists (the container side goes with it). */

@@ -4,6 +4,7 @@ import type { Interceptor, InterceptContext, UpstreamResponse } from './server.j
 import { ProxyError } from './errors.js';
 import { calicoIpFromEnv } from '../workload/calicoIp.js';
 import {
+  LABELS,
   checkNetworkMode,
   effectiveCommand,
   imageOf,
@@ -17,7 +18,7 @@ import {
 import { randomMac } from '../plumber/names.js';
 import { PENDING_CONTAINER, type AddressRegistry } from '../etcd/addresses.js';
 import { workloadLabels, type Workloads } from '../workloads.js';
-import { LosslessNumber, parse, stringify } from 'lossless-json';
+import { parse, stringify } from 'lossless-json';
 
 export interface InterceptDeps {
   host: string;
@@ -44,6 +45,7 @@ function createInterceptor(d: InterceptDeps): Interceptor {
     method: 'POST',
     path: new RegExp(`${V}/containers/create$`),
     async handle(ctx: InterceptContext) {
+      const t0 = performance.now();
       const raw = await ctx.body();
       const parsed = parseCreateBody(raw);
       // Not ours to judge: dockerd answers malformed bodies in its own words.
@@ -94,6 +96,7 @@ function createInterceptor(d: InterceptDeps): Interceptor {
       }
       const family = want.value.family;
       const mac = randomMac(randomBytes);
+      const tReserved = performance.now();
       try {
         const rewritten = rewriteCreate(doc, {
           hostname: d.host,
@@ -105,16 +108,24 @@ function createInterceptor(d: InterceptDeps): Interceptor {
           command,
         });
         const res = await ctx.forward(serialize(rewritten));
+        const tCreated = performance.now();
         const id = (json(res) as { Id?: string } | undefined)?.Id;
         if (res.status !== 201 || !id) {
           await d.addresses.release(addr, held);
           d.logger.info({ addr, status: res.status }, 'dockerd refused the create; address released');
           return ctx.reply(res);
         }
-        if (!(await d.addresses.transfer(addr, held, { host: d.host, containerId: id, endpointId }))) {
-          d.logger.warn({ addr, container: id.slice(0, 12) }, 'address reservation changed under us; start will repair it');
-        }
-        d.logger.info({ container: id.slice(0, 12), endpoint: endpointId, addr, mac }, 'container created with a Calico address; it is networked when it starts');
+        // Recording the container id on the reservation need not delay the answer: it is
+        // queued on the container, so the start (which waits its turn) sees it done.
+        d.workloads.remember(id, { endpointId, addrs: [addr], mac }, false);
+        void d.workloads
+          .serial(id, async () => {
+            if (await d.addresses.transfer(addr, held, { host: d.host, containerId: id, endpointId })) d.workloads.remember(id, { endpointId, addrs: [addr], mac }, true);
+            else d.logger.warn({ addr, container: id.slice(0, 12) }, 'address reservation changed under us; start will repair it');
+          })
+          .catch((e: unknown) => d.logger.warn({ addr, container: id.slice(0, 12), err: String(e) }, 'could not record the container on its reservation yet; start will repair it'));
+        const ms = { reserve: +(tReserved - t0).toFixed(1), dockerd: +(tCreated - tReserved).toFixed(1), total: +(performance.now() - t0).toFixed(1) };
+        d.logger.info({ container: id.slice(0, 12), endpoint: endpointId, addr, mac, ms }, 'container created with a Calico address; it is networked when it starts');
         ctx.reply(res);
       } catch (e) {
         await d.addresses.release(addr, held).catch(() => undefined);
@@ -145,20 +156,28 @@ function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interc
     path: new RegExp(`${V}/containers/([^/]+)/${action}$`),
     async handle(ctx: InterceptContext) {
       const id = decodeURIComponent(ctx.match[2]!);
-      const info = await ctx.call('GET', `/containers/${encodeURIComponent(id)}/json`);
-      const labels = (json(info) as { Config?: { Labels?: Record<string, string> } } | undefined)?.Config?.Labels;
-      if (info.status !== 200 || !workloadLabels(labels, d.host)) return ctx.passThrough();
-      const full = (json(info) as { Id: string }).Id;
+      let full = id;
+      if (!d.workloads.knownLabels(id)) {
+        const info = await ctx.call('GET', `/containers/${encodeURIComponent(id)}/json`);
+        const labels = (json(info) as { Config?: { Labels?: Record<string, string> } } | undefined)?.Config?.Labels;
+        if (info.status !== 200 || !workloadLabels(labels, d.host)) return ctx.passThrough();
+        full = (json(info) as { Id: string }).Id;
+        d.workloads.remember(full, workloadLabels(labels, d.host)!, false);
+      }
+      const known = d.workloads.knownLabels(full);
       const raw = await ctx.body();
       if (action === 'start') checkStartBody(raw);
+      const t0 = performance.now();
       const res = await ctx.forward(raw);
       if (res.status !== 204 && res.status !== 304) return ctx.reply(res);
+      const tStarted = performance.now();
       try {
         await d.workloads.ensureRunning(full);
+        d.logger.debug({ container: full.slice(0, 12), ms: { dockerd: +(tStarted - t0).toFixed(1), network: +(performance.now() - tStarted).toFixed(1) } }, `${action} held until the network was ready`);
       } catch (e) {
         d.logger.error({ container: full.slice(0, 12), err: String(e) }, 'networking failed; stopping the container (not deleting it)');
         await ctx.call('POST', `/containers/${full}/kill`).catch(() => undefined);
-        await d.workloads.stopped(full, labels).catch(() => undefined);
+        if (known) await d.workloads.markStoppedKnown(full, known).catch(() => undefined);
         throw new ProxyError('INTERNAL', `calico: container ${full.slice(0, 12)} was stopped because its network could not be set up: ${(e as Error).message}`);
       }
       ctx.reply(res);
@@ -174,10 +193,14 @@ function inspectInterceptor(d: InterceptDeps): Interceptor {
     path: new RegExp(`${V}/containers/([^/]+)/json$`),
     async handle(ctx: InterceptContext) {
       const res = await ctx.forward(Buffer.alloc(0));
-      if (res.status !== 200) return ctx.reply(res);
+      const text = res.status === 200 ? res.body.toString('utf8') : '';
+      // Most inspects are of containers that are not ours: answer those without parsing.
+      if (!text.includes(d.host) || !text.includes(LABELS.host)) return ctx.reply(res);
       let doc: JsonObject;
       try {
-        doc = parse(res.body.toString('utf8')) as JsonObject;
+        // Native JSON is much faster; the lossless parser is needed only when an integer
+        // could lose precision (16 digits or more).
+        doc = (/[0-9]{16}/.test(text) ? parse(text) : JSON.parse(text)) as JsonObject;
       } catch {
         return ctx.reply(res);
       }
@@ -187,8 +210,8 @@ function inspectInterceptor(d: InterceptDeps): Interceptor {
       const ns = { ...((doc.NetworkSettings as JsonObject | undefined) ?? {}) };
       const v4 = w.addrs.find((a) => !a.includes(':'));
       const v6 = w.addrs.find((a) => a.includes(':'));
-      if (v4) Object.assign(ns, { IPAddress: v4, IPPrefixLen: new LosslessNumber('32') });
-      if (v6) Object.assign(ns, { GlobalIPv6Address: v6, GlobalIPv6PrefixLen: new LosslessNumber('128') });
+      if (v4) Object.assign(ns, { IPAddress: v4, IPPrefixLen: 32 });
+      if (v6) Object.assign(ns, { GlobalIPv6Address: v6, GlobalIPv6PrefixLen: 128 });
       ns.MacAddress = w.mac;
       doc.NetworkSettings = ns;
       ctx.reply(res, Buffer.from(stringify(doc) ?? ''));

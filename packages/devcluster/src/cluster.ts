@@ -1,0 +1,141 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
+import {
+  Cleanup,
+  Dockerd,
+  Etcd,
+  Fabric,
+  ensureBusyboxImage,
+  waitFor,
+  type ExecResult,
+  type ManagedProcess,
+  type NamespaceHost,
+} from '@calico/testkit';
+
+const require = createRequire(import.meta.url);
+
+/** dist/main.js of @calico/node, wherever the workspace put it. */
+export function nodeMainJs(): string {
+  return join(dirname(require.resolve('@calico/node/package.json')), 'dist', 'main.js');
+}
+
+export interface DevClusterOptions {
+  /** Host names, e.g. ["h1", "h2"]: each becomes a namespace host running calico-node. */
+  hosts: string[];
+  logLevel?: string;
+  leaseTtlSeconds?: number;
+}
+
+export interface DevHost {
+  name: string;
+  ns: NamespaceHost;
+  /** The node's Docker API proxy as a unix socket reachable from the root namespace. */
+  proxySocket: string;
+  node: ManagedProcess | undefined;
+  /** The docker CLI through this host's proxy. */
+  docker(args: readonly string[], input?: string): Promise<ExecResult>;
+}
+
+/**
+ * dockerd (shared by all hosts, as several Docker hosts' daemons would be), etcd on the
+ * fabric (198.18.0.1), and one namespace host per name with calico-node listening on its
+ * own proxy socket. stop() removes all of it.
+ */
+export class DevCluster {
+  readonly hosts = new Map<string, DevHost>();
+  private readonly cleanup = new Cleanup();
+  dockerd!: Dockerd;
+  etcd!: Etcd;
+  fabric!: Fabric;
+  ds!: Datastore;
+  image!: string;
+
+  private constructor(private readonly opts: DevClusterOptions) {}
+
+  static async start(opts: DevClusterOptions): Promise<DevCluster> {
+    const c = new DevCluster(opts);
+    try {
+      await c.boot();
+    } catch (e) {
+      await c.stop().catch(() => undefined);
+      throw e;
+    }
+    return c;
+  }
+
+  private async boot(): Promise<void> {
+    this.dockerd = await Dockerd.start();
+    this.cleanup.defer('dockerd', () => this.dockerd.stop());
+    this.image = await ensureBusyboxImage(this.dockerd.host);
+    this.fabric = await Fabric.create();
+    this.cleanup.defer('fabric', () => this.fabric.destroy());
+    const rootIp = await this.fabric.linkRoot();
+    this.etcd = await Etcd.start({ listenIp: rootIp });
+    this.cleanup.defer('etcd', () => this.etcd.stop());
+    this.ds = new Datastore(resolveDatastoreConfig({ etcd: this.etcd.endpoints, env: {} }));
+    this.cleanup.defer('datastore client', () => this.ds.close());
+    for (const name of this.opts.hosts) {
+      const ns = await this.fabric.addHost(name);
+      const proxySocket = join(ns.dir, 'docker-proxy.sock');
+      const h: DevHost = {
+        name,
+        ns,
+        proxySocket,
+        node: undefined,
+        docker: (args, input) => this.dockerd.docker(args, { host: `unix://${proxySocket}`, input }),
+      };
+      this.hosts.set(name, h);
+      await this.startNode(name);
+    }
+  }
+
+  host(name: string): DevHost {
+    const h = this.hosts.get(name);
+    if (!h) throw new Error(`no host ${name} in this cluster`);
+    return h;
+  }
+
+  /** Starts (or restarts) calico-node in the host and waits until its proxy answers. */
+  async startNode(name: string): Promise<ManagedProcess> {
+    const h = this.host(name);
+    const p = h.ns.spawn(`calico-node`, [
+      process.execPath,
+      nodeMainJs(),
+      `--hostname=${name}`,
+      `--ip=${h.ns.ip}`,
+      `--etcd=${this.etcd.endpoints}`,
+      `--docker=${this.dockerd.host}`,
+      `--listen=unix://${h.proxySocket}`,
+      '--listen=127.0.0.1:2375',
+      `--lease-ttl=${this.opts.leaseTtlSeconds ?? 5}`,
+      `--log-level=${this.opts.logLevel ?? 'info'}`,
+    ]);
+    h.node = p;
+    await waitFor(
+      `calico-node on ${name} to be ready`,
+      async () => {
+        if (!p.running) throw new Error('exited');
+        // The proxy listens only after registration and reconcile: answering means ready.
+        return (await h.docker(['version', '--format', '{{.Server.Version}}'])).code === 0;
+      },
+      30_000,
+      () => p.log().slice(-4000),
+    );
+    return p;
+  }
+
+  async stopNode(name: string): Promise<void> {
+    await this.host(name).node?.stop();
+  }
+
+  /** Kernel state of every host and the /calico keyspace, for a failure to explain itself. */
+  async dump(): Promise<string> {
+    const keys = await this.etcd.etcdctl(['get', '--prefix', '/calico']).catch((e: unknown) => `etcdctl failed: ${String(e)}`);
+    return `${await this.fabric.dump()}\n===== /calico =====\n${keys}\n===== dockerd log =====\n${this.dockerd.logs().slice(-5000)}`;
+  }
+
+  async stop(): Promise<void> {
+    await this.cleanup.run();
+  }
+}

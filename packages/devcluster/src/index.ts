@@ -1,0 +1,2 @@
+export { DevCluster } from './cluster.js';
+export type { DevClusterOptions, DevHost } from './cluster.js';
