@@ -8,7 +8,7 @@ import { fmtMs, median, percentile, ratio, row, timed } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
 const CALLS = Number(process.env.BENCH_CALLS ?? 1000);
-const CLI_CALLS = Number(process.env.BENCH_CLI_CALLS ?? 100);
+const CLI_CALLS = Number(process.env.BENCH_CLI_CALLS ?? 1000);
 const LOG_MB = Number(process.env.BENCH_LOG_MB ?? 100);
 
 function httpGet(agent: Agent, socketPath: string, path: string): Promise<number> {

@@ -13,7 +13,7 @@ import {
   type NamespaceHost,
 } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
-import { ipAssignmentKey, workloadPrefix, groupMemberKey, hostAliveKey, birdIpKey } from '@calico/keyspace';
+import { ipAssignmentKey, ipPoolKey, workloadPrefix, groupMemberKey, hostAliveKey, birdIpKey } from '@calico/keyspace';
 import { LABELS } from './workload/createRequest.js';
 
 const mainJs = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'dist', 'main.js');
@@ -149,6 +149,60 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     }
   });
 
+  it('CALICO_IP=auto takes the lowest free address of a pool, and says so when there is none', async () => {
+    const none = await docker(['run', '-d', '-e', 'CALICO_IP=auto', image, 'sleep', '300']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('CALICO_IP=auto needs an IPv4 address pool, and there is none');
+    await ds.put(ipPoolKey('198.19.200.0/30'), JSON.stringify({ cidr: '198.19.200.0/30' }));
+    try {
+      const a = (await docker(['run', '-d', '-e', 'CALICO_IP=auto', image, 'sleep', '300'])).stdout.trim();
+      const b = (await docker(['run', '-d', '-e', 'CALICO_IP=auto', image, 'sleep', '300'])).stdout.trim();
+      const full = await docker(['run', '-d', '-e', 'CALICO_IP=auto', image, 'sleep', '300']);
+      expect((await docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', a])).stdout.trim()).toBe('198.19.200.1');
+      expect((await docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', b])).stdout.trim()).toBe('198.19.200.2');
+      expect(full.code).not.toBe(0);
+      expect(full.stderr).toContain('every IPv4 pool is full (198.19.200.0/30)');
+      await docker(['rm', '-f', a, b]);
+    } finally {
+      await ds.delete(ipPoolKey('198.19.200.0/30'));
+    }
+  });
+
+  it('a create that dockerd rejects releases the reservation', async () => {
+    const before = (await docker(['ps', '-aq'])).stdout;
+    const r = await docker(['run', '-d', '--memory=1k', '-e', 'CALICO_IP=198.19.9.9', image, 'sleep', '300']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/[Mm]inimum memory limit/);
+    expect((await docker(['ps', '-aq'])).stdout).toBe(before);
+    expect(await ds.get(ipAssignmentKey('198.19.9.9'))).toBeUndefined();
+  });
+
+  it('a missing image gets dockerd\'s own answer and no reservation', async () => {
+    const r = await docker(['run', '-d', '--pull=never', '-e', 'CALICO_IP=198.19.9.10', 'calico-missing:1', 'true']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('No such image: calico-missing:1');
+    expect(await ds.get(ipAssignmentKey('198.19.9.10'))).toBeUndefined();
+  });
+
+  it('versioned and unversioned API paths are both intercepted', async () => {
+    const { request } = await import('node:http');
+    const call = (path: string, body: unknown) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request({ socketPath: proxySock, path, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+    for (const path of ['/containers/create', '/v1.41/containers/create']) {
+      const r = await call(path, { Image: image, Cmd: ['true'], Env: ['CALICO_IP=nope'] });
+      expect(r.status, path).toBe(400);
+      expect(JSON.parse(r.body)).toEqual({ message: 'CALICO_IP="nope" is not an IPv4 or IPv6 address, nor "auto"' });
+    }
+  });
+
   it('without CALICO_IP the request passes untouched', async () => {
     const r = await docker(['run', '--rm', image, 'sh', '-c', 'ls /sys/class/net']);
     expect(r.code, r.stderr).toBe(0);
@@ -250,6 +304,27 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     // The events stream was reopened: a direct rm is still seen.
     await dockerd.dockerOk(['rm', '-f', id]);
     await waitFor('released after the dockerd restart', async () => (await ds.get(ipAssignmentKey('198.19.8.1'))) === undefined, 5_000);
+  });
+
+  it('a second node sharing the dockerd manages only its own containers', async () => {
+    const h3 = await fabric.addHost('h3');
+    const n3 = startNode(h3, 'h3');
+    const sock3 = join(h3.dir, 'h3.sock');
+    await waitReady(n3, sock3);
+    const mine = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.10.1', image, 'sleep', '300'])).stdout.trim();
+    const theirs = (await dockerd.docker(['run', '-d', '-e', 'CALICO_IP=198.19.10.2', image, 'sleep', '300'], { host: `unix://${sock3}` })).stdout.trim();
+    try {
+      expect((await h1.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.10.1'])).code).toBe(0);
+      expect((await h3.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.10.2'])).code).toBe(0);
+      // Each host has a veth for its own workload only.
+      expect((await h1.execOk(['ip', '-o', 'route'])).includes('198.19.10.2')).toBe(false);
+      expect((await h3.execOk(['ip', '-o', 'route'])).includes('198.19.10.1')).toBe(false);
+      expect(await keysUnder(workloadPrefix('h1', theirs))).toEqual([]);
+      expect(await keysUnder(workloadPrefix('h3', mine))).toEqual([]);
+    } finally {
+      await docker(['rm', '-f', mine, theirs]);
+      await n3.stop();
+    }
   });
 
   it('refuses a second node with the same host name or the same address', async () => {
