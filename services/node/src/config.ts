@@ -15,6 +15,10 @@ export interface NodeConfig {
   waitBinary: string;
   leaseTtlSeconds: number;
   logLevel: string;
+  /** Traffic from a workload to its own host, until /calico/config/EndpointToHostAction says otherwise. */
+  endpointToHost: 'drop' | 'accept' | 'policy';
+  /** How often the agent rereads the kernel to repair what others changed (ms). */
+  dataplaneResyncMs: number;
 }
 
 export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and policy agent for one host
@@ -29,6 +33,10 @@ export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and p
                            host:port or unix:///path, repeatable
   --wait-binary=<file>     static busybox bind-mounted into workloads (/bin/busybox)
   --lease-ttl=<seconds>    host liveness lease (10)
+  --endpoint-to-host=drop|accept|policy
+                           traffic from a workload to this host (drop); the etcd key
+                           /calico/config/EndpointToHostAction overrides it
+  --dataplane-resync=<s>   reread iptables/ipset and repair them this often (30)
   --log-level=<level>      LOG_LEVEL, else info`;
 
 /** Flags, then environment, then defaults; every problem is reported, not just the first. */
@@ -51,6 +59,8 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
         'wait-binary': { type: 'string' },
         'lease-ttl': { type: 'string' },
         'log-level': { type: 'string' },
+        'endpoint-to-host': { type: 'string' },
+        'dataplane-resync': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -91,6 +101,14 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!Number.isInteger(leaseTtlSeconds) || leaseTtlSeconds < 2 || leaseTtlSeconds > 3600) errors.push(`--lease-ttl=${ttlRaw}: a whole number of seconds, 2-3600`);
   const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal'].includes(logLevel)) errors.push(`--log-level=${logLevel}: one of trace, debug, info, warn, error, fatal`);
+  const e2h = str('endpoint-to-host') ?? env.CALICO_ENDPOINT_TO_HOST ?? 'drop';
+  if (e2h !== 'drop' && e2h !== 'accept' && e2h !== 'policy') errors.push(`--endpoint-to-host=${e2h}: one of drop, accept, policy`);
+  const resyncRaw = str('dataplane-resync') ?? '30';
+  const resyncS = Number(resyncRaw);
+  if (!Number.isFinite(resyncS) || resyncS < 0) errors.push(`--dataplane-resync=${resyncRaw}: seconds, 0 to turn it off`);
   if (errors.length || !datastore || !upstream) return { ok: false, errors };
-  return { ok: true, value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel } };
+  return {
+    ok: true,
+    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000 },
+  };
 }

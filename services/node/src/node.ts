@@ -10,10 +10,13 @@ import { Workloads } from './workloads.js';
 import { DockerProxy } from './proxy/server.js';
 import { nodeInterceptors } from './proxy/intercepts.js';
 import { EventsWatcher } from './events.js';
+import { PolicyAgent } from './agent/agent.js';
+import { RealKernel } from './agent/kernel.js';
 
 export interface RunningNode {
   proxy: DockerProxy;
   workloads: Workloads;
+  agent: PolicyAgent;
   stop(): Promise<void>;
 }
 
@@ -27,6 +30,15 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   const plumber = new Plumber(logger.child({ part: 'plumber' }));
   const addresses = new AddressRegistry(ds);
   const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
+  // The agent starts first: whatever the reconcile brings back is under policy at once.
+  const agent = new PolicyAgent({
+    host: c.hostname,
+    ds,
+    kernel: new RealKernel(),
+    logger: logger.child({ part: 'agent' }),
+    endpointToHost: c.endpointToHost,
+    dataplaneResyncMs: c.dataplaneResyncMs,
+  }).start();
   const events = new EventsWatcher(docker, workloads, logger.child({ part: 'events' }));
   await events.start();
   const summary = await workloads.reconcile();
@@ -41,9 +53,11 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   return {
     proxy,
     workloads,
+    agent,
     async stop() {
       events.stop();
       await proxy.close();
+      await agent.stop();
       await keeper.stop();
     },
   };

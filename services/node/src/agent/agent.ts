@@ -1,0 +1,282 @@
+import type { Datastore, SyncBatch, Syncer, SyncStatus } from '@calico/datastore';
+import { configKey } from '@calico/keyspace';
+import type { Logger } from '@calico/log';
+import { PolicyModel, endpointPolicy, type ModelUpdate } from '@calico/policy';
+import { hostIfName } from '../plumber/names.js';
+import { Dataplane, type ApplyStats } from './dataplane.js';
+import type { KernelBackend } from './kernel.js';
+import { renderDispatch, renderEndpoint, renderRawChains, renderStaticChains, type EndpointToHostAction, type Family } from './desired.js';
+import { groupSetName } from './names.js';
+
+export const ENDPOINT_TO_HOST_KEY = configKey('EndpointToHostAction');
+
+export interface PolicyAgentOptions {
+  host: string;
+  ds: Datastore;
+  kernel: KernelBackend;
+  logger: Logger;
+  /** Used until /calico/config/EndpointToHostAction says otherwise. */
+  endpointToHost?: EndpointToHostAction;
+  /** Reread the kernel and repair it this often (ms); 0 turns it off. */
+  dataplaneResyncMs?: number;
+  /** Safety-net full resync of the datastore (ms). */
+  datastoreResyncMs?: number;
+}
+
+interface Rendered {
+  hostIf: string;
+  chains: Record<Family, Set<string>>;
+  sets: Map<string, { family: Family; groupId: string }>;
+  addrs: string[];
+}
+
+export interface AgentStatus {
+  syncStatus: SyncStatus;
+  everInSync: boolean;
+  localEndpoints: number;
+  ipsets: number;
+  applies: number;
+  lastApply: (ApplyStats & { at: string; ms: number }) | null;
+  lastError: string | null;
+  problems: { key: string; errors: string[] }[];
+}
+
+/**
+ * Felix's job for one host: the datastore syncer feeds the pure policy model; each change
+ * re-renders only the endpoints and groups it touched; the dataplane writes the difference.
+ * Until the first snapshot has arrived nothing is written, and when etcd goes away the
+ * kernel keeps what it has (fail static) while the periodic kernel resync still repairs it.
+ */
+export class PolicyAgent {
+  readonly model = new PolicyModel();
+  readonly dataplane: Dataplane;
+  private syncer: Syncer | undefined;
+  private everInSync = false;
+  private syncStatus: SyncStatus = 'resyncing';
+  private endpointToHost: EndpointToHostAction;
+  private readonly rendered = new Map<string, Rendered>();
+  private readonly setRefs = new Map<string, { family: Family; groupId: string; refs: number }>();
+  private readonly dirtyEndpoints = new Set<string>();
+  private readonly dirtyGroups = new Set<string>();
+  private staticDirty = true;
+  private dispatchDirty = true;
+  private scheduled = false;
+  private running: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private stopped = false;
+  private applies = 0;
+  private lastApply: AgentStatus['lastApply'] = null;
+  private lastError: string | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: PolicyAgentOptions) {
+    this.dataplane = new Dataplane(opts.kernel, opts.logger);
+    this.endpointToHost = opts.endpointToHost ?? 'drop';
+  }
+
+  start(): this {
+    this.syncer = this.opts.ds
+      .syncer('/calico/', { onUpdates: (b) => this.onUpdates(b), onStatus: (s, r) => this.onStatus(s, r) }, { resyncIntervalMs: this.opts.datastoreResyncMs ?? 5 * 60_000 })
+      .start();
+    const every = this.opts.dataplaneResyncMs ?? 30_000;
+    if (every > 0) {
+      this.timer = setInterval(() => void this.resyncKernel(), every);
+      this.timer.unref();
+    }
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.syncer?.stop();
+    await this.running;
+  }
+
+  status(): AgentStatus {
+    return {
+      syncStatus: this.syncStatus,
+      everInSync: this.everInSync,
+      localEndpoints: this.rendered.size,
+      ipsets: this.setRefs.size,
+      applies: this.applies,
+      lastApply: this.lastApply,
+      lastError: this.lastError,
+      problems: this.model.problems().map((p) => ({ key: p.key, errors: [...p.errors] })),
+    };
+  }
+
+  /** Resolves when everything received so far is in the kernel. */
+  async idle(): Promise<void> {
+    await this.syncer?.drain();
+    if (!this.scheduled && !this.running && !this.hasWork()) return;
+    await new Promise<void>((r) => this.idleWaiters.push(r));
+  }
+
+  private hasWork(): boolean {
+    return this.everInSync && (this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty || this.dataplane.pending);
+  }
+
+  private onStatus(s: SyncStatus, reason: string): void {
+    this.syncStatus = s;
+    if (s === 'in-sync' && !this.everInSync) {
+      this.everInSync = true;
+      this.opts.logger.info({ reason }, 'datastore in sync; programming the dataplane');
+      this.schedule();
+    } else if (s !== 'in-sync' && this.everInSync) {
+      this.opts.logger.warn({ status: s, reason }, 'datastore not in sync; the dataplane stays as it is until it is');
+    }
+  }
+
+  private onUpdates(batch: SyncBatch): void {
+    const updates: ModelUpdate[] = [];
+    for (const u of batch.updates) {
+      if (u.key === ENDPOINT_TO_HOST_KEY) {
+        const v = u.type === 'put' ? u.value.trim().toLowerCase() : '';
+        const next: EndpointToHostAction = v === 'accept' || v === 'policy' || v === 'drop' ? v : (this.opts.endpointToHost ?? 'drop');
+        if (u.type === 'put' && next !== v) this.opts.logger.warn({ key: u.key, value: u.value }, 'unknown EndpointToHostAction; expected accept, drop or policy; keeping the default');
+        if (next !== this.endpointToHost) {
+          this.endpointToHost = next;
+          this.staticDirty = true;
+        }
+        continue;
+      }
+      updates.push(u.type === 'put' ? { type: 'put', key: u.key, value: u.value } : { type: 'delete', key: u.key });
+    }
+    const touched = this.model.applyAll(updates);
+    for (const e of touched.endpoints) this.dirtyEndpoints.add(e);
+    for (const g of touched.groups) this.dirtyGroups.add(g);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped || !this.everInSync) return;
+    this.scheduled = true;
+    // Coalesce everything that arrives in the same turn of the event loop.
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.running) {
+        void this.running.then(() => this.schedule());
+        return;
+      }
+      this.running = this.flush().finally(() => {
+        this.running = undefined;
+        if (this.hasWork() && !this.retryTimer) this.schedule();
+        else if (!this.hasWork()) for (const w of this.idleWaiters.splice(0)) w();
+      });
+    });
+  }
+
+  private async resyncKernel(): Promise<void> {
+    if (!this.everInSync || this.stopped) return;
+    try {
+      await this.running;
+      await this.dataplane.resync();
+      this.schedule();
+    } catch (e) {
+      this.opts.logger.warn({ err: String(e) }, 'reading the kernel for the periodic resync failed; trying again next period');
+    }
+  }
+
+  private renderChanges(): void {
+    const host = this.opts.host;
+    if (this.staticDirty) {
+      for (const family of [4, 6] as const) {
+        for (const [c, lines] of renderStaticChains(family, this.endpointToHost)) this.dataplane.setChain(family, 'filter', c, lines);
+        for (const [c, lines] of renderRawChains(family)) this.dataplane.setChain(family, 'raw', c, lines);
+      }
+      this.staticDirty = false;
+    }
+    const setsToRefresh = new Set<string>();
+    for (const eid of this.dirtyEndpoints) {
+      const ep = this.model.endpoint(eid);
+      const before = this.rendered.get(eid);
+      if (!ep || ep.host !== host) {
+        if (before) {
+          this.unrender(eid, before);
+          this.dispatchDirty = true;
+          for (const a of before.addrs) void this.opts.kernel.conntrackFlush(a);
+        }
+        continue;
+      }
+      const policy = endpointPolicy(this.model, eid);
+      const hostIf = hostIfName(eid);
+      const next: Rendered = { hostIf, chains: { 4: new Set(), 6: new Set() }, sets: new Map(), addrs: [...ep.addrs.v4, ...ep.addrs.v6] };
+      for (const family of [4, 6] as const) {
+        const r = renderEndpoint({ endpointId: eid, hostIf, mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy }, family);
+        for (const [c, lines] of r.chains) {
+          this.dataplane.setChain(family, 'filter', c, lines);
+          next.chains[family].add(c);
+        }
+        for (const [name, groupId] of r.sets) next.sets.set(name, { family, groupId });
+      }
+      if (before) {
+        for (const family of [4, 6] as const) for (const c of before.chains[family]) if (!next.chains[family].has(c)) this.dataplane.setChain(family, 'filter', c, null);
+        for (const a of before.addrs) if (!next.addrs.includes(a)) void this.opts.kernel.conntrackFlush(a);
+      } else this.dispatchDirty = true;
+      for (const [name, s] of next.sets) {
+        if (before?.sets.has(name)) continue;
+        const ref = this.setRefs.get(name);
+        if (ref) ref.refs++;
+        else {
+          this.setRefs.set(name, { ...s, refs: 1 });
+          setsToRefresh.add(name);
+        }
+      }
+      if (before) for (const name of before.sets.keys()) if (!next.sets.has(name)) this.deref(name);
+      this.rendered.set(eid, next);
+    }
+    this.dirtyEndpoints.clear();
+    if (this.dispatchDirty) {
+      const ifs = [...this.rendered.values()].map((r) => r.hostIf);
+      for (const family of [4, 6] as const) for (const [c, lines] of renderDispatch(ifs)) this.dataplane.setChain(family, 'filter', c, lines);
+      this.dispatchDirty = false;
+    }
+    for (const gid of this.dirtyGroups) for (const family of [4, 6] as const) setsToRefresh.add(groupSetName(gid, family));
+    this.dirtyGroups.clear();
+    for (const name of setsToRefresh) {
+      const ref = this.setRefs.get(name);
+      if (ref) this.dataplane.setIpset(name, ref.family, this.model.groupAddrs(ref.groupId, ref.family));
+    }
+  }
+
+  private deref(name: string): void {
+    const ref = this.setRefs.get(name);
+    if (!ref) return;
+    if (--ref.refs <= 0) {
+      this.setRefs.delete(name);
+      this.dataplane.setIpset(name, ref.family, null);
+    }
+  }
+
+  private unrender(eid: string, r: Rendered): void {
+    for (const family of [4, 6] as const) for (const c of r.chains[family]) this.dataplane.setChain(family, 'filter', c, null);
+    for (const name of r.sets.keys()) this.deref(name);
+    this.rendered.delete(eid);
+  }
+
+  private async flush(): Promise<void> {
+    this.renderChanges();
+    if (!this.dataplane.pending) return;
+    const t0 = performance.now();
+    try {
+      const stats = await this.dataplane.apply();
+      this.applies++;
+      this.failures = 0;
+      this.lastError = null;
+      this.lastApply = { ...stats, at: new Date().toISOString(), ms: +(performance.now() - t0).toFixed(1) };
+      if (stats.kernelCalls > 0) this.opts.logger.debug({ ...this.lastApply }, 'dataplane updated');
+    } catch (e) {
+      this.lastError = String(e);
+      const delay = Math.min(100 * 2 ** this.failures++, 5_000);
+      this.opts.logger.warn({ err: String(e), retryInMs: delay }, `dataplane update failed; retrying in ${delay} ms`);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.schedule();
+      }, delay);
+    }
+  }
+}

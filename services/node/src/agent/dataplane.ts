@@ -1,0 +1,262 @@
+import type { Logger } from '@calico/log';
+import type { Family, KernelBackend, Table } from './kernel.js';
+import { HOOKS, OWNED_PREFIX, ruleHash } from './names.js';
+
+const HOOK_COMMENT = 'cali:hook';
+
+interface ChainState {
+  lines: string[];
+  hashes: string[];
+}
+
+/** What the kernel holds of ours, as read back from iptables-save / ipset save. */
+export interface KernelView {
+  chains: Map<string, string[]>; // key family|table|chain → rule hashes
+  hooks: Map<string, number>; // key family|table|builtin|chain → jump count
+  ipsets: Map<string, { family: Family; members: Set<string> }>;
+}
+
+export interface ApplyStats {
+  /** Processes run against the kernel (iptables-restore, ipset restore). */
+  kernelCalls: number;
+  chainsWritten: number;
+  chainsDeleted: number;
+  ipsetEntries: number;
+  ipsetsCreated: number;
+  ipsetsDestroyed: number;
+}
+
+const key = (family: Family, table: Table, chain: string) => `${family}|${table}|${chain}`;
+
+/** Reads our chains (by their hash comments) and hooks from iptables-save text. */
+export function parseIptablesSave(text: string, family: Family, table: Table, view: KernelView): void {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(':')) {
+      const name = line.slice(1).split(' ')[0]!;
+      if (name.startsWith(OWNED_PREFIX)) view.chains.set(key(family, table, name), []);
+    } else if (line.startsWith('-A ')) {
+      const chain = line.slice(3).split(' ')[0]!;
+      if (chain.startsWith(OWNED_PREFIX)) {
+        const m = /--comment "?cali:([A-Za-z0-9]+)"?/.exec(line);
+        const list = view.chains.get(key(family, table, chain)) ?? [];
+        // A rule without our hash was not written by us: it can never match a desired hash.
+        list.push(m ? m[1]! : '?');
+        view.chains.set(key(family, table, chain), list);
+      } else {
+        const target = /-j (cali-[A-Za-z0-9-]+)/.exec(line);
+        if (target && line.includes(HOOK_COMMENT)) {
+          const k = `${key(family, table, chain)}|${target[1]}`;
+          view.hooks.set(k, (view.hooks.get(k) ?? 0) + 1);
+        }
+      }
+    }
+  }
+}
+
+/** Reads our ipsets from `ipset save` text. */
+export function parseIpsetSave(text: string, view: KernelView): void {
+  for (const line of text.split('\n')) {
+    const parts = line.trim().split(/\s+/);
+    if (parts[0] === 'create' && parts[1]?.startsWith(OWNED_PREFIX)) {
+      const family: Family = parts.includes('inet6') ? 6 : 4;
+      view.ipsets.set(parts[1], { family, members: new Set() });
+    } else if (parts[0] === 'add' && parts[1]?.startsWith(OWNED_PREFIX) && parts[2]) {
+      view.ipsets.get(parts[1])?.members.add(parts[2]);
+    }
+  }
+}
+
+/**
+ * The edge that makes the kernel match the desired chains and ipsets. Callers set what they
+ * want; apply() writes only what differs, in one ipset restore (creates and adds), one
+ * iptables-restore --noflush per family and table, and one more ipset restore for deletions,
+ * in that order so that no rule ever names a missing set. Chains are compared by the hash
+ * comments on their rules, never by parsing rule text. resync() rereads the kernel, so that
+ * whatever another program changed is repaired by the next apply.
+ */
+export class Dataplane {
+  private readonly desiredChains = new Map<string, ChainState>();
+  private readonly desiredSets = new Map<string, { family: Family; members: Set<string> }>();
+  private view: KernelView | undefined;
+  private readonly dirtyChains = new Set<string>();
+  private readonly dirtySets = new Set<string>();
+
+  constructor(
+    private readonly kernel: KernelBackend,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Sets a chain's rules (null removes the chain). Unchanged content costs nothing. */
+  setChain(family: Family, table: Table, chain: string, lines: readonly string[] | null): void {
+    const k = key(family, table, chain);
+    const cur = this.desiredChains.get(k);
+    if (lines === null) {
+      if (cur) {
+        this.desiredChains.delete(k);
+        this.dirtyChains.add(k);
+      }
+      return;
+    }
+    if (cur && cur.lines.length === lines.length && cur.lines.every((l, i) => l === lines[i])) return;
+    this.desiredChains.set(k, { lines: [...lines], hashes: lines.map((l, i) => ruleHash(chain, i, l)) });
+    this.dirtyChains.add(k);
+  }
+
+  chains(family: Family, table: Table): string[] {
+    const prefix = `${family}|${table}|`;
+    return [...this.desiredChains.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  }
+
+  /** Sets an ipset's members (null removes the set). */
+  setIpset(name: string, family: Family, members: Iterable<string> | null): void {
+    if (members === null) {
+      if (this.desiredSets.delete(name)) this.dirtySets.add(name);
+      return;
+    }
+    const next = new Set(members);
+    const cur = this.desiredSets.get(name);
+    if (cur && cur.family === family && cur.members.size === next.size && [...next].every((m) => cur.members.has(m))) return;
+    this.desiredSets.set(name, { family, members: next });
+    this.dirtySets.add(name);
+  }
+
+  /** Adds or removes one member: the O(1) path of a membership change. */
+  setIpsetMember(name: string, member: string, present: boolean): void {
+    const cur = this.desiredSets.get(name);
+    if (!cur) return;
+    if (present === cur.members.has(member)) return;
+    if (present) cur.members.add(member);
+    else cur.members.delete(member);
+    this.dirtySets.add(name);
+  }
+
+  ipsetNames(): string[] {
+    return [...this.desiredSets.keys()];
+  }
+
+  get pending(): boolean {
+    return this.view === undefined || this.dirtyChains.size > 0 || this.dirtySets.size > 0;
+  }
+
+  /** Rereads the kernel; the next apply() compares everything against it. */
+  async resync(): Promise<void> {
+    const view: KernelView = { chains: new Map(), hooks: new Map(), ipsets: new Map() };
+    for (const family of [4, 6] as const) {
+      for (const table of ['filter', 'raw'] as const) parseIptablesSave(await this.kernel.iptablesSave(family, table), family, table, view);
+    }
+    parseIpsetSave(await this.kernel.ipsetSave(), view);
+    this.view = view;
+    for (const k of new Set([...this.desiredChains.keys(), ...view.chains.keys()])) this.dirtyChains.add(k);
+    for (const n of new Set([...this.desiredSets.keys(), ...view.ipsets.keys()])) this.dirtySets.add(n);
+  }
+
+  /** Writes what differs. On failure the kernel is reread before the next attempt. */
+  async apply(): Promise<ApplyStats> {
+    if (!this.view) await this.resync();
+    const view = this.view!;
+    const stats: ApplyStats = { kernelCalls: 0, chainsWritten: 0, chainsDeleted: 0, ipsetEntries: 0, ipsetsCreated: 0, ipsetsDestroyed: 0 };
+    try {
+      // 1. ipsets: creations and additions (and removals of members), before any rule uses them.
+      const setLines: string[] = [];
+      const destroy: string[] = [];
+      for (const name of this.dirtySets) {
+        const want = this.desiredSets.get(name);
+        const have = view.ipsets.get(name);
+        if (!want) {
+          if (have) destroy.push(name);
+          continue;
+        }
+        if (have && have.family !== want.family) {
+          destroy.push(name);
+          continue;
+        }
+        if (!have) {
+          setLines.push(`create ${name} hash:ip family ${want.family === 4 ? 'inet' : 'inet6'}`);
+          stats.ipsetsCreated++;
+        }
+        for (const m of want.members) if (!have?.members.has(m)) setLines.push(`add ${name} ${m}`);
+        if (have) for (const m of have.members) if (!want.members.has(m)) setLines.push(`del ${name} ${m}`);
+      }
+      const entryLines = setLines.filter((l) => !l.startsWith('create')).length;
+      if (setLines.length) {
+        await this.kernel.ipsetRestore(`${setLines.join('\n')}\n`);
+        stats.kernelCalls++;
+        stats.ipsetEntries += entryLines;
+      }
+      for (const name of this.dirtySets) {
+        const want = this.desiredSets.get(name);
+        if (want && !(view.ipsets.get(name) && view.ipsets.get(name)!.family !== want.family)) {
+          view.ipsets.set(name, { family: want.family, members: new Set(want.members) });
+        }
+      }
+
+      // 2. iptables, one restore per family and table that has changes.
+      for (const family of [4, 6] as const) {
+        for (const table of ['filter', 'raw'] as const) {
+          const prefix = `${family}|${table}|`;
+          const declare: string[] = [];
+          const rules: string[] = [];
+          const remove: string[] = [];
+          const written: [string, string[]][] = [];
+          for (const k of this.dirtyChains) {
+            if (!k.startsWith(prefix)) continue;
+            const chain = k.slice(prefix.length);
+            const want = this.desiredChains.get(k);
+            const have = view.chains.get(k);
+            if (want) {
+              if (have && have.length === want.hashes.length && have.every((h, i) => h === want.hashes[i])) continue;
+              declare.push(`:${chain} - [0:0]`);
+              want.lines.forEach((l, i) => rules.push(`-A ${chain} -m comment --comment "cali:${want.hashes[i]}" ${l}`));
+              written.push([k, want.hashes]);
+            } else if (have) {
+              declare.push(`:${chain} - [0:0]`);
+              remove.push(chain);
+            }
+          }
+          // Hooks from the kernel's chains into ours: exactly one each, first in the chain.
+          const hookLines: string[] = [];
+          for (const h of HOOKS) {
+            if (h.table !== table) continue;
+            const hk = `${key(family, table, h.builtin)}|${h.chain}`;
+            const count = view.hooks.get(hk) ?? 0;
+            const wanted = (h.families as readonly number[]).includes(family) && this.desiredChains.has(key(family, table, h.chain));
+            if (wanted && count === 0) hookLines.push(`-I ${h.builtin} 1 -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
+            for (let i = wanted ? 1 : 0; i < count; i++) hookLines.push(`-D ${h.builtin} -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
+          }
+          if (!declare.length && !hookLines.length) continue;
+          const text = [`*${table}`, ...declare, ...rules, ...hookLines, ...remove.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+          await this.kernel.iptablesRestore(family, text);
+          stats.kernelCalls++;
+          stats.chainsWritten += written.length;
+          stats.chainsDeleted += remove.length;
+          for (const [k, hashes] of written) view.chains.set(k, [...hashes]);
+          for (const c of remove) view.chains.delete(key(family, table, c));
+          for (const h of HOOKS) {
+            if (h.table !== table) continue;
+            const hk = `${key(family, table, h.builtin)}|${h.chain}`;
+            const wanted = (h.families as readonly number[]).includes(family) && this.desiredChains.has(key(family, table, h.chain));
+            view.hooks.set(hk, wanted ? 1 : 0);
+          }
+        }
+      }
+
+      // 3. ipsets no rule refers to any more.
+      if (destroy.length) {
+        await this.kernel.ipsetRestore(`${destroy.map((n) => `destroy ${n}`).join('\n')}\n`);
+        stats.kernelCalls++;
+        stats.ipsetsDestroyed += destroy.length;
+        for (const n of destroy) view.ipsets.delete(n);
+        // A set destroyed for a family change is created on the next pass.
+        for (const n of destroy) if (this.desiredSets.has(n)) this.dirtySets.add(n);
+      }
+      for (const n of [...this.dirtySets]) if (!destroy.includes(n) || !this.desiredSets.has(n)) this.dirtySets.delete(n);
+      this.dirtyChains.clear();
+      return stats;
+    } catch (e) {
+      // What the kernel holds is now uncertain: read it again before the next attempt.
+      this.view = undefined;
+      this.logger.warn({ err: String(e) }, 'dataplane apply failed; rereading the kernel and retrying');
+      throw e;
+    }
+  }
+}

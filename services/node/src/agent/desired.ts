@@ -1,0 +1,162 @@
+import type { Rule } from '@calico/keyspace';
+import type { EndpointPolicy, RuleRef } from '@calico/policy';
+import { CHAIN, fromChain, groupSetName, srcChain, toChain } from './names.js';
+
+export type Family = 4 | 6;
+
+/** What traffic from a workload to its own host meets (documented in docs/policy.md). */
+export type EndpointToHostAction = 'drop' | 'accept' | 'policy';
+
+/** One local workload as the renderer needs it. */
+export interface LocalEndpoint {
+  endpointId: string;
+  hostIf: string;
+  mac: string | null;
+  v4: readonly string[];
+  v6: readonly string[];
+  policy: EndpointPolicy;
+}
+
+/** Chains of one table of one family: name → rule bodies (what follows "-A <chain>"). */
+export type Chains = Map<string, string[]>;
+
+export interface DesiredDataplane {
+  /** ipset name → family and members. */
+  ipsets: Map<string, { family: Family; members: Set<string> }>;
+  /** family → table → chains. */
+  tables: Record<Family, { filter: Chains; raw: Chains }>;
+}
+
+const PORT_MATCH: Record<string, string> = { tcp: 'tcp', udp: 'udp', sctp: 'sctp', udplite: 'multiport' };
+
+/** The iptables match of one rule in one family, or null when the rule cannot apply to it. */
+export function ruleMatch(rule: Readonly<Rule>, family: Family, peer: 'src' | 'dst'): string | null {
+  const parts: string[] = [];
+  if (rule.cidr !== null) {
+    if (rule.family !== family) return null;
+    // An all-addresses network needs no match at all.
+    if (!rule.cidr.endsWith('/0')) parts.push(`${peer === 'src' ? '-s' : '-d'} ${rule.cidr}`);
+  } else if (rule.group !== null) {
+    parts.push(`-m set --match-set ${groupSetName(rule.group, family)} ${peer}`);
+  }
+  if (rule.protocol !== null) {
+    // icmp is IPv4's and icmpv6 IPv6's: each stays in its own family.
+    if (rule.protocol === 'icmp' && family === 6) return null;
+    if (rule.protocol === 'icmpv6' && family === 4) return null;
+    parts.push(`-p ${rule.protocol === 'icmpv6' ? 'ipv6-icmp' : rule.protocol}`);
+    if (rule.port !== null) {
+      const m = PORT_MATCH[rule.protocol];
+      if (!m) return null;
+      parts.push(m === 'multiport' ? `-m multiport --dports ${rule.port}` : `-m ${m} --dport ${rule.port}`);
+    }
+  }
+  return parts.join(' ');
+}
+
+function ruleRefsToLines(refs: readonly RuleRef[], family: Family, peer: 'src' | 'dst'): string[] {
+  const out: string[] = [];
+  for (const r of refs) {
+    const m = ruleMatch(r.rule, family, peer);
+    if (m !== null) out.push(`${m}${m ? ' ' : ''}-j RETURN`.trim());
+  }
+  return out;
+}
+
+/** The chains every host has whatever its workloads: the hooks' targets and the dispatch's frame. */
+export function renderStaticChains(family: Family, endpointToHost: EndpointToHostAction): Chains {
+  const f: Chains = new Map();
+  f.set(CHAIN.forward, ['-i cali+ -g cali-wl-fwd', '-o cali+ -g cali-wl-fwd']);
+  f.set(CHAIN.workloadForward, [
+    '-m conntrack --ctstate INVALID -j DROP',
+    '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    `-i cali+ -j ${CHAIN.fromWorkload}`,
+    `-o cali+ -j ${CHAIN.toWorkload}`,
+    '-j ACCEPT',
+  ]);
+  f.set(CHAIN.input, [`-i cali+ -g ${CHAIN.workloadToHost}`]);
+  const toHost = ['-m conntrack --ctstate INVALID -j DROP', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+  // IPv6 needs neighbour discovery with the host (the workloads' gateway) whatever the policy.
+  if (family === 6) for (const t of [130, 131, 132, 133, 135, 136]) toHost.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`);
+  if (endpointToHost === 'accept') toHost.push('-j ACCEPT');
+  else if (endpointToHost === 'policy') toHost.push(`-j ${CHAIN.fromWorkload}`, '-j ACCEPT');
+  else toHost.push('-j DROP');
+  f.set(CHAIN.workloadToHost, toHost);
+  return f;
+}
+
+/** The raw-table chains: IPv6 reverse-path check (IPv4 has the rp_filter sysctl). */
+export function renderRawChains(family: Family): Chains {
+  return family === 6 ? new Map([[CHAIN.prerouting, ['-i cali+ -m rpfilter --invert -j DROP']]]) : new Map();
+}
+
+/** cali-from-wl / cali-to-wl: one goto per workload interface; unknown interfaces drop. */
+export function renderDispatch(hostIfs: readonly string[]): Chains {
+  const sorted = [...hostIfs].sort();
+  return new Map([
+    [CHAIN.fromWorkload, [...sorted.map((i) => `-i ${i} -g ${fromChain(i)}`), '-j DROP']],
+    [CHAIN.toWorkload, [...sorted.map((i) => `-o ${i} -g ${toChain(i)}`), '-j DROP']],
+  ]);
+}
+
+/** One workload's chains in one family, and the group ipsets they name. */
+export function renderEndpoint(ep: LocalEndpoint, family: Family): { chains: Chains; sets: Map<string, string> } {
+  const chains: Chains = new Map();
+  const sets = new Map<string, string>();
+  const addrs = family === 4 ? ep.v4 : ep.v6;
+  const fw: string[] = [];
+  const tw: string[] = [];
+  if (!ep.policy.active || addrs.length === 0) {
+    fw.push('-j DROP');
+    tw.push('-j DROP');
+  } else {
+    // Anti-spoofing: only the workload's own MAC and addresses may send.
+    if (ep.mac) fw.push(`-m mac ! --mac-source ${ep.mac} -j DROP`);
+    const plen = family === 4 ? 32 : 128;
+    if (addrs.length === 1) fw.push(`! -s ${addrs[0]}/${plen} -j DROP`);
+    else {
+      chains.set(srcChain(ep.hostIf), [...addrs.map((a) => `-s ${a}/${plen} -j RETURN`), '-j DROP']);
+      fw.push(`-j ${srcChain(ep.hostIf)}`);
+    }
+    fw.push(...ruleRefsToLines(ep.policy.outbound, family, 'dst'), '-j DROP');
+    tw.push(...ruleRefsToLines(ep.policy.inbound, family, 'src'), '-j DROP');
+    for (const r of [...ep.policy.outbound, ...ep.policy.inbound]) {
+      if (r.rule.group !== null) sets.set(groupSetName(r.rule.group, family), r.rule.group);
+    }
+  }
+  chains.set(fromChain(ep.hostIf), fw);
+  chains.set(toChain(ep.hostIf), tw);
+  return { chains, sets };
+}
+
+/**
+ * Renders the host's whole desired iptables chains and ipsets from its local endpoints. Pure:
+ * the same input gives the same text, which is what lets the dataplane skip unchanged chains.
+ *
+ * A packet to or from a workload goes FORWARD → cali-FORWARD → cali-wl-fwd: invalid packets
+ * drop, established ones pass; then the sender's outbound chain (cali-fw-*, reached by goto
+ * from cali-from-wl) and the receiver's inbound chain (cali-tw-*) must each RETURN (allow) or
+ * the packet drops. Group peers are ipsets, so membership changes never touch iptables.
+ */
+export function renderDataplane(
+  endpoints: readonly LocalEndpoint[],
+  groupMembers: (groupId: string, family: Family) => readonly string[],
+  endpointToHost: EndpointToHostAction,
+): DesiredDataplane {
+  const ipsets: DesiredDataplane['ipsets'] = new Map();
+  const tables: DesiredDataplane['tables'] = {
+    4: { filter: new Map(), raw: new Map() },
+    6: { filter: new Map(), raw: new Map() },
+  };
+  for (const family of [4, 6] as const) {
+    const f = tables[family].filter;
+    for (const [k, v] of renderStaticChains(family, endpointToHost)) f.set(k, v);
+    for (const [k, v] of renderDispatch(endpoints.map((e) => e.hostIf))) f.set(k, v);
+    for (const ep of endpoints) {
+      const r = renderEndpoint(ep, family);
+      for (const [k, v] of r.chains) f.set(k, v);
+      for (const [name, gid] of r.sets) if (!ipsets.has(name)) ipsets.set(name, { family, members: new Set(groupMembers(gid, family)) });
+    }
+    for (const [k, v] of renderRawChains(family)) tables[family].raw.set(k, v);
+  }
+  return { ipsets, tables };
+}

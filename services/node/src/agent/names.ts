@@ -1,0 +1,48 @@
+import { createHash } from 'node:crypto';
+import { HOST_IF_PREFIX } from '../plumber/names.js';
+
+/** Everything the agent owns in iptables and ipset starts with this. */
+export const OWNED_PREFIX = 'cali';
+
+export const CHAIN = {
+  forward: 'cali-FORWARD',
+  workloadForward: 'cali-wl-fwd',
+  fromWorkload: 'cali-from-wl',
+  toWorkload: 'cali-to-wl',
+  input: 'cali-INPUT',
+  workloadToHost: 'cali-wl-to-host',
+  prerouting: 'cali-PREROUTING',
+} as const;
+
+/** Where the top-level chains hook into the kernel's own chains. */
+export const HOOKS = [
+  { table: 'filter', builtin: 'FORWARD', chain: CHAIN.forward, families: [4, 6] },
+  { table: 'filter', builtin: 'INPUT', chain: CHAIN.input, families: [4, 6] },
+  { table: 'raw', builtin: 'PREROUTING', chain: CHAIN.prerouting, families: [6] },
+] as const;
+
+function shortHash(text: string, len: number): string {
+  return createHash('sha256').update(text).digest('base64url').replace(/[-_]/g, 'x').slice(0, len);
+}
+
+/** The suffix of a workload interface name (cali + 11 hex digits) names its chains. */
+function ifSuffix(hostIf: string): string {
+  return hostIf.slice(HOST_IF_PREFIX.length);
+}
+
+/** Outbound policy of one workload (from workload). */
+export const fromChain = (hostIf: string) => `cali-fw-${ifSuffix(hostIf)}`;
+/** Inbound policy of one workload (to workload). */
+export const toChain = (hostIf: string) => `cali-tw-${ifSuffix(hostIf)}`;
+/** Source-address check of a workload with several addresses of one family. */
+export const srcChain = (hostIf: string) => `cali-sa-${ifSuffix(hostIf)}`;
+
+/** The ipset of a group's member addresses of one family (31 characters at most). */
+export function groupSetName(groupId: string, family: 4 | 6): string {
+  return `cali${family}g-${shortHash(groupId, 20)}`;
+}
+
+/** The hash comment that marks a rule as ours and lets us compare chains without parsing rules. */
+export function ruleHash(chain: string, index: number, rule: string): string {
+  return shortHash(`${chain}\u0000${index}\u0000${rule}`, 16);
+}

@@ -1,0 +1,62 @@
+import { policyFixtures, type GroupFixture } from '@calico/policy';
+import type { DevCluster, DevHost } from '@calico/devcluster';
+import { LABELS } from '@calico/node';
+import { waitFor } from '@calico/testkit';
+
+export interface Workload {
+  name: string;
+  host: DevHost;
+  /** docker exec straight to dockerd, so that it works while the node (and its proxy) is down. */
+  exec(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  id: string;
+  endpointId: string;
+  addr: string;
+}
+
+/** Starts a long-running container through the host's proxy with CALICO_IP and a tiny TCP server on 80 and 8080. */
+export async function startWorkload(cluster: DevCluster, host: DevHost, name: string, addr: string): Promise<Workload> {
+  const image = cluster.image;
+  const r = await host.docker([
+    'run', '-d', '--name', `wl-${name}-${Date.now() % 100000}`, '-e', `CALICO_IP=${addr}`, image,
+    'sh', '-c', 'nc -ll -p 80 -e echo port80 & nc -ll -p 8080 -e echo port8080 & exec sleep 3600',
+  ]);
+  if (r.code !== 0) throw new Error(`starting ${name}: ${r.stderr}`);
+  const id = r.stdout.trim();
+  const endpointId = (await host.docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).stdout.trim();
+  return { name, host, id, endpointId, addr, exec: (args) => cluster.dockerd.docker(['exec', id, ...args]) };
+}
+
+/** One ICMP echo from a workload to an address; true when answered. */
+export async function pings(from: Workload, to: string): Promise<boolean> {
+  const r = await from.exec(['ping', '-c', '1', '-W', '1', to]);
+  return r.code === 0;
+}
+
+/** A TCP connection from a workload to addr:port; true when the server's greeting came back. */
+export async function connects(from: Workload, to: string, port: number): Promise<boolean> {
+  const r = await from.exec(['sh', '-c', `nc -w 2 ${to} ${port} </dev/null`]);
+  return r.stdout.includes(`port${port}`);
+}
+
+/** Writes a group's keys (as an orchestrator would) in one transaction. */
+export async function writeGroup(cluster: DevCluster, g: GroupFixture): Promise<void> {
+  await cluster.ds.batch(policyFixtures.group(g).map((kv) => ({ put: kv.key, value: kv.value })));
+}
+
+/** Who reaches whom by ping, as "A->C" strings, sorted. */
+export async function pingMatrix(workloads: readonly Workload[]): Promise<string[]> {
+  const pairs = workloads.flatMap((a) => workloads.filter((b) => b !== a).map((b) => [a, b] as const));
+  const ok = await Promise.all(pairs.map(async ([a, b]) => ((await pings(a, b.addr)) ? `${a.name}->${b.name}` : null)));
+  return ok.filter((x): x is string => x !== null).sort();
+}
+
+/** Polls the ping matrix until it equals want (policy takes a moment to reach the kernel). */
+export async function expectMatrix(workloads: readonly Workload[], want: string[], timeoutMs = 15_000): Promise<void> {
+  let last: string[] = [];
+  await waitFor(
+    `reachability ${JSON.stringify(want)}`,
+    async () => JSON.stringify((last = await pingMatrix(workloads))) === JSON.stringify([...want].sort()),
+    timeoutMs,
+    () => `last seen: ${JSON.stringify(last)}`,
+  );
+}
