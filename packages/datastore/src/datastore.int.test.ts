@@ -135,6 +135,10 @@ describe('datastore on a real etcd', () => {
     await syncer.drain();
     expect(rec.batches).toHaveLength(1);
     expect(rec.batches[0]?.updates).toHaveLength(10_000);
+    // Read in pages at one revision: the same as one big read.
+    const paged = await ds.getPrefix('/big/', 999);
+    expect(paged.kvs).toHaveLength(10_000);
+    expect(paged.kvs.map((kv) => kv.key)).toEqual(ops.map((o) => o.put));
     expect(rec.state.get('/big/09999')).toBe('v9999');
   });
 

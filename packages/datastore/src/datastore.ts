@@ -23,6 +23,18 @@ export interface DatastoreOptions {
   callTimeoutMs?: number;
 }
 
+/** etcd's range end for "every key starting with prefix": the prefix with its last byte + 1. */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
 /** The one place that talks to etcd: reads, writes, transactions, syncers and leases. */
 export class Datastore {
   readonly client: Etcd3;
@@ -60,13 +72,25 @@ export class Datastore {
     return kv ? { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) } : undefined;
   }
 
-  /** Every key under prefix at one revision. */
-  async getPrefix(prefix: string): Promise<PrefixSnapshot> {
-    const r = await this.client.getAll().prefix(prefix).exec();
-    return {
-      revision: Number(r.header.revision),
-      kvs: r.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) })),
-    };
+  /**
+   * Every key under prefix at one revision, read in pages (gRPC caps a message at 4 MB, and a
+   * cluster's keyspace can be far larger); every page after the first reads the first page's
+   * revision, so the result is one consistent snapshot.
+   */
+  async getPrefix(prefix: string, pageSize = 5_000): Promise<PrefixSnapshot> {
+    const end = prefixEnd(Buffer.from(prefix));
+    let start = Buffer.from(prefix);
+    let revision: string | undefined;
+    const kvs: KeyValue[] = [];
+    for (;;) {
+      const r = await this.client.kv.range({ key: start, range_end: end, limit: pageSize, revision: revision ?? '0' });
+      revision ??= r.header.revision;
+      for (const kv of r.kvs) kvs.push({ key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) });
+      const last = r.kvs[r.kvs.length - 1];
+      if (!r.more || !last) break;
+      start = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+    return { revision: Number(revision), kvs };
   }
 
   async put(key: string, value: string): Promise<number> {
