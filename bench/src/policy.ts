@@ -25,9 +25,8 @@ const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 const now = () => performance.timeOrigin + performance.now();
 
 const v4 = (n: number) => `198.19.${Math.floor(n / 250) % 256}.${(n % 250) + 1}`;
-const hex = (n: number) => n.toString(16).padStart(12, '0');
-/** Endpoint ids whose first 11 hex digits differ, as interface names need. */
-const eid = (host: number, i: number) => `${hex(host * 100_000 + i)}-0000-4000-8000-000000000000`;
+/** Endpoint ids whose first 11 hex digits differ (interface names are made of them). */
+const eid = (host: number, i: number) => `${(host * 100_000 + i).toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`;
 
 type Line = Record<string, unknown> & { type: string };
 
@@ -90,6 +89,13 @@ function clusterKeys(hosts: number, perHost: number, groups: number, localHost: 
 
 async function main(): Promise<void> {
   const fabric = await Fabric.create();
+  // Interrupted: still take down what we started.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      say(`${sig}: cleaning up`);
+      void Promise.allSettled([etcd?.stop()]).then(() => fabric.destroy()).finally(() => process.exit(130));
+    });
+  }
   let etcd: Etcd | undefined;
   let ds: Datastore | undefined;
   const results: Record<string, unknown> = {};

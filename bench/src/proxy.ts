@@ -27,6 +27,9 @@ async function main(): Promise<void> {
   const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
   say('starting dockerd, etcd and one namespace host with calico-node');
   const cluster = await DevCluster.start({ hosts: ['h1'], logLevel: 'warn' });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => void cluster.stop().finally(() => process.exit(130)));
+  }
   const h1 = cluster.host('h1');
   const direct = (args: string[]) => cluster.dockerd.docker(args);
   const results: Record<string, unknown> = {};

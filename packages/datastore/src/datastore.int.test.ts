@@ -123,6 +123,23 @@ describe('datastore on a real etcd', () => {
     expect(rec.state).toEqual(new Map([['/periodic/a', '1'], ['/periodic/b', '2']]));
   });
 
+  it('a filter keeps only the keys the consumer wants, in snapshots and watches', async () => {
+    const ds = connect(etcd.endpoints);
+    open.push(ds);
+    await ds.put('/flt/h1/bird_ip', '1');
+    await ds.put('/flt/h1/workload/x', 'w');
+    const rec = recorder();
+    const syncer = ds.syncer('/flt/', rec.handler, { filter: (k) => k.endsWith('/bird_ip') }).start();
+    stoppers.push(() => syncer.stop());
+    await syncer.waitInSync();
+    await ds.put('/flt/h2/workload/y', 'w');
+    const last = await ds.put('/flt/h2/bird_ip', '2');
+    await waitFor('the last write', () => syncer.revision >= last, 5_000);
+    await syncer.drain();
+    expect(rec.state).toEqual(new Map([['/flt/h1/bird_ip', '1'], ['/flt/h2/bird_ip', '2']]));
+    expect(syncer.state.size).toBe(2);
+  });
+
   it('takes a 10,000-key snapshot in one batch', async () => {
     const ds = connect(etcd.endpoints);
     open.push(ds);

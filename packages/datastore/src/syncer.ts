@@ -38,6 +38,11 @@ export interface SyncerOptions {
    * syncer falls back to a resync against this state.
    */
   resume?: { revision: number; state: ReadonlyMap<string, string> };
+  /**
+   * Keys the consumer cares about; others under the prefix are neither kept nor delivered
+   * (bgp-config needs /calico/host/<name>/bird_ip, not every workload under it).
+   */
+  filter?: (key: string) => boolean;
 }
 
 export interface SyncerStats {
@@ -66,7 +71,7 @@ export class Syncer {
   private failures = 0;
   private stopped = false;
   private waiters: (() => void)[] = [];
-  private readonly opts: Required<Omit<SyncerOptions, 'resume'>> & Pick<SyncerOptions, 'resume'>;
+  private readonly opts: Required<Omit<SyncerOptions, 'resume' | 'filter'>> & Pick<SyncerOptions, 'resume' | 'filter'>;
   readonly stats: SyncerStats = { snapshots: 0, resyncs: 0, watchBatches: 0, watchErrors: 0, handlerErrors: 0 };
 
   constructor(
@@ -81,6 +86,7 @@ export class Syncer {
       retryMs: opts.retryMs ?? 250,
       maxRetryMs: opts.maxRetryMs ?? 5_000,
       resume: opts.resume,
+      filter: opts.filter,
     };
   }
 
@@ -209,7 +215,9 @@ export class Syncer {
     const first = !this.delivered;
     const updates: SyncUpdate[] = [];
     const seen = new Set<string>();
+    const keep = this.opts.filter;
     for (const kv of snap.kvs) {
+      if (keep && !keep(kv.key)) continue;
       seen.add(kv.key);
       if (this.cache.get(kv.key) !== kv.value) {
         updates.push({ type: 'put', key: kv.key, value: kv.value, revision: kv.modRevision });
@@ -283,6 +291,7 @@ export class Syncer {
       const revision = Number(ev.kv.mod_revision);
       if (revision <= this.rev) continue;
       rev = Math.max(rev, revision);
+      if (this.opts.filter && !this.opts.filter(key)) continue;
       if (ev.type === 'Delete') {
         if (this.cache.delete(key)) updates.push({ type: 'delete', key, revision });
       } else {

@@ -1,8 +1,11 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
+import { readFile } from 'node:fs/promises';
 import {
   Cleanup,
+  exec,
+  pidAlive,
   Dockerd,
   Etcd,
   Fabric,
@@ -20,11 +23,17 @@ export function nodeMainJs(): string {
   return join(dirname(require.resolve('@calico/node/package.json')), 'dist', 'main.js');
 }
 
+export function bgpConfigMainJs(): string {
+  return join(dirname(require.resolve('@calico/bgp-config/package.json')), 'dist', 'main.js');
+}
+
 export interface DevClusterOptions {
   /** Host names, e.g. ["h1", "h2"]: each becomes a namespace host running calico-node. */
   hosts: string[];
   logLevel?: string;
   leaseTtlSeconds?: number;
+  /** Run bgp-config and BIRD on every host, so that hosts learn each other's routes. */
+  bgp?: boolean;
 }
 
 export interface DevHost {
@@ -33,6 +42,11 @@ export interface DevHost {
   /** The node's Docker API proxy as a unix socket reachable from the root namespace. */
   proxySocket: string;
   node: ManagedProcess | undefined;
+  bgpConfig: ManagedProcess | undefined;
+  /** BIRD's files for this host: config, control socket, pid file, log. */
+  bird: { config: string; socket: string; pid: string; log: string };
+  /** birdc against this host's BIRD. */
+  birdc(command: string): Promise<ExecResult>;
   /** The docker CLI through this host's proxy. */
   docker(args: readonly string[], input?: string): Promise<ExecResult>;
 }
@@ -78,16 +92,68 @@ export class DevCluster {
     for (const name of this.opts.hosts) {
       const ns = await this.fabric.addHost(name);
       const proxySocket = join(ns.dir, 'docker-proxy.sock');
+      const birdDir = join(ns.dir, 'bird');
+      const bird = { config: join(birdDir, 'bird.conf'), socket: join(birdDir, 'bird.ctl'), pid: join(birdDir, 'bird.pid'), log: join(birdDir, 'bird.log') };
       const h: DevHost = {
         name,
         ns,
         proxySocket,
         node: undefined,
+        bgpConfig: undefined,
+        bird,
         docker: (args, input) => this.dockerd.docker(args, { host: `unix://${proxySocket}`, input }),
+        birdc: (command) => exec(['birdc', '-s', bird.socket, ...command.split(' ')]),
       };
       this.hosts.set(name, h);
+      // BIRD daemonizes: it is stopped by the pid in its pid file, after everything else of the host.
+      this.cleanup.defer(`BIRD of ${name}`, () => this.stopBird(name));
+      // Teardown runs backwards: the host's services stop first, so that nothing restarts BIRD.
+      this.cleanup.defer(`services of ${name}`, () => ns.stopProcesses());
       await this.startNode(name);
+      if (this.opts.bgp) await this.startBgpConfig(name);
     }
+  }
+
+  /** Starts (or restarts) bgp-config with --run-bird in the host; resolves once BIRD answers. */
+  async startBgpConfig(name: string): Promise<ManagedProcess> {
+    const h = this.host(name);
+    const p = h.ns.spawn('calico-bgp-config', [
+      process.execPath,
+      bgpConfigMainJs(),
+      `--hostname=${name}`,
+      `--etcd=${this.etcd.endpoints}`,
+      `--state-dir=${dirname(h.bird.config)}`,
+      '--run-bird',
+      `--log-level=${this.opts.logLevel ?? 'info'}`,
+    ]);
+    h.bgpConfig = p;
+    await waitFor(
+      `BIRD on ${name} to answer`,
+      async () => {
+        if (!p.running) throw new Error('bgp-config exited');
+        return (await h.birdc('show status')).stdout.includes('Daemon is up and running');
+      },
+      30_000,
+      () => p.log().slice(-4000),
+    );
+    return p;
+  }
+
+  async stopBgpConfig(name: string): Promise<void> {
+    await this.host(name).bgpConfig?.stop();
+  }
+
+  /** The pid BIRD wrote, or undefined. */
+  async birdPid(name: string): Promise<number | undefined> {
+    const pid = Number((await readFile(this.host(name).bird.pid, 'utf8').catch(() => '')).trim());
+    return pid > 0 ? pid : undefined;
+  }
+
+  async stopBird(name: string): Promise<void> {
+    const pid = await this.birdPid(name);
+    if (!pid || !pidAlive(pid)) return;
+    process.kill(pid, 'SIGTERM');
+    await waitFor(`BIRD ${pid} to exit`, () => !pidAlive(pid), 10_000);
   }
 
   host(name: string): DevHost {

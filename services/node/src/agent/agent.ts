@@ -12,7 +12,8 @@ export const ENDPOINT_TO_HOST_KEY = configKey('EndpointToHostAction');
 
 export interface PolicyAgentOptions {
   host: string;
-  ds: Datastore;
+  /** Needed by start(); without one, feed the agent through handleBatch() and handleStatus() (tests). */
+  ds?: Datastore;
   kernel: KernelBackend;
   logger: Logger;
   /** Used until /calico/config/EndpointToHostAction says otherwise. */
@@ -77,8 +78,9 @@ export class PolicyAgent {
   }
 
   start(): this {
+    if (!this.opts.ds) throw new Error('PolicyAgent.start() needs a datastore (options.ds)');
     this.syncer = this.opts.ds
-      .syncer('/calico/', { onUpdates: (b) => this.onUpdates(b), onStatus: (s, r) => this.onStatus(s, r) }, { resyncIntervalMs: this.opts.datastoreResyncMs ?? 5 * 60_000 })
+      .syncer('/calico/', { onUpdates: (b) => this.handleBatch(b), onStatus: (s, r) => this.handleStatus(s, r) }, { resyncIntervalMs: this.opts.datastoreResyncMs ?? 5 * 60_000 })
       .start();
     const every = this.opts.dataplaneResyncMs ?? 30_000;
     if (every > 0) {
@@ -120,7 +122,8 @@ export class PolicyAgent {
     return this.everInSync && (this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty || this.dataplane.pending);
   }
 
-  private onStatus(s: SyncStatus, reason: string): void {
+  /** The syncer's status callback (public so that tests can drive the agent without etcd). */
+  handleStatus(s: SyncStatus, reason: string): void {
     this.syncStatus = s;
     if (s === 'in-sync' && !this.everInSync) {
       this.everInSync = true;
@@ -131,7 +134,8 @@ export class PolicyAgent {
     }
   }
 
-  private onUpdates(batch: SyncBatch): void {
+  /** The syncer's update callback (public so that tests can drive the agent without etcd). */
+  handleBatch(batch: SyncBatch): void {
     const updates: ModelUpdate[] = [];
     for (const u of batch.updates) {
       if (u.key === ENDPOINT_TO_HOST_KEY) {

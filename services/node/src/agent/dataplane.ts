@@ -80,6 +80,8 @@ export class Dataplane {
   private view: KernelView | undefined;
   private readonly dirtyChains = new Set<string>();
   private readonly dirtySets = new Set<string>();
+  /** resync() and apply() run one at a time: a reread in the middle of an apply would be undone by its end. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly kernel: KernelBackend,
@@ -138,8 +140,18 @@ export class Dataplane {
     return this.view === undefined || this.dirtyChains.size > 0 || this.dirtySets.size > 0;
   }
 
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   /** Rereads the kernel; the next apply() compares everything against it. */
-  async resync(): Promise<void> {
+  resync(): Promise<void> {
+    return this.serial(() => this.readKernel());
+  }
+
+  private async readKernel(): Promise<void> {
     const view: KernelView = { chains: new Map(), hooks: new Map(), ipsets: new Map() };
     for (const family of [4, 6] as const) {
       for (const table of ['filter', 'raw'] as const) parseIptablesSave(await this.kernel.iptablesSave(family, table), family, table, view);
@@ -151,8 +163,12 @@ export class Dataplane {
   }
 
   /** Writes what differs. On failure the kernel is reread before the next attempt. */
-  async apply(): Promise<ApplyStats> {
-    if (!this.view) await this.resync();
+  apply(): Promise<ApplyStats> {
+    return this.serial(() => this.applyNow());
+  }
+
+  private async applyNow(): Promise<ApplyStats> {
+    if (!this.view) await this.readKernel();
     const view = this.view!;
     const stats: ApplyStats = { kernelCalls: 0, chainsWritten: 0, chainsDeleted: 0, ipsetEntries: 0, ipsetsCreated: 0, ipsetsDestroyed: 0 };
     try {

@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+import { rename, writeFile, readFile, unlink, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+export interface BirdPaths {
+  config: string;
+  socket: string;
+  pid: string;
+  log: string;
+}
+
+/** Every BIRD path derives from the host name and a state folder; each can be overridden. */
+export function birdPaths(stateDir: string, overrides: Partial<BirdPaths> = {}): BirdPaths {
+  return {
+    config: overrides.config ?? `${stateDir}/bird.conf`,
+    socket: overrides.socket ?? `${stateDir}/bird.ctl`,
+    pid: overrides.pid ?? `${stateDir}/bird.pid`,
+    log: overrides.log ?? `${stateDir}/bird.log`,
+  };
+}
+
+export function runBird(argv: string[], timeoutMs = 10_000): Promise<{ code: number; out: string }> {
+  return run(argv, timeoutMs);
+}
+
+function run(argv: string[], timeoutMs = 10_000): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', (e) => {
+      clearTimeout(t);
+      resolve({ code: 127, out: e.message });
+    });
+    p.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? 1, out });
+    });
+  });
+}
+
+export class BirdConfigRejected extends Error {
+  constructor(readonly birdSays: string) {
+    super(`BIRD rejected the rendered configuration: ${birdSays.trim()}`);
+    this.name = 'BirdConfigRejected';
+  }
+}
+
+/** `bird -p -c`: BIRD's own parser decides whether a config is valid. */
+export async function checkConfig(path: string): Promise<void> {
+  const r = await run(['bird', '-p', '-c', path]);
+  if (r.code !== 0) throw new BirdConfigRejected(r.out);
+}
+
+/**
+ * Replaces the live config only with a checked one: write a temporary file beside it, check
+ * it with `bird -p -c`, then rename (atomic on one filesystem). Returns false when the content
+ * was already there, so callers reload only on change.
+ */
+export async function installConfig(path: string, text: string): Promise<boolean> {
+  const current = await readFile(path, 'utf8').catch(() => undefined);
+  if (current === text) return false;
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.new`;
+  await writeFile(tmp, text);
+  try {
+    await checkConfig(tmp);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await rename(tmp, path);
+  return true;
+}
+
+/** Asks the running BIRD to load its config file. false when BIRD is not answering. */
+export async function reloadBird(socket: string): Promise<{ ok: boolean; out: string }> {
+  const r = await run(['birdc', '-s', socket, 'configure']);
+  return { ok: r.code === 0 && /Reconfigured|Reconfiguration in progress|Reconfiguration already in progress/.test(r.out), out: r.out.trim() };
+}
+
+export async function birdc(socket: string, command: string): Promise<{ code: number; out: string }> {
+  return run(['birdc', '-s', socket, ...command.split(' ')]);
+}

@@ -1,0 +1,324 @@
+/**
+ * The policy agent driven without etcd: batches and statuses go in through handleBatch() and
+ * handleStatus() (what the syncer calls), the kernel is a FakeKernel.
+ */
+import type { Datastore, SyncBatch, SyncHandler, SyncStatus } from '@calico/datastore';
+import { groupMemberKey, groupRuleKey } from '@calico/keyspace';
+import { createLogger } from '@calico/log';
+import { policyFixtures as fx, type KeyValue } from '@calico/policy';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { hostIfName } from '../plumber/names.js';
+import { ENDPOINT_TO_HOST_KEY, PolicyAgent, type PolicyAgentOptions } from './agent.js';
+import { FakeKernel } from './fakeKernel.js';
+import { fromChain, groupSetName, toChain } from './names.js';
+
+const logger = createLogger({ name: 'agent-test', level: 'silent' });
+
+const L1 = 'a1a1a1a1a1a1a1a1'; // h1, v4 + v6, in web
+const L2 = 'b2b2b2b2b2b2b2b2'; // h1, v4, in db
+const R1 = 'c3c3c3c3c3c3c3c3'; // h2, in web
+const R2 = 'd4d4d4d4d4d4d4d4'; // h2, v4 only, in no group (yet)
+const if1 = hostIfName(L1);
+const if2 = hostIfName(L2);
+const WEB4 = groupSetName('web', 4);
+const WEB6 = groupSetName('web', 6);
+
+const ep = {
+  L1: fx.endpoint({ host: 'h1', endpointId: L1, addrs: ['10.65.0.1', 'fd00::1'], mac: '02:00:00:00:00:01' }),
+  L2: fx.endpoint({ host: 'h1', endpointId: L2, addrs: ['10.65.0.2'] }),
+  R1: fx.endpoint({ host: 'h2', endpointId: R1, addrs: ['10.65.1.1', 'fd00::1:1'] }),
+  R2: fx.endpoint({ host: 'h2', endpointId: R2, addrs: ['10.65.1.2'] }),
+};
+const web = fx.group({
+  groupId: 'web',
+  members: [L1, R1],
+  inbound: [{ group: 'web' }, { cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 }],
+  outbound: [{ group: 'web' }, { cidr: '0.0.0.0/0' }, { cidr: '::/0' }],
+});
+const db = fx.group({ groupId: 'db', members: [L2], inbound: [{ group: 'web', protocol: 'tcp', port: 5432 }, { cidr: '10.0.0.0/8', protocol: 'tcp', port: 22 }] });
+const all: KeyValue[] = [...ep.L1, ...ep.L2, ...ep.R1, ...ep.R2, ...web, ...db, { key: ENDPOINT_TO_HOST_KEY, value: 'accept' }];
+
+type Update = { type: 'put'; key: string; value: string } | { type: 'delete'; key: string };
+const puts = (kvs: readonly KeyValue[]): Update[] => kvs.map(({ key, value }) => ({ type: 'put', key, value }));
+const dels = (kvs: readonly KeyValue[]): Update[] => kvs.map(({ key }) => ({ type: 'delete', key }));
+const batch = (updates: Update[], kind: SyncBatch['kind'] = 'watch'): SyncBatch => ({
+  kind,
+  revision: 0,
+  updates: updates.map((u) => ({ ...u, revision: 0 })),
+});
+/** A rule as the test reads it back: without our hash comment. */
+const plain = (rules: string[] | undefined) => rules?.map((r) => r.replace(/-m comment --comment "cali:[A-Za-z0-9]+" /, ''));
+
+const agents: PolicyAgent[] = [];
+function newAgent(opts: Partial<PolicyAgentOptions> = {}) {
+  const kernel = new FakeKernel();
+  const agent = new PolicyAgent({ host: 'h1', kernel, logger, ...opts });
+  agents.push(agent);
+  return { kernel, agent };
+}
+
+/** An agent in sync with `keys`, everything applied, its kernel's counters reset. */
+async function inSync(keys: readonly KeyValue[] = all, opts: Partial<PolicyAgentOptions> = {}) {
+  const { kernel, agent } = newAgent(opts);
+  agent.handleBatch(batch(puts(keys), 'snapshot'));
+  agent.handleStatus('in-sync', 'test');
+  await agent.idle();
+  kernel.resetCalls();
+  return { kernel, agent };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((a) => a.stop()));
+});
+
+describe('PolicyAgent', () => {
+  it('writes nothing to the kernel before the datastore is in sync', async () => {
+    const { kernel, agent } = newAgent();
+    agent.handleStatus('resyncing', 'starting');
+    agent.handleBatch(batch(puts(all), 'snapshot'));
+    await agent.idle();
+    await tick();
+    await tick();
+    expect(kernel.calls).toEqual({ iptablesRestore: 0, ipsetRestore: 0, saves: 0 });
+    expect(agent.status()).toMatchObject({ everInSync: false, applies: 0, localEndpoints: 0 });
+
+    agent.handleStatus('in-sync', 'watching');
+    await agent.idle();
+    expect(kernel.chainNames(4, 'filter')).toContain(fromChain(if1));
+    expect(agent.status()).toMatchObject({ syncStatus: 'in-sync', everInSync: true, localEndpoints: 2, ipsets: 2, lastError: null });
+  });
+
+  it("programs this host's endpoints only; remote endpoints are ipset members", async () => {
+    const { kernel } = await inSync();
+    for (const family of [4, 6] as const) {
+      const chains = kernel.chainNames(family, 'filter').filter((c) => /^cali-(fw|tw)-/.test(c));
+      expect(chains.sort()).toEqual([fromChain(if1), fromChain(if2), toChain(if1), toChain(if2)].sort());
+      expect(plain(kernel.rules(family, 'filter', 'cali-from-wl'))).toEqual([`-i ${if1} -g ${fromChain(if1)}`, `-i ${if2} -g ${fromChain(if2)}`, '-j DROP']);
+    }
+    expect(kernel.setNames()).toEqual([WEB4, WEB6].sort());
+    expect(kernel.setMembers(WEB4)).toEqual(['10.65.0.1', '10.65.1.1']);
+    expect(kernel.setMembers(WEB6)).toEqual(['fd00::1', 'fd00::1:1']);
+    expect(plain(kernel.rules(4, 'filter', toChain(if2)))).toEqual([
+      `-p tcp -m set --match-set ${WEB4} src -m tcp --dport 5432 -j RETURN`,
+      '-s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j RETURN',
+      '-j DROP',
+    ]);
+  });
+
+  describe('the order of updates does not change the final kernel', () => {
+    /** Batches of 1 to 5 updates, cut at places that depend on the seed. */
+    const chunks = <T>(items: T[], seed: number): T[][] => {
+      const out: T[][] = [];
+      let i = 0;
+      let n = seed;
+      while (i < items.length) {
+        const size = 1 + (n % 5);
+        n = (n * 7 + 3) % 101;
+        out.push(items.slice(i, i + size));
+        i += size;
+      }
+      return out;
+    };
+    // Per-key histories that end where `all` ends: transient values, a transient endpoint, a
+    // transient membership and a rule that is malformed for a while.
+    const L9 = fx.endpoint({ host: 'h1', endpointId: 'e9e9e9e9e9e9e9e9', addrs: ['10.65.0.9'] });
+    const histories: Update[][] = [
+      ...puts(all.filter((kv) => kv.key !== ep.L1[0]!.key && kv.key !== db[1]!.key)).map((u) => [u]),
+      [...puts([{ key: ep.L1[0]!.key, value: JSON.stringify([{ addr: '10.65.0.7' }]) }]), ...puts([ep.L1[0]!])],
+      [{ type: 'put', key: db[1]!.key, value: '{"group": "web", "protocol": ' }, ...puts([db[1]!])],
+      ...L9.map((kv) => [...puts([kv]), ...dels([kv])]),
+      [...puts([{ key: groupMemberKey('web', 'e9e9e9e9e9e9e9e9'), value: '' }]), { type: 'delete', key: groupMemberKey('web', 'e9e9e9e9e9e9e9e9') }],
+      [...puts([{ key: groupMemberKey('db', R2), value: '' }]), { type: 'delete', key: groupMemberKey('db', R2) }],
+    ];
+    const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
+    let expected = '';
+
+    it('reference: one snapshot', async () => {
+      const { kernel, agent } = await inSync();
+      expect(agent.status().problems).toEqual([]);
+      expected = kernel.dump();
+      expect(expected).toContain(`-A ${toChain(if2)}`);
+    });
+
+    it.each(seeds)('all batches before in-sync, shuffled with seed %i', async (seed) => {
+      const { kernel, agent } = newAgent();
+      for (const b of chunks(fx.shuffle(puts(all), seed), seed)) agent.handleBatch(batch(b, 'snapshot'));
+      agent.handleStatus('in-sync', 'test');
+      await agent.idle();
+      expect(kernel.dump()).toBe(expected);
+    });
+
+    it.each(seeds)('batches after in-sync, with transient values, interleaved with seed %i', async (seed) => {
+      const { kernel, agent } = newAgent();
+      agent.handleBatch(batch([], 'snapshot'));
+      agent.handleStatus('in-sync', 'test');
+      await agent.idle();
+      chunks(fx.interleave(histories, seed), seed).forEach((b, i) => agent.handleBatch(batch(b)));
+      await agent.idle();
+      expect(kernel.dump()).toBe(expected);
+      expect(agent.status().problems).toEqual([]);
+    });
+
+    it.each(seeds)('batches after in-sync, applied one by one, interleaved with seed %i', async (seed) => {
+      const { kernel, agent } = newAgent();
+      agent.handleBatch(batch([], 'snapshot'));
+      agent.handleStatus('in-sync', 'test');
+      for (const b of chunks(fx.interleave(histories, seed), seed + 11)) {
+        agent.handleBatch(batch(b));
+        await agent.idle();
+      }
+      expect(kernel.dump()).toBe(expected);
+    });
+  });
+
+  it('a remote endpoint joining a group that a local rule names costs one ipset restore of one entry', async () => {
+    const { kernel, agent } = await inSync();
+    agent.handleBatch(batch(puts([{ key: groupMemberKey('web', R2), value: '' }])));
+    await agent.idle();
+    expect(kernel.calls).toEqual({ iptablesRestore: 0, ipsetRestore: 1, saves: 0 });
+    expect(kernel.texts('ipsetRestore')).toEqual([`add ${WEB4} 10.65.1.2\n`]);
+    expect(agent.status().lastApply).toMatchObject({ kernelCalls: 1, ipsetEntries: 1, chainsWritten: 0 });
+
+    // And leaving again: one entry out.
+    kernel.resetCalls();
+    agent.handleBatch(batch([{ type: 'delete', key: groupMemberKey('web', R2) }]));
+    await agent.idle();
+    expect(kernel.texts('ipsetRestore')).toEqual([`del ${WEB4} 10.65.1.2\n`]);
+    expect(kernel.calls.iptablesRestore).toBe(0);
+  });
+
+  it('a local endpoint that goes away loses its chains, and conntrack forgets its addresses', async () => {
+    const { kernel, agent } = await inSync();
+    agent.handleBatch(batch(dels(ep.L1)));
+    await agent.idle();
+    for (const family of [4, 6] as const) {
+      expect(kernel.chainNames(family, 'filter')).not.toContain(fromChain(if1));
+      expect(kernel.chainNames(family, 'filter')).not.toContain(toChain(if1));
+      expect(plain(kernel.rules(family, 'filter', 'cali-to-wl'))).toEqual([`-o ${if2} -g ${toChain(if2)}`, '-j DROP']);
+    }
+    expect([...kernel.conntrackFlushed].sort()).toEqual(['10.65.0.1', 'fd00::1']);
+    // L2's rule still names web, whose only member left is remote; web's IPv6 set is no longer named.
+    expect(kernel.setMembers(WEB4)).toEqual(['10.65.1.1']);
+    expect(kernel.setNames()).toEqual([WEB4]);
+    expect(agent.status().localEndpoints).toBe(1);
+  });
+
+  it('an address leaving a local endpoint is forgotten by conntrack', async () => {
+    const { kernel, agent } = await inSync();
+    agent.handleBatch(batch(puts([{ key: ep.L1[0]!.key, value: JSON.stringify([{ addr: '10.65.0.1' }]) }])));
+    await agent.idle();
+    expect(kernel.conntrackFlushed).toEqual(['fd00::1']);
+    expect(plain(kernel.rules(6, 'filter', fromChain(if1)))).toEqual(['-j DROP']);
+  });
+
+  it('a malformed rule does not crash the agent, is reported, and the other rules of its group still apply', async () => {
+    const bad = groupRuleKey('db', 'inbound', 3);
+    const { kernel, agent } = await inSync([...all, { key: bad, value: '{"cidr": "10.1.0.0/16", ' }]);
+    const problems = agent.status().problems;
+    expect(problems.map((p) => p.key)).toEqual([bad]);
+    expect(problems[0]!.errors.join(' ')).toContain(bad);
+    expect(plain(kernel.rules(4, 'filter', toChain(if2)))).toEqual([
+      `-p tcp -m set --match-set ${WEB4} src -m tcp --dport 5432 -j RETURN`,
+      '-s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j RETURN',
+      '-j DROP',
+    ]);
+
+    // Corrected, it applies and the problem is gone.
+    agent.handleBatch(batch(puts([{ key: bad, value: '{"cidr": "10.1.0.0/16", "protocol": "udp", "port": 53}' }])));
+    await agent.idle();
+    expect(agent.status().problems).toEqual([]);
+    expect(plain(kernel.rules(4, 'filter', toChain(if2)))?.[2]).toBe('-s 10.1.0.0/16 -p udp -m udp --dport 53 -j RETURN');
+  });
+
+  it.each<SyncStatus>(['wait-for-datastore', 'resyncing', 'stopped'])(
+    'while %s after having been in sync, nothing is removed from the kernel (fail static)',
+    async (status) => {
+      const { kernel, agent } = await inSync();
+      const before = kernel.dump();
+      agent.handleStatus(status, 'etcd went away');
+      agent.handleBatch(batch(dels([...ep.L1, ...web]), 'resync'));
+      await agent.idle();
+      await tick();
+      expect(kernel.dump()).toBe(before);
+      expect(kernel.received).toEqual([]);
+      expect(agent.status()).toMatchObject({ syncStatus: status, everInSync: true });
+
+      // Back in sync: what changed meanwhile is written.
+      agent.handleStatus('in-sync', 'watching again');
+      await agent.idle();
+      expect(kernel.chainNames(4, 'filter')).not.toContain(fromChain(if1));
+    },
+  );
+
+  it('while out of sync, the periodic kernel resync still repairs what is programmed', async () => {
+    let handler: SyncHandler | undefined;
+    const syncer = { start: () => syncer, stop: async () => undefined, drain: async () => undefined };
+    const ds = { syncer: (_prefix: string, h: SyncHandler) => ((handler = h), syncer) } as unknown as Datastore;
+    const { kernel, agent } = newAgent({ ds, dataplaneResyncMs: 20 });
+    agent.start();
+    await handler!.onUpdates(batch(puts(all), 'snapshot'));
+    handler!.onStatus!('in-sync', 'test');
+    await agent.idle();
+    const programmed = kernel.dump();
+    handler!.onStatus!('wait-for-datastore', 'etcd went away');
+    await handler!.onUpdates(batch(dels(ep.L2), 'resync'));
+    kernel.deleteRule(4, 'filter', toChain(if2), 0);
+    kernel.deleteSetMember(WEB4, '10.65.1.1');
+    await vi.waitFor(() => expect(kernel.dump()).toBe(programmed), { timeout: 2_000, interval: 10 });
+  });
+
+  it('EndpointToHostAction switches the cali-wl-to-host chain, and only that chain', async () => {
+    const { kernel, agent } = await inSync(all.filter((kv) => kv.key !== ENDPOINT_TO_HOST_KEY));
+    const toHost = () => plain(kernel.rules(4, 'filter', 'cali-wl-to-host'))!.slice(2);
+    expect(toHost()).toEqual(['-j DROP']); // the default
+    const cases: [Update, string[]][] = [
+      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'accept' }, ['-j ACCEPT']],
+      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'Policy\n' }, ['-j cali-from-wl', '-j ACCEPT']],
+      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'bogus' }, ['-j DROP']],
+      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'ACCEPT' }, ['-j ACCEPT']],
+      [{ type: 'delete', key: ENDPOINT_TO_HOST_KEY }, ['-j DROP']],
+    ];
+    for (const [update, expected] of cases) {
+      kernel.resetCalls();
+      agent.handleBatch(batch([update]));
+      await agent.idle();
+      expect(toHost()).toEqual(expected);
+      expect(plain(kernel.rules(6, 'filter', 'cali-wl-to-host'))!.slice(8)).toEqual(expected);
+      const declared = kernel.received.flatMap((r) => r.text.split('\n').filter((l) => l.startsWith(':')));
+      expect(declared).toEqual([':cali-wl-to-host - [0:0]', ':cali-wl-to-host - [0:0]']);
+    }
+  });
+
+  it('the configured default applies when the key is absent', async () => {
+    const { kernel } = await inSync(all.filter((kv) => kv.key !== ENDPOINT_TO_HOST_KEY), { endpointToHost: 'policy' });
+    expect(plain(kernel.rules(4, 'filter', 'cali-wl-to-host'))!.slice(2)).toEqual(['-j cali-from-wl', '-j ACCEPT']);
+  });
+
+  it('a failed kernel write is retried until the kernel matches', async () => {
+    const { kernel, agent } = newAgent();
+    kernel.failNext('iptablesRestore', 2);
+    agent.handleBatch(batch(puts(all), 'snapshot'));
+    agent.handleStatus('in-sync', 'test');
+    await agent.idle();
+    expect(agent.status()).toMatchObject({ lastError: null, applies: 1 });
+    const { kernel: ref } = await inSync();
+    expect(kernel.dump()).toBe(ref.dump());
+  });
+
+  it('a local endpoint whose id cannot name an interface is left out, not a crash', async () => {
+    const odd = fx.endpoint({ host: 'h1', endpointId: 'web-1', addrs: ['10.65.0.50'] });
+    const { kernel, agent } = await inSync([...all, ...odd, { key: groupMemberKey('web', 'web-1'), value: '' }]);
+    expect(kernel.chainNames(4, 'filter')).toContain(fromChain(if1));
+    expect(agent.status().localEndpoints).toBe(2);
+    expect(agent.status().problems.map((p) => p.errors.join(' ')).join(' ')).toContain('web-1');
+    // It is still a member of web for everyone else.
+    expect(kernel.setMembers(WEB4)).toContain('10.65.0.50');
+  });
+
+  it('start() without a datastore is refused', () => {
+    const { agent } = newAgent();
+    expect(() => agent.start()).toThrow(/needs a datastore/);
+  });
+});
