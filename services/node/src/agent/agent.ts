@@ -1,5 +1,5 @@
 import type { Datastore, SyncBatch, Syncer, SyncStatus } from '@calico/datastore';
-import { configKey } from '@calico/keyspace';
+import { configKey, endpointPrefix } from '@calico/keyspace';
 import type { Logger } from '@calico/log';
 import { PolicyModel, endpointPolicy, type ModelUpdate } from '@calico/policy';
 import { hostIfName } from '../plumber/names.js';
@@ -59,6 +59,8 @@ export class PolicyAgent {
   private readonly setRefs = new Map<string, { family: Family; groupId: string; refs: number }>();
   private readonly dirtyEndpoints = new Set<string>();
   private readonly dirtyGroups = new Set<string>();
+  /** Local endpoints left out of the dataplane because their id cannot name an interface. */
+  private readonly unnamable = new Map<string, { key: string; errors: string[] }>();
   private staticDirty = true;
   private dispatchDirty = true;
   private scheduled = false;
@@ -107,7 +109,7 @@ export class PolicyAgent {
       applies: this.applies,
       lastApply: this.lastApply,
       lastError: this.lastError,
-      problems: this.model.problems().map((p) => ({ key: p.key, errors: [...p.errors] })),
+      problems: [...this.model.problems(), ...this.unnamable.values()].map((p) => ({ key: p.key, errors: [...p.errors] })),
     };
   }
 
@@ -119,15 +121,21 @@ export class PolicyAgent {
   }
 
   private hasWork(): boolean {
-    return this.everInSync && (this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty || this.dataplane.pending);
+    // Out of sync (after having been in sync) the model's changes wait; repairs of what is programmed do not.
+    const modelWork = this.syncStatus === 'in-sync' && (this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty);
+    return this.everInSync && (modelWork || this.dataplane.pending);
   }
 
   /** The syncer's status callback (public so that tests can drive the agent without etcd). */
   handleStatus(s: SyncStatus, reason: string): void {
+    const was = this.syncStatus;
     this.syncStatus = s;
     if (s === 'in-sync' && !this.everInSync) {
       this.everInSync = true;
       this.opts.logger.info({ reason }, 'datastore in sync; programming the dataplane');
+      this.schedule();
+    } else if (s === 'in-sync' && was !== 'in-sync') {
+      this.opts.logger.info({ reason }, 'datastore back in sync; writing what changed meanwhile');
       this.schedule();
     } else if (s !== 'in-sync' && this.everInSync) {
       this.opts.logger.warn({ status: s, reason }, 'datastore not in sync; the dataplane stays as it is until it is');
@@ -198,7 +206,9 @@ export class PolicyAgent {
     for (const eid of this.dirtyEndpoints) {
       const ep = this.model.endpoint(eid);
       const before = this.rendered.get(eid);
-      if (!ep || ep.host !== host) {
+      const hostIf = ep && ep.host === host ? this.interfaceOf(eid, endpointPrefix(ep.host, ep.containerId, eid)) : null;
+      if (!ep || ep.host !== host) this.unnamable.delete(eid);
+      if (!ep || hostIf === null) {
         if (before) {
           this.unrender(eid, before);
           this.dispatchDirty = true;
@@ -207,7 +217,6 @@ export class PolicyAgent {
         continue;
       }
       const policy = endpointPolicy(this.model, eid);
-      const hostIf = hostIfName(eid);
       const next: Rendered = { hostIf, chains: { 4: new Set(), 6: new Set() }, sets: new Map(), addrs: [...ep.addrs.v4, ...ep.addrs.v6] };
       for (const family of [4, 6] as const) {
         const r = renderEndpoint({ endpointId: eid, hostIf, mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy }, family);
@@ -247,6 +256,19 @@ export class PolicyAgent {
     }
   }
 
+  /** The workload's interface, or null (logged, and listed in status()) when its id cannot name one. */
+  private interfaceOf(eid: string, key: string): string | null {
+    try {
+      const name = hostIfName(eid);
+      this.unnamable.delete(eid);
+      return name;
+    } catch (e) {
+      if (!this.unnamable.has(eid)) this.opts.logger.warn({ key, err: String(e) }, 'endpoint id cannot name a workload interface; leaving the endpoint out of the dataplane');
+      this.unnamable.set(eid, { key, errors: [`${key}: ${e instanceof Error ? e.message : String(e)}; the endpoint gets no chains`] });
+      return null;
+    }
+  }
+
   private deref(name: string): void {
     const ref = this.setRefs.get(name);
     if (!ref) return;
@@ -263,7 +285,7 @@ export class PolicyAgent {
   }
 
   private async flush(): Promise<void> {
-    this.renderChanges();
+    if (this.syncStatus === 'in-sync') this.renderChanges();
     if (!this.dataplane.pending) return;
     const t0 = performance.now();
     try {

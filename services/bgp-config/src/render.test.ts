@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { bgpInputFrom, birdView } from './model.js';
+import { renderBirdConf } from './render.js';
+
+const j = (o: unknown) => JSON.stringify(o);
+const hosts = (n: number, v6 = false): [string, string][] =>
+  Array.from({ length: n }, (_, i) => [
+    [`/calico/host/h${i + 1}/bird_ip`, `198.18.0.${11 + i}`] as [string, string],
+    ...(v6 ? [[`/calico/host/h${i + 1}/bird6_ip`, `fd00:198:18::${(11 + i).toString(16)}`] as [string, string]] : []),
+  ]).flat();
+
+/** BIRD's own parser must accept every rendered config. */
+function birdAccepts(text: string): { ok: boolean; out: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'bgp-render-'));
+  try {
+    const f = join(dir, 'bird.conf');
+    writeFileSync(f, text);
+    const r = spawnSync('bird', ['-p', '-c', f], { encoding: 'utf8' });
+    return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const cases: [string, [string, string][], string][] = [
+  ['full mesh of three hosts, no pools', hosts(3), 'h2'],
+  ['pools restrict what is carried', [...hosts(2), ['/calico/ipam/v4/pool/198.19.0.0-16', j({ cidr: '198.19.0.0/16' })], ['/calico/ipam/v6/pool/fd00:198:19::-48', j({ cidr: 'fd00:198:19::/48' })]], 'h1'],
+  ['IPv6: a second session and kernel6 when both hosts have IPv6 addresses', [...hosts(3, true)], 'h1'],
+  ['AS numbers: global, and per host (eBGP between different ASes)', [...hosts(3), ['/calico/bgp/v1/global/as_num', '65001'], ['/calico/bgp/v1/host/h3/as_num', '65003']], 'h1'],
+  ['global and per-host peers; a host peer overrides the global one for the same address', [...hosts(2), ['/calico/bgp/v1/global/peer_v4/198.18.0.100', j({ ip: '198.18.0.100', as_num: 65100 })], ['/calico/bgp/v1/global/peer_v4/198.18.0.101', j({ ip: '198.18.0.101', as_num: 64511 })], ['/calico/bgp/v1/host/h1/peer_v4/198.18.0.101', j({ ip: '198.18.0.101', as_num: 65101 })]], 'h1'],
+  ['route reflector: the reflector side', [...hosts(4), ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })], ['/calico/bgp/v1/host/h1/route_reflector', j({ cluster_id: '1.0.0.1' })], ['/calico/bgp/v1/host/h2/route_reflector', j({ cluster_id: '1.0.0.1' })]], 'h1'],
+  ['route reflector: a client peers only with the reflectors', [...hosts(4), ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })], ['/calico/bgp/v1/host/h1/route_reflector', j({ cluster_id: '1.0.0.1' })], ['/calico/bgp/v1/host/h2/route_reflector', j({ cluster_id: '1.0.0.1' })]], 'h4'],
+  ['mesh off and no reflector: no BGP sessions at all', [...hosts(3), ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })]], 'h1'],
+];
+
+describe('bird.conf rendering', () => {
+  it.each(cases)('%s', (_name, kvs, host) => {
+    const text = renderBirdConf(birdView(bgpInputFrom(new Map(kvs)), host, { logFile: '/var/lib/calico/test/bird.log' }));
+    expect(text).toMatchSnapshot();
+    const r = birdAccepts(text);
+    expect(r.ok, r.out).toBe(true);
+  });
+
+  it('the higher address of a pair is the passive side, so two hosts never collide', () => {
+    const input = bgpInputFrom(new Map(hosts(3)));
+    const h1 = birdView(input, 'h1').peers;
+    const h3 = birdView(input, 'h3').peers;
+    expect(h1.map((p) => [p.ip, p.passive])).toEqual([['198.18.0.12', false], ['198.18.0.13', false]]);
+    expect(h3.map((p) => [p.ip, p.passive])).toEqual([['198.18.0.11', true], ['198.18.0.12', true]]);
+  });
+
+  it('a host without bird_ip cannot be rendered, with a reason', () => {
+    expect(() => birdView(bgpInputFrom(new Map(hosts(2))), 'h9')).toThrow('host "h9" has no bird_ip yet: start calico-node on it with --ip');
+  });
+
+  it('bad keys are reported and skipped, never fatal', () => {
+    const input = bgpInputFrom(new Map([...hosts(2), ['/calico/bgp/v1/global/as_num', 'sixty-four'], ['/calico/bgp/v1/global/node_mesh', '{']]));
+    expect([...input.problems.keys()].sort()).toEqual(['/calico/bgp/v1/global/as_num', '/calico/bgp/v1/global/node_mesh']);
+    expect(birdView(input, 'h1').asNum).toBe(64511);
+  });
+
+  it('a thousand-host mesh renders and BIRD accepts it', () => {
+    const kvs = Array.from({ length: 1000 }, (_, i): [string, string] => [`/calico/host/h${i}/bird_ip`, `10.${Math.floor(i / 250)}.${i % 250}.1`]);
+    const text = renderBirdConf(birdView(bgpInputFrom(new Map(kvs)), 'h0'));
+    expect((text.match(/^protocol bgp /gm) ?? []).length).toBe(999);
+    expect(birdAccepts(text).ok).toBe(true);
+  });
+});
