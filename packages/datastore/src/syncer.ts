@@ -43,6 +43,13 @@ export interface SyncerOptions {
    * (bgp-config needs /calico/host/<name>/bird_ip, not every workload under it).
    */
   filter?: (key: string) => boolean;
+  /**
+   * Keep every value (default) so that `state` can be read and repeated values are not
+   * delivered again. Consumers that keep their own copy (the policy agent, over a keyspace
+   * of hundreds of thousands of keys) turn this off: the syncer then remembers only each key's
+   * modification revision, which is enough to compute a resync's difference.
+   */
+  keepValues?: boolean;
 }
 
 export interface SyncerStats {
@@ -59,7 +66,8 @@ export interface SyncerStats {
  * handler that throws is logged and counted, never allowed to stop the syncer or the process.
  */
 export class Syncer {
-  private cache = new Map<string, string>();
+  /** key → value, or key → modification revision when values are not kept. */
+  private cache = new Map<string, string | number>();
   private rev = 0;
   private gen = 0;
   private watcher: Watcher | undefined;
@@ -72,6 +80,7 @@ export class Syncer {
   private stopped = false;
   private waiters: (() => void)[] = [];
   private readonly opts: Required<Omit<SyncerOptions, 'resume' | 'filter'>> & Pick<SyncerOptions, 'resume' | 'filter'>;
+  private readonly keepValues: boolean;
   readonly stats: SyncerStats = { snapshots: 0, resyncs: 0, watchBatches: 0, watchErrors: 0, handlerErrors: 0 };
 
   constructor(
@@ -87,7 +96,9 @@ export class Syncer {
       maxRetryMs: opts.maxRetryMs ?? 5_000,
       resume: opts.resume,
       filter: opts.filter,
+      keepValues: opts.keepValues ?? true,
     };
+    this.keepValues = this.opts.keepValues;
   }
 
   get status(): SyncStatus {
@@ -103,9 +114,10 @@ export class Syncer {
     return this.rev;
   }
 
-  /** What has been delivered: key → value. */
+  /** What has been delivered: key → value (only with keepValues, the default). */
   get state(): ReadonlyMap<string, string> {
-    return this.cache;
+    if (!this.keepValues) throw new Error('this syncer keeps no values (keepValues: false)');
+    return this.cache as Map<string, string>;
   }
 
   start(): this {
@@ -219,9 +231,10 @@ export class Syncer {
     for (const kv of snap.kvs) {
       if (keep && !keep(kv.key)) continue;
       seen.add(kv.key);
-      if (this.cache.get(kv.key) !== kv.value) {
+      const mark = this.keepValues ? kv.value : kv.modRevision;
+      if (this.cache.get(kv.key) !== mark) {
         updates.push({ type: 'put', key: kv.key, value: kv.value, revision: kv.modRevision });
-        this.cache.set(kv.key, kv.value);
+        this.cache.set(kv.key, mark);
       }
     }
     for (const key of [...this.cache.keys()]) {
@@ -296,8 +309,9 @@ export class Syncer {
         if (this.cache.delete(key)) updates.push({ type: 'delete', key, revision });
       } else {
         const value = ev.kv.value.toString();
-        if (this.cache.get(key) !== value) {
-          this.cache.set(key, value);
+        const mark = this.keepValues ? value : revision;
+        if (this.cache.get(key) !== mark) {
+          this.cache.set(key, mark);
           updates.push({ type: 'put', key, value, revision });
         }
       }

@@ -155,7 +155,7 @@ describe('PolicyAgent', () => {
       agent.handleBatch(batch([], 'snapshot'));
       agent.handleStatus('in-sync', 'test');
       await agent.idle();
-      chunks(fx.interleave(histories, seed), seed).forEach((b, i) => agent.handleBatch(batch(b)));
+      for (const b of chunks(fx.interleave(histories, seed), seed)) agent.handleBatch(batch(b));
       await agent.idle();
       expect(kernel.dump()).toBe(expected);
       expect(agent.status().problems).toEqual([]);
