@@ -82,7 +82,7 @@ export class PolicyAgent {
   start(): this {
     if (!this.opts.ds) throw new Error('PolicyAgent.start() needs a datastore (options.ds)');
     this.syncer = this.opts.ds
-      .syncer('/calico/', { onUpdates: (b) => this.handleBatch(b), onStatus: (s, r) => this.handleStatus(s, r) }, { resyncIntervalMs: this.opts.datastoreResyncMs ?? 5 * 60_000 })
+      .syncer('/calico/', { onUpdates: (b) => this.handleBatch(b), onStatus: (s, r) => this.handleStatus(s, r) }, { resyncIntervalMs: this.opts.datastoreResyncMs ?? 5 * 60_000, keepValues: false })
       .start();
     const every = this.opts.dataplaneResyncMs ?? 30_000;
     if (every > 0) {
