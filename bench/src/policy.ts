@@ -104,7 +104,9 @@ async function main(): Promise<void> {
     etcd = await Etcd.start({ listenIp: rootIp });
     ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
     const h1 = await fabric.addHost('h1');
+    const phases = (process.env.BENCH_PHASES ?? 'latency,growth,scale').split(',');
 
+    if (phases.includes('latency')) {
     // ---- Latency: LOCAL endpoints on host0 in GROUPS groups, plus remote endpoints to add. ----
     say(`writing ${LOCAL} local endpoints in ${GROUPS} groups and ${CHANGES} remote endpoints`);
     const kvs = clusterKeys(1, LOCAL, GROUPS, 0);
@@ -180,6 +182,9 @@ async function main(): Promise<void> {
       iptables_rules_on_host: iptSave.split('\n').filter((l) => l.startsWith('-A cali')).length,
     };
 
+    }
+
+    if (phases.includes('growth')) {
     // ---- Rule count: grows with local endpoints, not with the cluster. ----
     say('rule count against local endpoints and cluster size (pure render)');
     const { renderDataplane } = await import(pathToNodeAgent());
@@ -197,7 +202,9 @@ async function main(): Promise<void> {
       growth.push({ local, cluster, rules });
     }
     results.rule_growth = growth;
+    }
 
+    if (phases.includes('scale')) {
     // ---- Full resync of a large synthetic keyspace. ----
     say(`loading ${SCALE_HOSTS} hosts x ${SCALE_EPS} endpoints, ${SCALE_GROUPS} groups into a fresh etcd`);
     ds.close();
@@ -213,11 +220,15 @@ async function main(): Promise<void> {
     const sReady = await scale.next((l) => l.type === 'ready', 300_000);
     await scale.stop();
     results.full_resync = { keys: big.length, hosts: SCALE_HOSTS, endpoints: SCALE_HOSTS * SCALE_EPS, groups: SCALE_GROUPS, snapshot_and_model_ms: sReady.syncMs, to_kernel_ms: sReady.totalMs, rss_peak_mb: Number(sReady.rssHwm) / 1e6 };
+    }
 
+    if (results.latency) {
     const L = results.latency as { member: { p50: number; p99: number; baseline: { p50: number; p99: number }; ratio_p99: number }; rule: { p50: number; p99: number; baseline: { p50: number; p99: number }; ratio_p99: number }; per_member_change: unknown };
     console.log(`member add (${CHANGES / 2}): p50 ${fmtMs(L.member.p50)}  p99 ${fmtMs(L.member.p99)}  baseline p50 ${fmtMs(L.member.baseline.p50)} p99 ${fmtMs(L.member.baseline.p99)}  p99 ratio ${L.member.ratio_p99.toFixed(2)}x`);
     console.log(`rule add   (${CHANGES / 2}): p50 ${fmtMs(L.rule.p50)}  p99 ${fmtMs(L.rule.p99)}  baseline p50 ${fmtMs(L.rule.baseline.p50)} p99 ${fmtMs(L.rule.baseline.p99)}  p99 ratio ${L.rule.ratio_p99.toFixed(2)}x`);
     console.log(`kernel work per membership change: ${JSON.stringify(L.per_member_change)}`);
+    }
+    const growth = (results.rule_growth ?? []) as { local: number; cluster: number; rules: number }[];
     console.log(`rule growth: ${growth.map((g) => `${g.local} local / ${g.cluster} cluster -> ${g.rules} rules`).join('; ')}`);
     console.log(`full resync: ${JSON.stringify(results.full_resync)}`);
     console.log(JSON.stringify({ bench: 'policy', when: new Date().toISOString(), results }));

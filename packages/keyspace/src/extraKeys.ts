@@ -22,7 +22,8 @@ export type ExtraKey =
   | { kind: 'bgpHostAsNum'; host: string }
   | { kind: 'bgpHostPeer'; host: string; ip: string }
   | { kind: 'bgpHostRouteReflector'; host: string }
-  | { kind: 'config'; name: string };
+  | { kind: 'config'; name: string }
+  | { kind: 'workloadName'; host: string; containerId: string };
 
 export const ipamPrefix = `${ROOT}ipam/`;
 export const bgpPrefix = `${ROOT}bgp/v1/`;
@@ -52,6 +53,11 @@ export function bgpHostPrefix(host: string): string {
 
 export function bgpHostPeersPrefix(host: string): string {
   return `${bgpHostPrefix(host)}peer_v4/`;
+}
+
+/** The container's name beside its endpoints, so tools can find a container by name on any host. */
+export function workloadNameKey(host: string, containerId: string): string {
+  return `${hostDirPrefix(host)}workload/docker/${segment('containerId', containerId)}/name`;
 }
 
 export function masterApiUrlKey(): string {
@@ -151,6 +157,8 @@ export function buildExtraKey(key: ExtraKey): string {
       return bgpHostRouteReflectorKey(key.host);
     case 'config':
       return configKey(key.name);
+    case 'workloadName':
+      return workloadNameKey(key.host, key.containerId);
   }
 }
 
@@ -180,6 +188,9 @@ export function parseExtraKey(parts: readonly string[]): ExtraKey | null {
   const [a, b, c, d, e, f] = parts;
   const n = parts.length;
   if (a === 'master' && n === 2 && b === 'api_url') return { kind: 'masterApiUrl' };
+  if (a === 'host' && n === 6 && b !== undefined && c === 'workload' && d === 'docker' && e !== undefined && f === 'name') {
+    return { kind: 'workloadName', host: b, containerId: e };
+  }
   if (a === 'host' && n === 3 && b !== undefined && c !== undefined && Object.hasOwn(HOST_LEAVES, c)) {
     return { kind: HOST_LEAVES[c as keyof typeof HOST_LEAVES], host: b };
   }
@@ -221,6 +232,13 @@ export function parseExtraKey(parts: readonly string[]): ExtraKey | null {
 }
 
 export const extraKeySpecs: readonly KeySpec<ExtraKey['kind']>[] = [
+  {
+    kind: 'workloadName',
+    pattern: '/calico/host/<hostname>/workload/docker/<container-id>/name',
+    example: '/calico/host/host1/workload/docker/c0ffee/name',
+    value: "the container's name as Docker shows it (without the leading /); outside endpoint/, so orchestrators listing endpoints never see it",
+    writer: 'node (plumber), beside the endpoint keys; removed with the workload',
+  },
   {
     kind: 'masterApiUrl',
     pattern: '/calico/master/api_url',

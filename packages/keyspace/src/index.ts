@@ -71,6 +71,7 @@ export {
   ipPoolKey,
   ipPoolsPrefix,
   masterApiUrlKey,
+  workloadNameKey,
 } from './extraKeys.js';
 export type { ExtraKey } from './extraKeys.js';
 export type { KeySpec } from './internal/layout.js';
@@ -99,6 +100,8 @@ export {
   decodeRule,
   decodeState,
   decodeUrl,
+  decodeWorkloadName,
+  encodeWorkloadName,
   encodeAddrs,
   encodeAsNum,
   encodeBgpPeer,

@@ -166,6 +166,7 @@ describe('the key catalogue', () => {
     bgpHostPeer: true,
     bgpHostRouteReflector: true,
     config: true,
+    workloadName: true,
   };
 
   it('describes every kind, each as seed or extra but not both', () => {

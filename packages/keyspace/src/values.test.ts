@@ -453,6 +453,7 @@ describe('decodeEntry', () => {
     bgpHostPeer: '{"ip":"198.18.0.254","as_num":64513}',
     bgpHostRouteReflector: '{"cluster_id":"1.0.0.1"}',
     config: 'debug',
+    workloadName: 'web-1',
   };
   const poolSamples: Record<string, string> = {
     '/calico/ipam/v4/pool/198.19.0.0-16': '{"cidr":"198.19.0.0/16"}',

@@ -569,6 +569,20 @@ export function encodeUrl(url: string): string {
   return encoded('url', checkUrl(url));
 }
 
+const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** /calico/host/<h>/workload/docker/<cid>/name: a Docker container name. */
+export function decodeWorkloadName(key: string, raw: string): DecodeResult<string> {
+  const v = raw.trim().replace(/^\//, '');
+  return CONTAINER_NAME.test(v) ? { ok: true, value: v } : { ok: false, errors: [`${key}: container name must be letters, digits, "_", "." or "-", got ${JSON.stringify(raw)}`] };
+}
+
+export function encodeWorkloadName(name: string): string {
+  const v = name.replace(/^\//, '');
+  if (!CONTAINER_NAME.test(v)) throw new KeyspaceError(KeyspaceErrorCode.INVALID_VALUE, `container name ${JSON.stringify(name)} is not valid`);
+  return v;
+}
+
 /** /calico/config/<name>: free text; each setting's owner interprets it. */
 export function decodeConfigValue(_key: string, raw: string): DecodeResult<string> {
   return { ok: true, value: raw };
@@ -601,6 +615,7 @@ export interface KeyValueMap {
   bgpHostPeer: BgpPeer;
   bgpHostRouteReflector: RouteReflector;
   config: string;
+  workloadName: string;
 }
 
 export type DecodedEntry = {
@@ -630,6 +645,7 @@ const decoders: { [K in CalicoKeyKind]: (key: string, raw: string) => DecodeResu
   bgpHostPeer: decodeBgpPeer,
   bgpHostRouteReflector: decodeRouteReflector,
   config: decodeConfigValue,
+  workloadName: decodeWorkloadName,
 };
 
 /** Parses the key and decodes its value with the matching decoder: the validation filter in one call. */

@@ -101,7 +101,7 @@ export class Workloads {
           this.plumber.plumb({ endpointId: w.endpointId, pid, addrs: w.addrs, mac: w.mac }).then(() => (tPlumbed = performance.now())),
           (async () => {
             await this.ensureReservation(id, w);
-            await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active' });
+            await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name });
             tRecorded = performance.now();
           })(),
         ]);
@@ -111,7 +111,7 @@ export class Workloads {
         return true;
       }
       await this.ensureReservation(id, w);
-      await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active' });
+      await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name });
       return true;
     });
   }

@@ -10,6 +10,8 @@ import {
   workloadPrefix,
   workloadsPrefix,
   decodeAddrs,
+  encodeWorkloadName,
+  workloadNameKey,
 } from '@calico/keyspace';
 import type { Datastore } from '@calico/datastore';
 
@@ -20,6 +22,8 @@ export interface EndpointRecord {
   addrs: string[];
   mac: string;
   state: 'active' | 'inactive';
+  /** Docker's name of the container, so that tools can find it by name on any host. */
+  name?: string;
 }
 
 /** The seed's endpoint keys for this host's workloads: addrs, mac, state. */
@@ -31,7 +35,9 @@ export class EndpointStore {
 
   /** Writes all three keys in one transaction, so readers never see half an endpoint. */
   async write(e: Omit<EndpointRecord, 'host'>): Promise<void> {
+    const name = e.name?.replace(/^\//, '');
     await this.ds.batch([
+      ...(name ? [{ put: workloadNameKey(this.host, e.containerId), value: encodeWorkloadName(name) }] : []),
       { put: endpointAddrsKey(this.host, e.containerId, e.endpointId), value: encodeAddrs(e.addrs) },
       { put: endpointMacKey(this.host, e.containerId, e.endpointId), value: encodeMac(e.mac) },
       { put: endpointStateKey(this.host, e.containerId, e.endpointId), value: encodeState(e.state) },
