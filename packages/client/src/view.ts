@@ -1,0 +1,129 @@
+import {
+
+  decodeBird6Ip,
+  decodeBirdIp,
+  decodeEntry,
+  decodeHostAlive,
+  decodeIpAssignment,
+  decodeIpPool,
+  decodeWorkloadName,
+  parseKey,
+  type IpAssignment,
+} from '@calico/keyspace';
+import { PolicyModel, type Problem } from '@calico/policy';
+
+export interface HostInfo {
+  name: string;
+  birdIp: string | null;
+  bird6Ip: string | null;
+  alive: boolean;
+  since: string | null;
+  endpoints: number;
+}
+
+export interface WorkloadInfo {
+  host: string;
+  containerId: string;
+  name: string | null;
+  endpoints: { endpointId: string; addrs: string[]; mac: string | null; state: string | null; groups: string[] }[];
+}
+
+/** One consistent picture of the cluster, read from one snapshot of /calico/. */
+export interface ClusterView {
+  revision: number;
+  model: PolicyModel;
+  hosts: HostInfo[];
+  workloads: WorkloadInfo[];
+  pools: { v4: string[]; v6: string[] };
+  assignments: Map<string, IpAssignment>;
+  masterIp: string | null;
+  masterApiUrl: string | null;
+  /** Everything that does not decode, whoever it belongs to, plus the policy model's own findings. */
+  problems: Problem[];
+}
+
+export function buildView(kvs: readonly { key: string; value: string }[], revision: number): ClusterView {
+  const model = new PolicyModel();
+  model.applyAll(kvs.map((kv) => ({ type: 'put' as const, key: kv.key, value: kv.value })));
+  const hosts = new Map<string, HostInfo>();
+  const host = (name: string) => {
+    let h = hosts.get(name);
+    if (!h) hosts.set(name, (h = { name, birdIp: null, bird6Ip: null, alive: false, since: null, endpoints: 0 }));
+    return h;
+  };
+  const names = new Map<string, string>();
+  const pools = { v4: [] as string[], v6: [] as string[] };
+  const assignments = new Map<string, IpAssignment>();
+  const extraProblems: Problem[] = [];
+  let masterIp: string | null = null;
+  let masterApiUrl: string | null = null;
+  for (const { key, value } of kvs) {
+    const k = parseKey(key);
+    switch (k.kind) {
+      case 'birdIp': {
+        const d = decodeBirdIp(key, value);
+        if (d.ok) host(k.host).birdIp = d.value;
+        break;
+      }
+      case 'bird6Ip': {
+        const d = decodeBird6Ip(key, value);
+        if (d.ok) host(k.host).bird6Ip = d.value;
+        break;
+      }
+      case 'hostAlive': {
+        const d = decodeHostAlive(key, value);
+        const h = host(k.host);
+        h.alive = true;
+        if (d.ok) h.since = d.value.since;
+        break;
+      }
+      case 'workloadName': {
+        const d = decodeWorkloadName(key, value);
+        if (d.ok) names.set(`${k.host}/${k.containerId}`, d.value);
+        break;
+      }
+      case 'ipPool': {
+        const d = decodeIpPool(key, value);
+        if (d.ok) (k.family === 4 ? pools.v4 : pools.v6).push(d.value.cidr);
+        break;
+      }
+      case 'ipAssignment': {
+        const d = decodeIpAssignment(key, value);
+        if (d.ok) assignments.set(k.addr, d.value);
+        break;
+      }
+      case 'masterIp':
+        masterIp = value.trim();
+        break;
+      case 'masterApiUrl':
+        masterApiUrl = value.trim();
+        break;
+      default:
+        break;
+    }
+    // Keys outside the policy model (hosts, BGP, IPAM…) are still validated for `status`.
+    if (k.kind !== 'unknown' && !['endpointAddrs', 'endpointMac', 'endpointState', 'groupName', 'groupMember', 'groupRule', 'groupDefault'].includes(k.kind)) {
+      const d = decodeEntry(key, value);
+      if (!d.ok) extraProblems.push({ key, errors: d.errors });
+    }
+  }
+  const workloads = new Map<string, WorkloadInfo>();
+  for (const ep of model.endpoints()) {
+    host(ep.host).endpoints++;
+    const id = `${ep.host}/${ep.containerId}`;
+    let w = workloads.get(id);
+    if (!w) workloads.set(id, (w = { host: ep.host, containerId: ep.containerId, name: names.get(id) ?? null, endpoints: [] }));
+    w.endpoints.push({ endpointId: ep.endpointId, addrs: [...ep.addrs.v4, ...ep.addrs.v6], mac: ep.mac, state: ep.state, groups: model.groupIdsOf(ep.endpointId) });
+  }
+  return {
+    revision,
+    model,
+    hosts: [...hosts.values()].sort((a, b) => a.name.localeCompare(b.name)),
+    workloads: [...workloads.values()].sort((a, b) => a.host.localeCompare(b.host) || a.containerId.localeCompare(b.containerId)),
+    pools: { v4: pools.v4.sort(), v6: pools.v6.sort() },
+    assignments,
+    masterIp,
+    masterApiUrl,
+    problems: [...model.problems(), ...extraProblems].sort((a, b) => a.key.localeCompare(b.key)),
+  };
+}
