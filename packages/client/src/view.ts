@@ -62,7 +62,8 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
     switch (k.kind) {
       case 'birdIp': {
         const d = decodeBirdIp(key, value);
-        if (d.ok) host(k.host).birdIp = d.value;
+        const h = host(k.host);
+        if (d.ok) h.birdIp = d.value;
         break;
       }
       case 'bird6Ip': {
