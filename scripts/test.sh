@@ -21,6 +21,7 @@ status=0
 echo "[test] build and typecheck"
 turbo run build typecheck --output-logs=errors-only || status=$?
 if [ "$status" = 0 ]; then
+  bash scripts/link-calicoctl.sh
   echo "[test] unit tests"
   turbo run test --output-logs=full --continue || status=$?
   echo "[test] integration and e2e tests (real etcd, dockerd, BIRD, kernel)"

@@ -22,6 +22,16 @@ import { PolicyError, explain, type Group, type Verdict } from '@calico/policy';
 import { ClientError } from './errors.js';
 import { buildView, type ClusterView, type WorkloadInfo } from './view.js';
 
+/** gRPC errors are long; people need the cause. */
+function shortReason(e: unknown): string {
+  const m = String((e as Error)?.message ?? e);
+  if (/ECONNREFUSED/.test(m)) return 'connection refused (is etcd running there?)';
+  if (/ETIMEDOUT|DEADLINE_EXCEEDED|deadline/i.test(m)) return 'timed out';
+  if (/EHOSTUNREACH|ENETUNREACH/.test(m)) return 'host unreachable';
+  if (/ENOTFOUND|EAI_AGAIN/.test(m)) return 'unknown host name';
+  return m.split('. ')[0] ?? m;
+}
+
 export interface GroupInfo {
   id: string;
   name: string | null;
@@ -47,7 +57,7 @@ export class CalicoClient {
       const snap = await this.ds.getPrefix(calicoRoot);
       return buildView(snap.kvs, snap.revision);
     } catch (e) {
-      throw new ClientError('UNAVAILABLE', `cannot read etcd at ${this.ds.config.endpoints.join(',')}: ${(e as Error).message}`);
+      throw new ClientError('UNAVAILABLE', `cannot reach etcd at ${this.ds.config.endpoints.join(',')}: ${shortReason(e)}`);
     }
   }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exec, execOk, type ExecOptions, type ExecResult } from './exec.js';
@@ -104,9 +104,12 @@ export class Fabric {
     return `${this.id}-fab`;
   }
 
-  static async create(): Promise<Fabric> {
-    const id = `${NETNS_PREFIX}${randomBytes(2).toString('hex')}`;
-    const dir = await mkdtemp(join(tmpdir(), `calico-${id}-`));
+  /** A new fabric; `id` (letters and digits, at most 6) names its namespaces, random by default. */
+  static async create(opts: { id?: string; dir?: string } = {}): Promise<Fabric> {
+    if (opts.id !== undefined && !/^[a-z][a-z0-9]{0,5}$/.test(opts.id)) throw new Error(`fabric id must be 1-6 of [a-z0-9], starting with a letter: ${opts.id}`);
+    const id = opts.id ?? `${NETNS_PREFIX}${randomBytes(2).toString('hex')}`;
+    const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), `calico-${id}-`)));
+    if (opts.dir) await mkdir(opts.dir, { recursive: true });
     const f = new Fabric(id, dir);
     try {
       await execOk(['ip', 'netns', 'add', f.netns]);

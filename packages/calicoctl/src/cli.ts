@@ -1,0 +1,129 @@
+import { parseArgs } from 'node:util';
+import { ClientError, ClientErrorCode } from '@calico/client';
+import { Context, UsageError } from './context.js';
+import { addgroup, addtogroup, removefromgroup, removegroup, showgroups } from './commands/groups.js';
+import { rule } from './commands/rules.js';
+import { pool } from './commands/pools.js';
+import { check } from './commands/check.js';
+import { master, node } from './commands/services.js';
+import { status } from './commands/status.js';
+import { reset } from './commands/reset.js';
+import { version } from './commands/version.js';
+
+export const USAGE = `calicoctl: drive a Calico cluster
+
+Services (run on each host; --runtime=process runs them here, supervised):
+  calicoctl master --ip=<IP> [--listen=<host:port>]        | calicoctl master stop
+  calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] [--docker=<upstream>]
+                 [--proxy-listen=<addr:port>] [--log-dir=<dir>] | calicoctl node stop
+  calicoctl status                  this host's services, BGP sessions and endpoints
+  calicoctl reset                   remove everything Calico made on this host
+
+Groups and rules:
+  calicoctl addgroup <NAME>         calicoctl removegroup <NAME>
+  calicoctl showgroups [--detailed]
+  calicoctl addtogroup <CONTAINER> <GROUP>
+  calicoctl removefromgroup <CONTAINER> <GROUP>
+  calicoctl rule add <GROUP> inbound|outbound (--group=<G>|--cidr=<CIDR>) [--protocol=<P>] [--port=<N>]
+  calicoctl rule remove <GROUP> inbound|outbound <N>
+  calicoctl rule show <GROUP>
+  calicoctl pool add <CIDR> | pool remove <CIDR> | pool show
+  calicoctl check <SRC> <DST> [--protocol=<P>] [--port=<N>]
+  calicoctl version
+
+Every command: --etcd=<host:port,…> (else ETCD_ENDPOINTS, ETCD_AUTHORITY, 127.0.0.1:2379),
+--etcd-ca/--etcd-cert/--etcd-key, --hostname=<NAME> (else CALICO_HOSTNAME), --json.
+A container is a full id, a unique id prefix or a name, on any host.`;
+
+/** Exit codes: 0 ok, 1 a "no" answer (check denied, node not running) or an internal error, 2 usage, 3+ see ClientErrorCode. */
+export async function run(argv: string[], ctxFactory: (flags: ConstructorParameters<typeof Context>[0]) => Context = (f) => new Context(f)): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        etcd: { type: 'string' },
+        'etcd-ca': { type: 'string' },
+        'etcd-cert': { type: 'string' },
+        'etcd-key': { type: 'string' },
+        hostname: { type: 'string' },
+        json: { type: 'boolean' },
+        detailed: { type: 'boolean' },
+        ip: { type: 'string' },
+        ip6: { type: 'string' },
+        as: { type: 'string' },
+        runtime: { type: 'string' },
+        docker: { type: 'string' },
+        'proxy-listen': { type: 'string' },
+        listen: { type: 'string' },
+        'log-dir': { type: 'string' },
+        'run-dir': { type: 'string' },
+        'state-dir': { type: 'string' },
+        group: { type: 'string' },
+        cidr: { type: 'string' },
+        protocol: { type: 'string' },
+        port: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`calicoctl: ${(e as Error).message}\nsee: calicoctl --help\n`);
+    return 2;
+  }
+  const { values: o, positionals } = parsed;
+  const [cmd, ...args] = positionals;
+  if (o.help || !cmd || cmd === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return cmd || o.help ? 0 : 2;
+  }
+  const ctx = ctxFactory({ etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'], json: o.json, hostname: o.hostname });
+  const nf = { ip: o.ip, ip6: o.ip6, as: o.as, runtime: o.runtime, docker: o.docker, proxyListen: o['proxy-listen'], logDir: o['log-dir'], runDir: o['run-dir'], stateDir: o['state-dir'] };
+  try {
+    switch (cmd) {
+      case 'addgroup':
+        return await addgroup(ctx, args);
+      case 'removegroup':
+        return await removegroup(ctx, args);
+      case 'showgroups':
+        return await showgroups(ctx, args, o.detailed === true);
+      case 'addtogroup':
+        return await addtogroup(ctx, args);
+      case 'removefromgroup':
+        return await removefromgroup(ctx, args);
+      case 'rule':
+        return await rule(ctx, args, { group: o.group, cidr: o.cidr, protocol: o.protocol, port: o.port });
+      case 'pool':
+        return await pool(ctx, args);
+      case 'check':
+        return await check(ctx, args, { protocol: o.protocol, port: o.port });
+      case 'node':
+        return await node(ctx, args, nf);
+      case 'master':
+        return await master(ctx, args, { ...nf, listen: o.listen });
+      case 'status':
+        return await status(ctx, args, nf);
+      case 'reset':
+        return await reset(ctx, args, nf);
+      case 'version':
+        return await version(ctx);
+      default:
+        throw new UsageError(`unknown command "${cmd}"; see: calicoctl --help`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`calicoctl: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof ClientError) {
+      process.stderr.write(`calicoctl: ${e.message}\n`);
+      return ClientErrorCode[e.code].exit;
+    }
+    process.stderr.write(`calicoctl: ${(e as Error).message}\n`);
+    return 1;
+  } finally {
+    ctx.close();
+  }
+}
+

@@ -1,0 +1,191 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'node:http';
+import { isIP, bgpHostAsNumKey, encodeAsNum } from '@calico/keyspace';
+import { UsageError, type Context } from '../context.js';
+import { calicoctlMain, hostDirs, serviceMain, type HostDirs } from '../paths.js';
+import { readSupervisor, type SupervisorSpec } from '../supervisor.js';
+
+export interface NodeFlags {
+  ip?: string;
+  ip6?: string;
+  as?: string;
+  runtime?: string;
+  docker?: string;
+  proxyListen?: string;
+  logDir?: string;
+  runDir?: string;
+  stateDir?: string;
+}
+
+/** GET over HTTP (TCP or a unix socket); resolves with the status, or 0 when nothing answers. */
+export function httpStatus(target: { socketPath: string } | { host: string; port: number }, path: string, timeoutMs = 2_000): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ ...target, path, timeout: timeoutMs, headers: { host: 'calicoctl' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(0);
+    });
+    req.end();
+  });
+}
+
+function checkRuntime(runtime: string | undefined): 'process' | 'docker' {
+  const r = runtime ?? 'process';
+  if (r === 'docker') {
+    throw new UsageError('--runtime=docker runs the service images built from deploy/ (see deploy/README.md); they are not available on this build. Use --runtime=process.');
+  }
+  if (r !== 'process') throw new UsageError(`--runtime=${r}: docker or process`);
+  return r;
+}
+
+function startSupervisor(spec: SupervisorSpec): number {
+  mkdirSync(spec.runDir, { recursive: true });
+  mkdirSync(spec.logDir, { recursive: true });
+  const child = spawn(process.execPath, [calicoctlMain(), '_supervise', JSON.stringify(spec)], { detached: true, stdio: 'ignore' });
+  child.unref();
+  return child.pid!;
+}
+
+async function waitReady(ctx: Context, what: string, check: () => Promise<boolean>, supervisorPid: number, logFiles: string[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let dots = 0;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    try {
+      process.kill(supervisorPid, 0);
+    } catch {
+      break;
+    }
+    if (++dots % 10 === 0) ctx.progress(`  still waiting for ${what}…`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const tails = logFiles.map((f) => {
+    let t = '';
+    try {
+      t = readFileSync(f, 'utf8').split('\n').slice(-15).join('\n');
+    } catch {
+      t = '(no log)';
+    }
+    return `--- ${f} ---\n${t}`;
+  });
+  try {
+    process.kill(supervisorPid, 'SIGTERM');
+  } catch {
+    // gone already
+  }
+  throw new Error(`${what} did not become ready; stopped it again. Last log lines:\n${tails.join('\n')}`);
+}
+
+async function stopRole(ctx: Context, dirs: HostDirs, role: string, label: string): Promise<number> {
+  const s = readSupervisor(dirs.run, role);
+  if (!s || !s.alive) {
+    ctx.print(`${label} is not running`);
+    return 0;
+  }
+  process.kill(s.pid, 'SIGTERM');
+  ctx.progress(`stopping ${label} (supervisor pid ${s.pid})…`);
+  for (let i = 0; i < 300; i++) {
+    try {
+      process.kill(s.pid, 0);
+    } catch {
+      ctx.print(`${label} stopped`);
+      return 0;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${label} (pid ${s.pid}) did not stop within 30 s`);
+}
+
+/** calicoctl node --ip=… | calicoctl node stop */
+export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
+  const host = ctx.hostname;
+  const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
+  if (args[0] === 'stop') return stopRole(ctx, dirs, 'node', `calico-node on ${host}`);
+  if (args.length) throw new UsageError('usage: calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] … | calicoctl node stop');
+  checkRuntime(f.runtime);
+  if (!f.ip || isIP(f.ip) !== 4) throw new UsageError('--ip=<IPv4> is required: this host\'s address on the management network');
+  if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
+  if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
+  const running = readSupervisor(dirs.run, 'node');
+  if (running?.alive) {
+    ctx.print(`calico-node is already running on ${host} (supervisor pid ${running.pid}); "calicoctl node stop" first to change it`);
+    return 0;
+  }
+  if (f.as !== undefined) await ctx.ds.put(bgpHostAsNumKey(host), encodeAsNum(Number(f.as)));
+  const proxySock = join(dirs.run, 'docker.sock');
+  const etcd = ctx.etcdEndpoints;
+  const common = [`--hostname=${host}`, `--etcd=${etcd}`];
+  const spec: SupervisorSpec = {
+    role: 'node',
+    runDir: dirs.run,
+    logDir: dirs.log,
+    services: [
+      {
+        name: 'calico-node',
+        argv: [process.execPath, serviceMain('@calico/node'), ...common, `--ip=${f.ip}`, ...(f.ip6 ? [`--ip6=${f.ip6}`] : []), `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, `--listen=${f.proxyListen ?? '127.0.0.1:2375'}`, `--listen=unix://${proxySock}`],
+      },
+      { name: 'calico-bgp-config', argv: [process.execPath, serviceMain('@calico/bgp-config'), ...common, `--state-dir=${dirs.state}`, '--run-bird'] },
+    ],
+    daemonPidFiles: [join(dirs.state, 'bird.pid')],
+  };
+  ctx.progress(`starting calico-node and bgp-config on ${host} (logs in ${dirs.log})…`);
+  const pid = startSupervisor(spec);
+  await waitReady(ctx, 'the Docker API proxy', async () => (await httpStatus({ socketPath: proxySock }, '/_ping')) === 200, pid, [join(dirs.log, 'calico-node.log')]);
+  ctx.progress('  Docker API proxy ready; waiting for BIRD…');
+  const birdSock = join(dirs.state, 'bird.ctl');
+  await waitReady(ctx, 'BIRD', async () => (await runQuiet(['birdc', '-s', birdSock, 'show', 'status'])).includes('up and running'), pid, [join(dirs.log, 'calico-bgp-config.log')]);
+  if (ctx.flags.json) ctx.json({ host, supervisorPid: pid, docker: `tcp://${f.proxyListen ?? '127.0.0.1:2375'}`, dockerSocket: `unix://${proxySock}`, logs: dirs.log });
+  else {
+    ctx.print(`calico-node is running on ${host}`);
+    ctx.print(`  Docker API: DOCKER_HOST=tcp://${f.proxyListen ?? '127.0.0.1:2375'} (or unix://${proxySock})`);
+    ctx.print(`  logs: ${dirs.log}   stop: calicoctl node stop --hostname=${host}`);
+  }
+  return 0;
+}
+
+/** calicoctl master --ip=… | calicoctl master stop */
+export async function master(ctx: Context, args: string[], f: NodeFlags & { listen?: string }): Promise<number> {
+  const dirs = hostDirs('master', { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
+  if (args[0] === 'stop') return stopRole(ctx, dirs, 'master', 'calico-master');
+  if (args.length) throw new UsageError('usage: calicoctl master --ip=<IP> [--listen=<host:port>] | calicoctl master stop');
+  checkRuntime(f.runtime);
+  if (!f.ip || isIP(f.ip) === 0) throw new UsageError('--ip=<IP> is required: the master\'s address');
+  const running = readSupervisor(dirs.run, 'master');
+  if (running?.alive) {
+    ctx.print(`calico-master is already running (supervisor pid ${running.pid})`);
+    return 0;
+  }
+  const listen = f.listen ?? `${f.ip}:7600`;
+  const m = /^(.*):(\d+)$/.exec(listen);
+  if (!m) throw new UsageError(`--listen=${listen}: host:port`);
+  const spec: SupervisorSpec = {
+    role: 'master',
+    runDir: dirs.run,
+    logDir: dirs.log,
+    services: [{ name: 'calico-master', argv: [process.execPath, serviceMain('@calico/master'), `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`] }],
+    daemonPidFiles: [],
+  };
+  ctx.progress(`starting calico-master (logs in ${dirs.log})…`);
+  const pid = startSupervisor(spec);
+  await waitReady(ctx, 'calico-master', async () => (await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200, pid, [join(dirs.log, 'calico-master.log')]);
+  if (ctx.flags.json) ctx.json({ supervisorPid: pid, api: `http://${listen}/`, logs: dirs.log });
+  else ctx.print(`calico-master is running: API http://${listen}/ , logs in ${dirs.log}`);
+  return 0;
+}
+
+export function runQuiet(argv: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    p.on('error', () => resolve(''));
+    p.on('close', () => resolve(out));
+  });
+}

@@ -1,0 +1,85 @@
+import { hostname as osHostname } from 'node:os';
+import { Datastore, resolveDatastoreConfig, DatastoreConfigError } from '@calico/datastore';
+import { CalicoClient, ClientError } from '@calico/client';
+
+/** Flags every command understands. */
+export interface GlobalFlags {
+  etcd?: string | undefined;
+  etcdCa?: string | undefined;
+  etcdCert?: string | undefined;
+  etcdKey?: string | undefined;
+  json?: boolean | undefined;
+  hostname?: string | undefined;
+}
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** What a command gets: output that knows whether it talks to a person, and lazy etcd access. */
+export class Context {
+  private dsInstance: Datastore | undefined;
+
+  constructor(
+    readonly flags: GlobalFlags,
+    readonly out: NodeJS.WritableStream = process.stdout,
+    readonly err: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr,
+    readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
+
+  /** This host's name: --hostname, CALICO_HOSTNAME, else the machine's. */
+  get hostname(): string {
+    return this.flags.hostname ?? this.env.CALICO_HOSTNAME ?? osHostname();
+  }
+
+  get ds(): Datastore {
+    if (!this.dsInstance) {
+      let cfg;
+      try {
+        cfg = resolveDatastoreConfig({ etcd: this.flags.etcd, etcdCa: this.flags.etcdCa, etcdCert: this.flags.etcdCert, etcdKey: this.flags.etcdKey, env: this.env });
+      } catch (e) {
+        if (e instanceof DatastoreConfigError) throw new UsageError(e.message);
+        throw e;
+      }
+      this.dsInstance = new Datastore(cfg, { callTimeoutMs: 5_000 });
+    }
+    return this.dsInstance;
+  }
+
+  get client(): CalicoClient {
+    return new CalicoClient(this.ds);
+  }
+
+  get etcdEndpoints(): string {
+    return this.ds.config.endpoints.map((u) => u.replace(/^https?:\/\//, '')).join(',');
+  }
+
+  print(text = ''): void {
+    this.out.write(`${text}\n`);
+  }
+
+  json(value: unknown): void {
+    this.out.write(`${JSON.stringify(value, null, 2)}\n`);
+  }
+
+  /** Progress for people: shown on a terminal, silent in pipes and scripts. */
+  progress(text: string): void {
+    if (this.err.isTTY) this.err.write(`${text}\n`);
+  }
+
+  close(): void {
+    this.dsInstance?.close();
+  }
+}
+
+export { ClientError };
+
+/** Lays rows out in columns. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(headers), ...rows.map(line)].join('\n');
+}

@@ -1,0 +1,151 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { createRequire } from 'node:module';
+import { Dockerd, Etcd, Fabric, ensureBusyboxImage, exec, requireRoot, waitFor, type ExecResult, type NamespaceHost } from '@calico/testkit';
+import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
+
+const require = createRequire(import.meta.url);
+const calicoctlJs = join(dirname(require.resolve('@calico/calicoctl/package.json')), 'dist', 'main.js');
+
+/**
+ * The seed's getting-started scenario on two namespace hosts, driven only by calicoctl and the
+ * docker CLI through each host's proxy, ending with calicoctl reset leaving nothing behind.
+ */
+describe('getting started with calicoctl and the docker CLI', () => {
+  let dockerd: Dockerd;
+  let etcd: Etcd;
+  let fabric: Fabric;
+  let ds: Datastore;
+  let dir: string;
+  let image: string;
+  const hosts: Record<string, NamespaceHost> = {};
+  let failed = false;
+
+  const dirsOf = (h: string) => [`--run-dir=${join(dir, h, 'run')}`, `--log-dir=${join(dir, h, 'log')}`, `--state-dir=${join(dir, h, 'state')}`];
+  /** calicoctl as a person on host h would run it: in h's network namespace. */
+  const calicoctl = (h: string, args: string[]): Promise<ExecResult> =>
+    hosts[h]!.exec([process.execPath, calicoctlJs, ...args, `--hostname=${h}`, `--etcd=${etcd.endpoints}`, ...dirsOf(h)], { timeoutMs: 120_000 });
+  const docker = (h: string, args: string[]) => dockerd.docker(args, { host: `unix://${join(dir, h, 'run', 'docker.sock')}` });
+  const ping = async (h: string, name: string, addr: string) => (await docker(h, ['exec', name, 'ping', '-c', '1', '-W', '1', addr])).code === 0;
+
+  beforeAll(async () => {
+    requireRoot();
+    dir = await mkdtemp(join(tmpdir(), 'calico-ctl-e2e-'));
+    dockerd = await Dockerd.start();
+    image = await ensureBusyboxImage(dockerd.host);
+    fabric = await Fabric.create();
+    const rootIp = await fabric.linkRoot();
+    etcd = await Etcd.start({ listenIp: rootIp });
+    ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
+    hosts.h1 = await fabric.addHost('h1');
+    hosts.h2 = await fabric.addHost('h2');
+  });
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') failed = true;
+  });
+  afterAll(async () => {
+    if (failed && fabric) {
+      console.error(await fabric.dump());
+      for (const h of ['h1', 'h2']) console.error((await exec(['sh', '-c', `tail -n 30 ${join(dir, h, 'log')}/*.log`])).stdout);
+    }
+    // Whatever a failed test left running: reset stops it.
+    for (const h of Object.keys(hosts)) await calicoctl(h, ['reset']).catch(() => undefined);
+    await exec([process.execPath, calicoctlJs, 'master', 'stop', `--etcd=${etcd?.endpoints}`, `--run-dir=${join(dir, 'master', 'run')}`]).catch(() => undefined);
+    ds?.close();
+    await fabric?.destroy();
+    await etcd?.stop();
+    await dockerd?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('starts the master and a node on each host, and status says so', async () => {
+    const m = await exec([process.execPath, calicoctlJs, 'master', `--ip=${fabric.rootLink!.ip}`, '--listen=198.18.0.1:0'.replace(':0', ':7655'), `--etcd=${etcd.endpoints}`, `--run-dir=${join(dir, 'master', 'run')}`, `--log-dir=${join(dir, 'master', 'log')}`], { timeoutMs: 90_000 });
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout).toContain('calico-master is running');
+    for (const [h, ns] of Object.entries(hosts)) {
+      const r = await calicoctl(h, ['node', `--ip=${ns.ip}`, `--docker=${dockerd.host}`]);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toContain(`calico-node is running on ${h}`);
+    }
+    await waitFor('the BGP session up on h1', async () => (await calicoctl('h1', ['status'])).stdout.includes('Established'), 30_000);
+    const st = await calicoctl('h1', ['status', '--json']);
+    expect(st.code).toBe(0);
+    const j = JSON.parse(st.stdout) as { node: string; bgp: { peer: string; type: string; state: string }[]; master: string; etcd: string };
+    expect(j.node).toBe('running');
+    expect(j.bgp).toEqual([expect.objectContaining({ peer: hosts.h2!.ip, type: 'mesh', state: 'up' })]);
+    expect(j.master).toMatch(/^reachable at http:\/\/198\.18\.0\.1:7655\//);
+    expect(j.etcd).toBe('reachable');
+  });
+
+  it('runs the getting-started scenario: A, B, C on host 1, D, E on host 2', async () => {
+    const run = async (h: string, name: string, ip: string) => {
+      const r = await docker(h, ['run', '-d', '--name', name, '-e', `CALICO_IP=${ip}`, image, 'sleep', '3600']);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await run('h1', 'workload-A', '198.19.1.1');
+    await run('h1', 'workload-B', '198.19.1.2');
+    await run('h1', 'workload-C', '198.19.1.3');
+    await run('h2', 'workload-D', '198.19.2.4');
+    await run('h2', 'workload-E', '198.19.2.5');
+    expect(await ping('h1', 'workload-A', '198.19.1.3')).toBe(false);
+
+    for (const g of ['GROUP_A_C_E', 'GROUP_B', 'GROUP_D']) expect((await calicoctl('h1', ['addgroup', g])).code).toBe(0);
+    for (const [h, c, g] of [['h1', 'workload-A', 'GROUP_A_C_E'], ['h1', 'workload-C', 'GROUP_A_C_E'], ['h2', 'workload-E', 'GROUP_A_C_E'], ['h1', 'workload-B', 'GROUP_B'], ['h2', 'workload-D', 'GROUP_D']] as const) {
+      const r = await calicoctl(h, ['addtogroup', c, g]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const shown = await calicoctl('h1', ['showgroups']);
+    expect(shown.stdout).toMatch(/GROUP_A_C_E\s+3/);
+
+    await waitFor('A reaches C and E', async () => (await ping('h1', 'workload-A', '198.19.1.3')) && (await ping('h1', 'workload-A', '198.19.2.5')), 30_000);
+    expect(await ping('h1', 'workload-A', '198.19.1.2')).toBe(false);
+    expect(await ping('h1', 'workload-A', '198.19.2.4')).toBe(false);
+    expect(await ping('h1', 'workload-B', '198.19.1.1')).toBe(false);
+    expect(await ping('h2', 'workload-D', '198.19.2.5')).toBe(false);
+
+    const ok = await calicoctl('h1', ['check', 'workload-A', 'workload-E']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^ALLOWED/);
+    const no = await calicoctl('h1', ['check', 'workload-A', 'workload-D']);
+    expect(no.code).toBe(1);
+    expect(no.stdout).toMatch(/^DENIED/);
+  });
+
+  it('rules and pools through calicoctl, with clear errors for bad input', async () => {
+    const bad = await calicoctl('h1', ['rule', 'add', 'GROUP_B', 'inbound', '--cidr=0.0.0.0/0', '--protocol=icmp', '--port=80']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('port must be null for protocol icmp');
+    const add = await calicoctl('h1', ['rule', 'add', 'GROUP_B', 'inbound', '--cidr=0.0.0.0/0', '--protocol=icmp']);
+    expect(add.code, add.stderr).toBe(0);
+    await waitFor('A pings B now', () => ping('h1', 'workload-A', '198.19.1.2'), 20_000);
+    expect((await calicoctl('h1', ['rule', 'show', 'GROUP_B'])).stdout).toContain('cidr 0.0.0.0/0 icmp');
+    expect((await calicoctl('h1', ['pool', 'add', '198.19.100.0/24'])).code).toBe(0);
+    const auto = await docker('h2', ['run', '-d', '--name', 'workload-auto', '-e', 'CALICO_IP=auto', image, 'sleep', '3600']);
+    expect(auto.code, auto.stderr).toBe(0);
+    expect((await docker('h2', ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'workload-auto'])).stdout.trim()).toBe('198.19.100.1');
+    const nf = await calicoctl('h1', ['addtogroup', 'no-such-container', 'GROUP_B']);
+    expect(nf.code).toBe(3);
+    expect(nf.stderr).toContain('no Calico container has the id, id prefix or name "no-such-container"');
+  });
+
+  it('reset on both hosts leaves no veth, route, chain, ipset or key', async () => {
+    for (const h of ['h1', 'h2']) {
+      const r = await calicoctl(h, ['reset']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^reset h\d: removed \d+ service/);
+    }
+    for (const ns of Object.values(hosts)) {
+      expect(await ns.execOk(['sh', '-c', 'ls /sys/class/net | grep ^cali || true'])).toBe('');
+      expect(await ns.execOk(['sh', '-c', 'ip route show proto bird; ip -6 route show proto bird'])).toBe('');
+      expect(await ns.execOk(['sh', '-c', 'iptables-save; ip6tables-save'])).not.toMatch(/cali/);
+      expect(await ns.execOk(['ipset', 'list', '-n'])).toBe('');
+    }
+    const keys = (await ds.getPrefix('/calico/')).kvs.map((kv) => kv.key);
+    expect(keys.filter((k) => k.startsWith('/calico/host/') || k.startsWith('/calico/ipam/v4/assignment/') || k.includes('/member/'))).toEqual([]);
+    // Safe to run twice.
+    const again = await calicoctl('h1', ['reset']);
+    expect(again.stdout).toContain('removed 0 service(s), 0 interface(s), 0 route(s), 0 chain(s), 0 ipset(s), 0 file(s), 0 etcd key(s)');
+  });
+});
