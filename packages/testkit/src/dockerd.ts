@@ -1,4 +1,4 @@
-import { mkdtemp, rm, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +42,7 @@ export class Dockerd {
   static async start(opts: DockerdOptions = {}): Promise<Dockerd> {
     const ownsDir = opts.dir === undefined;
     const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'calico-dockerd-')));
+    await mkdir(dir, { recursive: true });
     const argv = [
       opts.binary ?? 'dockerd',
       `--host=unix://${join(dir, 'docker.sock')}`,

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -56,6 +56,7 @@ export class Etcd {
     const count = opts.members ?? 1;
     const ownsDir = opts.dir === undefined;
     const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'calico-etcd-')));
+    await mkdir(dir, { recursive: true });
     const ip = opts.listenIp ?? '127.0.0.1';
     const members: EtcdMember[] = [];
     for (let i = 0; i < count; i++) {

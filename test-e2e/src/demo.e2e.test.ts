@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { exec, listNetns, pidAlive, requireRoot, snapshotSystem } from '@calico/testkit';
+
+const require = createRequire(import.meta.url);
+const demoJs = join(dirname(require.resolve('@calico/demo/package.json')), 'dist', 'main.js');
+
+/** The main job: the demo brings the two-host scenario up with a matching matrix, and down removes all of it. */
+describe('the demo', () => {
+  it('up ends with every pair matching; a second up is safe; down leaves nothing behind', async () => {
+    requireRoot();
+    const dir = join(await mkdtemp(join(tmpdir(), 'calico-demo-test-')), 'demo');
+    const env = { ...process.env, CALICO_DEMO_DIR: dir };
+    const before = await snapshotSystem();
+    try {
+      const up = await exec([process.execPath, demoJs, 'up'], { env, timeoutMs: 300_000 });
+      expect(up.code, up.stdout + up.stderr).toBe(0);
+      expect(up.stdout).toContain('All 20 pairs match');
+      const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { dockerdPid: number; etcdPids: number[]; netns: string[] };
+      const again = await exec([process.execPath, demoJs, 'up'], { env, timeoutMs: 300_000 });
+      expect(again.code, again.stdout + again.stderr).toBe(0);
+      expect(again.stdout).toContain('taking it down first');
+      expect(again.stdout).toContain('All 20 pairs match');
+      expect(pidAlive(state.dockerdPid)).toBe(false);
+      const state2 = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as typeof state;
+      const down = await exec([process.execPath, demoJs, 'down'], { env, timeoutMs: 300_000 });
+      expect(down.code, down.stdout + down.stderr).toBe(0);
+      for (const pid of [state2.dockerdPid, ...state2.etcdPids]) expect(pidAlive(pid)).toBe(false);
+      expect((await listNetns()).filter((n) => n.startsWith('cdemo'))).toEqual([]);
+      const after = await snapshotSystem();
+      expect(after.rootLinks).toEqual(before.rootLinks);
+      expect(existsSync(dir)).toBe(false);
+      expect((await exec(['sh', '-c', 'ps -eo args | grep -E "^(bird|etcd|dockerd|containerd)" | grep -v grep || true'])).stdout.split('\n').filter((l) => l.includes(dir))).toEqual([]);
+    } finally {
+      await exec([process.execPath, demoJs, 'down'], { env, timeoutMs: 300_000 });
+    }
+  });
+});
