@@ -30,8 +30,8 @@ describe('createLogger', () => {
   it('masks secrets in contexts', () => {
     const { lines, stream } = capture();
     const log = createLogger({ name: 't', destination: stream });
-    log.warn({ password: 'p', etcd: { key: 'PRIVATE' }, headers: { authorization: 'Bearer x' } }, 'x');
+    log.warn({ password: 'p', etcd: { tls: { key: 'PRIVATE' } }, headers: { authorization: 'Bearer x' }, key: '/calico/host/h1/bird_ip' }, 'x');
     expect(JSON.stringify(lines[0])).not.toMatch(/PRIVATE|Bearer|"p"/);
-    expect(lines[0]).toMatchObject({ password: '[redacted]', etcd: { key: '[redacted]' } });
+    expect(lines[0]).toMatchObject({ password: '[redacted]', etcd: { tls: { key: '[redacted]' } }, key: '/calico/host/h1/bird_ip' });
   });
 });

@@ -19,9 +19,11 @@ export const redactPaths = [
   '*.password',
   'token',
   '*.token',
-  'key',
-  '*.key',
+  // "key" alone is an etcd key in most of our logs; only TLS keys are secret.
+  'privateKey',
+  '*.privateKey',
   'tls.key',
+  '*.tls.key',
   'headers.authorization',
   '*.headers.authorization',
   'headers["x-registry-auth"]',

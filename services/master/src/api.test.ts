@@ -1,0 +1,57 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientError, type CalicoClient } from '@calico/client';
+import { createLogger } from '@calico/log';
+import { createApiHandler } from './api.js';
+import { createMetrics } from './metrics.js';
+
+/** The handler over loopback with a fake client: the HTTP edge alone, no etcd. */
+describe('API edge: errors, bodies and counting', () => {
+  let server: Server;
+  let base = '';
+  const metrics = createMetrics({ view: () => null, inSync: () => false, gcPending: () => 0 });
+  const grpcDown = Object.assign(new Error('14 UNAVAILABLE: connection refused'), { name: 'GRPCConnectFailedError' });
+  const fake = {
+    findGroup: async (g: string) => {
+      if (g === 'boom') throw new TypeError('unexpected');
+      if (g === 'down') throw grpcDown;
+      throw new ClientError('AMBIGUOUS', `2 groups are named "${g}"`);
+    },
+    addGroup: async (name: string) => ({ id: 'g1', name, members: [], inbound: [], outbound: [] }),
+  } as unknown as CalicoClient;
+
+  beforeAll(async () => {
+    server = createServer(createApiHandler({ client: fake, health: () => ({ ok: false, etcd: 'wait-for-datastore' }), metrics, logger: createLogger({ name: 't', level: 'silent' }), maxBodyBytes: 64 }));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  const call = async (method: string, path: string, body?: string) => {
+    const res = await fetch(base + path, { method, ...(body === undefined ? {} : { body }) });
+    return { status: res.status, json: (await res.json()) as unknown };
+  };
+
+  it.each<[string, string, string | undefined, number, unknown]>([
+    ['GET', '/healthz', undefined, 503, { ok: false, etcd: 'wait-for-datastore' }],
+    ['GET', '/v1/groups/x', undefined, 409, { error: { code: 'AMBIGUOUS', message: '2 groups are named "x"' } }],
+    ['GET', '/v1/groups/boom', undefined, 500, { error: { code: 'INTERNAL', message: 'unexpected' } }],
+    ['GET', '/v1/groups/down', undefined, 503, { error: { code: 'UNAVAILABLE', message: expect.stringMatching(/^etcd did not answer/) } }],
+    ['POST', '/v1/groups', '{"name": "web"}', 201, { id: 'g1', name: 'web', members: [], inbound: [], outbound: [] }],
+    ['POST', '/v1/groups', '{"name": "web"', 400, { error: { code: 'INVALID', message: expect.stringMatching(/^request body is not JSON/) } }],
+    ['POST', '/v1/groups', undefined, 400, { error: { code: 'INVALID', message: 'request body is empty: send a JSON object' } }],
+    ['POST', '/v1/groups', JSON.stringify({ name: 'x'.repeat(100) }), 413, { error: { code: 'PAYLOAD_TOO_LARGE', message: 'request body is larger than 64 bytes' } }],
+    ['GET', '/v1/groups/%zz', undefined, 400, { error: { code: 'INVALID', message: 'path segment "%zz" is not valid percent-encoding' } }],
+    ['GET', '//v1/groups', undefined, 404, { error: { code: 'NOT_FOUND', message: 'no route GET //v1/groups (docs/master-api.md lists them)' } }],
+    ['PATCH', '/v1/pools', undefined, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'PATCH is not allowed on /v1/pools; use GET or POST' } }],
+  ])('%s %s → %i', async (method, path, body, status, json) => {
+    expect(await call(method, path, body)).toEqual({ status, json });
+  });
+
+  it('counts requests by route template and status', async () => {
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^calico_master_api_requests_total\{route="\/v1\/groups\/\{group\}",code="409"\} 1$/m);
+    expect(text).toMatch(/^calico_master_api_requests_total\{route="\/healthz",code="503"\} 1$/m);
+  });
+});

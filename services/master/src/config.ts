@@ -1,0 +1,90 @@
+import { parseArgs } from 'node:util';
+import { canonicalIP, isIP } from '@calico/keyspace';
+import { resolveDatastoreConfig, type DatastoreConfig } from '@calico/datastore';
+
+export interface MasterConfig {
+  /** This master's address, published as /calico/master/ip. */
+  ip: string;
+  /** Where the HTTP API listens; port 0 picks a free one. */
+  listen: { host: string; port: number };
+  datastore: DatastoreConfig;
+  gcGraceMs: number;
+  gcIntervalMs: number;
+  logLevel: string;
+}
+
+export const DEFAULT_PORT = 7600;
+
+export const MASTER_USAGE = `calico-master: the cluster's API, garbage collector and metrics (never in the data path)
+
+  --ip=<IP>                this master's address, published as /calico/master/ip  required
+                           (CALICO_MASTER_IP)
+  --listen=<host:port>     CALICO_MASTER_LISTEN, else <ip>:${DEFAULT_PORT}; [v6]:port for IPv6
+  --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
+  --etcd-ca/--etcd-cert/--etcd-key=<file>   TLS to etcd
+  --gc-grace=<seconds>     CALICO_GC_GRACE, else 60: how long something must be missing,
+                           continuously and while in sync with etcd, before GC acts
+  --gc-interval=<seconds>  CALICO_GC_INTERVAL, else 5: how often GC looks
+  --log-level=<level>      LOG_LEVEL, else info`;
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** "host:port" or "[v6]:port" → parts; undefined when it is neither. */
+export function parseListen(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(s);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) return undefined;
+  const host = m[1] ?? m[2]!;
+  if (m[1] !== undefined && isIP(host) !== 6) return undefined;
+  return { host, port };
+}
+
+/** Flags, then environment, then defaults; every problem is reported, not just the first. */
+export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): { ok: true; value: MasterConfig } | { ok: false; errors: string[] } {
+  const options = {
+    ip: { type: 'string' },
+    listen: { type: 'string' },
+    etcd: { type: 'string' },
+    'etcd-ca': { type: 'string' },
+    'etcd-cert': { type: 'string' },
+    'etcd-key': { type: 'string' },
+    'gc-grace': { type: 'string' },
+    'gc-interval': { type: 'string' },
+    'log-level': { type: 'string' },
+    help: { type: 'boolean' },
+  } as const;
+  // Not strict: an unknown flag is reported alongside every other problem instead of alone.
+  const { values, positionals } = parseArgs({ args: argv, options, strict: false, allowPositionals: true }) as { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  const errors: string[] = [];
+  for (const [k, v] of Object.entries(values)) {
+    if (!(k in options)) errors.push(`unknown option --${k}`);
+    else if (options[k as keyof typeof options].type === 'string' && typeof v !== 'string') errors.push(`--${k} needs a value (--${k}=...)`);
+  }
+  for (const p of positionals) errors.push(`unexpected argument "${p}"`);
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const rawIp = str('ip') ?? env.CALICO_MASTER_IP ?? '';
+  const ip = canonicalIP(rawIp);
+  if (!rawIp) errors.push('--ip is required: the address of this master on the management network');
+  else if (!ip) errors.push(`--ip=${rawIp}: not an IPv4 or IPv6 address`);
+  const listenRaw = str('listen') ?? env.CALICO_MASTER_LISTEN ?? (ip ? (isIP(ip) === 6 ? `[${ip}]:${DEFAULT_PORT}` : `${ip}:${DEFAULT_PORT}`) : undefined);
+  const listen = listenRaw === undefined ? undefined : parseListen(listenRaw);
+  if (listenRaw !== undefined && !listen) errors.push(`--listen=${listenRaw}: expected host:port or [IPv6]:port (port 0-65535)`);
+  let datastore: DatastoreConfig | undefined;
+  try {
+    datastore = resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  const seconds = (flag: string, envName: string, dflt: string, min: number, rule: string): number => {
+    const raw = str(flag) ?? env[envName] ?? dflt;
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > 86_400) errors.push(`--${flag}=${raw}: ${rule}`);
+    return Math.round(n * 1000);
+  };
+  const gcGraceMs = seconds('gc-grace', 'CALICO_GC_GRACE', '60', 0, 'seconds, 0 to 86400 (decimals allowed)');
+  const gcIntervalMs = seconds('gc-interval', 'CALICO_GC_INTERVAL', '5', 0.01, 'seconds, 0.01 to 86400 (decimals allowed)');
+  const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
+  if (!LEVELS.includes(logLevel)) errors.push(`--log-level=${logLevel}: one of ${LEVELS.join(', ')}`);
+  if (errors.length || !ip || !listen || !datastore) return { ok: false, errors };
+  return { ok: true, value: { ip, listen, datastore, gcGraceMs, gcIntervalMs, logLevel } };
+}

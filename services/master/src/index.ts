@@ -1,0 +1,27 @@
+export { startMaster, apiUrl } from './master.js';
+export type { MasterDeps, RunningMaster } from './master.js';
+export { loadMasterConfig, parseListen, MASTER_USAGE, DEFAULT_PORT } from './config.js';
+export type { MasterConfig } from './config.js';
+export { decideGc, emptyTracker } from './gc.js';
+export type { GcAction, GcDecision, GcInput, GcTracker } from './gc.js';
+export { GarbageCollector } from './collector.js';
+export type { CollectorOptions } from './collector.js';
+export { apiRoutes, createApiHandler } from './api.js';
+export type { ApiDeps, Handler, Reply, RequestContext } from './api.js';
+export { matchRoute, pathSegments } from './router.js';
+export type { Method, Route, RouteMatch } from './router.js';
+export { ApiError, ApiErrorCode, toApiError } from './errors.js';
+export { createMetrics } from './metrics.js';
+export type { MasterMetrics, MetricsSource } from './metrics.js';
+export {
+  parseCheckQuery,
+  parseDirection,
+  parseGroupBody,
+  parseJsonObject,
+  parseMemberBody,
+  parsePoolBody,
+  parsePoolParam,
+  parseRuleBody,
+  parseRuleIndex,
+} from './validate.js';
+export type { CheckQuery, MemberTarget } from './validate.js';
