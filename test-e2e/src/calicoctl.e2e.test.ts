@@ -130,6 +130,19 @@ describe('getting started with calicoctl and the docker CLI', () => {
     expect(nf.stderr).toContain('no Calico container has the id, id prefix or name "no-such-container"');
   });
 
+  it('diags --cluster gathers every host into one archive', async () => {
+    const out = join(dir, 'diags-out');
+    await exec(['mkdir', '-p', out]);
+    const r = await calicoctl('h1', ['diags', '--cluster', '--no-upload', `--output=${out}`]);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const archive = (await exec(['sh', '-c', `ls ${out}/*.tar.gz`])).stdout.trim();
+    expect(archive).toMatch(/calico-diags-cluster-.*\.tar\.gz$/);
+    const list = (await exec(['tar', '-tzf', archive])).stdout;
+    expect(list).toMatch(/\/h1\/.*iptables-save\.txt/);
+    expect(list).toMatch(/\/h2\/.*iptables-save\.txt/);
+    expect(list).toMatch(/summary\.json/);
+  });
+
   it('reset on both hosts leaves no veth, route, chain, ipset or key', async () => {
     for (const h of ['h1', 'h2']) {
       const r = await calicoctl(h, ['reset']);

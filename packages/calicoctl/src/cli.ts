@@ -9,6 +9,7 @@ import { master, node } from './commands/services.js';
 import { status } from './commands/status.js';
 import { reset } from './commands/reset.js';
 import { version } from './commands/version.js';
+import { diags } from './commands/diags.js';
 
 export const USAGE = `calicoctl: drive a Calico cluster
 
@@ -29,6 +30,8 @@ Groups and rules:
   calicoctl rule show <GROUP>
   calicoctl pool add <CIDR> | pool remove <CIDR> | pool show
   calicoctl check <SRC> <DST> [--protocol=<P>] [--port=<N>]
+  calicoctl diags [--cluster] [--upload-url=<URL>] [--no-upload] [--output=<dir>]
+                                    collect this host's (or every host's) state into a .tar.gz
   calicoctl version
 
 Every command: --etcd=<host:port,…> (else ETCD_ENDPOINTS, ETCD_AUTHORITY, 127.0.0.1:2379),
@@ -65,6 +68,13 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
         cidr: { type: 'string' },
         protocol: { type: 'string' },
         port: { type: 'string' },
+        output: { type: 'string' },
+        'upload-url': { type: 'string' },
+        'upload-method': { type: 'string' },
+        'no-upload': { type: 'boolean' },
+        'upload-file': { type: 'string' },
+        cluster: { type: 'boolean' },
+        'host-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -108,6 +118,20 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
         return await reset(ctx, args, nf);
       case 'version':
         return await version(ctx);
+      case 'diags':
+        return await diags(ctx, args, {
+          docker: nf.docker,
+          runDir: nf.runDir,
+          logDir: nf.logDir,
+          stateDir: nf.stateDir,
+          output: o.output,
+          uploadUrl: o['upload-url'],
+          uploadMethod: o['upload-method'],
+          noUpload: o['no-upload'],
+          uploadFile: o['upload-file'],
+          cluster: o.cluster,
+          hostTimeout: o['host-timeout'],
+        });
       default:
         throw new UsageError(`unknown command "${cmd}"; see: calicoctl --help`);
     }

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 const require = createRequire(import.meta.url);
 
 /** The compiled entry point of a workspace service, wherever pnpm put it. */
-export function serviceMain(pkg: '@calico/node' | '@calico/bgp-config' | '@calico/master'): string {
+export function serviceMain(pkg: '@calico/node' | '@calico/bgp-config' | '@calico/master' | '@calico/diags'): string {
   return join(dirname(require.resolve(`${pkg}/package.json`)), 'dist', 'main.js');
 }
 

@@ -131,6 +131,11 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
         argv: [process.execPath, serviceMain('@calico/node'), ...common, `--ip=${f.ip}`, ...(f.ip6 ? [`--ip6=${f.ip6}`] : []), `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, `--listen=${f.proxyListen ?? '127.0.0.1:2375'}`, `--listen=unix://${proxySock}`],
       },
       { name: 'calico-bgp-config', argv: [process.execPath, serviceMain('@calico/bgp-config'), ...common, `--state-dir=${dirs.state}`, '--run-bird'] },
+      // Serves this host's diags to "calicoctl diags --cluster" run anywhere.
+      {
+        name: 'calico-diags',
+        argv: [process.execPath, serviceMain('@calico/diags'), 'serve', ...common, `--listen=${f.ip}:7601`, `--run-dir=${dirs.run}`, `--log-dir=${dirs.log}`, `--state-dir=${dirs.state}`, `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`],
+      },
     ],
     daemonPidFiles: [join(dirs.state, 'bird.pid')],
   };
@@ -161,8 +166,8 @@ export async function master(ctx: Context, args: string[], f: NodeFlags & { list
     ctx.print(`calico-master is already running (supervisor pid ${running.pid})`);
     return 0;
   }
-  const listen = f.listen ?? `${f.ip}:7600`;
-  const m = /^(.*):(\d+)$/.exec(listen);
+  const listen = f.listen ?? (isIP(f.ip) === 6 ? `[${f.ip}]:7600` : `${f.ip}:7600`);
+  const m = /^\[?(.*?)\]?:(\d+)$/.exec(listen);
   if (!m) throw new UsageError(`--listen=${listen}: host:port`);
   const spec: SupervisorSpec = {
     role: 'master',

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config.js';
+
+const env = { CALICO_HOSTNAME: 'h1' };
+
+describe('loadConfig', () => {
+  it('serves by default, with calicoctl\'s directory layout', () => {
+    const c = loadConfig(['--listen=198.18.0.11:9300', '--etcd=198.18.0.1:2379'], env);
+    expect(c).toMatchObject({ ok: true, value: { mode: 'serve', hostname: 'h1', listen: { host: '198.18.0.11', port: 9300 }, advertiseUrl: undefined, leaseTtl: 30, dirs: { run: '/var/run/calico/h1', log: '/var/log/calico/h1', state: '/var/lib/calico/h1' } } });
+  });
+  it('collects with the same options as calicoctl diags', () => {
+    const c = loadConfig(['collect', '--log-dir=/l', '--upload-url=http://127.0.0.1:1/', '--upload-method=post', '--no-upload', '--cluster', '--json'], env);
+    expect(c).toMatchObject({ ok: true, value: { mode: 'collect', dirs: { log: '/l' }, uploadUrl: 'http://127.0.0.1:1/', uploadMethod: 'post', noUpload: true, cluster: true, json: true } });
+  });
+  it('lets collect run with a broken etcd config: only the sources needing etcd fail', () => {
+    const c = loadConfig(['collect', '--etcd=nonsense'], env);
+    expect(c.ok && c.value.datastore === undefined && c.value.datastoreError).toMatch(/not host:port/);
+  });
+  it.each([
+    [['--etcd=127.0.0.1:2379'], '--listen=: <ip>:<port> of this host, e.g. 198.18.0.11:9300'],
+    [['--listen=nohost:1'], '--listen=nohost:1: <ip>:<port> of this host, e.g. 198.18.0.11:9300'],
+    [['--listen=0.0.0.0:9300'], '--listen=0.0.0.0:9300: with a wildcard address, say where others reach it with --advertise-url'],
+    [['--listen=1.2.3.4:1', '--lease-ttl=1'], '--lease-ttl=1: whole seconds, at least 2'],
+    [['--listen=1.2.3.4:1', '--etcd=bad'], 'ETCD'],
+    [['bogus', '--listen=1.2.3.4:1'], 'unexpected "bogus": serve or collect'],
+    [['--nope'], "Unknown option '--nope'"],
+  ])('%j', (argv, msg) => {
+    const c = loadConfig(argv, env);
+    expect(c.ok).toBe(false);
+    if (!c.ok) expect(c.errors.join('\n')).toContain(msg === 'ETCD' ? 'not host:port' : msg);
+  });
+});

@@ -1,0 +1,135 @@
+import { parseArgs } from 'node:util';
+import { hostname as osHostname } from 'node:os';
+import { isIP } from 'node:net';
+import { resolveDatastoreConfig, type DatastoreConfig } from '@calico/datastore';
+import { defaultHostDirs, type HostDirs } from './sources.js';
+
+export const USAGE = `calico-diags: one host's diagnostics, with secrets redacted
+
+  calico-diags [serve] --listen=<ip:port>   serve GET /diags (this host's .tar.gz) and register
+        [--advertise-url=<url>]             /calico/host/<hostname>/diags_url (http://<listen>/)
+        [--lease-ttl=<s>]                   the registration's lease (30)
+  calico-diags collect                      collect here and now, as "calicoctl diags" does:
+        [--output=<file|dir>] [--upload-url=<url>] [--upload-method=put|post] [--no-upload]
+        [--upload-file=<archive>] [--cluster] [--host-timeout=<s>] [--json]
+
+  --hostname=<name>        CALICO_HOSTNAME, else the machine's host name
+  --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
+  --etcd-ca/--etcd-cert/--etcd-key=<file>
+  --run-dir=<dir>          /var/run/calico/<hostname> (node.state.json, agent-status.json)
+  --log-dir=<dir>          /var/log/calico/<hostname> (every file in it is collected)
+  --state-dir=<dir>        /var/lib/calico/<hostname> (bird.conf, bird.ctl)
+  --docker=<url>           DOCKER_HOST, else unix:///var/run/docker.sock
+  --log-level=<level>      LOG_LEVEL, else info`;
+
+interface Common {
+  hostname: string;
+  datastore: DatastoreConfig | undefined;
+  /** Why the datastore config is unusable; only the sources that need etcd fail on it. */
+  datastoreError: string | undefined;
+  dirs: HostDirs;
+  docker: string | undefined;
+  logLevel: string;
+}
+
+export type DiagsCli =
+  | ({ mode: 'serve'; listen: { host: string; port: number }; /** Else the bound address. */ advertiseUrl: string | undefined; leaseTtl: number } & Common)
+  | ({
+      mode: 'collect';
+      output: string | undefined;
+      uploadUrl: string | undefined;
+      uploadMethod: string | undefined;
+      noUpload: boolean;
+      uploadFile: string | undefined;
+      cluster: boolean;
+      hostTimeout: string | undefined;
+      json: boolean;
+    } & Common);
+
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): { ok: true; value: DiagsCli } | { ok: false; errors: string[] } {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        hostname: { type: 'string' },
+        etcd: { type: 'string' },
+        'etcd-ca': { type: 'string' },
+        'etcd-cert': { type: 'string' },
+        'etcd-key': { type: 'string' },
+        'run-dir': { type: 'string' },
+        'log-dir': { type: 'string' },
+        'state-dir': { type: 'string' },
+        docker: { type: 'string' },
+        'log-level': { type: 'string' },
+        listen: { type: 'string' },
+        'advertise-url': { type: 'string' },
+        'lease-ttl': { type: 'string' },
+        output: { type: 'string' },
+        'upload-url': { type: 'string' },
+        'upload-method': { type: 'string' },
+        'no-upload': { type: 'boolean' },
+        'upload-file': { type: 'string' },
+        cluster: { type: 'boolean' },
+        'host-timeout': { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+    }));
+  } catch (e) {
+    return { ok: false, errors: [(e as Error).message] };
+  }
+  const errors: string[] = [];
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const mode = positionals[0] ?? 'serve';
+  if ((mode !== 'serve' && mode !== 'collect') || positionals.length > 1) errors.push(`unexpected "${positionals.join(' ')}": serve or collect`);
+  const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostname)) errors.push(`host name "${hostname}": use letters, digits, ".", "_" and "-"`);
+  let datastore: DatastoreConfig | undefined;
+  let datastoreError: string | undefined;
+  try {
+    datastore = resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+  } catch (e) {
+    datastoreError = (e as Error).message;
+  }
+  const common: Common = {
+    hostname,
+    datastore,
+    datastoreError,
+    dirs: defaultHostDirs(hostname, { runDir: str('run-dir'), logDir: str('log-dir'), stateDir: str('state-dir') }),
+    docker: str('docker') ?? env.DOCKER_HOST,
+    logLevel: str('log-level') ?? env.LOG_LEVEL ?? 'info',
+  };
+  if (mode === 'collect') {
+    if (errors.length) return { ok: false, errors };
+    return {
+      ok: true,
+      value: {
+        mode,
+        ...common,
+        output: str('output'),
+        uploadUrl: str('upload-url'),
+        uploadMethod: str('upload-method'),
+        noUpload: values['no-upload'] === true,
+        uploadFile: str('upload-file'),
+        cluster: values.cluster === true,
+        hostTimeout: str('host-timeout'),
+        json: values.json === true,
+      },
+    };
+  }
+  // The service must register in etcd: a bad etcd config is fatal here.
+  if (datastoreError) errors.push(datastoreError);
+  const listen = str('listen');
+  const m = listen ? /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(listen) : null;
+  if (!m || !isIP(m[1]!) || Number(m[2]) > 65535) errors.push(`--listen=${listen ?? ''}: <ip>:<port> of this host, e.g. 198.18.0.11:9300`);
+  const advertiseUrl = str('advertise-url');
+  if (m && !advertiseUrl && (m[1] === '0.0.0.0' || m[1] === '::')) errors.push(`--listen=${listen}: with a wildcard address, say where others reach it with --advertise-url`);
+  const leaseTtl = Number(str('lease-ttl') ?? '30');
+  if (!Number.isInteger(leaseTtl) || leaseTtl < 2) errors.push(`--lease-ttl=${str('lease-ttl')}: whole seconds, at least 2`);
+  if (errors.length || !m) return { ok: false, errors };
+  return { ok: true, value: { mode: 'serve', ...common, listen: { host: m[1]!, port: Number(m[2]) }, advertiseUrl, leaseTtl } };
+}

@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import { isKeyFile, isSecretName, redactDockerInspect, redactJson, redactKeyspaceValue, redactText, scrubSecrets } from './redact.js';
+
+describe('isSecretName', () => {
+  it.each([
+    'PASSWORD', 'DB_PASSWORD', 'db_password', 'MYSQL_ROOT_PASSWORD', 'dbPassword', 'PASSWD', 'DB_PASS', 'passphrase',
+    'TOKEN', 'GITHUB_TOKEN', 'accessToken', 'SECRET', 'CLIENT_SECRET', 'AWS_SECRET_ACCESS_KEY', 'CREDENTIALS',
+    'GOOGLE_APPLICATION_CREDENTIALS', 'KEY', 'key', 'API_KEY', 'apiKey', 'SSHKEY', 'ETCD_KEY_FILE', '--etcd-key', 'etcdKey',
+    'privateKey', 'tls.key', 'Authorization', 'x-registry-auth', 'Cookie',
+  ])('%s is secret', (n) => expect(isSecretName(n)).toBe(true));
+  it.each([
+    'ETCD_AUTHORITY', 'ETCD_ENDPOINTS', 'CALICO_IP', 'HOSTNAME', 'PATH', '--etcd-cert', '--etcd-ca', 'passive', 'keyspace',
+    'KEEPALIVE', 'bird_ip', 'LOG_LEVEL', 'restarts', 'Labels',
+  ])('%s is not', (n) => expect(isSecretName(n)).toBe(false));
+});
+
+describe('redactText', () => {
+  it.each([
+    // command lines
+    ['calico-node --etcd=1.2.3.4:2379 --etcd-key=/etc/calico/key.pem --ip=198.18.0.11', 'calico-node --etcd=1.2.3.4:2379 --etcd-key=[redacted] --ip=198.18.0.11'],
+    ['calico-node --etcd-key /etc/calico/key.pem --ip 198.18.0.11', 'calico-node --etcd-key [redacted] --ip 198.18.0.11'],
+    ['mysql --password="p4ss word" -h db', 'mysql --password=[redacted] -h db'],
+    ['cli --token abc123 --verbose', 'cli --token [redacted] --verbose'],
+    ['cli --no-key --verbose', 'cli --no-key --verbose'],
+    ['run --etcd-cert=/c.pem --etcd-ca=/ca.pem', 'run --etcd-cert=/c.pem --etcd-ca=/ca.pem'],
+    // environment assignments
+    ['docker run -e DB_PASSWORD=hunter2 -e CALICO_IP=198.19.0.2 busybox', 'docker run -e DB_PASSWORD=[redacted] -e CALICO_IP=198.19.0.2 busybox'],
+    ['ETCD_AUTHORITY=127.0.0.1:2379 ETCD_KEY_FILE=/k.pem calicoctl', 'ETCD_AUTHORITY=127.0.0.1:2379 ETCD_KEY_FILE=[redacted] calicoctl'],
+    ["export API_TOKEN='a b c'", 'export API_TOKEN=[redacted]'],
+    ['GET /x?user=bob&token=s3cr3t&n=1', 'GET /x?user=bob&token=[redacted]&n=1'],
+    // JSON text, such as a pino log line or the supervisor's spec
+    ['{"level":30,"password":"hunter2","msg":"x"}', '{"level":30,"password":"[redacted]","msg":"x"}'],
+    ['{"argv":["node","--etcd-key=/k.pem","--ip=1.2.3.4"]}', '{"argv":["node","--etcd-key=[redacted]","--ip=1.2.3.4"]}'],
+    ['{"argv":["node","--etcd-key","/k.pem","--ip","1.2.3.4"]}', '{"argv":["node","--etcd-key","[redacted]","--ip","1.2.3.4"]}'],
+    ['{"Env":["DB_PASSWORD=hunter2","A=b"]}', '{"Env":["DB_PASSWORD=[redacted]","A=b"]}'],
+    ['{"etcdKey": "/secret/k.pem", "etcdCert": "/c.pem"}', '{"etcdKey": "[redacted]", "etcdCert": "/c.pem"}'],
+    // URLs and headers
+    ['etcd at https://root:hunter2@10.0.0.1:2379/', 'etcd at https://root:[redacted]@10.0.0.1:2379/'],
+    ['Authorization: Bearer eyJhbGciOi.x.y', 'Authorization: [redacted]'],
+    ['authorization=Basic dXNlcjpwYXNz', 'authorization=[redacted]'],
+    ['{"headers":{"authorization":"Bearer x.y"}}', '{"headers":{"authorization":"[redacted]"}}'],
+    // BIRD's peer passwords
+    ['protocol bgp p1 { password "hunter2"; neighbor 1.2.3.4 as 64511; }', 'protocol bgp p1 { password "[redacted]"; neighbor 1.2.3.4 as 64511; }'],
+    // private keys
+    ['a\n-----BEGIN RSA PRIVATE KEY-----\nMIIE\nabc\n-----END RSA PRIVATE KEY-----\nb', 'a\n[redacted private key]\nb'],
+    ['x -----BEGIN PRIVATE KEY-----\nMIIE (cut)', 'x [redacted private key]'],
+    // nothing secret: untouched
+    ['198.19.0.2 dev cali1234567890a scope link', '198.19.0.2 dev cali1234567890a scope link'],
+    ['-A cali-fw-cali1234 -m comment --comment "cali:abc" -j DROP', '-A cali-fw-cali1234 -m comment --comment "cali:abc" -j DROP'],
+    ['passive on; keepalive time 3;', 'passive on; keepalive time 3;'],
+  ])('%j', (input, want) => expect(redactText(input)).toBe(want));
+});
+
+describe('redactJson', () => {
+  it('masks secret fields, Env values (spaces included) and the value after a bare secret flag', () => {
+    const sink = new Set<string>();
+    const out = redactJson(
+      {
+        role: 'node',
+        token: 'tok-123',
+        nested: { DB_PASSWORD: 'hunter2', count: 3, enabled: true, keep: null },
+        argv: ['node', 'main.js', '--etcd-key', '/etc/k.pem', '--ip', '1.2.3.4'],
+        Env: ['DB_PASSWORD=hunter 2 with spaces', 'CALICO_IP=198.19.0.2', 'PATH=/bin'],
+      },
+      sink,
+    );
+    expect(out).toEqual({
+      role: 'node',
+      token: '[redacted]',
+      nested: { DB_PASSWORD: '[redacted]', count: 3, enabled: true, keep: null },
+      argv: ['node', 'main.js', '--etcd-key', '[redacted]', '--ip', '1.2.3.4'],
+      Env: ['DB_PASSWORD=[redacted]', 'CALICO_IP=198.19.0.2', 'PATH=/bin'],
+    });
+    expect([...sink].sort()).toEqual(['/etc/k.pem', 'hunter 2 with spaces', 'hunter2', 'tok-123']);
+  });
+});
+
+describe('redactDockerInspect', () => {
+  it('masks Config.Env values whose names look secret, and nothing else', () => {
+    const inspect = [
+      {
+        Id: 'abc',
+        Name: '/db',
+        Args: ['-c', 'exec sleep 600'],
+        Config: {
+          Env: ['DB_PASSWORD=hunter2', 'api_token=t0k', 'MyCredential=c', 'CALICO_IP=198.19.0.2', 'PATH=/usr/bin'],
+          Labels: { 'org.projectcalico.host': 'h1', 'org.projectcalico.addrs': '198.19.0.2' },
+        },
+      },
+    ];
+    const sink = new Set<string>();
+    const out = JSON.parse(redactDockerInspect(JSON.stringify(inspect), sink)) as typeof inspect;
+    expect(out[0]!.Config.Env).toEqual(['DB_PASSWORD=[redacted]', 'api_token=[redacted]', 'MyCredential=[redacted]', 'CALICO_IP=198.19.0.2', 'PATH=/usr/bin']);
+    expect(out[0]!.Config.Labels).toEqual(inspect[0]!.Config.Labels);
+    expect(sink).toEqual(new Set(['hunter2', 't0k', 'c']));
+  });
+  it('keeps text that is not JSON, redacted as text', () => {
+    expect(redactDockerInspect('Error: DB_PASSWORD=x')).toBe('Error: DB_PASSWORD=[redacted]');
+  });
+});
+
+describe('redactKeyspaceValue', () => {
+  it.each([
+    ['/calico/host/h1/bird_ip', '198.18.0.11', '198.18.0.11'],
+    ['/calico/host/monkey/bird_ip', '198.18.0.12', '198.18.0.12'],
+    ['/calico/network/group/g1/rule/inbound/1', '{"group":null,"cidr":"10.0.0.0/8","protocol":"tcp","port":80}', '{"group":null,"cidr":"10.0.0.0/8","protocol":"tcp","port":80}'],
+    ['/calico/config/EtcdPassword', 'hunter2', '[redacted]'],
+    ['/calico/config/DockerAuthToken', 'abc', '[redacted]'],
+    ['/calico/config/Upstream', '{"url":"https://u:pw@x/","token":"t"}', '{"url":"https://u:[redacted]@x/","token":"[redacted]"}'],
+    ['/calico/config/Cmd', 'run --password=pw', 'run --password=[redacted]'],
+    ['/calico/config/Broken', '{not json password="x"', '{not json password=[redacted]'],
+  ])('%s', (key, value, want) => expect(redactKeyspaceValue(key, value)).toBe(want));
+});
+
+describe('scrubSecrets', () => {
+  it.each([
+    ['pino line {"msg":"env DB hunter2 seen"}', ['hunter2'], 'pino line {"msg":"env DB [redacted] seen"}'],
+    ['a hunter2 b hunter2', ['hunter2'], 'a [redacted] b [redacted]'],
+    ['short values stay: on 1', ['on', '1'], 'short values stay: on 1'],
+    ['nothing', [], 'nothing'],
+  ])('%j', (text, secrets, want) => expect(scrubSecrets(text, secrets)).toBe(want));
+});
+
+describe('isKeyFile', () => {
+  it.each([
+    ['tls/client.key', '', true],
+    ['etcd-key.pem', '', true],
+    ['private.txt', '', true],
+    ['notes.txt', 'hello\n-----BEGIN EC PRIVATE KEY-----\n', true],
+    ['calico-node.log', '{"level":30}', false],
+    ['bird/bird.conf', 'router id 1.2.3.4;', false],
+  ])('%s', (name, head, want) => expect(isKeyFile(name, head)).toBe(want));
+});

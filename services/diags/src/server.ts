@@ -1,0 +1,99 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { silentLogger, type Datastore, type LeaseKeeper, type Logger } from '@calico/datastore';
+import { diagsUrlKey, encodeUrl } from '@calico/keyspace';
+import { archiveBaseName, archiveStream } from './archive.js';
+import type { Collection } from './collect.js';
+
+export interface DiagsServerOptions {
+  host: string;
+  port: number;
+  /** Collects this host's diags; called once per GET /diags. */
+  collect: () => Promise<Collection>;
+  logger?: Logger;
+}
+
+/**
+ * A host's diags over HTTP: `GET /diags` collects on request and streams the host's .tar.gz;
+ * `GET /healthz` answers "ok". Requests are served one collection at a time, so a burst of
+ * requests cannot run dozens of iptables-save at once on the host.
+ */
+export class DiagsServer {
+  private server: Server | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: DiagsServerOptions) {
+    this.log = opts.logger ?? silentLogger;
+  }
+
+  async start(): Promise<string> {
+    const s = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(this.opts.port, this.opts.host, () => resolve());
+    });
+    this.server = s;
+    return this.url;
+  }
+
+  /** http://<address>:<port>/ as it is bound (the real port when 0 was asked for). */
+  get url(): string {
+    const a = this.server?.address() as AddressInfo | null | undefined;
+    if (!a) throw new Error('diags server not started');
+    const host = a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]` : a.address;
+    return `http://${host}:${a.port}/`;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (req.method !== 'GET' || path !== '/diags') {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'GET /diags for this host\'s archive, GET /healthz' }));
+      return;
+    }
+    const t = performance.now();
+    let c: Collection;
+    try {
+      const run = this.queue.then(() => this.opts.collect());
+      this.queue = run.catch(() => undefined);
+      c = await run;
+    } catch (e) {
+      this.log.error({ err: String(e) }, 'collecting diags failed; answered 500, the service goes on');
+      res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ message: `collecting diags failed: ${(e as Error).message}` }));
+      return;
+    }
+    const top = archiveBaseName(c.host, c.createdAt);
+    res.writeHead(200, { 'content-type': 'application/gzip', 'content-disposition': `attachment; filename="${top}.tar.gz"`, 'x-calico-host': c.host });
+    try {
+      await pipeline(archiveStream(top, { entries: c.entries }, c.createdAt), res);
+      this.log.info({ peer: req.socket.remoteAddress, ms: Math.round(performance.now() - t), failed: c.summary.failed }, 'diags sent');
+    } catch (e) {
+      // The client went away or the archive broke mid-stream: its tar will say so; we carry on.
+      this.log.warn({ peer: req.socket.remoteAddress, err: String(e) }, 'diags stream ended early');
+    }
+  }
+}
+
+/**
+ * Publishes `/calico/host/<host>/diags_url` under a lease: kept alive while the service runs,
+ * revoked on a clean stop, and gone by itself one TTL after a crash.
+ */
+export async function registerDiagsUrl(ds: Datastore, host: string, url: string, ttlSeconds = 30): Promise<LeaseKeeper> {
+  const keeper = ds.leaseKeeper({ ttlSeconds });
+  await keeper.start();
+  await keeper.put(diagsUrlKey(host), encodeUrl(url));
+  return keeper;
+}
