@@ -21,6 +21,12 @@ for (const group of ['packages', 'services', '.']) {
       const p = r.numPassedTests ?? 0;
       const fl = (r.numFailedTests ?? 0) + (r.numFailedTestSuites && !r.numFailedTests ? r.numFailedTestSuites : 0);
       const s = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+      // A test task that found nothing to run is a failure, not a pass.
+      if ((r.numTotalTests ?? 0) === 0) {
+        failed += 1;
+        rows.push(`  ${`${group === '.' ? '' : `${group}/`}${d}`.padEnd(28)} ${f.replace('.json', '').padEnd(5)} no tests ran`);
+        continue;
+      }
       passed += p;
       failed += fl;
       skipped += s;

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { createRequire } from 'node:module';
@@ -141,6 +141,52 @@ describe('getting started with calicoctl and the docker CLI', () => {
     expect(list).toMatch(/\/h1\/.*iptables-save\.txt/);
     expect(list).toMatch(/\/h2\/.*iptables-save\.txt/);
     expect(list).toMatch(/summary\.json/);
+  });
+
+  it('showgroups --detailed, removegroup, pool remove, version and --json answer as documented', async () => {
+    const detailed = await calicoctl('h1', ['showgroups', '--detailed']);
+    expect(detailed.code).toBe(0);
+    expect(detailed.stdout).toMatch(/GROUP_A_C_E {2}[0-9a-f-]{36}\n {2}members:\n {4}\S+ {2}workload-A on h1/);
+    expect(detailed.stdout).toContain('inbound (default deny):');
+    const json = JSON.parse((await calicoctl('h1', ['showgroups', '--json'])).stdout) as { name: string }[];
+    expect(json.map((g) => g.name).sort()).toEqual(['GROUP_A_C_E', 'GROUP_B', 'GROUP_D']);
+    expect((await calicoctl('h1', ['addgroup', 'TEMP'])).code).toBe(0);
+    const rm = await calicoctl('h1', ['removegroup', 'TEMP']);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(rm.stdout).toMatch(/^Removed group TEMP/);
+    expect((await calicoctl('h1', ['removegroup', 'TEMP'])).code).toBe(3);
+    expect((await calicoctl('h1', ['pool', 'remove', '198.19.100.0/24'])).code).toBe(0);
+    expect((await calicoctl('h1', ['pool', 'show'])).stdout).toContain('No pools');
+    const v = await calicoctl('h1', ['version']);
+    expect(v.stdout).toMatch(/^calicoctl +0\.1\.0$/m);
+    expect(v.stdout).toMatch(/^bird +2\./m);
+  });
+
+  it('a crashed service is restarted by its supervisor', async () => {
+    const stateFile = join(dir, 'h1', 'run', 'node.state.json');
+    const before = JSON.parse(await readFile(stateFile, 'utf8')) as { services: Record<string, { pid: number; restarts: number }> };
+    const pid = before.services['calico-node']!.pid;
+    process.kill(pid, 'SIGKILL');
+    await waitFor('calico-node restarted', async () => {
+      const now = JSON.parse(await readFile(stateFile, 'utf8')) as typeof before;
+      const s = now.services['calico-node']!;
+      return s.pid !== null && s.pid !== pid && s.restarts === before.services['calico-node']!.restarts + 1;
+    }, 20_000);
+    await waitFor('the proxy answering again', async () => (await docker('h1', ['ps', '-q'])).code === 0, 30_000);
+    expect(await ping('h1', 'workload-A', '198.19.1.3')).toBe(true);
+  });
+
+  it('node stop and master stop stop the supervised services; status then says the node is not running', async () => {
+    const stop = await calicoctl('h2', ['node', 'stop']);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(stop.stdout).toContain('calico-node on h2 stopped');
+    const st = await calicoctl('h2', ['status']);
+    expect(st.code).toBe(1);
+    expect(st.stdout).toContain('calico-node NOT running');
+    const again = await calicoctl('h2', ['node', `--ip=${hosts.h2!.ip}`, `--docker=${dockerd.host}`]);
+    expect(again.code, again.stderr).toBe(0);
+    const ms = await exec([process.execPath, calicoctlJs, 'master', 'stop', `--etcd=${etcd.endpoints}`, `--run-dir=${join(dir, 'master', 'run')}`]);
+    expect(ms.stdout).toContain('calico-master stopped');
   });
 
   it('reset on both hosts leaves no veth, route, chain, ipset or key', async () => {

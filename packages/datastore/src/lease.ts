@@ -56,6 +56,7 @@ export class LeaseKeeper {
   /** Grants the lease. Call before put()/claim(). */
   async start(): Promise<void> {
     await this.grant();
+    this.setHeld(true, 'granted');
   }
 
   /** Puts key under the lease, now and after every re-grant. */
@@ -120,7 +121,6 @@ export class LeaseKeeper {
     }
     this.lease = lease;
     this.failures = 0;
-    this.setHeld(true, 'granted');
   }
 
   private setHeld(held: boolean, reason: string): void {
@@ -150,6 +150,8 @@ export class LeaseKeeper {
       try {
         await this.grant();
         for (const [key, e] of this.entries) await this.writeEntry(key, e);
+        // Held again only once every key is back, so that "held" means "all keys present".
+        this.setHeld(true, 'granted again');
         log.info({ keys: [...this.entries.keys()] }, 'lease granted again; keys restored');
         return;
       } catch (e) {

@@ -133,7 +133,7 @@ export const SOURCES: readonly Source[] = [
   birdc('bird-routes', 'bird/routes.txt', 'show route'),
   { name: 'bird-conf', how: '<state-dir>/bird.conf', file: 'bird/bird.conf', redact: 'text', collect: (c) => optionalFile(join(c.dirs.state, 'bird.conf'), 'bgp-config has not rendered it (not running here?)') },
   { name: 'node-state', how: '<run-dir>/node.state.json', file: 'node/node.state.json', redact: 'json', collect: (c) => optionalFile(join(c.dirs.run, 'node.state.json'), 'calico-node was not started by "calicoctl node" here') },
-  { name: 'agent-status', how: '<run-dir>/agent-status.json', file: 'node/agent-status.json', redact: 'json', collect: (c) => optionalFile(join(c.dirs.run, 'agent-status.json'), 'calico-node does not export its agent status yet (format: services/diags/README.md)') },
+  { name: 'agent-status', how: '<run-dir>/agent-status.json', file: 'node/agent-status.json', redact: 'json', collect: (c) => optionalFile(join(c.dirs.run, 'agent-status.json'), 'absent: calico-node writes it only when started with --status-file (calicoctl node does)') },
   { name: 'keyspace', how: 'etcd get --prefix /calico/ (secret values redacted)', file: 'etcd/calico.json', redact: 'self', collect: keyspace },
   { name: 'docker-ps', how: 'docker ps -a --no-trunc', file: 'docker/ps.txt', redact: 'text', collect: (c) => docker(c, 'ps', '-a', '--no-trunc') },
   { name: 'docker-inspect', how: `docker inspect of containers labelled ${HOST_LABEL}=<host>`, file: 'docker/inspect.json', redact: 'json', collect: dockerInspect },

@@ -19,6 +19,8 @@ export interface NodeConfig {
   endpointToHost: 'drop' | 'accept' | 'policy';
   /** How often the agent rereads the kernel to repair what others changed (ms). */
   dataplaneResyncMs: number;
+  /** Where the agent's own view is written every few seconds, for diags (none by default). */
+  statusFile: string | undefined;
 }
 
 export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and policy agent for one host
@@ -37,6 +39,7 @@ export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and p
                            traffic from a workload to this host (drop); the etcd key
                            /calico/config/EndpointToHostAction overrides it
   --dataplane-resync=<s>   reread iptables/ipset and repair them this often (30)
+  --status-file=<file>     write the agent's view (sync status, desired vs applied) there, for diags
   --log-level=<level>      LOG_LEVEL, else info`;
 
 /** Flags, then environment, then defaults; every problem is reported, not just the first. */
@@ -61,6 +64,7 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
         'log-level': { type: 'string' },
         'endpoint-to-host': { type: 'string' },
         'dataplane-resync': { type: 'string' },
+        'status-file': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -109,6 +113,6 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
   if (errors.length || !datastore || !upstream) return { ok: false, errors };
   return {
     ok: true,
-    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000 },
+    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file') },
   };
 }

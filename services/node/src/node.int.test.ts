@@ -221,7 +221,8 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
       const ping = await h1.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.3.1']);
       expect(ping.code, ping.stdout + ping.stderr).toBe(0);
       const keys = await keysUnder(workloadPrefix('h1', id));
-      expect(keys.map((k) => k.split('/').pop()).sort()).toEqual(['addrs', 'mac', 'state']);
+      // The seed's endpoint keys, and the container's name beside the endpoint directory.
+      expect(keys.map((k) => k.split('/').pop()).sort()).toEqual(['addrs', 'mac', 'name', 'state']);
 
       const rs = await docker(['restart', '-t', '1', id]);
       expect(rs.code, rs.stderr).toBe(0);

@@ -1,3 +1,4 @@
+import { rename, writeFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import type { Datastore } from '@calico/datastore';
 import type { Logger } from '@calico/log';
@@ -39,6 +40,17 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     endpointToHost: c.endpointToHost,
     dataplaneResyncMs: c.dataplaneResyncMs,
   }).start();
+  let statusTimer: NodeJS.Timeout | undefined;
+  if (c.statusFile) {
+    const file = c.statusFile;
+    const write = () =>
+      writeFile(`${file}.tmp`, JSON.stringify(agent.report(c.hostname), null, 2))
+        .then(() => rename(`${file}.tmp`, file))
+        .catch((e: unknown) => logger.warn({ file, err: String(e) }, 'could not write the agent status file; trying again shortly'));
+    statusTimer = setInterval(() => void write(), 5_000);
+    statusTimer.unref();
+    void write();
+  }
   const events = new EventsWatcher(docker, workloads, logger.child({ part: 'events' }));
   await events.start();
   const summary = await workloads.reconcile();
@@ -55,6 +67,7 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     workloads,
     agent,
     async stop() {
+      if (statusTimer) clearInterval(statusTimer);
       events.stop();
       await proxy.close();
       await agent.stop();

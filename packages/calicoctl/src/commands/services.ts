@@ -128,7 +128,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
     services: [
       {
         name: 'calico-node',
-        argv: [process.execPath, serviceMain('@calico/node'), ...common, `--ip=${f.ip}`, ...(f.ip6 ? [`--ip6=${f.ip6}`] : []), `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, `--listen=${f.proxyListen ?? '127.0.0.1:2375'}`, `--listen=unix://${proxySock}`],
+        argv: [process.execPath, serviceMain('@calico/node'), ...common, `--ip=${f.ip}`, ...(f.ip6 ? [`--ip6=${f.ip6}`] : []), `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, `--listen=${f.proxyListen ?? '127.0.0.1:2375'}`, `--listen=unix://${proxySock}`, `--status-file=${join(dirs.run, 'agent-status.json')}`],
       },
       { name: 'calico-bgp-config', argv: [process.execPath, serviceMain('@calico/bgp-config'), ...common, `--state-dir=${dirs.state}`, '--run-bird'] },
       // Serves this host's diags to "calicoctl diags --cluster" run anywhere.

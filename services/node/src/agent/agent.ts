@@ -113,6 +113,19 @@ export class PolicyAgent {
     };
   }
 
+  /** What diags collects as the agent's own view: sync status, desired against applied, local endpoints. */
+  report(host: string): object {
+    const st = this.status();
+    return {
+      version: 1,
+      host,
+      writtenAt: new Date().toISOString(),
+      datastore: { status: st.syncStatus, everInSync: st.everInSync, problems: st.problems.map((p) => ({ path: p.key, errors: p.errors })) },
+      dataplane: { applies: st.applies, lastApply: st.lastApply, lastError: st.lastError, ...this.dataplane.summary() },
+      endpoints: [...this.rendered.entries()].map(([eid, r]) => ({ endpoint: eid, interface: r.hostIf, addrs: r.addrs, ipsets: [...r.sets.keys()] })),
+    };
+  }
+
   /** Resolves when everything received so far is in the kernel. */
   async idle(): Promise<void> {
     await this.syncer?.drain();

@@ -88,6 +88,23 @@ export class Dataplane {
     private readonly logger: Logger,
   ) {}
 
+  /** Desired against what the kernel was last known to hold: equal counts and nothing dirty means converged. */
+  summary(): { desired: { chains: number; rules: number; ipsets: number; entries: number }; applied: { chains: number; rules: number; ipsets: number; entries: number } | null; dirty: { chains: string[]; ipsets: string[] } } {
+    const count = <T>(m: Map<string, T>, n: (v: T) => number) => [...m.values()].reduce((a, v) => a + n(v), 0);
+    return {
+      desired: {
+        chains: this.desiredChains.size,
+        rules: count(this.desiredChains, (c) => c.lines.length),
+        ipsets: this.desiredSets.size,
+        entries: count(this.desiredSets, (s) => s.members.size),
+      },
+      applied: this.view
+        ? { chains: this.view.chains.size, rules: count(this.view.chains, (h) => h.length), ipsets: this.view.ipsets.size, entries: count(this.view.ipsets, (s) => s.members.size) }
+        : null,
+      dirty: { chains: [...this.dirtyChains].slice(0, 50), ipsets: [...this.dirtySets].slice(0, 50) },
+    };
+  }
+
   /** Sets a chain's rules (null removes the chain). Unchanged content costs nothing. */
   setChain(family: Family, table: Table, chain: string, lines: readonly string[] | null): void {
     const k = key(family, table, chain);

@@ -1,0 +1,51 @@
+import { describe, expect, it, vi } from 'vitest';
+import { run } from './cli.js';
+import { parseBirdProtocols } from './commands/status.js';
+import { table } from './context.js';
+
+describe('calicoctl usage errors', () => {
+  it.each([
+    [['bogus'], 2, 'calicoctl: unknown command "bogus"; see: calicoctl --help'],
+    [['addgroup'], 2, 'calicoctl: usage: calicoctl addgroup <NAME>'],
+    [['addtogroup', 'only-one'], 2, 'calicoctl: usage: calicoctl addtogroup <CONTAINER> <GROUP>'],
+    [['rule', 'add', 'g', 'sideways'], 2, 'calicoctl: direction must be inbound or outbound'],
+    [['node', '--ip=not-an-ip'], 2, "calicoctl: --ip=<IPv4> is required: this host's address on the management network"],
+    [['node', '--ip=198.18.0.11', '--runtime=vm'], 2, 'calicoctl: --runtime=vm: docker or process'],
+    [['check', 'a', 'b', '--port=eighty'], 2, 'calicoctl: --port=eighty: a number 1-65535'],
+    [['--nope'], 2, "calicoctl: Unknown option '--nope'"],
+    [['showgroups', '--etcd=localhost'], 2, 'calicoctl: flag: "localhost" is not host:port (e.g. 127.0.0.1:2379)'],
+  ])('%j exits %i with the reason', async (argv, code, message) => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await run(argv)).toBe(code);
+      expect(err.mock.calls.map((c) => String(c[0])).join('')).toContain(message);
+    } finally {
+      err.mockRestore();
+    }
+  });
+});
+
+describe('status helpers', () => {
+  it('reads BGP sessions from birdc show protocols', () => {
+    const text = [
+      'BIRD 2.0.12 ready.',
+      'Name       Proto      Table      State  Since         Info',
+      'device1    Device     ---        up     06:53:17.982  ',
+      'kernel4    Kernel     master4    up     06:53:17.982  ',
+      'Mesh_198_18_0_12 BGP        ---        up     06:53:18.747  Established   ',
+      'RRClient_198_18_0_13 BGP    ---        start  06:53:18.747  Active        Socket: Connection refused',
+      'Mesh_fd00_198_18__c BGP     ---        up     06:53:19.000  Established',
+      'Global_198_18_0_100 BGP     ---        start  06:53:19.000  Connect',
+    ].join('\n');
+    expect(parseBirdProtocols(text)).toEqual([
+      { peer: '198.18.0.12', type: 'mesh', state: 'up', since: '06:53:18.747', info: 'Established' },
+      { peer: '198.18.0.13', type: 'rr-client', state: 'start', since: '06:53:18.747', info: 'Active Socket: Connection refused' },
+      { peer: 'fd00:198:18::c', type: 'mesh', state: 'up', since: '06:53:19.000', info: 'Established' },
+      { peer: '198.18.0.100', type: 'global', state: 'start', since: '06:53:19.000', info: 'Connect' },
+    ]);
+  });
+
+  it('lays out tables', () => {
+    expect(table(['A', 'LONGER'], [['xyz', '1'], ['', '22']])).toBe('A    LONGER\nxyz  1\n     22');
+  });
+});
