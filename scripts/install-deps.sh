@@ -20,6 +20,9 @@ declare -A probe=(
   [iperf3]=/usr/bin/iperf3
   [conntrack]=/usr/sbin/conntrack
   [procps]=/usr/bin/pgrep
+  [debootstrap]=/usr/sbin/debootstrap
+  [docker-compose]=/usr/bin/docker-compose
+  [file]=/usr/bin/file
 )
 missing=()
 for pkg in "${!probe[@]}"; do

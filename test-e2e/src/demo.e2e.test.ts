@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,7 +13,8 @@ const demoJs = join(dirname(require.resolve('@calico/demo/package.json')), 'dist
 describe('the demo', () => {
   it('up ends with every pair matching; a second up is safe; down leaves nothing behind', async () => {
     requireRoot();
-    const dir = join(await mkdtemp(join(tmpdir(), 'calico-demo-test-')), 'demo');
+    const parent = await mkdtemp(join(tmpdir(), 'calico-demo-test-'));
+    const dir = join(parent, 'demo');
     const env = { ...process.env, CALICO_DEMO_DIR: dir };
     const before = await snapshotSystem();
     try {
@@ -38,6 +39,7 @@ describe('the demo', () => {
       expect((await exec(['sh', '-c', 'ps -eo args | grep -E "^(bird|etcd|dockerd|containerd)" | grep -v grep || true'])).stdout.split('\n').filter((l) => l.includes(dir))).toEqual([]);
     } finally {
       await exec([process.execPath, demoJs, 'down'], { env, timeoutMs: 300_000 });
+      await rm(parent, { recursive: true, force: true });
     }
   });
 });

@@ -12,6 +12,11 @@ export interface DockerdOptions {
   binary?: string;
   /** The docker CLI used by docker(); the first `docker` on PATH by default. */
   cli?: string;
+  /**
+   * Run dockerd inside this network namespace: host-network containers then share that
+   * namespace (a test host), not the machine's.
+   */
+  netns?: string;
 }
 
 /**
@@ -44,6 +49,8 @@ export class Dockerd {
     const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'calico-dockerd-')));
     await mkdir(dir, { recursive: true });
     const argv = [
+      // nsenter, not "ip netns exec": that one remounts /sys, hiding the cgroup mounts dockerd needs.
+      ...(opts.netns ? ['nsenter', `--net=/run/netns/${opts.netns}`] : []),
       opts.binary ?? 'dockerd',
       `--host=unix://${join(dir, 'docker.sock')}`,
       `--data-root=${join(dir, 'data')}`,

@@ -21,6 +21,8 @@ export interface NodeConfig {
   dataplaneResyncMs: number;
   /** Where the agent's own view is written every few seconds, for diags (none by default). */
   statusFile: string | undefined;
+  /** /proc/sys, or a writable mount of it (/host/proc/sys in a container, whose own is read-only). */
+  procSys: string;
 }
 
 export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and policy agent for one host
@@ -40,6 +42,8 @@ export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and p
                            /calico/config/EndpointToHostAction overrides it
   --dataplane-resync=<s>   reread iptables/ipset and repair them this often (30)
   --status-file=<file>     write the agent's view (sync status, desired vs applied) there, for diags
+  --proc-sys=<dir>         CALICO_PROC_SYS, else /proc/sys: where per-interface sysctls are written
+                           (a container's own /proc/sys is read-only: mount the host's /proc)
   --log-level=<level>      LOG_LEVEL, else info`;
 
 /** Flags, then environment, then defaults; every problem is reported, not just the first. */
@@ -65,6 +69,7 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
         'endpoint-to-host': { type: 'string' },
         'dataplane-resync': { type: 'string' },
         'status-file': { type: 'string' },
+        'proc-sys': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -113,6 +118,6 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
   if (errors.length || !datastore || !upstream) return { ok: false, errors };
   return {
     ok: true,
-    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file') },
+    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file'), procSys: str('proc-sys') ?? env.CALICO_PROC_SYS ?? '/proc/sys' },
   };
 }

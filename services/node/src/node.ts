@@ -28,7 +28,7 @@ export interface RunningNode {
 export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Docker; logger: Logger }): Promise<RunningNode> {
   const { ds, docker, logger } = deps;
   const keeper = await registerHost(ds, { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds }, logger);
-  const plumber = new Plumber(logger.child({ part: 'plumber' }));
+  const plumber = new Plumber(logger.child({ part: 'plumber' }), c.procSys);
   const addresses = new AddressRegistry(ds);
   const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
   // The agent starts first: whatever the reconcile brings back is under policy at once.

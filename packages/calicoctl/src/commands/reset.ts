@@ -4,7 +4,7 @@ import { hostPrefix, bgpHostPrefix, groupMemberKey, ipAssignmentKey } from '@cal
 import { UsageError, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
 import { readSupervisor } from '../supervisor.js';
-import { runQuiet, type NodeFlags } from './services.js';
+import { containerRunning, dockerCli, nodeContainer, runQuiet, type NodeFlags } from './services.js';
 
 interface Removed {
   services: number;
@@ -68,6 +68,11 @@ export async function reset(ctx: Context, args: string[], f: NodeFlags): Promise
     ctx.progress(`stopping calico-node on ${host}…`);
     process.kill(sup.pid, 'SIGTERM');
     await pidGone(sup.pid, 30_000);
+    removed.services++;
+  }
+  if (await containerRunning(f.docker, nodeContainer(host))) {
+    ctx.progress(`removing container ${nodeContainer(host)}…`);
+    await dockerCli(f.docker, ['rm', '-f', nodeContainer(host)]);
     removed.services++;
   }
   const birdPid = Number((await readFile(`${dirs.state}/bird.pid`, 'utf8').catch(() => '')).trim());

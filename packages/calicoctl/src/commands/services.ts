@@ -37,11 +37,85 @@ export function httpStatus(target: { socketPath: string } | { host: string; port
 
 function checkRuntime(runtime: string | undefined): 'process' | 'docker' {
   const r = runtime ?? 'process';
-  if (r === 'docker') {
-    throw new UsageError('--runtime=docker runs the service images built from deploy/ (see deploy/README.md); they are not available on this build. Use --runtime=process.');
-  }
-  if (r !== 'process') throw new UsageError(`--runtime=${r}: docker or process`);
+  if (r !== 'process' && r !== 'docker') throw new UsageError(`--runtime=${r}: docker or process`);
   return r;
+}
+
+/** The image tag the docker runtime uses (deploy/build-images.sh builds :dev). */
+const imageTag = (env: NodeJS.ProcessEnv) => env.CALICO_IMAGE_TAG ?? 'dev';
+export const nodeContainer = (host: string) => `calico-node-${host}`;
+export const MASTER_CONTAINER = 'calico-master';
+
+/** The docker CLI against the real dockerd (never the proxy), for the docker runtime. */
+export function dockerCli(upstream: string | undefined, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('docker', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DOCKER_HOST: upstream ?? 'unix:///var/run/docker.sock' } });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    p.on('error', (e) => resolve({ code: 127, out: e.message }));
+    p.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+/** Whether a container of ours is running under the docker runtime. */
+export async function containerRunning(upstream: string | undefined, name: string): Promise<boolean> {
+  const r = await dockerCli(upstream, ['inspect', '-f', '{{.State.Running}}', name]);
+  return r.code === 0 && r.out.trim() === 'true';
+}
+
+async function stopContainer(ctx: Context, upstream: string | undefined, name: string, label: string): Promise<number> {
+  const r = await dockerCli(upstream, ['rm', '-f', name]);
+  ctx.print(r.code === 0 ? `${label} stopped (container ${name} removed)` : `${label} is not running`);
+  return 0;
+}
+
+/**
+ * --runtime=docker: the same services from the images of deploy/, with host networking (and for
+ * the node the host's pid namespace, privileges and the Docker socket); the restart policy
+ * restarts a crashed one.
+ */
+async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: HostDirs): Promise<number> {
+  const upstream = f.docker ?? 'unix:///var/run/docker.sock';
+  const name = nodeContainer(host);
+  if (await containerRunning(upstream, name)) {
+    ctx.print(`calico-node is already running on ${host} (container ${name}); "calicoctl node stop --runtime=docker" first to change it`);
+    return 0;
+  }
+  await dockerCli(upstream, ['rm', '-f', name]);
+  const socket = upstream.startsWith('unix://') ? upstream.slice('unix://'.length) : '/var/run/docker.sock';
+  const listen = f.proxyListen ?? '127.0.0.1:2375';
+  const args = [
+    'run', '-d', '--name', name, '--net=host', '--pid=host', '--restart=unless-stopped',
+    // The capabilities it uses and the host's /proc for sysctls, as in deploy/compose (not --privileged).
+    '--cap-add=NET_ADMIN', '--cap-add=NET_RAW', '--cap-add=SYS_ADMIN', '--cap-add=SYS_PTRACE',
+    '--security-opt=apparmor=unconfined', '--security-opt=seccomp=unconfined',
+    '-v', '/proc:/host/proc', '-e', 'CALICO_PROC_SYS=/host/proc/sys',
+    '-v', `${socket}:/var/run/docker.sock`,
+    // BIRD's files on the host, so that status (birdc) and reset reach them.
+    '-v', `${dirs.state}:/var/lib/calico/${host}`,
+    '-e', `CALICO_HOSTNAME=${host}`, '-e', `CALICO_NODE_IP=${f.ip}`, '-e', `ETCD_ENDPOINTS=${ctx.etcdEndpoints}`, '-e', `CALICO_PROXY_LISTEN=${listen}`,
+    `calico/node:${imageTag(ctx.env)}`,
+    ...(f.ip6 ? [`--ip6=${f.ip6}`] : []),
+  ];
+  ctx.progress(`starting container ${name} from calico/node:${imageTag(ctx.env)}…`);
+  const r = await dockerCli(upstream, args);
+  if (r.code !== 0) throw new Error(`docker run ${name} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
+  const [lh, lp] = [listen.replace(/:\d+$/, ''), Number(listen.replace(/^.*:/, ''))];
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    if ((await httpStatus({ host: lh, port: lp }, '/_ping')) === 200) {
+      if (ctx.flags.json) ctx.json({ host, container: name, docker: `tcp://${listen}` });
+      else ctx.print(`calico-node is running on ${host} in container ${name}\n  Docker API: DOCKER_HOST=tcp://${listen}`);
+      return 0;
+    }
+    if (!(await containerRunning(upstream, name)) && Date.now() > deadline - 80_000) {
+      const logs = await dockerCli(upstream, ['logs', '--tail', '20', name]);
+      throw new Error(`container ${name} stopped during start; its last log lines:\n${logs.out}`);
+    }
+    await new Promise((r2) => setTimeout(r2, 300));
+  }
+  throw new Error(`calico-node in ${name} did not answer on ${listen} within 90 s; see: docker logs ${name}`);
 }
 
 function startSupervisor(spec: SupervisorSpec): number {
@@ -106,9 +180,11 @@ async function stopRole(ctx: Context, dirs: HostDirs, role: string, label: strin
 export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
   const host = ctx.hostname;
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
-  if (args[0] === 'stop') return stopRole(ctx, dirs, 'node', `calico-node on ${host}`);
+  const runtime = checkRuntime(f.runtime);
+  if (args[0] === 'stop') {
+    return runtime === 'docker' ? stopContainer(ctx, f.docker, nodeContainer(host), `calico-node on ${host}`) : stopRole(ctx, dirs, 'node', `calico-node on ${host}`);
+  }
   if (args.length) throw new UsageError('usage: calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] … | calicoctl node stop');
-  checkRuntime(f.runtime);
   if (!f.ip || isIP(f.ip) !== 4) throw new UsageError('--ip=<IPv4> is required: this host\'s address on the management network');
   if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
   if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
@@ -118,6 +194,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
     return 0;
   }
   if (f.as !== undefined) await ctx.ds.put(bgpHostAsNumKey(host), encodeAsNum(Number(f.as)));
+  if (runtime === 'docker') return nodeInDocker(ctx, f, host, dirs);
   const proxySock = join(dirs.run, 'docker.sock');
   const etcd = ctx.etcdEndpoints;
   const common = [`--hostname=${host}`, `--etcd=${etcd}`];
@@ -157,9 +234,9 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
 /** calicoctl master --ip=… | calicoctl master stop */
 export async function master(ctx: Context, args: string[], f: NodeFlags & { listen?: string }): Promise<number> {
   const dirs = hostDirs('master', { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
-  if (args[0] === 'stop') return stopRole(ctx, dirs, 'master', 'calico-master');
+  const runtime = checkRuntime(f.runtime);
+  if (args[0] === 'stop') return runtime === 'docker' ? stopContainer(ctx, f.docker, MASTER_CONTAINER, 'calico-master') : stopRole(ctx, dirs, 'master', 'calico-master');
   if (args.length) throw new UsageError('usage: calicoctl master --ip=<IP> [--listen=<host:port>] | calicoctl master stop');
-  checkRuntime(f.runtime);
   if (!f.ip || isIP(f.ip) === 0) throw new UsageError('--ip=<IP> is required: the master\'s address');
   const running = readSupervisor(dirs.run, 'master');
   if (running?.alive) {
@@ -169,6 +246,20 @@ export async function master(ctx: Context, args: string[], f: NodeFlags & { list
   const listen = f.listen ?? (isIP(f.ip) === 6 ? `[${f.ip}]:7600` : `${f.ip}:7600`);
   const m = /^\[?(.*?)\]?:(\d+)$/.exec(listen);
   if (!m) throw new UsageError(`--listen=${listen}: host:port`);
+  if (runtime === 'docker') {
+    const up = f.docker;
+    await dockerCli(up, ['rm', '-f', MASTER_CONTAINER]);
+    const r = await dockerCli(up, ['run', '-d', '--name', MASTER_CONTAINER, '--net=host', '--restart=unless-stopped', `calico/master:${imageTag(ctx.env)}`, `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`]);
+    if (r.code !== 0) throw new Error(`docker run ${MASTER_CONTAINER} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
+    for (let i = 0; i < 300; i++) {
+      if ((await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200) {
+        ctx.print(`calico-master is running in container ${MASTER_CONTAINER}: API http://${listen}/`);
+        return 0;
+      }
+      await new Promise((r2) => setTimeout(r2, 200));
+    }
+    throw new Error(`calico-master did not answer on ${listen}; see: docker logs ${MASTER_CONTAINER}`);
+  }
   const spec: SupervisorSpec = {
     role: 'master',
     runDir: dirs.run,

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { UsageError, table, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
 import { readSupervisor } from '../supervisor.js';
-import { httpStatus, runQuiet, type NodeFlags } from './services.js';
+import { containerRunning, httpStatus, nodeContainer, runQuiet, type NodeFlags } from './services.js';
 
 export interface BgpSession {
   peer: string;
@@ -32,7 +32,8 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   const host = ctx.hostname;
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const sup = readSupervisor(dirs.run, 'node');
-  const running = !!sup?.alive;
+  const inDocker = !sup?.alive && (await containerRunning(f.docker, nodeContainer(host)));
+  const running = !!sup?.alive || inDocker;
   const services = Object.entries(sup?.state?.services ?? {}).map(([name, s]) => ({ name, pid: running ? s.pid : null, restarts: s.restarts }));
   const bgp = running ? parseBirdProtocols(await runQuiet(['birdc', '-s', join(dirs.state, 'bird.ctl'), 'show', 'protocols'])) : [];
   let etcd = 'reachable';
@@ -55,7 +56,7 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   if (ctx.flags.json) {
     ctx.json({ host, node: running ? 'running' : 'not running', services, bgp, endpoints, etcd, master: masterState, problems });
   } else {
-    ctx.print(`host ${host}: calico-node ${running ? `running (supervisor pid ${sup!.pid})` : 'NOT running'}`);
+    ctx.print(`host ${host}: calico-node ${inDocker ? `running (container ${nodeContainer(host)})` : running ? `running (supervisor pid ${sup!.pid})` : 'NOT running'}`);
     if (services.length) ctx.print(table(['SERVICE', 'PID', 'RESTARTS'], services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts)])));
     ctx.print('');
     ctx.print(bgp.length ? table(['PEER', 'TYPE', 'STATE', 'SINCE', 'INFO'], bgp.map((b) => [b.peer, b.type, b.state, b.since, b.info])) : 'BGP: no sessions');

@@ -44,7 +44,8 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
     ...(v6.length ? [`route add ::/0 via ${HOST_IF_LINK_LOCAL} dev eth0`] : []),
   ];
   // Docker turns IPv6 off in a --net=none container; an IPv6 workload needs it on.
-  const insidePre = v6.length ? 'echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ' : '';
+  // Sysctl files answer for the writer's network namespace, so the same folder serves inside.
+  const insidePre = v6.length ? `echo 0 > ${procSys}/net/ipv6/conf/all/disable_ipv6; echo 0 > ${procSys}/net/ipv6/conf/eth0/disable_ipv6; ` : '';
   return [
     'set -e',
     // A leftover host side (a previous run of this container, a failed attempt) goes first.
