@@ -49,6 +49,8 @@ export class Datastore {
     const o: IOptions = {
       hosts: config.endpoints,
       dialTimeout: 3_000,
+      // Snapshots are read in large pages; gRPC's default 4 MB message cap would be too tight.
+      grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     };
     if (config.tls) {
@@ -73,11 +75,12 @@ export class Datastore {
   }
 
   /**
-   * Every key under prefix at one revision, read in pages (gRPC caps a message at 4 MB, and a
-   * cluster's keyspace can be far larger); every page after the first reads the first page's
-   * revision, so the result is one consistent snapshot.
+   * Every key under prefix at one revision, read in pages (a cluster's keyspace can be far
+   * larger than one gRPC message should be); every page after the first reads the first page's
+   * revision, so the result is one consistent snapshot. Each page costs etcd a round of work,
+   * so pages are large.
    */
-  async getPrefix(prefix: string, pageSize = 5_000): Promise<PrefixSnapshot> {
+  async getPrefix(prefix: string, pageSize = 20_000): Promise<PrefixSnapshot> {
     const end = prefixEnd(Buffer.from(prefix));
     let start = Buffer.from(prefix);
     let revision: string | undefined;

@@ -227,6 +227,14 @@ export class PolicyModel {
     return endpoint;
   }
 
+  /** The host an endpoint is on, without building its view: cheap enough to filter 100,000 by host. */
+  hostOf(endpointId: string): string | undefined {
+    const copies = this.#endpointCopies.get(endpointId);
+    if (copies === undefined || copies.size === 0) return undefined;
+    if (copies.size === 1) return copies.values().next().value?.host;
+    return orderedCopies(copies)[0]?.host;
+  }
+
   /** Every endpoint, sorted by id. */
   endpoints(): Endpoint[] {
     return [...this.#endpointCopies.keys()].sort(compareText).map((id) => this.endpoint(id) as Endpoint);

@@ -217,8 +217,10 @@ export class PolicyAgent {
     }
     const setsToRefresh = new Set<string>();
     for (const eid of this.dirtyEndpoints) {
-      const ep = this.model.endpoint(eid);
       const before = this.rendered.get(eid);
+      // Most touched endpoints live on other hosts: skip them before building their views.
+      if (!before && this.model.hostOf(eid) !== host && !this.unnamable.has(eid)) continue;
+      const ep = this.model.endpoint(eid);
       const hostIf = ep && ep.host === host ? this.interfaceOf(eid, endpointPrefix(ep.host, ep.containerId, eid)) : null;
       if (!ep || ep.host !== host) this.unnamable.delete(eid);
       if (!ep || hostIf === null) {
