@@ -59,3 +59,13 @@ describe('parseEndpoints', () => {
     expect(() => parseEndpoints(raw, 'flag', 'http')).toThrow(msg);
   });
 });
+
+describe('datastoreConfigFromFlags', () => {
+  it('reads the parsed etcd flags as resolveDatastoreConfig does', async () => {
+    const { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS } = await import('./config.js');
+    expect(Object.keys(ETCD_FLAG_OPTIONS)).toEqual(['etcd', 'etcd-ca', 'etcd-cert', 'etcd-key']);
+    expect(datastoreConfigFromFlags({ etcd: 'a:1', other: true }, {}).endpoints).toEqual(['http://a:1']);
+    expect(datastoreConfigFromFlags({}, { ETCD_AUTHORITY: 'b:2' }).source).toBe('ETCD_AUTHORITY');
+    expect(() => datastoreConfigFromFlags({ 'etcd-cert': '/x' }, {})).toThrow('a client certificate and its key must be given together');
+  });
+});

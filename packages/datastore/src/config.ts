@@ -93,3 +93,21 @@ export function parseEndpoints(raw: string, source: string, scheme: 'http' | 'ht
     return `${m[1] ?? scheme}://${m[2]}:${port}`;
   });
 }
+
+/** The etcd flags every service and calicoctl take, as node:util parseArgs options. */
+export const ETCD_FLAG_OPTIONS = {
+  etcd: { type: 'string' },
+  'etcd-ca': { type: 'string' },
+  'etcd-cert': { type: 'string' },
+  'etcd-key': { type: 'string' },
+} as const;
+
+/** Their lines for a --help text. */
+export const ETCD_FLAGS_USAGE = `  --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
+  --etcd-ca/--etcd-cert/--etcd-key=<file>   TLS to etcd`;
+
+/** resolveDatastoreConfig from parsed flags; throws DatastoreConfigError naming what is wrong. */
+export function datastoreConfigFromFlags(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): DatastoreConfig {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  return resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+}

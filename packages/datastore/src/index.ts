@@ -1,6 +1,6 @@
 export { Datastore } from './datastore.js';
 export type { KeyValue, PrefixSnapshot, CreateResult, DatastoreOptions } from './datastore.js';
-export { resolveDatastoreConfig, parseEndpoints, DatastoreConfigError, DEFAULT_ETCD } from './config.js';
+export { resolveDatastoreConfig, parseEndpoints, DatastoreConfigError, DEFAULT_ETCD, ETCD_FLAG_OPTIONS, ETCD_FLAGS_USAGE, datastoreConfigFromFlags } from './config.js';
 export type { DatastoreConfig, DatastoreInput } from './config.js';
 export { Syncer } from './syncer.js';
 export type { SyncUpdate, SyncBatch, SyncStatus, SyncHandler, SyncerOptions, SyncerStats } from './syncer.js';

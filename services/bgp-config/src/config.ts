@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
-import { resolveDatastoreConfig, type DatastoreConfig } from '@calico/datastore';
+import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 import { birdPaths, type BirdPaths } from './bird.js';
 
 export interface BgpConfigConfig {
@@ -33,10 +33,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       args: argv,
       options: {
         hostname: { type: 'string' },
-        etcd: { type: 'string' },
-        'etcd-ca': { type: 'string' },
-        'etcd-cert': { type: 'string' },
-        'etcd-key': { type: 'string' },
+        ...ETCD_FLAG_OPTIONS,
         'state-dir': { type: 'string' },
         'bird-config': { type: 'string' },
         'bird-socket': { type: 'string' },
@@ -58,7 +55,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostname)) errors.push(`host name "${hostname}": use letters, digits, ".", "_" and "-"`);
   let datastore: DatastoreConfig | undefined;
   try {
-    datastore = resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+    datastore = datastoreConfigFromFlags(values, env);
   } catch (e) {
     errors.push((e as Error).message);
   }

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { isIP } from 'node:net';
-import { resolveDatastoreConfig, type DatastoreConfig } from '@calico/datastore';
+import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 import { defaultHostDirs, type HostDirs } from './sources.js';
 
 export const USAGE = `calico-diags: one host's diagnostics, with secrets redacted
@@ -56,10 +56,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       strict: true,
       options: {
         hostname: { type: 'string' },
-        etcd: { type: 'string' },
-        'etcd-ca': { type: 'string' },
-        'etcd-cert': { type: 'string' },
-        'etcd-key': { type: 'string' },
+        ...ETCD_FLAG_OPTIONS,
         'run-dir': { type: 'string' },
         'log-dir': { type: 'string' },
         'state-dir': { type: 'string' },
@@ -91,7 +88,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   let datastore: DatastoreConfig | undefined;
   let datastoreError: string | undefined;
   try {
-    datastore = resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+    datastore = datastoreConfigFromFlags(values, env);
   } catch (e) {
     datastoreError = (e as Error).message;
   }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { canonicalIP, isIP } from '@calico/keyspace';
-import { resolveDatastoreConfig, type DatastoreConfig } from '@calico/datastore';
+import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 
 export interface MasterConfig {
   /** This master's address, published as /calico/master/ip. */
@@ -44,10 +44,7 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   const options = {
     ip: { type: 'string' },
     listen: { type: 'string' },
-    etcd: { type: 'string' },
-    'etcd-ca': { type: 'string' },
-    'etcd-cert': { type: 'string' },
-    'etcd-key': { type: 'string' },
+    ...ETCD_FLAG_OPTIONS,
     'gc-grace': { type: 'string' },
     'gc-interval': { type: 'string' },
     'log-level': { type: 'string' },
@@ -71,7 +68,7 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   if (listenRaw !== undefined && !listen) errors.push(`--listen=${listenRaw}: expected host:port or [IPv6]:port (port 0-65535)`);
   let datastore: DatastoreConfig | undefined;
   try {
-    datastore = resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+    datastore = datastoreConfigFromFlags(values, env);
   } catch (e) {
     errors.push((e as Error).message);
   }

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { existsSync } from 'node:fs';
 import { isIP } from '@calico/keyspace';
-import { resolveDatastoreConfig, type DatastoreConfig } from '@calico/datastore';
+import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 import { parseDockerHost, type Upstream } from './proxy/upstream.js';
 
 export interface NodeConfig {
@@ -57,10 +57,7 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
         ip: { type: 'string' },
         ip6: { type: 'string' },
         hostname: { type: 'string' },
-        etcd: { type: 'string' },
-        'etcd-ca': { type: 'string' },
-        'etcd-cert': { type: 'string' },
-        'etcd-key': { type: 'string' },
+        ...ETCD_FLAG_OPTIONS,
         docker: { type: 'string' },
         listen: { type: 'string', multiple: true },
         'wait-binary': { type: 'string' },
@@ -87,7 +84,7 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostname)) errors.push(`host name "${hostname}": use letters, digits, ".", "_" and "-"`);
   let datastore: DatastoreConfig | undefined;
   try {
-    datastore = resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+    datastore = datastoreConfigFromFlags(values, env);
   } catch (e) {
     errors.push((e as Error).message);
   }
