@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   const t0 = now();
   const agent = new PolicyAgent({ host: host!, ds, kernel: new Reporting(), logger: createLogger({ name: 'bench-agent', level: 'warn' }), dataplaneResyncMs: 0 }).start();
   // Ready = the first snapshot has reached the kernel.
-  while (!agent.status().everInSync) await new Promise((r) => setTimeout(r, 5));
+  while (!agent.hasSynced) await new Promise((r) => setTimeout(r, 5));
   const tSynced = now();
   await agent.idle();
   emit({ type: 'ready', syncMs: tSynced - t0, totalMs: now() - t0, rssHwm: hwm(), status: { ...agent.status(), problems: agent.status().problems.length } });

@@ -140,23 +140,32 @@ describe('datastore on a real etcd', () => {
     expect(syncer.state.size).toBe(2);
   });
 
-  it('takes a 10,000-key snapshot in one batch', async () => {
+  it('takes a 10,000-key snapshot in pages at one revision, with writes going on', async () => {
     const ds = connect(etcd.endpoints);
     open.push(ds);
     const ops = Array.from({ length: 10_000 }, (_, i) => ({ put: `/big/${String(i).padStart(5, '0')}`, value: `v${i}` }));
     await ds.batch(ops);
     const rec = recorder();
-    const syncer = ds.syncer('/big/', rec.handler).start();
+    const syncer = ds.syncer('/big/', rec.handler, { pageSize: 999, keepValues: false }).start();
     stoppers.push(() => syncer.stop());
+    // Writes while the pages are read land after the snapshot's revision and come by the watch.
+    const writes = Promise.all(Array.from({ length: 20 }, (_, i) => ds.put(`/big/${String(i * 500).padStart(5, '0')}`, `w${i}`)));
     await syncer.waitInSync(30_000);
+    const last = Math.max(...(await writes));
+    await waitFor('the writes', () => syncer.revision >= last, 10_000);
     await syncer.drain();
-    expect(rec.batches).toHaveLength(1);
-    expect(rec.batches[0]?.updates).toHaveLength(10_000);
+    const snapshots = rec.batches.filter((b) => b.kind === 'snapshot');
+    expect(snapshots.length).toBeGreaterThanOrEqual(11);
+    expect(new Set(snapshots.map((b) => b.revision)).size).toBe(1);
+    expect(snapshots.reduce((n, b) => n + b.updates.length, 0)).toBe(10_000);
+    expect(rec.state).toEqual(await etcdState(ds, '/big/'));
+    expect(rec.state.get('/big/09500')).toBe('w19');
     // Read in pages at one revision: the same as one big read.
     const paged = await ds.getPrefix('/big/', 999);
+    const whole = await ds.getPrefix('/big/', 20_000);
     expect(paged.kvs).toHaveLength(10_000);
+    expect(paged).toEqual(whole);
     expect(paged.kvs.map((kv) => kv.key)).toEqual(ops.map((o) => o.put));
-    expect(rec.state.get('/big/09999')).toBe('v9999');
   });
 
   it('resumes from a compacted revision by resyncing the difference', async () => {

@@ -3,6 +3,7 @@ import type { DatastoreConfig } from './config.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Syncer, type SyncerOptions, type SyncHandler } from './syncer.js';
 import { LeaseKeeper, type LeaseKeeperOptions } from './lease.js';
+import { RangeReader } from './rangeReader.js';
 
 export interface KeyValue {
   key: string;
@@ -15,6 +16,12 @@ export interface PrefixSnapshot {
   kvs: KeyValue[];
 }
 
+/** One page of a prefix read: its keys are decoded as they are iterated, once. */
+export interface PrefixPage {
+  revision: number;
+  kvs: Iterable<KeyValue> & { readonly length: number };
+}
+
 export type CreateResult = { created: true; revision: number } | { created: false; existing: string };
 
 export interface DatastoreOptions {
@@ -22,6 +29,9 @@ export interface DatastoreOptions {
   /** Deadline of each unary call; streams (watches, keepalives) have none. */
   callTimeoutMs?: number;
 }
+
+/** Keys in the first page of a range read (the rest are read in the caller's page size). */
+const FIRST_PAGE = 5_000;
 
 /** etcd's range end for "every key starting with prefix": the prefix with its last byte + 1. */
 export function prefixEnd(prefix: Buffer): Buffer {
@@ -39,6 +49,7 @@ export function prefixEnd(prefix: Buffer): Buffer {
 export class Datastore {
   readonly client: Etcd3;
   readonly logger: Logger;
+  private readonly reader: RangeReader;
 
   constructor(
     readonly config: DatastoreConfig,
@@ -61,6 +72,7 @@ export class Datastore {
       };
     }
     this.client = new Etcd3(o);
+    this.reader = new RangeReader(config, timeout);
   }
 
   async get(key: string): Promise<string | undefined> {
@@ -77,23 +89,81 @@ export class Datastore {
   /**
    * Every key under prefix at one revision, read in pages (a cluster's keyspace can be far
    * larger than one gRPC message should be); every page after the first reads the first page's
-   * revision, so the result is one consistent snapshot. Each page costs etcd a round of work,
-   * so pages are large.
+   * revision, so the result is one consistent snapshot.
    */
-  async getPrefix(prefix: string, pageSize = 20_000): Promise<PrefixSnapshot> {
-    const end = prefixEnd(Buffer.from(prefix));
-    let start = Buffer.from(prefix);
-    let revision: string | undefined;
+  async getPrefix(prefix: string, pageSize?: number): Promise<PrefixSnapshot> {
+    let revision = 0;
     const kvs: KeyValue[] = [];
-    for (;;) {
-      const r = await this.client.kv.range({ key: start, range_end: end, limit: pageSize, revision: revision ?? '0' });
-      revision ??= r.header.revision;
-      for (const kv of r.kvs) kvs.push({ key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) });
-      const last = r.kvs[r.kvs.length - 1];
-      if (!r.more || !last) break;
-      start = Buffer.concat([last.key, Buffer.from([0])]);
+    for await (const page of this.pages(prefix, pageSize)) {
+      revision = page.revision;
+      for (const kv of page.kvs) kvs.push(kv);
     }
-    return { revision: Number(revision), kvs };
+    return { revision, kvs };
+  }
+
+  /**
+   * The pages of getPrefix as they arrive, all at one revision. The next page is requested
+   * before this one is handed over, so etcd reads while the caller works. etcd 3.4 walks its
+   * index from a page's start to the end of the range for every page, so pages are large.
+   *
+   * etcd serves each range request on one core. With `splitAt` (keys inside the prefix), the
+   * sub-ranges between them are read side by side and their pages come in the order they arrive:
+   * in key order within a sub-range only.
+   */
+  async *pages(prefix: string, pageSize = 50_000, splitAt: readonly string[] = []): AsyncGenerator<PrefixPage> {
+    const start = Buffer.from(prefix);
+    const end = prefixEnd(start);
+    const cuts = splitAt
+      .map((k) => Buffer.from(k))
+      .filter((b) => Buffer.compare(b, start) > 0 && Buffer.compare(b, end) < 0)
+      .sort(Buffer.compare);
+    if (cuts.length === 0) {
+      yield* this.rangePages(start, end, pageSize, 0);
+      return;
+    }
+    // One revision for every sub-range: read it first (a single-key read costs etcd nothing).
+    const { revision } = await this.reader.range({ key: start, rangeEnd: Buffer.alloc(0), limit: 1, revision: 0 });
+    const bounds = [start, ...cuts, end];
+    const streams = bounds.slice(1).map((b, i) => this.rangePages(bounds[i] as Buffer, b, pageSize, revision));
+    const next = (i: number) => {
+      const p = (streams[i] as AsyncGenerator<PrefixPage>).next().then((r) => ({ i, r }));
+      p.catch(() => undefined); // raced below; must not count as unhandled while a page is being handled
+      return p;
+    };
+    const pending = new Map(streams.map((_, i) => [i, next(i)]));
+    try {
+      while (pending.size > 0) {
+        const { i, r } = await Promise.race(pending.values());
+        pending.delete(i);
+        if (r.done) continue;
+        yield r.value;
+        pending.set(i, next(i));
+      }
+    } finally {
+      await Promise.allSettled(streams.map((s) => s.return(undefined)));
+    }
+  }
+
+  /** The pages of [start, end) at revision (0: the newest, then kept for the later pages). */
+  private async *rangePages(start: Buffer, rangeEnd: Buffer, pageSize: number, atRevision: number): AsyncGenerator<PrefixPage> {
+    // A small first page: the caller starts working while etcd reads the rest in full pages.
+    let limit = Math.min(pageSize, FIRST_PAGE);
+    const read = (key: Buffer, revision: number) => {
+      const p = this.reader.range({ key, rangeEnd, limit, revision });
+      limit = pageSize;
+      p.catch(() => undefined); // awaited below; a consumer that stops early must not leave it unhandled
+      return p;
+    };
+    let next = read(start, atRevision);
+    let revision = atRevision;
+    for (;;) {
+      const r = await next;
+      revision ||= r.revision;
+      const more = r.more && r.lastKey !== undefined;
+      if (more) next = read(Buffer.concat([r.lastKey as Buffer, Buffer.from([0])]), revision);
+      yield { revision, kvs: r.kvs };
+      if (!more) return;
+    }
   }
 
   async put(key: string, value: string): Promise<number> {
@@ -172,5 +242,6 @@ export class Datastore {
 
   close(): void {
     this.client.close();
+    this.reader.close();
   }
 }

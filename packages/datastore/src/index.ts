@@ -1,5 +1,5 @@
 export { Datastore } from './datastore.js';
-export type { KeyValue, PrefixSnapshot, CreateResult, DatastoreOptions } from './datastore.js';
+export type { KeyValue, PrefixSnapshot, PrefixPage, CreateResult, DatastoreOptions } from './datastore.js';
 export { resolveDatastoreConfig, parseEndpoints, DatastoreConfigError, DEFAULT_ETCD, ETCD_FLAG_OPTIONS, ETCD_FLAGS_USAGE, datastoreConfigFromFlags } from './config.js';
 export type { DatastoreConfig, DatastoreInput } from './config.js';
 export { Syncer } from './syncer.js';

@@ -50,6 +50,10 @@ export interface SyncerOptions {
    * modification revision, which is enough to compute a resync's difference.
    */
   keepValues?: boolean;
+  /** Keys per snapshot page (default: the datastore's). */
+  pageSize?: number;
+  /** Keys that cut the prefix into ranges read side by side (see Datastore.pages). */
+  splitAt?: readonly string[];
 }
 
 export interface SyncerStats {
@@ -61,25 +65,69 @@ export interface SyncerStats {
 }
 
 /**
+ * What a syncer has delivered: key → value, or key → modification revision. A first snapshot of
+ * revisions is only appended; the hash map is built when first needed (the next resync), so
+ * taking it hashes none of its hundreds of thousands of keys. Until then, watch changes are
+ * recorded over it, a deletion as revision 0.
+ */
+class Marks {
+  private map = new Map<string, string | number>();
+  private pendingKeys: string[] = [];
+  private pendingRevs: number[] = [];
+
+  /** Appends a key known to be absent, unhashed for now. */
+  append(key: string, revision: number): void {
+    this.pendingKeys.push(key);
+    this.pendingRevs.push(revision);
+  }
+
+  /** A watch change of a revisions-only syncer, recorded without reading anything back. */
+  record(key: string, revision: number): void {
+    if (revision === 0 && this.pendingKeys.length === 0) this.map.delete(key);
+    else this.map.set(key, revision);
+  }
+
+  /** Whether a deletion could concern a delivered key: unknown while appended keys are unhashed. */
+  mayHold(key: string): boolean {
+    return this.pendingKeys.length > 0 || this.map.has(key);
+  }
+
+  settled(): Map<string, string | number> {
+    if (this.pendingKeys.length > 0) {
+      const m = new Map<string, string | number>();
+      for (let i = 0; i < this.pendingKeys.length; i++) m.set(this.pendingKeys[i] as string, this.pendingRevs[i] as number);
+      for (const [k, v] of this.map) {
+        if (v === 0) m.delete(k);
+        else m.set(k, v);
+      }
+      this.map = m;
+      this.pendingKeys = [];
+      this.pendingRevs = [];
+    }
+    return this.map;
+  }
+}
+
+/**
  * Keeps a consumer equal to a prefix of etcd: snapshot at revision R, watch from R + 1, and a
  * fresh snapshot whenever the watch cannot be trusted. Delivery is serial and in order; a
  * handler that throws is logged and counted, never allowed to stop the syncer or the process.
  */
 export class Syncer {
-  /** key → value, or key → modification revision when values are not kept. */
-  private cache = new Map<string, string | number>();
+  private marks = new Marks();
   private rev = 0;
   private gen = 0;
   private watcher: Watcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private queue: Promise<void> = Promise.resolve();
+  private cycling: Promise<void> = Promise.resolve();
   private st: SyncStatus = 'resyncing';
   private delivered = false;
   private failures = 0;
   private stopped = false;
   private waiters: (() => void)[] = [];
-  private readonly opts: Required<Omit<SyncerOptions, 'resume' | 'filter'>> & Pick<SyncerOptions, 'resume' | 'filter'>;
+  private readonly opts: Required<Omit<SyncerOptions, 'resume' | 'filter' | 'pageSize' | 'splitAt'>> & Pick<SyncerOptions, 'resume' | 'filter' | 'pageSize' | 'splitAt'>;
   private readonly keepValues: boolean;
   readonly stats: SyncerStats = { snapshots: 0, resyncs: 0, watchBatches: 0, watchErrors: 0, handlerErrors: 0 };
 
@@ -97,8 +145,12 @@ export class Syncer {
       resume: opts.resume,
       filter: opts.filter,
       keepValues: opts.keepValues ?? true,
+      pageSize: opts.pageSize,
+      splitAt: opts.splitAt,
     };
     this.keepValues = this.opts.keepValues;
+    // Without values the cache holds revisions, which a resumed state does not carry.
+    if (opts.resume && !this.keepValues) throw new Error('Syncer: resume needs keepValues (the state it resumes is values)');
   }
 
   get status(): SyncStatus {
@@ -120,10 +172,15 @@ export class Syncer {
     return this.cache as Map<string, string>;
   }
 
+  /** key → value, or key → modification revision when values are not kept. */
+  private get cache(): Map<string, string | number> {
+    return this.marks.settled();
+  }
+
   start(): this {
     const r = this.opts.resume;
     if (r) {
-      this.cache = new Map(r.state);
+      for (const [k, v] of r.state) this.cache.set(k, v);
       this.rev = r.revision;
       this.delivered = true;
       void this.watchFrom(++this.gen, 'resume');
@@ -162,6 +219,7 @@ export class Syncer {
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.dropWatcher();
+    await this.cycling;
     await this.queue;
     this.setStatus('stopped', 'stopped');
   }
@@ -207,54 +265,124 @@ export class Syncer {
     this.timer = setTimeout(() => void this.cycle(`retry after ${reason}`), delay);
   }
 
-  /** Snapshot, deliver the difference, then watch from the snapshot's revision + 1. */
-  private async cycle(reason: string): Promise<void> {
-    if (this.stopped) return;
+  /**
+   * Snapshot, deliver the difference, then watch from the snapshot's revision + 1.
+   *
+   * Until a first snapshot has been delivered whole, nobody can trust the consumer's state, so
+   * each page's changes are handed over as soon as the page is read (etcd reads the next page
+   * meanwhile, and no whole snapshot is ever held). After that, a resync's difference is handed
+   * over in one batch at the end, so a consumer never sees a mix of two revisions.
+   */
+  private cycle(reason: string): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     const gen = ++this.gen;
     if (this.timer) clearTimeout(this.timer);
+    // One cycle at a time: an outdated one stops at its next page and puts its marks back first.
+    const run = this.cycling.then(() => this.runCycle(gen, reason));
+    this.cycling = run.catch(() => undefined);
+    return run;
+  }
+
+  private async runCycle(gen: number, reason: string): Promise<void> {
+    if (gen !== this.gen || this.stopped) return;
     await this.dropWatcher();
     if (gen !== this.gen) return;
     this.setStatus(this.st === 'wait-for-datastore' ? 'wait-for-datastore' : 'resyncing', reason);
-    let snap;
+    const first = !this.delivered;
+    const keep = this.opts.filter;
+    // Which cached keys this snapshot holds, so the rest can be deleted at the end. Numeric marks
+    // (modification revisions, always >= 1) are negated in place instead: no second copy of
+    // hundreds of thousands of keys.
+    const trackDeletes = this.cache.size > 0;
+    // Into an empty memory, revisions are appended unhashed (see Marks).
+    const appendOnly = first && !trackDeletes && !this.keepValues;
+    const seen = trackDeletes && this.keepValues ? new Set<string>() : undefined;
+    const resyncUpdates: SyncUpdate[] = [];
+    let revision = 0;
+    let keys = 0;
+    let delivered = 0;
+    let complete = false;
     try {
-      snap = await this.ds.getPrefix(this.prefix);
+      for await (const page of this.ds.pages(this.prefix, this.opts.pageSize, this.opts.splitAt)) {
+        if (gen !== this.gen) return;
+        revision = page.revision;
+        keys += page.kvs.length;
+        let updates: SyncUpdate[] = first ? [] : resyncUpdates;
+        for (const kv of page.kvs) {
+          if (keep && !keep(kv.key)) continue;
+          if (appendOnly) {
+            this.marks.append(kv.key, kv.modRevision);
+            updates.push({ type: 'put', key: kv.key, value: kv.value, revision: kv.modRevision });
+          } else {
+            const mark = this.keepValues ? kv.value : kv.modRevision;
+            // A snapshot holds each key once, so no mark read here has been negated yet.
+            const had = this.cache.get(kv.key);
+            const changed = had !== mark;
+            if (changed) updates.push({ type: 'put', key: kv.key, value: kv.value, revision: kv.modRevision });
+            if (first) {
+              // Delivered now: the cache follows at once.
+              if (changed || trackDeletes) this.cache.set(kv.key, trackDeletes && typeof mark === 'number' ? -mark : mark);
+            } else if (typeof had === 'number') this.cache.set(kv.key, -had);
+            seen?.add(kv.key);
+          }
+          if (first && updates.length >= SNAPSHOT_CHUNK) {
+            // Handed over and handled before more is decoded: short-lived objects stay young.
+            delivered += updates.length;
+            this.enqueue({ kind: 'snapshot', revision, updates });
+            updates = [];
+            await this.queue;
+            if (gen !== this.gen) return;
+          }
+        }
+        if (first && updates.length) {
+          delivered += updates.length;
+          this.enqueue({ kind: 'snapshot', revision, updates });
+        }
+      }
+      complete = gen === this.gen;
     } catch (e) {
+      if (gen !== this.gen) return;
       this.setStatus('wait-for-datastore', `snapshot failed: ${errText(e)}`);
       this.retryIn(gen, 'snapshot failed', e);
       return;
+    } finally {
+      if (!complete) this.unmark();
     }
-    if (gen !== this.gen) return;
-    const first = !this.delivered;
-    const updates: SyncUpdate[] = [];
-    const seen = new Set<string>();
-    const keep = this.opts.filter;
-    for (const kv of snap.kvs) {
-      if (keep && !keep(kv.key)) continue;
-      seen.add(kv.key);
-      const mark = this.keepValues ? kv.value : kv.modRevision;
-      if (this.cache.get(kv.key) !== mark) {
-        updates.push({ type: 'put', key: kv.key, value: kv.value, revision: kv.modRevision });
-        this.cache.set(kv.key, mark);
+    if (!complete) return;
+    const deletes: SyncUpdate[] = [];
+    if (trackDeletes) {
+      for (const [key, mark] of this.cache) {
+        const inSnapshot = seen ? seen.has(key) : (mark as number) < 0;
+        if (inSnapshot) {
+          if (!seen) this.cache.set(key, -(mark as number));
+        } else {
+          deletes.push({ type: 'delete', key, revision });
+          this.cache.delete(key);
+        }
       }
     }
-    for (const key of [...this.cache.keys()]) {
-      if (!seen.has(key)) {
-        updates.push({ type: 'delete', key, revision: snap.revision });
-        this.cache.delete(key);
-      }
+    for (const u of resyncUpdates) {
+      if (u.type === 'put') this.cache.set(u.key, this.keepValues ? u.value : u.revision);
     }
-    this.rev = snap.revision;
+    this.rev = revision;
     this.delivered = true;
     if (first) this.stats.snapshots++;
     else this.stats.resyncs++;
-    if (first || updates.length) {
+    const tail = first ? deletes : [...resyncUpdates, ...deletes];
+    const changes = (first ? delivered : 0) + tail.length;
+    if (first || changes) {
       this.opts.logger.info(
-        { prefix: this.prefix, revision: snap.revision, keys: snap.kvs.length, changes: updates.length, reason },
+        { prefix: this.prefix, revision, keys, changes, reason },
         first ? 'snapshot taken; watching from the next revision' : 'resynced; delivering the difference and watching again',
       );
-      this.enqueue({ kind: first ? 'snapshot' : 'resync', revision: snap.revision, updates });
     }
+    if (tail.length) this.enqueue({ kind: first ? 'snapshot' : 'resync', revision, updates: tail });
     await this.watchFrom(gen, reason);
+  }
+
+  /** After an interrupted snapshot: the numeric marks back to what was delivered. */
+  private unmark(): void {
+    for (const [key, mark] of this.cache) if (typeof mark === 'number' && mark < 0) this.cache.set(key, -mark);
   }
 
   private async watchFrom(gen: number, reason: string): Promise<void> {
@@ -305,7 +433,16 @@ export class Syncer {
       if (revision <= this.rev) continue;
       rev = Math.max(rev, revision);
       if (this.opts.filter && !this.opts.filter(key)) continue;
-      if (ev.type === 'Delete') {
+      if (!this.keepValues) {
+        // Revisions only: every put is news, and a deletion goes out unless surely unknown.
+        if (ev.type === 'Delete') {
+          if (this.marks.mayHold(key)) updates.push({ type: 'delete', key, revision });
+          this.marks.record(key, 0);
+        } else {
+          this.marks.record(key, revision);
+          updates.push({ type: 'put', key, value: ev.kv.value.toString(), revision });
+        }
+      } else if (ev.type === 'Delete') {
         if (this.cache.delete(key)) updates.push({ type: 'delete', key, revision });
       } else {
         const value = ev.kv.value.toString();
@@ -337,6 +474,9 @@ export class Syncer {
     });
   }
 }
+
+/** Updates per batch while a first snapshot streams in. */
+const SNAPSHOT_CHUNK = 2_000;
 
 function errText(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);

@@ -12,6 +12,7 @@ export {
   parseCidr,
   parseIPv4,
   parseIPv6,
+  isCanonicalIPv4,
 } from './ip.js';
 export type { Cidr, IPFamily } from './ip.js';
 
@@ -88,6 +89,7 @@ export {
   decodeConfigValue,
   decodeDefault,
   decodeEntry,
+  decodeParsedEntry,
   decodeGroupName,
   decodeHostAlive,
   decodeIpAssignment,

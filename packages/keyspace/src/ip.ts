@@ -1,5 +1,7 @@
 import { KeyspaceError, KeyspaceErrorCode } from './errors.js';
-import { readCidr, readIP, readIPv4, readIPv6 } from './internal/ipText.js';
+import { isCanonicalIPv4, readCidr, readIP, readIPv4, readIPv6 } from './internal/ipText.js';
+
+export { isCanonicalIPv4 };
 
 export type IPFamily = 4 | 6;
 

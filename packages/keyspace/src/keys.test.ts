@@ -23,6 +23,7 @@ import {
   masterApiUrlKey,
 } from './extraKeys.js';
 import {
+  parseKeyBySegments,
   birdIpKey,
   buildKey,
   calicoRoot,
@@ -342,5 +343,29 @@ describe('parts that are unusual but legal', () => {
     ],
   ] as const)('%s', (_what, key, parts) => {
     expect(parseKey(key)).toEqual(parts);
+  });
+});
+
+describe('the bulk fast path of parseKey', () => {
+  it('answers what splitting the key answers, for keys near the endpoint and member layouts', () => {
+    const pieces = ['', '/', 'calico', 'host', 'h1', 'workload', 'docker', 'c1', 'endpoint', 'e1', 'addrs', 'mac', 'state', 'network', 'group', 'g1', 'member', 'name', 'rule', 'x'];
+    let seed = 11;
+    // xorshift32: small, seeded, and random in its low bits.
+    const rnd = (n: number) => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), (seed >>> 0) % n);
+    const shapes = [
+      ['/calico/host/', 'h1', '/workload/docker/', 'c1', '/endpoint/', 'e1', '/', 'addrs'],
+      ['/calico/network/group/', 'g1', '/member/', 'e1'],
+    ];
+    let matched = 0;
+    for (let i = 0; i < 20_000; i++) {
+      // A well-formed key with one or two parts swapped for something else.
+      const parts = [...shapes[rnd(2)]!];
+      for (let k = rnd(3); k > 0; k--) parts[rnd(parts.length)] = pieces[rnd(pieces.length)]!;
+      const key = parts.join('');
+      const fast = parseKey(key);
+      expect(fast, key).toEqual(parseKeyBySegments(key));
+      if (fast.kind !== 'unknown') matched++;
+    }
+    expect(matched).toBeGreaterThan(2_000);
   });
 });

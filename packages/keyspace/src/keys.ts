@@ -186,11 +186,51 @@ function parseSeedKey(parts: readonly string[]): SeedKey | null {
   return null;
 }
 
-/** Classifies a key. Never throws: malformed keys and keys outside /calico come back as `unknown`. */
-export function parseKey(key: string): ParsedKey {
+const WORKLOAD_DIR = '/workload/docker/';
+const ENDPOINT_DIR = '/endpoint/';
+const MEMBER_DIR = '/member/';
+
+/**
+ * Endpoint leaves and group members make up nearly all of a large keyspace; these are read
+ * with a few index lookups instead of splitting the key. null: not one of them (or malformed),
+ * so the general path decides.
+ */
+function parseBulkKey(key: string): SeedKey | null {
+  if (key.startsWith(HOSTS)) {
+    const h0 = HOSTS.length;
+    const h1 = key.indexOf('/', h0);
+    if (h1 <= h0 || !key.startsWith(WORKLOAD_DIR, h1)) return null;
+    const c0 = h1 + WORKLOAD_DIR.length;
+    const c1 = key.indexOf('/', c0);
+    if (c1 <= c0 || !key.startsWith(ENDPOINT_DIR, c1)) return null;
+    const e0 = c1 + ENDPOINT_DIR.length;
+    const e1 = key.indexOf('/', e0);
+    if (e1 <= e0) return null;
+    const leaf = key.slice(e1 + 1);
+    if (leaf !== 'addrs' && leaf !== 'mac' && leaf !== 'state') return null;
+    return { kind: ENDPOINT_LEAVES[leaf], host: key.slice(h0, h1), containerId: key.slice(c0, c1), endpointId: key.slice(e0, e1) };
+  }
+  if (key.startsWith(groupsPrefix)) {
+    const g0 = groupsPrefix.length;
+    const g1 = key.indexOf('/', g0);
+    if (g1 <= g0 || !key.startsWith(MEMBER_DIR, g1)) return null;
+    const e0 = g1 + MEMBER_DIR.length;
+    if (e0 === key.length || key.indexOf('/', e0) !== -1) return null;
+    return { kind: 'groupMember', groupId: key.slice(g0, g1), endpointId: key.slice(e0) };
+  }
+  return null;
+}
+
+/** parseKey's general path: split into segments and match every layout. */
+export function parseKeyBySegments(key: string): ParsedKey {
   const parts = splitKey(key);
   const parsed = parts === null ? null : (parseSeedKey(parts) ?? parseExtraKey(parts));
   return parsed ?? { kind: 'unknown', key };
+}
+
+/** Classifies a key. Never throws: malformed keys and keys outside /calico come back as `unknown`. */
+export function parseKey(key: string): ParsedKey {
+  return parseBulkKey(key) ?? parseKeyBySegments(key);
 }
 
 export const seedKeySpecs: readonly KeySpec<SeedKey['kind']>[] = [

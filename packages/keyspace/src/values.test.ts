@@ -485,3 +485,13 @@ describe('decodeEntry', () => {
     ]);
   });
 });
+
+describe('addrs: the one-address fast path', () => {
+  it('decodes exactly like the full path (forced here by a leading space JSON allows)', () => {
+    const values = ['198.19.0.1', '0.0.0.0', '255.255.255.255', '198.19.0.01', '256.0.0.1', '1.2.3', '198.19.0.1"},{"addr":"198.19.0.2', 'fd00::1', ''];
+    for (const v of values) {
+      const raw = `[{"addr":"${v}"}]`;
+      expect(decodeAddrs('/k', raw), raw).toEqual(decodeAddrs('/k', ` ${raw}`));
+    }
+  });
+});

@@ -6,7 +6,7 @@
  */
 import { KeyspaceError, KeyspaceErrorCode } from './errors.js';
 import { canonicalCidr, type IPFamily } from './ip.js';
-import { readCidr, readIPv4 } from './internal/ipText.js';
+import { isCanonicalIPv4, readCidr, readIPv4 } from './internal/ipText.js';
 import {
   asObject,
   bad,
@@ -208,9 +208,32 @@ export interface EndpointAddr {
   family: IPFamily;
 }
 
+/**
+ * The usual addrs value, {"addr"} objects with distinct canonical IPv4 addresses, read without
+ * building the messages the full check prepares; null sends anything else to the full check.
+ * A snapshot decodes one of these per endpoint in the cluster.
+ */
+function plainIPv4Addrs(list: readonly unknown[]): EndpointAddr[] | null {
+  const out: EndpointAddr[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const item = list[i];
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) return null;
+    const keys = Object.keys(item);
+    if (keys.length !== 1 || keys[0] !== 'addr') return null;
+    const addr = (item as { addr: unknown }).addr;
+    if (typeof addr !== 'string' || !isCanonicalIPv4(addr)) return null;
+    for (let j = 0; j < i; j++) if ((out[j] as EndpointAddr).addr === addr) return null;
+    out.push({ addr, family: 4 });
+  }
+  // Exactly sized: a pushed-to array keeps room for 17, and endpoints keep these.
+  return out.length === 1 ? [out[0] as EndpointAddr] : out.slice();
+}
+
 function checkAddrs(list: unknown): Check<EndpointAddr[]> {
   if (!Array.isArray(list)) return bad(`addrs must be a JSON array, got ${kindOf(list)}`);
   if (list.length === 0) return bad('addrs must not be empty');
+  const plain = plainIPv4Addrs(list);
+  if (plain !== null) return good(plain);
   const errors: string[] = [];
   const out: EndpointAddr[] = [];
   const seen = new Map<string, number>();
@@ -232,10 +255,19 @@ function checkAddrs(list: unknown): Check<EndpointAddr[]> {
     else seen.set(a.value.addr, i);
     out.push(a.value);
   });
-  return errors.length > 0 ? bad(...errors) : good(out);
+  return errors.length > 0 ? bad(...errors) : good(out.slice());
 }
 
+const ONE_ADDR_HEAD = '[{"addr":"';
+const ONE_ADDR_TAIL = '"}]';
+
 export function decodeAddrs(key: string, raw: string): DecodeResult<EndpointAddr[]> {
+  // What the node writes for a one-address endpoint, read without JSON.parse (a snapshot holds
+  // one per endpoint of the cluster); anything else takes the full path below.
+  if (raw.startsWith(ONE_ADDR_HEAD) && raw.endsWith(ONE_ADDR_TAIL)) {
+    const addr = raw.slice(ONE_ADDR_HEAD.length, raw.length - ONE_ADDR_TAIL.length);
+    if (isCanonicalIPv4(addr)) return { ok: true, value: [{ addr, family: 4 }] };
+  }
   const json = parseJson(raw);
   return decoded(key, json.ok ? checkAddrs(json.value) : json);
 }
@@ -265,9 +297,10 @@ export const endpointStates = ['active', 'inactive'] as const;
 export type EndpointState = (typeof endpointStates)[number];
 
 function checkState(raw: string): Check<EndpointState> {
-  const state = raw.trim();
-  return (endpointStates as readonly string[]).includes(state)
-    ? good(state as EndpointState)
+  const state = endpointStates.find((s) => s === raw.trim());
+  // The constant, not the text read: endpoints keep it.
+  return state !== undefined
+    ? good(state)
     : bad(`state must be "active" or "inactive", got ${JSON.stringify(raw)}`);
 }
 
@@ -652,6 +685,11 @@ const decoders: { [K in CalicoKeyKind]: (key: string, raw: string) => DecodeResu
 export function decodeEntry(key: string, raw: string): DecodeResult<DecodedEntry> {
   const parsed = parseKey(key);
   if (parsed.kind === 'unknown') return { ok: false, errors: [`${key}: not a key of the /calico keyspace`] };
+  return decodeParsedEntry(parsed, key, raw);
+}
+
+/** decodeEntry for a key already parsed (parsed must be parseKey(key)). */
+export function decodeParsedEntry(parsed: CalicoKey, key: string, raw: string): DecodeResult<DecodedEntry> {
   const decode = decoders[parsed.kind] as (key: string, raw: string) => DecodeResult<unknown>;
   const r = decode(key, raw);
   // The table above pairs each kind with its decoder, so key and value agree by construction.

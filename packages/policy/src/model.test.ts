@@ -229,6 +229,23 @@ describe('version and change tracking', () => {
     expect({ endpoints: ids(c.endpoints), groups: ids(c.groups) }).toEqual({ endpoints: ['e1', 'e2'], groups: ['g'] });
   });
 
+  it('a batch changing several keys of a group lists its members, including one that joins in the same batch', () => {
+    const m = fx.model([...fx.endpoint({ host: 'h', endpointId: 'a' }), ...fx.endpoint({ host: 'h', endpointId: 'b' }), ...fx.group({ groupId: 'g', members: ['a'] })]);
+    const c = m.applyAll([
+      put(groupRuleKey('g', 'inbound', 7), encodeRule({ cidr: '10.0.0.0/8' })),
+      put(groupNameKey('g'), 'renamed'),
+      put(groupMemberKey('g', 'b'), ''),
+      put(groupRuleKey('g', 'outbound', 7), encodeRule({ cidr: '10.0.0.0/8' })),
+    ]);
+    expect({ endpoints: ids(c.endpoints), groups: ids(c.groups) }).toEqual({ endpoints: ['a', 'b'], groups: ['g'] });
+  });
+
+  it('lists the endpoint ids of one host', () => {
+    const m = fx.model([...fx.endpoint({ host: 'h1', endpointId: 'a' }), ...fx.endpoint({ host: 'h2', endpointId: 'b' }), ...fx.endpoint({ host: 'h1', endpointId: 'c' })]);
+    expect(m.endpointIdsOn('h1').sort()).toEqual(['a', 'c']);
+    expect(m.endpointIdsOn('h3')).toEqual([]);
+  });
+
   it('a repeated put touches nothing', () => {
     const m = fx.model(fx.group({ groupId: 'g', members: ['e1'] }));
     expect(m.apply(put(groupNameKey('g'), 'g'))).toEqual({ endpoints: new Set(), groups: new Set() });
@@ -316,6 +333,16 @@ describe('order independence', () => {
     }
     const expected = fed(finals);
     for (let seed = 1; seed <= 100; seed++) expect(fed(fx.interleave(histories, seed))).toEqual(expected);
+    // load(), in pages and then tracked, reaches the same model.
+    for (let seed = 1; seed <= 30; seed++) {
+      const order = fx.interleave(histories, seed);
+      const m = new PolicyModel();
+      const third = Math.floor(order.length / 3);
+      m.load(order.slice(0, third));
+      m.load(order.slice(third, 2 * third));
+      m.applyAll(order.slice(2 * third));
+      expect(m.snapshot()).toEqual(expected);
+    }
   });
 
   it('seeded shuffles of a bigger cluster give the same model', () => {

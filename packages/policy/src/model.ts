@@ -6,7 +6,7 @@
  */
 import {
   calicoRoot,
-  decodeEntry,
+  decodeParsedEntry,
   endpointPrefix,
   groupRuleKey,
   networkPrefix,
@@ -19,7 +19,7 @@ import {
   type ParsedKey,
   type Rule,
 } from '@calico/keyspace';
-import { compareAddrs, compareText } from './internal/addr.js';
+import { compareAddrs, compareText, sortAddrs } from './internal/addr.js';
 import { isEnforceable } from './internal/rules.js';
 
 /** What the datastore syncer delivers; extra fields (a revision) are ignored. */
@@ -87,9 +87,10 @@ export interface PolicySnapshot {
 interface EndpointCopy {
   host: string;
   containerId: string;
-  addrs?: EndpointAddr[];
-  mac?: string;
-  state?: EndpointState;
+  // Present (possibly undefined) from the start: objects keep one shape, which V8 handles fast.
+  addrs: EndpointAddr[] | undefined;
+  mac: string | undefined;
+  state: EndpointState | undefined;
 }
 
 interface GroupRecord {
@@ -109,13 +110,17 @@ const USED_KINDS = new Set<ParsedKey['kind']>([
   'groupDefault',
 ]);
 
+/** Groups whose members a change already lists (see #touch). */
+const expandedGroups = new WeakMap<ModelChange, Set<string>>();
+
 export function emptyChange(): ModelChange {
   return { endpoints: new Set(), groups: new Set() };
 }
 
-function copyPlace(host: string, containerId: string): string {
-  // Neither part may contain "/", so this names one container directory unambiguously.
-  return `${host}/${containerId}`;
+function findCopy(copies: readonly EndpointCopy[] | undefined, host: string, containerId: string): EndpointCopy | undefined {
+  if (copies === undefined) return undefined;
+  for (const c of copies) if (c.host === host && c.containerId === containerId) return c;
+  return undefined;
 }
 
 function copyIsEmpty(c: EndpointCopy): boolean {
@@ -129,34 +134,64 @@ function groupIsEmpty(g: GroupRecord): boolean {
 }
 
 /** Copies of one endpoint id in a fixed order, so the one we use never depends on arrival order. */
-function orderedCopies(copies: Map<string, EndpointCopy>): EndpointCopy[] {
-  return [...copies.values()].sort((a, b) => compareText(a.host, b.host) || compareText(a.containerId, b.containerId));
+function orderedCopies(copies: readonly EndpointCopy[]): EndpointCopy[] {
+  return [...copies].sort((a, b) => compareText(a.host, b.host) || compareText(a.containerId, b.containerId));
 }
 
 export class PolicyModel {
   #version = 0;
-  /** Canonical JSON of every valid value in use, to tell an effective change from a repeat. */
-  readonly #values = new Map<string, string>();
   /** Keys whose last put did not decode (or are not keys at all), with the decoder's messages. */
   readonly #invalid = new Map<string, string[]>();
-  readonly #endpointCopies = new Map<string, Map<string, EndpointCopy>>();
+  /** Endpoint id → the container directories holding it: one, unless something went wrong. */
+  readonly #endpointCopies = new Map<string, EndpointCopy[]>();
   readonly #groups = new Map<string, GroupRecord>();
-  readonly #memberOf = new Map<string, Set<string>>();
+  /** Endpoint id → its groups; arrays, as most endpoints are in one or two (a Set each would weigh more). */
+  readonly #memberOf = new Map<string, string[]>();
   // Derived views, dropped whenever apply() reports their id as touched.
   readonly #endpointCache = new Map<string, Endpoint>();
   readonly #groupCache = new Map<string, Group>();
-  readonly #groupAddrCache = new Map<string, readonly string[]>();
+  readonly #groupAddrCache = { 4: new Map<string, readonly string[]>(), 6: new Map<string, readonly string[]>() };
   #addrOwners: { version: number; owners: Map<string, string[]> } | null = null;
+  #problems: { version: number; list: Problem[] } | null = null;
 
   /** Increments on every update that changes the model or its problems; repeats and ignored keys leave it alone. */
   get version(): number {
     return this.#version;
   }
 
-  apply(update: ModelUpdate): ModelChange {
-    const change = emptyChange();
+  /**
+   * Applies one update. What it affected is added to `into` (a new change by default), so a
+   * batch can gather into one change without merging sets per update.
+   */
+  apply(update: ModelUpdate, into: ModelChange = emptyChange()): ModelChange {
+    this.#apply(update, into);
+    return into;
+  }
+
+  /**
+   * Applies a batch without working out what it touched, for a consumer that will treat every
+   * endpoint and group as changed anyway (the first snapshot of an empty dataplane): the same
+   * model, for less work. Derived views are dropped.
+   */
+  load(updates: Iterable<ModelUpdate>): void {
+    for (const u of updates) this.#apply(u, undefined);
+    this.#endpointCache.clear();
+    this.#groupCache.clear();
+    this.#groupAddrCache[4].clear();
+    this.#groupAddrCache[6].clear();
+  }
+
+  /** Ids of the endpoints on one host, unsorted: cheaper than endpoints() when most are elsewhere. */
+  endpointIdsOn(host: string): string[] {
+    const ids: string[] = [];
+    for (const id of this.#endpointCopies.keys()) if (this.#chosenCopy(id)?.host === host) ids.push(id);
+    return ids;
+  }
+
+  /** change undefined: nothing tracked (load()). */
+  #apply(update: ModelUpdate, change: ModelChange | undefined): void {
     const { key } = update;
-    if (!key.startsWith(calicoRoot)) return change;
+    if (!key.startsWith(calicoRoot)) return;
     const parsed = parseKey(key);
     if (parsed.kind === 'unknown') {
       // A mistyped group key would otherwise vanish silently; elsewhere unknown keys belong to someone else.
@@ -164,53 +199,50 @@ export class PolicyModel {
         const errors = update.type === 'put' ? [`${key}: not a key of the calico keyspace`] : undefined;
         if (this.#setInvalid(key, errors)) this.#version++;
       }
-      return change;
+      return;
     }
-    if (!USED_KINDS.has(parsed.kind)) return change;
+    if (!USED_KINDS.has(parsed.kind)) return;
 
     let next: DecodedEntry | undefined;
     let errors: string[] | undefined;
     if (update.type === 'put') {
-      const r = decodeEntry(key, update.value);
+      const r = decodeParsedEntry(parsed, key, update.value);
       if (r.ok) next = r.value;
       else errors = r.errors;
     }
     const problemChanged = this.#setInvalid(key, errors);
-    const nextCanon = next === undefined ? undefined : canonicalValue(next);
-    if (nextCanon === this.#values.get(key)) {
+    // Address order carries no meaning: held sorted, so a reordered list is a repeat.
+    if (next?.key.kind === 'endpointAddrs') {
+      const list = next.value as EndpointAddr[];
+      if (list.length > 1) next = { key: next.key, value: sortedAddrs(list) } as DecodedEntry;
+    }
+    if (this.#holds(parsed, next)) {
       if (problemChanged) this.#version++;
-      return change;
+      return;
     }
-
-    this.#touch(parsed, change); // before: catches the endpoints and groups the old value reached
-    this.#unindex(parsed);
-    if (next === undefined || nextCanon === undefined) this.#values.delete(key);
-    else {
-      this.#values.set(key, nextCanon);
+    // Whom a key reaches depends on the key alone and on records it does not change, so one look
+    // suffices: after a put (the endpoint exists by then), before a delete (it may not after).
+    if (next === undefined) {
+      if (change) this.#touch(parsed, change);
+      this.#unindex(parsed);
+    } else {
       this.#index(next);
+      if (change) this.#touch(parsed, change);
     }
-    this.#touch(parsed, change); // after: catches what the new value reaches
-    this.#forget(change);
     this.#version++;
-    return change;
   }
 
   /** Applies a batch in order and returns the union of what each update affected. */
   applyAll(updates: Iterable<ModelUpdate>): ModelChange {
     const all = emptyChange();
-    for (const u of updates) {
-      const c = this.apply(u);
-      for (const e of c.endpoints) all.endpoints.add(e);
-      for (const g of c.groups) all.groups.add(g);
-    }
+    for (const u of updates) this.apply(u, all);
     return all;
   }
 
   endpoint(endpointId: string): Endpoint | undefined {
     const cached = this.#endpointCache.get(endpointId);
     if (cached !== undefined) return cached;
-    const copies = this.#endpointCopies.get(endpointId);
-    const chosen = copies === undefined ? undefined : orderedCopies(copies)[0];
+    const chosen = this.#chosenCopy(endpointId);
     if (chosen === undefined) return undefined;
     const list = chosen.addrs ?? [];
     const v4 = list.filter((a) => a.family === 4).map((a) => a.addr);
@@ -229,10 +261,14 @@ export class PolicyModel {
 
   /** The host an endpoint is on, without building its view: cheap enough to filter 100,000 by host. */
   hostOf(endpointId: string): string | undefined {
+    return this.#chosenCopy(endpointId)?.host;
+  }
+
+  /** The copy endpoint() describes. */
+  #chosenCopy(endpointId: string): EndpointCopy | undefined {
     const copies = this.#endpointCopies.get(endpointId);
-    if (copies === undefined || copies.size === 0) return undefined;
-    if (copies.size === 1) return copies.values().next().value?.host;
-    return orderedCopies(copies)[0]?.host;
+    if (copies === undefined || copies.length <= 1) return copies?.[0];
+    return orderedCopies(copies)[0];
   }
 
   /** Every endpoint, sorted by id. */
@@ -279,17 +315,17 @@ export class PolicyModel {
    * A member that is not an endpoint, or is inactive, contributes nothing.
    */
   groupAddrs(groupId: string, family: IPFamily): readonly string[] {
-    const cacheKey = `${family}|${groupId}`;
-    const cached = this.#groupAddrCache.get(cacheKey);
+    const cached = this.#groupAddrCache[family].get(groupId);
     if (cached !== undefined) return cached;
     const addrs = new Set<string>();
+    // From the records, not endpoint(): a group of remote members needs no view of each.
     for (const id of this.#groups.get(groupId)?.members ?? []) {
-      const ep = this.endpoint(id);
-      if (ep === undefined || ep.state === 'inactive') continue;
-      for (const a of family === 4 ? ep.addrs.v4 : ep.addrs.v6) addrs.add(a);
+      const c = this.#chosenCopy(id);
+      if (c === undefined || c.state === 'inactive') continue;
+      for (const a of c.addrs ?? []) if (a.family === family) addrs.add(a.addr);
     }
-    const sorted = Object.freeze([...addrs].sort(compareAddrs));
-    this.#groupAddrCache.set(cacheKey, sorted);
+    const sorted = Object.freeze(sortAddrs(addrs));
+    this.#groupAddrCache[family].set(groupId, sorted);
     return sorted;
   }
 
@@ -311,6 +347,12 @@ export class PolicyModel {
    * endpoint ids recorded under more than one container. The last three come and go as other keys do.
    */
   problems(): Problem[] {
+    // Status reports ask often; the answer only moves with the version.
+    if (this.#problems?.version !== this.#version) this.#problems = { version: this.#version, list: this.#findProblems() };
+    return this.#problems.list.map((p) => ({ key: p.key, errors: [...p.errors] }));
+  }
+
+  #findProblems(): Problem[] {
     const byKey = new Map<string, string[]>();
     const add = (key: string, message: string): void => {
       byKey.set(key, [...(byKey.get(key) ?? []), message]);
@@ -348,53 +390,91 @@ export class PolicyModel {
 
   /** Records or clears a key's problem; answers whether anything changed. */
   #setInvalid(key: string, errors: string[] | undefined): boolean {
+    // Usually nothing is invalid: no need to look the key up.
+    if (errors === undefined) return this.#invalid.size > 0 && this.#invalid.delete(key);
     const before = this.#invalid.get(key);
-    if (errors === undefined) return this.#invalid.delete(key);
     this.#invalid.set(key, errors);
     return before === undefined || before.join('\n') !== errors.join('\n');
   }
 
+  /** Records what a key reaches in `change` and drops the derived views of it. */
   #touch(key: ParsedKey, change: ModelChange): void {
     switch (key.kind) {
       case 'endpointAddrs':
       case 'endpointMac':
       case 'endpointState':
-        if (this.#endpointCopies.has(key.endpointId)) change.endpoints.add(key.endpointId);
+        if (this.#endpointCopies.has(key.endpointId)) this.#touchEndpoint(key.endpointId, change);
         // Its addresses (or whether they count) may change the ipsets of every group it is in.
-        for (const g of this.#memberOf.get(key.endpointId) ?? []) change.groups.add(g);
+        for (const g of this.#memberOf.get(key.endpointId) ?? []) this.#touchGroup(g, change);
         break;
       case 'groupMember':
-        change.groups.add(key.groupId);
-        if (this.#endpointCopies.has(key.endpointId)) change.endpoints.add(key.endpointId);
+        this.#touchGroup(key.groupId, change);
+        if (this.#endpointCopies.has(key.endpointId)) this.#touchEndpoint(key.endpointId, change);
         break;
       case 'groupName':
       case 'groupRule':
-      case 'groupDefault':
-        change.groups.add(key.groupId);
+      case 'groupDefault': {
+        this.#touchGroup(key.groupId, change);
+        // The members' policy changed, not their records: their cached views stay. Members that
+        // join later in the same change are touched by their own member keys, so once is enough.
+        let expanded = expandedGroups.get(change);
+        if (expanded === undefined) expandedGroups.set(change, (expanded = new Set()));
+        if (expanded.has(key.groupId)) break;
+        expanded.add(key.groupId);
         for (const m of this.#groups.get(key.groupId)?.members ?? []) {
           if (this.#endpointCopies.has(m)) change.endpoints.add(m);
         }
         break;
+      }
       default:
         break;
     }
   }
 
-  #forget(change: ModelChange): void {
-    for (const e of change.endpoints) this.#endpointCache.delete(e);
-    for (const g of change.groups) {
-      this.#groupCache.delete(g);
-      this.#groupAddrCache.delete(`4|${g}`);
-      this.#groupAddrCache.delete(`6|${g}`);
+  #touchEndpoint(endpointId: string, change: ModelChange): void {
+    change.endpoints.add(endpointId);
+    this.#endpointCache.delete(endpointId);
+  }
+
+  #touchGroup(groupId: string, change: ModelChange): void {
+    change.groups.add(groupId);
+    this.#groupCache.delete(groupId);
+    this.#groupAddrCache[4].delete(groupId);
+    this.#groupAddrCache[6].delete(groupId);
+  }
+
+  /** Whether the model already holds exactly this (undefined: holds nothing) for the key. */
+  #holds(key: ParsedKey, next: DecodedEntry | undefined): boolean {
+    switch (key.kind) {
+      case 'endpointAddrs':
+      case 'endpointMac':
+      case 'endpointState': {
+        const c = findCopy(this.#endpointCopies.get(key.endpointId), key.host, key.containerId);
+        if (key.kind === 'endpointAddrs') return sameAddrs(c?.addrs, next?.value as EndpointAddr[] | undefined);
+        if (key.kind === 'endpointMac') return c?.mac === (next?.value as string | undefined);
+        return c?.state === (next?.value as EndpointState | undefined);
+      }
+      case 'groupName':
+        return this.#groups.get(key.groupId)?.name === (next?.value as string | undefined);
+      case 'groupMember':
+        return (this.#groups.get(key.groupId)?.members.has(key.endpointId) ?? false) === (next !== undefined);
+      case 'groupDefault':
+        return (this.#groups.get(key.groupId)?.defaults.has(key.direction) ?? false) === (next !== undefined);
+      case 'groupRule':
+        return sameRule(this.#groups.get(key.groupId)?.rules[key.direction].get(key.index), next?.value as Rule | undefined);
+      default:
+        return true;
     }
   }
 
   #copy(host: string, containerId: string, endpointId: string): EndpointCopy {
-    let copies = this.#endpointCopies.get(endpointId);
-    if (copies === undefined) this.#endpointCopies.set(endpointId, (copies = new Map()));
-    const place = copyPlace(host, containerId);
-    let c = copies.get(place);
-    if (c === undefined) copies.set(place, (c = { host, containerId }));
+    const copies = this.#endpointCopies.get(endpointId);
+    let c = findCopy(copies, host, containerId);
+    if (c !== undefined) return c;
+    c = { host, containerId, addrs: undefined, mac: undefined, state: undefined };
+    // A literal is exactly sized; a pushed-to empty array keeps room for 17 (100,000 endpoints).
+    if (copies === undefined) this.#endpointCopies.set(endpointId, [c]);
+    else copies.push(c);
     return c;
   }
 
@@ -415,7 +495,7 @@ export class PolicyModel {
       case 'endpointState': {
         const k = entry.key;
         const c = this.#copy(k.host, k.containerId, k.endpointId);
-        if (entry.key.kind === 'endpointAddrs') c.addrs = sortedAddrs(entry.value as EndpointAddr[]);
+        if (entry.key.kind === 'endpointAddrs') c.addrs = entry.value as EndpointAddr[];
         else if (entry.key.kind === 'endpointMac') c.mac = entry.value as string;
         else c.state = entry.value as EndpointState;
         break;
@@ -426,9 +506,9 @@ export class PolicyModel {
       case 'groupMember': {
         const { groupId, endpointId } = entry.key;
         this.#group(groupId).members.add(endpointId);
-        let of = this.#memberOf.get(endpointId);
-        if (of === undefined) this.#memberOf.set(endpointId, (of = new Set()));
-        of.add(groupId);
+        const of = this.#memberOf.get(endpointId);
+        if (of === undefined) this.#memberOf.set(endpointId, [groupId]);
+        else if (!of.includes(groupId)) of.push(groupId);
         break;
       }
       case 'groupRule':
@@ -448,14 +528,13 @@ export class PolicyModel {
       case 'endpointMac':
       case 'endpointState': {
         const copies = this.#endpointCopies.get(key.endpointId);
-        const place = copyPlace(key.host, key.containerId);
-        const c = copies?.get(place);
+        const c = findCopy(copies, key.host, key.containerId);
         if (copies === undefined || c === undefined) return;
-        if (key.kind === 'endpointAddrs') delete c.addrs;
-        else if (key.kind === 'endpointMac') delete c.mac;
-        else delete c.state;
-        if (copyIsEmpty(c)) copies.delete(place);
-        if (copies.size === 0) this.#endpointCopies.delete(key.endpointId);
+        if (key.kind === 'endpointAddrs') c.addrs = undefined;
+        else if (key.kind === 'endpointMac') c.mac = undefined;
+        else c.state = undefined;
+        if (copyIsEmpty(c)) copies.splice(copies.indexOf(c), 1);
+        if (copies.length === 0) this.#endpointCopies.delete(key.endpointId);
         return;
       }
       case 'groupName':
@@ -470,8 +549,9 @@ export class PolicyModel {
         else {
           g.members.delete(key.endpointId);
           const of = this.#memberOf.get(key.endpointId);
-          of?.delete(key.groupId);
-          if (of?.size === 0) this.#memberOf.delete(key.endpointId);
+          const at = of?.indexOf(key.groupId) ?? -1;
+          if (of !== undefined && at >= 0) of.splice(at, 1);
+          if (of?.length === 0) this.#memberOf.delete(key.endpointId);
         }
         if (groupIsEmpty(g)) this.#groups.delete(key.groupId);
         return;
@@ -486,7 +566,13 @@ function sortedAddrs(list: readonly EndpointAddr[]): EndpointAddr[] {
   return [...list].sort((a, b) => compareAddrs(a.addr, b.addr));
 }
 
-/** The same value always gives the same text; addrs are sorted first since their order carries no meaning. */
-function canonicalValue(entry: DecodedEntry): string {
-  return entry.key.kind === 'endpointAddrs' ? JSON.stringify(sortedAddrs(entry.value as EndpointAddr[])) : JSON.stringify(entry.value);
+function sameAddrs(a: readonly EndpointAddr[] | undefined, b: readonly EndpointAddr[] | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.length === b.length && a.every((x, i) => x.addr === b[i]?.addr && x.family === b[i]?.family);
+}
+
+function sameRule(a: Readonly<Rule> | undefined, b: Readonly<Rule> | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const keys = Object.keys(a) as (keyof Rule)[];
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }

@@ -1,7 +1,7 @@
 // Field-level checks shared by decoders and encoders. Messages here carry no key: decoders
 // prefix the key they were given, encoders prefix what they were encoding.
 import { canonicalIP } from '../ip.js';
-import { readCidr, readIP } from './ipText.js';
+import { isCanonicalIPv4, readCidr, readIP } from './ipText.js';
 
 export type Check<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
@@ -61,6 +61,7 @@ export function checkAddress(label: string, value: unknown, want?: 4 | 6): Check
   const what = want === undefined ? 'an IPv4 or IPv6 address' : `an IPv${want} address`;
   if (value === undefined) return bad(`${label} is missing`);
   if (typeof value !== 'string') return bad(`${label} must be ${what} string, got ${kindOf(value)}`);
+  if (want !== 6 && isCanonicalIPv4(value)) return good({ addr: value, family: 4 });
   if (value.includes('/') && readCidr(value).ok) return bad(`${label} ${show(value)} must be an address without a prefix length`);
   const r = readIP(value);
   if (!r.ok) return bad(`${label} ${show(value)} is not ${what}: ${r.reason}`);

@@ -21,6 +21,33 @@ const fail = (reason: string): { ok: false; reason: string } => ({ ok: false, re
 const DECIMAL_OCTET = /^[0-9]{1,3}$/;
 const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
 
+/**
+ * Whether text is a dotted quad exactly as it would be printed (no leading zeros, each octet at
+ * most 255): the usual case, answered without building anything.
+ */
+export function isCanonicalIPv4(text: string): boolean {
+  const n = text.length;
+  if (n < 7 || n > 15) return false;
+  let octets = 0;
+  let digits = 0;
+  let value = 0;
+  let first = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i === n ? 46 : text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || (digits > 1 && first === 48) || value > 255) return false;
+      octets++;
+      digits = 0;
+      value = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 0) first = c;
+      value = value * 10 + (c - 48);
+      if (++digits > 3) return false;
+    } else return false;
+  }
+  return octets === 4;
+}
+
 export function readIPv4(text: string): Parsed<Uint8Array> {
   const parts = text.split('.');
   if (parts.length !== 4) return fail('expected four dot-separated decimal octets');

@@ -1,5 +1,5 @@
 import type { Datastore, SyncBatch, Syncer, SyncStatus } from '@calico/datastore';
-import { configKey, endpointPrefix } from '@calico/keyspace';
+import { configKey, endpointPrefix, hostPrefix, hostsPrefix, networkPrefix } from '@calico/keyspace';
 import type { Logger } from '@calico/log';
 import { PolicyModel, endpointPolicy, type ModelUpdate } from '@calico/policy';
 import { hostIfName } from '../plumber/names.js';
@@ -43,6 +43,15 @@ export interface AgentStatus {
 }
 
 /**
+ * Of other hosts the agent needs only the endpoints' addresses and states (they fill group
+ * ipsets); their MACs and everything else under their host directories would only cost memory.
+ */
+export function agentKeyFilter(host: string): (key: string) => boolean {
+  const own = hostPrefix(host);
+  return (key) => !key.startsWith(hostsPrefix) || key.startsWith(own) || key.endsWith('/addrs') || key.endsWith('/state');
+}
+
+/**
  * Felix's job for one host: the datastore syncer feeds the pure policy model; each change
  * re-renders only the endpoints and groups it touched; the dataplane writes the difference.
  * Until the first snapshot has arrived nothing is written, and when etcd goes away the
@@ -62,6 +71,8 @@ export class PolicyAgent {
   /** Local endpoints left out of the dataplane because their id cannot name an interface. */
   private readonly unnamable = new Map<string, { key: string; errors: string[] }>();
   private staticDirty = true;
+  /** The model was loaded without change tracking: render every local endpoint and ipset. */
+  private renderAll = false;
   private dispatchDirty = true;
   private scheduled = false;
   private running: Promise<void> | undefined;
@@ -82,8 +93,20 @@ export class PolicyAgent {
   start(): this {
     if (!this.opts.ds) throw new Error('PolicyAgent.start() needs a datastore (options.ds)');
     this.syncer = this.opts.ds
-      .syncer('/calico/', { onUpdates: (b) => this.handleBatch(b), onStatus: (s, r) => this.handleStatus(s, r) }, { resyncIntervalMs: this.opts.datastoreResyncMs ?? 5 * 60_000, keepValues: false })
+      .syncer(
+        '/calico/',
+        { onUpdates: (b) => this.handleBatch(b), onStatus: (s, r) => this.handleStatus(s, r) },
+        {
+          resyncIntervalMs: this.opts.datastoreResyncMs ?? 5 * 60_000,
+          keepValues: false,
+          filter: agentKeyFilter(this.opts.host),
+          // Hosts and groups are read side by side.
+          splitAt: [hostsPrefix, networkPrefix],
+        },
+      )
       .start();
+    // Read what the kernel holds while the snapshot streams in: the first write needs both.
+    this.dataplane.resync().catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'reading the kernel at start failed; the first write reads it again'));
     const every = this.opts.dataplaneResyncMs ?? 30_000;
     if (every > 0) {
       this.timer = setInterval(() => void this.resyncKernel(), every);
@@ -98,6 +121,11 @@ export class PolicyAgent {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.syncer?.stop();
     await this.running;
+  }
+
+  /** Whether the first snapshot has been taken (cheap: for polling). */
+  get hasSynced(): boolean {
+    return this.everInSync;
   }
 
   status(): AgentStatus {
@@ -157,7 +185,6 @@ export class PolicyAgent {
 
   /** The syncer's update callback (public so that tests can drive the agent without etcd). */
   handleBatch(batch: SyncBatch): void {
-    const updates: ModelUpdate[] = [];
     for (const u of batch.updates) {
       if (u.key === ENDPOINT_TO_HOST_KEY) {
         const v = u.type === 'put' ? u.value.trim().toLowerCase() : '';
@@ -167,9 +194,16 @@ export class PolicyAgent {
           this.endpointToHost = next;
           this.staticDirty = true;
         }
-        continue;
       }
-      updates.push(u.type === 'put' ? { type: 'put', key: u.key, value: u.value } : { type: 'delete', key: u.key });
+    }
+    // The model ignores the config key, so the batch goes in as it came (a copy would cost a snapshot's worth of objects).
+    const updates: readonly ModelUpdate[] = batch.updates;
+    if (!this.everInSync) {
+      // Nothing is programmed from the model before the first snapshot is whole, and then
+      // everything is rendered: no need to work out what each update touched.
+      this.model.load(updates);
+      this.renderAll = true;
+      return;
     }
     const touched = this.model.applyAll(updates);
     for (const e of touched.endpoints) this.dirtyEndpoints.add(e);
@@ -216,6 +250,12 @@ export class PolicyAgent {
       this.staticDirty = false;
     }
     const setsToRefresh = new Set<string>();
+    if (this.renderAll) {
+      for (const eid of this.model.endpointIdsOn(host)) this.dirtyEndpoints.add(eid);
+      for (const eid of [...this.rendered.keys(), ...this.unnamable.keys()]) this.dirtyEndpoints.add(eid);
+      for (const ref of this.setRefs.values()) this.dirtyGroups.add(ref.groupId);
+      this.renderAll = false;
+    }
     for (const eid of this.dirtyEndpoints) {
       const before = this.rendered.get(eid);
       // Most touched endpoints live on other hosts: skip them before building their views.

@@ -170,10 +170,11 @@ export class Dataplane {
 
   private async readKernel(): Promise<void> {
     const view: KernelView = { chains: new Map(), hooks: new Map(), ipsets: new Map() };
-    for (const family of [4, 6] as const) {
-      for (const table of ['filter', 'raw'] as const) parseIptablesSave(await this.kernel.iptablesSave(family, table), family, table, view);
-    }
-    parseIpsetSave(await this.kernel.ipsetSave(), view);
+    const tables = ([4, 6] as const).flatMap((family) => (['filter', 'raw'] as const).map((table) => ({ family, table })));
+    // The reads are independent: all at once.
+    const [ipsets, ...saved] = await Promise.all([this.kernel.ipsetSave(), ...tables.map((t) => this.kernel.iptablesSave(t.family, t.table))]);
+    tables.forEach((t, i) => parseIptablesSave(saved[i] as string, t.family, t.table, view));
+    parseIpsetSave(ipsets, view);
     this.view = view;
     for (const k of new Set([...this.desiredChains.keys(), ...view.chains.keys()])) this.dirtyChains.add(k);
     for (const n of new Set([...this.desiredSets.keys(), ...view.ipsets.keys()])) this.dirtySets.add(n);
@@ -223,8 +224,9 @@ export class Dataplane {
         }
       }
 
-      // 2. iptables, one restore per family and table that has changes.
-      for (const family of [4, 6] as const) {
+      // 2. iptables, one restore per family and table that has changes; the two families side by
+      // side (separate tables, and each restore is one transaction), a family's tables in turn.
+      const writeFamily = async (family: Family): Promise<void> => {
         for (const table of ['filter', 'raw'] as const) {
           const prefix = `${family}|${table}|`;
           const declare: string[] = [];
@@ -271,7 +273,9 @@ export class Dataplane {
             view.hooks.set(hk, wanted ? 1 : 0);
           }
         }
-      }
+      };
+      const results = await Promise.allSettled([writeFamily(4), writeFamily(6)]);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
 
       // 3. ipsets no rule refers to any more.
       if (destroy.length) {

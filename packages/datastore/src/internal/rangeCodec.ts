@@ -1,0 +1,217 @@
+// etcd's KV.Range messages, encoded and decoded by hand. A snapshot of a large keyspace is
+// hundreds of thousands of keys; the generic protobuf path (etcd3 → proto-loader) builds a
+// Buffer for every key and value and a decimal string for every 64-bit field, and that costs
+// more than etcd's own work. Here each key and value becomes one string, straight from the
+// message, and the fields nobody reads are skipped.
+//
+// Field numbers: etcdserverpb.RangeRequest / RangeResponse / ResponseHeader and mvccpb.KeyValue
+// (etcd api/etcdserverpb/rpc.proto, api/mvccpb/kv.proto).
+
+export interface RangeRequest {
+  key: Buffer;
+  rangeEnd: Buffer;
+  /** 0: no limit. */
+  limit: number;
+  /** 0: the newest revision. */
+  revision: number;
+}
+
+export interface RangeKeyValue {
+  key: string;
+  value: string;
+  modRevision: number;
+}
+
+/**
+ * A page's keys, decoded one at a time as they are iterated: a consumer that handles each key
+ * and lets it go leaves short-lived garbage only (a 50,000-key page decoded at once would live
+ * long enough to be promoted to the old heap, and the heap would grow by pages).
+ */
+export class RangeKeyValues implements Iterable<RangeKeyValue> {
+  constructor(
+    private readonly buf: Buffer,
+    /** Start and end of each KeyValue message in buf. */
+    private readonly spans: readonly number[],
+  ) {}
+
+  get length(): number {
+    return this.spans.length / 2;
+  }
+
+  *[Symbol.iterator](): Iterator<RangeKeyValue> {
+    for (let i = 0; i < this.spans.length; i += 2) yield decodeKeyValue(this.buf, this.spans[i] as number, this.spans[i + 1] as number);
+  }
+}
+
+export interface RangeResult {
+  /** The revision the range was read at (the header's). */
+  revision: number;
+  kvs: RangeKeyValues;
+  /** More keys are in the range than the limit let through. */
+  more: boolean;
+  /** The last key's bytes as etcd holds them (the next page starts after them, whatever their encoding). */
+  lastKey: Buffer | undefined;
+}
+
+export class RangeCodecError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RangeCodecError';
+  }
+}
+
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH_DELIMITED = 2;
+const FIXED32 = 5;
+
+function varintBytes(n: number, out: number[]): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeCodecError(`cannot encode ${n} as a varint`);
+  // Division, not shifts: shifts would cut revisions above 2^31.
+  while (n > 127) {
+    out.push((n % 128) | 128);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+}
+
+function bytesField(field: number, value: Buffer, out: number[]): void {
+  varintBytes((field << 3) | LENGTH_DELIMITED, out);
+  varintBytes(value.length, out);
+  for (const b of value) out.push(b);
+}
+
+export function encodeRangeRequest(req: RangeRequest): Buffer {
+  const out: number[] = [];
+  bytesField(1, req.key, out);
+  bytesField(2, req.rangeEnd, out);
+  if (req.limit > 0) {
+    varintBytes((3 << 3) | VARINT, out);
+    varintBytes(req.limit, out);
+  }
+  if (req.revision > 0) {
+    varintBytes((4 << 3) | VARINT, out);
+    varintBytes(req.revision, out);
+  }
+  return Buffer.from(out);
+}
+
+/** A cursor over one message; every read checks that it stays inside it. */
+class Reader {
+  pos: number;
+  constructor(
+    readonly buf: Buffer,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+
+  get done(): boolean {
+    return this.pos >= this.end;
+  }
+
+  varint(): number {
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new RangeCodecError('truncated varint');
+      const b = this.buf[this.pos++] as number;
+      result += (b & 127) * scale;
+      if (b < 128) return result;
+      scale *= 128;
+    }
+    throw new RangeCodecError('varint longer than 10 bytes');
+  }
+
+  /** Start and end of a length-delimited field's bytes; moves past them. */
+  span(): [number, number] {
+    const len = this.varint();
+    const start = this.pos;
+    const end = start + len;
+    if (end > this.end) throw new RangeCodecError('length-delimited field runs past its message');
+    this.pos = end;
+    return [start, end];
+  }
+
+  skip(wireType: number): void {
+    if (wireType === VARINT) this.varint();
+    else if (wireType === LENGTH_DELIMITED) this.span();
+    else if (wireType === FIXED64) this.advance(8);
+    else if (wireType === FIXED32) this.advance(4);
+    else throw new RangeCodecError(`unsupported wire type ${wireType}`);
+  }
+
+  private advance(n: number): void {
+    if (this.pos + n > this.end) throw new RangeCodecError('fixed-size field runs past its message');
+    this.pos += n;
+  }
+}
+
+function decodeHeaderRevision(r: Reader): number {
+  const [start, end] = r.span();
+  const h = new Reader(r.buf, start, end);
+  let revision = 0;
+  while (!h.done) {
+    const tag = h.varint();
+    if (tag === ((3 << 3) | VARINT)) revision = h.varint();
+    else h.skip(tag & 7);
+  }
+  return revision;
+}
+
+function decodeKeyValue(buf: Buffer, start: number, end: number): RangeKeyValue {
+  const m = new Reader(buf, start, end);
+  let key = '';
+  let value = '';
+  let modRevision = 0;
+  while (!m.done) {
+    const tag = m.varint();
+    if (tag === ((1 << 3) | LENGTH_DELIMITED)) {
+      const [a, b] = m.span();
+      key = buf.toString('utf8', a, b);
+    } else if (tag === ((5 << 3) | LENGTH_DELIMITED)) {
+      const [a, b] = m.span();
+      value = buf.toString('utf8', a, b);
+    } else if (tag === ((3 << 3) | VARINT)) {
+      modRevision = m.varint();
+    } else m.skip(tag & 7);
+  }
+  return { key, value, modRevision };
+}
+
+/** The raw bytes of a KeyValue message's key. */
+function keyBytes(buf: Buffer, start: number, end: number): Buffer {
+  const m = new Reader(buf, start, end);
+  while (!m.done) {
+    const tag = m.varint();
+    if (tag === ((1 << 3) | LENGTH_DELIMITED)) {
+      const [a, b] = m.span();
+      return Buffer.from(buf.subarray(a, b));
+    }
+    m.skip(tag & 7);
+  }
+  return Buffer.alloc(0);
+}
+
+/**
+ * Reads the header, the `more` flag and where each key is; the keys themselves are decoded as
+ * they are iterated. Every message is checked for framing here, so iteration cannot fail on
+ * truncation (a malformed key message still throws when reached).
+ */
+export function decodeRangeResponse(buf: Buffer): RangeResult {
+  const r = new Reader(buf, 0, buf.length);
+  let revision = 0;
+  let more = false;
+  const spans: number[] = [];
+  while (!r.done) {
+    const tag = r.varint();
+    if (tag === ((1 << 3) | LENGTH_DELIMITED)) revision = decodeHeaderRevision(r);
+    else if (tag === ((2 << 3) | LENGTH_DELIMITED)) spans.push(...r.span());
+    else if (tag === ((3 << 3) | VARINT)) more = r.varint() !== 0;
+    else r.skip(tag & 7);
+  }
+  const n = spans.length;
+  const lastKey = n > 0 ? keyBytes(buf, spans[n - 2] as number, spans[n - 1] as number) : undefined;
+  return { revision, kvs: new RangeKeyValues(buf, spans), more, lastKey };
+}

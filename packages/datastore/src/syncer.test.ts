@@ -1,0 +1,179 @@
+// The syncer's bookkeeping against an in-memory store that serves pages and can fail between
+// them; datastore.int.test.ts covers the same paths on a real etcd.
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import type { Datastore, KeyValue, PrefixSnapshot } from './datastore.js';
+import { silentLogger } from './logger.js';
+import { Syncer, type SyncBatch } from './syncer.js';
+
+class FakeStore {
+  readonly kvs = new Map<string, { value: string; modRevision: number }>();
+  revision = 1;
+  /** Pages served before the next read fails (Infinity: never). */
+  failAfterPages = Infinity;
+  pagesServed = 0;
+  watcher: EventEmitter | undefined;
+
+  /** A change the watch reports (the store changes too). */
+  watched(type: 'Put' | 'Delete', key: string, value = ''): void {
+    if (type === 'Put') this.put(key, value);
+    else this.delete(key);
+    const kv = { key: Buffer.from(key), value: Buffer.from(value), mod_revision: String(this.revision) };
+    this.watcher?.emit('data', { events: [{ type, kv }] });
+  }
+
+  put(key: string, value: string): void {
+    this.kvs.set(key, { value, modRevision: ++this.revision });
+  }
+
+  delete(key: string): void {
+    this.kvs.delete(key);
+    this.revision++;
+  }
+
+  asDatastore(): Datastore {
+    const pages = async function* (this: FakeStore, prefix: string, pageSize = 3): AsyncGenerator<PrefixSnapshot> {
+      const all: KeyValue[] = [...this.kvs]
+        .filter(([k]) => k.startsWith(prefix))
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([key, v]) => ({ key, ...v }));
+      const revision = this.revision;
+      for (let i = 0; i === 0 || i < all.length; i += pageSize) {
+        await Promise.resolve();
+        if (this.pagesServed++ >= this.failAfterPages) throw new Error('etcd went away');
+        yield { revision, kvs: all.slice(i, i + pageSize) };
+      }
+    }.bind(this);
+    const watcher = () => (this.watcher = Object.assign(new EventEmitter(), { cancel: async () => undefined }));
+    const client = { watch: () => ({ prefix: () => ({ startRevision: () => ({ create: async () => watcher() }) }) }) };
+    return { logger: silentLogger, pages, client } as unknown as Datastore;
+  }
+}
+
+function consumer() {
+  const batches: SyncBatch[] = [];
+  const state = new Map<string, string>();
+  return {
+    batches,
+    state,
+    onUpdates(b: SyncBatch) {
+      batches.push(b);
+      for (const u of b.updates) {
+        if (u.type === 'put') state.set(u.key, u.value);
+        else state.delete(u.key);
+      }
+    },
+  };
+}
+
+const values = (store: FakeStore) => new Map([...store.kvs].map(([k, v]) => [k, v.value]));
+
+function filled(n: number): FakeStore {
+  const store = new FakeStore();
+  for (let i = 0; i < n; i++) store.put(`/p/${String(i).padStart(2, '0')}`, `v${i}`);
+  return store;
+}
+
+describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
+  it('hands a first snapshot over page by page, and is in sync only after the last', async () => {
+    const store = filled(8);
+    const c = consumer();
+    const inSyncAt: number[] = [];
+    const syncer = new Syncer(store.asDatastore(), '/p/', { onUpdates: (b) => c.onUpdates(b), onStatus: (s) => s === 'in-sync' && inSyncAt.push(c.batches.length) }, { keepValues, pageSize: 3, resyncIntervalMs: 0 });
+    syncer.start();
+    await syncer.waitInSync(1_000);
+    expect(c.batches.map((b) => [b.kind, b.updates.length])).toEqual([
+      ['snapshot', 3],
+      ['snapshot', 3],
+      ['snapshot', 2],
+    ]);
+    expect(inSyncAt).toEqual([3]);
+    expect(c.state).toEqual(values(store));
+    await syncer.stop();
+  });
+
+  it('a first snapshot cut short is finished on retry, with what changed meanwhile', async () => {
+    const store = filled(8);
+    store.failAfterPages = 2;
+    const c = consumer();
+    const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues, pageSize: 3, resyncIntervalMs: 0, retryMs: 5 });
+    syncer.start();
+    await new Promise((r) => setTimeout(r, 1));
+    await syncer.drain();
+    expect(syncer.status).toBe('wait-for-datastore');
+    expect(c.state.size).toBe(6);
+    store.delete('/p/01'); // handed over, now gone
+    store.put('/p/02', 'changed');
+    store.put('/p/09', 'new');
+    store.failAfterPages = Infinity;
+    await syncer.waitInSync(1_000);
+    await syncer.drain();
+    expect(c.state).toEqual(values(store));
+    // Unchanged keys are not handed over twice.
+    const puts = c.batches.flatMap((b) => b.updates).filter((u) => u.type === 'put' && u.key === '/p/00');
+    expect(puts).toHaveLength(1);
+    await syncer.stop();
+  });
+
+  it('a resync hands over only the difference, in one batch, even when an earlier resync was cut short', async () => {
+    const store = filled(8);
+    const c = consumer();
+    const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues, pageSize: 3, resyncIntervalMs: 0, retryMs: 5 });
+    syncer.start();
+    await syncer.waitInSync(1_000);
+    // Changes the watch never reported.
+    store.delete('/p/03');
+    store.put('/p/05', 'changed');
+    store.put('/p/10', 'new');
+    store.pagesServed = 0;
+    store.failAfterPages = 2;
+    await syncer.resync('test');
+    expect(syncer.status).toBe('wait-for-datastore');
+    await syncer.drain();
+    expect(c.batches.map((b) => b.kind)).toEqual(['snapshot', 'snapshot', 'snapshot']);
+    store.failAfterPages = Infinity;
+    await syncer.waitInSync(1_000);
+    await syncer.drain();
+    const resyncs = c.batches.filter((b) => b.kind === 'resync');
+    expect(resyncs).toHaveLength(1);
+    expect(resyncs[0]!.updates.map((u) => `${u.type} ${u.key}`).sort()).toEqual(['delete /p/03', 'put /p/05', 'put /p/10']);
+    expect(c.state).toEqual(values(store));
+    // Nothing missed: nothing handed over.
+    await syncer.resync('again');
+    await syncer.drain();
+    expect(c.batches.filter((b) => b.kind === 'resync')).toHaveLength(1);
+    await syncer.stop();
+  });
+});
+
+it('revisions only: watch changes over a first snapshot are kept, and a resync hands over only what was missed', async () => {
+  const store = filled(8);
+  const c = consumer();
+  const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues: false, pageSize: 3, resyncIntervalMs: 0 });
+  syncer.start();
+  await syncer.waitInSync(1_000);
+  store.watched('Put', '/p/01', 'watched');
+  store.watched('Delete', '/p/02');
+  store.watched('Put', '/p/20', 'new');
+  store.watched('Delete', '/p/20');
+  await syncer.drain();
+  expect(c.state).toEqual(values(store));
+  // Missed by the watch: only these come with the resync.
+  store.delete('/p/03');
+  store.put('/p/04', 'missed');
+  await syncer.resync('test');
+  await syncer.drain();
+  const resync = c.batches.filter((b) => b.kind === 'resync');
+  expect(resync.map((b) => b.updates.map((u) => `${u.type} ${u.key}`).sort())).toEqual([['delete /p/03', 'put /p/04']]);
+  expect(c.state).toEqual(values(store));
+  // Once the memory is hashed, a deletion of a key never delivered is not passed on.
+  store.watched('Delete', '/p/99');
+  await syncer.drain();
+  expect(c.batches.flatMap((b) => b.updates).some((u) => u.key === '/p/99')).toBe(false);
+  await syncer.stop();
+});
+
+it('refuses to resume without values', () => {
+  const store = new FakeStore();
+  expect(() => new Syncer(store.asDatastore(), '/p/', consumer(), { keepValues: false, resume: { revision: 1, state: new Map() } })).toThrow(/resume needs keepValues/);
+});
