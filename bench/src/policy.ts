@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
@@ -216,10 +217,23 @@ async function main(): Promise<void> {
     await load(ds, big);
     say(`loaded ${big.length} keys in ${((performance.now() - tLoad) / 1000).toFixed(1)} s; starting the agent for host0`);
     await h1.exec(['sh', '-c', 'iptables-save | grep -c cali']);
+    const etcdCpu0 = etcdCpuMs(etcd.pids);
     const scale = new Runner(h1.netns, etcd.endpoints, 'host0', 'scale');
     const sReady = await scale.next((l) => l.type === 'ready', 300_000);
+    const etcdCpu = etcdCpuMs(etcd.pids) - etcdCpu0;
     await scale.stop();
-    results.full_resync = { keys: big.length, hosts: SCALE_HOSTS, endpoints: SCALE_HOSTS * SCALE_EPS, groups: SCALE_GROUPS, snapshot_and_model_ms: sReady.syncMs, to_kernel_ms: sReady.totalMs, rss_peak_mb: Number(sReady.rssHwm) / 1e6 };
+    results.full_resync = {
+      keys: big.length,
+      hosts: SCALE_HOSTS,
+      endpoints: SCALE_HOSTS * SCALE_EPS,
+      groups: SCALE_GROUPS,
+      snapshot_and_model_ms: sReady.syncMs,
+      to_kernel_ms: sReady.totalMs,
+      rss_peak_mb: Number(sReady.rssHwm) / 1e6,
+      agent_cpu_ms: sReady.cpuMs,
+      etcd_cpu_ms: etcdCpu,
+      kernel_writes: scale.lines.filter((l) => l.type === 'write').map((l) => ({ kind: l.kind, family: l.family, lines: l.lines, at_ms: Math.round((l.t as number) - (sReady.t0 as number)) })),
+    };
     }
 
     if (results.latency) {
@@ -237,6 +251,14 @@ async function main(): Promise<void> {
     await etcd?.stop();
     await fabric.destroy();
   }
+}
+
+/** User + system CPU of processes so far, from /proc (clock ticks of 10 ms). */
+function etcdCpuMs(pids: number[]): number {
+  return pids.reduce((n, pid) => {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return n + (Number(f[11]) + Number(f[12])) * 10;
+  }, 0);
 }
 
 function pathToNodeAgent(): string {

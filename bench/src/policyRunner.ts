@@ -39,6 +39,22 @@ async function baseline(n: number): Promise<void> {
   emit({ type: 'baseline', ipsetMs, iptMs });
 }
 
+/** Lines, and ipset entry lines (add/del), counted without splitting: this process's memory is measured. */
+function countLines(text: string): { lines: number; entries: number } {
+  let lines = 0;
+  let entries = 0;
+  for (let at = 0; at < text.length; ) {
+    const end = text.indexOf('\n', at);
+    const stop = end === -1 ? text.length : end;
+    if (stop > at) {
+      lines++;
+      if (text.startsWith('add ', at) || text.startsWith('del ', at)) entries++;
+    }
+    at = stop + 1;
+  }
+  return { lines, entries };
+}
+
 /** The real kernel, with every write reported. */
 class Reporting implements KernelBackend {
   private readonly k = new RealKernel();
@@ -47,12 +63,12 @@ class Reporting implements KernelBackend {
   conntrackFlush = this.k.conntrackFlush.bind(this.k);
   async iptablesRestore(family: 4 | 6, text: string): Promise<void> {
     await this.k.iptablesRestore(family, text);
-    emit({ type: 'write', kind: 'iptables', family, t: now(), lines: text.split('\n').length, text: text.length < 20_000 ? text : '' });
+    emit({ type: 'write', kind: 'iptables', family, t: now(), lines: countLines(text).lines, text: text.length < 20_000 ? text : '' });
   }
   async ipsetRestore(text: string): Promise<void> {
     await this.k.ipsetRestore(text);
-    const lines = text.split('\n').filter(Boolean);
-    emit({ type: 'write', kind: 'ipset', t: now(), lines: lines.length, entries: lines.filter((l) => /^(add|del) /.test(l)).length, text: text.length < 20_000 ? text : '' });
+    const { lines, entries } = countLines(text);
+    emit({ type: 'write', kind: 'ipset', t: now(), lines, entries, text: text.length < 20_000 ? text : '' });
   }
 }
 
@@ -60,12 +76,14 @@ async function main(): Promise<void> {
   if (mode !== 'scale') await baseline(200);
   const ds = new Datastore(resolveDatastoreConfig({ etcd, env: {} }));
   const t0 = now();
+  const cpu0 = process.cpuUsage();
   const agent = new PolicyAgent({ host: host!, ds, kernel: new Reporting(), logger: createLogger({ name: 'bench-agent', level: 'warn' }), dataplaneResyncMs: 0 }).start();
   // Ready = the first snapshot has reached the kernel.
   while (!agent.hasSynced) await new Promise((r) => setTimeout(r, 5));
   const tSynced = now();
   await agent.idle();
-  emit({ type: 'ready', syncMs: tSynced - t0, totalMs: now() - t0, rssHwm: hwm(), status: { ...agent.status(), problems: agent.status().problems.length } });
+  const cpu = process.cpuUsage(cpu0);
+  emit({ type: 'ready', t0, syncMs: tSynced - t0, totalMs: now() - t0, cpuMs: (cpu.user + cpu.system) / 1000, rssHwm: hwm(), status: { ...agent.status(), problems: agent.status().problems.length } });
   process.stdin.resume();
   process.stdin.on('end', () => {
     void agent.stop().finally(() => {

@@ -331,6 +331,9 @@ export class Syncer {
             this.enqueue({ kind: 'snapshot', revision, updates });
             updates = [];
             await this.queue;
+            // A turn of the event loop: the next page's bytes are read off the socket meanwhile,
+            // instead of waiting in etcd's send buffer until this page is done.
+            await new Promise((resolve) => setImmediate(resolve));
             if (gen !== this.gen) return;
           }
         }

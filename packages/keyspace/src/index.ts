@@ -90,6 +90,7 @@ export {
   decodeDefault,
   decodeEntry,
   decodeParsedEntry,
+  decodeValue,
   decodeGroupName,
   decodeHostAlive,
   decodeIpAssignment,

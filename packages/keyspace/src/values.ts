@@ -690,8 +690,13 @@ export function decodeEntry(key: string, raw: string): DecodeResult<DecodedEntry
 
 /** decodeEntry for a key already parsed (parsed must be parseKey(key)). */
 export function decodeParsedEntry(parsed: CalicoKey, key: string, raw: string): DecodeResult<DecodedEntry> {
-  const decode = decoders[parsed.kind] as (key: string, raw: string) => DecodeResult<unknown>;
-  const r = decode(key, raw);
+  const r = decodeValue(parsed, key, raw);
   // The table above pairs each kind with its decoder, so key and value agree by construction.
   return r.ok ? { ok: true, value: { key: parsed, value: r.value } as DecodedEntry } : r;
+}
+
+/** Just the value of a parsed key (parsed must be parseKey(key)): what a bulk reader needs, no wrapper. */
+export function decodeValue<K extends CalicoKey>(parsed: K, key: string, raw: string): DecodeResult<KeyValueMap[K['kind']]> {
+  const decode = decoders[parsed.kind] as (key: string, raw: string) => DecodeResult<KeyValueMap[K['kind']]>;
+  return decode(key, raw);
 }

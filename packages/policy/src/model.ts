@@ -6,12 +6,11 @@
  */
 import {
   calicoRoot,
-  decodeParsedEntry,
+  decodeValue,
   endpointPrefix,
   groupRuleKey,
   networkPrefix,
   parseKey,
-  type DecodedEntry,
   type Direction,
   type EndpointAddr,
   type EndpointState,
@@ -110,6 +109,9 @@ const USED_KINDS = new Set<ParsedKey['kind']>([
   'groupDefault',
 ]);
 
+/** "No value": a delete, or a put whose value did not decode. */
+const ABSENT = Symbol('absent');
+
 /** Groups whose members a change already lists (see #touch). */
 const expandedGroups = new WeakMap<ModelChange, Set<string>>();
 
@@ -184,7 +186,10 @@ export class PolicyModel {
   /** Ids of the endpoints on one host, unsorted: cheaper than endpoints() when most are elsewhere. */
   endpointIdsOn(host: string): string[] {
     const ids: string[] = [];
-    for (const id of this.#endpointCopies.keys()) if (this.#chosenCopy(id)?.host === host) ids.push(id);
+    for (const [id, copies] of this.#endpointCopies) {
+      const chosen = copies.length === 1 ? copies[0] : orderedCopies(copies)[0];
+      if (chosen?.host === host) ids.push(id);
+    }
     return ids;
   }
 
@@ -203,30 +208,27 @@ export class PolicyModel {
     }
     if (!USED_KINDS.has(parsed.kind)) return;
 
-    let next: DecodedEntry | undefined;
+    let next: unknown = ABSENT;
     let errors: string[] | undefined;
     if (update.type === 'put') {
-      const r = decodeParsedEntry(parsed, key, update.value);
+      const r = decodeValue(parsed, key, update.value);
       if (r.ok) next = r.value;
       else errors = r.errors;
     }
     const problemChanged = this.#setInvalid(key, errors);
     // Address order carries no meaning: held sorted, so a reordered list is a repeat.
-    if (next?.key.kind === 'endpointAddrs') {
-      const list = next.value as EndpointAddr[];
-      if (list.length > 1) next = { key: next.key, value: sortedAddrs(list) } as DecodedEntry;
-    }
+    if (parsed.kind === 'endpointAddrs' && next !== ABSENT && (next as EndpointAddr[]).length > 1) next = sortedAddrs(next as EndpointAddr[]);
     if (this.#holds(parsed, next)) {
       if (problemChanged) this.#version++;
       return;
     }
     // Whom a key reaches depends on the key alone and on records it does not change, so one look
     // suffices: after a put (the endpoint exists by then), before a delete (it may not after).
-    if (next === undefined) {
+    if (next === ABSENT) {
       if (change) this.#touch(parsed, change);
       this.#unindex(parsed);
     } else {
-      this.#index(next);
+      this.#index(parsed, next);
       if (change) this.#touch(parsed, change);
     }
     this.#version++;
@@ -443,25 +445,26 @@ export class PolicyModel {
     this.#groupAddrCache[6].delete(groupId);
   }
 
-  /** Whether the model already holds exactly this (undefined: holds nothing) for the key. */
-  #holds(key: ParsedKey, next: DecodedEntry | undefined): boolean {
+  /** Whether the model already holds exactly this value (ABSENT: holds nothing) for the key. */
+  #holds(key: ParsedKey, next: unknown): boolean {
+    const value = next === ABSENT ? undefined : next;
     switch (key.kind) {
       case 'endpointAddrs':
       case 'endpointMac':
       case 'endpointState': {
         const c = findCopy(this.#endpointCopies.get(key.endpointId), key.host, key.containerId);
-        if (key.kind === 'endpointAddrs') return sameAddrs(c?.addrs, next?.value as EndpointAddr[] | undefined);
-        if (key.kind === 'endpointMac') return c?.mac === (next?.value as string | undefined);
-        return c?.state === (next?.value as EndpointState | undefined);
+        if (key.kind === 'endpointAddrs') return sameAddrs(c?.addrs, value as EndpointAddr[] | undefined);
+        if (key.kind === 'endpointMac') return c?.mac === value;
+        return c?.state === value;
       }
       case 'groupName':
-        return this.#groups.get(key.groupId)?.name === (next?.value as string | undefined);
+        return this.#groups.get(key.groupId)?.name === value;
       case 'groupMember':
-        return (this.#groups.get(key.groupId)?.members.has(key.endpointId) ?? false) === (next !== undefined);
+        return (this.#groups.get(key.groupId)?.members.has(key.endpointId) ?? false) === (next !== ABSENT);
       case 'groupDefault':
-        return (this.#groups.get(key.groupId)?.defaults.has(key.direction) ?? false) === (next !== undefined);
+        return (this.#groups.get(key.groupId)?.defaults.has(key.direction) ?? false) === (next !== ABSENT);
       case 'groupRule':
-        return sameRule(this.#groups.get(key.groupId)?.rules[key.direction].get(key.index), next?.value as Rule | undefined);
+        return sameRule(this.#groups.get(key.groupId)?.rules[key.direction].get(key.index), value as Rule | undefined);
       default:
         return true;
     }
@@ -487,24 +490,23 @@ export class PolicyModel {
     return g;
   }
 
-  // DecodedEntry is discriminated by a nested field, which TypeScript does not narrow on; hence the casts.
-  #index(entry: DecodedEntry): void {
-    switch (entry.key.kind) {
+  // The value was decoded for this key's kind; the casts say which type that is.
+  #index(key: ParsedKey, value: unknown): void {
+    switch (key.kind) {
       case 'endpointAddrs':
       case 'endpointMac':
       case 'endpointState': {
-        const k = entry.key;
-        const c = this.#copy(k.host, k.containerId, k.endpointId);
-        if (entry.key.kind === 'endpointAddrs') c.addrs = entry.value as EndpointAddr[];
-        else if (entry.key.kind === 'endpointMac') c.mac = entry.value as string;
-        else c.state = entry.value as EndpointState;
+        const c = this.#copy(key.host, key.containerId, key.endpointId);
+        if (key.kind === 'endpointAddrs') c.addrs = value as EndpointAddr[];
+        else if (key.kind === 'endpointMac') c.mac = value as string;
+        else c.state = value as EndpointState;
         break;
       }
       case 'groupName':
-        this.#group(entry.key.groupId).name = entry.value as string;
+        this.#group(key.groupId).name = value as string;
         break;
       case 'groupMember': {
-        const { groupId, endpointId } = entry.key;
+        const { groupId, endpointId } = key;
         this.#group(groupId).members.add(endpointId);
         const of = this.#memberOf.get(endpointId);
         if (of === undefined) this.#memberOf.set(endpointId, [groupId]);
@@ -512,10 +514,10 @@ export class PolicyModel {
         break;
       }
       case 'groupRule':
-        this.#group(entry.key.groupId).rules[entry.key.direction].set(entry.key.index, entry.value as Rule);
+        this.#group(key.groupId).rules[key.direction].set(key.index, value as Rule);
         break;
       case 'groupDefault':
-        this.#group(entry.key.groupId).defaults.add(entry.key.direction);
+        this.#group(key.groupId).defaults.add(key.direction);
         break;
       default:
         break;

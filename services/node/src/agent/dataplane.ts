@@ -28,6 +28,18 @@ export interface ApplyStats {
 
 const key = (family: Family, table: Table, chain: string) => `${family}|${table}|${chain}`;
 
+/** Below this many ipset lines one restore does it all (a membership change is one line). */
+const SPLIT_IPSET_LINES = 5_000;
+
+interface TablePlan {
+  table: Table;
+  text: string;
+  written: [string, string[]][];
+  remove: string[];
+  /** What the hook counts are once the text is written. */
+  hooks: [string, number][];
+}
+
 /** Reads our chains (by their hash comments) and hooks from iptables-save text. */
 export function parseIptablesSave(text: string, family: Family, table: Table, view: KernelView): void {
   for (const line of text.split('\n')) {
@@ -185,15 +197,59 @@ export class Dataplane {
     return this.serial(() => this.applyNow());
   }
 
+  /** The iptables-restore text that brings one table from the view to the desired chains, or null. */
+  private planTable(view: KernelView, family: Family, table: Table): TablePlan | null {
+    const prefix = `${family}|${table}|`;
+    const declare: string[] = [];
+    const rules: string[] = [];
+    const remove: string[] = [];
+    const written: [string, string[]][] = [];
+    for (const k of this.dirtyChains) {
+      if (!k.startsWith(prefix)) continue;
+      const chain = k.slice(prefix.length);
+      const want = this.desiredChains.get(k);
+      const have = view.chains.get(k);
+      if (want) {
+        if (have && have.length === want.hashes.length && have.every((h, i) => h === want.hashes[i])) continue;
+        declare.push(`:${chain} - [0:0]`);
+        want.lines.forEach((l, i) => rules.push(`-A ${chain} -m comment --comment "cali:${want.hashes[i]}" ${l}`));
+        written.push([k, want.hashes]);
+      } else if (have) {
+        declare.push(`:${chain} - [0:0]`);
+        remove.push(chain);
+      }
+    }
+    // Hooks from the kernel's chains into ours: exactly one each, first in the chain.
+    const hookLines: string[] = [];
+    const hooks: [string, number][] = [];
+    for (const h of HOOKS) {
+      if (h.table !== table) continue;
+      const hk = `${key(family, table, h.builtin)}|${h.chain}`;
+      const count = view.hooks.get(hk) ?? 0;
+      const wanted = (h.families as readonly number[]).includes(family) && this.desiredChains.has(key(family, table, h.chain));
+      if (wanted && count === 0) hookLines.push(`-I ${h.builtin} 1 -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
+      for (let i = wanted ? 1 : 0; i < count; i++) hookLines.push(`-D ${h.builtin} -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
+      hooks.push([hk, wanted ? 1 : 0]);
+    }
+    if (!declare.length && !hookLines.length) return null;
+    const text = [`*${table}`, ...declare, ...rules, ...hookLines, ...remove.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+    return { table, text, written, remove, hooks };
+  }
+
   private async applyNow(): Promise<ApplyStats> {
     if (!this.view) await this.readKernel();
     const view = this.view!;
     const stats: ApplyStats = { kernelCalls: 0, chainsWritten: 0, chainsDeleted: 0, ipsetEntries: 0, ipsetsCreated: 0, ipsetsDestroyed: 0 };
     try {
       // 1. ipsets: creations and additions (and removals of members), before any rule uses them.
-      const setLines: string[] = [];
+      // Two restores share big writes (a first sync's tens of thousands of entries): ipset spends
+      // most of its time parsing, so two processes take half as long. A set stays in one of them.
+      const chunks: string[][] = [[], []];
+      let entryLines = 0;
       const destroy: string[] = [];
       for (const name of this.dirtySets) {
+        const setLines = (chunks[0] as string[]).length <= (chunks[1] as string[]).length ? (chunks[0] as string[]) : (chunks[1] as string[]);
+        const before = setLines.length;
         const want = this.desiredSets.get(name);
         const have = view.ipsets.get(name);
         if (!want) {
@@ -210,11 +266,18 @@ export class Dataplane {
         }
         for (const m of want.members) if (!have?.members.has(m)) setLines.push(`add ${name} ${m}`);
         if (have) for (const m of have.members) if (!want.members.has(m)) setLines.push(`del ${name} ${m}`);
+        entryLines += setLines.length - before - (have ? 0 : 1);
       }
-      const entryLines = setLines.filter((l) => !l.startsWith('create')).length;
-      if (setLines.length) {
-        await this.kernel.ipsetRestore(`${setLines.join('\n')}\n`);
-        stats.kernelCalls++;
+      const [first, second] = chunks as [string[], string[]];
+      if (first.length + second.length < SPLIT_IPSET_LINES) first.push(...second.splice(0));
+      const texts = [first, second].filter((c) => c.length > 0).map((c) => `${c.join('\n')}\n`);
+      // The iptables text is built while ipset works; it is written only once the sets exist.
+      const setsWritten = texts.length ? Promise.allSettled(texts.map((t) => this.kernel.ipsetRestore(t))) : undefined;
+      const plans = ([4, 6] as const).map((family) => (['filter', 'raw'] as const).flatMap((table) => this.planTable(view, family, table) ?? []));
+      if (setsWritten) {
+        const results = await setsWritten;
+        stats.kernelCalls += texts.length;
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
         stats.ipsetEntries += entryLines;
       }
       for (const name of this.dirtySets) {
@@ -224,54 +287,17 @@ export class Dataplane {
         }
       }
 
-      // 2. iptables, one restore per family and table that has changes; the two families side by
+      // 2. iptables: one restore per family and table that has changes; the two families side by
       // side (separate tables, and each restore is one transaction), a family's tables in turn.
       const writeFamily = async (family: Family): Promise<void> => {
-        for (const table of ['filter', 'raw'] as const) {
-          const prefix = `${family}|${table}|`;
-          const declare: string[] = [];
-          const rules: string[] = [];
-          const remove: string[] = [];
-          const written: [string, string[]][] = [];
-          for (const k of this.dirtyChains) {
-            if (!k.startsWith(prefix)) continue;
-            const chain = k.slice(prefix.length);
-            const want = this.desiredChains.get(k);
-            const have = view.chains.get(k);
-            if (want) {
-              if (have && have.length === want.hashes.length && have.every((h, i) => h === want.hashes[i])) continue;
-              declare.push(`:${chain} - [0:0]`);
-              want.lines.forEach((l, i) => rules.push(`-A ${chain} -m comment --comment "cali:${want.hashes[i]}" ${l}`));
-              written.push([k, want.hashes]);
-            } else if (have) {
-              declare.push(`:${chain} - [0:0]`);
-              remove.push(chain);
-            }
-          }
-          // Hooks from the kernel's chains into ours: exactly one each, first in the chain.
-          const hookLines: string[] = [];
-          for (const h of HOOKS) {
-            if (h.table !== table) continue;
-            const hk = `${key(family, table, h.builtin)}|${h.chain}`;
-            const count = view.hooks.get(hk) ?? 0;
-            const wanted = (h.families as readonly number[]).includes(family) && this.desiredChains.has(key(family, table, h.chain));
-            if (wanted && count === 0) hookLines.push(`-I ${h.builtin} 1 -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
-            for (let i = wanted ? 1 : 0; i < count; i++) hookLines.push(`-D ${h.builtin} -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
-          }
-          if (!declare.length && !hookLines.length) continue;
-          const text = [`*${table}`, ...declare, ...rules, ...hookLines, ...remove.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
-          await this.kernel.iptablesRestore(family, text);
+        for (const plan of plans[family === 4 ? 0 : 1] as TablePlan[]) {
+          await this.kernel.iptablesRestore(family, plan.text);
           stats.kernelCalls++;
-          stats.chainsWritten += written.length;
-          stats.chainsDeleted += remove.length;
-          for (const [k, hashes] of written) view.chains.set(k, [...hashes]);
-          for (const c of remove) view.chains.delete(key(family, table, c));
-          for (const h of HOOKS) {
-            if (h.table !== table) continue;
-            const hk = `${key(family, table, h.builtin)}|${h.chain}`;
-            const wanted = (h.families as readonly number[]).includes(family) && this.desiredChains.has(key(family, table, h.chain));
-            view.hooks.set(hk, wanted ? 1 : 0);
-          }
+          stats.chainsWritten += plan.written.length;
+          stats.chainsDeleted += plan.remove.length;
+          for (const [k, hashes] of plan.written) view.chains.set(k, [...hashes]);
+          for (const c of plan.remove) view.chains.delete(key(family, plan.table, c));
+          for (const [hk, n] of plan.hooks) view.hooks.set(hk, n);
         }
       };
       const results = await Promise.allSettled([writeFamily(4), writeFamily(6)]);
