@@ -77,12 +77,25 @@ async function main(): Promise<void> {
   const ds = new Datastore(resolveDatastoreConfig({ etcd, env: {} }));
   const t0 = now();
   const cpu0 = process.cpuUsage();
+  // BENCH_TRACE=1: memory every 50 ms, to see where the peak comes from.
+  const trace: number[][] = [];
+  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
+  const tracer = process.env.BENCH_TRACE
+    ? setInterval(() => {
+        const m = process.memoryUsage();
+        trace.push([Math.round(now() - t0), Math.round(rss()), Math.round(m.heapUsed / 1e6), Math.round(m.heapTotal / 1e6), Math.round(m.arrayBuffers / 1e6)]);
+      }, 50)
+    : undefined;
   const agent = new PolicyAgent({ host: host!, ds, kernel: new Reporting(), logger: createLogger({ name: 'bench-agent', level: 'warn' }), dataplaneResyncMs: 0 }).start();
   // Ready = the first snapshot has reached the kernel.
   while (!agent.hasSynced) await new Promise((r) => setTimeout(r, 5));
   const tSynced = now();
   await agent.idle();
   const cpu = process.cpuUsage(cpu0);
+  if (tracer) {
+    clearInterval(tracer);
+    process.stderr.write(`[runner] memory (ms, rss, heapUsed, heapTotal, arrayBuffers MB): ${trace.map((r) => r.join(':')).join(' ')}\n`);
+  }
   emit({ type: 'ready', t0, syncMs: tSynced - t0, totalMs: now() - t0, cpuMs: (cpu.user + cpu.system) / 1000, rssHwm: hwm(), status: { ...agent.status(), problems: agent.status().problems.length } });
   process.stdin.resume();
   process.stdin.on('end', () => {

@@ -38,8 +38,18 @@ export class RangeKeyValues implements Iterable<RangeKeyValue> {
     return this.spans.length / 2;
   }
 
-  *[Symbol.iterator](): Iterator<RangeKeyValue> {
-    for (let i = 0; i < this.spans.length; i += 2) yield decodeKeyValue(this.buf, this.spans[i] as number, this.spans[i + 1] as number);
+  [Symbol.iterator](): Iterator<RangeKeyValue> {
+    // A plain iterator rather than a generator: this loop runs once per key of a snapshot.
+    const { buf, spans } = this;
+    let i = 0;
+    return {
+      next: (): IteratorResult<RangeKeyValue> => {
+        if (i >= spans.length) return { done: true, value: undefined };
+        const kv = decodeKeyValue(buf, spans[i] as number, spans[i + 1] as number);
+        i += 2;
+        return { done: false, value: kv };
+      },
+    };
   }
 }
 
