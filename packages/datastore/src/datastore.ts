@@ -149,7 +149,8 @@ export class Datastore {
     // A small first page: the caller starts working while etcd reads the rest in full pages.
     let limit = Math.min(pageSize, FIRST_PAGE);
     const read = (key: Buffer, revision: number) => {
-      const p = this.reader.range({ key, rangeEnd, limit, revision });
+      // Pages at a fixed revision need no quorum round (see RangeRequest.serializable).
+      const p = this.reader.range({ key, rangeEnd, limit, revision, serializable: revision > 0 });
       limit = pageSize;
       p.catch(() => undefined); // awaited below; a consumer that stops early must not leave it unhandled
       return p;

@@ -46,7 +46,7 @@ class FakeStore {
     }.bind(this);
     const watcher = () => (this.watcher = Object.assign(new EventEmitter(), { cancel: async () => undefined }));
     const client = { watch: () => ({ prefix: () => ({ startRevision: () => ({ create: async () => watcher() }) }) }) };
-    return { logger: silentLogger, pages, client } as unknown as Datastore;
+    return { logger: silentLogger, pages, client, revision: async () => this.revision } as unknown as Datastore;
   }
 }
 

@@ -290,6 +290,9 @@ export class Syncer {
     this.setStatus(this.st === 'wait-for-datastore' ? 'wait-for-datastore' : 'resyncing', reason);
     const first = !this.delivered;
     const keep = this.opts.filter;
+    // The watch goes over etcd3's connection: open it while the pages are read, so that watching
+    // from the snapshot's revision does not wait for a connection at the end.
+    if (first) this.ds.revision().catch(() => undefined);
     // Which cached keys this snapshot holds, so the rest can be deleted at the end. Numeric marks
     // (modification revisions, always >= 1) are negated in place instead: no second copy of
     // hundreds of thousands of keys.

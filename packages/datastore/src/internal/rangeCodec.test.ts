@@ -28,8 +28,9 @@ describe('range codec', () => {
     expect(req.range_end.toString()).toBe('/calico0');
     expect(req.limit).toBe('50000');
     expect(req.revision).toBe(String(2 ** 40 + 3));
-    const bare = range.requestDeserialize(encodeRangeRequest({ key: Buffer.from('/a'), rangeEnd: Buffer.from('/b'), limit: 0, revision: 0 }));
-    expect([bare.limit, bare.revision]).toEqual(['0', '0']);
+    expect(req.serializable).toBe(false);
+    const bare = range.requestDeserialize(encodeRangeRequest({ key: Buffer.from('/a'), rangeEnd: Buffer.from('/b'), limit: 0, revision: 0, serializable: true }));
+    expect([bare.limit, bare.revision, bare.serializable]).toEqual(['0', '0', true]);
   });
 
   it('decodes a response encoded by the generic encoder, 64-bit revisions and UTF-8 included', () => {

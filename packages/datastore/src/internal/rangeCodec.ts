@@ -14,6 +14,11 @@ export interface RangeRequest {
   limit: number;
   /** 0: the newest revision. */
   revision: number;
+  /**
+   * Served by the member asked, without a quorum round. Safe at a fixed revision: a member that
+   * has not reached it answers with an error, never with older data.
+   */
+  serializable?: boolean;
 }
 
 export interface RangeKeyValue {
@@ -102,6 +107,10 @@ export function encodeRangeRequest(req: RangeRequest): Buffer {
   if (req.revision > 0) {
     varintBytes((4 << 3) | VARINT, out);
     varintBytes(req.revision, out);
+  }
+  if (req.serializable) {
+    varintBytes((7 << 3) | VARINT, out);
+    out.push(1);
   }
   return Buffer.from(out);
 }

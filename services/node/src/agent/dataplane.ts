@@ -1,6 +1,6 @@
 import type { Logger } from '@calico/log';
 import type { Family, KernelBackend, Table } from './kernel.js';
-import { HOOKS, OWNED_PREFIX, ruleHash } from './names.js';
+import { HOOKS, OWNED_PREFIX, ruleHash, workloadOfChain } from './names.js';
 
 const HOOK_COMMENT = 'cali:hook';
 
@@ -31,9 +31,13 @@ const key = (family: Family, table: Table, chain: string) => `${family}|${table}
 /** Below this many ipset lines one restore does it all (a membership change is one line). */
 const SPLIT_IPSET_LINES = 5_000;
 
+/** From this many rules on, a table's workload chains are written by two restores side by side. */
+const SPLIT_IPTABLES_RULES = 4_000;
+
 interface TablePlan {
   table: Table;
-  text: string;
+  /** Restores in order; those of one step run side by side. */
+  steps: string[][];
   written: [string, string[]][];
   remove: string[];
   /** What the hook counts are once the text is written. */
@@ -204,6 +208,9 @@ export class Dataplane {
     const rules: string[] = [];
     const remove: string[] = [];
     const written: [string, string[]][] = [];
+    // Chains of one workload, written together: they may jump to each other.
+    const workloads = new Map<string, { declare: string[]; rules: string[] }>();
+    let ruleCount = 0;
     for (const k of this.dirtyChains) {
       if (!k.startsWith(prefix)) continue;
       const chain = k.slice(prefix.length);
@@ -211,8 +218,16 @@ export class Dataplane {
       const have = view.chains.get(k);
       if (want) {
         if (have && have.length === want.hashes.length && have.every((h, i) => h === want.hashes[i])) continue;
-        declare.push(`:${chain} - [0:0]`);
-        want.lines.forEach((l, i) => rules.push(`-A ${chain} -m comment --comment "cali:${want.hashes[i]}" ${l}`));
+        const wl = workloadOfChain(chain);
+        let to = { declare, rules };
+        if (wl !== null) {
+          const w = workloads.get(wl) ?? { declare: [], rules: [] };
+          workloads.set(wl, w);
+          to = w;
+        }
+        to.declare.push(`:${chain} - [0:0]`);
+        want.lines.forEach((l, i) => to.rules.push(`-A ${chain} -m comment --comment "cali:${want.hashes[i]}" ${l}`));
+        ruleCount += want.lines.length;
         written.push([k, want.hashes]);
       } else if (have) {
         declare.push(`:${chain} - [0:0]`);
@@ -231,9 +246,32 @@ export class Dataplane {
       for (let i = wanted ? 1 : 0; i < count; i++) hookLines.push(`-D ${h.builtin} -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
       hooks.push([hk, wanted ? 1 : 0]);
     }
-    if (!declare.length && !hookLines.length) return null;
-    const text = [`*${table}`, ...declare, ...rules, ...hookLines, ...remove.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
-    return { table, text, written, remove, hooks };
+    if (!declare.length && !hookLines.length && workloads.size === 0) return null;
+    const text = (d: string[], r: string[], tail: string[] = []) => [`*${table}`, ...d, ...r, ...tail, 'COMMIT', ''].join('\n');
+    const tail = [...hookLines, ...remove.map((c) => `-X ${c}`)];
+    if (ruleCount < SPLIT_IPTABLES_RULES || workloads.size < 2) {
+      // One transaction, as always for ordinary changes.
+      for (const w of workloads.values()) {
+        declare.push(...w.declare);
+        rules.push(...w.rules);
+      }
+      return { table, steps: [[text(declare, rules, tail)]], written, remove, hooks };
+    }
+    // A first sync of many workloads: iptables-restore spends its time translating rules, so two
+    // processes write the workloads' chains (nothing refers to them yet), then one writes the
+    // shared chains that jump to them, the hooks and the removals.
+    const halves = [
+      { declare: [] as string[], rules: [] as string[] },
+      { declare: [] as string[], rules: [] as string[] },
+    ];
+    for (const w of workloads.values()) {
+      const h = (halves[0] as (typeof halves)[0]).rules.length <= (halves[1] as (typeof halves)[0]).rules.length ? halves[0] : halves[1];
+      h!.declare.push(...w.declare);
+      h!.rules.push(...w.rules);
+    }
+    const steps = [halves.map((h) => text(h.declare, h.rules))];
+    if (declare.length || tail.length) steps.push([text(declare, rules, tail)]);
+    return { table, steps, written, remove, hooks };
   }
 
   private async applyNow(): Promise<ApplyStats> {
@@ -291,8 +329,11 @@ export class Dataplane {
       // side (separate tables, and each restore is one transaction), a family's tables in turn.
       const writeFamily = async (family: Family): Promise<void> => {
         for (const plan of plans[family === 4 ? 0 : 1] as TablePlan[]) {
-          await this.kernel.iptablesRestore(family, plan.text);
-          stats.kernelCalls++;
+          for (const step of plan.steps) {
+            const results = await Promise.allSettled(step.map((t) => this.kernel.iptablesRestore(family, t)));
+            stats.kernelCalls += step.length;
+            for (const r of results) if (r.status === 'rejected') throw r.reason;
+          }
           stats.chainsWritten += plan.written.length;
           stats.chainsDeleted += plan.remove.length;
           for (const [k, hashes] of plan.written) view.chains.set(k, [...hashes]);

@@ -37,6 +37,16 @@ export const toChain = (hostIf: string) => `cali-tw-${ifSuffix(hostIf)}`;
 /** Source-address check of a workload with several addresses of one family. */
 export const srcChain = (hostIf: string) => `cali-sa-${ifSuffix(hostIf)}`;
 
+const ENDPOINT_CHAIN = /^cali-(?:fw|tw|sa)-(.+)$/;
+
+/**
+ * Which workload a per-workload chain belongs to (its interface suffix), or null for a shared
+ * chain. A workload's chains refer only to each other and to ipsets.
+ */
+export function workloadOfChain(chain: string): string | null {
+  return ENDPOINT_CHAIN.exec(chain)?.[1] ?? null;
+}
+
 /** The ipset of a group's member addresses of one family (31 characters at most). */
 export function groupSetName(groupId: string, family: 4 | 6): string {
   return `cali${family}g-${shortHash(groupId, 20)}`;
