@@ -64,6 +64,9 @@ export interface SyncerStats {
   handlerErrors: number;
 }
 
+/** Last segments up to this long are what V8 copies rather than slices: cheap to keep alone. */
+const SHORT_LEAF = 12;
+
 /**
  * What a syncer has delivered: key → value, or key → modification revision. A first snapshot of
  * revisions is only appended; the hash map is built when first needed (the next resync), so
@@ -72,11 +75,32 @@ export interface SyncerStats {
  */
 class Marks {
   private map = new Map<string, string | number>();
+  /**
+   * Keys in the order appended. A key that differs from the one before only in a short last
+   * segment (".../addrs" then ".../state") is kept as that segment, its revision negated: the
+   * full key would be held by nothing else, and there are as many of them as endpoints.
+   */
   private pendingKeys: string[] = [];
   private pendingRevs: number[] = [];
+  private lastKey = '';
+  private lastLeaf = '';
 
   /** Appends a key known to be absent, unhashed for now. */
   append(key: string, revision: number): void {
+    const prev = this.lastKey;
+    this.lastKey = key;
+    if (key.length === prev.length) {
+      const cut = key.lastIndexOf('/') + 1;
+      const leafLength = key.length - cut;
+      if (cut > 0 && leafLength > 0 && leafLength <= SHORT_LEAF && prev.startsWith(key.substring(0, cut))) {
+        let leaf = key.substring(cut);
+        if (leaf === this.lastLeaf) leaf = this.lastLeaf;
+        else this.lastLeaf = leaf;
+        this.pendingKeys.push(leaf);
+        this.pendingRevs.push(-revision);
+        return;
+      }
+    }
     this.pendingKeys.push(key);
     this.pendingRevs.push(revision);
   }
@@ -95,7 +119,17 @@ class Marks {
   settled(): Map<string, string | number> {
     if (this.pendingKeys.length > 0) {
       const m = new Map<string, string | number>();
-      for (let i = 0; i < this.pendingKeys.length; i++) m.set(this.pendingKeys[i] as string, this.pendingRevs[i] as number);
+      let prev = '';
+      for (let i = 0; i < this.pendingKeys.length; i++) {
+        let key = this.pendingKeys[i] as string;
+        let revision = this.pendingRevs[i] as number;
+        if (revision < 0) {
+          key = prev.substring(0, prev.length - key.length) + key;
+          revision = -revision;
+        }
+        m.set(key, revision);
+        prev = key;
+      }
       for (const [k, v] of this.map) {
         if (v === 0) m.delete(k);
         else m.set(k, v);
@@ -103,6 +137,7 @@ class Marks {
       this.map = m;
       this.pendingKeys = [];
       this.pendingRevs = [];
+      this.lastKey = '';
     }
     return this.map;
   }

@@ -155,6 +155,8 @@ export class PolicyModel {
   readonly #groupAddrCache = { 4: new Map<string, readonly string[]>(), 6: new Map<string, readonly string[]>() };
   #addrOwners: { version: number; owners: Map<string, string[]> } | null = null;
   #problems: { version: number; list: Problem[] } | null = null;
+  #lastHost = '';
+  #lastGroupId = '';
 
   /** Increments on every update that changes the model or its problems; repeats and ignored keys leave it alone. */
   get version(): number {
@@ -474,6 +476,9 @@ export class PolicyModel {
     const copies = this.#endpointCopies.get(endpointId);
     let c = findCopy(copies, host, containerId);
     if (c !== undefined) return c;
+    // Keys come sorted, so one host's endpoints arrive together: they share one host string.
+    if (host === this.#lastHost) host = this.#lastHost;
+    else this.#lastHost = host;
     c = { host, containerId, addrs: undefined, mac: undefined, state: undefined };
     // A literal is exactly sized; a pushed-to empty array keeps room for 17 (100,000 endpoints).
     if (copies === undefined) this.#endpointCopies.set(endpointId, [c]);
@@ -506,7 +511,9 @@ export class PolicyModel {
         this.#group(key.groupId).name = value as string;
         break;
       case 'groupMember': {
-        const { groupId, endpointId } = key;
+        const { endpointId } = key;
+        // A group's members arrive together (keys are sorted): they share one group id string.
+        const groupId = key.groupId === this.#lastGroupId ? this.#lastGroupId : (this.#lastGroupId = key.groupId);
         this.#group(groupId).members.add(endpointId);
         const of = this.#memberOf.get(endpointId);
         if (of === undefined) this.#memberOf.set(endpointId, [groupId]);

@@ -126,7 +126,7 @@ describe('Dataplane', () => {
     expect(kernel.setMembers(groupSetName('big2', 4))).toHaveLength(3_000);
     const sample = hostIfName(locals[700]!);
     const lines = d.tables[4].filter.get(fromChain(sample))!;
-    const hashes = kernel.rules(4, 'filter', fromChain(sample)).map((r) => /cali:([A-Za-z0-9]+)/.exec(r)?.[1]);
+    const hashes = (kernel.rules(4, 'filter', fromChain(sample)) ?? []).map((r) => /cali:([A-Za-z0-9]+)/.exec(r)?.[1]);
     expect(hashes).toEqual(lines.map((l, i) => ruleHash(fromChain(sample), i, l)));
     expect(kernel.rules(4, 'filter', 'cali-from-wl')).toHaveLength(1_201);
     // Nothing left to do, and a reread of the kernel finds it as written.
