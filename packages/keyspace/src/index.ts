@@ -89,7 +89,6 @@ export {
   decodeConfigValue,
   decodeDefault,
   decodeEntry,
-  decodeParsedEntry,
   decodeValue,
   decodeGroupName,
   decodeHostAlive,

@@ -685,11 +685,6 @@ const decoders: { [K in CalicoKeyKind]: (key: string, raw: string) => DecodeResu
 export function decodeEntry(key: string, raw: string): DecodeResult<DecodedEntry> {
   const parsed = parseKey(key);
   if (parsed.kind === 'unknown') return { ok: false, errors: [`${key}: not a key of the /calico keyspace`] };
-  return decodeParsedEntry(parsed, key, raw);
-}
-
-/** decodeEntry for a key already parsed (parsed must be parseKey(key)). */
-export function decodeParsedEntry(parsed: CalicoKey, key: string, raw: string): DecodeResult<DecodedEntry> {
   const r = decodeValue(parsed, key, raw);
   // The table above pairs each kind with its decoder, so key and value agree by construction.
   return r.ok ? { ok: true, value: { key: parsed, value: r.value } as DecodedEntry } : r;

@@ -10,7 +10,7 @@ export type { RunningNode } from './node.js';
 export { LABELS, WAIT_MOUNT } from './workload/createRequest.js';
 export { parseCalicoIp, calicoIpFromEnv } from './workload/calicoIp.js';
 export { HOST_IF_PREFIX, hostIfName } from './plumber/names.js';
-export { PolicyAgent, ENDPOINT_TO_HOST_KEY, agentKeyFilter } from './agent/agent.js';
+export { PolicyAgent, ENDPOINT_TO_HOST_KEY } from './agent/agent.js';
 export type { PolicyAgentOptions, AgentStatus } from './agent/agent.js';
 export { RealKernel } from './agent/kernel.js';
 export type { KernelBackend } from './agent/kernel.js';
