@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd, requireRoot, waitFor } from '@calico/testkit';
 import { Datastore, LeaseConflictError, resolveDatastoreConfig, type SyncBatch, type SyncStatus } from './index.js';
+import { RangeReader } from './rangeReader.js';
 
 function connect(endpoints: string): Datastore {
   return new Datastore(resolveDatastoreConfig({ etcd: endpoints, env: {} }), { callTimeoutMs: 2_000 });
@@ -166,6 +167,20 @@ describe('datastore on a real etcd', () => {
     expect(paged.kvs).toHaveLength(10_000);
     expect(paged).toEqual(whole);
     expect(paged.kvs.map((kv) => kv.key)).toEqual(ops.map((o) => o.put));
+  });
+
+  it('a range with an empty end reads the one key (etcd reads a present empty end as "from here on")', async () => {
+    const ds = connect(etcd.endpoints);
+    open.push(ds);
+    await ds.batch(['/one/a', '/one/ab', '/one/b'].map((k) => ({ put: k, value: k })));
+    const reader = new RangeReader(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }), 5_000);
+    try {
+      const r = await reader.range({ key: Buffer.from('/one/a'), rangeEnd: Buffer.alloc(0), limit: 0, revision: 0 });
+      expect([...r.kvs].map((kv) => kv.key)).toEqual(['/one/a']);
+      expect(r.more).toBe(false);
+    } finally {
+      reader.close();
+    }
   });
 
   it('resumes from a compacted revision by resyncing the difference', async () => {

@@ -9,7 +9,7 @@ import { RangeCodecError, decodeRangeResponse, encodeRangeRequest } from './rang
 const require = createRequire(import.meta.url);
 const protoDir = join(dirname(require.resolve('etcd3')), '..', 'proto');
 const pkg = loadSync(join(protoDir, 'rpc.proto'), { keepCase: true, longs: String, defaults: true, includeDirs: [protoDir] });
-const range = (pkg['etcdserverpb.KV'] as unknown as Record<string, { requestDeserialize(b: Buffer): any; responseSerialize(v: unknown): Buffer }>).Range!;
+const range = (pkg['etcdserverpb.KV'] as unknown as Record<string, { requestDeserialize(b: Buffer): any; requestSerialize(v: unknown): Buffer; responseSerialize(v: unknown): Buffer }>).Range!;
 
 const kv = (key: string, value: string, mod: string, extra: Record<string, unknown> = {}) => ({
   key: Buffer.from(key),
@@ -31,6 +31,13 @@ describe('range codec', () => {
     expect(req.serializable).toBe(false);
     const bare = range.requestDeserialize(encodeRangeRequest({ key: Buffer.from('/a'), rangeEnd: Buffer.from('/b'), limit: 0, revision: 0, serializable: true }));
     expect([bare.limit, bare.revision, bare.serializable]).toEqual(['0', '0', true]);
+  });
+
+  it('leaves an empty range end out, as etcd reads a present empty one as "every key from here"', () => {
+    const oneKey = encodeRangeRequest({ key: Buffer.from('/calico/'), rangeEnd: Buffer.alloc(0), limit: 1, revision: 0 });
+    // Tag 0x12 is field 2 (range_end), length-delimited.
+    expect(oneKey.includes(0x12)).toBe(false);
+    expect(oneKey).toEqual(range.requestSerialize({ key: Buffer.from('/calico/'), limit: '1' }));
   });
 
   it('decodes a response encoded by the generic encoder, 64-bit revisions and UTF-8 included', () => {

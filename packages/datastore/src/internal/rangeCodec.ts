@@ -9,6 +9,7 @@
 
 export interface RangeRequest {
   key: Buffer;
+  /** Empty: the key alone. */
   rangeEnd: Buffer;
   /** 0: no limit. */
   limit: number;
@@ -99,7 +100,9 @@ function bytesField(field: number, value: Buffer, out: number[]): void {
 export function encodeRangeRequest(req: RangeRequest): Buffer {
   const out: number[] = [];
   bytesField(1, req.key, out);
-  bytesField(2, req.rangeEnd, out);
+  // Left out when empty, as proto3 encoders do: etcd reads a range_end that is present but
+  // empty as "every key from here on", and would walk its whole index for a one-key read.
+  if (req.rangeEnd.length > 0) bytesField(2, req.rangeEnd, out);
   if (req.limit > 0) {
     varintBytes((3 << 3) | VARINT, out);
     varintBytes(req.limit, out);

@@ -73,6 +73,7 @@ export class PolicyAgent {
   private staticDirty = true;
   /** The model was loaded without change tracking: render every local endpoint and ipset. */
   private renderAll = false;
+  private kernelRead = false;
   private dispatchDirty = true;
   private scheduled = false;
   private running: Promise<void> | undefined;
@@ -105,8 +106,6 @@ export class PolicyAgent {
         },
       )
       .start();
-    // Read what the kernel holds while the snapshot streams in: the first write needs both.
-    this.dataplane.resync().catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'reading the kernel at start failed; the first write reads it again'));
     const every = this.opts.dataplaneResyncMs ?? 30_000;
     if (every > 0) {
       this.timer = setInterval(() => void this.resyncKernel(), every);
@@ -185,6 +184,12 @@ export class PolicyAgent {
 
   /** The syncer's update callback (public so that tests can drive the agent without etcd). */
   handleBatch(batch: SyncBatch): void {
+    if (!this.kernelRead) {
+      // Read what the kernel holds while the snapshot streams in (the first write needs both),
+      // once the first keys are here: earlier, the readers' processes would slow etcd's first answers.
+      this.kernelRead = true;
+      this.dataplane.resync().catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'reading the kernel at start failed; the first write reads it again'));
+    }
     for (const u of batch.updates) {
       if (u.key === ENDPOINT_TO_HOST_KEY) {
         const v = u.type === 'put' ? u.value.trim().toLowerCase() : '';
