@@ -87,14 +87,27 @@ interface EndpointCopy {
   host: string;
   containerId: string;
   // Present (possibly undefined) from the start: objects keep one shape, which V8 handles fast.
-  addrs: EndpointAddr[] | undefined;
+  /** Canonical text, sorted (see compareAddrs); one address is held as itself, not in a list. */
+  addrs: string | readonly string[] | undefined;
   mac: string | undefined;
   state: EndpointState | undefined;
 }
 
+/**
+ * Everything under one endpoint id: the container directories holding it (one, unless something
+ * went wrong; none while only group memberships name the id) and the groups listing it. Groups
+ * hold their members as these, so a group's addresses are read without a lookup per member.
+ */
+interface EndpointNode {
+  readonly id: string;
+  copies: EndpointCopy[];
+  /** Arrays, as most endpoints are in one or two groups (a Set each would weigh more). */
+  groups: string[];
+}
+
 interface GroupRecord {
   name?: string;
-  members: Set<string>;
+  members: Set<EndpointNode>;
   rules: Record<Direction, Map<number, Rule>>;
   defaults: Set<Direction>;
 }
@@ -119,11 +132,27 @@ export function emptyChange(): ModelChange {
   return { endpoints: new Set(), groups: new Set() };
 }
 
-function findCopy(copies: readonly EndpointCopy[] | undefined, host: string, containerId: string): EndpointCopy | undefined {
-  if (copies === undefined) return undefined;
-  for (const c of copies) if (c.host === host && c.containerId === containerId) return c;
+function findCopy(node: EndpointNode | undefined, host: string, containerId: string): EndpointCopy | undefined {
+  if (node === undefined) return undefined;
+  for (const c of node.copies) if (c.host === host && c.containerId === containerId) return c;
   return undefined;
 }
+
+/** The copy an endpoint's view describes. */
+function chosenCopy(node: EndpointNode | undefined): EndpointCopy | undefined {
+  if (node === undefined || node.copies.length <= 1) return node?.copies[0];
+  return orderedCopies(node.copies)[0];
+}
+
+function addrList(addrs: EndpointCopy['addrs']): readonly string[] {
+  return addrs === undefined ? [] : typeof addrs === 'string' ? [addrs] : addrs;
+}
+
+const isV6 = (addr: string): boolean => addr.includes(':');
+
+// Shared by nodes that have none: replaced (never pushed to) when the first one comes.
+const NO_COPIES: EndpointCopy[] = [];
+const NO_GROUPS: string[] = [];
 
 function copyIsEmpty(c: EndpointCopy): boolean {
   return c.addrs === undefined && c.mac === undefined && c.state === undefined;
@@ -144,11 +173,9 @@ export class PolicyModel {
   #version = 0;
   /** Keys whose last put did not decode (or are not keys at all), with the decoder's messages. */
   readonly #invalid = new Map<string, string[]>();
-  /** Endpoint id → the container directories holding it: one, unless something went wrong. */
-  readonly #endpointCopies = new Map<string, EndpointCopy[]>();
+  /** Endpoint id → its copies and groups; held while either is not empty. */
+  readonly #nodes = new Map<string, EndpointNode>();
   readonly #groups = new Map<string, GroupRecord>();
-  /** Endpoint id → its groups; arrays, as most endpoints are in one or two (a Set each would weigh more). */
-  readonly #memberOf = new Map<string, string[]>();
   // Derived views, dropped whenever apply() reports their id as touched.
   readonly #endpointCache = new Map<string, Endpoint>();
   readonly #groupCache = new Map<string, Group>();
@@ -188,10 +215,7 @@ export class PolicyModel {
   /** Ids of the endpoints on one host, unsorted: cheaper than endpoints() when most are elsewhere. */
   endpointIdsOn(host: string): string[] {
     const ids: string[] = [];
-    for (const [id, copies] of this.#endpointCopies) {
-      const chosen = copies.length === 1 ? copies[0] : orderedCopies(copies)[0];
-      if (chosen?.host === host) ids.push(id);
-    }
+    for (const node of this.#nodes.values()) if (chosenCopy(node)?.host === host) ids.push(node.id);
     return ids;
   }
 
@@ -219,8 +243,10 @@ export class PolicyModel {
     }
     const problemChanged = this.#setInvalid(key, errors);
     // Address order carries no meaning: held sorted, so a reordered list is a repeat.
-    if (parsed.kind === 'endpointAddrs' && next !== ABSENT && (next as EndpointAddr[]).length > 1) next = sortedAddrs(next as EndpointAddr[]);
-    if (this.#holds(parsed, next)) {
+    if (parsed.kind === 'endpointAddrs' && next !== ABSENT) next = heldAddrs(next as EndpointAddr[]);
+    // The endpoint id's node, looked up once for the checks and the change below.
+    const node = 'endpointId' in parsed ? this.#nodes.get(parsed.endpointId) : undefined;
+    if (this.#holds(parsed, next, node)) {
       if (problemChanged) this.#version++;
       return;
     }
@@ -228,9 +254,9 @@ export class PolicyModel {
     // suffices: after a put (the endpoint exists by then), before a delete (it may not after).
     if (next === ABSENT) {
       if (change) this.#touch(parsed, change);
-      this.#unindex(parsed);
+      this.#unindex(parsed, node);
     } else {
-      this.#index(parsed, next);
+      this.#index(parsed, next, node);
       if (change) this.#touch(parsed, change);
     }
     this.#version++;
@@ -246,11 +272,11 @@ export class PolicyModel {
   endpoint(endpointId: string): Endpoint | undefined {
     const cached = this.#endpointCache.get(endpointId);
     if (cached !== undefined) return cached;
-    const chosen = this.#chosenCopy(endpointId);
+    const chosen = chosenCopy(this.#nodes.get(endpointId));
     if (chosen === undefined) return undefined;
-    const list = chosen.addrs ?? [];
-    const v4 = list.filter((a) => a.family === 4).map((a) => a.addr);
-    const v6 = list.filter((a) => a.family === 6).map((a) => a.addr);
+    const list = addrList(chosen.addrs);
+    const v4 = list.filter((a) => !isV6(a));
+    const v6 = list.filter(isV6);
     const endpoint: Endpoint = Object.freeze({
       endpointId,
       host: chosen.host,
@@ -265,19 +291,14 @@ export class PolicyModel {
 
   /** The host an endpoint is on, without building its view: cheap enough to filter 100,000 by host. */
   hostOf(endpointId: string): string | undefined {
-    return this.#chosenCopy(endpointId)?.host;
-  }
-
-  /** The copy endpoint() describes. */
-  #chosenCopy(endpointId: string): EndpointCopy | undefined {
-    const copies = this.#endpointCopies.get(endpointId);
-    if (copies === undefined || copies.length <= 1) return copies?.[0];
-    return orderedCopies(copies)[0];
+    return chosenCopy(this.#nodes.get(endpointId))?.host;
   }
 
   /** Every endpoint, sorted by id. */
   endpoints(): Endpoint[] {
-    return [...this.#endpointCopies.keys()].sort(compareText).map((id) => this.endpoint(id) as Endpoint);
+    const ids: string[] = [];
+    for (const node of this.#nodes.values()) if (node.copies.length > 0) ids.push(node.id);
+    return ids.sort(compareText).map((id) => this.endpoint(id) as Endpoint);
   }
 
   group(groupId: string): Group | undefined {
@@ -294,7 +315,7 @@ export class PolicyModel {
     const group: Group = Object.freeze({
       groupId,
       name: rec.name ?? null,
-      members: Object.freeze([...rec.members].sort(compareText)),
+      members: Object.freeze([...rec.members].map((m) => m.id).sort(compareText)),
       inbound: refs('inbound'),
       outbound: refs('outbound'),
       inboundDefault: 'deny',
@@ -311,7 +332,7 @@ export class PolicyModel {
 
   /** Ids of the groups that list this id as a member, sorted; the id need not be an endpoint. */
   groupIdsOf(endpointId: string): string[] {
-    return [...(this.#memberOf.get(endpointId) ?? [])].sort(compareText);
+    return [...(this.#nodes.get(endpointId)?.groups ?? [])].sort(compareText);
   }
 
   /**
@@ -321,16 +342,20 @@ export class PolicyModel {
   groupAddrs(groupId: string, family: IPFamily): readonly string[] {
     const cached = this.#groupAddrCache[family].get(groupId);
     if (cached !== undefined) return cached;
-    const addrs = new Set<string>();
+    // Both families in one pass over the members (each a lookup among all endpoints), as both ipsets are wanted.
+    const found = { 4: new Set<string>(), 6: new Set<string>() };
     // From the records, not endpoint(): a group of remote members needs no view of each.
-    for (const id of this.#groups.get(groupId)?.members ?? []) {
-      const c = this.#chosenCopy(id);
+    for (const node of this.#groups.get(groupId)?.members ?? []) {
+      const c = chosenCopy(node);
       if (c === undefined || c.state === 'inactive') continue;
-      for (const a of c.addrs ?? []) if (a.family === family) addrs.add(a.addr);
+      if (typeof c.addrs === 'string') found[isV6(c.addrs) ? 6 : 4].add(c.addrs);
+      else for (const a of c.addrs ?? []) found[isV6(a) ? 6 : 4].add(a);
     }
-    const sorted = Object.freeze(sortAddrs(addrs));
-    this.#groupAddrCache[family].set(groupId, sorted);
-    return sorted;
+    const v4 = Object.freeze(sortAddrs(found[4]));
+    const v6 = Object.freeze(sortAddrs(found[6]));
+    this.#groupAddrCache[4].set(groupId, v4);
+    this.#groupAddrCache[6].set(groupId, v6);
+    return family === 4 ? v4 : v6;
   }
 
   /** Endpoints holding an address, sorted by id (normally one; stale copies can make more). */
@@ -362,7 +387,7 @@ export class PolicyModel {
       byKey.set(key, [...(byKey.get(key) ?? []), message]);
     };
     for (const [key, errors] of this.#invalid) for (const e of errors) add(key, e);
-    for (const [endpointId, copies] of this.#endpointCopies) {
+    for (const { id: endpointId, copies } of this.#nodes.values()) {
       const [used, ...ignored] = orderedCopies(copies);
       if (used === undefined) continue;
       for (const c of ignored) {
@@ -406,14 +431,17 @@ export class PolicyModel {
     switch (key.kind) {
       case 'endpointAddrs':
       case 'endpointMac':
-      case 'endpointState':
-        if (this.#endpointCopies.has(key.endpointId)) this.#touchEndpoint(key.endpointId, change);
+      case 'endpointState': {
+        const node = this.#nodes.get(key.endpointId);
+        if (node === undefined) break;
+        if (node.copies.length > 0) this.#touchEndpoint(key.endpointId, change);
         // Its addresses (or whether they count) may change the ipsets of every group it is in.
-        for (const g of this.#memberOf.get(key.endpointId) ?? []) this.#touchGroup(g, change);
+        for (const g of node.groups) this.#touchGroup(g, change);
         break;
+      }
       case 'groupMember':
         this.#touchGroup(key.groupId, change);
-        if (this.#endpointCopies.has(key.endpointId)) this.#touchEndpoint(key.endpointId, change);
+        if ((this.#nodes.get(key.endpointId)?.copies.length ?? 0) > 0) this.#touchEndpoint(key.endpointId, change);
         break;
       case 'groupName':
       case 'groupRule':
@@ -426,7 +454,7 @@ export class PolicyModel {
         if (expanded.has(key.groupId)) break;
         expanded.add(key.groupId);
         for (const m of this.#groups.get(key.groupId)?.members ?? []) {
-          if (this.#endpointCopies.has(m)) change.endpoints.add(m);
+          if (m.copies.length > 0) change.endpoints.add(m.id);
         }
         break;
       }
@@ -448,21 +476,21 @@ export class PolicyModel {
   }
 
   /** Whether the model already holds exactly this value (ABSENT: holds nothing) for the key. */
-  #holds(key: ParsedKey, next: unknown): boolean {
+  #holds(key: ParsedKey, next: unknown, node: EndpointNode | undefined): boolean {
     const value = next === ABSENT ? undefined : next;
     switch (key.kind) {
       case 'endpointAddrs':
       case 'endpointMac':
       case 'endpointState': {
-        const c = findCopy(this.#endpointCopies.get(key.endpointId), key.host, key.containerId);
-        if (key.kind === 'endpointAddrs') return sameAddrs(c?.addrs, value as EndpointAddr[] | undefined);
+        const c = findCopy(node, key.host, key.containerId);
+        if (key.kind === 'endpointAddrs') return sameAddrs(c?.addrs, value as EndpointCopy['addrs']);
         if (key.kind === 'endpointMac') return c?.mac === value;
         return c?.state === value;
       }
       case 'groupName':
         return this.#groups.get(key.groupId)?.name === value;
       case 'groupMember':
-        return (this.#groups.get(key.groupId)?.members.has(key.endpointId) ?? false) === (next !== ABSENT);
+        return (node !== undefined && (this.#groups.get(key.groupId)?.members.has(node) ?? false)) === (next !== ABSENT);
       case 'groupDefault':
         return (this.#groups.get(key.groupId)?.defaults.has(key.direction) ?? false) === (next !== ABSENT);
       case 'groupRule':
@@ -472,17 +500,26 @@ export class PolicyModel {
     }
   }
 
-  #copy(host: string, containerId: string, endpointId: string): EndpointCopy {
-    const copies = this.#endpointCopies.get(endpointId);
-    let c = findCopy(copies, host, containerId);
+  #newNode(endpointId: string): EndpointNode {
+    const node: EndpointNode = { id: endpointId, copies: NO_COPIES, groups: NO_GROUPS };
+    this.#nodes.set(endpointId, node);
+    return node;
+  }
+
+  #dropIfUnused(node: EndpointNode): void {
+    if (node.copies.length === 0 && node.groups.length === 0) this.#nodes.delete(node.id);
+  }
+
+  #copy(node: EndpointNode, host: string, containerId: string): EndpointCopy {
+    let c = findCopy(node, host, containerId);
     if (c !== undefined) return c;
     // Keys come sorted, so one host's endpoints arrive together: they share one host string.
     if (host === this.#lastHost) host = this.#lastHost;
     else this.#lastHost = host;
     c = { host, containerId, addrs: undefined, mac: undefined, state: undefined };
     // A literal is exactly sized; a pushed-to empty array keeps room for 17 (100,000 endpoints).
-    if (copies === undefined) this.#endpointCopies.set(endpointId, [c]);
-    else copies.push(c);
+    if (node.copies.length === 0) node.copies = [c];
+    else node.copies.push(c);
     return c;
   }
 
@@ -496,13 +533,13 @@ export class PolicyModel {
   }
 
   // The value was decoded for this key's kind; the casts say which type that is.
-  #index(key: ParsedKey, value: unknown): void {
+  #index(key: ParsedKey, value: unknown, node: EndpointNode | undefined): void {
     switch (key.kind) {
       case 'endpointAddrs':
       case 'endpointMac':
       case 'endpointState': {
-        const c = this.#copy(key.host, key.containerId, key.endpointId);
-        if (key.kind === 'endpointAddrs') c.addrs = value as EndpointAddr[];
+        const c = this.#copy(node ?? this.#newNode(key.endpointId), key.host, key.containerId);
+        if (key.kind === 'endpointAddrs') c.addrs = value as EndpointCopy['addrs'];
         else if (key.kind === 'endpointMac') c.mac = value as string;
         else c.state = value as EndpointState;
         break;
@@ -514,10 +551,10 @@ export class PolicyModel {
         const { endpointId } = key;
         // A group's members arrive together (keys are sorted): they share one group id string.
         const groupId = key.groupId === this.#lastGroupId ? this.#lastGroupId : (this.#lastGroupId = key.groupId);
-        this.#group(groupId).members.add(endpointId);
-        const of = this.#memberOf.get(endpointId);
-        if (of === undefined) this.#memberOf.set(endpointId, [groupId]);
-        else if (!of.includes(groupId)) of.push(groupId);
+        const n = node ?? this.#newNode(endpointId);
+        this.#group(groupId).members.add(n);
+        if (n.groups.length === 0) n.groups = [groupId];
+        else if (!n.groups.includes(groupId)) n.groups.push(groupId);
         break;
       }
       case 'groupRule':
@@ -531,19 +568,18 @@ export class PolicyModel {
     }
   }
 
-  #unindex(key: ParsedKey): void {
+  #unindex(key: ParsedKey, node: EndpointNode | undefined): void {
     switch (key.kind) {
       case 'endpointAddrs':
       case 'endpointMac':
       case 'endpointState': {
-        const copies = this.#endpointCopies.get(key.endpointId);
-        const c = findCopy(copies, key.host, key.containerId);
-        if (copies === undefined || c === undefined) return;
+        const c = findCopy(node, key.host, key.containerId);
+        if (node === undefined || c === undefined) return;
         if (key.kind === 'endpointAddrs') c.addrs = undefined;
         else if (key.kind === 'endpointMac') c.mac = undefined;
         else c.state = undefined;
-        if (copyIsEmpty(c)) copies.splice(copies.indexOf(c), 1);
-        if (copies.length === 0) this.#endpointCopies.delete(key.endpointId);
+        if (copyIsEmpty(c)) node.copies.splice(node.copies.indexOf(c), 1);
+        this.#dropIfUnused(node);
         return;
       }
       case 'groupName':
@@ -556,11 +592,12 @@ export class PolicyModel {
         else if (key.kind === 'groupRule') g.rules[key.direction].delete(key.index);
         else if (key.kind === 'groupDefault') g.defaults.delete(key.direction);
         else {
-          g.members.delete(key.endpointId);
-          const of = this.#memberOf.get(key.endpointId);
-          const at = of?.indexOf(key.groupId) ?? -1;
-          if (of !== undefined && at >= 0) of.splice(at, 1);
-          if (of?.length === 0) this.#memberOf.delete(key.endpointId);
+          if (node !== undefined) {
+            g.members.delete(node);
+            const at = node.groups.indexOf(key.groupId);
+            if (at >= 0) node.groups.splice(at, 1);
+            this.#dropIfUnused(node);
+          }
         }
         if (groupIsEmpty(g)) this.#groups.delete(key.groupId);
         return;
@@ -571,13 +608,15 @@ export class PolicyModel {
   }
 }
 
-function sortedAddrs(list: readonly EndpointAddr[]): EndpointAddr[] {
-  return [...list].sort((a, b) => compareAddrs(a.addr, b.addr));
+/** How a copy holds its decoded addresses: one as itself, more as sorted text. */
+function heldAddrs(list: readonly EndpointAddr[]): string | readonly string[] {
+  if (list.length === 1) return (list[0] as EndpointAddr).addr;
+  return list.map((a) => a.addr).sort(compareAddrs);
 }
 
-function sameAddrs(a: readonly EndpointAddr[] | undefined, b: readonly EndpointAddr[] | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  return a.length === b.length && a.every((x, i) => x.addr === b[i]?.addr && x.family === b[i]?.family);
+function sameAddrs(a: EndpointCopy['addrs'], b: EndpointCopy['addrs']): boolean {
+  if (a === undefined || b === undefined || typeof a === 'string' || typeof b === 'string') return a === b;
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function sameRule(a: Readonly<Rule> | undefined, b: Readonly<Rule> | undefined): boolean {

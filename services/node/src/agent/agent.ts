@@ -75,6 +75,7 @@ export class PolicyAgent {
   private renderAll = false;
   private kernelRead = false;
   private dispatchDirty = true;
+  private dispatchChains: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() };
   private scheduled = false;
   private running: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -287,7 +288,11 @@ export class PolicyAgent {
         for (const [name, groupId] of r.sets) next.sets.set(name, { family, groupId });
       }
       if (before) {
-        for (const family of [4, 6] as const) for (const c of before.chains[family]) if (!next.chains[family].has(c)) this.dataplane.setChain(family, 'filter', c, null);
+        for (const family of [4, 6] as const) {
+          for (const c of before.chains[family]) if (!next.chains[family].has(c)) this.dataplane.setChain(family, 'filter', c, null);
+          // A family's dispatch lists the workloads with chains in it.
+          if ((before.chains[family].size > 0) !== (next.chains[family].size > 0)) this.dispatchDirty = true;
+        }
         for (const a of before.addrs) if (!next.addrs.includes(a)) void this.opts.kernel.conntrackFlush(a);
       } else this.dispatchDirty = true;
       for (const [name, s] of next.sets) {
@@ -304,8 +309,15 @@ export class PolicyAgent {
     }
     this.dirtyEndpoints.clear();
     if (this.dispatchDirty) {
-      const ifs = [...this.rendered.values()].map((r) => r.hostIf);
-      for (const family of [4, 6] as const) for (const [c, lines] of renderDispatch(ifs)) this.dataplane.setChain(family, 'filter', c, lines);
+      for (const family of [4, 6] as const) {
+        const ifs: string[] = [];
+        for (const r of this.rendered.values()) if (r.chains[family].size > 0) ifs.push(r.hostIf);
+        const chains = renderDispatch(ifs);
+        for (const [c, lines] of chains) this.dataplane.setChain(family, 'filter', c, lines);
+        // The tree's shape follows the interfaces: branches that went are removed.
+        for (const c of this.dispatchChains[family]) if (!chains.has(c)) this.dataplane.setChain(family, 'filter', c, null);
+        this.dispatchChains[family] = new Set(chains.keys());
+      }
       this.dispatchDirty = false;
     }
     for (const gid of this.dirtyGroups) for (const family of [4, 6] as const) setsToRefresh.add(groupSetName(gid, family));

@@ -1,6 +1,6 @@
 import type { Logger } from '@calico/log';
 import type { Family, KernelBackend, Table } from './kernel.js';
-import { HOOKS, OWNED_PREFIX, ruleHash, workloadOfChain } from './names.js';
+import { HOOKS, OWNED_PREFIX, chainSpan, ruleHash } from './names.js';
 
 const HOOK_COMMENT = 'cali:hook';
 
@@ -208,8 +208,8 @@ export class Dataplane {
     const rules: string[] = [];
     const remove: string[] = [];
     const written: [string, string[]][] = [];
-    // Chains of one workload, written together: they may jump to each other.
-    const workloads = new Map<string, { declare: string[]; rules: string[] }>();
+    // Chains below the shared ones (a workload's, a dispatch branch's), with what they span.
+    const spanned: { span: string; declare: string[]; rules: string[] }[] = [];
     let ruleCount = 0;
     for (const k of this.dirtyChains) {
       if (!k.startsWith(prefix)) continue;
@@ -218,11 +218,11 @@ export class Dataplane {
       const have = view.chains.get(k);
       if (want) {
         if (have && have.length === want.hashes.length && have.every((h, i) => h === want.hashes[i])) continue;
-        const wl = workloadOfChain(chain);
-        let to = { declare, rules };
-        if (wl !== null) {
-          const w = workloads.get(wl) ?? { declare: [], rules: [] };
-          workloads.set(wl, w);
+        const span = chainSpan(chain);
+        let to: { declare: string[]; rules: string[] } = { declare, rules };
+        if (span !== null) {
+          const w = { span, declare: [] as string[], rules: [] as string[] };
+          spanned.push(w);
           to = w;
         }
         to.declare.push(`:${chain} - [0:0]`);
@@ -246,30 +246,41 @@ export class Dataplane {
       for (let i = wanted ? 1 : 0; i < count; i++) hookLines.push(`-D ${h.builtin} -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
       hooks.push([hk, wanted ? 1 : 0]);
     }
-    if (!declare.length && !hookLines.length && workloads.size === 0) return null;
+    if (!declare.length && !hookLines.length && spanned.length === 0) return null;
     const text = (d: string[], r: string[], tail: string[] = []) => [`*${table}`, ...d, ...r, ...tail, 'COMMIT', ''].join('\n');
     const tail = [...hookLines, ...remove.map((c) => `-X ${c}`)];
-    if (ruleCount < SPLIT_IPTABLES_RULES || workloads.size < 2) {
+    if (ruleCount < SPLIT_IPTABLES_RULES || spanned.length < 2) {
       // One transaction, as always for ordinary changes.
-      for (const w of workloads.values()) {
+      for (const w of spanned) {
         declare.push(...w.declare);
         rules.push(...w.rules);
       }
       return { table, steps: [[text(declare, rules, tail)]], written, remove, hooks };
     }
     // A first sync of many workloads: iptables-restore spends its time translating rules, so two
-    // processes write the workloads' chains (nothing refers to them yet), then one writes the
-    // shared chains that jump to them, the hooks and the removals.
-    const halves = [
+    // processes write side by side the chains on either side of a cut through the interface
+    // suffixes (a chain only jumps to chains inside its span), then one writes the chains whose
+    // span holds the cut, the shared chains, the hooks and the removals.
+    spanned.sort((a, b) => (a.span < b.span ? -1 : a.span > b.span ? 1 : 0));
+    let half = 0;
+    let cut = '';
+    for (const w of spanned) {
+      half += w.rules.length;
+      if (half * 2 >= ruleCount - rules.length) {
+        cut = w.span;
+        break;
+      }
+    }
+    const sides = [
       { declare: [] as string[], rules: [] as string[] },
       { declare: [] as string[], rules: [] as string[] },
     ];
-    for (const w of workloads.values()) {
-      const h = (halves[0] as (typeof halves)[0]).rules.length <= (halves[1] as (typeof halves)[0]).rules.length ? halves[0] : halves[1];
-      h!.declare.push(...w.declare);
-      h!.rules.push(...w.rules);
+    for (const w of spanned) {
+      const to = cut.startsWith(w.span) ? { declare, rules } : (sides[w.span < cut ? 0 : 1] as (typeof sides)[0]);
+      to.declare.push(...w.declare);
+      to.rules.push(...w.rules);
     }
-    const steps = [halves.map((h) => text(h.declare, h.rules))];
+    const steps = [sides.filter((h) => h.declare.length > 0).map((h) => text(h.declare, h.rules))];
     if (declare.length || tail.length) steps.push([text(declare, rules, tail)]);
     return { table, steps, written, remove, hooks };
   }

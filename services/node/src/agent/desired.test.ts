@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { hostIfName } from '../plumber/names.js';
 import { Dataplane } from './dataplane.js';
 import {
+  DISPATCH_LEAF,
   renderDataplane,
   renderDispatch,
   renderEndpoint,
@@ -157,6 +158,57 @@ describe('renderDispatch', () => {
   it('with no workloads everything drops', () => {
     expect(Object.fromEntries(renderDispatch([]))).toEqual({ 'cali-from-wl': ['-j DROP'], 'cali-to-wl': ['-j DROP'] });
   });
+
+  // Interfaces whose suffixes count up in hex, as sequential endpoint ids give.
+  const ifs = (n: number, head = '0000') => Array.from({ length: n }, (_, i) => `cali${head}${i.toString(16).padStart(11 - head.length, '0')}`);
+
+  it(`up to ${DISPATCH_LEAF} interfaces stay in one chain`, () => {
+    const d = renderDispatch(ifs(DISPATCH_LEAF));
+    expect([...d.keys()]).toEqual(['cali-from-wl', 'cali-to-wl']);
+    expect(d.get('cali-from-wl')).toHaveLength(DISPATCH_LEAF + 1);
+  });
+
+  it('more branch on the first hex digit where they differ, each branch a chain of its own', () => {
+    // 300 suffixes 0000000000..000000012b share "00000000"; they differ in the 9th digit (0, 1).
+    const d = renderDispatch(ifs(300));
+    expect(d.get('cali-from-wl')).toEqual(['-i cali000000000+ -g cali-from-wl-000000000', '-i cali000000001+ -g cali-from-wl-000000001', '-j DROP']);
+    expect(d.get('cali-to-wl')).toEqual(['-o cali000000000+ -g cali-to-wl-000000000', '-o cali000000001+ -g cali-to-wl-000000001', '-j DROP']);
+    // 256 under 000000000: still more than a leaf holds, so one more level, on the 10th digit.
+    expect(d.get('cali-from-wl-000000000')).toHaveLength(17);
+    expect(d.get('cali-from-wl-0000000000')).toEqual([
+      ...ifs(16).map((i) => `-i ${i} -g ${fromChain(i)}`),
+      '-j DROP',
+    ]);
+    // 44 under 000000001: a leaf.
+    expect(d.get('cali-to-wl-000000001')).toHaveLength(45);
+  });
+
+  it('every interface is reached by exactly one path of prefix matches, ending at its own chain', () => {
+    const all = [...ifs(700), ...ifs(90, 'ab'), ...ifs(3, 'f')];
+    const d = renderDispatch([...all].reverse());
+    for (const direction of ['from', 'to'] as const) {
+      const flag = direction === 'from' ? '-i' : '-o';
+      for (const i of all) {
+        // Walk the tree as the kernel would: the first line that matches the interface wins.
+        let chain = direction === 'from' ? 'cali-from-wl' : 'cali-to-wl';
+        for (let depth = 0; depth < 12; depth++) {
+          const line = d.get(chain)!.find((l) => {
+            const m = new RegExp(`^${flag} (cali[0-9a-f]*)(\\+?) -g (\\S+)$`).exec(l);
+            return m !== null && (m[2] ? i.startsWith(m[1]!) : i === m[1]);
+          });
+          expect(line, `${i} in ${chain}`).toBeDefined();
+          chain = line!.split(' -g ')[1]!;
+          if (!chain.startsWith('cali-from-wl') && !chain.startsWith('cali-to-wl')) break;
+        }
+        expect(chain).toBe(direction === 'from' ? fromChain(i) : toChain(i));
+      }
+      for (const [name, lines] of d) {
+        expect(lines.at(-1)).toBe('-j DROP');
+        expect(name.length).toBeLessThanOrEqual(28);
+        expect(lines.length).toBeLessThanOrEqual(DISPATCH_LEAF + 1);
+      }
+    }
+  });
 });
 
 describe('renderEndpoint', () => {
@@ -166,11 +218,8 @@ describe('renderEndpoint', () => {
     return { chains: Object.fromEntries(r.chains), sets: Object.fromEntries(r.sets) };
   };
 
-  it('an inactive endpoint drops everything and names no set', () => {
-    const hostIf = hostIfName(E3);
-    for (const family of [4, 6] as const) {
-      expect(chainsOf(E3, family)).toEqual({ chains: { [fromChain(hostIf)]: ['-j DROP'], [toChain(hostIf)]: ['-j DROP'] }, sets: {} });
-    }
+  it('an inactive endpoint has no chains (the dispatch drops its packets) and names no set', () => {
+    for (const family of [4, 6] as const) expect(chainsOf(E3, family)).toEqual({ chains: {}, sets: {} });
   });
 
   it('an endpoint in no group may only be spoof-checked and then dropped', () => {
@@ -195,8 +244,8 @@ describe('renderEndpoint', () => {
       },
       sets: { [S4web]: 'web' },
     });
-    // No IPv6 address: IPv6 drops, and no source chain is needed.
-    expect(chainsOf(E5, 6).chains).toEqual({ [fromChain(hostIf)]: ['-j DROP'], [toChain(hostIf)]: ['-j DROP'] });
+    // No IPv6 address: no IPv6 chains, so the IPv6 dispatch drops its packets.
+    expect(chainsOf(E5, 6)).toEqual({ chains: {}, sets: {} });
   });
 });
 
@@ -245,10 +294,9 @@ describe('renderDataplane for a small host', () => {
     expect(Object.fromEntries(d.tables[6].filter)).toEqual({
       ...STATIC_COMMON,
       'cali-wl-to-host': [...CT, ...ND, '-j DROP'],
-      ...dispatch,
-      // E1 has no IPv6 address: nothing in IPv6 may pass.
-      [fromChain(if1)]: ['-j DROP'],
-      [toChain(if1)]: ['-j DROP'],
+      // E1 has no IPv6 address: it has no IPv6 chains, and the dispatch drops its packets.
+      'cali-from-wl': [`-i ${if2} -g ${fromChain(if2)}`, '-j DROP'],
+      'cali-to-wl': [`-o ${if2} -g ${toChain(if2)}`, '-j DROP'],
       [fromChain(if2)]: [
         '-m mac ! --mac-source 02:00:00:00:00:02 -j DROP',
         '! -s fd00::2/128 -j DROP',
@@ -349,7 +397,8 @@ describe('the text of a first apply to an empty kernel', () => {
     ]);
     expect(kernel.texts('ipsetRestore')).toEqual([`create ${set} hash:ip family inet\nadd ${set} 10.65.0.1\n`]);
 
-    const filterText = (toHost: string[], fwLines: string[], twLines: string[]) =>
+    // wl null: the workload has no chains in the family (no address of it), and the dispatch drops.
+    const filterText = (toHost: string[], wl: { fwLines: string[]; twLines: string[] } | null) =>
       [
         '*filter',
         ':cali-FORWARD - [0:0]',
@@ -358,8 +407,7 @@ describe('the text of a first apply to an empty kernel', () => {
         ':cali-wl-to-host - [0:0]',
         ':cali-from-wl - [0:0]',
         ':cali-to-wl - [0:0]',
-        `:${fw} - [0:0]`,
-        `:${tw} - [0:0]`,
+        ...(wl ? [`:${fw} - [0:0]`, `:${tw} - [0:0]`] : []),
         ...A('cali-FORWARD', ['-i cali+ -g cali-wl-fwd', '-o cali+ -g cali-wl-fwd']),
         ...A('cali-wl-fwd', [
           '-m conntrack --ctstate INVALID -j DROP',
@@ -370,10 +418,9 @@ describe('the text of a first apply to an empty kernel', () => {
         ]),
         ...A('cali-INPUT', ['-i cali+ -g cali-wl-to-host']),
         ...A('cali-wl-to-host', toHost),
-        ...A('cali-from-wl', [`-i ${hostIf} -g ${fw}`, '-j DROP']),
-        ...A('cali-to-wl', [`-o ${hostIf} -g ${tw}`, '-j DROP']),
-        ...A(fw, fwLines),
-        ...A(tw, twLines),
+        ...A('cali-from-wl', [...(wl ? [`-i ${hostIf} -g ${fw}`] : []), '-j DROP']),
+        ...A('cali-to-wl', [...(wl ? [`-o ${hostIf} -g ${tw}`] : []), '-j DROP']),
+        ...(wl ? [...A(fw, wl.fwLines), ...A(tw, wl.twLines)] : []),
         '-I FORWARD 1 -m comment --comment "cali:hook" -j cali-FORWARD',
         '-I INPUT 1 -m comment --comment "cali:hook" -j cali-INPUT',
         'COMMIT',
@@ -383,8 +430,7 @@ describe('the text of a first apply to an empty kernel', () => {
     expect(kernel.texts('iptablesRestore', 4)[0]).toBe(
       filterText(
         ['-m conntrack --ctstate INVALID -j DROP', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-j DROP'],
-        ['! -s 10.65.0.1/32 -j DROP', '-j RETURN', '-j DROP'],
-        [`-m set --match-set ${set} src -j RETURN`, '-j DROP'],
+        { fwLines: ['! -s 10.65.0.1/32 -j DROP', '-j RETURN', '-j DROP'], twLines: [`-m set --match-set ${set} src -j RETURN`, '-j DROP'] },
       ),
     );
     expect(kernel.texts('iptablesRestore', 6)).toEqual([
@@ -400,8 +446,7 @@ describe('the text of a first apply to an empty kernel', () => {
           '-p ipv6-icmp -m icmp6 --icmpv6-type 136 -j ACCEPT',
           '-j DROP',
         ],
-        ['-j DROP'],
-        ['-j DROP'],
+        null,
       ),
       [
         '*raw',
@@ -412,7 +457,7 @@ describe('the text of a first apply to an empty kernel', () => {
         '',
       ].join('\n'),
     ]);
-    expect(stats).toEqual({ kernelCalls: 4, chainsWritten: 8 + 8 + 1, chainsDeleted: 0, ipsetEntries: 1, ipsetsCreated: 1, ipsetsDestroyed: 0 });
+    expect(stats).toEqual({ kernelCalls: 4, chainsWritten: 8 + 6 + 1, chainsDeleted: 0, ipsetEntries: 1, ipsetsCreated: 1, ipsetsDestroyed: 0 });
     expect(kernel.received.every((r) => r.ok)).toBe(true);
     // What the kernel now holds, as iptables-save prints it: the hook first in FORWARD.
     expect(await kernel.iptablesSave(4, 'filter')).toContain('\n-A FORWARD -m comment --comment "cali:hook" -j cali-FORWARD\n');

@@ -1,6 +1,7 @@
 import type { Rule } from '@calico/keyspace';
 import type { EndpointPolicy, RuleRef } from '@calico/policy';
-import { CHAIN, fromChain, groupSetName, srcChain, toChain } from './names.js';
+import { HOST_IF_PREFIX } from '../plumber/names.js';
+import { CHAIN, dispatchChain, fromChain, groupSetName, ifSuffix, srcChain, toChain } from './names.js';
 
 export type Family = 4 | 6;
 
@@ -89,39 +90,72 @@ export function renderRawChains(family: Family): Chains {
   return family === 6 ? new Map([[CHAIN.prerouting, ['-i cali+ -m rpfilter --invert -j DROP']]]) : new Map();
 }
 
-/** cali-from-wl / cali-to-wl: one goto per workload interface; unknown interfaces drop. */
+/** Most interfaces one dispatch chain tests one by one; more branch on their next hex digit. */
+export const DISPATCH_LEAF = 64;
+
+/**
+ * cali-from-wl / cali-to-wl: a tree of chains that sends a packet to its workload's chain by
+ * goto, branching on interface-name prefixes (`-i cali3+`), so a packet meets a few dozen rules
+ * whatever the number of workloads, and adding one rewrites one small chain. Unknown
+ * interfaces drop. The workloads given are those with chains in the family being rendered.
+ */
 export function renderDispatch(hostIfs: readonly string[]): Chains {
-  const sorted = [...hostIfs].sort();
-  return new Map([
-    [CHAIN.fromWorkload, [...sorted.map((i) => `-i ${i} -g ${fromChain(i)}`), '-j DROP']],
-    [CHAIN.toWorkload, [...sorted.map((i) => `-o ${i} -g ${toChain(i)}`), '-j DROP']],
-  ]);
+  const chains: Chains = new Map();
+  const suffixes = [...new Set(hostIfs)].map(ifSuffix).sort();
+  for (const direction of ['from', 'to'] as const) dispatchNode(chains, direction, '', suffixes);
+  return chains;
 }
 
-/** One workload's chains in one family, and the group ipsets they name. */
+function dispatchNode(out: Chains, direction: 'from' | 'to', prefix: string, suffixes: readonly string[]): void {
+  const flag = direction === 'from' ? '-i' : '-o';
+  const lines: string[] = [];
+  out.set(dispatchChain(direction, prefix), lines);
+  const first = suffixes[0] ?? '';
+  const last = suffixes[suffixes.length - 1] ?? '';
+  // Sorted, so what the first and the last share, all share: branch on the digit after it.
+  let at = prefix.length;
+  while (at < first.length && first[at] === last[at]) at++;
+  if (suffixes.length <= DISPATCH_LEAF || at >= first.length) {
+    for (const s of suffixes) {
+      const hostIf = `${HOST_IF_PREFIX}${s}`;
+      lines.push(`${flag} ${hostIf} -g ${direction === 'from' ? fromChain(hostIf) : toChain(hostIf)}`);
+    }
+  } else {
+    for (let i = 0; i < suffixes.length; ) {
+      const branch = (suffixes[i] as string).slice(0, at + 1);
+      let j = i;
+      while (j < suffixes.length && (suffixes[j] as string).startsWith(branch)) j++;
+      lines.push(`${flag} ${HOST_IF_PREFIX}${branch}+ -g ${dispatchChain(direction, branch)}`);
+      dispatchNode(out, direction, branch, suffixes.slice(i, j));
+      i = j;
+    }
+  }
+  lines.push('-j DROP');
+}
+
+/**
+ * One workload's chains in one family, and the group ipsets they name. A workload that is
+ * inactive, or has no address of the family, has none: the dispatch leaves it out, and its
+ * packets meet the dispatch's final DROP.
+ */
 export function renderEndpoint(ep: LocalEndpoint, family: Family): { chains: Chains; sets: Map<string, string> } {
   const chains: Chains = new Map();
   const sets = new Map<string, string>();
   const addrs = family === 4 ? ep.v4 : ep.v6;
+  if (!ep.policy.active || addrs.length === 0) return { chains, sets };
   const fw: string[] = [];
-  const tw: string[] = [];
-  if (!ep.policy.active || addrs.length === 0) {
-    fw.push('-j DROP');
-    tw.push('-j DROP');
-  } else {
-    // Anti-spoofing: only the workload's own MAC and addresses may send.
-    if (ep.mac) fw.push(`-m mac ! --mac-source ${ep.mac} -j DROP`);
-    const plen = family === 4 ? 32 : 128;
-    if (addrs.length === 1) fw.push(`! -s ${addrs[0]}/${plen} -j DROP`);
-    else {
-      chains.set(srcChain(ep.hostIf), [...addrs.map((a) => `-s ${a}/${plen} -j RETURN`), '-j DROP']);
-      fw.push(`-j ${srcChain(ep.hostIf)}`);
-    }
-    fw.push(...ruleRefsToLines(ep.policy.outbound, family, 'dst'), '-j DROP');
-    tw.push(...ruleRefsToLines(ep.policy.inbound, family, 'src'), '-j DROP');
-    for (const r of [...ep.policy.outbound, ...ep.policy.inbound]) {
-      if (r.rule.group !== null) sets.set(groupSetName(r.rule.group, family), r.rule.group);
-    }
+  // Anti-spoofing: only the workload's own MAC and addresses may send.
+  if (ep.mac) fw.push(`-m mac ! --mac-source ${ep.mac} -j DROP`);
+  const plen = family === 4 ? 32 : 128;
+  if (addrs.length === 1) fw.push(`! -s ${addrs[0]}/${plen} -j DROP`);
+  else {
+    chains.set(srcChain(ep.hostIf), [...addrs.map((a) => `-s ${a}/${plen} -j RETURN`), '-j DROP']);
+    fw.push(`-j ${srcChain(ep.hostIf)}`);
+  }
+  fw.push(...ruleRefsToLines(ep.policy.outbound, family, 'dst'), '-j DROP');
+  const tw = [...ruleRefsToLines(ep.policy.inbound, family, 'src'), '-j DROP'];
+  for (const r of [...ep.policy.outbound, ...ep.policy.inbound]) {
+    if (r.rule.group !== null) sets.set(groupSetName(r.rule.group, family), r.rule.group);
   }
   chains.set(fromChain(ep.hostIf), fw);
   chains.set(toChain(ep.hostIf), tw);
@@ -150,12 +184,14 @@ export function renderDataplane(
   for (const family of [4, 6] as const) {
     const f = tables[family].filter;
     for (const [k, v] of renderStaticChains(family, endpointToHost)) f.set(k, v);
-    for (const [k, v] of renderDispatch(endpoints.map((e) => e.hostIf))) f.set(k, v);
+    const dispatched: string[] = [];
     for (const ep of endpoints) {
       const r = renderEndpoint(ep, family);
+      if (r.chains.size > 0) dispatched.push(ep.hostIf);
       for (const [k, v] of r.chains) f.set(k, v);
       for (const [name, gid] of r.sets) if (!ipsets.has(name)) ipsets.set(name, { family, members: new Set(groupMembers(gid, family)) });
     }
+    for (const [k, v] of renderDispatch(dispatched)) f.set(k, v);
     for (const [k, v] of renderRawChains(family)) tables[family].raw.set(k, v);
   }
   return { ipsets, tables };

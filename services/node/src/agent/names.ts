@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { HOST_IF_PREFIX } from '../plumber/names.js';
 
 /** Everything the agent owns in iptables and ipset starts with this. */
@@ -22,11 +22,12 @@ export const HOOKS = [
 ] as const;
 
 function shortHash(text: string, len: number): string {
-  return createHash('sha256').update(text).digest('base64url').replace(/[-_]/g, 'x').slice(0, len);
+  // The one-shot form: a first sync hashes every rule, and a Hash object per rule costs 3x more.
+  return hash('sha256', text, 'base64url').replace(/[-_]/g, 'x').slice(0, len);
 }
 
 /** The suffix of a workload interface name (cali + 11 hex digits) names its chains. */
-function ifSuffix(hostIf: string): string {
+export function ifSuffix(hostIf: string): string {
   return hostIf.slice(HOST_IF_PREFIX.length);
 }
 
@@ -37,14 +38,25 @@ export const toChain = (hostIf: string) => `cali-tw-${ifSuffix(hostIf)}`;
 /** Source-address check of a workload with several addresses of one family. */
 export const srcChain = (hostIf: string) => `cali-sa-${ifSuffix(hostIf)}`;
 
-const ENDPOINT_CHAIN = /^cali-(?:fw|tw|sa)-(.+)$/;
+/**
+ * A dispatch chain: the workloads whose interface suffix starts with prefix, in one direction.
+ * The empty prefix is the top of the tree, which cali-wl-fwd jumps to.
+ */
+export function dispatchChain(direction: 'from' | 'to', prefix: string): string {
+  const top = direction === 'from' ? CHAIN.fromWorkload : CHAIN.toWorkload;
+  return prefix === '' ? top : `${top}-${prefix}`;
+}
+
+const SPANNED_CHAIN = /^cali-(?:fw|tw|sa|from-wl|to-wl)-([0-9a-f]+)$/;
 
 /**
- * Which workload a per-workload chain belongs to (its interface suffix), or null for a shared
- * chain. A workload's chains refer only to each other and to ipsets.
+ * The interface-suffix prefix that every chain this one jumps to starts with: a workload's own
+ * suffix for its chains (they refer only to each other and to ipsets), the prefix of a dispatch
+ * chain below the top. null for the top of the dispatch and the other shared chains. Chains
+ * whose spans do not overlap can be written by separate transactions side by side.
  */
-export function workloadOfChain(chain: string): string | null {
-  return ENDPOINT_CHAIN.exec(chain)?.[1] ?? null;
+export function chainSpan(chain: string): string | null {
+  return SPANNED_CHAIN.exec(chain)?.[1] ?? null;
 }
 
 /** The ipset of a group's member addresses of one family (31 characters at most). */
