@@ -37,7 +37,7 @@ export function endpointPolicy(model: PolicyModel, endpointId: string): Endpoint
   const outbound: RuleRef[] = [];
   if (active) {
     for (const id of groups) {
-      const g = model.group(id);
+      const g = model.groupRules(id);
       if (g === undefined) continue;
       inbound.push(...g.inbound.filter((r) => isEnforceable(r.rule)));
       outbound.push(...g.outbound.filter((r) => isEnforceable(r.rule)));
