@@ -46,6 +46,8 @@ class Runner {
       try {
         l = JSON.parse(s) as Line;
       } catch {
+        // Not the runner's: what a flag like --trace-gc prints.
+        process.stderr.write(`[agent] ${s}\n`);
         return;
       }
       this.lines.push(l);

@@ -206,9 +206,14 @@ function parseBulkKey(key: string): SeedKey | null {
     const e0 = c1 + ENDPOINT_DIR.length;
     const e1 = key.indexOf('/', e0);
     if (e1 <= e0) return null;
-    const leaf = key.slice(e1 + 1);
-    if (leaf !== 'addrs' && leaf !== 'mac' && leaf !== 'state') return null;
-    return { kind: ENDPOINT_LEAVES[leaf], host: key.slice(h0, h1), containerId: key.slice(c0, c1), endpointId: key.slice(e0, e1) };
+    // The leaf compared in place: no string is made of it.
+    const leafLength = key.length - e1 - 1;
+    let kind: (typeof ENDPOINT_LEAVES)[keyof typeof ENDPOINT_LEAVES];
+    if (leafLength === 5 && key.startsWith('addrs', e1 + 1)) kind = 'endpointAddrs';
+    else if (leafLength === 5 && key.startsWith('state', e1 + 1)) kind = 'endpointState';
+    else if (leafLength === 3 && key.startsWith('mac', e1 + 1)) kind = 'endpointMac';
+    else return null;
+    return { kind, host: key.slice(h0, h1), containerId: key.slice(c0, c1), endpointId: key.slice(e0, e1) };
   }
   if (key.startsWith(groupsPrefix)) {
     const g0 = groupsPrefix.length;

@@ -267,7 +267,10 @@ export class PolicyModel {
     // Address order carries no meaning: held sorted, so a reordered list is a repeat.
     if (parsed.kind === 'endpointAddrs' && next !== ABSENT) next = heldAddrs(next as EndpointAddr[]);
     // The endpoint id's node, looked up once for the checks and the change below.
-    const node = 'endpointId' in parsed ? this.#nodes.get(parsed.endpointId) : undefined;
+    const node =
+      parsed.kind === 'endpointAddrs' || parsed.kind === 'endpointState' || parsed.kind === 'groupMember' || parsed.kind === 'endpointMac'
+        ? this.#nodes.get(parsed.endpointId)
+        : undefined;
     if (this.#holds(parsed, next, node)) {
       if (problemChanged) this.#version++;
       return;

@@ -30,9 +30,13 @@ const key = (family: Family, table: Table, chain: string) => `${family}|${table}
 
 /** Below this many ipset lines one restore does it all (a membership change is one line). */
 const SPLIT_IPSET_LINES = 5_000;
+/** Above it, one more restore for each this many lines, up to IPSET_PARTS. */
+const IPSET_PART_LINES = 15_000;
+const IPSET_PARTS = 4;
 
-/** From this many rules on, a table's workload chains are written by two restores side by side. */
+/** From this many rules on, a table's workload chains are written by restores side by side: one more for each this many, up to IPTABLES_PARTS. */
 const SPLIT_IPTABLES_RULES = 4_000;
+const IPTABLES_PARTS = 4;
 
 interface TablePlan {
   table: Table;
@@ -80,6 +84,25 @@ export function parseIpsetSave(text: string, view: KernelView): void {
       view.ipsets.get(parts[1])?.members.add(parts[2]);
     }
   }
+}
+
+/**
+ * Restore texts for the sets' lines: one for ordinary changes, up to four side by side for big
+ * writes (a first sync's tens of thousands of entries). ipset restore's time grows faster than
+ * its input with the number of sets it has seen (65,000 lines over 2,000 sets take three times
+ * as long in one restore as in two halves side by side), so each part gets fewer sets, the sets
+ * with most lines first and those with none to add last. A set stays in one part.
+ */
+function ipsetParts(perSet: string[][], lineCount: number): string[] {
+  if (perSet.length === 0) return [];
+  const n = lineCount < SPLIT_IPSET_LINES ? 1 : Math.min(IPSET_PARTS, 1 + Math.ceil(lineCount / IPSET_PART_LINES));
+  const parts = Array.from({ length: n }, () => ({ lines: [] as string[] }));
+  for (const setLines of n > 1 ? [...perSet].sort((a, b) => b.length - a.length) : perSet) {
+    let to = parts[0] as (typeof parts)[0];
+    for (const p of parts) if (p.lines.length < to.lines.length) to = p;
+    for (const l of setLines) to.lines.push(l);
+  }
+  return parts.filter((p) => p.lines.length > 0).map((p) => `${p.lines.join('\n')}\n`);
 }
 
 /**
@@ -257,26 +280,22 @@ export class Dataplane {
       }
       return { table, steps: [[text(declare, rules, tail)]], written, remove, hooks };
     }
-    // A first sync of many workloads: iptables-restore spends its time translating rules, so two
-    // processes write side by side the chains on either side of a cut through the interface
-    // suffixes (a chain only jumps to chains inside its span), then one writes the chains whose
-    // span holds the cut, the shared chains, the hooks and the removals.
+    // A first sync of many workloads: iptables-restore spends its time translating rules, so a
+    // few processes write side by side the chains between cuts through the interface suffixes (a
+    // chain only jumps to chains inside its span), then one writes the chains whose span holds a
+    // cut, the shared chains, the hooks and the removals.
     spanned.sort((a, b) => (a.span < b.span ? -1 : a.span > b.span ? 1 : 0));
-    let half = 0;
-    let cut = '';
+    const parts = Math.min(IPTABLES_PARTS, Math.ceil(ruleCount / SPLIT_IPTABLES_RULES) + 1);
+    const spannedRules = ruleCount - rules.length;
+    const cuts: string[] = [];
+    let sum = 0;
     for (const w of spanned) {
-      half += w.rules.length;
-      if (half * 2 >= ruleCount - rules.length) {
-        cut = w.span;
-        break;
-      }
+      sum += w.rules.length;
+      if (cuts.length < parts - 1 && sum * parts >= spannedRules * (cuts.length + 1)) cuts.push(w.span);
     }
-    const sides = [
-      { declare: [] as string[], rules: [] as string[] },
-      { declare: [] as string[], rules: [] as string[] },
-    ];
+    const sides = Array.from({ length: cuts.length + 1 }, () => ({ declare: [] as string[], rules: [] as string[] }));
     for (const w of spanned) {
-      const to = cut.startsWith(w.span) ? { declare, rules } : (sides[w.span < cut ? 0 : 1] as (typeof sides)[0]);
+      const to = cuts.some((c) => c.startsWith(w.span)) ? { declare, rules } : (sides[cuts.filter((c) => w.span > c).length] as (typeof sides)[0]);
       to.declare.push(...w.declare);
       to.rules.push(...w.rules);
     }
@@ -291,14 +310,11 @@ export class Dataplane {
     const stats: ApplyStats = { kernelCalls: 0, chainsWritten: 0, chainsDeleted: 0, ipsetEntries: 0, ipsetsCreated: 0, ipsetsDestroyed: 0 };
     try {
       // 1. ipsets: creations and additions (and removals of members), before any rule uses them.
-      // Two restores share big writes (a first sync's tens of thousands of entries): ipset spends
-      // most of its time parsing, so two processes take half as long. A set stays in one of them.
-      const chunks: string[][] = [[], []];
+      const perSet: string[][] = [];
+      let lineCount = 0;
       let entryLines = 0;
       const destroy: string[] = [];
       for (const name of this.dirtySets) {
-        const setLines = (chunks[0] as string[]).length <= (chunks[1] as string[]).length ? (chunks[0] as string[]) : (chunks[1] as string[]);
-        const before = setLines.length;
         const want = this.desiredSets.get(name);
         const have = view.ipsets.get(name);
         if (!want) {
@@ -309,17 +325,18 @@ export class Dataplane {
           destroy.push(name);
           continue;
         }
+        const setLines: string[] = [];
         if (!have) {
           setLines.push(`create ${name} hash:ip family ${want.family === 4 ? 'inet' : 'inet6'}`);
           stats.ipsetsCreated++;
         }
         for (const m of want.members) if (!have?.members.has(m)) setLines.push(`add ${name} ${m}`);
         if (have) for (const m of have.members) if (!want.members.has(m)) setLines.push(`del ${name} ${m}`);
-        entryLines += setLines.length - before - (have ? 0 : 1);
+        entryLines += setLines.length - (have ? 0 : 1);
+        lineCount += setLines.length;
+        if (setLines.length > 0) perSet.push(setLines);
       }
-      const [first, second] = chunks as [string[], string[]];
-      if (first.length + second.length < SPLIT_IPSET_LINES) first.push(...second.splice(0));
-      const texts = [first, second].filter((c) => c.length > 0).map((c) => `${c.join('\n')}\n`);
+      const texts = ipsetParts(perSet, lineCount);
       // The iptables text is built while ipset works; it is written only once the sets exist.
       const setsWritten = texts.length ? Promise.allSettled(texts.map((t) => this.kernel.ipsetRestore(t))) : undefined;
       const plans = ([4, 6] as const).map((family) => (['filter', 'raw'] as const).flatMap((table) => this.planTable(view, family, table) ?? []));

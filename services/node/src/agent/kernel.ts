@@ -1,4 +1,7 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export type Family = 4 | 6;
 export type Table = 'filter' | 'raw';
@@ -14,40 +17,65 @@ export interface KernelBackend {
   conntrackFlush(addr: string): Promise<void>;
 }
 
-function run(argv: string[], input = ''): Promise<string> {
+/** Inputs bigger than a pipe holds go through a file (see run). */
+const PIPE_BYTES = 64 * 1024;
+let inputFiles = 0;
+
+/** Runs a tool with input on its stdin; resolves with its stdout, rejects with its stderr. */
+export function runTool(argv: string[], input = ''): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    // A big input is handed over as a file: through a pipe, the tool would wait for this process
+    // to write the rest, which it does only between its own tasks (it builds the next text meanwhile).
+    let stdin: number | 'pipe' = 'pipe';
+    if (input.length > PIPE_BYTES) {
+      const path = join(tmpdir(), `calico-node-${process.pid}-${++inputFiles}`);
+      try {
+        writeFileSync(path, input, { flag: 'wx', mode: 0o600 });
+        stdin = openSync(path, 'r');
+      } finally {
+        // The open descriptor keeps the content for the child; no name is left behind.
+        rmSync(path, { force: true });
+      }
+    }
+    let p: ChildProcess;
+    try {
+      p = spawn(argv[0]!, argv.slice(1), { stdio: [stdin, 'pipe', 'pipe'] });
+    } finally {
+      if (typeof stdin === 'number') closeSync(stdin);
+    }
     const out: Buffer[] = [];
     let err = '';
-    p.stdout.on('data', (c: Buffer) => out.push(c));
-    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    p.stdout!.on('data', (c: Buffer) => out.push(c));
+    p.stderr!.on('data', (c: Buffer) => (err += c.toString()));
     p.on('error', (e) => reject(new Error(`${argv[0]}: ${e.message}`)));
     p.on('close', (code) =>
       code === 0 ? resolve(Buffer.concat(out).toString('utf8')) : reject(new Error(`${argv.join(' ')} exited ${code}: ${err.trim()}`)),
     );
-    p.stdin.on('error', () => undefined);
-    p.stdin.end(input);
+    if (p.stdin) {
+      p.stdin.on('error', () => undefined);
+      p.stdin.end(input);
+    }
   });
 }
 
 /** The real kernel, through Debian's iptables (nft backend), ipset and conntrack. */
 export class RealKernel implements KernelBackend {
   iptablesSave(family: Family, table: Table): Promise<string> {
-    return run([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', table]);
+    return runTool([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', table]);
   }
   async iptablesRestore(family: Family, text: string): Promise<void> {
-    await run([family === 4 ? 'iptables-restore' : 'ip6tables-restore', '--noflush', '-w', '5'], text);
+    await runTool([family === 4 ? 'iptables-restore' : 'ip6tables-restore', '--noflush', '-w', '5'], text);
   }
   ipsetSave(): Promise<string> {
-    return run(['ipset', 'save']);
+    return runTool(['ipset', 'save']);
   }
   async ipsetRestore(text: string): Promise<void> {
-    await run(['ipset', '-exist', 'restore'], text);
+    await runTool(['ipset', '-exist', 'restore'], text);
   }
   async conntrackFlush(addr: string): Promise<void> {
     const fam = addr.includes(':') ? 'ipv6' : 'ipv4';
     // "0 flow entries" is an exit 1 for conntrack: nothing to forget is fine.
-    await run(['conntrack', '-D', '-f', fam, '-s', addr]).catch(() => undefined);
-    await run(['conntrack', '-D', '-f', fam, '-d', addr]).catch(() => undefined);
+    await runTool(['conntrack', '-D', '-f', fam, '-s', addr]).catch(() => undefined);
+    await runTool(['conntrack', '-D', '-f', fam, '-d', addr]).catch(() => undefined);
   }
 }
