@@ -296,12 +296,12 @@ export function encodeMac(mac: string): string {
 export const endpointStates = ['active', 'inactive'] as const;
 export type EndpointState = (typeof endpointStates)[number];
 
+// One result per state, shared: a snapshot reads one state per endpoint of the cluster.
+const STATE_RESULTS = new Map<string, Check<EndpointState>>(endpointStates.map((s) => [s, Object.freeze(good(s))]));
+
 function checkState(raw: string): Check<EndpointState> {
-  const state = endpointStates.find((s) => s === raw.trim());
   // The constant, not the text read: endpoints keep it.
-  return state !== undefined
-    ? good(state)
-    : bad(`state must be "active" or "inactive", got ${JSON.stringify(raw)}`);
+  return STATE_RESULTS.get(raw) ?? STATE_RESULTS.get(raw.trim()) ?? bad(`state must be "active" or "inactive", got ${JSON.stringify(raw)}`);
 }
 
 export function decodeState(key: string, raw: string): DecodeResult<EndpointState> {
@@ -341,8 +341,10 @@ export function encodeGroupName(name: string): string {
 }
 
 /** Membership is the key's existence; the seed writes "" and any other value is ignored, never an error. */
+const MEMBER: DecodeResult<null> = Object.freeze({ ok: true, value: null });
+
 export function decodeMember(_key: string, _raw: string): DecodeResult<null> {
-  return { ok: true, value: null };
+  return MEMBER;
 }
 
 export function encodeMember(): string {

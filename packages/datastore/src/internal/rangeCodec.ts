@@ -48,12 +48,14 @@ export class RangeKeyValues implements Iterable<RangeKeyValue> {
     // A plain iterator rather than a generator: this loop runs once per key of a snapshot.
     const { buf, spans } = this;
     let i = 0;
+    // One result object, refilled: for-of reads it before asking for the next.
+    const result = { done: false, value: undefined as unknown as RangeKeyValue };
     return {
       next: (): IteratorResult<RangeKeyValue> => {
         if (i >= spans.length) return { done: true, value: undefined };
-        const kv = decodeKeyValue(buf, spans[i] as number, spans[i + 1] as number);
+        result.value = decodeKeyValue(buf, spans[i] as number, spans[i + 1] as number);
         i += 2;
-        return { done: false, value: kv };
+        return result;
       },
     };
   }
@@ -122,11 +124,19 @@ export function encodeRangeRequest(req: RangeRequest): Buffer {
 class Reader {
   pos: number;
   constructor(
-    readonly buf: Buffer,
+    public buf: Buffer,
     start: number,
-    readonly end: number,
+    public end: number,
   ) {
     this.pos = start;
+  }
+
+  /** Points the cursor at another message (one cursor serves every key of a page). */
+  reset(buf: Buffer, start: number, end: number): this {
+    this.buf = buf;
+    this.pos = start;
+    this.end = end;
+    return this;
   }
 
   get done(): boolean {
@@ -146,19 +156,19 @@ class Reader {
     throw new RangeCodecError('varint longer than 10 bytes');
   }
 
-  /** Start and end of a length-delimited field's bytes; moves past them. */
-  span(): [number, number] {
+  /** Moves past a length-delimited field's bytes and returns where they start; they end at pos. */
+  lengthDelimited(): number {
     const len = this.varint();
     const start = this.pos;
     const end = start + len;
     if (end > this.end) throw new RangeCodecError('length-delimited field runs past its message');
     this.pos = end;
-    return [start, end];
+    return start;
   }
 
   skip(wireType: number): void {
     if (wireType === VARINT) this.varint();
-    else if (wireType === LENGTH_DELIMITED) this.span();
+    else if (wireType === LENGTH_DELIMITED) this.lengthDelimited();
     else if (wireType === FIXED64) this.advance(8);
     else if (wireType === FIXED32) this.advance(4);
     else throw new RangeCodecError(`unsupported wire type ${wireType}`);
@@ -171,8 +181,8 @@ class Reader {
 }
 
 function decodeHeaderRevision(r: Reader): number {
-  const [start, end] = r.span();
-  const h = new Reader(r.buf, start, end);
+  const start = r.lengthDelimited();
+  const h = new Reader(r.buf, start, r.pos);
   let revision = 0;
   while (!h.done) {
     const tag = h.varint();
@@ -182,19 +192,21 @@ function decodeHeaderRevision(r: Reader): number {
   return revision;
 }
 
+const kvCursor = new Reader(Buffer.alloc(0), 0, 0);
+
 function decodeKeyValue(buf: Buffer, start: number, end: number): RangeKeyValue {
-  const m = new Reader(buf, start, end);
+  const m = kvCursor.reset(buf, start, end);
   let key = '';
   let value = '';
   let modRevision = 0;
   while (!m.done) {
     const tag = m.varint();
     if (tag === ((1 << 3) | LENGTH_DELIMITED)) {
-      const [a, b] = m.span();
-      key = buf.toString('utf8', a, b);
+      const a = m.lengthDelimited();
+      key = buf.toString('utf8', a, m.pos);
     } else if (tag === ((5 << 3) | LENGTH_DELIMITED)) {
-      const [a, b] = m.span();
-      value = buf.toString('utf8', a, b);
+      const a = m.lengthDelimited();
+      value = buf.toString('utf8', a, m.pos);
     } else if (tag === ((3 << 3) | VARINT)) {
       modRevision = m.varint();
     } else m.skip(tag & 7);
@@ -208,8 +220,8 @@ function keyBytes(buf: Buffer, start: number, end: number): Buffer {
   while (!m.done) {
     const tag = m.varint();
     if (tag === ((1 << 3) | LENGTH_DELIMITED)) {
-      const [a, b] = m.span();
-      return Buffer.from(buf.subarray(a, b));
+      const a = m.lengthDelimited();
+      return Buffer.from(buf.subarray(a, m.pos));
     }
     m.skip(tag & 7);
   }
@@ -229,7 +241,10 @@ export function decodeRangeResponse(buf: Buffer): RangeResult {
   while (!r.done) {
     const tag = r.varint();
     if (tag === ((1 << 3) | LENGTH_DELIMITED)) revision = decodeHeaderRevision(r);
-    else if (tag === ((2 << 3) | LENGTH_DELIMITED)) spans.push(...r.span());
+    else if (tag === ((2 << 3) | LENGTH_DELIMITED)) {
+      const a = r.lengthDelimited();
+      spans.push(a, r.pos);
+    }
     else if (tag === ((3 << 3) | VARINT)) more = r.varint() !== 0;
     else r.skip(tag & 7);
   }
