@@ -23,7 +23,7 @@ import {
   type LocalEndpoint,
 } from './desired.js';
 import { FakeKernel } from './fakeKernel.js';
-import { fromChain, groupSetName, ruleHash, srcChain, toChain } from './names.js';
+import { chainSpan, fromChain, groupSetName, ruleHash, srcChain, toChain } from './names.js';
 
 const logger = createLogger({ name: 'desired-test', level: 'silent' });
 
@@ -208,6 +208,35 @@ describe('renderDispatch', () => {
         expect(lines.length).toBeLessThanOrEqual(DISPATCH_LEAF + 1);
       }
     }
+  });
+});
+
+describe('chainSpan', () => {
+  // The dataplane writes chains of separate spans in separate transactions side by side, so a
+  // chain with a span must jump only to chains inside it (or to ones that are not ours).
+  it('every jump of a chain with a span stays inside the span', () => {
+    const ifs = [...Array.from({ length: 700 }, (_, i) => `cali${i.toString(16).padStart(11, '0')}`), 'caliab000000001', 'calif0000000002'];
+    const chains = renderDispatch(ifs);
+    for (const i of ifs) {
+      // A workload with two addresses: its outbound chain jumps to its source chain.
+      chains.set(fromChain(i), [`-j ${srcChain(i)}`, '-j DROP']);
+      chains.set(srcChain(i), ['-s 10.0.0.1/32 -j RETURN', '-j DROP']);
+      chains.set(toChain(i), ['-j DROP']);
+    }
+    let checked = 0;
+    for (const [name, lines] of chains) {
+      const span = chainSpan(name);
+      if (name === 'cali-from-wl' || name === 'cali-to-wl') expect(span).toBeNull();
+      else expect(span, name).not.toBeNull();
+      if (span === null) continue;
+      for (const l of lines) {
+        const target = / -[jg] (cali-\S+)/.exec(` ${l}`)?.[1];
+        if (target === undefined) continue;
+        expect(chainSpan(target)?.startsWith(span), `${name} → ${target}`).toBe(true);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(2_000);
   });
 });
 
