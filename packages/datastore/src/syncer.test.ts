@@ -173,6 +173,35 @@ it('revisions only: watch changes over a first snapshot are kept, and a resync h
   await syncer.stop();
 });
 
+it('revisions only: a first snapshot of 40,000 keys, most kept as their last segment, resyncs to exactly the difference', async () => {
+  const store = new FakeStore();
+  // Endpoint-like directories: "addrs" then "state" in each, so every second key is kept as its leaf.
+  for (let i = 0; i < 20_000; i++) {
+    const dir = `/p/h/${String(i).padStart(6, '0')}`;
+    store.put(`${dir}/addrs`, `a${i}`);
+    store.put(`${dir}/state`, 'active');
+  }
+  const c = consumer();
+  const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues: false, pageSize: 5_000, resyncIntervalMs: 0 });
+  syncer.start();
+  await syncer.waitInSync(5_000);
+  await syncer.drain();
+  expect(c.state.size).toBe(40_000);
+  // Missed by the watch, at both ends and across the lists' 16,384-entry blocks.
+  store.delete('/p/h/000000/addrs');
+  store.delete('/p/h/008192/state');
+  store.put('/p/h/016383/state', 'inactive');
+  store.put('/p/h/019999/addrs', 'changed');
+  await syncer.resync('test');
+  await syncer.drain();
+  const resync = c.batches.filter((b) => b.kind === 'resync');
+  expect(resync.map((b) => b.updates.map((u) => `${u.type} ${u.key}`).sort())).toEqual([
+    ['delete /p/h/000000/addrs', 'delete /p/h/008192/state', 'put /p/h/016383/state', 'put /p/h/019999/addrs'],
+  ]);
+  expect(c.state).toEqual(values(store));
+  await syncer.stop();
+});
+
 it('refuses to resume without values', () => {
   const store = new FakeStore();
   expect(() => new Syncer(store.asDatastore(), '/p/', consumer(), { keepValues: false, resume: { revision: 1, state: new Map() } })).toThrow(/resume needs keepValues/);

@@ -68,6 +68,27 @@ export interface SyncerStats {
 const SHORT_LEAF = 12;
 
 /**
+ * A list that grows by fixed-size blocks: a list of hundreds of thousands grown by copying
+ * would leave its outgrown copies (several MB each) in the heap until the next full collection.
+ */
+class BlockList<T> {
+  private static readonly BLOCK = 16_384;
+  private readonly blocks: T[][] = [];
+  length = 0;
+
+  push(item: T): void {
+    const at = this.length % BlockList.BLOCK;
+    if (at === 0) this.blocks.push(new Array<T>(BlockList.BLOCK));
+    (this.blocks[this.blocks.length - 1] as T[])[at] = item;
+    this.length++;
+  }
+
+  get(i: number): T {
+    return (this.blocks[Math.floor(i / BlockList.BLOCK)] as T[])[i % BlockList.BLOCK] as T;
+  }
+}
+
+/**
  * What a syncer has delivered: key → value, or key → modification revision. A first snapshot of
  * revisions is only appended; the hash map is built when first needed (the next resync), so
  * taking it hashes none of its hundreds of thousands of keys. Until then, watch changes are
@@ -80,8 +101,8 @@ class Marks {
    * segment (".../addrs" then ".../state") is kept as that segment, its revision negated: the
    * full key would be held by nothing else, and there are as many of them as endpoints.
    */
-  private pendingKeys: string[] = [];
-  private pendingRevs: number[] = [];
+  private pendingKeys = new BlockList<string>();
+  private pendingRevs = new BlockList<number>();
   private lastKey = '';
   private lastLeaf = '';
 
@@ -121,8 +142,8 @@ class Marks {
       const m = new Map<string, string | number>();
       let prev = '';
       for (let i = 0; i < this.pendingKeys.length; i++) {
-        let key = this.pendingKeys[i] as string;
-        let revision = this.pendingRevs[i] as number;
+        let key = this.pendingKeys.get(i);
+        let revision = this.pendingRevs.get(i);
         if (revision < 0) {
           key = prev.substring(0, prev.length - key.length) + key;
           revision = -revision;
@@ -135,8 +156,8 @@ class Marks {
         else m.set(k, v);
       }
       this.map = m;
-      this.pendingKeys = [];
-      this.pendingRevs = [];
+      this.pendingKeys = new BlockList();
+      this.pendingRevs = new BlockList();
       this.lastKey = '';
     }
     return this.map;

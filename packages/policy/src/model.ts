@@ -134,8 +134,10 @@ export function emptyChange(): ModelChange {
 }
 
 function findCopy(node: EndpointNode | undefined, host: string, containerId: string): EndpointCopy | undefined {
-  if (node === undefined) return undefined;
-  for (const c of copiesOf(node)) if (c.host === host && c.containerId === containerId) return c;
+  const copies = node?.copies;
+  // Twice per endpoint key of a snapshot: the usual single copy is checked without a list.
+  if (copies === undefined || !Array.isArray(copies)) return copies?.host === host && copies.containerId === containerId ? copies : undefined;
+  for (const c of copies) if (c.host === host && c.containerId === containerId) return c;
   return undefined;
 }
 
