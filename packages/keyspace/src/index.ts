@@ -82,6 +82,7 @@ export type { KeyRange } from './range.js';
 
 export {
   decodeAddrs,
+  oneIPv4Addr,
   decodeAsNum,
   decodeBgpPeer,
   decodeBird6Ip,

@@ -5,6 +5,7 @@ import { extraKeySpecs } from './extraKeys.js';
 import { seedKeySpecs, type CalicoKeyKind } from './keys.js';
 import {
   decodeAddrs,
+  oneIPv4Addr,
   decodeAsNum,
   decodeBgpPeer,
   decodeBird6Ip,
@@ -207,6 +208,27 @@ describe('endpoint addrs', () => {
         { addr: '198.19.0.1', family: 4 },
       ],
     });
+  });
+
+  it('reads the one-address form the node writes without JSON.parse, and agrees with the full read', () => {
+    expect(oneIPv4Addr('[{"addr":"198.19.0.1"}]')).toBe('198.19.0.1');
+    for (const raw of [
+      '[{"addr":"198.19.0.1"}]',
+      '[{"addr":"198.19.0.01"}]',
+      '[{"addr":"198.19.0.1 "}]',
+      '[{"addr":"fd00::1"}]',
+      '[{"addr":"198.19.0.1"},{"addr":"198.19.0.2"}]',
+      '[{"addr":"198.19.0.1"}] ',
+      '[{"addr": "198.19.0.1"}]',
+      '[{"addr":"256.0.0.1"}]',
+      '[{"addr":""}]',
+    ]) {
+      const full = decodeAddrs(key, raw);
+      const one = oneIPv4Addr(raw);
+      // Either the full read has exactly that one IPv4 address, or the fast path stays out of it.
+      if (one !== null) expect(full).toEqual({ ok: true, value: [{ addr: one, family: 4 }] });
+      else expect(raw === '[{"addr":"198.19.0.1"}]').toBe(false);
+    }
   });
 
   it.each<[string, string[]]>([

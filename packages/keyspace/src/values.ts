@@ -261,13 +261,20 @@ function checkAddrs(list: unknown): Check<EndpointAddr[]> {
 const ONE_ADDR_HEAD = '[{"addr":"';
 const ONE_ADDR_TAIL = '"}]';
 
+/**
+ * The address of an addrs value that is what the node writes for a one-address IPv4 endpoint
+ * (`[{"addr":"10.65.0.1"}]`), read without JSON.parse; null for anything else, which
+ * decodeAddrs reads in full. A snapshot holds one of these per endpoint of the cluster.
+ */
+export function oneIPv4Addr(raw: string): string | null {
+  if (!raw.startsWith(ONE_ADDR_HEAD) || !raw.endsWith(ONE_ADDR_TAIL)) return null;
+  const addr = raw.slice(ONE_ADDR_HEAD.length, raw.length - ONE_ADDR_TAIL.length);
+  return isCanonicalIPv4(addr) ? addr : null;
+}
+
 export function decodeAddrs(key: string, raw: string): DecodeResult<EndpointAddr[]> {
-  // What the node writes for a one-address endpoint, read without JSON.parse (a snapshot holds
-  // one per endpoint of the cluster); anything else takes the full path below.
-  if (raw.startsWith(ONE_ADDR_HEAD) && raw.endsWith(ONE_ADDR_TAIL)) {
-    const addr = raw.slice(ONE_ADDR_HEAD.length, raw.length - ONE_ADDR_TAIL.length);
-    if (isCanonicalIPv4(addr)) return { ok: true, value: [{ addr, family: 4 }] };
-  }
+  const one = oneIPv4Addr(raw);
+  if (one !== null) return { ok: true, value: [{ addr: one, family: 4 }] };
   const json = parseJson(raw);
   return decoded(key, json.ok ? checkAddrs(json.value) : json);
 }

@@ -10,6 +10,7 @@ import {
   endpointPrefix,
   groupRuleKey,
   networkPrefix,
+  oneIPv4Addr,
   parseKey,
   type Direction,
   type EndpointAddr,
@@ -261,13 +262,18 @@ export class PolicyModel {
     let next: unknown = ABSENT;
     let errors: string[] | undefined;
     if (update.type === 'put') {
-      const r = decodeValue(parsed, key, update.value);
-      if (r.ok) next = r.value;
-      else errors = r.errors;
+      // The usual one-address value goes straight to the form a copy holds.
+      const one = parsed.kind === 'endpointAddrs' ? oneIPv4Addr(update.value) : null;
+      if (one !== null) next = one;
+      else {
+        const r = decodeValue(parsed, key, update.value);
+        if (r.ok) next = r.value;
+        else errors = r.errors;
+      }
     }
     const problemChanged = this.#setInvalid(key, errors);
     // Address order carries no meaning: held sorted, so a reordered list is a repeat.
-    if (parsed.kind === 'endpointAddrs' && next !== ABSENT) next = heldAddrs(next as EndpointAddr[]);
+    if (parsed.kind === 'endpointAddrs' && next !== ABSENT && typeof next !== 'string') next = heldAddrs(next as EndpointAddr[]);
     // The endpoint id's node, looked up once for the checks and the change below.
     const node =
       parsed.kind === 'endpointAddrs' || parsed.kind === 'endpointState' || parsed.kind === 'groupMember' || parsed.kind === 'endpointMac'

@@ -37,7 +37,7 @@ export class RangeKeyValues implements Iterable<RangeKeyValue> {
   constructor(
     private readonly buf: Buffer,
     /** Start and end of each KeyValue message in buf. */
-    private readonly spans: readonly number[],
+    private readonly spans: Uint32Array,
   ) {}
 
   get length(): number {
@@ -234,21 +234,27 @@ function keyBytes(buf: Buffer, start: number, end: number): Buffer {
  * truncation (a malformed key message still throws when reached).
  */
 export function decodeRangeResponse(buf: Buffer): RangeResult {
-  const r = new Reader(buf, 0, buf.length);
+  // Two passes: count the keys, then note where each is, in an array of the right size (a
+  // growing one would leave its outgrown copies behind for every page).
+  let count = 0;
+  for (const r = new Reader(buf, 0, buf.length); !r.done; ) {
+    const tag = r.varint();
+    if (tag === ((2 << 3) | LENGTH_DELIMITED)) count++;
+    r.skip(tag & 7);
+  }
+  const spans = new Uint32Array(count * 2);
   let revision = 0;
   let more = false;
-  const spans: number[] = [];
-  while (!r.done) {
+  let n = 0;
+  for (const r = new Reader(buf, 0, buf.length); !r.done; ) {
     const tag = r.varint();
     if (tag === ((1 << 3) | LENGTH_DELIMITED)) revision = decodeHeaderRevision(r);
     else if (tag === ((2 << 3) | LENGTH_DELIMITED)) {
-      const a = r.lengthDelimited();
-      spans.push(a, r.pos);
-    }
-    else if (tag === ((3 << 3) | VARINT)) more = r.varint() !== 0;
+      spans[n++] = r.lengthDelimited();
+      spans[n++] = r.pos;
+    } else if (tag === ((3 << 3) | VARINT)) more = r.varint() !== 0;
     else r.skip(tag & 7);
   }
-  const n = spans.length;
   const lastKey = n > 0 ? keyBytes(buf, spans[n - 2] as number, spans[n - 1] as number) : undefined;
   return { revision, kvs: new RangeKeyValues(buf, spans), more, lastKey };
 }
