@@ -108,7 +108,7 @@ function ipsetParts(perSet: string[][], lineCount: number): string[] {
 /**
  * The edge that makes the kernel match the desired chains and ipsets. Callers set what they
  * want; apply() writes only what differs, in one ipset restore (creates and adds), one
- * iptables-restore --noflush per family and table, and one more ipset restore for deletions,
+ * iptables-restore --noflush per family (its tables together), and one more ipset restore for deletions,
  * in that order so that no rule ever names a missing set. Chains are compared by the hash
  * comments on their rules, never by parsing rule text. resync() rereads the kernel, so that
  * whatever another program changed is repaired by the next apply.
@@ -353,15 +353,25 @@ export class Dataplane {
         }
       }
 
-      // 2. iptables: one restore per family and table that has changes; the two families side by
-      // side (separate tables, and each restore is one transaction), a family's tables in turn.
+      // 2. iptables: one restore per family that has changes (a transaction per table in it); the
+      // two families side by side, as they are separate tables.
       const writeFamily = async (family: Family): Promise<void> => {
-        for (const plan of plans[family === 4 ? 0 : 1] as TablePlan[]) {
-          for (const step of plan.steps) {
-            const results = await Promise.allSettled(step.map((t) => this.kernel.iptablesRestore(family, t)));
-            stats.kernelCalls += step.length;
-            for (const r of results) if (r.status === 'rejected') throw r.reason;
-          }
+        const familyPlans = plans[family === 4 ? 0 : 1] as TablePlan[];
+        // A table written in one transaction joins the previous table's last restore (one
+        // iptables-restore takes several tables): a process less, each costing the agent a fork.
+        const steps: string[][] = [];
+        for (const plan of familyPlans) {
+          const last = steps[steps.length - 1];
+          const only = plan.steps.length === 1 && plan.steps[0]?.length === 1 ? plan.steps[0][0] : undefined;
+          if (only !== undefined && last?.length === 1) last[0] += only;
+          else steps.push(...plan.steps.map((step) => [...step]));
+        }
+        for (const step of steps) {
+          const results = await Promise.allSettled(step.map((t) => this.kernel.iptablesRestore(family, t)));
+          stats.kernelCalls += step.length;
+          for (const r of results) if (r.status === 'rejected') throw r.reason;
+        }
+        for (const plan of familyPlans) {
           stats.chainsWritten += plan.written.length;
           stats.chainsDeleted += plan.remove.length;
           for (const [k, hashes] of plan.written) view.chains.set(k, [...hashes]);
