@@ -102,7 +102,7 @@ interface EndpointCopy {
 interface EndpointNode {
   readonly id: string;
   // One copy and one group are held as themselves: a list each for 100,000 endpoints would weigh
-  // 11 MB more. Read them through copiesOf() and groupsOf().
+  // 11 MB more. Groups are read through groupsOf().
   copies: EndpointCopy | EndpointCopy[] | undefined;
   groups: string | string[] | undefined;
 }
@@ -155,11 +155,6 @@ function addrList(addrs: EndpointCopy['addrs']): readonly string[] {
 const isV6 = (addr: string): boolean => addr.includes(':');
 
 const NONE: readonly never[] = Object.freeze([]);
-
-function copiesOf(node: EndpointNode): readonly EndpointCopy[] {
-  const c = node.copies;
-  return c === undefined ? NONE : Array.isArray(c) ? c : [c];
-}
 
 function groupsOf(node: EndpointNode): readonly string[] {
   const g = node.groups;

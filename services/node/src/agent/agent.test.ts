@@ -217,6 +217,20 @@ describe('PolicyAgent', () => {
     expect(kernel.received.every((r) => r.ok)).toBe(true);
   });
 
+  it('the dispatch tree grows branches with many workloads, and loses them when they go', async () => {
+    const many = Array.from({ length: 80 }, (_, i) => fx.endpoint({ host: 'h1', endpointId: `${(0xe00 + i).toString(16).padStart(11, '0')}00000`, addrs: [`10.66.0.${i + 1}`] }));
+    const { kernel, agent } = await inSync([...all, ...many.flat()]);
+    const branches = () => kernel.chainNames(4, 'filter').filter((c) => c.startsWith('cali-from-wl-') || c.startsWith('cali-to-wl-'));
+    expect(branches().length).toBeGreaterThan(0);
+    expect(plain(kernel.rules(4, 'filter', 'cali-from-wl'))!.every((r) => r === '-j DROP' || / -g cali-(from-wl-|fw-)/.test(r))).toBe(true);
+    agent.handleBatch(batch(dels(many.slice(0, 75).flat())));
+    await agent.idle();
+    // 7 workloads are left: one chain holds them all again, and no branch is left behind.
+    expect(branches()).toEqual([]);
+    expect(plain(kernel.rules(4, 'filter', 'cali-from-wl'))).toHaveLength(7 + 1);
+    expect(kernel.received.every((r) => r.ok)).toBe(true);
+  });
+
   it('an address leaving a local endpoint is forgotten by conntrack', async () => {
     const { kernel, agent } = await inSync();
     agent.handleBatch(batch(puts([{ key: ep.L1[0]!.key, value: JSON.stringify([{ addr: '10.65.0.1' }]) }])));
