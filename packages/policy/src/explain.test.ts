@@ -181,6 +181,17 @@ describe('IPv4 and IPv6 are separate', () => {
     expect(ok(v6only, { src: 'A', dst: 'B', family: 6 })).toBe(true);
   });
 
+  it('icmp is IPv4 and icmpv6 IPv6: a rule of one never opens the other family', () => {
+    const m = twoGroups({ aOut: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }], bIn: [{ group: 'ga', protocol: 'icmp' }, { group: 'ga', protocol: 'icmpv6' }] });
+    expect(ok(m, { src: 'A', dst: 'B', protocol: 'icmp', family: 4 })).toBe(true);
+    expect(ok(m, { src: 'A', dst: 'B', protocol: 'icmpv6', family: 6 })).toBe(true);
+    // The same protocol numbers in the other family match neither rule (the renderer skips them too).
+    const icmpIn6 = explain(m, { src: 'A', dst: 'B', protocol: 'icmp', family: 6 });
+    expect(icmpIn6.allowed).toBe(false);
+    expect(icmpIn6.inbound?.reason).toBe('default-deny');
+    expect(ok(m, { src: 'A', dst: 'B', protocol: 'icmpv6', family: 4 })).toBe(false);
+  });
+
   it('an IPv4 network never matches an IPv4-mapped IPv6 address', () => {
     const m = twoGroups({ aOut: [{ cidr: '198.19.0.0/16' }] });
     expect(ok(m, { src: 'A', dst: '198.19.9.9' })).toBe(true);

@@ -5,7 +5,7 @@
 import { canonicalIP, cidrContains, isIP, protocolNumbers, protocolsWithPorts, type IPFamily, type ProtocolName } from '@calico/keyspace';
 import { endpointPolicy } from './endpointPolicy.js';
 import { PolicyError, PolicyErrorCode } from './errors.js';
-import { isEnforceable } from './internal/rules.js';
+import { isEnforceable, ruleAppliesTo } from './internal/rules.js';
 import type { Endpoint, PolicyModel, RuleRef } from './model.js';
 
 export interface ExplainQuery {
@@ -86,12 +86,12 @@ function checkPort(port: number | null | undefined, protocol: string | null): nu
 /** Does this rule let this packet through, given the peer's address (source for inbound, destination for outbound)? */
 function ruleMatches(model: PolicyModel, ref: RuleRef, peer: string, packet: Packet): boolean {
   const { rule } = ref;
-  if (!isEnforceable(rule)) return false;
+  if (!isEnforceable(rule) || !ruleAppliesTo(rule, packet.family)) return false;
   // A narrowed rule does not answer "may any traffic flow": unspecified protocol or port only meets null.
   if (rule.protocol !== null && rule.protocol !== packet.protocol) return false;
   if (rule.port !== null && rule.port !== packet.port) return false;
   if (rule.group !== null) return model.groupAddrs(rule.group, packet.family).includes(peer);
-  return rule.cidr !== null && rule.family === packet.family && cidrContains(rule.cidr, peer);
+  return rule.cidr !== null && cidrContains(rule.cidr, peer);
 }
 
 function judgeSide(model: PolicyModel, endpointId: string, direction: 'inbound' | 'outbound', peer: string, packet: Packet): SideVerdict {

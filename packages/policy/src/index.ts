@@ -7,6 +7,7 @@ export { endpointPolicy, endpointsOnHost, groupAddrs, groupsOfEndpoint, referenc
 export type { EndpointPolicy } from './endpointPolicy.js';
 
 export { explain } from './explain.js';
+export { ruleAppliesTo } from './internal/rules.js';
 export type { ExplainQuery, SideVerdict, Verdict, VerdictEnd } from './explain.js';
 
 export { policyFixtures } from './testing.js';

@@ -1,5 +1,5 @@
 import type { Rule } from '@calico/keyspace';
-import type { EndpointPolicy, RuleRef } from '@calico/policy';
+import { ruleAppliesTo, type EndpointPolicy, type RuleRef } from '@calico/policy';
 import { HOST_IF_PREFIX } from '../plumber/names.js';
 import { CHAIN, dispatchChain, fromChain, groupSetName, ifSuffix, srcChain, toChain } from './names.js';
 
@@ -32,18 +32,15 @@ const PORT_MATCH: Record<string, string> = { tcp: 'tcp', udp: 'udp', sctp: 'sctp
 
 /** The iptables match of one rule in one family, or null when the rule cannot apply to it. */
 export function ruleMatch(rule: Readonly<Rule>, family: Family, peer: 'src' | 'dst'): string | null {
+  if (!ruleAppliesTo(rule, family)) return null;
   const parts: string[] = [];
   if (rule.cidr !== null) {
-    if (rule.family !== family) return null;
     // An all-addresses network needs no match at all.
     if (!rule.cidr.endsWith('/0')) parts.push(`${peer === 'src' ? '-s' : '-d'} ${rule.cidr}`);
   } else if (rule.group !== null) {
     parts.push(`-m set --match-set ${groupSetName(rule.group, family)} ${peer}`);
   }
   if (rule.protocol !== null) {
-    // icmp is IPv4's and icmpv6 IPv6's: each stays in its own family.
-    if (rule.protocol === 'icmp' && family === 6) return null;
-    if (rule.protocol === 'icmpv6' && family === 4) return null;
     parts.push(`-p ${rule.protocol === 'icmpv6' ? 'ipv6-icmp' : rule.protocol}`);
     if (rule.port !== null) {
       const m = PORT_MATCH[rule.protocol];
