@@ -12,3 +12,6 @@ export type { ExplainQuery, SideVerdict, Verdict, VerdictEnd } from './explain.j
 
 export { policyFixtures } from './testing.js';
 export type { EndpointFixture, GroupFixture, KeyValue } from './testing.js';
+
+export { OUTSIDE, addrsOf, randomCluster, randomConnections } from './randomCluster.js';
+export type { RandomCluster, RandomClusterOptions, RandomConnection, RandomEndpoint, RandomGroup } from './randomCluster.js';

@@ -141,4 +141,4 @@ function interleave<T>(histories: readonly (readonly T[])[], seed: number): T[] 
   return out;
 }
 
-export const policyFixtures = { endpoint, group, addgroup, puts, model, shuffle, permutations, interleave } as const;
+export const policyFixtures = { endpoint, group, addgroup, puts, model, random, shuffle, permutations, interleave } as const;

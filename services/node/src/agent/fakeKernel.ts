@@ -200,6 +200,13 @@ export class FakeKernel implements KernelBackend {
     return this.tables[family][table].get(chain)?.rules.map((r) => r.spec);
   }
 
+  /** The policy of a built-in chain. */
+  chainPolicy(family: Family, table: Table, chain: string): 'ACCEPT' | 'DROP' {
+    const c = this.chainOf(this.tables, family, table, chain);
+    if (!c.builtin) throw new FakeKernelError(`${chain} is not a built-in chain: it has no policy`);
+    return c.policy === 'DROP' ? 'DROP' : 'ACCEPT';
+  }
+
   chainNames(family: Family, table: Table): string[] {
     return [...this.tables[family][table].keys()];
   }

@@ -1,0 +1,186 @@
+/**
+ * One meaning of a rule: for random clusters and random connections, explain() and the kernel
+ * the agents program (FakeKernels, walked rule by rule) must give the same verdict. A
+ * connection crosses the sender's host and, when the receiver lives elsewhere, the receiver's.
+ * The same walks over deliberately broken kernels must find a difference, or this test could
+ * not fail.
+ */
+import type { SyncBatch } from '@calico/datastore';
+import { createLogger } from '@calico/log';
+import { explain, policyFixtures, randomCluster, randomConnections, type RandomCluster, type RandomConnection } from '@calico/policy';
+import { afterEach, describe, expect, it } from 'vitest';
+import { hostIfName } from '../plumber/names.js';
+import { PolicyAgent } from './agent.js';
+import { FakeKernel } from './fakeKernel.js';
+import type { Family } from './kernel.js';
+import { walkForward, type WalkPacket, type WalkTables } from './packetWalk.js';
+
+const logger = createLogger({ name: 'differential', level: 'silent' });
+const CLUSTERS = 200;
+const CONNECTIONS = 25;
+const PROTOCOL: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132, udplite: 136, '47': 47 };
+/** The host side of the fabric: what packets to and from other hosts cross. */
+const FABRIC_IF = 'eth0';
+
+const agents: PolicyAgent[] = [];
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((a) => a.stop()));
+});
+
+function tablesOf(kernel: FakeKernel): WalkTables {
+  return {
+    rules: (family, table, chain) => kernel.rules(family, table, chain),
+    policy: (family, table, chain) => kernel.chainPolicy(family, table, chain),
+    setHas: (name, addr) => {
+      const members = kernel.setMembers(name);
+      if (members === undefined) throw new Error(`a rule names ipset ${name}, which does not exist`);
+      return members.includes(addr);
+    },
+  };
+}
+
+/** Every host of the cluster programmed by its own agent from the whole keyspace. */
+async function programHosts(cluster: RandomCluster, newKernel: () => FakeKernel): Promise<Map<string, FakeKernel>> {
+  const kernels = new Map<string, FakeKernel>();
+  const snapshot: SyncBatch = { kind: 'snapshot', revision: 1, updates: policyFixtures.puts(cluster.keys).map((u) => ({ ...u, revision: 1 })) };
+  for (const host of cluster.hosts) {
+    const kernel = newKernel();
+    const agent = new PolicyAgent({ host, kernel, logger });
+    agents.push(agent);
+    agent.handleBatch(snapshot);
+    agent.handleStatus('in-sync', 'test');
+    await agent.idle();
+    expect(agent.status().lastError, `agent of ${host} (seed ${cluster.seed})`).toBeNull();
+    kernels.set(host, kernel);
+  }
+  return kernels;
+}
+
+interface Walked {
+  allowed: boolean;
+  trace: string[];
+}
+
+/** What the programmed kernels do with the first packet of a connection. */
+function kernelVerdict(cluster: RandomCluster, kernels: Map<string, FakeKernel>, c: RandomConnection): Walked {
+  const owner = (addr: string) => cluster.endpoints.find((e) => e.v4.includes(addr) || e.v6.includes(addr));
+  const src = owner(c.src);
+  const dst = owner(c.dst);
+  const packet = (inIf: string, outIf: string): WalkPacket => ({
+    family: c.family,
+    src: c.src,
+    dst: c.dst,
+    protocol: PROTOCOL[c.protocol]!,
+    dport: c.port,
+    sport: c.port === null ? null : 40_000,
+    inIf,
+    outIf,
+    srcMac: src && inIf !== FABRIC_IF ? src.mac : null,
+    reversePathOk: true,
+    ctState: 'NEW',
+  });
+  const trace: string[] = [];
+  const hop = (host: string, p: WalkPacket): boolean => {
+    const r = walkForward(tablesOf(kernels.get(host)!), p);
+    trace.push(`-- ${host} (in ${p.inIf}, out ${p.outIf})`, ...r.trace);
+    return r.accepted;
+  };
+  let allowed = true;
+  if (src) {
+    const sameHost = dst !== undefined && dst.host === src.host;
+    allowed = hop(src.host, packet(hostIfName(src.endpointId), sameHost ? hostIfName(dst.endpointId) : FABRIC_IF));
+  }
+  if (allowed && dst && dst.host !== src?.host) allowed = hop(dst.host, packet(FABRIC_IF, hostIfName(dst.endpointId)));
+  return { allowed, trace };
+}
+
+interface Mismatch {
+  seed: number;
+  connection: RandomConnection;
+  explain: string;
+  kernel: Walked;
+}
+
+/** Runs `clusters` random clusters; returns the connections where explain() and the kernels disagree. */
+async function differences(opts: { from: number; clusters: number; newKernel?: () => FakeKernel; stopAtFirst?: boolean }): Promise<{ cases: number; mismatches: Mismatch[] }> {
+  let cases = 0;
+  const mismatches: Mismatch[] = [];
+  for (let seed = opts.from; seed < opts.from + opts.clusters; seed++) {
+    const cluster = randomCluster(seed);
+    const model = policyFixtures.model(cluster.keys);
+    const kernels = await programHosts(cluster, opts.newKernel ?? (() => new FakeKernel()));
+    for (const c of randomConnections(cluster, CONNECTIONS, seed * 7919)) {
+      cases++;
+      const v = explain(model, { src: c.src, dst: c.dst, protocol: c.protocol, port: c.port });
+      const k = kernelVerdict(cluster, kernels, c);
+      if (v.allowed !== k.allowed) {
+        mismatches.push({ seed, connection: c, explain: v.reason, kernel: k });
+        if (opts.stopAtFirst) return { cases, mismatches };
+      }
+    }
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+  }
+  return { cases, mismatches };
+}
+
+/** A kernel that receives every iptables-restore through a (deliberately wrong) rewrite. */
+class BrokenKernel extends FakeKernel {
+  constructor(private readonly rewrite: (text: string) => string) {
+    super();
+  }
+  override iptablesRestore(family: Family, text: string): Promise<void> {
+    return super.iptablesRestore(family, this.rewrite(text));
+  }
+}
+
+describe('explain() and the programmed kernel agree', () => {
+  it(`on ${CLUSTERS} random clusters, ${CONNECTIONS} connections each`, async () => {
+    const { cases, mismatches } = await differences({ from: 1, clusters: CLUSTERS });
+    expect(cases).toBe(CLUSTERS * CONNECTIONS);
+    // Shown in full on failure: the cluster's seed, the connection, both readings and the walk.
+    expect(mismatches.slice(0, 3)).toEqual([]);
+  }, 120_000);
+
+  it('the cases cover what they must: both verdicts, both families, every kind of rule and path', () => {
+    const seen = new Set<string>();
+    for (let seed = 1; seed <= CLUSTERS; seed++) {
+      const cluster = randomCluster(seed);
+      const model = policyFixtures.model(cluster.keys);
+      for (const c of randomConnections(cluster, CONNECTIONS, seed * 7919)) {
+        const v = explain(model, { src: c.src, dst: c.dst, protocol: c.protocol, port: c.port });
+        seen.add(`${v.allowed ? 'allowed' : 'denied'} IPv${c.family}`);
+        seen.add(`protocol ${c.protocol}`);
+        const src = cluster.endpoints.find((e) => [...e.v4, ...e.v6].includes(c.src));
+        const dst = cluster.endpoints.find((e) => [...e.v4, ...e.v6].includes(c.dst));
+        seen.add(!src ? 'from outside' : !dst ? 'to outside' : src.host === dst.host ? 'same host' : 'across hosts');
+        for (const side of [v.outbound, v.inbound]) {
+          const r = side?.decidedBy?.rule;
+          if (!r) continue;
+          seen.add(`allowed by ${r.group !== null ? 'group' : 'cidr'} rule`);
+          if (r.port !== null) seen.add('allowed by a port rule');
+          if (r.protocol !== null) seen.add('allowed by a protocol rule');
+        }
+        if (v.outbound?.reason === 'inactive' || v.inbound?.reason === 'inactive') seen.add('inactive endpoint');
+      }
+    }
+    for (const want of ['allowed IPv4', 'denied IPv4', 'allowed IPv6', 'denied IPv6', 'from outside', 'to outside', 'same host', 'across hosts',
+      'allowed by group rule', 'allowed by cidr rule', 'allowed by a port rule', 'allowed by a protocol rule', 'inactive endpoint',
+      ...Object.keys(PROTOCOL).map((p) => `protocol ${p}`)]) {
+      expect(seen, want).toContain(want);
+    }
+  });
+
+  // Each broken kernel must be caught: otherwise the agreement above proves nothing.
+  const breakages: [string, (text: string) => string][] = [
+    ['ports matched on the source side', (t) => t.replace(/--dport /g, '--sport ')],
+    ['group peers matched on the wrong side', (t) => t.replace(/(--match-set \S+) src/g, '$1 dst')],
+    ['inbound default allows', (t) => t.replace(/^(-A cali-tw-\S+ (?:-m comment --comment \S+ )?)-j DROP$/gm, '$1-j RETURN')],
+    ['udp rules widened to every protocol', (t) => t.replace(/-p udp -m udp --dport \d+ /g, '')],
+    ['cidr rules one bit wider', (t) => t.replace(/ -([sd]) (\d+\.\d+\.\d+\.\d+)\/([1-9]\d?) /g, (_m, f: string, a: string, l: string) => ` -${f} ${a}/${Number(l) - 1} `)],
+    ['icmp rules widened to every protocol', (t) => t.replace(/ -p icmp -j RETURN$/gm, ' -j RETURN')],
+  ];
+  it.each(breakages)('a kernel with %s is caught', async (_name, rewrite) => {
+    const { mismatches } = await differences({ from: 1, clusters: CLUSTERS, newKernel: () => new BrokenKernel(rewrite), stopAtFirst: true });
+    expect(mismatches.length).toBe(1);
+  }, 120_000);
+});
