@@ -83,12 +83,26 @@ describe('PolicyAgent', () => {
     await tick();
     // Reading the kernel meanwhile is fine (the first write needs it); writing is not.
     expect(kernel.calls).toMatchObject({ iptablesRestore: 0, ipsetRestore: 0 });
-    expect(agent.status()).toMatchObject({ everInSync: false, applies: 0, localEndpoints: 0 });
+    expect(agent.status()).toMatchObject({ everInSync: false, programmed: false, applies: 0, localEndpoints: 0 });
 
     agent.handleStatus('in-sync', 'watching');
     await agent.idle();
     expect(kernel.chainNames(4, 'filter')).toContain(fromChain(if1));
-    expect(agent.status()).toMatchObject({ syncStatus: 'in-sync', everInSync: true, localEndpoints: 2, ipsets: 2, lastError: null });
+    expect(agent.status()).toMatchObject({ syncStatus: 'in-sync', everInSync: true, programmed: true, localEndpoints: 2, ipsets: 2, lastError: null });
+  });
+
+  it('counts the first full sync as programmed only once the kernel has taken it', async () => {
+    const { kernel, agent } = newAgent();
+    kernel.failNext('iptablesRestore');
+    agent.handleBatch(batch(puts(all), 'snapshot'));
+    agent.handleStatus('in-sync', 'watching');
+    await vi.waitFor(() => expect(agent.status().lastError).toMatch(/injected failure/));
+    // The write was refused: in sync with etcd, not yet with the kernel.
+    expect(kernel.received.filter((r) => r.kind === 'iptablesRestore' && !r.ok)).toHaveLength(1);
+    expect(agent.status()).toMatchObject({ everInSync: true, programmed: false });
+    await agent.idle();
+    expect(agent.status()).toMatchObject({ programmed: true, lastError: null });
+    expect(kernel.chainNames(4, 'filter')).toContain(fromChain(if1));
   });
 
   it("programs this host's endpoints only; remote endpoints are ipset members", async () => {

@@ -34,6 +34,8 @@ interface Rendered {
 export interface AgentStatus {
   syncStatus: SyncStatus;
   everInSync: boolean;
+  /** The first full sync has reached the kernel. */
+  programmed: boolean;
   localEndpoints: number;
   ipsets: number;
   applies: number;
@@ -62,6 +64,7 @@ export class PolicyAgent {
   readonly dataplane: Dataplane;
   private syncer: Syncer | undefined;
   private everInSync = false;
+  private programmed = false;
   private syncStatus: SyncStatus = 'resyncing';
   private endpointToHost: EndpointToHostAction;
   private readonly rendered = new Map<string, Rendered>();
@@ -132,6 +135,7 @@ export class PolicyAgent {
     return {
       syncStatus: this.syncStatus,
       everInSync: this.everInSync,
+      programmed: this.programmed,
       localEndpoints: this.rendered.size,
       ipsets: this.setRefs.size,
       applies: this.applies,
@@ -366,7 +370,10 @@ export class PolicyAgent {
       this.failures = 0;
       this.lastError = null;
       this.lastApply = { ...stats, at: new Date().toISOString(), ms: +(performance.now() - t0).toFixed(1) };
-      if (stats.kernelCalls > 0) this.opts.logger.debug({ ...this.lastApply }, 'dataplane updated');
+      if (!this.programmed && this.syncStatus === 'in-sync') {
+        this.programmed = true;
+        this.opts.logger.info({ ...this.lastApply, localEndpoints: this.rendered.size }, 'dataplane programmed from the first full sync; applying changes as they come');
+      } else if (stats.kernelCalls > 0) this.opts.logger.debug({ ...this.lastApply }, 'dataplane updated');
     } catch (e) {
       this.lastError = String(e);
       const delay = Math.min(100 * 2 ** this.failures++, 5_000);
