@@ -14,4 +14,4 @@ export { policyFixtures } from './testing.js';
 export type { EndpointFixture, GroupFixture, KeyValue } from './testing.js';
 
 export { OUTSIDE, addrsOf, randomCluster, randomConnections } from './randomCluster.js';
-export type { RandomCluster, RandomClusterOptions, RandomConnection, RandomEndpoint, RandomGroup } from './randomCluster.js';
+export type { RandomCluster, RandomClusterOptions, RandomConnection, RandomConnectionOptions, RandomEndpoint, RandomGroup } from './randomCluster.js';

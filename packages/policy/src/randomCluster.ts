@@ -52,6 +52,8 @@ export interface RandomClusterOptions {
   multiAddress?: boolean;
   /** Destination ports rules and connections draw from. */
   ports?: readonly number[];
+  /** Endpoints that exist already (real containers, say): groups and rules are made over them. */
+  endpoints?: readonly RandomEndpoint[];
   /** Endpoint addresses: the n-th endpoint of host h gets v4(h, n) / v6(h, n). */
   v4?: (host: number, n: number) => string;
   v6?: (host: number, n: number) => string;
@@ -60,8 +62,19 @@ export interface RandomClusterOptions {
 /** Addresses no endpoint has: connections to and from outside the cluster. */
 export const OUTSIDE = { 4: '203.0.113.7', 6: '2001:db8::7' } as const;
 
-/** Protocols a connection may use, per family; icmp and icmpv6 each also meet the other family. */
+/** Protocols a connection may use; icmp and icmpv6 each also meet the other family. */
 const CONNECTION_PROTOCOLS = ['tcp', 'udp', 'icmp', 'icmpv6', 'sctp', 'udplite', '47'] as const;
+
+export interface RandomConnectionOptions {
+  /** Destination ports of connections with ports. */
+  ports?: readonly number[];
+  /** The protocols connections of each family use. */
+  protocols?: Record<4 | 6, readonly string[]>;
+  /** Addresses outside the cluster, per family; a family without one has no outside connections. */
+  outside?: Partial<Record<4 | 6, string>>;
+  /** Whether connections go from endpoints to the outside address too (not only from it). */
+  toOutside?: boolean;
+}
 const PORTED = new Set(['tcp', 'udp', 'sctp', 'udplite']);
 
 class Dice {
@@ -108,13 +121,14 @@ function randomRule(d: Dice, endpoints: readonly RandomEndpoint[], groupIds: rea
 /** A random cluster; the same seed and options give the same cluster. */
 export function randomCluster(seed: number, opts: RandomClusterOptions = {}): RandomCluster {
   const d = new Dice(policyFixtures.random(seed));
-  const hosts = opts.hosts ?? ['h1', 'h2', 'h3'].slice(0, d.int(2, 3));
+  const given = opts.endpoints && [...new Set(opts.endpoints.map((e) => e.host))];
+  const hosts = opts.hosts ?? given ?? ['h1', 'h2', 'h3'].slice(0, d.int(2, 3));
   const ports = opts.ports ?? [80, 443, 5000];
   const v4 = opts.v4 ?? ((h: number, n: number) => `198.19.${h + 1}.${n + 1}`);
   const v6 = opts.v6 ?? ((h: number, n: number) => `fd00:198:19:${(h + 1).toString(16)}::${(n + 1).toString(16)}`);
-  const endpoints: RandomEndpoint[] = [];
+  const endpoints: RandomEndpoint[] = opts.endpoints ? [...opts.endpoints] : [];
   const usedIfs = new Set<string>();
-  hosts.forEach((host, h) => {
+  if (!opts.endpoints) hosts.forEach((host, h) => {
     let n = 0;
     const count = d.int(1, opts.maxEndpointsPerHost ?? 4);
     for (let i = 0; i < count; i++) {
@@ -149,7 +163,9 @@ export function randomCluster(seed: number, opts: RandomClusterOptions = {}): Ra
     inbound: Array.from({ length: d.int(0, 4) }, () => randomRule(d, endpoints, groupIds, ports)),
     outbound: Array.from({ length: d.int(0, 4) }, () => randomRule(d, endpoints, groupIds, ports)),
   }));
-  return { seed, hosts, endpoints, groups, keys: clusterKeys(endpoints, groups) };
+  // Given endpoints are written already: the keys are the groups'.
+  const keys = opts.endpoints ? clusterKeys([], groups) : clusterKeys(endpoints, groups);
+  return { seed, hosts, endpoints, groups, keys };
 }
 
 function clusterKeys(endpoints: readonly RandomEndpoint[], groups: readonly RandomGroup[]): KeyValue[] {
@@ -168,23 +184,27 @@ export function addrsOf(ep: RandomEndpoint, family: 4 | 6): string[] {
  * Random connections in a cluster: endpoint to endpoint (on one host or across hosts), and
  * between endpoints and an outside address, with a protocol and, where it has ports, a port.
  */
-export function randomConnections(cluster: RandomCluster, n: number, seed: number, ports: readonly number[] = [80, 443, 5000, 8080]): RandomConnection[] {
+export function randomConnections(cluster: RandomCluster, n: number, seed: number, opts: RandomConnectionOptions = {}): RandomConnection[] {
   const d = new Dice(policyFixtures.random(seed));
+  const ports = opts.ports ?? [80, 443, 5000, 8080];
+  const outside = opts.outside ?? OUTSIDE;
+  const toOutside = opts.toOutside ?? true;
   const out: RandomConnection[] = [];
   const eps = cluster.endpoints;
   for (let tries = 0; out.length < n && tries < n * 20; tries++) {
     const family = d.chance(0.7) ? 4 : 6;
     const withFamily = eps.filter((e) => addrsOf(e, family).length > 0);
     if (withFamily.length === 0) continue;
+    const far = outside[family];
     const r = d.next();
     let src: string;
     let dst: string;
-    if (r < 0.1) {
-      src = OUTSIDE[family];
+    if (far !== undefined && r < 0.1) {
+      src = far;
       dst = d.pick(addrsOf(d.pick(withFamily), family));
-    } else if (r < 0.2) {
+    } else if (far !== undefined && toOutside && r < 0.2) {
       src = d.pick(addrsOf(d.pick(withFamily), family));
-      dst = OUTSIDE[family];
+      dst = far;
     } else {
       const a = d.pick(withFamily);
       const others = withFamily.filter((e) => e !== a);
@@ -192,7 +212,7 @@ export function randomConnections(cluster: RandomCluster, n: number, seed: numbe
       src = d.pick(addrsOf(a, family));
       dst = d.pick(addrsOf(d.pick(others), family));
     }
-    const protocol = d.pick(CONNECTION_PROTOCOLS);
+    const protocol = d.pick(opts.protocols?.[family] ?? CONNECTION_PROTOCOLS);
     out.push({ src, dst, family, protocol, port: PORTED.has(protocol) ? d.pick(ports) : null });
   }
   return out;

@@ -1,0 +1,97 @@
+// Real traffic for e2e tests, run with node inside a workload's network namespace (nsenter).
+//   node traffic.mjs listen <addr> <port,...>   TCP and UDP on each port; prints "ready", then
+//                                               one JSON line per UDP datagram: {"udp": payload}
+//   node traffic.mjs send <addr> <cases.json>   opens each case's connection from <addr> at once
+//                                               and prints one JSON line: {"<id>": true|false}
+// A case is {"id", "dst", "protocol": "tcp"|"udp"|"icmp"|"icmpv6", "port"}. tcp: true when the
+// connection opened. udp: always true here; the listener's line shows whether it arrived.
+// icmp/icmpv6: true when one echo was answered (busybox ping).
+import { createServer, connect } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
+
+const [mode, addr, arg] = process.argv.slice(2);
+const TIMEOUT_MS = 2000;
+
+async function listen() {
+  const ports = arg.split(',').map(Number);
+  const family = isIPv6(addr) ? 'udp6' : 'udp4';
+  await Promise.all(
+    ports.flatMap((port) => [
+      new Promise((resolve, reject) => {
+        // The sender resets the connection once it is open: not an error here.
+        const srv = createServer((sock) => {
+          sock.on('error', () => undefined);
+          sock.end('ok\n');
+        });
+        srv.once('error', reject);
+        srv.listen(port, addr, resolve);
+      }),
+      new Promise((resolve, reject) => {
+        const sock = createSocket(family);
+        sock.on('message', (msg) => process.stdout.write(`${JSON.stringify({ udp: msg.toString() })}\n`));
+        sock.once('error', reject);
+        sock.bind(port, addr, resolve);
+      }),
+    ]),
+  );
+  // Runs until the test stops it.
+  process.stdout.write('ready\n');
+}
+
+function tcp(c) {
+  return new Promise((resolve) => {
+    const s = connect({ host: c.dst, port: c.port, localAddress: addr });
+    const done = (ok) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(ok);
+    };
+    const t = setTimeout(() => done(false), TIMEOUT_MS);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+function udp(c) {
+  return new Promise((resolve) => {
+    const sock = createSocket(isIPv6(c.dst) ? 'udp6' : 'udp4');
+    sock.bind(0, addr, () => {
+      // Three copies: the first may wait for neighbour discovery; one arriving is enough.
+      let n = 0;
+      const next = () => {
+        if (n++ === 3) {
+          sock.close();
+          resolve(true);
+          return;
+        }
+        sock.send(c.id, c.port, c.dst, () => setTimeout(next, 50));
+      };
+      next();
+    });
+  });
+}
+
+function icmp(c) {
+  return new Promise((resolve) => {
+    const p = spawn('busybox', ['ping', '-c', '1', '-W', String(TIMEOUT_MS / 1000), '-I', addr, c.dst], { stdio: 'ignore' });
+    p.on('close', (code) => resolve(code === 0));
+    p.on('error', () => resolve(false));
+  });
+}
+
+async function send() {
+  const cases = JSON.parse(readFileSync(arg, 'utf8'));
+  const by = { tcp, udp, icmp, icmpv6: icmp };
+  const results = await Promise.all(cases.map((c) => by[c.protocol](c).then((ok) => [c.id, ok])));
+  process.stdout.write(`${JSON.stringify(Object.fromEntries(results))}\n`);
+}
+
+if (mode === 'listen') await listen();
+else if (mode === 'send') await send();
+else {
+  process.stderr.write('usage: traffic.mjs listen <addr> <ports> | send <addr> <cases.json>\n');
+  process.exit(2);
+}

@@ -1,0 +1,93 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { DevCluster } from '@calico/devcluster';
+import { exec, ManagedProcess, waitFor, type NamespaceHost } from '@calico/testkit';
+import type { Workload } from './helpers.js';
+
+/** Real traffic from and to workloads: probe/traffic.mjs run with node in their network namespaces. */
+const PROBE = fileURLToPath(new URL('../probe/traffic.mjs', import.meta.url));
+
+export interface Connection {
+  dst: string;
+  protocol: 'tcp' | 'udp' | 'icmp' | 'icmpv6';
+  port: number | null;
+}
+
+/** The init pid of a workload's container: its network namespace is /proc/<pid>/ns/net. */
+export async function workloadPid(cluster: DevCluster, w: Workload): Promise<number> {
+  return Number((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.State.Pid}}', w.id])).trim());
+}
+
+/** argv run inside a workload's network namespace (with the machine's own binaries). */
+export async function inWorkload(cluster: DevCluster, w: Workload, argv: readonly string[]): Promise<string[]> {
+  return ['nsenter', `--net=/proc/${await workloadPid(cluster, w)}/ns/net`, ...argv];
+}
+
+/** TCP and UDP servers on ports inside a workload; it records every UDP datagram's payload. */
+export class Listener {
+  private constructor(readonly proc: ManagedProcess) {}
+
+  static async start(cluster: DevCluster, w: Workload, addr: string, ports: readonly number[]): Promise<Listener> {
+    const argv = await inWorkload(cluster, w, [process.execPath, PROBE, 'listen', addr, ports.join(',')]);
+    const proc = new ManagedProcess({ name: `listen-${w.name}`, argv, logFile: join(cluster.fabric.dir, `listen-${w.name}-${Date.now()}.log`) });
+    const l = new Listener(proc);
+    try {
+      await waitFor(`the listener in ${w.name}`, () => proc.log().includes('ready'), 10_000, () => proc.log());
+    } catch (e) {
+      await proc.stop();
+      throw e;
+    }
+    return l;
+  }
+
+  /** The UDP payloads heard so far. */
+  heard(): Set<string> {
+    return new Set([...this.proc.log().matchAll(/"udp":"([^"]+)"/g)].map((m) => m[1]!));
+  }
+
+  stop(): Promise<void> {
+    return this.proc.stop();
+  }
+}
+
+let sends = 0;
+
+/**
+ * Opens every connection at once from `src` (an address of the sender, which is a workload or a
+ * namespace host). For tcp and icmp: whether it was answered; udp is sent and reads true here,
+ * its listener tells whether it arrived. The ids are the UDP payloads, unique per call.
+ */
+export async function sendFrom(
+  cluster: DevCluster,
+  from: Workload | NamespaceHost,
+  src: string,
+  conns: readonly Connection[],
+): Promise<{ id: string; ok: boolean }[]> {
+  const call = sends++;
+  const cases = conns.map((c, i) => ({ id: `s${call}c${i}`, ...c }));
+  const file = join(cluster.fabric.dir, `send-${call}.json`);
+  await writeFile(file, JSON.stringify(cases));
+  const argv = [process.execPath, PROBE, 'send', src, file];
+  const r = 'endpointId' in from ? await exec(await inWorkload(cluster, from, argv)) : await from.exec(argv);
+  if (r.code !== 0) throw new Error(`sending from ${src}: exit ${r.code}: ${r.stderr}`);
+  const got = JSON.parse(r.stdout) as Record<string, boolean>;
+  return cases.map((c) => ({ id: c.id, ok: got[c.id] === true }));
+}
+
+/** The packet counter of the first rule in a chain that matches `pattern` (iptables-save -c). */
+export async function ruleCounter(host: NamespaceHost, family: 4 | 6, table: 'filter' | 'raw', pattern: RegExp): Promise<number> {
+  const text = await host.execOk([family === 4 ? 'iptables-save' : 'ip6tables-save', '-c', '-t', table]);
+  const line = text.split('\n').find((l) => pattern.test(l));
+  if (line === undefined) throw new Error(`no rule matches ${pattern} in IPv${family} ${table}`);
+  return Number(/^\[(\d+):/.exec(line)?.[1]);
+}
+
+/** A counter of the host's kernel, from /proc/net/netstat (e.g. TcpExt IPReversePathFilter). */
+export async function netstat(host: NamespaceHost, group: string, name: string): Promise<number> {
+  const lines = (await host.execOk(['cat', '/proc/net/netstat'])).split('\n').filter((l) => l.startsWith(`${group}:`));
+  const [names, values] = lines.map((l) => l.split(/\s+/).slice(1));
+  const i = names?.indexOf(name) ?? -1;
+  if (i < 0 || values === undefined) throw new Error(`no ${group} ${name} in /proc/net/netstat`);
+  return Number(values[i]);
+}
