@@ -1,4 +1,5 @@
-import { policyFixtures, type GroupFixture } from '@calico/policy';
+import { explain, PolicyModel, policyFixtures, type GroupFixture } from '@calico/policy';
+import { isIP } from '@calico/keyspace';
 import type { DevCluster, DevHost } from '@calico/devcluster';
 import { LABELS } from '@calico/node';
 import { waitFor } from '@calico/testkit';
@@ -50,8 +51,37 @@ export async function pingMatrix(workloads: readonly Workload[]): Promise<string
   return ok.filter((x): x is string => x !== null).sort();
 }
 
-/** Polls the ping matrix until it equals want (policy takes a moment to reach the kernel). */
-export async function expectMatrix(workloads: readonly Workload[], want: string[], timeoutMs = 15_000): Promise<void> {
+/** The policy model of everything under /calico/ now, read back from etcd. */
+export async function modelFromEtcd(cluster: DevCluster): Promise<PolicyModel> {
+  const { kvs } = await cluster.ds.getPrefix('/calico/');
+  return policyFixtures.model(kvs);
+}
+
+/** Who may ping whom according to explain() over what etcd holds, as "A->C" strings, sorted. */
+export async function explainedMatrix(cluster: DevCluster, workloads: readonly Workload[]): Promise<string[]> {
+  const m = await modelFromEtcd(cluster);
+  const pairs = workloads.flatMap((a) => workloads.filter((b) => b !== a).map((b) => [a, b] as const));
+  return pairs
+    .filter(([a, b]) => explain(m, { src: a.addr, dst: b.addr, protocol: isIP(a.addr) === 6 ? 'icmpv6' : 'icmp' }).allowed)
+    .map(([a, b]) => `${a.name}->${b.name}`)
+    .sort();
+}
+
+/**
+ * Polls the ping matrix until it equals what explain() says of the keys in etcd now (policy
+ * takes a moment to reach the kernel). `want`, when given, is what the test's scenario says:
+ * explain() must say the same, so a wrong explain() cannot make a wrong kernel pass.
+ */
+export async function expectMatrix(cluster: DevCluster, workloads: readonly Workload[], want?: string[], timeoutMs = 15_000): Promise<void> {
+  const explained = await explainedMatrix(cluster, workloads);
+  if (want !== undefined && JSON.stringify(explained) !== JSON.stringify([...want].sort())) {
+    throw new Error(`explain() says ${JSON.stringify(explained)} where the scenario says ${JSON.stringify([...want].sort())}`);
+  }
+  await waitForMatrix(workloads, explained, timeoutMs);
+}
+
+/** Polls the ping matrix until it equals want. */
+export async function waitForMatrix(workloads: readonly Workload[], want: string[], timeoutMs = 15_000): Promise<void> {
   let last: string[] = [];
   await waitFor(
     `reachability ${JSON.stringify(want)}`,
@@ -59,4 +89,15 @@ export async function expectMatrix(workloads: readonly Workload[], want: string[
     timeoutMs,
     () => `last seen: ${JSON.stringify(last)}`,
   );
+}
+
+/** What the node's agent logs once the first full sync is in the kernel. */
+const PROGRAMMED = 'dataplane programmed from the first full sync';
+
+/** Starts (or restarts) a host's node and waits for its agent's own word that the kernel is programmed. */
+export async function startNodeProgrammed(cluster: DevCluster, host: string): Promise<void> {
+  const count = (log: string) => log.split(PROGRAMMED).length - 1;
+  const before = count(cluster.host(host).node?.log() ?? '');
+  const node = await cluster.startNode(host);
+  await waitFor(`the agent on ${host} to program the first full sync`, () => count(node.log()) > before, 30_000, () => node.log().slice(-3000));
 }
