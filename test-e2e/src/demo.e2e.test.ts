@@ -20,7 +20,8 @@ describe('the demo', () => {
     try {
       const up = await exec([process.execPath, demoJs, 'up'], { env, timeoutMs: 300_000 });
       expect(up.code, up.stdout + up.stderr).toBe(0);
-      expect(up.stdout).toContain('All 20 pairs match');
+      expect(up.stdout).toContain('All 20 pairs match calicoctl check.');
+      expect(up.stdout).toContain('As the guide says: A reaches C and E');
       const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { dockerdPid: number; etcdPids: number[]; netns: string[] };
       const again = await exec([process.execPath, demoJs, 'up'], { env, timeoutMs: 300_000 });
       expect(again.code, again.stdout + again.stderr).toBe(0);
