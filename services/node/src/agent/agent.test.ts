@@ -295,7 +295,7 @@ describe('PolicyAgent', () => {
     await handler!.onUpdates(batch(dels(ep.L2), 'resync'));
     kernel.deleteRule(4, 'filter', toChain(if2), 0);
     kernel.deleteSetMember(WEB4, '10.65.1.1');
-    await vi.waitFor(() => expect(kernel.dump()).toBe(programmed), { timeout: 2_000, interval: 10 });
+    await vi.waitFor(() => expect(kernel.dump()).toBe(programmed), { timeout: 10_000, interval: 10 });
   });
 
   it('EndpointToHostAction switches the cali-wl-to-host chain, and only that chain', async () => {
