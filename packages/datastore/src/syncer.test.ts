@@ -12,6 +12,8 @@ class FakeStore {
   /** Pages served before the next read fails (Infinity: never). */
   failAfterPages = Infinity;
   pagesServed = 0;
+  /** Reads refused by failAfterPages: a test can show its fault was hit. */
+  refused = 0;
   watcher: EventEmitter | undefined;
 
   /** A change the watch reports (the store changes too). */
@@ -40,7 +42,10 @@ class FakeStore {
       const revision = this.revision;
       for (let i = 0; i === 0 || i < all.length; i += pageSize) {
         await Promise.resolve();
-        if (this.pagesServed++ >= this.failAfterPages) throw new Error('etcd went away');
+        if (this.pagesServed++ >= this.failAfterPages) {
+          this.refused++;
+          throw new Error('etcd went away');
+        }
         yield { revision, kvs: all.slice(i, i + pageSize) };
       }
     }.bind(this);
@@ -111,6 +116,7 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     syncer.start();
     await c.reached('wait-for-datastore');
     await syncer.drain();
+    expect(store.refused).toBeGreaterThanOrEqual(1);
     expect(syncer.status).toBe('wait-for-datastore');
     expect(c.state.size).toBe(6);
     store.delete('/p/01'); // handed over, now gone
@@ -139,6 +145,7 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     store.pagesServed = 0;
     store.failAfterPages = 2;
     await syncer.resync('test');
+    expect(store.refused).toBeGreaterThanOrEqual(1);
     expect(syncer.status).toBe('wait-for-datastore');
     await syncer.drain();
     expect(c.batches.map((b) => b.kind)).toEqual(['snapshot', 'snapshot', 'snapshot']);

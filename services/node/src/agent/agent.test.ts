@@ -331,6 +331,10 @@ describe('PolicyAgent', () => {
     agent.handleBatch(batch(puts(all), 'snapshot'));
     agent.handleStatus('in-sync', 'test');
     await agent.idle();
+    // Both injected failures were hit, then the write went through.
+    expect(kernel.injected).toEqual(['iptablesRestore', 'iptablesRestore']);
+    const restores = kernel.received.filter((r) => r.kind === 'iptablesRestore');
+    expect(restores.map((r) => r.ok).slice(0, 3)).toEqual([false, false, true]);
     expect(agent.status()).toMatchObject({ lastError: null, applies: 1 });
     const { kernel: ref } = await inSync();
     expect(kernel.dump()).toBe(ref.dump());

@@ -283,6 +283,7 @@ describe('Dataplane', () => {
       want(dp, d);
       kernel.failNext('iptablesRestore', 1, { skip: 1 }); // IPv4 goes in, IPv6 fails
       await expect(dp.apply()).rejects.toThrow(/injected failure/);
+      expect(kernel.injected).toEqual(['iptablesRestore']);
       expect(kernel.received.map((r) => `${r.kind}${r.family ?? ''}:${r.ok}`)).toEqual([
         'ipsetRestore:true',
         'iptablesRestore4:true',
@@ -308,6 +309,8 @@ describe('Dataplane', () => {
       want(dp, d);
       kernel.failNext('ipsetRestore', 1, { afterLines: 2 });
       await expect(dp.apply()).rejects.toThrow(/injected failure/);
+      expect(kernel.injected).toEqual(['ipsetRestore']);
+      expect(kernel.received.map((r) => `${r.kind}:${r.ok}`)).toEqual(['ipsetRestore:false']);
       expect(kernel.calls).toMatchObject({ iptablesRestore: 0, ipsetRestore: 1 }); // no rule before its set
       expect(kernel.setNames()).toHaveLength(1);
 
@@ -321,6 +324,9 @@ describe('Dataplane', () => {
       want(dp, after);
       kernel.failNext('ipsetRestore');
       await expect(dp.apply()).rejects.toThrow(/injected failure/);
+      expect(kernel.injected).toEqual(['ipsetRestore']);
+      const received = kernel.received.map((r) => `${r.kind}${r.family ?? ''}:${r.ok}`);
+      expect(received).toEqual(['iptablesRestore4:true', 'ipsetRestore:false']);
       expect(kernel.setNames()).toContain(G2);
       kernel.resetCalls();
       await dp.apply();
@@ -336,6 +342,7 @@ describe('Dataplane', () => {
       want(dp, d);
       kernel.failNext('ipsetSave');
       await expect(dp.apply()).rejects.toThrow(/injected failure/);
+      expect(kernel.injected).toEqual(['ipsetSave']);
       expect(kernel.received).toEqual([]);
       await dp.apply();
       expect(kernel.dump()).toBe(await reference(d));
@@ -346,6 +353,9 @@ describe('Dataplane', () => {
       // Tell the dataplane the set is gone but keep a chain that names it: the destroy must fail.
       dp.setIpset(G2, 4, null);
       await expect(dp.apply()).rejects.toThrow(/in use by a kernel component/);
+      // The kernel's own refusal, not an injected one.
+      expect(kernel.injected).toEqual([]);
+      expect(kernel.received.map((r) => `${r.kind}:${r.ok}`)).toEqual(['ipsetRestore:false']);
       dp.setIpset(G2, 4, d.ipsets.get(G2)!.members);
       await dp.apply();
       expect(kernel.dump()).toBe(await reference(d));
@@ -359,11 +369,13 @@ describe('Dataplane', () => {
     dp.setChain(4, 'filter', chain, ['-j DROP']);
     const release = kernel.hold('iptablesRestore');
     const applying = dp.apply();
-    await new Promise((r) => setImmediate(r)); // the apply now waits inside iptables-restore
+    await kernel.waiting('iptablesRestore'); // the apply now waits inside iptables-restore
     const resyncing = dp.resync(); // e.g. the periodic kernel resync
-    await new Promise((r) => setImmediate(r));
+    expect(kernel.calls.saves).toBe(0); // the resync waits for the apply
     release();
     await Promise.all([applying, resyncing]);
+    expect(kernel.held).toEqual(['iptablesRestore']);
+    expect(kernel.calls.saves).toBe(5); // and then read the kernel
     expect(kernel.rules(4, 'filter', chain)).toHaveLength(1);
     // Back to the old content: the kernel must follow.
     dp.setChain(4, 'filter', chain, before);
