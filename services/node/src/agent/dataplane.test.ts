@@ -11,7 +11,7 @@ import { Dataplane } from './dataplane.js';
 import { renderDataplane, type DesiredDataplane, type LocalEndpoint } from './desired.js';
 import { FakeKernel } from './fakeKernel.js';
 import type { Family, Table } from './kernel.js';
-import { fromChain, groupSetName, ruleHash, srcChain, toChain } from './names.js';
+import { fromChain, groupSetName, srcChain, toChain } from './names.js';
 
 const logger = createLogger({ name: 'dataplane-test', level: 'silent' });
 
@@ -78,7 +78,6 @@ async function programmed(d = desired(base, [E1, E2])) {
 }
 
 const hook = (chain: string) => `-m comment --comment "cali:hook" -j ${chain}`;
-const A = (chain: string, lines: string[]) => lines.map((l, i) => `-A ${chain} -m comment --comment "cali:${ruleHash(chain, i, l)}" ${l}`);
 
 describe('Dataplane', () => {
   it('first apply: the sets exist before any rule names them', async () => {
@@ -120,10 +119,17 @@ describe('Dataplane', () => {
     expect(kernel.texts('ipsetRestore')).toHaveLength(2);
     expect(kernel.setMembers(groupSetName('big', 4))).toHaveLength(3_000);
     expect(kernel.setMembers(groupSetName('big2', 4))).toHaveLength(3_000);
-    const sample = hostIfName(locals[700]!);
-    const lines = d.tables[4].filter.get(fromChain(sample))!;
-    const hashes = (kernel.rules(4, 'filter', fromChain(sample)) ?? []).map((r) => /cali:([A-Za-z0-9]+)/.exec(r)?.[1]);
-    expect(hashes).toEqual(lines.map((l, i) => ruleHash(fromChain(sample), i, l)));
+    // One workload's chain: each rule carries the hash of its chain, position and text (names.test.ts).
+    const sample = fromChain(hostIfName(locals[700]!));
+    expect(sample).toBe('cali-fw-a00000002bc');
+    expect(groupSetName('big2', 4)).toBe('cali4g-9xywuzgdPMszI3OECwQk');
+    expect(d.tables[4].filter.get(sample)).toEqual([
+      '! -s 10.65.2.188/32 -j DROP',
+      '-m set --match-set cali4g-9xywuzgdPMszI3OECwQk dst -j RETURN',
+      '-j DROP',
+    ]);
+    const hashes = (kernel.rules(4, 'filter', sample) ?? []).map((r) => /cali:([A-Za-z0-9]+)/.exec(r)?.[1]);
+    expect(hashes).toEqual(['c7rxFpzru7iJIlCW', 'nMxMkDIHhGWtVlHC', '7dnBTabGoimE9FVG']);
     // The dispatch tree reaches each workload's chain once.
     const dispatched = kernel
       .chainNames(4, 'filter')
@@ -155,15 +161,28 @@ describe('Dataplane', () => {
 
   it('changing one chain rewrites that chain only', async () => {
     const { kernel, dp } = await programmed();
-    const lines = ['-m set --match-set ' + G4 + ' src -p tcp -m tcp --dport 80 -j RETURN', '-j DROP'];
-    dp.setChain(4, 'filter', toChain(if1), lines);
+    const chain = toChain(if1);
+    expect([chain, G4]).toEqual(['cali-tw-aaaaaaaaaaa', 'cali4g-zQqphWFHtsW0xyt9xuXa']);
+    const lines = ['-m set --match-set cali4g-zQqphWFHtsW0xyt9xuXa src -p tcp -m tcp --dport 80 -j RETURN', '-j DROP'];
+    dp.setChain(4, 'filter', chain, lines);
     const stats = await dp.apply();
     expect(kernel.calls).toEqual({ iptablesRestore: 1, ipsetRestore: 0, saves: 0 });
-    expect(kernel.texts('iptablesRestore', 4)).toEqual([['*filter', `:${toChain(if1)} - [0:0]`, ...A(toChain(if1), lines), 'COMMIT', ''].join('\n')]);
+    // Each rule marked with the hash of its chain, position and text (names.test.ts).
+    expect(kernel.texts('iptablesRestore', 4)).toEqual([
+      [
+        '*filter',
+        ':cali-tw-aaaaaaaaaaa - [0:0]',
+        `-A cali-tw-aaaaaaaaaaa -m comment --comment "cali:F9Y2scHXr1EKxhwI" ${lines[0]}`,
+        '-A cali-tw-aaaaaaaaaaa -m comment --comment "cali:N581PlVCHJ37T17z" -j DROP',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    ]);
     expect(stats).toMatchObject({ kernelCalls: 1, chainsWritten: 1, chainsDeleted: 0 });
     // iptables-save puts the address and protocol matches first; the hash still identifies the rule.
-    expect(kernel.rules(4, 'filter', toChain(if1))?.[0]).toBe(
-      `-p tcp -m comment --comment "cali:${ruleHash(toChain(if1), 0, lines[0]!)}" -m set --match-set ${G4} src -m tcp --dport 80 -j RETURN`,
+    expect(kernel.rules(4, 'filter', chain)?.[0]).toBe(
+      '-p tcp -m comment --comment "cali:F9Y2scHXr1EKxhwI" ' +
+        '-m set --match-set cali4g-zQqphWFHtsW0xyt9xuXa src -m tcp --dport 80 -j RETURN',
     );
     // Read back, the kernel holds exactly what is wanted.
     await dp.resync();
