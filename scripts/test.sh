@@ -12,6 +12,8 @@ fi
 
 bash scripts/install-deps.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
+# CI mode for vitest: a missing or changed snapshot fails instead of being written.
+export CI=true
 # Turborepo would otherwise phone home; this machine and CI have no network for that.
 export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 # No stale reports from an earlier run may count.

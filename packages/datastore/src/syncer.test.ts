@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { Datastore, KeyValue, PrefixSnapshot } from './datastore.js';
 import { silentLogger } from './logger.js';
-import { Syncer, type SyncBatch } from './syncer.js';
+import { Syncer, type SyncBatch, type SyncStatus } from './syncer.js';
 
 class FakeStore {
   readonly kvs = new Map<string, { value: string; modRevision: number }>();
@@ -12,6 +12,8 @@ class FakeStore {
   /** Pages served before the next read fails (Infinity: never). */
   failAfterPages = Infinity;
   pagesServed = 0;
+  /** Reads refused by failAfterPages: a test can show its fault was hit. */
+  refused = 0;
   watcher: EventEmitter | undefined;
 
   /** A change the watch reports (the store changes too). */
@@ -40,7 +42,10 @@ class FakeStore {
       const revision = this.revision;
       for (let i = 0; i === 0 || i < all.length; i += pageSize) {
         await Promise.resolve();
-        if (this.pagesServed++ >= this.failAfterPages) throw new Error('etcd went away');
+        if (this.pagesServed++ >= this.failAfterPages) {
+          this.refused++;
+          throw new Error('etcd went away');
+        }
         yield { revision, kvs: all.slice(i, i + pageSize) };
       }
     }.bind(this);
@@ -53,9 +58,20 @@ class FakeStore {
 function consumer() {
   const batches: SyncBatch[] = [];
   const state = new Map<string, string>();
+  const statuses: SyncStatus[] = [];
+  const waiting = new Map<SyncStatus, () => void>();
   return {
     batches,
     state,
+    statuses,
+    /** Resolves when the syncer reports this status (at once if it already has). */
+    reached(s: SyncStatus): Promise<void> {
+      return statuses.includes(s) ? Promise.resolve() : new Promise((r) => waiting.set(s, r));
+    },
+    onStatus(s: SyncStatus) {
+      statuses.push(s);
+      waiting.get(s)?.();
+    },
     onUpdates(b: SyncBatch) {
       batches.push(b);
       for (const u of b.updates) {
@@ -81,7 +97,7 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     const inSyncAt: number[] = [];
     const syncer = new Syncer(store.asDatastore(), '/p/', { onUpdates: (b) => c.onUpdates(b), onStatus: (s) => s === 'in-sync' && inSyncAt.push(c.batches.length) }, { keepValues, pageSize: 3, resyncIntervalMs: 0 });
     syncer.start();
-    await syncer.waitInSync(1_000);
+    await syncer.waitInSync(10_000);
     expect(c.batches.map((b) => [b.kind, b.updates.length])).toEqual([
       ['snapshot', 3],
       ['snapshot', 3],
@@ -98,15 +114,16 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     const c = consumer();
     const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues, pageSize: 3, resyncIntervalMs: 0, retryMs: 5 });
     syncer.start();
-    await new Promise((r) => setTimeout(r, 1));
+    await c.reached('wait-for-datastore');
     await syncer.drain();
+    expect(store.refused).toBeGreaterThanOrEqual(1);
     expect(syncer.status).toBe('wait-for-datastore');
     expect(c.state.size).toBe(6);
     store.delete('/p/01'); // handed over, now gone
     store.put('/p/02', 'changed');
     store.put('/p/09', 'new');
     store.failAfterPages = Infinity;
-    await syncer.waitInSync(1_000);
+    await syncer.waitInSync(10_000);
     await syncer.drain();
     expect(c.state).toEqual(values(store));
     // Unchanged keys are not handed over twice.
@@ -120,7 +137,7 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     const c = consumer();
     const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues, pageSize: 3, resyncIntervalMs: 0, retryMs: 5 });
     syncer.start();
-    await syncer.waitInSync(1_000);
+    await syncer.waitInSync(10_000);
     // Changes the watch never reported.
     store.delete('/p/03');
     store.put('/p/05', 'changed');
@@ -128,11 +145,12 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     store.pagesServed = 0;
     store.failAfterPages = 2;
     await syncer.resync('test');
+    expect(store.refused).toBeGreaterThanOrEqual(1);
     expect(syncer.status).toBe('wait-for-datastore');
     await syncer.drain();
     expect(c.batches.map((b) => b.kind)).toEqual(['snapshot', 'snapshot', 'snapshot']);
     store.failAfterPages = Infinity;
-    await syncer.waitInSync(1_000);
+    await syncer.waitInSync(10_000);
     await syncer.drain();
     const resyncs = c.batches.filter((b) => b.kind === 'resync');
     expect(resyncs).toHaveLength(1);
@@ -151,7 +169,7 @@ it('revisions only: watch changes over a first snapshot are kept, and a resync h
   const c = consumer();
   const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues: false, pageSize: 3, resyncIntervalMs: 0 });
   syncer.start();
-  await syncer.waitInSync(1_000);
+  await syncer.waitInSync(10_000);
   store.watched('Put', '/p/01', 'watched');
   store.watched('Delete', '/p/02');
   store.watched('Put', '/p/20', 'new');
@@ -184,7 +202,7 @@ it('revisions only: a first snapshot of 40,000 keys, most kept as their last seg
   const c = consumer();
   const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues: false, pageSize: 5_000, resyncIntervalMs: 0 });
   syncer.start();
-  await syncer.waitInSync(5_000);
+  await syncer.waitInSync(20_000);
   await syncer.drain();
   expect(c.state.size).toBe(40_000);
   // Missed by the watch, at both ends and across the lists' 16,384-entry blocks.

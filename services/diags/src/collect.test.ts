@@ -61,10 +61,22 @@ describe('collect', () => {
   });
 
   it('runs sources concurrently but keeps the table order', async () => {
-    const order: string[] = [];
-    const delayed = (name: string, ms: number) => src(name, `${name}.txt`, () => new Promise((r) => setTimeout(() => (order.push(name), r(name)), ms)));
-    const c = await collect({ host: 'h1', dirs, sources: [delayed('a', 60), delayed('b', 1), delayed('c', 30)], concurrency: 3 });
-    expect(order).toEqual(['b', 'c', 'a']);
+    const started: string[] = [];
+    const finished: string[] = [];
+    const release = new Map<string, () => void>();
+    // No source finishes before all three have started, so the run ends only if they run at
+    // once; they then finish in the order b, c, a.
+    const gated = (name: string) =>
+      src(name, `${name}.txt`, () =>
+        new Promise((r) => {
+          started.push(name);
+          release.set(name, () => (finished.push(name), r(name)));
+          if (started.length === 3) for (const n of ['b', 'c', 'a']) release.get(n)!();
+        }),
+      );
+    const c = await collect({ host: 'h1', dirs, sources: [gated('a'), gated('b'), gated('c')], concurrency: 3 });
+    expect(started).toEqual(['a', 'b', 'c']);
+    expect(finished).toEqual(['b', 'c', 'a']);
     expect(c.entries.map((e) => e.name)).toEqual(['summary.json', 'a.txt', 'b.txt', 'c.txt']);
   });
 });

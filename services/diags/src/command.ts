@@ -188,12 +188,13 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
       },
     });
     if (!o.json) io.print(`url: ${r.url}`);
-    return finish({ url: r.url, status: r.status, attempts: r.attempts }, DIAGS_EXIT.OK);
+    return finish({ url: r.url, status: r.status, attempts: r.attempts, tries: r.tries }, DIAGS_EXIT.OK);
   } catch (e) {
     const msg = e instanceof UploadError ? e.message : `upload failed: ${(e as Error).message}`;
     const retry = retryCommand(retryPrefix, file, url, method);
     io.error(msg);
     io.error(`the archive is kept at ${file}; to retry the upload: ${retry}`);
-    return finish({ error: msg, retry }, DIAGS_EXIT.UPLOAD_FAILED);
+    const tries = e instanceof UploadError ? { tries: e.tries } : {};
+    return finish({ error: msg, retry, ...tries }, DIAGS_EXIT.UPLOAD_FAILED);
   }
 }

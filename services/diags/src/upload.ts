@@ -20,12 +20,21 @@ export interface UploadOptions {
   onProgress?: (sent: number, total: number) => void;
 }
 
+/** One attempt as it happened: when it started, how it failed and how long it waited before the next. */
+export interface UploadTry {
+  attempt: number;
+  startedAt: string;
+  error?: string;
+  retryInMs?: number;
+}
+
 export interface UploadResult {
   /** Where the diags can be fetched: the server's Location, a URL in its answer, else the upload URL. */
   url: string;
   status: number;
   attempts: number;
   bytes: number;
+  tries: UploadTry[];
 }
 
 export class UploadError extends Error {
@@ -34,6 +43,7 @@ export class UploadError extends Error {
     message: string,
     readonly attempts: number,
     readonly status?: number,
+    readonly tries: UploadTry[] = [],
   ) {
     super(message);
   }
@@ -80,7 +90,10 @@ export async function upload(file: string, o: UploadOptions): Promise<UploadResu
   const { size } = await stat(file);
   let last = '';
   let lastStatus: number | undefined;
+  const record: UploadTry[] = [];
   for (let attempt = 1; attempt <= tries; attempt++) {
+    const thisTry: UploadTry = { attempt, startedAt: new Date().toISOString() };
+    record.push(thisTry);
     o.onAttempt?.({ attempt, tries });
     let res: AxiosResponse<string> | undefined;
     try {
@@ -106,17 +119,23 @@ export async function upload(file: string, o: UploadOptions): Promise<UploadResu
     if (res) {
       const body = typeof res.data === 'string' ? res.data : JSON.stringify(res.data);
       if (res.status >= 200 && res.status < 400) {
-        return { url: answeredUrl(o.url, res.headers as Record<string, unknown>, body), status: res.status, attempts: attempt, bytes: size };
+        const url = answeredUrl(o.url, res.headers as Record<string, unknown>, body);
+        return { url, status: res.status, attempts: attempt, bytes: size, tries: record };
       }
       lastStatus = res.status;
       last = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${body.trim() ? `: ${body.trim().slice(0, 200)}` : ''}`;
-      if (!isRetryable(res.status)) throw new UploadError(`upload refused: ${last}`, attempt, res.status);
+      if (!isRetryable(res.status)) {
+        thisTry.error = last;
+        throw new UploadError(`upload refused: ${last}`, attempt, res.status, record);
+      }
     }
+    thisTry.error = last;
     if (attempt < tries) {
       const delay = backoffDelay(attempt, o.backoffMs ?? 500);
+      thisTry.retryInMs = delay;
       o.onAttempt?.({ attempt, tries, error: last, retryInMs: delay });
       await new Promise((r) => setTimeout(r, delay));
     } else o.onAttempt?.({ attempt, tries, error: last });
   }
-  throw new UploadError(`upload failed after ${tries} tries: ${last}`, tries, lastStatus);
+  throw new UploadError(`upload failed after ${tries} tries: ${last}`, tries, lastStatus, record);
 }

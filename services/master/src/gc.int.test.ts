@@ -19,23 +19,69 @@ import { loadMasterConfig } from './config.js';
 import { startMaster, type RunningMaster } from './master.js';
 
 const GRACE_S = 1;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A line of the master's log, as pino writes it (its own clock, ISO time). */
+interface LogLine {
+  msg: string;
+  time: string;
+  etcdKey?: string;
+  reason?: string;
+  /** On "started timing an absence" lines: what is absent, and when it falls due. */
+  subject?: string;
+  dueAt?: string;
+}
+const at = (l: LogLine) => Date.parse(l.time);
 
 describe('calico-master garbage collection on a real etcd', () => {
   let etcd: Etcd;
   let ds: Datastore;
   let master: RunningMaster | undefined;
   const keepers: LeaseKeeper[] = [];
-  const logLines: { msg: string; etcdKey?: string; reason?: string }[] = [];
+  const logLines: LogLine[] = [];
+  const watchers = new Set<(l: LogLine) => void>();
 
   async function start(graceS = GRACE_S, safetyResyncMs?: number): Promise<RunningMaster> {
     const cfg = loadMasterConfig(['--ip=127.0.0.1', '--listen=127.0.0.1:0', `--etcd=${etcd.endpoints}`, `--gc-grace=${graceS}`, '--gc-interval=0.2'], {});
     if (!cfg.ok) throw new Error(cfg.errors.join('\n'));
-    const logger = createLogger({ name: 'calico-master', level: 'info', destination: { write: (s: string) => void logLines.push(JSON.parse(s)) } });
+    const write = (s: string) => {
+      const l = JSON.parse(s) as LogLine;
+      logLines.push(l);
+      for (const w of watchers) w(l);
+    };
+    const logger = createLogger({ name: 'calico-master', level: 'info', destination: { write } });
     master = await startMaster(cfg.value, { logger, ...(safetyResyncMs ? { safetyResyncMs } : {}) });
     await master.syncer.waitInSync();
     return master;
   }
+
+  /**
+   * The first line from index `from` on that matches, as soon as the master writes it (the test
+   * acts at that moment, not a polling interval later).
+   */
+  function line(what: string, match: (l: LogLine) => boolean, from = 0, timeoutMs = 20_000): Promise<LogLine> {
+    const found = logLines.slice(from).find(match);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const watch = (l: LogLine) => {
+        if (!match(l)) return;
+        clearTimeout(timer);
+        watchers.delete(watch);
+        resolve(l);
+      };
+      const timer = setTimeout(() => {
+        watchers.delete(watch);
+        const logged = logLines.map((l) => JSON.stringify(l)).join('\n');
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; the master logged:\n${logged}`));
+      }, timeoutMs);
+      watchers.add(watch);
+    });
+  }
+  /** The line that starts the timer of an absence (it names the subject and its due time). */
+  const timing = (subject: string) => (l: LogLine) => l.subject === subject && l.dueAt !== undefined;
+  const collectedLine = (etcdKey: string) => (l: LogLine) =>
+    l.msg.startsWith('garbage-collected') && l.etcdKey === etcdKey;
+  /** "…, continuously for 1.0 s in sync": how long the master itself saw the absence. */
+  const absentFor = (l: LogLine) => Number(/continuously for ([\d.]+) s in sync/.exec(l.reason ?? '')?.[1]);
 
   /** A host the way calico-node registers it: liveness bound to a lease, bird_ip, one workload with a reservation. */
   async function host(name: string, endpointId: string, addr: string, ttlSeconds = 2): Promise<LeaseKeeper> {
@@ -68,6 +114,7 @@ describe('calico-master garbage collection on a real etcd', () => {
     for (const k of keepers.splice(0)) await k.stop();
     await ds.deleteDir('/calico/');
     logLines.length = 0;
+    watchers.clear();
   });
   afterAll(async () => {
     ds?.close();
@@ -78,16 +125,20 @@ describe('calico-master garbage collection on a real etcd', () => {
     await host('h1', 'ep-live', '198.19.0.1', 30);
     await ds.put(groupMemberKey('g1', 'ep-live'), '');
     const m = await start();
-    const written = Date.now();
-    await ds.put(groupMemberKey('g1', 'ep-ghost'), '');
-    await sleep(GRACE_S * 1000 * 0.6);
-    expect(await exists(groupMemberKey('g1', 'ep-ghost'))).toBe(true);
-    await waitFor('the ghost membership to be collected', async () => !(await exists(groupMemberKey('g1', 'ep-ghost'))), 10_000);
-    expect(Date.now() - written).toBeGreaterThanOrEqual(GRACE_S * 1000);
+    const ghost = groupMemberKey('g1', 'ep-ghost');
+    await ds.put(ghost, '');
+    const timed = await line('the master to start timing the ghost membership', timing(`membership:${ghost}`));
+    // Control: a whole round with the absence known, before it is due, deletes nothing.
+    expect(await m.gc.runOnce()).toEqual([]);
+    expect(await exists(ghost)).toBe(true);
+    const collected = await line('the ghost membership to be collected', collectedLine(ghost));
+    expect(await exists(ghost)).toBe(false);
+    // By the master's own clock: deleted no earlier than the due time it announced, after a whole grace period.
+    expect(at(collected)).toBeGreaterThanOrEqual(Date.parse(timed.dueAt!));
+    expect(collected.reason).toMatch(/^endpoint ep-ghost exists on no host, continuously for/);
+    expect(absentFor(collected)).toBeGreaterThanOrEqual(GRACE_S);
     expect(await exists(groupMemberKey('g1', 'ep-live'))).toBe(true);
     expect(await metric(m, 'membership')).toBe(1);
-    const line = logLines.find((l) => l.msg.startsWith('garbage-collected membership'));
-    expect(line).toMatchObject({ etcdKey: groupMemberKey('g1', 'ep-ghost'), reason: expect.stringMatching(/^endpoint ep-ghost exists on no host, continuously for/) });
   });
 
   it("the master's own periodic resyncs are no blip: timers keep running through them", async () => {
@@ -102,11 +153,21 @@ describe('calico-master garbage collection on a real etcd', () => {
 
   it('a membership whose endpoint appears within the grace period stays', async () => {
     await start(2);
-    await ds.put(groupMemberKey('g1', 'ep-late'), '');
-    await sleep(500);
+    const late = groupMemberKey('g1', 'ep-late');
+    const control = groupMemberKey('g1', 'ep-never');
+    await ds.put(late, '');
+    const timedLate = await line('the master to start timing ep-late', timing(`membership:${late}`));
+    // The control is timed after ep-late, so once it is collected ep-late's due time has passed too.
+    await ds.put(control, '');
+    await line('the master to start timing the control', timing(`membership:${control}`));
     await host('h1', 'ep-late', '198.19.0.5', 30);
-    await sleep(2_500);
-    expect(await exists(groupMemberKey('g1', 'ep-late'))).toBe(true);
+    const ended = (l: LogLine) => l.subject === `membership:${late}` && l.msg.startsWith('absence ended');
+    await line('the absence of ep-late to end', ended);
+    const collected = await line('the control membership to be collected', collectedLine(control));
+    expect(at(collected)).toBeGreaterThanOrEqual(Date.parse(timedLate.dueAt!));
+    expect(await exists(late)).toBe(true);
+    expect(await exists(control)).toBe(false);
+    expect(logLines.filter(collectedLine(late))).toEqual([]);
   });
 
   it('a host whose liveness lease expires loses its workloads, reservations and memberships; bird_ip stays', async () => {
@@ -117,11 +178,18 @@ describe('calico-master garbage collection on a real etcd', () => {
     const m = await start();
     // The node dies: its keepalives stop, and etcd expires the lease after its TTL.
     await h2.stop({ keepKeys: true });
-    await waitFor('h2 liveness to expire', async () => !(await exists(hostAliveKey('h2'))), 10_000);
-    const expired = Date.now();
-    await waitFor('h2 workloads to be collected', async () => (await underPrefix(workloadPrefix('h2', 'c-ep-b'))) === 0, 10_000);
-    expect(Date.now() - expired).toBeGreaterThanOrEqual(GRACE_S * 1000 - 250); // the master saw the expiry a moment before we did
-    await waitFor('h2 reservation to be collected', async () => !(await exists(ipAssignmentKey('198.19.0.2'))), 5_000);
+    const timed = await line('the master to see h2 without liveness', timing('host:h2'));
+    expect(await exists(hostAliveKey('h2'))).toBe(false);
+    // Control: when the master first sees h2 dead, a round deletes nothing of it.
+    expect(await m.gc.runOnce()).toEqual([]);
+    expect(await underPrefix(workloadPrefix('h2', 'c-ep-b'))).toBe(3);
+    const gone = [groupMemberKey('g1', 'ep-b'), workloadPrefix('h2', 'c-ep-b'), ipAssignmentKey('198.19.0.2')];
+    const collected = await Promise.all(gone.map((k) => line(`${k} to be collected`, collectedLine(k))));
+    // By the master's own clock: nothing went before the due time it announced.
+    for (const l of collected) expect(at(l), l.etcdKey).toBeGreaterThanOrEqual(Date.parse(timed.dueAt!));
+    expect(absentFor(collected[1]!)).toBeGreaterThanOrEqual(GRACE_S);
+    expect(await underPrefix(workloadPrefix('h2', 'c-ep-b'))).toBe(0);
+    expect(await exists(ipAssignmentKey('198.19.0.2'))).toBe(false);
     expect(await exists(groupMemberKey('g1', 'ep-b'))).toBe(false);
     expect(await ds.get(birdIpKey('h2'))).toBe('198.18.0.2');
     // The live host is untouched.
@@ -129,35 +197,39 @@ describe('calico-master garbage collection on a real etcd', () => {
     expect(await exists(ipAssignmentKey('198.19.0.1'))).toBe(true);
     expect(await exists(groupMemberKey('g1', 'ep-a'))).toBe(true);
     expect([await metric(m, 'endpoint'), await metric(m, 'assignment'), await metric(m, 'membership')]).toEqual([1, 1, 1]);
-    expect(logLines.filter((l) => l.msg.startsWith('garbage-collected')).map((l) => l.etcdKey)).toEqual([
-      groupMemberKey('g1', 'ep-b'),
-      workloadPrefix('h2', 'c-ep-b'),
-      ipAssignmentKey('198.19.0.2'),
-    ]);
+    expect(logLines.filter((l) => l.msg.startsWith('garbage-collected')).map((l) => l.etcdKey)).toEqual(gone);
   });
 
   it('an etcd outage restarts every pending timer: nothing is deleted until a full grace period in sync after it', async () => {
     const grace = 2_000;
     await host('h1', 'ep-a', '198.19.0.1', 30);
     const m = await start(grace / 1000);
-    await ds.put(groupMemberKey('g1', 'ep-ghost'), '');
-    await sleep(800);
+    const ghost = groupMemberKey('g1', 'ep-ghost');
+    await ds.put(ghost, '');
+    const first = await line('the master to start timing the ghost', timing(`membership:${ghost}`));
     await etcd.stopMember();
-    // Down for longer than the rest of the grace period: a collector counting wall time would delete at once.
-    await waitFor('the master to notice', async () => !m.syncer.inSync, 10_000);
-    await sleep(grace);
+    const down = logLines.length;
+    await line('the master to notice the outage', (l) => l.msg.startsWith('not in sync with etcd; GC paused'), down);
+    // Down past the due time the master announced: a collector counting wall time would delete
+    // as soon as it is back.
+    const firstDue = Date.parse(first.dueAt!);
+    await waitFor("the first timer's due time to pass during the outage", () => Date.now() > firstDue, 10_000);
+    expect(m.syncer.inSync).toBe(false);
     await etcd.startMember();
-    await m.syncer.waitInSync(30_000);
-    const back = Date.now();
-    await sleep(grace / 2);
-    expect(await exists(groupMemberKey('g1', 'ep-ghost'))).toBe(true);
+    const back = await line('the master back in sync', (l) => l.msg.startsWith('in sync with etcd'), down);
+    const again = await line('the ghost to be timed anew', timing(`membership:${ghost}`), logLines.indexOf(back));
+    expect(at(back)).toBeGreaterThan(firstDue);
+    // Control: back in sync after the first due time, a round deletes nothing.
+    expect(await m.gc.runOnce()).toEqual([]);
+    expect(await exists(ghost)).toBe(true);
     expect(await metric(m, 'membership')).toBe(0);
     // The live host kept its lease through the outage (etcd renews leases on restart) and everything it has.
     expect(await exists(hostAliveKey('h1'))).toBe(true);
     expect(await underPrefix(workloadPrefix('h1', 'c-ep-a'))).toBe(3);
     // And the collector still works after the outage: a full grace period after being back.
-    await waitFor('the ghost membership to be collected after the outage', async () => !(await exists(groupMemberKey('g1', 'ep-ghost'))), 10_000);
-    expect(Date.now() - back).toBeGreaterThanOrEqual(grace - 250);
-    expect(logLines.some((l) => l.msg.startsWith('not in sync with etcd; GC paused'))).toBe(true);
+    const collected = await line('the ghost membership to be collected after the outage', collectedLine(ghost));
+    expect(at(collected)).toBeGreaterThanOrEqual(Date.parse(again.dueAt!));
+    expect(absentFor(collected)).toBeGreaterThanOrEqual(grace / 1000);
+    expect(await exists(ghost)).toBe(false);
   });
 });

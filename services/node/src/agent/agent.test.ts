@@ -309,7 +309,7 @@ describe('PolicyAgent', () => {
     await handler!.onUpdates(batch(dels(ep.L2), 'resync'));
     kernel.deleteRule(4, 'filter', toChain(if2), 0);
     kernel.deleteSetMember(WEB4, '10.65.1.1');
-    await vi.waitFor(() => expect(kernel.dump()).toBe(programmed), { timeout: 2_000, interval: 10 });
+    await vi.waitFor(() => expect(kernel.dump()).toBe(programmed), { timeout: 10_000, interval: 10 });
   });
 
   it('EndpointToHostAction switches the cali-wl-to-host chain, and only that chain', async () => {
@@ -345,6 +345,10 @@ describe('PolicyAgent', () => {
     agent.handleBatch(batch(puts(all), 'snapshot'));
     agent.handleStatus('in-sync', 'test');
     await agent.idle();
+    // Both injected failures were hit, then the write went through.
+    expect(kernel.injected).toEqual(['iptablesRestore', 'iptablesRestore']);
+    const restores = kernel.received.filter((r) => r.kind === 'iptablesRestore');
+    expect(restores.map((r) => r.ok).slice(0, 3)).toEqual([false, false, true]);
     expect(agent.status()).toMatchObject({ lastError: null, applies: 1 });
     const { kernel: ref } = await inSync();
     expect(kernel.dump()).toBe(ref.dump());

@@ -11,7 +11,7 @@ import { Dataplane } from './dataplane.js';
 import { renderDataplane, type DesiredDataplane, type LocalEndpoint } from './desired.js';
 import { FakeKernel } from './fakeKernel.js';
 import type { Family, Table } from './kernel.js';
-import { fromChain, groupSetName, ruleHash, srcChain, toChain } from './names.js';
+import { fromChain, groupSetName, srcChain, toChain } from './names.js';
 
 const logger = createLogger({ name: 'dataplane-test', level: 'silent' });
 
@@ -78,7 +78,6 @@ async function programmed(d = desired(base, [E1, E2])) {
 }
 
 const hook = (chain: string) => `-m comment --comment "cali:hook" -j ${chain}`;
-const A = (chain: string, lines: string[]) => lines.map((l, i) => `-A ${chain} -m comment --comment "cali:${ruleHash(chain, i, l)}" ${l}`);
 
 describe('Dataplane', () => {
   it('first apply: the sets exist before any rule names them', async () => {
@@ -120,10 +119,17 @@ describe('Dataplane', () => {
     expect(kernel.texts('ipsetRestore')).toHaveLength(2);
     expect(kernel.setMembers(groupSetName('big', 4))).toHaveLength(3_000);
     expect(kernel.setMembers(groupSetName('big2', 4))).toHaveLength(3_000);
-    const sample = hostIfName(locals[700]!);
-    const lines = d.tables[4].filter.get(fromChain(sample))!;
-    const hashes = (kernel.rules(4, 'filter', fromChain(sample)) ?? []).map((r) => /cali:([A-Za-z0-9]+)/.exec(r)?.[1]);
-    expect(hashes).toEqual(lines.map((l, i) => ruleHash(fromChain(sample), i, l)));
+    // One workload's chain: each rule carries the hash of its chain, position and text (names.test.ts).
+    const sample = fromChain(hostIfName(locals[700]!));
+    expect(sample).toBe('cali-fw-a00000002bc');
+    expect(groupSetName('big2', 4)).toBe('cali4g-9xywuzgdPMszI3OECwQk');
+    expect(d.tables[4].filter.get(sample)).toEqual([
+      '! -s 10.65.2.188/32 -j DROP',
+      '-m set --match-set cali4g-9xywuzgdPMszI3OECwQk dst -j RETURN',
+      '-j DROP',
+    ]);
+    const hashes = (kernel.rules(4, 'filter', sample) ?? []).map((r) => /cali:([A-Za-z0-9]+)/.exec(r)?.[1]);
+    expect(hashes).toEqual(['c7rxFpzru7iJIlCW', 'nMxMkDIHhGWtVlHC', '7dnBTabGoimE9FVG']);
     // The dispatch tree reaches each workload's chain once.
     const dispatched = kernel
       .chainNames(4, 'filter')
@@ -155,15 +161,28 @@ describe('Dataplane', () => {
 
   it('changing one chain rewrites that chain only', async () => {
     const { kernel, dp } = await programmed();
-    const lines = ['-m set --match-set ' + G4 + ' src -p tcp -m tcp --dport 80 -j RETURN', '-j DROP'];
-    dp.setChain(4, 'filter', toChain(if1), lines);
+    const chain = toChain(if1);
+    expect([chain, G4]).toEqual(['cali-tw-aaaaaaaaaaa', 'cali4g-zQqphWFHtsW0xyt9xuXa']);
+    const lines = ['-m set --match-set cali4g-zQqphWFHtsW0xyt9xuXa src -p tcp -m tcp --dport 80 -j RETURN', '-j DROP'];
+    dp.setChain(4, 'filter', chain, lines);
     const stats = await dp.apply();
     expect(kernel.calls).toEqual({ iptablesRestore: 1, ipsetRestore: 0, saves: 0 });
-    expect(kernel.texts('iptablesRestore', 4)).toEqual([['*filter', `:${toChain(if1)} - [0:0]`, ...A(toChain(if1), lines), 'COMMIT', ''].join('\n')]);
+    // Each rule marked with the hash of its chain, position and text (names.test.ts).
+    expect(kernel.texts('iptablesRestore', 4)).toEqual([
+      [
+        '*filter',
+        ':cali-tw-aaaaaaaaaaa - [0:0]',
+        `-A cali-tw-aaaaaaaaaaa -m comment --comment "cali:F9Y2scHXr1EKxhwI" ${lines[0]}`,
+        '-A cali-tw-aaaaaaaaaaa -m comment --comment "cali:N581PlVCHJ37T17z" -j DROP',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    ]);
     expect(stats).toMatchObject({ kernelCalls: 1, chainsWritten: 1, chainsDeleted: 0 });
     // iptables-save puts the address and protocol matches first; the hash still identifies the rule.
-    expect(kernel.rules(4, 'filter', toChain(if1))?.[0]).toBe(
-      `-p tcp -m comment --comment "cali:${ruleHash(toChain(if1), 0, lines[0]!)}" -m set --match-set ${G4} src -m tcp --dport 80 -j RETURN`,
+    expect(kernel.rules(4, 'filter', chain)?.[0]).toBe(
+      '-p tcp -m comment --comment "cali:F9Y2scHXr1EKxhwI" ' +
+        '-m set --match-set cali4g-zQqphWFHtsW0xyt9xuXa src -m tcp --dport 80 -j RETURN',
     );
     // Read back, the kernel holds exactly what is wanted.
     await dp.resync();
@@ -283,6 +302,7 @@ describe('Dataplane', () => {
       want(dp, d);
       kernel.failNext('iptablesRestore', 1, { skip: 1 }); // IPv4 goes in, IPv6 fails
       await expect(dp.apply()).rejects.toThrow(/injected failure/);
+      expect(kernel.injected).toEqual(['iptablesRestore']);
       expect(kernel.received.map((r) => `${r.kind}${r.family ?? ''}:${r.ok}`)).toEqual([
         'ipsetRestore:true',
         'iptablesRestore4:true',
@@ -308,6 +328,8 @@ describe('Dataplane', () => {
       want(dp, d);
       kernel.failNext('ipsetRestore', 1, { afterLines: 2 });
       await expect(dp.apply()).rejects.toThrow(/injected failure/);
+      expect(kernel.injected).toEqual(['ipsetRestore']);
+      expect(kernel.received.map((r) => `${r.kind}:${r.ok}`)).toEqual(['ipsetRestore:false']);
       expect(kernel.calls).toMatchObject({ iptablesRestore: 0, ipsetRestore: 1 }); // no rule before its set
       expect(kernel.setNames()).toHaveLength(1);
 
@@ -321,6 +343,9 @@ describe('Dataplane', () => {
       want(dp, after);
       kernel.failNext('ipsetRestore');
       await expect(dp.apply()).rejects.toThrow(/injected failure/);
+      expect(kernel.injected).toEqual(['ipsetRestore']);
+      const received = kernel.received.map((r) => `${r.kind}${r.family ?? ''}:${r.ok}`);
+      expect(received).toEqual(['iptablesRestore4:true', 'ipsetRestore:false']);
       expect(kernel.setNames()).toContain(G2);
       kernel.resetCalls();
       await dp.apply();
@@ -336,6 +361,7 @@ describe('Dataplane', () => {
       want(dp, d);
       kernel.failNext('ipsetSave');
       await expect(dp.apply()).rejects.toThrow(/injected failure/);
+      expect(kernel.injected).toEqual(['ipsetSave']);
       expect(kernel.received).toEqual([]);
       await dp.apply();
       expect(kernel.dump()).toBe(await reference(d));
@@ -346,6 +372,9 @@ describe('Dataplane', () => {
       // Tell the dataplane the set is gone but keep a chain that names it: the destroy must fail.
       dp.setIpset(G2, 4, null);
       await expect(dp.apply()).rejects.toThrow(/in use by a kernel component/);
+      // The kernel's own refusal, not an injected one.
+      expect(kernel.injected).toEqual([]);
+      expect(kernel.received.map((r) => `${r.kind}:${r.ok}`)).toEqual(['ipsetRestore:false']);
       dp.setIpset(G2, 4, d.ipsets.get(G2)!.members);
       await dp.apply();
       expect(kernel.dump()).toBe(await reference(d));
@@ -359,11 +388,13 @@ describe('Dataplane', () => {
     dp.setChain(4, 'filter', chain, ['-j DROP']);
     const release = kernel.hold('iptablesRestore');
     const applying = dp.apply();
-    await new Promise((r) => setImmediate(r)); // the apply now waits inside iptables-restore
+    await kernel.waiting('iptablesRestore'); // the apply now waits inside iptables-restore
     const resyncing = dp.resync(); // e.g. the periodic kernel resync
-    await new Promise((r) => setImmediate(r));
+    expect(kernel.calls.saves).toBe(0); // the resync waits for the apply
     release();
     await Promise.all([applying, resyncing]);
+    expect(kernel.held).toEqual(['iptablesRestore']);
+    expect(kernel.calls.saves).toBe(5); // and then read the kernel
     expect(kernel.rules(4, 'filter', chain)).toHaveLength(1);
     // Back to the old content: the kernel must follow.
     dp.setChain(4, 'filter', chain, before);

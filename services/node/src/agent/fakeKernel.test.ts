@@ -119,11 +119,33 @@ describe('FakeKernel ipset restore', () => {
     const k = new FakeKernel();
     k.failNext('iptablesSave', 1, { skip: 1 });
     await k.iptablesSave(4, 'filter');
+    expect(k.injected).toEqual([]);
     await expect(k.iptablesSave(4, 'raw')).rejects.toThrow(/injected/);
+    expect(k.injected).toEqual(['iptablesSave']);
     await k.iptablesSave(6, 'raw');
     k.failNext('ipsetRestore');
     await expect(k.ipsetRestore('')).rejects.toThrow(/injected/);
+    expect(k.injected).toEqual(['iptablesSave', 'ipsetRestore']);
+    expect(k.received).toEqual([{ kind: 'ipsetRestore', family: null, text: '', ok: false }]);
     await k.conntrackFlush('10.0.0.1');
     expect(k.conntrackFlushed).toEqual(['10.0.0.1']);
+  });
+
+  it('held calls wait until released, and say so', async () => {
+    const k = new FakeKernel();
+    await expect(k.waiting('iptablesRestore')).rejects.toThrow(/not held/);
+    const release = k.hold('iptablesRestore');
+    let done = false;
+    const restoring = k.iptablesRestore(4, '*filter\n:cali-x - [0:0]\nCOMMIT\n').then(() => (done = true));
+    await k.waiting('iptablesRestore');
+    expect(k.held).toEqual(['iptablesRestore']);
+    expect(done).toBe(false);
+    expect(k.chainNames(4, 'filter')).not.toContain('cali-x');
+    release();
+    await restoring;
+    expect(k.chainNames(4, 'filter')).toContain('cali-x');
+    // Released, later calls go straight through.
+    await k.iptablesRestore(4, '*filter\n-X cali-x\nCOMMIT\n');
+    expect(k.held).toEqual(['iptablesRestore']);
   });
 });

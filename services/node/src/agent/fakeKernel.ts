@@ -119,8 +119,14 @@ export class FakeKernel implements KernelBackend {
     ipsetSave: { skip: 0, n: 0, afterLines: 0 },
   };
   private readonly holds = new Map<FakeCallKind, Promise<void>>();
+  private readonly holdWaiters = new Map<FakeCallKind, (() => void)[]>();
+  private readonly waitingNow = new Set<FakeCallKind>();
 
   readonly calls: FakeCalls = { iptablesRestore: 0, ipsetRestore: 0, saves: 0 };
+  /** Each injected failure that fired, in order: a test can show its fault was hit. */
+  readonly injected: FakeCallKind[] = [];
+  /** Each call that waited on a hold, in order. */
+  readonly held: FakeCallKind[] = [];
   /** Every restore text, in the order received. */
   readonly received: ReceivedText[] = [];
   /** Addresses passed to conntrackFlush, in order. */
@@ -147,12 +153,21 @@ export class FakeKernel implements KernelBackend {
     };
   }
 
+  /** Resolves once a call of this kind waits on its hold (at once if one already does). */
+  waiting(kind: FakeCallKind): Promise<void> {
+    if (!this.holds.has(kind)) return Promise.reject(new FakeKernelError(`${kind} is not held`));
+    if (this.waitingNow.has(kind)) return Promise.resolve();
+    return new Promise((r) => this.holdWaiters.set(kind, [...(this.holdWaiters.get(kind) ?? []), r]));
+  }
+
   resetCalls(): void {
     this.calls.iptablesRestore = 0;
     this.calls.ipsetRestore = 0;
     this.calls.saves = 0;
     this.received.length = 0;
     this.conntrackFlushed.length = 0;
+    this.injected.length = 0;
+    this.held.length = 0;
   }
 
   /** Restore texts of one kind (and family), oldest first. */
@@ -303,7 +318,14 @@ export class FakeKernel implements KernelBackend {
   // ------------------------------------------------------------------ internals
 
   private async enter(kind: FakeCallKind): Promise<void> {
-    await this.holds.get(kind);
+    const hold = this.holds.get(kind);
+    if (!hold) return;
+    this.held.push(kind);
+    this.waitingNow.add(kind);
+    for (const w of this.holdWaiters.get(kind) ?? []) w();
+    this.holdWaiters.delete(kind);
+    await hold;
+    this.waitingNow.delete(kind);
   }
 
   /** Whether this call is one of the injected failures (and counts it). */
@@ -315,6 +337,7 @@ export class FakeKernel implements KernelBackend {
       return false;
     }
     f.n--;
+    this.injected.push(kind);
     return true;
   }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import Docker from 'dockerode';
-import { Dockerd, Etcd, ensureBusyboxImage, exec, requireRoot, type ExecResult } from '@calico/testkit';
+import { Dockerd, Etcd, ensureBusyboxImage, exec, requireRoot, waitFor, type ExecResult } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
 import { createLogger } from '@calico/log';
 import { DockerProxy } from './server.js';
@@ -144,20 +144,22 @@ describe('Docker API pass-through with the real docker CLI', () => {
 
   it('events streams while it happens, and wait returns the exit code', async () => {
     const since = Math.floor(Date.now() / 1000) - 1;
-    const p = spawn('docker', ['events', '--format', '{{.Action}}', '--filter', 'type=container'], {
-      env: { ...process.env, DOCKER_HOST: viaProxy },
-    });
+    const id = (await direct(['create', '--net', 'none', image, 'sh', '-c', 'exit 4'])).stdout.trim();
+    // From before the create: the create arrives whenever the stream opens, and shows it is open.
+    const events = ['events', '--since', String(since), '--format', '{{.Action}}', '--filter', `container=${id}`];
+    const p = spawn('docker', events, { env: { ...process.env, DOCKER_HOST: viaProxy } });
     let seen = '';
     p.stdout.on('data', (c: Buffer) => (seen += c.toString()));
+    const actions = () => seen.split('\n').filter(Boolean);
     try {
-      await new Promise((r) => setTimeout(r, 300));
-      const id = (await direct(['run', '-d', '--net', 'none', image, 'sh', '-c', 'exit 4'])).stdout.trim();
+      await waitFor('the create event through the proxy', () => actions().includes('create'), 15_000, () => seen);
+      expect(actions()).toEqual(['create']);
+      // What happens from now on can only come live down the open stream.
+      await direct(['start', id]);
       const w = await proxied(['wait', id]);
       expect(w.stdout.trim()).toBe('4');
-      const deadline = Date.now() + 5_000;
-      while (!seen.includes('die') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(seen).toContain('start');
-      expect(seen).toContain('die');
+      await waitFor('the die event through the proxy', () => actions().includes('die'), 15_000, () => seen);
+      expect(actions().slice(0, 2)).toEqual(['create', 'start']);
       await direct(['rm', id]);
       const until = Math.floor(Date.now() / 1000) + 1;
       const [a, b] = await both(['events', '--since', String(since), '--until', String(until), '--format', '{{.Action}} {{.Actor.ID}}', '--filter', `container=${id}`]);
