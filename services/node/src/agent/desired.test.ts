@@ -23,7 +23,7 @@ import {
   type LocalEndpoint,
 } from './desired.js';
 import { FakeKernel } from './fakeKernel.js';
-import { chainSpan, fromChain, groupSetName, ruleHash, srcChain, toChain } from './names.js';
+import { chainSpan, fromChain, groupSetName, srcChain, toChain } from './names.js';
 
 const logger = createLogger({ name: 'desired-test', level: 'silent' });
 
@@ -408,8 +408,16 @@ describe('the text of a first apply to an empty kernel', () => {
     ...fx.endpoint({ host: HOST, endpointId: E, addrs: ['10.65.0.1'] }),
     ...fx.group({ groupId: 'g', members: [E], inbound: [{ group: 'g' }], outbound: [{ cidr: '0.0.0.0/0' }] }),
   ]);
-  /** One "-A" line as the dataplane writes it: the hash comment first, then the rule. */
-  const A = (chain: string, lines: string[]) => lines.map((l, i) => `-A ${chain} -m comment --comment "cali:${ruleHash(chain, i, l)}" ${l}`);
+  /**
+   * One "-A" line as the dataplane writes it: the hash comment first, then the rule. The hash
+   * values are pinned in names.test.ts; here each must be distinct, and is compared as <hash>.
+   */
+  const A = (chain: string, lines: string[]) => lines.map((l) => `-A ${chain} -m comment --comment "cali:<hash>" ${l}`);
+  const hashed = (text: string | undefined) => {
+    const hashes = [...(text ?? '').matchAll(/"cali:([A-Za-z0-9]{16})"/g)].map((m) => m[1]);
+    expect(new Set(hashes).size).toBe(hashes.length);
+    return (text ?? '').replace(/"cali:[A-Za-z0-9]{16}"/g, '"cali:<hash>"');
+  };
 
   it('creates the set, then writes each table with its hooks, in that order', async () => {
     const kernel = new FakeKernel();
@@ -456,13 +464,13 @@ describe('the text of a first apply to an empty kernel', () => {
         '',
       ].join('\n');
 
-    expect(kernel.texts('iptablesRestore', 4)[0]).toBe(
+    expect(hashed(kernel.texts('iptablesRestore', 4)[0])).toBe(
       filterText(
         ['-m conntrack --ctstate INVALID -j DROP', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-j DROP'],
         { fwLines: ['! -s 10.65.0.1/32 -j DROP', '-j RETURN', '-j DROP'], twLines: [`-m set --match-set ${set} src -j RETURN`, '-j DROP'] },
       ),
     );
-    expect(kernel.texts('iptablesRestore', 6)).toEqual([
+    expect(kernel.texts('iptablesRestore', 6).map(hashed)).toEqual([
       filterText(
         [
           '-m conntrack --ctstate INVALID -j DROP',
