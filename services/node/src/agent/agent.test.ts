@@ -275,7 +275,7 @@ describe('PolicyAgent', () => {
     expect(plain(kernel.rules(4, 'filter', toChain(if2)))?.[2]).toBe('-s 10.1.0.0/16 -p udp -m udp --dport 53 -j RETURN');
   });
 
-  it.each<SyncStatus>(['wait-for-datastore', 'resyncing', 'stopped'])(
+  it.each<SyncStatus>(['wait-for-datastore', 'resyncing', 'retrying', 'stopped'])(
     'while %s after having been in sync, nothing is removed from the kernel (fail static)',
     async (status) => {
       const { kernel, agent } = await inSync();
