@@ -162,8 +162,11 @@ export class DevCluster {
     return h;
   }
 
-  /** Starts (or restarts) calico-node in the host and waits until its proxy answers. */
-  async startNode(name: string): Promise<ManagedProcess> {
+  /**
+   * Starts (or restarts) calico-node in the host and waits until its proxy answers (it listens
+   * only once the policy is programmed); `{ ready: false }` returns at once.
+   */
+  async startNode(name: string, opts: { ready?: boolean } = {}): Promise<ManagedProcess> {
     const h = this.host(name);
     const p = h.ns.spawn(`calico-node`, [
       process.execPath,
@@ -178,6 +181,7 @@ export class DevCluster {
       `--log-level=${this.opts.logLevel ?? 'info'}`,
     ]);
     h.node = p;
+    if (opts.ready === false) return p;
     await waitFor(
       `calico-node on ${name} to be ready`,
       async () => {

@@ -1,9 +1,9 @@
 import { rename, writeFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
-import type { Datastore } from '@calico/datastore';
+import type { Datastore, LeaseKeeper } from '@calico/datastore';
 import type { Logger } from '@calico/log';
 import type { NodeConfig } from './config.js';
-import { registerHost } from './registration.js';
+import { RegistrationError, registerHost, type RegistrationOptions } from './registration.js';
 import { Plumber } from './plumber/plumber.js';
 import { EndpointStore } from './etcd/endpoints.js';
 import { AddressRegistry } from './etcd/addresses.js';
@@ -22,16 +22,26 @@ export interface RunningNode {
 }
 
 /**
- * Start-up order matters: register (refuse duplicates) → follow docker events → reconcile
- * what changed while we were down → only then accept clients on the proxy.
+ * Start-up order matters, and fails closed: the agent's hooks first (on an empty kernel they
+ * drop all workload traffic) → register (refuse duplicates) → the agent's first full sync in
+ * the kernel → follow docker events → reconcile what changed while we were down → only then
+ * accept clients on the proxy. No workload is plumbed and no create served before policy is.
  */
+/** registerHost, retried while etcd cannot be reached; a refusal (duplicate name or address) is final. */
+async function registerWhenReachable(ds: Datastore, opts: RegistrationOptions, logger: Logger): Promise<LeaseKeeper> {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      return await registerHost(ds, opts, logger);
+    } catch (e) {
+      if (e instanceof RegistrationError) throw e;
+      logger.warn({ err: String(e), retryInMs: delay }, `etcd unreachable while registering the host; retrying in ${delay} ms (workloads stay unplumbed meanwhile)`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Docker; logger: Logger }): Promise<RunningNode> {
   const { ds, docker, logger } = deps;
-  const keeper = await registerHost(ds, { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds }, logger);
-  const plumber = new Plumber(logger.child({ part: 'plumber' }), c.procSys);
-  const addresses = new AddressRegistry(ds);
-  const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
-  // The agent starts first: whatever the reconcile brings back is under policy at once.
   const agent = new PolicyAgent({
     host: c.hostname,
     ds,
@@ -39,7 +49,13 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     logger: logger.child({ part: 'agent' }),
     endpointToHost: c.endpointToHost,
     dataplaneResyncMs: c.dataplaneResyncMs,
-  }).start();
+  });
+  await agent.installHooks();
+  const keeper = await registerWhenReachable(ds, { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds }, logger);
+  const plumber = new Plumber(logger.child({ part: 'plumber' }), c.procSys);
+  const addresses = new AddressRegistry(ds);
+  const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
+  agent.start();
   let statusTimer: NodeJS.Timeout | undefined;
   if (c.statusFile) {
     const file = c.statusFile;
@@ -51,6 +67,8 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     statusTimer.unref();
     void write();
   }
+  logger.info('waiting for the agent to program the first full sync; workloads are plumbed and the proxy served after it');
+  await agent.whenProgrammed();
   const events = new EventsWatcher(docker, workloads, logger.child({ part: 'events' }));
   await events.start();
   const summary = await workloads.reconcile();

@@ -6,7 +6,7 @@ import { hostIfName } from '../plumber/names.js';
 import { Dataplane, type ApplyStats } from './dataplane.js';
 import type { KernelBackend } from './kernel.js';
 import { renderDispatch, renderEndpoint, renderRawChains, renderStaticChains, type EndpointToHostAction, type Family } from './desired.js';
-import { groupSetName } from './names.js';
+import { CHAIN, groupSetName } from './names.js';
 
 export const ENDPOINT_TO_HOST_KEY = configKey('EndpointToHostAction');
 
@@ -44,6 +44,14 @@ export interface AgentStatus {
   problems: { key: string; errors: string[] }[];
 }
 
+/** What the hooks lead to before the first full sync: every packet to or from a workload drops. */
+function closedChains(): [Family, 'filter', string, string[]][] {
+  return ([4, 6] as const).flatMap((family) => [
+    [family, 'filter', CHAIN.forward, ['-i cali+ -j DROP', '-o cali+ -j DROP']],
+    [family, 'filter', CHAIN.input, ['-i cali+ -j DROP']],
+  ] as [Family, 'filter', string, string[]][]);
+}
+
 /**
  * Of other hosts the agent needs only the endpoints' addresses and states (they fill group
  * ipsets); their MACs and everything else under their host directories would only cost memory.
@@ -65,6 +73,8 @@ export class PolicyAgent {
   private syncer: Syncer | undefined;
   private everInSync = false;
   private programmed = false;
+  private markProgrammed!: () => void;
+  private readonly programmedPromise = new Promise<void>((r) => (this.markProgrammed = r));
   private syncStatus: SyncStatus = 'resyncing';
   private endpointToHost: EndpointToHostAction;
   private readonly rendered = new Map<string, Rendered>();
@@ -93,6 +103,30 @@ export class PolicyAgent {
   constructor(private readonly opts: PolicyAgentOptions) {
     this.dataplane = new Dataplane(opts.kernel, opts.logger);
     this.endpointToHost = opts.endpointToHost ?? 'drop';
+  }
+
+  /**
+   * Before anything else on a start. A kernel with none of our hooks (empty, as after a reboot)
+   * gets them at once, leading to chains that drop every packet to or from a workload
+   * interface, so that nothing passes unfiltered until the first full sync replaces them. A
+   * kernel that has them keeps what it has (fail static across a restart of the node).
+   */
+  async installHooks(): Promise<'installed' | 'kept'> {
+    this.kernelRead = true;
+    await this.dataplane.resync();
+    if (this.dataplane.hooked()) {
+      this.opts.logger.info('kernel has our hooks; keeping its rules until the first full sync');
+      return 'kept';
+    }
+    for (const [family, table, chain, lines] of closedChains()) this.dataplane.setChain(family, table, chain, lines);
+    await this.dataplane.apply();
+    this.opts.logger.info('kernel had none of our hooks: installed them, dropping all workload traffic until the first full sync');
+    return 'installed';
+  }
+
+  /** Resolves once the first full sync is in the kernel. */
+  whenProgrammed(): Promise<void> {
+    return this.programmedPromise;
   }
 
   start(): this {
@@ -372,6 +406,7 @@ export class PolicyAgent {
       this.lastApply = { ...stats, at: new Date().toISOString(), ms: +(performance.now() - t0).toFixed(1) };
       if (!this.programmed && this.syncStatus === 'in-sync') {
         this.programmed = true;
+        this.markProgrammed();
         this.opts.logger.info({ ...this.lastApply, localEndpoints: this.rendered.size }, 'dataplane programmed from the first full sync; applying changes as they come');
       } else if (stats.kernelCalls > 0) this.opts.logger.debug({ ...this.lastApply }, 'dataplane updated');
     } catch (e) {

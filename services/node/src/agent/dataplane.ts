@@ -188,6 +188,13 @@ export class Dataplane {
     this.dirtySets.add(name);
   }
 
+  /** Whether the kernel, as last read, has any of our hooks (undefined: not read yet). */
+  hooked(): boolean | undefined {
+    if (!this.view) return undefined;
+    for (const n of this.view.hooks.values()) if (n > 0) return true;
+    return false;
+  }
+
   ipsetNames(): string[] {
     return [...this.desiredSets.keys()];
   }
