@@ -80,7 +80,15 @@ export class Workloads {
    */
   ensureRunning(containerId: string, opts: { force?: boolean } = {}): Promise<boolean> {
     return this.serial(containerId, async () => {
-      const info = await this.docker.getContainer(containerId).inspect();
+      let info: Docker.ContainerInspectInfo;
+      try {
+        info = await this.docker.getContainer(containerId).inspect();
+      } catch (e) {
+        // Gone already (a start event handled before the proxy's own start networked it, and a
+        // short --rm container ran and went; or someone removed it): nothing is left to network.
+        if ((e as { statusCode?: number }).statusCode === 404) return false;
+        throw e;
+      }
       const w = workloadLabels(info.Config.Labels, this.host);
       if (!w) return false;
       const id = info.Id;
