@@ -343,6 +343,28 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     }
   });
 
+  it('serves Prometheus metrics in its host: in sync, programmed, endpoints, plumbing and proxy requests by route', async () => {
+    const scrape = async () => h1.execOk([process.execPath, '-e', "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+    const value = (text: string, name: string) => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.slice(name.length + 1) ?? NaN);
+    const before = await scrape();
+    expect(value(before, 'calico_node_datastore_in_sync')).toBe(1);
+    expect(value(before, 'calico_node_dataplane_programmed')).toBe(1);
+    expect(value(before, 'calico_node_seconds_since_full_sync')).toBeGreaterThanOrEqual(0);
+    const created = value(before, 'calico_node_proxy_requests_total{route="create",outcome="2xx"}') || 0;
+    const plumbed = value(before, 'calico_node_plumb_seconds_count{outcome="ok"}') || 0;
+    const id = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.31', image, 'sleep', '300'])).stdout.trim();
+    try {
+      await waitFor('the endpoint in the metrics', async () => value(await scrape(), 'calico_node_local_endpoints') >= 1, 10_000);
+      const after = await scrape();
+      expect(value(after, 'calico_node_proxy_requests_total{route="create",outcome="2xx"}')).toBe(created + 1);
+      expect(value(after, 'calico_node_plumb_seconds_count{outcome="ok"}')).toBe(plumbed + 1);
+      expect(value(after, 'calico_node_proxy_requests_total{route="passthrough",outcome="2xx"}')).toBeGreaterThan(0);
+      expect(value(after, 'calico_node_dataplane_apply_seconds_count{outcome="ok"}')).toBeGreaterThan(0);
+    } finally {
+      await docker(['rm', '-f', id]);
+    }
+  });
+
   it('a container restarted by its restart policy comes back with the same address and MAC', async () => {
     // It exits once (the marker file is in its own filesystem, kept across restarts).
     const id = (

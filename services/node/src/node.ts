@@ -13,11 +13,14 @@ import { nodeInterceptors } from './proxy/intercepts.js';
 import { EventsWatcher } from './events.js';
 import { PolicyAgent } from './agent/agent.js';
 import { RealKernel } from './agent/kernel.js';
+import { createNodeMetrics, serveMetrics } from './metrics.js';
 
 export interface RunningNode {
   proxy: DockerProxy;
   workloads: Workloads;
   agent: PolicyAgent;
+  /** Where GET /metrics answers, or null when turned off. */
+  metricsUrl: string | null;
   stop(): Promise<void>;
 }
 
@@ -49,10 +52,15 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     logger: logger.child({ part: 'agent' }),
     endpointToHost: c.endpointToHost,
     dataplaneResyncMs: c.dataplaneResyncMs,
+    onApply: (ms, ok) => metrics.applied(ms, ok),
   });
+  const metrics = createNodeMetrics({ agent: () => ({ ...agent.status(), appliedEntries: agent.dataplane.summary().applied?.entries ?? 0 }) });
+  // Served from the start, so that a node waiting on etcd says so.
+  const served = c.metricsListen ? await serveMetrics(metrics, c.metricsListen) : null;
+  if (served) logger.info({ url: served.url }, 'metrics served');
   await agent.installHooks();
   const keeper = await registerWhenReachable(ds, { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds }, logger);
-  const plumber = new Plumber(logger.child({ part: 'plumber' }), c.procSys);
+  const plumber = new Plumber(logger.child({ part: 'plumber' }), c.procSys, (ms, ok) => metrics.plumbed(ms, ok));
   const addresses = new AddressRegistry(ds);
   const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
   agent.start();
@@ -60,7 +68,7 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   if (c.statusFile) {
     const file = c.statusFile;
     const write = () =>
-      writeFile(`${file}.tmp`, JSON.stringify(agent.report(c.hostname), null, 2))
+      writeFile(`${file}.tmp`, JSON.stringify({ ...agent.report(c.hostname), metricsUrl: served?.url ?? null }, null, 2))
         .then(() => rename(`${file}.tmp`, file))
         .catch((e: unknown) => logger.warn({ file, err: String(e) }, 'could not write the agent status file; trying again shortly'));
     statusTimer = setInterval(() => void write(), 5_000);
@@ -76,6 +84,7 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   const proxy = new DockerProxy({
     upstream: c.upstream,
     logger: logger.child({ part: 'proxy' }),
+    onRequest: (route, status) => metrics.proxied(route, status),
     interceptors: nodeInterceptors({ host: c.hostname, waitBinary: c.waitBinary, addresses, workloads, logger: logger.child({ part: 'proxy' }) }),
   });
   await proxy.listen(c.listen);
@@ -84,8 +93,10 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     proxy,
     workloads,
     agent,
+    metricsUrl: served?.url ?? null,
     async stop() {
       if (statusTimer) clearInterval(statusTimer);
+      await new Promise((r) => (served ? served.server.close(r) : r(undefined)));
       events.stop();
       await proxy.close();
       await agent.stop();

@@ -22,6 +22,8 @@ export interface PolicyAgentOptions {
   dataplaneResyncMs?: number;
   /** Safety-net full resync of the datastore (ms). */
   datastoreResyncMs?: number;
+  /** Told of every kernel apply (metrics). */
+  onApply?: (ms: number, ok: boolean) => void;
 }
 
 interface Rendered {
@@ -36,6 +38,8 @@ export interface AgentStatus {
   everInSync: boolean;
   /** The first full sync has reached the kernel. */
   programmed: boolean;
+  /** When the agent last came in sync after a full snapshot or resync (ms since the epoch). */
+  lastFullSyncAt: number | null;
   localEndpoints: number;
   ipsets: number;
   applies: number;
@@ -73,6 +77,9 @@ export class PolicyAgent {
   private syncer: Syncer | undefined;
   private everInSync = false;
   private programmed = false;
+  private lastFullSyncAt: number | null = null;
+  /** A snapshot or resync is under way: the next in-sync completes a full sync. */
+  private fullSyncPending = true;
   private markProgrammed!: () => void;
   private readonly programmedPromise = new Promise<void>((r) => (this.markProgrammed = r));
   private syncStatus: SyncStatus = 'resyncing';
@@ -170,6 +177,7 @@ export class PolicyAgent {
       syncStatus: this.syncStatus,
       everInSync: this.everInSync,
       programmed: this.programmed,
+      lastFullSyncAt: this.lastFullSyncAt,
       localEndpoints: this.rendered.size,
       ipsets: this.setRefs.size,
       applies: this.applies,
@@ -209,6 +217,11 @@ export class PolicyAgent {
   handleStatus(s: SyncStatus, reason: string): void {
     const was = this.syncStatus;
     this.syncStatus = s;
+    if (s === 'resyncing') this.fullSyncPending = true;
+    else if (s === 'in-sync' && this.fullSyncPending) {
+      this.fullSyncPending = false;
+      this.lastFullSyncAt = Date.now();
+    }
     if (s === 'in-sync' && !this.everInSync) {
       this.everInSync = true;
       this.opts.logger.info({ reason }, 'datastore in sync; programming the dataplane');
@@ -400,6 +413,7 @@ export class PolicyAgent {
     const t0 = performance.now();
     try {
       const stats = await this.dataplane.apply();
+      this.opts.onApply?.(performance.now() - t0, true);
       this.applies++;
       this.failures = 0;
       this.lastError = null;
@@ -410,6 +424,7 @@ export class PolicyAgent {
         this.opts.logger.info({ ...this.lastApply, localEndpoints: this.rendered.size }, 'dataplane programmed from the first full sync; applying changes as they come');
       } else if (stats.kernelCalls > 0) this.opts.logger.debug({ ...this.lastApply }, 'dataplane updated');
     } catch (e) {
+      this.opts.onApply?.(performance.now() - t0, false);
       this.lastError = String(e);
       const delay = Math.min(100 * 2 ** this.failures++, 5_000);
       this.opts.logger.warn({ err: String(e), retryInMs: delay }, `dataplane update failed; retrying in ${delay} ms`);
