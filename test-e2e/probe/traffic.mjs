@@ -3,6 +3,10 @@
 //                                               one JSON line per UDP datagram: {"udp": payload}
 //   node traffic.mjs send <addr> <cases.json>   opens each case's connection from <addr> at once
 //                                               and prints one JSON line: {"<id>": true|false}
+//   node traffic.mjs flood <addr> <dst> <port> <tag> <ms>
+//                                               one UDP datagram "<tag>-<n>" every millisecond or so,
+//                                               each from a new socket (a new flow for conntrack),
+//                                               until <ms> have passed or stdin closes; prints {"sent": n}
 // A case is {"id", "dst", "protocol": "tcp"|"udp"|"icmp"|"icmpv6", "port"}. tcp: true when the
 // connection opened. udp: always true here; the listener's line shows whether it arrived.
 // icmp/icmpv6: true when one echo was answered (busybox ping).
@@ -89,9 +93,29 @@ async function send() {
   process.stdout.write(`${JSON.stringify(Object.fromEntries(results))}\n`);
 }
 
+async function flood() {
+  const [dst, port, tag, ms] = process.argv.slice(4);
+  const until = Date.now() + Number(ms);
+  let stop = false;
+  process.stdin.on('end', () => (stop = true));
+  process.stdin.resume();
+  let n = 0;
+  while (!stop && Date.now() < until) {
+    const sock = createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
+    await new Promise((r) => sock.bind(0, addr, r));
+    await new Promise((r) => sock.send(`${tag}-${n}`, Number(port), dst, r));
+    sock.close();
+    n++;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  process.stdout.write(`${JSON.stringify({ sent: n })}\n`);
+  process.exit(0);
+}
+
 if (mode === 'listen') await listen();
 else if (mode === 'send') await send();
+else if (mode === 'flood') await flood();
 else {
-  process.stderr.write('usage: traffic.mjs listen <addr> <ports> | send <addr> <cases.json>\n');
+  process.stderr.write('usage: traffic.mjs listen <addr> <ports> | send <addr> <cases.json> | flood <addr> <dst> <port> <tag> <ms>\n');
   process.exit(2);
 }

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +74,29 @@ export async function sendFrom(
   if (r.code !== 0) throw new Error(`sending from ${src}: exit ${r.code}: ${r.stderr}`);
   const got = JSON.parse(r.stdout) as Record<string, boolean>;
   return cases.map((c) => ({ id: c.id, ok: got[c.id] === true }));
+}
+
+/**
+ * UDP datagrams "<tag>-<n>" from a workload to dst:port, about one a millisecond, each from a
+ * new socket (a new flow, so each meets the rules rather than conntrack), until stop(); stop()
+ * resolves with how many were sent. A listener on dst tells which arrived.
+ */
+export async function startFlood(cluster: DevCluster, from: Workload, src: string, dst: string, port: number, tag: string): Promise<{ stop(): Promise<number> }> {
+  const argv = await inWorkload(cluster, from, [process.execPath, PROBE, 'flood', src, dst, String(port), tag, '600000']);
+  const p = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const done = new Promise<number>((resolve, reject) =>
+    p.on('close', (code) => (code === 0 ? resolve((JSON.parse(out) as { sent: number }).sent) : reject(new Error(`flood from ${src}: exit ${code}: ${err}`)))),
+  );
+  return {
+    stop: () => {
+      p.stdin.end();
+      return done;
+    },
+  };
 }
 
 /** The packet counter of the first rule in a chain that matches `pattern` (iptables-save -c). */

@@ -13,7 +13,22 @@ interface ChainState {
 export interface KernelView {
   chains: Map<string, string[]>; // key family|table|chain → rule hashes
   hooks: Map<string, number>; // key family|table|builtin|chain → jump count
-  ipsets: Map<string, { family: Family; members: Set<string> }>;
+  ipsets: Map<string, { family: Family; members: Set<string>; maxelem: number }>;
+}
+
+/** ipset's own default size of a hash:ip set. */
+const DEFAULT_MAXELEM = 65_536;
+
+/** The size a set is made with for n members: room to double before it must be replaced. */
+export function maxelemFor(n: number): number {
+  let size = DEFAULT_MAXELEM;
+  while (size < 2 * n) size *= 2;
+  return size;
+}
+
+/** The set a full one is rebuilt in, then swapped with it (same length, still ours). */
+export function tempSetName(name: string): string {
+  return /^cali[46]g-/.test(name) ? `${name.slice(0, 5)}t${name.slice(6)}` : `${name.slice(0, 29)}-t`;
 }
 
 export interface ApplyStats {
@@ -79,7 +94,9 @@ export function parseIpsetSave(text: string, view: KernelView): void {
     const parts = line.trim().split(/\s+/);
     if (parts[0] === 'create' && parts[1]?.startsWith(OWNED_PREFIX)) {
       const family: Family = parts.includes('inet6') ? 6 : 4;
-      view.ipsets.set(parts[1], { family, members: new Set() });
+      const at = parts.indexOf('maxelem');
+      const maxelem = at > 0 ? Number(parts[at + 1]) || DEFAULT_MAXELEM : DEFAULT_MAXELEM;
+      view.ipsets.set(parts[1], { family, members: new Set(), maxelem });
     } else if (parts[0] === 'add' && parts[1]?.startsWith(OWNED_PREFIX) && parts[2]) {
       view.ipsets.get(parts[1])?.members.add(parts[2]);
     }
@@ -318,6 +335,7 @@ export class Dataplane {
     try {
       // 1. ipsets: creations and additions (and removals of members), before any rule uses them.
       const perSet: string[][] = [];
+      const replaced = new Set<string>();
       let lineCount = 0;
       let entryLines = 0;
       const destroy: string[] = [];
@@ -333,13 +351,27 @@ export class Dataplane {
           continue;
         }
         const setLines: string[] = [];
-        if (!have) {
-          setLines.push(`create ${name} hash:ip family ${want.family === 4 ? 'inet' : 'inet6'}`);
-          stats.ipsetsCreated++;
+        const inet = want.family === 4 ? 'inet' : 'inet6';
+        if (have && want.members.size > have.maxelem) {
+          // Full: rebuilt whole in a bigger set that is swapped in (atomic), so every rule
+          // naming it matches the old members until the instant it matches the new ones.
+          const tmp = tempSetName(name);
+          if (view.ipsets.has(tmp)) setLines.push(`destroy ${tmp}`);
+          setLines.push(`create ${tmp} hash:ip family ${inet} maxelem ${maxelemFor(want.members.size)}`);
+          for (const m of want.members) setLines.push(`add ${tmp} ${m}`);
+          setLines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
+          view.ipsets.delete(tmp);
+          entryLines += want.members.size;
+          replaced.add(name);
+        } else {
+          if (!have) {
+            setLines.push(`create ${name} hash:ip family ${inet} maxelem ${maxelemFor(want.members.size)}`);
+            stats.ipsetsCreated++;
+          }
+          for (const m of want.members) if (!have?.members.has(m)) setLines.push(`add ${name} ${m}`);
+          if (have) for (const m of have.members) if (!want.members.has(m)) setLines.push(`del ${name} ${m}`);
+          entryLines += setLines.length - (have ? 0 : 1);
         }
-        for (const m of want.members) if (!have?.members.has(m)) setLines.push(`add ${name} ${m}`);
-        if (have) for (const m of have.members) if (!want.members.has(m)) setLines.push(`del ${name} ${m}`);
-        entryLines += setLines.length - (have ? 0 : 1);
         lineCount += setLines.length;
         if (setLines.length > 0) perSet.push(setLines);
       }
@@ -355,8 +387,10 @@ export class Dataplane {
       }
       for (const name of this.dirtySets) {
         const want = this.desiredSets.get(name);
-        if (want && !(view.ipsets.get(name) && view.ipsets.get(name)!.family !== want.family)) {
-          view.ipsets.set(name, { family: want.family, members: new Set(want.members) });
+        const have = view.ipsets.get(name);
+        if (want && !(have && have.family !== want.family)) {
+          const maxelem = !have || replaced.has(name) ? maxelemFor(want.members.size) : have.maxelem;
+          view.ipsets.set(name, { family: want.family, members: new Set(want.members), maxelem });
         }
       }
 
