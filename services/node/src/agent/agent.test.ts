@@ -278,6 +278,30 @@ describe('PolicyAgent', () => {
     expect(kernel.received.every((r) => r.ok)).toBe(true);
   });
 
+  it('a rule taken away: the flows of the endpoints it applied to are forgotten, after the new rules are in', async () => {
+    const { kernel, agent } = await inSync();
+    const release = kernel.hold('iptablesRestore');
+    // db's ssh rule goes: L2 (db) gets new chains.
+    agent.handleBatch(batch([{ type: 'delete', key: groupRuleKey('db', 'inbound', 2) }]));
+    await kernel.waiting('iptablesRestore');
+    expect(kernel.conntrackFlushed).toEqual([]);
+    release();
+    await agent.idle();
+    expect(kernel.conntrackFlushed).toEqual(['10.65.0.2']);
+  });
+
+  it('a member leaving a group that local rules name: conntrack forgets its flows; one joining costs nothing there', async () => {
+    const { kernel, agent } = await inSync();
+    agent.handleBatch(batch(puts([{ key: groupMemberKey('web', R2), value: '' }])));
+    await agent.idle();
+    expect(kernel.setMembers(WEB4)).toContain('10.65.1.2');
+    expect(kernel.conntrackFlushed).toEqual([]);
+    agent.handleBatch(batch([{ type: 'delete', key: groupMemberKey('web', R1) }]));
+    await agent.idle();
+    expect(kernel.setMembers(WEB4)).not.toContain('10.65.1.1');
+    expect([...kernel.conntrackFlushed].sort()).toEqual(['10.65.1.1', 'fd00::1:1']);
+  });
+
   it('an address leaving a local endpoint is forgotten by conntrack', async () => {
     const { kernel, agent } = await inSync();
     agent.handleBatch(batch(puts([{ key: ep.L1[0]!.key, value: JSON.stringify([{ addr: '10.65.0.1' }]) }])));

@@ -88,6 +88,8 @@ export class PolicyAgent {
   private readonly setRefs = new Map<string, { family: Family; groupId: string; refs: number }>();
   private readonly dirtyEndpoints = new Set<string>();
   private readonly dirtyGroups = new Set<string>();
+  /** Addresses whose conntrack entries go once the next apply is in the kernel. */
+  private readonly flushAfterApply = new Set<string>();
   /** Local endpoints left out of the dataplane because their id cannot name an interface. */
   private readonly unnamable = new Map<string, { key: string; errors: string[] }>();
   private staticDirty = true;
@@ -324,27 +326,31 @@ export class PolicyAgent {
         if (before) {
           this.unrender(eid, before);
           this.dispatchDirty = true;
-          for (const a of before.addrs) void this.opts.kernel.conntrackFlush(a);
+          for (const a of before.addrs) this.flushAfterApply.add(a);
         }
         continue;
       }
       const policy = endpointPolicy(this.model, eid);
       const next: Rendered = { hostIf, chains: { 4: new Set(), 6: new Set() }, sets: new Map(), addrs: [...ep.addrs.v4, ...ep.addrs.v6] };
+      const changed = { 4: false, 6: false };
       for (const family of [4, 6] as const) {
         const r = renderEndpoint({ endpointId: eid, hostIf, mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy }, family);
         for (const [c, lines] of r.chains) {
-          this.dataplane.setChain(family, 'filter', c, lines);
+          if (this.dataplane.setChain(family, 'filter', c, lines)) changed[family] = true;
           next.chains[family].add(c);
         }
         for (const [name, groupId] of r.sets) next.sets.set(name, { family, groupId });
       }
       if (before) {
         for (const family of [4, 6] as const) {
-          for (const c of before.chains[family]) if (!next.chains[family].has(c)) this.dataplane.setChain(family, 'filter', c, null);
+          for (const c of before.chains[family]) if (!next.chains[family].has(c) && this.dataplane.setChain(family, 'filter', c, null)) changed[family] = true;
           // A family's dispatch lists the workloads with chains in it.
           if ((before.chains[family].size > 0) !== (next.chains[family].size > 0)) this.dispatchDirty = true;
         }
-        for (const a of before.addrs) if (!next.addrs.includes(a)) void this.opts.kernel.conntrackFlush(a);
+        // Its policy changed: its flows meet the new rules from their next packet on (a rule
+        // taken away cuts what only it allowed), and an address it no longer has keeps nothing.
+        for (const a of next.addrs) if (changed[a.includes(':') ? 6 : 4]) this.flushAfterApply.add(a);
+        for (const a of before.addrs) if (!next.addrs.includes(a)) this.flushAfterApply.add(a);
       } else this.dispatchDirty = true;
       for (const [name, s] of next.sets) {
         if (before?.sets.has(name)) continue;
@@ -375,7 +381,8 @@ export class PolicyAgent {
     this.dirtyGroups.clear();
     for (const name of setsToRefresh) {
       const ref = this.setRefs.get(name);
-      if (ref) this.dataplane.setIpset(name, ref.family, this.model.groupAddrs(ref.groupId, ref.family));
+      // An address that leaves a set: the flows it allowed with it are forgotten too.
+      if (ref) for (const a of this.dataplane.setIpset(name, ref.family, this.model.groupAddrs(ref.groupId, ref.family))) this.flushAfterApply.add(a);
     }
   }
 
@@ -414,6 +421,12 @@ export class PolicyAgent {
     try {
       const stats = await this.dataplane.apply();
       this.opts.onApply?.(performance.now() - t0, true);
+      if (this.flushAfterApply.size > 0) {
+        // After the rules: a flow forgotten before them could be picked up again under the old ones.
+        const addrs = [...this.flushAfterApply];
+        this.flushAfterApply.clear();
+        await this.opts.kernel.conntrackFlush(addrs).catch((e: unknown) => this.opts.logger.warn({ err: String(e), addrs: addrs.length }, 'conntrack entries of changed flows could not be deleted; they run out on their own'));
+      }
       this.applies++;
       this.failures = 0;
       this.lastError = null;

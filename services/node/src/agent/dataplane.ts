@@ -161,20 +161,20 @@ export class Dataplane {
     };
   }
 
-  /** Sets a chain's rules (null removes the chain). Unchanged content costs nothing. */
-  setChain(family: Family, table: Table, chain: string, lines: readonly string[] | null): void {
+  /** Sets a chain's rules (null removes the chain); true when that changed what was wanted. */
+  setChain(family: Family, table: Table, chain: string, lines: readonly string[] | null): boolean {
     const k = key(family, table, chain);
     const cur = this.desiredChains.get(k);
     if (lines === null) {
-      if (cur) {
-        this.desiredChains.delete(k);
-        this.dirtyChains.add(k);
-      }
-      return;
+      if (!cur) return false;
+      this.desiredChains.delete(k);
+      this.dirtyChains.add(k);
+      return true;
     }
-    if (cur && cur.lines.length === lines.length && cur.lines.every((l, i) => l === lines[i])) return;
+    if (cur && cur.lines.length === lines.length && cur.lines.every((l, i) => l === lines[i])) return false;
     this.desiredChains.set(k, { lines: [...lines], hashes: lines.map((l, i) => ruleHash(chain, i, l)) });
     this.dirtyChains.add(k);
+    return true;
   }
 
   chains(family: Family, table: Table): string[] {
@@ -182,17 +182,20 @@ export class Dataplane {
     return [...this.desiredChains.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
   }
 
-  /** Sets an ipset's members (null removes the set). */
-  setIpset(name: string, family: Family, members: Iterable<string> | null): void {
+  /** Sets an ipset's members (null removes the set); returns the members it no longer wants. */
+  setIpset(name: string, family: Family, members: Iterable<string> | null): string[] {
+    const cur = this.desiredSets.get(name);
     if (members === null) {
       if (this.desiredSets.delete(name)) this.dirtySets.add(name);
-      return;
+      return [];
     }
     const next = new Set(members);
-    const cur = this.desiredSets.get(name);
-    if (cur && cur.family === family && cur.members.size === next.size && [...next].every((m) => cur.members.has(m))) return;
+    if (cur && cur.family === family && cur.members.size === next.size && [...next].every((m) => cur.members.has(m))) return [];
     this.desiredSets.set(name, { family, members: next });
     this.dirtySets.add(name);
+    const gone: string[] = [];
+    if (cur) for (const m of cur.members) if (!next.has(m)) gone.push(m);
+    return gone;
   }
 
   /** Adds or removes one member: the O(1) path of a membership change. */

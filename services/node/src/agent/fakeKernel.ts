@@ -312,8 +312,8 @@ export class FakeKernel implements KernelBackend {
     record.ok = true;
   }
 
-  async conntrackFlush(addr: string): Promise<void> {
-    this.conntrackFlushed.push(addr);
+  async conntrackFlush(addrs: readonly string[]): Promise<void> {
+    this.conntrackFlushed.push(...addrs);
   }
 
   // ------------------------------------------------------------------ internals
