@@ -1,0 +1,12 @@
+export {
+  checkProcess,
+  parseProcStat,
+  processExists,
+  readCmdline,
+  readProcStat,
+  recordProcess,
+  signalIfOurs,
+  stopProcess,
+  waitNotAlive,
+} from './liveness.js';
+export type { CheckOptions, Liveness, ProcOptions, ProcStat, ProcessRecord } from './liveness.js';
