@@ -2,6 +2,7 @@ export {
   checkProcess,
   parseProcStat,
   processExists,
+  provenRecord,
   readCmdline,
   readProcStat,
   recordProcess,

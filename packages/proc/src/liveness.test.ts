@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkProcess, parseProcStat, processExists, readCmdline, recordProcess, stopProcess } from './liveness.js';
+import { checkProcess, parseProcStat, processExists, provenRecord, readCmdline, recordProcess, stopProcess } from './liveness.js';
 
 /** A /proc/<pid>/stat line as the kernel writes it, with the given comm, state and start time. */
 const statLine = (pid: number, comm: string, state: string, startTicks: number) =>
@@ -99,6 +99,13 @@ describe('the liveness check over a crafted /proc', () => {
   it('a record with a command line but no start time is checked by the command line', () => {
     expect(checkProcess({ pid: 100, cmdline: SUPERVISOR }, { procRoot }).alive).toBe(true);
     expect(checkProcess({ pid: 102, cmdline: SUPERVISOR }, { procRoot })).toMatchObject({ alive: false, reason: 'reused' });
+  });
+
+  it('an older record once proven gets its full record, so later signals need no weaker proof', () => {
+    const isSupervisor = (argv: string[]) => argv[2] === '_supervise';
+    expect(provenRecord({ pid: 100 }, { procRoot, cmdlineMatches: isSupervisor })).toEqual({ pid: 100, startTicks: 5000, cmdline: SUPERVISOR });
+    expect(provenRecord({ pid: 102 }, { procRoot, cmdlineMatches: isSupervisor })).toBeNull();
+    expect(provenRecord({ pid: 101, startTicks: 5001 }, { procRoot })).toBeNull();
   });
 
   it('stops nothing that is not ours', async () => {

@@ -147,6 +147,16 @@ export async function waitNotAlive(rec: ProcessRecord, timeoutMs: number, o?: Ch
 }
 
 /**
+ * The full record (start time and command line) of a recorded process that is alive and ours,
+ * so that what follows (signals, waits) needs no weaker proof; null when it is not.
+ */
+export function provenRecord(rec: ProcessRecord, o?: CheckOptions): ProcessRecord | null {
+  if (!checkProcess(rec, o).alive) return null;
+  const now = recordProcess(rec.pid, o);
+  return now && (rec.startTicks === undefined || now.startTicks === rec.startTicks) ? now : null;
+}
+
+/**
  * Stops the recorded process if it is ours: SIGTERM, then SIGKILL after `graceMs`. Says what
  * happened: 'not-running' (gone, a zombie, or not ours: nothing was sent), 'stopped' (exited
  * on SIGTERM), 'killed', or 'stuck' (still alive after SIGKILL, e.g. in uninterruptible sleep).
@@ -155,8 +165,11 @@ export async function stopProcess(
   rec: ProcessRecord,
   opts: CheckOptions & { graceMs?: number } = {},
 ): Promise<'not-running' | 'stopped' | 'killed' | 'stuck'> {
-  if (!signalIfOurs(rec, 'SIGTERM', opts)) return 'not-running';
-  if (await waitNotAlive(rec, opts.graceMs ?? 10_000, opts)) return 'stopped';
-  signalIfOurs(rec, 'SIGKILL', opts);
-  return (await waitNotAlive(rec, 5_000, opts)) ? 'killed' : 'stuck';
+  const proven = provenRecord(rec, opts);
+  if (!proven) return 'not-running';
+  const o = { procRoot: opts.procRoot };
+  if (!signalIfOurs(proven, 'SIGTERM', o)) return 'not-running';
+  if (await waitNotAlive(proven, opts.graceMs ?? 10_000, o)) return 'stopped';
+  signalIfOurs(proven, 'SIGKILL', o);
+  return (await waitNotAlive(proven, 5_000, o)) ? 'killed' : 'stuck';
 }
