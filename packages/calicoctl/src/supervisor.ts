@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, writeFileSync, mkdirSync, rmSync, readFileSync, appendFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkProcess, provenRecord, recordProcess, stopProcess, type CheckOptions, type Liveness, type ProcOptions, type ProcessRecord } from '@calico/proc';
+import { checkProcess, cmdlineNamesFile, provenRecord, recordProcess, stopProcess, type CheckOptions, type Liveness, type ProcOptions, type ProcessRecord } from '@calico/proc';
 
 export interface ServiceSpec {
   name: string;
@@ -79,8 +79,6 @@ export function isSupervisorCmdline(argv: string[], role: string, runDir: string
   }
 }
 
-/** A daemon (BIRD) is proven by its command line naming its own pid file (`bird … -P <file>`). */
-export const namesPidFile = (file: string) => (argv: string[]) => argv.slice(1).some((a) => a === file || a.endsWith(`=${file}`));
 
 export interface ServiceLiveness {
   name: string;
@@ -177,7 +175,7 @@ export async function cleanStale(s: SupervisorStatus, runDir: string, role: stri
     for (const file of s.state?.daemonPidFiles ?? []) {
       const pid = readPid(file);
       if (!pid) continue;
-      const r = await stopProcess({ pid }, { ...o, cmdlineMatches: namesPidFile(file) });
+      const r = await stopProcess({ pid }, { ...o, cmdlineMatches: cmdlineNamesFile(file) });
       if (r !== 'not-running') stopped.push(`daemon pid ${pid} (${file})`);
     }
   }
@@ -288,7 +286,7 @@ export async function supervise(spec: SupervisorSpec): Promise<void> {
 async function stopDaemon(file: string, log: (m: string) => void): Promise<void> {
   const pid = readPid(file);
   if (!pid) return;
-  const r = await stopProcess({ pid }, { cmdlineMatches: namesPidFile(file) });
+  const r = await stopProcess({ pid }, { cmdlineMatches: cmdlineNamesFile(file) });
   if (r === 'not-running') log(`daemon of ${file} (pid ${pid}) is not running, or not ours; left alone`);
   else log(`stopped daemon pid ${pid} (${file}): ${r}`);
 }

@@ -1,5 +1,6 @@
 export {
   checkProcess,
+  cmdlineNamesFile,
   parseProcStat,
   processExists,
   provenRecord,

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkProcess, parseProcStat, processExists, provenRecord, readCmdline, recordProcess, stopProcess } from './liveness.js';
+import { checkProcess, cmdlineNamesFile, parseProcStat, processExists, provenRecord, readCmdline, recordProcess, stopProcess } from './liveness.js';
 
 /** A /proc/<pid>/stat line as the kernel writes it, with the given comm, state and start time. */
 const statLine = (pid: number, comm: string, state: string, startTicks: number) =>
@@ -112,6 +112,15 @@ describe('the liveness check over a crafted /proc', () => {
     // Pid 102 is a crafted entry; were the check skipped, SIGTERM would go to whatever has pid 102 here.
     expect(await stopProcess({ pid: 102, startTicks: 4000 }, { procRoot })).toBe('not-running');
     expect(await stopProcess({ pid: 101, startTicks: 5001 }, { procRoot })).toBe('not-running');
+  });
+
+  it('a daemon is proven by its command line naming its own pid file', () => {
+    const bird = cmdlineNamesFile('/var/lib/calico/h1/bird.pid');
+    expect(bird(['bird', '-c', '/var/lib/calico/h1/bird.conf', '-P', '/var/lib/calico/h1/bird.pid'])).toBe(true);
+    expect(bird(['daemon', '--pid-file=/var/lib/calico/h1/bird.pid'])).toBe(true);
+    expect(bird(['bird', '-P', '/var/lib/calico/h2/bird.pid'])).toBe(false);
+    // argv[0] is the program, never the proof.
+    expect(bird(['/var/lib/calico/h1/bird.pid'])).toBe(false);
   });
 
   it('parses stat lines whose comm holds spaces and parentheses; refuses what is not one', () => {

@@ -97,6 +97,15 @@ export function recordProcess(pid: number, o?: ProcOptions): ProcessRecord | nul
   return { pid, startTicks: s.startTicks, ...(cmdline ? { cmdline } : {}) };
 }
 
+/**
+ * A daemon that writes its own pid file (BIRD's `-P <file>`) is proven by its command line
+ * naming that file, as an argument or as `--flag=<file>`.
+ */
+export const cmdlineNamesFile =
+  (file: string) =>
+  (argv: string[]): boolean =>
+    argv.slice(1).some((a) => a === file || a.endsWith(`=${file}`));
+
 const sameArgv = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /**

@@ -3,8 +3,8 @@ import { readdir, rm, readFile } from 'node:fs/promises';
 import { hostPrefix, bgpHostPrefix, groupMemberKey, ipAssignmentKey } from '@calico/keyspace';
 import { UsageError, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
-import { signalIfOurs, stopProcess, waitNotAlive } from '@calico/proc';
-import { cleanStale, namesPidFile } from '../supervisor.js';
+import { cmdlineNamesFile, signalIfOurs, stopProcess, waitNotAlive } from '@calico/proc';
+import { cleanStale } from '../supervisor.js';
 import { containerRunning, dockerCli, inspectRole, nodeContainer, runQuiet, type NodeFlags } from './services.js';
 
 interface Removed {
@@ -69,7 +69,7 @@ export async function reset(ctx: Context, args: string[], f: NodeFlags): Promise
   }
   const birdPidFile = `${dirs.state}/bird.pid`;
   const birdPid = Number((await readFile(birdPidFile, 'utf8').catch(() => '')).trim());
-  if (birdPid && (await stopProcess({ pid: birdPid }, { cmdlineMatches: namesPidFile(birdPidFile) })) !== 'not-running') removed.services++;
+  if (birdPid && (await stopProcess({ pid: birdPid }, { cmdlineMatches: cmdlineNamesFile(birdPidFile) })) !== 'not-running') removed.services++;
 
   ctx.progress('removing workload interfaces, routes, chains and ipsets…');
   const ifs = (await readdir('/sys/class/net')).filter((n) => n.startsWith('cali'));
