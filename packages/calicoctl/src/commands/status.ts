@@ -40,7 +40,7 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     const l = sup?.services.find((x) => x.name === name)?.liveness;
     return { name, pid: l?.alive ? s.pid : null, restarts: s.restarts, state: l?.alive ? 'running' : l ? `not running: ${whyNot(l)}` : 'not running' };
   });
-  const leftRunning = running ? [] : services.filter((s) => s.pid !== null);
+  const leftRunning = running ? [] : services.filter((s) => s.pid !== null).sort((a, b) => a.name.localeCompare(b.name));
   const bgp = running ? parseBirdProtocols(await runQuiet(['birdc', '-s', join(dirs.state, 'bird.ctl'), 'show', 'protocols'])) : [];
   let etcd = 'reachable';
   let endpoints: { container: string; name: string | null; addrs: string; state: string | null }[] = [];
