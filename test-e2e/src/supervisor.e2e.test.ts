@@ -4,7 +4,20 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { createRequire } from 'node:module';
-import { Dockerd, Etcd, Fabric, exec, findLeftovers, pidAlive, requireRoot, snapshotSystem, waitFor, type ExecResult, type NamespaceHost, type SystemSnapshot } from '@calico/testkit';
+import {
+  Dockerd,
+  Etcd,
+  Fabric,
+  exec,
+  findLeftovers,
+  pidAlive,
+  requireRoot,
+  snapshotSystem,
+  waitFor,
+  type ExecResult,
+  type NamespaceHost,
+  type SystemSnapshot,
+} from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
 import { decodeHostAlive, hostAliveKey } from '@calico/keyspace';
 import { checkProcess, readCmdline, readProcStat, recordProcess, type ProcessRecord } from '@calico/proc';
@@ -12,6 +25,9 @@ import { checkProcess, readCmdline, readProcStat, recordProcess, type ProcessRec
 const require = createRequire(import.meta.url);
 const calicoctlJs = join(dirname(require.resolve('@calico/calicoctl/package.json')), 'dist', 'main.js');
 const SERVICES = ['calico-bgp-config', 'calico-diags', 'calico-node'];
+/** How calicoctl names a supervisor that has exited: reaped, or a zombie nobody reaped. */
+const EXITED = '(has exited \\(a zombie, not yet reaped\\)|is not running)';
+const STALE = 'removed its stale pid and state files';
 
 interface State {
   services: Record<string, { pid: number | null; startTicks?: number; cmdline?: string[]; restarts: number }>;
@@ -40,7 +56,16 @@ describe('calicoctl node after its supervisor was killed', () => {
   const birdPidFile = () => join(dir, 'h1', 'state', 'bird.pid');
   const calicoctl = (args: string[]): Promise<ExecResult> =>
     h1.exec(
-      [process.execPath, calicoctlJs, ...args, '--hostname=h1', `--etcd=${etcd.endpoints}`, `--run-dir=${run()}`, `--log-dir=${join(dir, 'h1', 'log')}`, `--state-dir=${join(dir, 'h1', 'state')}`],
+      [
+        process.execPath,
+        calicoctlJs,
+        ...args,
+        '--hostname=h1',
+        `--etcd=${etcd.endpoints}`,
+        `--run-dir=${run()}`,
+        `--log-dir=${join(dir, 'h1', 'log')}`,
+        `--state-dir=${join(dir, 'h1', 'state')}`,
+      ],
       { timeoutMs: 120_000 },
     );
   const startNode = () => calicoctl(['node', `--ip=${h1.ip}`, `--docker=${dockerd.host}`]);
@@ -81,7 +106,10 @@ describe('calicoctl node after its supervisor was killed', () => {
     }
     return out.sort();
   };
-  const birdUp = async () => (await h1.exec(['birdc', '-s', join(dir, 'h1', 'state', 'bird.ctl'), 'show', 'status'])).stdout.includes('up and running');
+  const birdUp = async () =>
+    (await h1.exec(['birdc', '-s', join(dir, 'h1', 'state', 'bird.ctl'), 'show', 'status'])).stdout.includes(
+      'up and running',
+    );
   /** The pid in this host's liveness key, or undefined while it has none. */
   const alivePid = async () => {
     const key = hostAliveKey('h1');
@@ -97,13 +125,24 @@ describe('calicoctl node after its supervisor was killed', () => {
     expect(alive(sup)).toBe(true);
     for (const [name, r] of Object.entries(svc)) expect(alive(r), `${name} pid ${r.pid}`).toBe(true);
     let last: number | undefined;
-    await waitFor('the liveness key to name the running calico-node', async () => (last = await alivePid()) === svc['calico-node']!.pid, 30_000, () => `key pid ${last}`);
+    await waitFor(
+      'the liveness key to name the running calico-node',
+      async () => (last = await alivePid()) === svc['calico-node']!.pid,
+      30_000,
+      () => `key pid ${last}`,
+    );
     const st = await calicoctl(['status', '--json']);
     expect(st.code, st.stdout + st.stderr).toBe(0);
-    const j = JSON.parse(st.stdout) as { node: string; reason: string | null; services: { name: string; pid: number | null; state: string }[] };
+    const j = JSON.parse(st.stdout) as {
+      node: string;
+      reason: string | null;
+      services: { name: string; pid: number | null; state: string }[];
+    };
     expect(j.node).toBe('running');
     expect(j.reason).toBeNull();
-    expect(j.services.map((s) => [s.name, s.pid, s.state]).sort()).toEqual(SERVICES.map((n) => [n, svc[n]!.pid, 'running']));
+    expect(j.services.map((s) => [s.name, s.pid, s.state]).sort()).toEqual(
+      SERVICES.map((n) => [n, svc[n]!.pid, 'running']),
+    );
     return { sup, svc };
   };
   /** A second `calicoctl node` while everything is up: "already running", and nothing started. */
@@ -147,7 +186,7 @@ describe('calicoctl node after its supervisor was killed', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('starts the host\'s services; run again while they are up, it says already running and starts nothing', async () => {
+  it("starts the host's services; run again while they are up, it says already running, starts nothing", async () => {
     const r = await startNode();
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toContain('calico-node is running on h1');
@@ -155,7 +194,7 @@ describe('calicoctl node after its supervisor was killed', () => {
     await expectAlreadyRunning(sup, svc);
   });
 
-  it('services a killed supervisor left running are stopped before the start, not doubled; BIRD is adopted', async () => {
+  it('services a killed supervisor left running are stopped, not doubled; BIRD is adopted', async () => {
     const sup = await supervisor();
     const old = await services();
     const bird = await birdPid();
@@ -163,7 +202,9 @@ describe('calicoctl node after its supervisor was killed', () => {
     for (const r of Object.values(old)) expect(alive(r)).toBe(true);
     const st = await calicoctl(['status']);
     expect(st.code).toBe(1);
-    expect(st.stdout).toMatch(new RegExp(`^host h1: calico-node NOT running \\(supervisor pid ${sup.pid} (has exited \\(a zombie, not yet reaped\\)|is not running)\\)$`, 'm'));
+    expect(st.stdout).toMatch(
+      new RegExp(`^host h1: calico-node NOT running \\(supervisor pid ${sup.pid} ${EXITED}\\)$`, 'm'),
+    );
     const left = SERVICES.map((n) => `${n} (pid ${old[n]!.pid})`).join(', ');
     expect(st.stdout).toContain(`left running by the dead supervisor: ${left}`);
 
@@ -181,7 +222,7 @@ describe('calicoctl node after its supervisor was killed', () => {
     expect(await birdUp()).toBe(true);
   });
 
-  it('kill -9 of the supervisor, every service and BIRD, then calicoctl node at once: all of it starts again', async () => {
+  it('kill -9 of the supervisor, every service and BIRD, then calicoctl node at once: all start again', async () => {
     const sup = await supervisor();
     const old = await services();
     const bird = await birdPid();
@@ -196,7 +237,7 @@ describe('calicoctl node after its supervisor was killed', () => {
 
     const r = await startNode();
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`^calico-node on h1: supervisor pid ${sup.pid} (has exited \\(a zombie, not yet reaped\\)|is not running); removed its stale pid and state files$`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^calico-node on h1: supervisor pid ${sup.pid} ${EXITED}; ${STALE}$`, 'm'));
     expect(r.stdout).not.toContain('stopped what it left running');
     expect(r.stdout).toContain('calico-node is running on h1');
     const { sup: sup2, svc } = await expectRunning();
@@ -206,13 +247,23 @@ describe('calicoctl node after its supervisor was killed', () => {
     expect(await processesWith(birdPidFile())).toEqual([bird2]);
     expect(await birdUp()).toBe(true);
     await expectAlreadyRunning(sup2, svc);
-    console.log(`supervisor pid ${sup.pid} after kill -9: ${zombie ? 'a zombie (not reaped by its parent)' : 'reaped'}`);
+    console.log(
+      `supervisor pid ${sup.pid} after kill -9: ${zombie ? 'a zombie (not reaped by its parent)' : 'reaped'}`,
+    );
   });
 
-  it('a zombie supervisor: the check calls it dead where kill(pid, 0) does not; status says so; node starts', async () => {
+  it('a zombie supervisor: dead to the check, not to kill(pid, 0); status says so; node starts', async () => {
     expect((await calicoctl(['node', 'stop'])).stdout).toContain('calico-node on h1 stopped');
     // A parent that does not reap: its child, killed, stays a zombie until the parent goes.
-    const parent = spawn('perl', ['-e', '$|=1; my $c = fork(); if (!$c) { exec("sleep", "1000") } print "$c\\n"; $SIG{TERM} = sub { waitpid($c, 0); exit 0 }; sleep 1 while 1;'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const parent = spawn(
+      'perl',
+      [
+        '-e',
+        '$|=1; my $c = fork(); if (!$c) { exec("sleep", "1000") } print "$c\\n"; ' +
+          '$SIG{TERM} = sub { waitpid($c, 0); exit 0 }; sleep 1 while 1;',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     helpers.push(parent);
     pids.add(parent.pid!);
     const zpid = await new Promise<number>((resolve) => {
@@ -234,40 +285,75 @@ describe('calicoctl node after its supervisor was killed', () => {
     await writeFile(run('node.supervisor.pid'), `${JSON.stringify(rec)}\n`);
     const st = await calicoctl(['status']);
     expect(st.code).toBe(1);
-    expect(st.stdout).toContain(`calico-node NOT running (supervisor pid ${zpid} has exited (a zombie, not yet reaped))`);
+    expect(st.stdout).toContain(
+      `calico-node NOT running (supervisor pid ${zpid} has exited (a zombie, not yet reaped))`,
+    );
     const r = await startNode();
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    expect(r.stdout).toContain(`calico-node on h1: supervisor pid ${zpid} has exited (a zombie, not yet reaped); removed its stale pid and state files\n`);
+    expect(r.stdout).toContain(
+      `calico-node on h1: supervisor pid ${zpid} has exited (a zombie, not yet reaped); ${STALE}\n`,
+    );
     const { sup } = await expectRunning();
     expect(sup.pid).not.toBe(zpid);
 
     parent.kill('SIGTERM');
-    await waitFor('the zombie reaped by its parent', () => readProcStat(zpid) === null && parent.exitCode !== null, 10_000);
+    await waitFor(
+      'the zombie reaped by its parent',
+      () => readProcStat(zpid) === null && parent.exitCode !== null,
+      10_000,
+    );
   });
 
-  it('a reused supervisor pid, or an older pid file naming another program, is not running and is left alone', async () => {
+  it('a reused supervisor pid, or an older pid file of another program: not running, left alone', async () => {
     const other = spawn('sleep', ['1000'], { stdio: 'ignore' });
     helpers.push(other);
     pids.add(other.pid!);
     const theirs = recordProcess(other.pid!)!;
-    const fakeSupervisor = [process.execPath, calicoctlJs, '_supervise', JSON.stringify({ role: 'node', runDir: run() })];
+    const fakeSupervisor = [
+      process.execPath,
+      calicoctlJs,
+      '_supervise',
+      JSON.stringify({ role: 'node', runDir: run() }),
+    ];
     for (const [what, pidFileText, why] of [
-      ['reused', JSON.stringify({ pid: theirs.pid, startTicks: theirs.startTicks! - 1, cmdline: fakeSupervisor }), 'pid reused: another start time'],
+      [
+        'reused',
+        JSON.stringify({ pid: theirs.pid, startTicks: theirs.startTicks! - 1, cmdline: fakeSupervisor }),
+        'pid reused: another start time',
+      ],
       ['older', `${theirs.pid}\n`, 'no start time recorded, and its command line is not ours'],
     ] as const) {
       expect((await calicoctl(['node', 'stop'])).stdout, what).toContain('calico-node on h1 stopped');
       await writeFile(run('node.supervisor.pid'), `${pidFileText}\n`);
       // The dead supervisor "left" a calico-node whose pid is now the other program's.
-      const state = { role: 'node', pid: theirs.pid, startedAt: '', services: { 'calico-node': { pid: theirs.pid, startTicks: theirs.startTicks! + 1, cmdline: ['node'], restarts: 0, startedAt: null, lastExit: null } } };
+      const state = {
+        role: 'node',
+        pid: theirs.pid,
+        startedAt: '',
+        services: {
+          'calico-node': {
+            pid: theirs.pid,
+            startTicks: theirs.startTicks! + 1,
+            cmdline: ['node'],
+            restarts: 0,
+            startedAt: null,
+            lastExit: null,
+          },
+        },
+      };
       await writeFile(run('node.state.json'), JSON.stringify(state));
       // The old check was fooled: the pid answers signal 0.
       expect(() => process.kill(theirs.pid, 0)).not.toThrow();
       const st = await calicoctl(['status']);
       expect(st.code, what).toBe(1);
-      expect(st.stdout).toContain(`calico-node NOT running (supervisor pid ${theirs.pid} is not the process we started (${why}))`);
+      expect(st.stdout).toContain(
+        `calico-node NOT running (supervisor pid ${theirs.pid} is not the process we started (${why}))`,
+      );
       const r = await startNode();
       expect(r.code, r.stderr + r.stdout).toBe(0);
-      expect(r.stdout).toContain(`calico-node on h1: supervisor pid ${theirs.pid} is not the process we started (${why}); removed its stale pid and state files\n`);
+      expect(r.stdout).toContain(
+        `calico-node on h1: supervisor pid ${theirs.pid} is not the process we started (${why}); ${STALE}\n`,
+      );
       expect(r.stdout).not.toContain('stopped what it left running');
       await expectRunning();
       expect(alive(theirs), `${what}: the other program is untouched`).toBe(true);

@@ -1,7 +1,26 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, writeFileSync, mkdirSync, rmSync, readFileSync, appendFileSync, renameSync } from 'node:fs';
+import {
+  openSync,
+  closeSync,
+  writeFileSync,
+  mkdirSync,
+  rmSync,
+  readFileSync,
+  appendFileSync,
+  renameSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import { checkProcess, cmdlineNamesFile, provenRecord, recordProcess, stopProcess, type CheckOptions, type Liveness, type ProcOptions, type ProcessRecord } from '@calico/proc';
+import {
+  checkProcess,
+  cmdlineNamesFile,
+  provenRecord,
+  recordProcess,
+  stopProcess,
+  type CheckOptions,
+  type Liveness,
+  type ProcOptions,
+  type ProcessRecord,
+} from '@calico/proc';
 
 export interface ServiceSpec {
   name: string;
@@ -78,7 +97,6 @@ export function isSupervisorCmdline(argv: string[], role: string, runDir: string
     return false;
   }
 }
-
 
 export interface ServiceLiveness {
   name: string;
@@ -160,7 +178,12 @@ export interface Cleanup {
  * left to bgp-config, which adopts a BIRD that answers on its socket (it must survive
  * restarts: stopping it would withdraw this host's routes).
  */
-export async function cleanStale(s: SupervisorStatus, runDir: string, role: string, o: ProcOptions & { daemons?: boolean } = {}): Promise<Cleanup> {
+export async function cleanStale(
+  s: SupervisorStatus,
+  runDir: string,
+  role: string,
+  o: ProcOptions & { daemons?: boolean } = {},
+): Promise<Cleanup> {
   if (s.alive) throw new Error(`the ${role} supervisor (pid ${s.pid}) is alive; not cleaning its files`);
   const stopped: string[] = [];
   await Promise.all(
@@ -202,7 +225,8 @@ function readPid(file: string): number {
 export async function supervise(spec: SupervisorSpec): Promise<void> {
   mkdirSync(spec.runDir, { recursive: true });
   mkdirSync(spec.logDir, { recursive: true });
-  const log = (msg: string) => appendFileSync(join(spec.logDir, 'supervisor.log'), `${new Date().toISOString()} ${msg}\n`);
+  const log = (msg: string) =>
+    appendFileSync(join(spec.logDir, 'supervisor.log'), `${new Date().toISOString()} ${msg}\n`);
   const other = readSupervisor(spec.runDir, spec.role);
   if (other?.alive && other.pid !== process.pid) {
     // Two "calicoctl node" at once: the first supervisor keeps the host.
@@ -261,14 +285,16 @@ export async function supervise(spec: SupervisorSpec): Promise<void> {
       if (stopping) return;
       stopping = true;
       log(`${sig}: stopping ${[...children.keys()].join(', ')}`);
-      const waits = [...children.values()].filter((c) => c.exitCode === null && c.signalCode === null).map(
-        (c) =>
-          new Promise<void>((r) => {
-            c.once('exit', () => r());
-            c.kill('SIGTERM');
-            setTimeout(() => c.kill('SIGKILL'), 10_000).unref();
-          }),
-      );
+      const waits = [...children.values()]
+        .filter((c) => c.exitCode === null && c.signalCode === null)
+        .map(
+          (c) =>
+            new Promise<void>((r) => {
+              c.once('exit', () => r());
+              c.kill('SIGTERM');
+              setTimeout(() => c.kill('SIGKILL'), 10_000).unref();
+            }),
+        );
       void Promise.all(waits)
         .then(() => Promise.all(spec.daemonPidFiles.map((f) => stopDaemon(f, log))))
         .then(() => {

@@ -2,7 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkProcess, cmdlineNamesFile, parseProcStat, processExists, provenRecord, readCmdline, recordProcess, stopProcess } from './liveness.js';
+import {
+  checkProcess,
+  cmdlineNamesFile,
+  parseProcStat,
+  processExists,
+  provenRecord,
+  readCmdline,
+  recordProcess,
+  stopProcess,
+} from './liveness.js';
 
 /** A /proc/<pid>/stat line as the kernel writes it, with the given comm, state and start time. */
 const statLine = (pid: number, comm: string, state: string, startTicks: number) =>
@@ -35,7 +44,10 @@ describe('the liveness check over a crafted /proc', () => {
   afterAll(() => rmSync(procRoot, { recursive: true, force: true }));
 
   it('alive and ours: exists, not a zombie, same start time and command line', () => {
-    expect(checkProcess({ pid: 100, startTicks: 5000, cmdline: SUPERVISOR }, { procRoot })).toEqual({ alive: true, pid: 100 });
+    expect(checkProcess({ pid: 100, startTicks: 5000, cmdline: SUPERVISOR }, { procRoot })).toEqual({
+      alive: true,
+      pid: 100,
+    });
     // recordProcess takes exactly what checkProcess compares.
     expect(recordProcess(100, { procRoot })).toEqual({ pid: 100, startTicks: 5000, cmdline: SUPERVISOR });
   });
@@ -47,7 +59,10 @@ describe('the liveness check over a crafted /proc', () => {
       reason: 'zombie',
       detail: 'pid 101 has exited (a zombie, not yet reaped)',
     });
-    expect(checkProcess({ pid: 103, startTicks: 5003 }, { procRoot })).toMatchObject({ alive: false, reason: 'zombie' });
+    expect(checkProcess({ pid: 103, startTicks: 5003 }, { procRoot })).toMatchObject({
+      alive: false,
+      reason: 'zombie',
+    });
     expect(processExists(101, { procRoot })).toBe(false);
     expect(processExists(100, { procRoot })).toBe(true);
     expect(recordProcess(101, { procRoot })).toBeNull();
@@ -77,7 +92,8 @@ describe('the liveness check over a crafted /proc', () => {
       reason: 'gone',
       detail: 'pid 999 is not running',
     });
-    for (const pid of [0, -1, Number.NaN, 1.5]) expect(checkProcess({ pid }, { procRoot })).toMatchObject({ alive: false, reason: 'gone' });
+    for (const pid of [0, -1, Number.NaN, 1.5])
+      expect(checkProcess({ pid }, { procRoot })).toMatchObject({ alive: false, reason: 'gone' });
     expect(recordProcess(999, { procRoot })).toBeNull();
   });
 
@@ -93,17 +109,27 @@ describe('the liveness check over a crafted /proc', () => {
     // With nothing to prove it by, a bare pid is never ours.
     expect(checkProcess({ pid: 100 }, { procRoot })).toMatchObject({ alive: false, reason: 'reused' });
     // A zombie stays dead whatever its command line.
-    expect(checkProcess({ pid: 101 }, { procRoot, cmdlineMatches: () => true })).toMatchObject({ alive: false, reason: 'zombie' });
+    expect(checkProcess({ pid: 101 }, { procRoot, cmdlineMatches: () => true })).toMatchObject({
+      alive: false,
+      reason: 'zombie',
+    });
   });
 
   it('a record with a command line but no start time is checked by the command line', () => {
     expect(checkProcess({ pid: 100, cmdline: SUPERVISOR }, { procRoot }).alive).toBe(true);
-    expect(checkProcess({ pid: 102, cmdline: SUPERVISOR }, { procRoot })).toMatchObject({ alive: false, reason: 'reused' });
+    expect(checkProcess({ pid: 102, cmdline: SUPERVISOR }, { procRoot })).toMatchObject({
+      alive: false,
+      reason: 'reused',
+    });
   });
 
   it('an older record once proven gets its full record, so later signals need no weaker proof', () => {
     const isSupervisor = (argv: string[]) => argv[2] === '_supervise';
-    expect(provenRecord({ pid: 100 }, { procRoot, cmdlineMatches: isSupervisor })).toEqual({ pid: 100, startTicks: 5000, cmdline: SUPERVISOR });
+    expect(provenRecord({ pid: 100 }, { procRoot, cmdlineMatches: isSupervisor })).toEqual({
+      pid: 100,
+      startTicks: 5000,
+      cmdline: SUPERVISOR,
+    });
     expect(provenRecord({ pid: 102 }, { procRoot, cmdlineMatches: isSupervisor })).toBeNull();
     expect(provenRecord({ pid: 101, startTicks: 5001 }, { procRoot })).toBeNull();
   });
@@ -124,7 +150,13 @@ describe('the liveness check over a crafted /proc', () => {
   });
 
   it('parses stat lines whose comm holds spaces and parentheses; refuses what is not one', () => {
-    expect(parseProcStat(statLine(105, 'a) (b', 'R', 5005))).toEqual({ pid: 105, comm: 'a) (b', state: 'R', ppid: 1, startTicks: 5005 });
+    expect(parseProcStat(statLine(105, 'a) (b', 'R', 5005))).toEqual({
+      pid: 105,
+      comm: 'a) (b',
+      state: 'R',
+      ppid: 1,
+      startTicks: 5005,
+    });
     expect(checkProcess({ pid: 105, startTicks: 5005 }, { procRoot }).alive).toBe(true);
     expect(parseProcStat('')).toBeNull();
     expect(parseProcStat('12 (x) S 1 2 3')).toBeNull();

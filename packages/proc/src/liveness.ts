@@ -15,8 +15,7 @@ export interface ProcessRecord {
 }
 
 export type Liveness =
-  | { alive: true; pid: number }
-  | { alive: false; pid: number; reason: 'gone' | 'zombie' | 'reused'; detail: string };
+  { alive: true; pid: number } | { alive: false; pid: number; reason: 'gone' | 'zombie' | 'reused'; detail: string };
 
 export interface ProcOptions {
   /** Where procfs is mounted; tests point it at a crafted tree. */
@@ -47,7 +46,10 @@ export function parseProcStat(text: string): ProcStat | null {
   const close = text.lastIndexOf(')');
   if (open < 1 || close < open) return null;
   const pid = Number(text.slice(0, open).trim());
-  const rest = text.slice(close + 1).trim().split(/\s+/);
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   // rest[0] is field 3 (state); field 22 (starttime) is rest[19].
   const state = rest[0] ?? '';
   const ppid = Number(rest[1]);
@@ -118,8 +120,14 @@ export function checkProcess(rec: ProcessRecord, o?: CheckOptions): Liveness {
   const pid = rec.pid;
   const s = readProcStat(pid, o);
   if (!s) return { alive: false, pid, reason: 'gone', detail: `pid ${pid} is not running` };
-  if (exited(s)) return { alive: false, pid, reason: 'zombie', detail: `pid ${pid} has exited (a zombie, not yet reaped)` };
-  const notOurs = (why: string): Liveness => ({ alive: false, pid, reason: 'reused', detail: `pid ${pid} is not the process we started (${why})` });
+  if (exited(s))
+    return { alive: false, pid, reason: 'zombie', detail: `pid ${pid} has exited (a zombie, not yet reaped)` };
+  const notOurs = (why: string): Liveness => ({
+    alive: false,
+    pid,
+    reason: 'reused',
+    detail: `pid ${pid} is not the process we started (${why})`,
+  });
   if (rec.startTicks !== undefined && s.startTicks !== rec.startTicks) return notOurs('pid reused: another start time');
   const argv = readCmdline(pid, o);
   if (rec.cmdline !== undefined) {

@@ -69,7 +69,10 @@ export async function reset(ctx: Context, args: string[], f: NodeFlags): Promise
   }
   const birdPidFile = `${dirs.state}/bird.pid`;
   const birdPid = Number((await readFile(birdPidFile, 'utf8').catch(() => '')).trim());
-  if (birdPid && (await stopProcess({ pid: birdPid }, { cmdlineMatches: cmdlineNamesFile(birdPidFile) })) !== 'not-running') removed.services++;
+  if (birdPid) {
+    const r = await stopProcess({ pid: birdPid }, { cmdlineMatches: cmdlineNamesFile(birdPidFile) });
+    if (r !== 'not-running') removed.services++;
+  }
 
   ctx.progress('removing workload interfaces, routes, chains and ipsets…');
   const ifs = (await readdir('/sys/class/net')).filter((n) => n.startsWith('cali'));

@@ -5,7 +5,8 @@ import { request } from 'node:http';
 import { isIP, bgpHostAsNumKey, encodeAsNum } from '@calico/keyspace';
 import { UsageError, type Context } from '../context.js';
 import { calicoctlMain, hostDirs, serviceMain, type HostDirs } from '../paths.js';
-import { checkProcess, recordProcess, signalIfOurs, waitNotAlive, type Liveness, type ProcessRecord } from '@calico/proc';
+import { checkProcess, recordProcess, signalIfOurs, waitNotAlive } from '@calico/proc';
+import type { Liveness, ProcessRecord } from '@calico/proc';
 import { cleanStale, readSupervisor, type SupervisorSpec, type SupervisorStatus } from '../supervisor.js';
 
 export interface NodeFlags {
@@ -148,7 +149,13 @@ export const whyNot = (l: Liveness): string => (l.alive ? `pid ${l.pid} is runni
  * Otherwise a recorded supervisor is dead, a zombie or a reused pid: what it left running is
  * stopped (only processes proven ours), its stale files go, and one line says so.
  */
-async function alreadyRunning(ctx: Context, dirs: HostDirs, role: 'node' | 'master', label: string, host: string | null): Promise<SupervisorStatus | null> {
+async function alreadyRunning(
+  ctx: Context,
+  dirs: HostDirs,
+  role: 'node' | 'master',
+  label: string,
+  host: string | null,
+): Promise<SupervisorStatus | null> {
   const sup = inspectRole(dirs, role, host);
   if (!sup) return null;
   if (sup.alive) return sup;
@@ -169,7 +176,14 @@ function startSupervisor(spec: SupervisorSpec): ProcessRecord {
   return recordProcess(child.pid!) ?? { pid: child.pid! };
 }
 
-async function waitReady(ctx: Context, what: string, check: () => Promise<boolean>, supervisor: ProcessRecord, logFiles: string[], timeoutMs = 60_000): Promise<void> {
+async function waitReady(
+  ctx: Context,
+  what: string,
+  check: () => Promise<boolean>,
+  supervisor: ProcessRecord,
+  logFiles: string[],
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let dots = 0;
   while (Date.now() < deadline) {
@@ -191,7 +205,13 @@ async function waitReady(ctx: Context, what: string, check: () => Promise<boolea
   throw new Error(`${what} did not become ready; stopped it again. Last log lines:\n${tails.join('\n')}`);
 }
 
-async function stopRole(ctx: Context, dirs: HostDirs, role: 'node' | 'master', label: string, host: string | null): Promise<number> {
+async function stopRole(
+  ctx: Context,
+  dirs: HostDirs,
+  role: 'node' | 'master',
+  label: string,
+  host: string | null,
+): Promise<number> {
   const s = inspectRole(dirs, role, host);
   if (!s) {
     ctx.print(`${label} is not running`);
@@ -201,7 +221,8 @@ async function stopRole(ctx: Context, dirs: HostDirs, role: 'node' | 'master', l
     // The supervisor died without stopping its services: stop them, and its daemons, here.
     const { stopped } = await cleanStale(s, dirs.run, role, { daemons: true });
     const left = stopped.length ? `; stopped what it left running: ${stopped.join(', ')}` : '';
-    ctx.print(`${label} is not running (supervisor ${whyNot(s.liveness)}); removed its stale pid and state files${left}`);
+    const why = whyNot(s.liveness);
+    ctx.print(`${label} is not running (supervisor ${why}); removed its stale pid and state files${left}`);
     return 0;
   }
   signalIfOurs(s.record, 'SIGTERM');
@@ -219,7 +240,10 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
   if (args[0] === 'stop') {
-    return runtime === 'docker' ? stopContainer(ctx, f.docker, nodeContainer(host), `calico-node on ${host}`) : stopRole(ctx, dirs, 'node', `calico-node on ${host}`, host);
+    const label = `calico-node on ${host}`;
+    return runtime === 'docker'
+      ? stopContainer(ctx, f.docker, nodeContainer(host), label)
+      : stopRole(ctx, dirs, 'node', label, host);
   }
   if (args.length) throw new UsageError('usage: calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] … | calicoctl node stop');
   if (!f.ip || isIP(f.ip) !== 4) throw new UsageError('--ip=<IPv4> is required: this host\'s address on the management network');
@@ -255,11 +279,16 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   };
   ctx.progress(`starting calico-node and bgp-config on ${host} (logs in ${dirs.log})…`);
   const sup = startSupervisor(spec);
-  await waitReady(ctx, 'the Docker API proxy', async () => (await httpStatus({ socketPath: proxySock }, '/_ping')) === 200, sup, [join(dirs.log, 'calico-node.log')]);
+  const proxyUp = async () => (await httpStatus({ socketPath: proxySock }, '/_ping')) === 200;
+  await waitReady(ctx, 'the Docker API proxy', proxyUp, sup, [join(dirs.log, 'calico-node.log')]);
   ctx.progress('  Docker API proxy ready; waiting for BIRD…');
   const birdSock = join(dirs.state, 'bird.ctl');
-  await waitReady(ctx, 'BIRD', async () => (await runQuiet(['birdc', '-s', birdSock, 'show', 'status'])).includes('up and running'), sup, [join(dirs.log, 'calico-bgp-config.log')]);
-  if (ctx.flags.json) ctx.json({ host, supervisorPid: sup.pid, docker: `tcp://${f.proxyListen ?? '127.0.0.1:2375'}`, dockerSocket: `unix://${proxySock}`, logs: dirs.log });
+  const birdUp = async () => (await runQuiet(['birdc', '-s', birdSock, 'show', 'status'])).includes('up and running');
+  await waitReady(ctx, 'BIRD', birdUp, sup, [join(dirs.log, 'calico-bgp-config.log')]);
+  if (ctx.flags.json) {
+    const docker = `tcp://${f.proxyListen ?? '127.0.0.1:2375'}`;
+    ctx.json({ host, supervisorPid: sup.pid, docker, dockerSocket: `unix://${proxySock}`, logs: dirs.log });
+  }
   else {
     ctx.print(`calico-node is running on ${host}`);
     ctx.print(`  Docker API: DOCKER_HOST=tcp://${f.proxyListen ?? '127.0.0.1:2375'} (or unix://${proxySock})`);
@@ -272,7 +301,11 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
 export async function master(ctx: Context, args: string[], f: NodeFlags & { listen?: string }): Promise<number> {
   const dirs = hostDirs('master', { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
-  if (args[0] === 'stop') return runtime === 'docker' ? stopContainer(ctx, f.docker, MASTER_CONTAINER, 'calico-master') : stopRole(ctx, dirs, 'master', 'calico-master', null);
+  if (args[0] === 'stop') {
+    return runtime === 'docker'
+      ? stopContainer(ctx, f.docker, MASTER_CONTAINER, 'calico-master')
+      : stopRole(ctx, dirs, 'master', 'calico-master', null);
+  }
   if (args.length) throw new UsageError('usage: calicoctl master --ip=<IP> [--listen=<host:port>] | calicoctl master stop');
   if (!f.ip || isIP(f.ip) === 0) throw new UsageError('--ip=<IP> is required: the master\'s address');
   const running = await alreadyRunning(ctx, dirs, 'master', 'calico-master', null);
@@ -306,7 +339,8 @@ export async function master(ctx: Context, args: string[], f: NodeFlags & { list
   };
   ctx.progress(`starting calico-master (logs in ${dirs.log})…`);
   const sup = startSupervisor(spec);
-  await waitReady(ctx, 'calico-master', async () => (await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200, sup, [join(dirs.log, 'calico-master.log')]);
+  const masterUp = async () => (await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200;
+  await waitReady(ctx, 'calico-master', masterUp, sup, [join(dirs.log, 'calico-master.log')]);
   if (ctx.flags.json) ctx.json({ supervisorPid: sup.pid, api: `http://${listen}/`, logs: dirs.log });
   else ctx.print(`calico-master is running: API http://${listen}/ , logs in ${dirs.log}`);
   return 0;

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { UsageError, table, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
-import { containerRunning, httpStatus, inspectRole, nodeContainer, runQuiet, whyNot, type NodeFlags } from './services.js';
+import { containerRunning, httpStatus, inspectRole, nodeContainer, runQuiet, whyNot } from './services.js';
+import type { NodeFlags } from './services.js';
 
 export interface BgpSession {
   peer: string;
@@ -38,9 +39,11 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   const reason = running ? null : sup ? `supervisor ${whyNot(sup.liveness)}` : `no supervisor recorded in ${dirs.run}`;
   const services = Object.entries(sup?.state?.services ?? {}).map(([name, s]) => {
     const l = sup?.services.find((x) => x.name === name)?.liveness;
-    return { name, pid: l?.alive ? s.pid : null, restarts: s.restarts, state: l?.alive ? 'running' : l ? `not running: ${whyNot(l)}` : 'not running' };
+    const state = l?.alive ? 'running' : l ? `not running: ${whyNot(l)}` : 'not running';
+    return { name, pid: l?.alive ? s.pid : null, restarts: s.restarts, state };
   });
-  const leftRunning = running ? [] : services.filter((s) => s.pid !== null).sort((a, b) => a.name.localeCompare(b.name));
+  const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+  const leftRunning = running ? [] : services.filter((s) => s.pid !== null).sort(byName);
   const bgp = running ? parseBirdProtocols(await runQuiet(['birdc', '-s', join(dirs.state, 'bird.ctl'), 'show', 'protocols'])) : [];
   let etcd = 'reachable';
   let endpoints: { container: string; name: string | null; addrs: string; state: string | null }[] = [];
@@ -60,11 +63,23 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     etcd = `unreachable: ${(e as Error).message}`;
   }
   if (ctx.flags.json) {
-    ctx.json({ host, node: running ? 'running' : 'not running', reason, services, bgp, endpoints, etcd, master: masterState, problems });
+    const node = running ? 'running' : 'not running';
+    ctx.json({ host, node, reason, services, bgp, endpoints, etcd, master: masterState, problems });
   } else {
-    ctx.print(`host ${host}: calico-node ${inDocker ? `running (container ${nodeContainer(host)})` : running ? `running (supervisor pid ${sup!.pid})` : `NOT running (${reason})`}`);
-    if (leftRunning.length) ctx.print(`  left running by the dead supervisor: ${leftRunning.map((s) => `${s.name} (pid ${s.pid})`).join(', ')}; "calicoctl node" stops them and starts afresh`);
-    if (services.length) ctx.print(table(['SERVICE', 'PID', 'RESTARTS', 'STATE'], services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts), s.state])));
+    const how = inDocker
+      ? `running (container ${nodeContainer(host)})`
+      : running
+        ? `running (supervisor pid ${sup!.pid})`
+        : `NOT running (${reason})`;
+    ctx.print(`host ${host}: calico-node ${how}`);
+    if (leftRunning.length) {
+      const left = leftRunning.map((s) => `${s.name} (pid ${s.pid})`).join(', ');
+      ctx.print(`  left running by the dead supervisor: ${left}; "calicoctl node" stops them and starts afresh`);
+    }
+    if (services.length) {
+      const rows = services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts), s.state]);
+      ctx.print(table(['SERVICE', 'PID', 'RESTARTS', 'STATE'], rows));
+    }
     ctx.print('');
     ctx.print(bgp.length ? table(['PEER', 'TYPE', 'STATE', 'SINCE', 'INFO'], bgp.map((b) => [b.peer, b.type, b.state, b.since, b.info])) : 'BGP: no sessions');
     ctx.print('');
