@@ -362,6 +362,52 @@ describe('calicoctl node after its supervisor was killed', () => {
     await waitFor('the other program to exit', () => other.exitCode !== null || other.signalCode !== null, 5_000);
   });
 
+  it('calicoctl master after kill -9 of its supervisor and service starts it again', async () => {
+    const runDir = join(dir, 'master', 'run');
+    const api = `${fabric.rootLink!.ip}:7656`;
+    const master = (args: string[]) =>
+      exec(
+        [
+          process.execPath,
+          calicoctlJs,
+          'master',
+          ...args,
+          `--etcd=${etcd.endpoints}`,
+          `--run-dir=${runDir}`,
+          `--log-dir=${join(dir, 'master', 'log')}`,
+        ],
+        {
+          timeoutMs: 90_000,
+        },
+      );
+    const records = async () => {
+      const sup = JSON.parse(await readFile(join(runDir, 'master.supervisor.pid'), 'utf8')) as ProcessRecord;
+      const st = JSON.parse(await readFile(join(runDir, 'master.state.json'), 'utf8')) as State;
+      const s = st.services['calico-master']!;
+      pids.add(sup.pid);
+      pids.add(s.pid!);
+      return { sup, svc: { pid: s.pid!, startTicks: s.startTicks, cmdline: s.cmdline } };
+    };
+    const up = await master([`--ip=${fabric.rootLink!.ip}`, `--listen=${api}`]);
+    expect(up.code, up.stderr + up.stdout).toBe(0);
+    const first = await records();
+    await kill9('the master supervisor', first.sup);
+    await kill9('calico-master', first.svc);
+    const again = await master([`--ip=${fabric.rootLink!.ip}`, `--listen=${api}`]);
+    expect(again.code, again.stderr + again.stdout).toBe(0);
+    expect(again.stdout).toMatch(
+      new RegExp(`^calico-master: supervisor pid ${first.sup.pid} ${EXITED}; ${STALE}$`, 'm'),
+    );
+    expect(again.stdout).toContain(`calico-master is running: API http://${api}/`);
+    const second = await records();
+    expect(alive(second.sup) && alive(second.svc)).toBe(true);
+    expect(second.svc.pid).not.toBe(first.svc.pid);
+    const twice = await master([`--ip=${fabric.rootLink!.ip}`, `--listen=${api}`]);
+    expect(twice.stdout).toContain(`calico-master is already running (supervisor pid ${second.sup.pid})`);
+    expect((await master(['stop'])).stdout).toContain('calico-master stopped');
+    expect(alive(second.sup) || alive(second.svc)).toBe(false);
+  });
+
   it('node stop stops every service and BIRD; teardown leaves no process, namespace, interface or folder', async () => {
     await birdPid();
     await services();
