@@ -145,9 +145,9 @@ export function inspectRole(dirs: HostDirs, role: 'node' | 'master', host: strin
 export const whyNot = (l: Liveness): string => (l.alive ? `pid ${l.pid} is running` : l.detail);
 
 /**
- * Before a start: true when the role's supervisor is alive and ours ("already running").
- * Otherwise a recorded supervisor is dead, a zombie or a reused pid: what it left running is
- * stopped (only processes proven ours), its stale files go, and one line says so.
+ * Before a start: the role's supervisor when it is alive and ours ("already running"), else
+ * null. A recorded supervisor that is dead, a zombie or a reused pid is cleaned up first: what
+ * it left running is stopped (only processes proven ours), its stale files go, one line says so.
  */
 async function alreadyRunning(
   ctx: Context,
@@ -288,8 +288,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   if (ctx.flags.json) {
     const docker = `tcp://${f.proxyListen ?? '127.0.0.1:2375'}`;
     ctx.json({ host, supervisorPid: sup.pid, docker, dockerSocket: `unix://${proxySock}`, logs: dirs.log });
-  }
-  else {
+  } else {
     ctx.print(`calico-node is running on ${host}`);
     ctx.print(`  Docker API: DOCKER_HOST=tcp://${f.proxyListen ?? '127.0.0.1:2375'} (or unix://${proxySock})`);
     ctx.print(`  logs: ${dirs.log}   stop: calicoctl node stop --hostname=${host}`);
