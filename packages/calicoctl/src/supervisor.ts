@@ -112,7 +112,7 @@ export interface SupervisorStatus {
   /** Alive and the process we started (see @calico/proc). */
   alive: boolean;
   state: SupervisorState | null;
-  /** The recorded services that are alive and ours (only these may be signalled). */
+  /** Each recorded service with a pid, and its liveness: only those alive (ours) may be signalled. */
   services: ServiceLiveness[];
 }
 
