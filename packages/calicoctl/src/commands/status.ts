@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { UsageError, table, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
-import { readSupervisor } from '../supervisor.js';
-import { containerRunning, httpStatus, nodeContainer, runQuiet, type NodeFlags } from './services.js';
+import { containerRunning, httpStatus, inspectRole, nodeContainer, runQuiet, whyNot } from './services.js';
+import type { NodeFlags } from './services.js';
 
 export interface BgpSession {
   peer: string;
@@ -31,10 +31,19 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   if (args.length) throw new UsageError('usage: calicoctl status [--hostname=<NAME>]');
   const host = ctx.hostname;
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
-  const sup = readSupervisor(dirs.run, 'node');
+  // Running means the recorded supervisor is alive and is the process calicoctl started: a
+  // zombie or a reused pid is "not running" (see @calico/proc).
+  const sup = inspectRole(dirs, 'node', host);
   const inDocker = !sup?.alive && (await containerRunning(f.docker, nodeContainer(host)));
   const running = !!sup?.alive || inDocker;
-  const services = Object.entries(sup?.state?.services ?? {}).map(([name, s]) => ({ name, pid: running ? s.pid : null, restarts: s.restarts }));
+  const reason = running ? null : sup ? `supervisor ${whyNot(sup.liveness)}` : `no supervisor recorded in ${dirs.run}`;
+  const services = Object.entries(sup?.state?.services ?? {}).map(([name, s]) => {
+    const l = sup?.services.find((x) => x.name === name)?.liveness;
+    const state = l?.alive ? 'running' : l ? `not running: ${whyNot(l)}` : 'not running';
+    return { name, pid: l?.alive ? s.pid : null, restarts: s.restarts, state };
+  });
+  const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+  const leftRunning = running ? [] : services.filter((s) => s.pid !== null).sort(byName);
   const bgp = running ? parseBirdProtocols(await runQuiet(['birdc', '-s', join(dirs.state, 'bird.ctl'), 'show', 'protocols'])) : [];
   let etcd = 'reachable';
   let endpoints: { container: string; name: string | null; addrs: string; state: string | null }[] = [];
@@ -54,10 +63,23 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     etcd = `unreachable: ${(e as Error).message}`;
   }
   if (ctx.flags.json) {
-    ctx.json({ host, node: running ? 'running' : 'not running', services, bgp, endpoints, etcd, master: masterState, problems });
+    const node = running ? 'running' : 'not running';
+    ctx.json({ host, node, reason, services, bgp, endpoints, etcd, master: masterState, problems });
   } else {
-    ctx.print(`host ${host}: calico-node ${inDocker ? `running (container ${nodeContainer(host)})` : running ? `running (supervisor pid ${sup!.pid})` : 'NOT running'}`);
-    if (services.length) ctx.print(table(['SERVICE', 'PID', 'RESTARTS'], services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts)])));
+    const how = inDocker
+      ? `running (container ${nodeContainer(host)})`
+      : running
+        ? `running (supervisor pid ${sup!.pid})`
+        : `NOT running (${reason})`;
+    ctx.print(`host ${host}: calico-node ${how}`);
+    if (leftRunning.length) {
+      const left = leftRunning.map((s) => `${s.name} (pid ${s.pid})`).join(', ');
+      ctx.print(`  left running by the dead supervisor: ${left}; "calicoctl node" stops them and starts afresh`);
+    }
+    if (services.length) {
+      const rows = services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts), s.state]);
+      ctx.print(table(['SERVICE', 'PID', 'RESTARTS', 'STATE'], rows));
+    }
     ctx.print('');
     ctx.print(bgp.length ? table(['PEER', 'TYPE', 'STATE', 'SINCE', 'INFO'], bgp.map((b) => [b.peer, b.type, b.state, b.since, b.info])) : 'BGP: no sessions');
     ctx.print('');
