@@ -74,6 +74,8 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     statusTimer = setInterval(() => void write(), 5_000);
     statusTimer.unref();
     void write();
+    // Once more the moment the policy is in the kernel, for whoever waits on it (calicoctl status).
+    void agent.whenProgrammed().then(write);
   }
   logger.info('waiting for the agent to program the first full sync; workloads are plumbed and the proxy served after it');
   await agent.whenProgrammed();

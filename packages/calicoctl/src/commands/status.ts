@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError, table, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
@@ -25,6 +26,19 @@ export function parseBirdProtocols(text: string): BgpSession[] {
       const peer = rest.length === 4 ? rest.join('.') : rest.join(':').replace(/::+/g, '::');
       return { peer, type: types[prefix] ?? prefix, state, since, info: info.join(' ') };
     });
+}
+
+/** What the node's agent last wrote of itself (every few seconds): its sync state and metrics URL. */
+function agentView(file: string): { policy: string; metrics: string | null } {
+  let doc: { writtenAt?: string; metricsUrl?: string | null; programmed?: boolean; datastore?: { status?: string } };
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8')) as typeof doc;
+  } catch {
+    return { policy: `unknown (no agent status in ${file} yet)`, metrics: null };
+  }
+  const sync = doc.datastore?.status === 'in-sync' ? 'in sync with etcd' : `not in sync with etcd (${doc.datastore?.status ?? 'unknown'})`;
+  const kernel = doc.programmed ? 'programmed in the kernel' : 'not yet programmed in the kernel';
+  return { policy: `${sync}, ${kernel} (as of ${doc.writtenAt ?? '?'})`, metrics: doc.metricsUrl ?? null };
 }
 
 export async function status(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
@@ -62,9 +76,10 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   } catch (e) {
     etcd = `unreachable: ${(e as Error).message}`;
   }
+  const agent = running ? agentView(join(dirs.run, 'agent-status.json')) : null;
   if (ctx.flags.json) {
     const node = running ? 'running' : 'not running';
-    ctx.json({ host, node, reason, services, bgp, endpoints, etcd, master: masterState, problems });
+    ctx.json({ host, node, reason, services, bgp, endpoints, etcd, master: masterState, policy: agent?.policy ?? null, metrics: agent?.metrics ?? null, problems });
   } else {
     const how = inDocker
       ? `running (container ${nodeContainer(host)})`
@@ -87,6 +102,7 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     ctx.print('');
     ctx.print(`etcd: ${etcd}`);
     ctx.print(`master: ${masterState}`);
+    if (agent) ctx.print(`policy: ${agent.policy}\nmetrics: ${agent.metrics ?? 'not served (--metrics-listen=none)'}`);
     if (problems.length) {
       ctx.print(`\n${problems.length} invalid key(s) in etcd (ignored by every service):`);
       for (const p of problems) ctx.print(`  ${p.errors.join('; ')}`);

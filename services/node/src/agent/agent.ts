@@ -196,7 +196,8 @@ export class PolicyAgent {
       version: 1,
       host,
       writtenAt: new Date().toISOString(),
-      datastore: { status: st.syncStatus, everInSync: st.everInSync, problems: st.problems.map((p) => ({ path: p.key, errors: p.errors })) },
+      datastore: { status: st.syncStatus, everInSync: st.everInSync, lastFullSyncAt: st.lastFullSyncAt && new Date(st.lastFullSyncAt).toISOString(), problems: st.problems.map((p) => ({ path: p.key, errors: p.errors })) },
+      programmed: st.programmed,
       dataplane: { applies: st.applies, lastApply: st.lastApply, lastError: st.lastError, ...this.dataplane.summary() },
       endpoints: [...this.rendered.entries()].map(([eid, r]) => ({ endpoint: eid, interface: r.hostIf, addrs: r.addrs, ipsets: [...r.sets.keys()] })),
     };
