@@ -1,4 +1,5 @@
-import { Etcd3, type IOptions } from 'etcd3';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import type { DatastoreConfig } from './config.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Syncer, type SyncerOptions, type SyncHandler } from './syncer.js';
@@ -60,8 +61,20 @@ export class Datastore {
     const o: IOptions = {
       hosts: config.endpoints,
       dialTimeout: 3_000,
-      // Snapshots are read in large pages; gRPC's default 4 MB message cap would be too tight.
-      grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
+      grpcOptions: {
+        // Snapshots are read in large pages; gRPC's default 4 MB message cap would be too tight.
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
+        // After an outage, dial again within seconds of etcd's return, not minutes.
+        'grpc.initial_reconnect_backoff_ms': 250,
+        'grpc.max_reconnect_backoff_ms': 2_000,
+      },
+      faultHandling: {
+        // etcd3's defaults: a host's breaker stays open 5 s after 3 failures, and a lost watch
+        // stream is set up again after up to 30 s. Both cap how soon a sync resumes after etcd returns.
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }),
+        // etcd3's type says a backoff; it calls next() on it, as on the factory it makes itself.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 250, maxDelay: 2_000 }) as unknown as NonNullable<IOptions['faultHandling']>['watchBackoff'],
+      },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     };
     if (config.tls) {

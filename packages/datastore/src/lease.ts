@@ -160,7 +160,7 @@ export class LeaseKeeper {
           this.setHeld(false, e.message);
           return;
         }
-        const delay = Math.min((this.opts.retryMs ?? 250) * 2 ** this.failures++, 5_000);
+        const delay = Math.min((this.opts.retryMs ?? 250) * 2 ** this.failures++, 2_000);
         log.warn({ err: String(e), retryInMs: delay }, `lease grant failed; retrying in ${delay} ms`);
         await new Promise((r) => {
           this.timer = setTimeout(r, delay);

@@ -75,7 +75,14 @@ export class RangeReader {
       'grpc-node.flow_control_window': 16 * 1024 * 1024,
     }));
     return new Promise((resolve, reject) => {
-      client.makeUnaryRequest(RANGE, identity, identity, encodeRangeRequest(req), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+      // gRPC's own deadline, and one of ours a moment later: a call caught in a channel that was
+      // closed under it (another call failed on the same endpoint) was seen never to answer.
+      const guard = setTimeout(() => {
+        call.cancel();
+        reject(Object.assign(new Error(`etcd at ${this.config.endpoints[at]} did not answer a range within ${this.timeoutMs} ms`), { code: status.DEADLINE_EXCEEDED }));
+      }, this.timeoutMs + 1_000);
+      const call = client.makeUnaryRequest(RANGE, identity, identity, encodeRangeRequest(req), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        clearTimeout(guard);
         if (err || !res) reject(err ?? new Error('etcd answered a range with nothing'));
         else {
           try {

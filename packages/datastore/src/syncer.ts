@@ -205,7 +205,7 @@ export class Syncer {
       logger: opts.logger ?? ds.logger,
       resyncIntervalMs: opts.resyncIntervalMs ?? 5 * 60_000,
       retryMs: opts.retryMs ?? 250,
-      maxRetryMs: opts.maxRetryMs ?? 5_000,
+      maxRetryMs: opts.maxRetryMs ?? 2_000,
       resume: opts.resume,
       filter: opts.filter,
       keepValues: opts.keepValues ?? true,
@@ -465,7 +465,20 @@ export class Syncer {
   private async watchFrom(gen: number, reason: string): Promise<void> {
     let w: Watcher;
     try {
-      w = await this.ds.client.watch().prefix(this.prefix).startRevision(String(this.rev + 1)).create();
+      const creating = this.ds.client.watch().prefix(this.prefix).startRevision(String(this.rev + 1)).create();
+      // etcd3 waits as long as it takes for the watch to be set up; a cycle must not.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the watch from revision ${this.rev + 1} was not set up within ${WATCH_SETUP_MS} ms`)), WATCH_SETUP_MS);
+      });
+      try {
+        w = await Promise.race([creating, late]);
+      } catch (e) {
+        creating.then((lateWatcher) => void lateWatcher.cancel().catch(() => undefined), () => undefined);
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
     } catch (e) {
       this.stats.watchErrors++;
       this.retryIn(gen, `watch from ${this.rev + 1} failed`, e);
@@ -578,6 +591,8 @@ export class Syncer {
 
 /** Updates per batch while a first snapshot streams in. */
 const SNAPSHOT_CHUNK = 2_000;
+/** How long setting up a watch may take before the cycle starts over. */
+const WATCH_SETUP_MS = 10_000;
 
 function errText(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
