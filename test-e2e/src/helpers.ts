@@ -101,3 +101,15 @@ export async function startNodeProgrammed(cluster: DevCluster, host: string): Pr
   const node = await cluster.startNode(host);
   await waitFor(`the agent on ${host} to program the first full sync`, () => count(node.log()) > before, 30_000, () => node.log().slice(-3000));
 }
+
+/** A host's node metrics (GET /metrics in its namespace): sample name with labels → value. */
+export async function nodeMetrics(cluster: DevCluster, host: string): Promise<Map<string, number>> {
+  const text = await cluster.host(host).ns.execOk([process.execPath, '-e', "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}

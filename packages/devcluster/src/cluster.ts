@@ -6,13 +6,14 @@ import { readFile } from 'node:fs/promises';
 import {
   Cleanup,
   exec,
+  freePort,
+  ManagedProcess,
   Dockerd,
   Etcd,
   Fabric,
   ensureBusyboxImage,
   waitFor,
   type ExecResult,
-  type ManagedProcess,
   type NamespaceHost,
 } from '@calico/testkit';
 
@@ -27,6 +28,10 @@ export function bgpConfigMainJs(): string {
   return join(dirname(require.resolve('@calico/bgp-config/package.json')), 'dist', 'main.js');
 }
 
+export function masterMainJs(): string {
+  return join(dirname(require.resolve('@calico/master/package.json')), 'dist', 'main.js');
+}
+
 export interface DevClusterOptions {
   /** Host names, e.g. ["h1", "h2"]: each becomes a namespace host running calico-node. */
   hosts: string[];
@@ -34,6 +39,10 @@ export interface DevClusterOptions {
   leaseTtlSeconds?: number;
   /** Run bgp-config and BIRD on every host, so that hosts learn each other's routes. */
   bgp?: boolean;
+  /** etcd members (1 by default; 3 for a quorum that survives one loss). */
+  etcdMembers?: number;
+  /** Run calico-master too (in the root namespace, on the fabric). */
+  master?: boolean;
 }
 
 export interface DevHost {
@@ -64,6 +73,9 @@ export class DevCluster {
   fabric!: Fabric;
   ds!: Datastore;
   image!: string;
+  /** calico-master, when asked for; its API at masterUrl. */
+  master: ManagedProcess | undefined;
+  masterUrl: string | undefined;
 
   private constructor(private readonly opts: DevClusterOptions) {}
 
@@ -85,7 +97,7 @@ export class DevCluster {
     this.fabric = await Fabric.create();
     this.cleanup.defer('fabric', () => this.fabric.destroy());
     const rootIp = await this.fabric.linkRoot();
-    this.etcd = await Etcd.start({ listenIp: rootIp });
+    this.etcd = await Etcd.start({ listenIp: rootIp, members: this.opts.etcdMembers ?? 1 });
     this.cleanup.defer('etcd', () => this.etcd.stop());
     this.ds = new Datastore(resolveDatastoreConfig({ etcd: this.etcd.endpoints, env: {} }));
     this.cleanup.defer('datastore client', () => this.ds.close());
@@ -112,7 +124,34 @@ export class DevCluster {
       await this.startNode(name);
       if (this.opts.bgp) await this.startBgpConfig(name);
     }
+    if (this.opts.master) await this.startMaster();
   }
+
+  /** Starts (or restarts) calico-master on the fabric's root address; resolves once it answers. */
+  async startMaster(): Promise<ManagedProcess> {
+    const ip = this.fabric.rootLink!.ip;
+    const port = this.masterPort ??= await freePort(ip);
+    const p = new ManagedProcess({
+      name: 'calico-master',
+      argv: [process.execPath, masterMainJs(), `--ip=${ip}`, `--listen=${ip}:${port}`, `--etcd=${this.etcd.endpoints}`, `--log-level=${this.opts.logLevel ?? 'info'}`],
+      logFile: join(this.fabric.dir, 'calico-master.log'),
+    });
+    if (!this.master) this.cleanup.defer('calico-master', () => this.master?.stop() ?? Promise.resolve());
+    this.master = p;
+    this.masterUrl = `http://${ip}:${port}/`;
+    await waitFor(
+      'calico-master to answer',
+      async () => {
+        if (!p.running) throw new Error('calico-master exited');
+        return (await fetch(new URL('healthz', this.masterUrl)).then((r) => r.status).catch(() => 0)) === 200;
+      },
+      30_000,
+      () => p.log().slice(-3000),
+    );
+    return p;
+  }
+
+  private masterPort: number | undefined;
 
   /** Starts (or restarts) bgp-config with --run-bird in the host; resolves once BIRD answers. */
   async startBgpConfig(name: string): Promise<ManagedProcess> {
