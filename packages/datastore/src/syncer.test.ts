@@ -220,6 +220,39 @@ it('revisions only: a first snapshot of 40,000 keys, most kept as their last seg
   await syncer.stop();
 });
 
+it('revisions only: segments of different lengths in one directory, next to look-alike directories, resync to exactly the difference', async () => {
+  const store = new FakeStore();
+  // "mac" is shorter than "addrs"; neighbouring directories differ only in their last digits, and
+  // a long last segment and a directory that is also a key's prefix sit between them.
+  for (let i = 0; i < 3_000; i++) {
+    const dir = `/p/h/${String(i).padStart(6, '0')}`;
+    store.put(`${dir}/addrs`, `a${i}`);
+    store.put(`${dir}/mac`, `m${i}`);
+    store.put(`${dir}/state`, 'active');
+    if (i % 100 === 0) store.put(`${dir}/${'x'.repeat(40)}`, 'long');
+    if (i % 100 === 1) store.put(`${dir}/sub/mac`, 'deeper');
+  }
+  const c = consumer();
+  const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues: false, pageSize: 1_000, resyncIntervalMs: 0 });
+  syncer.start();
+  await syncer.waitInSync(5_000);
+  await syncer.drain();
+  expect(c.state).toEqual(values(store));
+  // Missed by the watch: a short segment after a long one, one after a deeper directory, a middle one.
+  store.delete('/p/h/000100/mac');
+  store.put('/p/h/000101/addrs', 'changed');
+  store.delete('/p/h/000101/sub/mac');
+  store.put('/p/h/002999/mac', 'changed');
+  await syncer.resync('test');
+  await syncer.drain();
+  const resync = c.batches.filter((b) => b.kind === 'resync');
+  expect(resync.map((b) => b.updates.map((u) => `${u.type} ${u.key}`).sort())).toEqual([
+    ['delete /p/h/000100/mac', 'delete /p/h/000101/sub/mac', 'put /p/h/000101/addrs', 'put /p/h/002999/mac'],
+  ]);
+  expect(c.state).toEqual(values(store));
+  await syncer.stop();
+});
+
 it('refuses to resume without values', () => {
   const store = new FakeStore();
   expect(() => new Syncer(store.asDatastore(), '/p/', consumer(), { keepValues: false, resume: { revision: 1, state: new Map() } })).toThrow(/resume needs keepValues/);

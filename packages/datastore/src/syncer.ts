@@ -101,23 +101,24 @@ class BlockList<T> {
 class Marks {
   private map = new Map<string, string | number>();
   /**
-   * Keys in the order appended. A key that differs from the one before only in a short last
-   * segment (".../addrs" then ".../state") is kept as that segment, its revision negated: the
+   * Keys in the order appended. A key in the same directory as the one before, with a short last
+   * segment (".../addrs" then ".../state"), is kept as that segment, its revision negated: the
    * full key would be held by nothing else, and there are as many of them as endpoints.
    */
   private pendingKeys = new BlockList<string>();
   private pendingRevs = new BlockList<number>();
-  private lastKey = '';
+  /** The directory (up to its last "/") of the last key appended, when its segment was short; else "". */
+  private lastDir = '';
   private lastLeaf = '';
 
   /** Appends a key known to be absent, unhashed for now. */
   append(key: string, revision: number): void {
-    const prev = this.lastKey;
-    this.lastKey = key;
-    if (key.length === prev.length) {
-      const cut = key.lastIndexOf('/') + 1;
-      const leafLength = key.length - cut;
-      if (cut > 0 && leafLength > 0 && leafLength <= SHORT_LEAF && prev.startsWith(key.substring(0, cut))) {
+    const cut = key.lastIndexOf('/') + 1;
+    const leafLength = key.length - cut;
+    if (cut > 0 && leafLength > 0 && leafLength <= SHORT_LEAF) {
+      // Two directory strings compared, not a prefix search: this runs once per key of a snapshot.
+      const dir = key.substring(0, cut);
+      if (dir === this.lastDir) {
         let leaf = key.substring(cut);
         if (leaf === this.lastLeaf) leaf = this.lastLeaf;
         else this.lastLeaf = leaf;
@@ -125,7 +126,8 @@ class Marks {
         this.pendingRevs.push(-revision);
         return;
       }
-    }
+      this.lastDir = dir;
+    } else this.lastDir = '';
     this.pendingKeys.push(key);
     this.pendingRevs.push(revision);
   }
@@ -149,7 +151,7 @@ class Marks {
         let key = this.pendingKeys.get(i);
         let revision = this.pendingRevs.get(i);
         if (revision < 0) {
-          key = prev.substring(0, prev.length - key.length) + key;
+          key = prev.substring(0, prev.lastIndexOf('/') + 1) + key;
           revision = -revision;
         }
         m.set(key, revision);
@@ -162,7 +164,7 @@ class Marks {
       this.map = m;
       this.pendingKeys = new BlockList();
       this.pendingRevs = new BlockList();
-      this.lastKey = '';
+      this.lastDir = '';
     }
     return this.map;
   }

@@ -8,7 +8,7 @@ import { createLogger } from '@calico/log';
 import { policyFixtures as fx, type KeyValue } from '@calico/policy';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { hostIfName } from '../plumber/names.js';
-import { ENDPOINT_TO_HOST_KEY, PolicyAgent, type PolicyAgentOptions } from './agent.js';
+import { ENDPOINT_TO_HOST_KEY, PolicyAgent, agentKeyFilter, type PolicyAgentOptions } from './agent.js';
 import { FakeKernel } from './fakeKernel.js';
 import { walkForward } from './packetWalk.js';
 import { fromChain, groupSetName, toChain } from './names.js';
@@ -72,6 +72,33 @@ const tick = () => new Promise((r) => setImmediate(r));
 
 afterEach(async () => {
   await Promise.all(agents.splice(0).map((a) => a.stop()));
+});
+
+describe('agentKeyFilter', () => {
+  const keep = agentKeyFilter('h1');
+  const dir = (host: string) => `/calico/host/${host}/workload/docker/c1/endpoint/e1`;
+  it.each([
+    [`${dir('h2')}/addrs`, true],
+    [`${dir('h2')}/state`, true],
+    [`${dir('h2')}/mac`, false],
+    // Ending in the same letters is not enough.
+    [`${dir('h2')}/oldaddrs`, false],
+    [`${dir('h2')}/laststate`, false],
+    [`${dir('h2')}/adds`, false],
+    ['/calico/host/h2/bird_ip', false],
+    ['/calico/host/h2/state', true],
+    // This host's keys, and everything outside the host directories, whatever they end in.
+    [`${dir('h1')}/mac`, true],
+    [`${dir('h1')}/anything`, true],
+    ['/calico/host/h1/bird_ip', true],
+    ['/calico/host/h10/workload/docker/c1/endpoint/e1/mac', false],
+    ['/calico/network/group/g/member/e1', true],
+    ['/calico/network/group/g/name', true],
+    ['/calico/config/EndpointToHostAction', true],
+    ['/calico/hostish/mac', true],
+  ])('%s: %s', (key, kept) => {
+    expect(keep(key)).toBe(kept);
+  });
 });
 
 describe('PolicyAgent', () => {

@@ -62,7 +62,12 @@ function closedChains(): [Family, 'filter', string, string[]][] {
  */
 export function agentKeyFilter(host: string): (key: string) => boolean {
   const own = hostPrefix(host);
-  return (key) => !key.startsWith(hostsPrefix) || key.startsWith(own) || key.endsWith('/addrs') || key.endsWith('/state');
+  return (key) => {
+    // Once per key of a snapshot: most are other hosts' addrs and state, told by their last letter first.
+    const last = key.charCodeAt(key.length - 1);
+    if ((last === 115 /* s */ && key.endsWith('/addrs')) || (last === 101 /* e */ && key.endsWith('/state'))) return true;
+    return !key.startsWith(hostsPrefix) || key.startsWith(own);
+  };
 }
 
 /**
