@@ -357,15 +357,18 @@ describe('the bulk fast path of parseKey', () => {
       ['/calico/network/group/', 'g1', '/member/', 'e1'],
     ];
     let matched = 0;
+    // Compared as text and asserted once: an expect per key costs more than the parsing.
+    const differ: string[] = [];
     for (let i = 0; i < 20_000; i++) {
       // A well-formed key with one or two parts swapped for something else.
       const parts = [...shapes[rnd(2)]!];
       for (let k = rnd(3); k > 0; k--) parts[rnd(parts.length)] = pieces[rnd(pieces.length)]!;
       const key = parts.join('');
       const fast = parseKey(key);
-      expect(fast, key).toEqual(parseKeyBySegments(key));
+      if (JSON.stringify(fast) !== JSON.stringify(parseKeyBySegments(key))) differ.push(key);
       if (fast.kind !== 'unknown') matched++;
     }
+    expect(differ.slice(0, 5).map((key) => [key, parseKey(key), parseKeyBySegments(key)])).toEqual([]);
     expect(matched).toBeGreaterThan(2_000);
   });
 });

@@ -16,17 +16,20 @@ describe('isCanonicalIPv4', () => {
     // xorshift32: small, seeded, and random in its low bits.
     const rnd = (n: number) => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), (seed >>> 0) % n);
     const alphabet = '0123456789.0123456789.x';
+    // Asserted once at the end: an expect per string costs more than the check.
+    const differ: string[] = [];
     for (let i = 0; i < 20_000; i++) {
       const s = Array.from({ length: 1 + rnd(16) }, () => alphabet[rnd(alphabet.length)]).join('');
-      expect(isCanonicalIPv4(s), s).toBe(slow(s));
+      if (isCanonicalIPv4(s) !== slow(s)) differ.push(s);
     }
     const octets = ['0', '00', '01', '1', '9', '10', '99', '100', '199', '249', '255', '256', '300', '012', '1000'];
     let valid = 0;
     for (let i = 0; i < 20_000; i++) {
       const s = Array.from({ length: 3 + rnd(3) }, () => octets[rnd(octets.length)]).join('.');
-      expect(isCanonicalIPv4(s), s).toBe(slow(s));
+      if (isCanonicalIPv4(s) !== slow(s)) differ.push(s);
       if (slow(s)) valid++;
     }
+    expect(differ.slice(0, 10)).toEqual([]);
     expect(valid).toBeGreaterThan(500);
   });
 });
