@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { UsageError, table, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
 import { readSupervisor } from '../supervisor.js';
-import { containerRunning, httpStatus, nodeContainer, runQuiet, type NodeFlags } from './services.js';
+import type { HostInfo, Notice } from '@calico/client';
+import { containerRunning, httpJson, httpStatus, nodeContainer, runQuiet, type NodeFlags } from './services.js';
 
 export interface BgpSession {
   peer: string;
@@ -40,8 +41,15 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   let endpoints: { container: string; name: string | null; addrs: string; state: string | null }[] = [];
   let masterState = 'unknown';
   let problems: { key: string; errors: string[] }[] = [];
+  let hosts: (HostInfo & { downSince: string | null })[] = [];
+  let notices: Notice[] = [];
   try {
     const v = await ctx.client.view();
+    notices = v.notices;
+    // Since when a host is down, only the master knows (it watched the liveness key go).
+    const fromMaster = v.masterApiUrl ? ((await httpJson(new URL('v1/hosts', v.masterApiUrl))) as { hosts?: { name: string; downSince?: string | null }[] } | undefined) : undefined;
+    const downSince = new Map((fromMaster?.hosts ?? []).map((h) => [h.name, h.downSince ?? null]));
+    hosts = v.hosts.map((h) => ({ ...h, downSince: h.state === 'down' ? (downSince.get(h.name) ?? null) : null }));
     endpoints = v.workloads
       .filter((w) => w.host === host)
       .flatMap((w) => w.endpoints.map((e) => ({ container: w.containerId.slice(0, 12), name: w.name, addrs: e.addrs.join(','), state: e.state })));
@@ -53,16 +61,32 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   } catch (e) {
     etcd = `unreachable: ${(e as Error).message}`;
   }
+  const me = hosts.find((h) => h.name === host);
   if (ctx.flags.json) {
-    ctx.json({ host, node: running ? 'running' : 'not running', services, bgp, endpoints, etcd, master: masterState, problems });
+    ctx.json({ host, node: running ? 'running' : 'not running', state: me?.state ?? null, services, bgp, endpoints, etcd, master: masterState, hosts, problems, notices });
   } else {
     ctx.print(`host ${host}: calico-node ${inDocker ? `running (container ${nodeContainer(host)})` : running ? `running (supervisor pid ${sup!.pid})` : 'NOT running'}`);
+    if (me?.state === 'down') ctx.print(`  the cluster sees ${host} DOWN: its liveness key is gone; everything it holds is kept`);
     if (services.length) ctx.print(table(['SERVICE', 'PID', 'RESTARTS'], services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts)])));
     ctx.print('');
     ctx.print(bgp.length ? table(['PEER', 'TYPE', 'STATE', 'SINCE', 'INFO'], bgp.map((b) => [b.peer, b.type, b.state, b.since, b.info])) : 'BGP: no sessions');
     ctx.print('');
     ctx.print(endpoints.length ? table(['CONTAINER', 'NAME', 'ADDRESSES', 'STATE'], endpoints.map((e) => [e.container, e.name ?? '-', e.addrs, e.state ?? '-'])) : 'No endpoints on this host');
     ctx.print('');
+    if (hosts.length) {
+      const since = (h: (typeof hosts)[number]) => (h.state === 'up' ? (h.since ?? '-') : (h.downSince ?? 'unknown (the master did not see it go)'));
+      ctx.print(table(['HOST', 'STATE', 'SINCE', 'WORKLOADS', 'RESERVATIONS'], hosts.map((h) => [h.name, h.state === 'up' ? 'up' : 'DOWN', since(h), String(h.workloads), String(h.reservations)])));
+      const down = hosts.filter((h) => h.state === 'down').map((h) => h.name);
+      if (down.length) ctx.print(`${down.length} host(s) DOWN keep their workloads, memberships and addresses until they are back or removed: calicoctl node remove <HOSTNAME> --remove-endpoints`);
+      ctx.print('');
+    }
+    const orphans = notices.filter((n) => n.kind === 'member-without-endpoint');
+    if (orphans.length) {
+      ctx.print(`${orphans.length} membership(s) name an endpoint that exists on no host (kept: it may not have been created yet):`);
+      for (const n of orphans.slice(0, 10)) ctx.print(`  ${n.key}`);
+      if (orphans.length > 10) ctx.print(`  … and ${orphans.length - 10} more (calicoctl status --json lists them all)`);
+      ctx.print('');
+    }
     ctx.print(`etcd: ${etcd}`);
     ctx.print(`master: ${masterState}`);
     if (problems.length) {
