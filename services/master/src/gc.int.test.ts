@@ -35,7 +35,7 @@ interface LogLine {
 }
 const at = (l: LogLine) => Date.parse(l.time);
 
-describe('calico-master garbage collection on a real etcd', () => {
+describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-after, on a real etcd', () => {
   let etcd: Etcd;
   let ds: Datastore;
   let master: RunningMaster | undefined;
