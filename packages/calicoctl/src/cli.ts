@@ -98,7 +98,18 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
     return cmd || o.help ? 0 : 2;
   }
   const ctx = ctxFactory({ etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'], json: o.json, hostname: o.hostname });
-  const nf = { ip: o.ip, ip6: o.ip6, as: o.as, runtime: o.runtime, docker: o.docker, proxyListen: o['proxy-listen'], logDir: o['log-dir'], runDir: o['run-dir'], stateDir: o['state-dir'], removeEndpoints: o['remove-endpoints'] };
+  const nf = {
+    ip: o.ip,
+    ip6: o.ip6,
+    as: o.as,
+    runtime: o.runtime,
+    docker: o.docker,
+    proxyListen: o['proxy-listen'],
+    logDir: o['log-dir'],
+    runDir: o['run-dir'],
+    stateDir: o['state-dir'],
+    removeEndpoints: o['remove-endpoints'],
+  };
   try {
     switch (cmd) {
       case 'addgroup':

@@ -36,8 +36,10 @@ function shortReason(e: unknown): string {
   return m.split('. ')[0] ?? m;
 }
 
-function describeRemoval(r: HostRemoval['removed']): string {
-  return `${r.workloads} workload(s), ${r.memberships} membership(s), ${r.reservations} address reservation(s), ${r.keys} key(s)`;
+function describeRemoval(r: Removed): string {
+  const { workloads, memberships, reservations, keys } = r;
+  const addrs = `${reservations} address reservation(s)`;
+  return `${workloads} workload(s), ${memberships} membership(s), ${addrs}, ${keys} key(s)`;
 }
 
 export interface GroupInfo {
@@ -48,11 +50,15 @@ export interface GroupInfo {
   outbound: { index: number; rule: RuleInput }[];
 }
 
+type Removed = { workloads: number; endpoints: number; memberships: number; reservations: number; keys: number };
+
 /** What removing a host removed; keys counts every etcd key deleted. */
 export interface HostRemoval {
   host: string;
-  removed: { workloads: number; endpoints: number; memberships: number; reservations: number; keys: number };
+  removed: Removed;
 }
+
+const noneRemoved = (): Removed => ({ workloads: 0, endpoints: 0, memberships: 0, reservations: 0, keys: 0 });
 
 /** etcd refuses a transaction of more than 128 operations (its default --max-txn-ops). */
 const MAX_TXN_OPS = 128;
@@ -218,40 +224,55 @@ export class CalicoClient {
   async removeHost(host: string, opts: { removeEndpoints?: boolean } = {}): Promise<HostRemoval> {
     const bad = hostNameError(host);
     if (bad) throw new ClientError('INVALID', bad);
-    const removed = { workloads: 0, endpoints: 0, memberships: 0, reservations: 0, keys: 0 };
+    const removed = noneRemoved();
     for (let attempt = 1; ; attempt++) {
       let plan: HostRemovalPlan;
       try {
         plan = planHostRemoval(indexHosts((await this.ds.getPrefix(calicoRoot)).kvs), host);
       } catch (e) {
-        throw new ClientError('UNAVAILABLE', `cannot reach etcd at ${this.ds.config.endpoints.join(',')}: ${shortReason(e)}`);
+        const where = this.ds.config.endpoints.join(',');
+        throw new ClientError('UNAVAILABLE', `cannot reach etcd at ${where}: ${shortReason(e)}`);
       }
       if (plan.alive) {
-        const done = removed.keys ? `; it came back during the removal, which stopped after ${describeRemoval(removed)}` : '';
+        const done = removed.keys
+          ? `; it came back during the removal, which stopped after ${describeRemoval(removed)}`
+          : '';
         throw new ClientError(
           'CONFLICT',
-          `host ${host} is alive: its liveness key ${hostAliveKey(host)} exists (its calico-node holds it with a lease)${done}. ` +
-            `A live host is never removed: stop calico-node on ${host} first (calicoctl node stop), wait until the key is gone (at most the node's lease TTL), then run this again`,
+          `host ${host} is alive: its liveness key ${hostAliveKey(host)} exists ` +
+            `(its calico-node holds it with a lease)${done}. A live host is never removed: ` +
+            `stop calico-node on ${host} first (calicoctl node stop), wait until the key is gone ` +
+            "(at most the node's lease TTL), then run this again",
         );
       }
       if (!plan.known) {
         if (removed.keys) return { host, removed };
-        throw new ClientError('NOT_FOUND', `no host "${host}" in etcd: nothing under /calico/host/${host}/ or /calico/bgp/v1/host/${host}/, and no address reservation names it`);
+        throw new ClientError(
+          'NOT_FOUND',
+          `no host "${host}" in etcd: nothing under /calico/host/${host}/ or /calico/bgp/v1/host/${host}/, ` +
+            'and no address reservation names it',
+        );
       }
-      const endpoints = plan.workloads.reduce((n, w) => n + w.endpointIds.length, 0);
       if (!opts.removeEndpoints && (plan.workloads.length || plan.assignments.length)) {
+        const endpoints = plan.workloads.reduce((n, w) => n + w.endpointIds.length, 0);
         throw new ClientError(
           'CONFLICT',
-          `host ${host} is down but still has ${plan.workloads.length} workload(s) with ${endpoints} endpoint(s) and ${plan.assignments.length} address reservation(s); nothing was removed. ` +
-            'Removing the endpoints too (calicoctl node remove --remove-endpoints; API: ?removeEndpoints=true) also removes their memberships and frees their addresses',
+          `host ${host} is down but still has ${plan.workloads.length} workload(s) with ${endpoints} endpoint(s) ` +
+            `and ${plan.assignments.length} address reservation(s); nothing was removed. Removing the endpoints too ` +
+            '(calicoctl node remove --remove-endpoints; API: ?removeEndpoints=true) also removes their memberships ' +
+            'and frees their addresses',
         );
       }
       const r = await this.deleteWhileDown(host, plan);
-      for (const k of Object.keys(removed) as (keyof typeof removed)[]) removed[k] += r.removed[k];
+      for (const k of Object.keys(removed) as (keyof Removed)[]) removed[k] += r.removed[k];
       if (r.complete) return { host, removed };
       // A guard failed: the host came back (answered above on the next read) or a reservation
       // changed since it was read. What went stays gone; read again and carry on from there.
-      if (attempt >= 5) throw new ClientError('CONFLICT', `host ${host}'s keys kept changing while it was being removed; removed ${describeRemoval(removed)} so far; try again`);
+      if (attempt >= 5) {
+        const sofar = describeRemoval(removed);
+        const msg = `host ${host}'s keys kept changing while it was being removed; removed ${sofar}; try again`;
+        throw new ClientError('CONFLICT', msg);
+      }
     }
   }
 
@@ -260,44 +281,56 @@ export class CalicoClient {
    * reservation by its revision: in one transaction when it fits, else in chunks in the plan's
    * order (memberships, workloads, directories, reservations). Stops at the first failed guard.
    */
-  private async deleteWhileDown(host: string, plan: HostRemovalPlan): Promise<{ complete: boolean; removed: HostRemoval['removed'] }> {
-    type Item = { op: DeleteOp; modRevision?: number | undefined; counts: Partial<HostRemoval['removed']> };
+  private async deleteWhileDown(host: string, plan: HostRemovalPlan): Promise<{ complete: boolean; removed: Removed }> {
+    type Item = { op: DeleteOp; modRevision?: number | undefined; counts: Partial<Removed> };
     const endpoints = plan.workloads.reduce((n, w) => n + w.endpointIds.length, 0);
-    const memberships: Item[] = plan.memberships.map((m) => ({ op: { key: m.key }, counts: { memberships: 1 } }));
-    const reservations: Item[] = plan.assignments.map((a) => ({ op: { key: a.key }, modRevision: a.modRevision, counts: { reservations: 1 } }));
-    const hostDir = plan.dirs[0] === hostPrefix(host);
-    const single: Item[] = [
-      ...memberships,
-      ...plan.dirs.map((prefix, i): Item => ({ op: { prefix }, counts: i === 0 && hostDir ? { workloads: plan.workloads.length, endpoints } : {} })),
-      ...reservations,
-    ];
+    const memberships = plan.memberships.map((m): Item => ({ op: { key: m.key }, counts: { memberships: 1 } }));
+    const reservations = plan.assignments.map(
+      (a): Item => ({ op: { key: a.key }, modRevision: a.modRevision, counts: { reservations: 1 } }),
+    );
+    // In one transaction, the host's directory takes its workloads with it.
+    const dirCounts = (prefix: string): Partial<Removed> =>
+      prefix === hostPrefix(host) ? { workloads: plan.workloads.length, endpoints } : {};
+    const dirs = plan.dirs.map((prefix): Item => ({ op: { prefix }, counts: dirCounts(prefix) }));
+    const single: Item[] = [...memberships, ...dirs, ...reservations];
     const chunks: Item[][] = [];
     if (single.length < MAX_TXN_OPS) chunks.push(single);
     else {
-      // The host's directory holds its workloads: in chunks, each workload goes first on its own.
+      // In chunks, each workload goes on its own before the directory that holds it.
       const ordered: Item[] = [
         ...memberships,
-        ...plan.workloads.map((w): Item => ({ op: { prefix: w.prefix }, counts: { workloads: 1, endpoints: w.endpointIds.length } })),
+        ...plan.workloads.map(
+          (w): Item => ({ op: { prefix: w.prefix }, counts: { workloads: 1, endpoints: w.endpointIds.length } }),
+        ),
         ...plan.dirs.map((prefix): Item => ({ op: { prefix }, counts: {} })),
         ...reservations,
       ];
       for (let i = 0; i < ordered.length; i += MAX_TXN_OPS - 1) chunks.push(ordered.slice(i, i + MAX_TXN_OPS - 1));
     }
-    const removed = { workloads: 0, endpoints: 0, memberships: 0, reservations: 0, keys: 0 };
+    const removed = noneRemoved();
     const etcd = this.ds.client;
     for (const chunk of chunks) {
       let txn = etcd.if(hostAliveKey(host), 'Create', '==', 0);
-      for (const c of chunk) if (c.modRevision !== undefined && 'key' in c.op) txn = txn.and(c.op.key, 'Mod', '==', c.modRevision);
+      for (const c of chunk) {
+        if (c.modRevision !== undefined && 'key' in c.op) txn = txn.and(c.op.key, 'Mod', '==', c.modRevision);
+      }
+      const deletes = chunk.map(({ op }) =>
+        'key' in op ? etcd.delete().key(op.key) : etcd.delete().prefix(op.prefix),
+      );
       let r;
       try {
-        r = await txn.then(...chunk.map((c) => ('key' in c.op ? etcd.delete().key(c.op.key) : etcd.delete().prefix(c.op.prefix)))).commit();
+        r = await txn.then(...deletes).commit();
       } catch (e) {
         const sofar = removed.keys ? `; removed ${describeRemoval(removed)} before that` : '';
-        throw new ClientError('UNAVAILABLE', `etcd did not answer while removing host ${host} (${shortReason(e)})${sofar}; run it again to finish`);
+        const why = shortReason(e);
+        const msg = `etcd did not answer while removing host ${host} (${why})${sofar}; run it again`;
+        throw new ClientError('UNAVAILABLE', msg);
       }
       if (!r.succeeded) return { complete: false, removed };
       for (const resp of r.responses) removed.keys += Number(resp.response_delete_range?.deleted ?? 0);
-      for (const c of chunk) for (const [k, n] of Object.entries(c.counts) as [keyof typeof removed, number][]) removed[k] += n;
+      for (const c of chunk) {
+        for (const [k, n] of Object.entries(c.counts) as [keyof Removed, number][]) removed[k] += n;
+      }
     }
     return { complete: true, removed };
   }

@@ -3,7 +3,15 @@
  * would removing it remove" and "which memberships name an endpoint that exists nowhere". Pure;
  * the master's GC, the cluster view and CalicoClient.removeHost all read the keyspace through it.
  */
-import { bgpHostPrefix, bgpHostsPrefix, decodeIpAssignment, hostPrefix, hostsPrefix, parseKey, workloadPrefix } from '@calico/keyspace';
+import {
+  bgpHostPrefix,
+  bgpHostsPrefix,
+  decodeIpAssignment,
+  hostPrefix,
+  hostsPrefix,
+  parseKey,
+  workloadPrefix,
+} from '@calico/keyspace';
 
 export interface IndexedKey {
   key: string;
@@ -37,7 +45,15 @@ function add<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
 }
 
 export function indexHosts(kvs: Iterable<IndexedKey>): HostIndex {
-  const ix: HostIndex = { alive: new Set(), hostDirs: new Set(), bgpDirs: new Set(), endpointHosts: new Map(), workloads: new Map(), members: [], assignments: [] };
+  const ix: HostIndex = {
+    alive: new Set(),
+    hostDirs: new Set(),
+    bgpDirs: new Set(),
+    endpointHosts: new Map(),
+    workloads: new Map(),
+    members: [],
+    assignments: [],
+  };
   for (const kv of kvs) {
     const { key } = kv;
     if (key.startsWith(hostsPrefix)) {
@@ -97,16 +113,24 @@ export interface HostRemovalPlan {
   dirs: string[];
 }
 
-/** Everything that removing `host` removes, in the order it goes: memberships, workloads, the host's directories, reservations. */
+/** What removing `host` removes, in the order it goes: memberships, workloads, its directories, reservations. */
 export function planHostRemoval(ix: HostIndex, host: string): HostRemovalPlan {
   const workloads = [...(ix.workloads.get(host) ?? [])]
-    .map(([containerId, eps]) => ({ containerId, prefix: workloadPrefix(host, containerId), endpointIds: [...eps].sort() }))
+    .map(([containerId, eps]) => ({
+      containerId,
+      prefix: workloadPrefix(host, containerId),
+      endpointIds: [...eps].sort(),
+    }))
     .sort((a, b) => a.containerId.localeCompare(b.containerId));
   const memberships = ix.members.filter((m) => {
     const where = ix.endpointHosts.get(m.endpointId);
     return where !== undefined && where.has(host) && where.size === 1;
   });
   const assignments = ix.assignments.filter((a) => a.host === host);
-  const dirs = [...(ix.hostDirs.has(host) ? [hostPrefix(host)] : []), ...(ix.bgpDirs.has(host) ? [bgpHostPrefix(host)] : [])];
-  return { host, alive: ix.alive.has(host), known: dirs.length > 0 || assignments.length > 0, workloads, memberships, assignments, dirs };
+  const dirs = [
+    ...(ix.hostDirs.has(host) ? [hostPrefix(host)] : []),
+    ...(ix.bgpDirs.has(host) ? [bgpHostPrefix(host)] : []),
+  ];
+  const known = dirs.length > 0 || assignments.length > 0;
+  return { host, alive: ix.alive.has(host), known, workloads, memberships, assignments, dirs };
 }

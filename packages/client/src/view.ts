@@ -59,13 +59,18 @@ export interface ClusterView {
   notices: Notice[];
 }
 
+const NOTHING_HELD = { endpoints: 0, workloads: 0, reservations: 0 } as const;
+
 export function buildView(kvs: readonly { key: string; value: string }[], revision: number): ClusterView {
   const model = new PolicyModel();
   model.applyAll(kvs.map((kv) => ({ type: 'put' as const, key: kv.key, value: kv.value })));
   const hosts = new Map<string, HostInfo>();
   const host = (name: string) => {
     let h = hosts.get(name);
-    if (!h) hosts.set(name, (h = { name, state: 'down', birdIp: null, bird6Ip: null, alive: false, since: null, endpoints: 0, workloads: 0, reservations: 0 }));
+    if (!h) {
+      h = { name, state: 'down', birdIp: null, bird6Ip: null, alive: false, since: null, ...NOTHING_HELD };
+      hosts.set(name, h);
+    }
     return h;
   };
   const names = new Map<string, string>();
@@ -140,9 +145,13 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
   }
   const hostList = [...hosts.values()].sort((a, b) => a.name.localeCompare(b.name));
   const notices: Notice[] = [
-    ...hostList.filter((h) => h.state === 'down').map((h): Notice => ({ kind: 'host-down', key: hostAliveKey(h.name), host: h.name, message: hostDownMessage(h) })),
+    ...hostList
+      .filter((h) => h.state === 'down')
+      .map((h): Notice => ({ kind: 'host-down', key: hostAliveKey(h.name), host: h.name, message: downMessage(h) })),
     ...membersWithoutEndpoint(ix)
-      .map((m): Notice => ({ kind: 'member-without-endpoint', key: m.key, groupId: m.groupId, endpointId: m.endpointId, message: `endpoint ${m.endpointId} exists on no host; the membership is kept (an orchestrator may write it before the container exists; it goes when the container is removed)` }))
+      .map(({ key, groupId, endpointId }): Notice => {
+        return { kind: 'member-without-endpoint', key, groupId, endpointId, message: memberMessage(endpointId) };
+      })
       .sort((a, b) => a.key.localeCompare(b.key)),
   ];
   return {
@@ -159,7 +168,21 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
   };
 }
 
-function hostDownMessage(h: HostInfo): string {
-  const holds = h.workloads || h.reservations ? `its ${h.workloads} workload(s), their memberships and its ${h.reservations} address reservation(s) are kept` : 'its keys are kept';
-  return `host ${h.name} is down: no liveness key ${hostAliveKey(h.name)} (its calico-node is stopped or cannot reach etcd); ${holds} until it is back or removed (calicoctl node remove ${h.name} --remove-endpoints)`;
+function downMessage(h: HostInfo): string {
+  const holds =
+    h.workloads || h.reservations
+      ? `its ${h.workloads} workload(s), their memberships and its ${h.reservations} address reservation(s) are kept`
+      : 'its keys are kept';
+  return (
+    `host ${h.name} is down: no liveness key ${hostAliveKey(h.name)} ` +
+    '(its calico-node is stopped or cannot reach etcd); ' +
+    `${holds} until it is back or removed (calicoctl node remove ${h.name} --remove-endpoints)`
+  );
+}
+
+function memberMessage(endpointId: string): string {
+  return (
+    `endpoint ${endpointId} exists on no host; the membership is kept ` +
+    '(an orchestrator may write it before the container exists; it goes when the container is removed)'
+  );
 }

@@ -4,7 +4,9 @@
  */
 const LABEL = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
-export const HOST_NAME_RULE = 'lowercase letters, digits, "-" and ".": labels of 1 to 63 characters that start and end with a letter or digit, 253 characters in all (RFC 1123)';
+export const HOST_NAME_RULE =
+  'lowercase letters, digits, "-" and ".": labels of 1 to 63 characters that start and end with a letter or digit, ' +
+  '253 characters in all (RFC 1123)';
 
 /** Why `name` is not a host name, or undefined when it is one. */
 export function hostNameError(name: string): string | undefined {

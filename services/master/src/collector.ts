@@ -64,23 +64,38 @@ export class GarbageCollector {
     const src = this.opts.source();
     const d = decideGc({ ...src, now: (this.opts.now ?? Date.now)(), deadHostsAfterMs: after }, this.tracker);
     this.tracker = d.tracker;
-    const next = after === null ? 'they stay until it is back or removed (calicoctl node remove)' : `it is removed if still down after --gc-dead-hosts-after=${formatDuration(after)}`;
+    const next =
+      after === null
+        ? 'they stay until it is back or removed (calicoctl node remove)'
+        : `it is removed if still down after --gc-dead-hosts-after=${formatDuration(after)}`;
     for (const c of d.changed) {
       if (c.up && c.first) continue;
       const since = c.since === null ? null : new Date(c.since).toISOString();
-      if (c.up) logger.info({ host: c.host, since }, `host ${c.host} is up again (its liveness key is back)`);
-      else {
-        const when = c.first ? 'already down when the master first looked' : `its liveness key ${hostAliveKey(c.host)} is gone`;
-        logger.warn({ host: c.host, since }, `host ${c.host} is down (${when}); keeping its workloads, memberships and address reservations: ${next}`);
+      if (c.up) {
+        logger.info({ host: c.host, since }, `host ${c.host} is up again (its liveness key is back)`);
+        continue;
       }
+      const when = c.first
+        ? 'already down when the master first looked'
+        : `its liveness key ${hostAliveKey(c.host)} is gone`;
+      const keeping = 'keeping its workloads, memberships and address reservations';
+      const msg = `host ${c.host} is down (${when}); ${keeping}: ${next}`;
+      logger.warn({ host: c.host, since }, msg);
     }
     for (const m of d.orphansFound) {
-      logger.info({ etcdKey: m.key, group: m.groupId, endpoint: m.endpointId }, `membership of endpoint ${m.endpointId} in group ${m.groupId}: the endpoint exists on no host; keeping it (it may not have been created yet; it goes when its container is removed)`);
+      const msg =
+        `membership of endpoint ${m.endpointId} in group ${m.groupId}: the endpoint exists on no host; ` +
+        'keeping it (it may not have been created yet; it goes when its container is removed)';
+      logger.info({ etcdKey: m.key, group: m.groupId, endpoint: m.endpointId }, msg);
     }
     for (const s of d.started) {
-      logger.info({ subject: s.subject, reason: s.reason, dueAt: new Date(s.dueAt).toISOString() }, `${s.reason}; removing it and everything it holds at ${new Date(s.dueAt).toISOString()} unless it comes back or etcd goes out of sync`);
+      const dueAt = new Date(s.dueAt).toISOString();
+      const msg = `${s.reason}; removing it and all it holds at ${dueAt} unless it comes back or etcd goes out of sync`;
+      logger.info({ subject: s.subject, reason: s.reason, dueAt }, msg);
     }
-    for (const s of d.ended) logger.info({ subject: s }, 'host is back (or gone) before --gc-dead-hosts-after ran out; it will not be removed');
+    for (const s of d.ended) {
+      logger.info({ subject: s }, 'host is back (or gone) before --gc-dead-hosts-after ran out; it is not removed');
+    }
     const done: HostRemoval[] = [];
     for (const a of d.actions) {
       if (this.stopped) break;
@@ -89,17 +104,20 @@ export class GarbageCollector {
         done.push(r);
         this.opts.onRemoved?.(r, a);
         const n = r.removed;
-        logger.warn(
-          { host: a.host, reason: a.reason, removed: n },
-          `removed host ${a.host}: ${a.reason}; removed ${n.workloads} workload(s) with ${n.endpoints} endpoint(s), ${n.memberships} membership(s), ${n.reservations} address reservation(s), ${n.keys} key(s)`,
-        );
+        const what =
+          `${n.workloads} workload(s) with ${n.endpoints} endpoint(s), ${n.memberships} membership(s), ` +
+          `${n.reservations} address reservation(s), ${n.keys} key(s)`;
+        const msg = `removed host ${a.host}: ${a.reason}; removed ${what}`;
+        logger.warn({ host: a.host, reason: a.reason, removed: n }, msg);
       } catch (e) {
         if (e instanceof ClientError && e.code === 'CONFLICT') {
-          logger.info({ host: a.host, err: e.message }, `host ${a.host} is alive again (or changed while being removed); keeping it`);
+          const msg = `host ${a.host} is alive again (or changed while being removed); keeping it`;
+          logger.info({ host: a.host, err: e.message }, msg);
         } else if (e instanceof ClientError && e.code === 'NOT_FOUND') {
           logger.debug({ host: a.host }, 'host already removed by someone else');
         } else {
-          logger.warn({ host: a.host, err: (e as Error).message }, 'host removal failed (etcd away?); ending this round; it is timed again from the next round');
+          const msg = 'host removal failed (etcd away?); ending this round; it is timed again from the next round';
+          logger.warn({ host: a.host, err: (e as Error).message }, msg);
           break;
         }
       }

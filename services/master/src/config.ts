@@ -8,7 +8,10 @@ export interface MasterConfig {
   /** Where the HTTP API listens; port 0 picks a free one. */
   listen: { host: string; port: number };
   datastore: DatastoreConfig;
-  /** Remove a host that has been down this long, continuously and in sync (as `calicoctl node remove --remove-endpoints`); null: never. */
+  /**
+   * Remove a host that has been down this long, continuously and in sync, as
+   * `calicoctl node remove --remove-endpoints` does; null: never.
+   */
   gcDeadHostsAfterMs: number | null;
   gcIntervalMs: number;
   logLevel: string;
@@ -56,8 +59,9 @@ export function formatDuration(ms: number): string {
   return out || '0s';
 }
 
-/** The shortest --gc-dead-hosts-after accepted (tests use it); a real cluster wants longer than any reboot or upgrade. */
+/** The shortest --gc-dead-hosts-after accepted (tests use it); a cluster wants longer than any reboot or upgrade. */
 export const MIN_DEAD_HOSTS_AFTER_MS = 1_000;
+export const DURATION_RULE = 'a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off';
 
 /** "host:port" or "[v6]:port" → parts; undefined when it is neither. */
 export function parseListen(s: string): { host: string; port: number } | undefined {
@@ -110,8 +114,8 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   };
   const deadRaw = str('gc-dead-hosts-after') ?? env.CALICO_GC_DEAD_HOSTS_AFTER ?? 'off';
   const gcDeadHostsAfterMs = parseDuration(deadRaw);
-  if (gcDeadHostsAfterMs === undefined || (gcDeadHostsAfterMs !== null && gcDeadHostsAfterMs < MIN_DEAD_HOSTS_AFTER_MS)) {
-    errors.push(`--gc-dead-hosts-after=${deadRaw}: a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off`);
+  if (gcDeadHostsAfterMs === undefined || (gcDeadHostsAfterMs ?? Infinity) < MIN_DEAD_HOSTS_AFTER_MS) {
+    errors.push(`--gc-dead-hosts-after=${deadRaw}: ${DURATION_RULE}`);
   }
   const gcIntervalMs = seconds('gc-interval', 'CALICO_GC_INTERVAL', '5', 0.01, 'seconds, 0.01 to 86400 (decimals allowed)');
   const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';

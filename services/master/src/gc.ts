@@ -72,7 +72,10 @@ function* entries(kvs: ReadonlyMap<string, string>): Iterable<IndexedKey> {
  * timer: observed again next round, it starts over, so a removal is never repeated in a loop.
  */
 export function decideGc(input: GcInput, tracker: GcTracker): GcDecision {
-  if (!input.inSync) return { tracker: { ...tracker, epoch: input.epoch, since: new Map() }, actions: [], started: [], ended: [], changed: [], orphansFound: [] };
+  if (!input.inSync) {
+    const frozen = { ...tracker, epoch: input.epoch, since: new Map<string, number>() };
+    return { tracker: frozen, actions: [], started: [], ended: [], changed: [], orphansFound: [] };
+  }
   const ix = indexHosts(entries(input.kvs));
   const hosts = new Map<string, HostSeen>();
   const changed: GcDecision['changed'] = [];
@@ -96,13 +99,16 @@ export function decideGc(input: GcInput, tracker: GcTracker): GcDecision {
       const reason = `host ${host} has no liveness key ${hostAliveKey(host)}`;
       const t = prev.get(subject) ?? input.now;
       if (!prev.has(subject)) started.push({ subject, reason, dueAt: t + after });
-      if (input.now - t >= after) actions.push({ kind: 'host', host, reason: `${reason}, continuously for ${((input.now - t) / 1000).toFixed(1)} s in sync (--gc-dead-hosts-after)` });
-      else since.set(subject, t);
+      const seconds = ((input.now - t) / 1000).toFixed(1);
+      if (input.now - t < after) since.set(subject, t);
+      else actions.push({ kind: 'host', host, reason: `${reason}, continuously for ${seconds} s in sync (--gc-dead-hosts-after)` });
     }
   }
   const ended = [...prev.keys()].filter((s) => hosts.get(s.slice('host:'.length))?.up !== false);
   const orphaned = membersWithoutEndpoint(ix);
-  const orphansFound = orphaned.filter((m) => !tracker.orphans.has(m.key)).map(({ key, groupId, endpointId }) => ({ key, groupId, endpointId }));
+  const orphansFound = orphaned
+    .filter((m) => !tracker.orphans.has(m.key))
+    .map(({ key, groupId, endpointId }) => ({ key, groupId, endpointId }));
   const orphans = new Set(orphaned.map((m) => m.key));
   return { tracker: { epoch: input.epoch, since, hosts, orphans }, actions, started, ended, changed, orphansFound };
 }

@@ -1,6 +1,15 @@
 export { startMaster, apiUrl } from './master.js';
 export type { MasterDeps, RunningMaster } from './master.js';
-export { loadMasterConfig, parseListen, parseDuration, formatDuration, MASTER_USAGE, DEFAULT_PORT, MIN_DEAD_HOSTS_AFTER_MS } from './config.js';
+export {
+  loadMasterConfig,
+  parseListen,
+  parseDuration,
+  formatDuration,
+  MASTER_USAGE,
+  DEFAULT_PORT,
+  DURATION_RULE,
+  MIN_DEAD_HOSTS_AFTER_MS,
+} from './config.js';
 export type { MasterConfig } from './config.js';
 export { decideGc, emptyTracker } from './gc.js';
 export type { GcAction, GcDecision, GcInput, GcTracker, HostSeen } from './gc.js';

@@ -94,7 +94,8 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   const hostsDown = () => gc.hostsDown;
   const metrics = createMetrics({ view: liveView, inSync: trusted, gcPending: () => gc.pending, hostsDown });
 
-  const server = createServer(createApiHandler({ client, health: () => ({ ok: trusted(), etcd: syncer.status }), metrics, logger, hostsDown }));
+  const health = () => ({ ok: trusted(), etcd: syncer.status });
+  const server = createServer(createApiHandler({ client, health, metrics, logger, hostsDown }));
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -123,7 +124,10 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   safetyResync.unref();
   gc.start();
   const deadHosts = config.gcDeadHostsAfterMs === null ? 'off' : formatDuration(config.gcDeadHostsAfterMs);
-  logger.info({ url, ip: config.ip, gcDeadHostsAfter: deadHosts, gcIntervalS: config.gcIntervalMs / 1000 }, 'calico-master API listening; syncing with etcd, then publishing its address');
+  logger.info(
+    { url, ip: config.ip, gcDeadHostsAfter: deadHosts, gcIntervalS: config.gcIntervalMs / 1000 },
+    'calico-master API listening; syncing with etcd, then publishing its address',
+  );
 
   let retry: NodeJS.Timeout | undefined;
   let wake: (() => void) | undefined;

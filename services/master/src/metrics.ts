@@ -37,10 +37,14 @@ export function createMetrics(src: MetricsSource): MasterMetrics {
   fromView('calico_master_groups', 'Security groups under /calico/network/group/.', (v) => v.model.groups().length);
   fromView('calico_master_endpoints', 'Workload endpoints on all hosts.', (v) => v.model.endpoints().length);
   fromView('calico_master_problems', 'Keys under /calico/ that do not decode, and rules that cannot be enforced (GET /v1/problems).', (v) => v.problems.length);
-  fromView('calico_master_members_without_endpoint', 'Memberships whose endpoint exists on no host; kept, never collected (GET /v1/problems lists them).', (v) => v.notices.filter((n) => n.kind === 'member-without-endpoint').length);
+  fromView(
+    'calico_master_members_without_endpoint',
+    'Memberships whose endpoint exists on no host; kept, never collected (GET /v1/problems lists them).',
+    (v) => v.notices.filter((n) => n.kind === 'member-without-endpoint').length,
+  );
   new Gauge({
     name: 'calico_master_hosts',
-    help: 'Hosts known under /calico/host/ or by their address reservations: up while their liveness key (lease) is there, else down.',
+    help: 'Hosts (keys under /calico/host/<h>/ or reservations naming them): up while their liveness key is there.',
     labelNames: ['state'],
     registers,
     collect() {
@@ -61,7 +65,7 @@ export function createMetrics(src: MetricsSource): MasterMetrics {
   });
   new Gauge({
     name: 'calico_master_host_down_since_seconds',
-    help: 'Per down host: when the master saw its liveness key go (Unix time); absent when it was already down when the master started.',
+    help: 'Per down host: when the master saw its liveness key go (Unix time); absent if it was down before the master.',
     labelNames: ['host'],
     registers,
     collect() {
@@ -85,7 +89,12 @@ export function createMetrics(src: MetricsSource): MasterMetrics {
       this.set(src.gcPending());
     },
   });
-  const gcDeleted = new Counter({ name: 'calico_master_gc_deleted_total', help: 'What --gc-dead-hosts-after removed: hosts, their workloads (endpoint), memberships and address reservations (assignment).', labelNames: ['kind'] as const, registers });
+  const gcDeleted = new Counter({
+    name: 'calico_master_gc_deleted_total',
+    help: 'What --gc-dead-hosts-after removed: hosts, workloads (endpoint), memberships and reservations (assignment).',
+    labelNames: ['kind'] as const,
+    registers,
+  });
   for (const kind of ['host', 'endpoint', 'membership', 'assignment']) gcDeleted.inc({ kind }, 0);
   const apiRequests = new Counter({ name: 'calico_master_api_requests_total', help: 'HTTP API requests by route template and status code.', labelNames: ['route', 'code'] as const, registers });
   return { registry, gcDeleted, apiRequests };

@@ -133,11 +133,15 @@ export function parseHostParam(s: string): string {
 /** DELETE /v1/hosts/{host}: removeEndpoints=true|false (false when absent). */
 export function parseRemoveHostQuery(q: URLSearchParams): { removeEndpoints: boolean } {
   const errors: string[] = [];
-  for (const k of new Set(q.keys())) if (k !== 'removeEndpoints') errors.push(`unknown parameter "${k}" (expected removeEndpoints)`);
+  for (const k of new Set(q.keys())) {
+    if (k !== 'removeEndpoints') errors.push(`unknown parameter "${k}" (expected removeEndpoints)`);
+  }
   const all = q.getAll('removeEndpoints');
   const v = all.at(-1);
   if (all.length > 1) errors.push('removeEndpoints given more than once');
-  else if (v !== undefined && v !== 'true' && v !== 'false') errors.push(`removeEndpoints "${v}" must be true or false`);
+  else if (v !== undefined && v !== 'true' && v !== 'false') {
+    errors.push(`removeEndpoints "${v}" must be true or false`);
+  }
   if (errors.length) throw invalid(errors);
   return { removeEndpoints: v === 'true' };
 }

@@ -207,14 +207,17 @@ async function stopRole(ctx: Context, dirs: HostDirs, role: string, label: strin
  */
 async function nodeRemove(ctx: Context, args: string[], removeEndpoints: boolean): Promise<number> {
   const [host] = args;
-  if (host === undefined || args.length !== 1) throw new UsageError('usage: calicoctl node remove <HOSTNAME> [--remove-endpoints]');
+  if (host === undefined || args.length !== 1) {
+    throw new UsageError('usage: calicoctl node remove <HOSTNAME> [--remove-endpoints]');
+  }
   const bad = hostNameError(host);
   if (bad) throw new UsageError(bad);
   const r = await ctx.client.removeHost(host, { removeEndpoints });
   if (ctx.flags.json) ctx.json(r);
   else {
     const n = r.removed;
-    ctx.print(`Removed host ${host}: ${n.workloads} workload(s) with ${n.endpoints} endpoint(s), ${n.memberships} membership(s), ${n.reservations} address reservation(s); ${n.keys} etcd key(s) in all`);
+    const what = `${n.workloads} workload(s) with ${n.endpoints} endpoint(s), ${n.memberships} membership(s)`;
+    ctx.print(`Removed host ${host}: ${what}, ${n.reservations} address reservation(s); ${n.keys} etcd key(s) in all`);
   }
   return 0;
 }
@@ -228,7 +231,12 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   if (args[0] === 'stop') {
     return runtime === 'docker' ? stopContainer(ctx, f.docker, nodeContainer(host), `calico-node on ${host}`) : stopRole(ctx, dirs, 'node', `calico-node on ${host}`);
   }
-  if (args.length) throw new UsageError('usage: calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] … | calicoctl node stop | calicoctl node remove <HOSTNAME> [--remove-endpoints]');
+  if (args.length) {
+    throw new UsageError(
+      'usage: calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] … | calicoctl node stop | ' +
+        'calicoctl node remove <HOSTNAME> [--remove-endpoints]',
+    );
+  }
   if (!f.ip || isIP(f.ip) !== 4) throw new UsageError('--ip=<IPv4> is required: this host\'s address on the management network');
   if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
   if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
@@ -276,18 +284,26 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
 }
 
 /** calicoctl master --ip=… [--gc-dead-hosts-after=<duration>] | calicoctl master stop */
-export async function master(ctx: Context, args: string[], f: NodeFlags & { listen?: string; gcDeadHostsAfter?: string }): Promise<number> {
+export async function master(
+  ctx: Context,
+  args: string[],
+  f: NodeFlags & { listen?: string; gcDeadHostsAfter?: string },
+): Promise<number> {
   const dirs = hostDirs('master', { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
   if (args[0] === 'stop') return runtime === 'docker' ? stopContainer(ctx, f.docker, MASTER_CONTAINER, 'calico-master') : stopRole(ctx, dirs, 'master', 'calico-master');
-  if (args.length) throw new UsageError('usage: calicoctl master --ip=<IP> [--listen=<host:port>] [--gc-dead-hosts-after=<duration>] | calicoctl master stop');
+  if (args.length) {
+    const usage = 'calicoctl master --ip=<IP> [--listen=<host:port>] [--gc-dead-hosts-after=<duration>] | master stop';
+    throw new UsageError(`usage: ${usage}`);
+  }
   if (!f.ip || isIP(f.ip) === 0) throw new UsageError('--ip=<IP> is required: the master\'s address');
   const gcFlags: string[] = [];
   if (f.gcDeadHostsAfter !== undefined) {
-    const { parseDuration, MIN_DEAD_HOSTS_AFTER_MS } = await import('@calico/master');
+    // Checked here, so that a bad value is a usage error rather than a master that will not start.
+    const { parseDuration, DURATION_RULE, MIN_DEAD_HOSTS_AFTER_MS } = await import('@calico/master');
     const ms = parseDuration(f.gcDeadHostsAfter);
-    if (ms === undefined || (ms !== null && ms < MIN_DEAD_HOSTS_AFTER_MS)) {
-      throw new UsageError(`--gc-dead-hosts-after=${f.gcDeadHostsAfter}: a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off`);
+    if (ms === undefined || (ms ?? Infinity) < MIN_DEAD_HOSTS_AFTER_MS) {
+      throw new UsageError(`--gc-dead-hosts-after=${f.gcDeadHostsAfter}: ${DURATION_RULE}`);
     }
     gcFlags.push(`--gc-dead-hosts-after=${f.gcDeadHostsAfter}`);
   }
@@ -302,7 +318,11 @@ export async function master(ctx: Context, args: string[], f: NodeFlags & { list
   if (runtime === 'docker') {
     const up = f.docker;
     await dockerCli(up, ['rm', '-f', MASTER_CONTAINER]);
-    const r = await dockerCli(up, ['run', '-d', '--name', MASTER_CONTAINER, '--net=host', '--restart=unless-stopped', `calico/master:${imageTag(ctx.env)}`, `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...gcFlags]);
+    const r = await dockerCli(up, [
+      'run', '-d', '--name', MASTER_CONTAINER, '--net=host', '--restart=unless-stopped',
+      `calico/master:${imageTag(ctx.env)}`,
+      `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...gcFlags,
+    ]);
     if (r.code !== 0) throw new Error(`docker run ${MASTER_CONTAINER} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
     for (let i = 0; i < 300; i++) {
       if ((await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200) {
@@ -317,7 +337,15 @@ export async function master(ctx: Context, args: string[], f: NodeFlags & { list
     role: 'master',
     runDir: dirs.run,
     logDir: dirs.log,
-    services: [{ name: 'calico-master', argv: [process.execPath, serviceMain('@calico/master'), `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...gcFlags] }],
+    services: [
+      {
+        name: 'calico-master',
+        argv: [
+          process.execPath, serviceMain('@calico/master'),
+          `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...gcFlags,
+        ],
+      },
+    ],
     daemonPidFiles: [],
   };
   ctx.progress(`starting calico-master (logs in ${dirs.log})…`);

@@ -47,7 +47,9 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     const v = await ctx.client.view();
     notices = v.notices;
     // Since when a host is down, only the master knows (it watched the liveness key go).
-    const fromMaster = v.masterApiUrl ? ((await httpJson(new URL('v1/hosts', v.masterApiUrl))) as { hosts?: { name: string; downSince?: string | null }[] } | undefined) : undefined;
+    type MasterHosts = { hosts?: { name: string; downSince?: string | null }[] } | undefined;
+    const hostsUrl = v.masterApiUrl ? new URL('v1/hosts', v.masterApiUrl) : undefined;
+    const fromMaster = hostsUrl ? ((await httpJson(hostsUrl)) as MasterHosts) : undefined;
     const downSince = new Map((fromMaster?.hosts ?? []).map((h) => [h.name, h.downSince ?? null]));
     hosts = v.hosts.map((h) => ({ ...h, downSince: h.state === 'down' ? (downSince.get(h.name) ?? null) : null }));
     endpoints = v.workloads
@@ -63,10 +65,12 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   }
   const me = hosts.find((h) => h.name === host);
   if (ctx.flags.json) {
-    ctx.json({ host, node: running ? 'running' : 'not running', state: me?.state ?? null, services, bgp, endpoints, etcd, master: masterState, hosts, problems, notices });
+    const node = running ? 'running' : 'not running';
+    const state = me?.state ?? null;
+    ctx.json({ host, node, state, services, bgp, endpoints, etcd, master: masterState, hosts, problems, notices });
   } else {
     ctx.print(`host ${host}: calico-node ${inDocker ? `running (container ${nodeContainer(host)})` : running ? `running (supervisor pid ${sup!.pid})` : 'NOT running'}`);
-    if (me?.state === 'down') ctx.print(`  the cluster sees ${host} DOWN: its liveness key is gone; everything it holds is kept`);
+    if (me?.state === 'down') ctx.print(`  the cluster sees ${host} DOWN (no liveness key); all it holds is kept`);
     if (services.length) ctx.print(table(['SERVICE', 'PID', 'RESTARTS'], services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts)])));
     ctx.print('');
     ctx.print(bgp.length ? table(['PEER', 'TYPE', 'STATE', 'SINCE', 'INFO'], bgp.map((b) => [b.peer, b.type, b.state, b.since, b.info])) : 'BGP: no sessions');
@@ -74,17 +78,23 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     ctx.print(endpoints.length ? table(['CONTAINER', 'NAME', 'ADDRESSES', 'STATE'], endpoints.map((e) => [e.container, e.name ?? '-', e.addrs, e.state ?? '-'])) : 'No endpoints on this host');
     ctx.print('');
     if (hosts.length) {
-      const since = (h: (typeof hosts)[number]) => (h.state === 'up' ? (h.since ?? '-') : (h.downSince ?? 'unknown (the master did not see it go)'));
-      ctx.print(table(['HOST', 'STATE', 'SINCE', 'WORKLOADS', 'RESERVATIONS'], hosts.map((h) => [h.name, h.state === 'up' ? 'up' : 'DOWN', since(h), String(h.workloads), String(h.reservations)])));
+      const since = (h: (typeof hosts)[number]) =>
+        h.state === 'up' ? (h.since ?? '-') : (h.downSince ?? 'unknown (the master did not see it go)');
+      const state = (h: (typeof hosts)[number]) => (h.state === 'up' ? 'up' : 'DOWN');
+      const rows = hosts.map((h) => [h.name, state(h), since(h), String(h.workloads), String(h.reservations)]);
+      ctx.print(table(['HOST', 'STATE', 'SINCE', 'WORKLOADS', 'RESERVATIONS'], rows));
       const down = hosts.filter((h) => h.state === 'down').map((h) => h.name);
-      if (down.length) ctx.print(`${down.length} host(s) DOWN keep their workloads, memberships and addresses until they are back or removed: calicoctl node remove <HOSTNAME> --remove-endpoints`);
+      if (down.length) {
+        ctx.print(`${down.length} host(s) DOWN keep their workloads, memberships and addresses until back or removed:`);
+        ctx.print('  calicoctl node remove <HOSTNAME> --remove-endpoints');
+      }
       ctx.print('');
     }
     const orphans = notices.filter((n) => n.kind === 'member-without-endpoint');
     if (orphans.length) {
-      ctx.print(`${orphans.length} membership(s) name an endpoint that exists on no host (kept: it may not have been created yet):`);
+      ctx.print(`${orphans.length} membership(s) name an endpoint that exists on no host (kept):`);
       for (const n of orphans.slice(0, 10)) ctx.print(`  ${n.key}`);
-      if (orphans.length > 10) ctx.print(`  … and ${orphans.length - 10} more (calicoctl status --json lists them all)`);
+      if (orphans.length > 10) ctx.print(`  … and ${orphans.length - 10} more (status --json lists them all)`);
       ctx.print('');
     }
     ctx.print(`etcd: ${etcd}`);
