@@ -62,7 +62,12 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
       onUpdates: () => undefined,
       onStatus: (status, reason) => {
         if (reason === SAFETY_RESYNC && status !== 'stopped') return; // resyncing, then in-sync again: no blip
-        if (status === 'in-sync') logger.info({ revision: syncer.revision, reason }, 'in sync with etcd; GC times absences from now on');
+        if (status === 'in-sync') {
+          logger.info({ revision: syncer.revision, reason }, 'in sync with etcd; GC times absences from now on');
+          // A round at once: which hosts are up is known from the first snapshot on, so a host
+          // that goes down before the first interval is seen to go (and since when).
+          void gc.runOnce().catch(() => undefined);
+        }
         else if (status !== 'stopped') logger.warn({ status, reason }, 'not in sync with etcd; GC paused and its pending timers will start over; the API keeps answering from etcd directly');
         if (status !== 'in-sync') statusEpoch++;
       },
