@@ -1,6 +1,5 @@
 import { defineConfig } from 'vitest/config';
-import type { SerializedError, TestModule, TestRunEndReason } from 'vitest/node';
-import { JsonReporter } from 'vitest/reporters';
+import { JsonReporter, type SerializedError, type TestModule, type TestRunEndReason } from 'vitest/node';
 
 /**
  * In CI (scripts/test.sh exports CI=true) snapshots are only compared, never written: a missing,

@@ -72,11 +72,18 @@ describe('getting started with calicoctl and the docker CLI', () => {
     await waitFor('the BGP session up on h1', async () => (await calicoctl('h1', ['status'])).stdout.includes('Established'), 30_000);
     const st = await calicoctl('h1', ['status', '--json']);
     expect(st.code).toBe(0);
-    const j = JSON.parse(st.stdout) as { node: string; bgp: { peer: string; type: string; state: string }[]; master: string; etcd: string };
+    const j = JSON.parse(st.stdout) as { node: string; bgp: { peer: string; type: string; state: string }[]; master: string; etcd: string; policy: string; metrics: string };
     expect(j.node).toBe('running');
     expect(j.bgp).toEqual([expect.objectContaining({ peer: hosts.h2!.ip, type: 'mesh', state: 'up' })]);
     expect(j.master).toMatch(/^reachable at http:\/\/198\.18\.0\.1:7655\//);
     expect(j.etcd).toBe('reachable');
+    // The node's own word on its policy, and where its metrics are.
+    expect(j.policy).toMatch(/^in sync with etcd, programmed in the kernel/);
+    expect(j.metrics).toBe('http://127.0.0.1:9091/metrics');
+    const text = (await calicoctl('h1', ['status'])).stdout;
+    expect(text).toContain('metrics: http://127.0.0.1:9091/metrics');
+    const scraped = await hosts.h1!.execOk([process.execPath, '-e', "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+    expect(scraped).toMatch(/^calico_node_dataplane_programmed 1$/m);
   });
 
   it('runs the getting-started scenario: A, B, C on host 1, D, E on host 2', async () => {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +52,59 @@ export class Listener {
   }
 }
 
+/** A TCP echo server on addr:port inside a workload. */
+export async function startEcho(cluster: DevCluster, w: Workload, addr: string, port: number): Promise<ManagedProcess> {
+  const argv = await inWorkload(cluster, w, [process.execPath, PROBE, 'echo', addr, String(port)]);
+  const proc = new ManagedProcess({ name: `echo-${w.name}`, argv, logFile: join(cluster.fabric.dir, `echo-${w.name}-${Date.now()}.log`) });
+  await waitFor(`the echo server in ${w.name}`, () => proc.log().includes('ready'), 10_000, () => proc.log());
+  return proc;
+}
+
+/** One long-lived TCP connection from a workload, driven line by line. */
+export class Chat {
+  readonly lines: string[] = [];
+  connected = false;
+  closed: string | null = null;
+  private constructor(private readonly p: ReturnType<typeof spawn>) {
+    let buf = '';
+    p.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const o = JSON.parse(buf.slice(0, i)) as { line?: string; connected?: boolean; closed?: string };
+        buf = buf.slice(i + 1);
+        if (o.line !== undefined) this.lines.push(o.line);
+        if (o.connected) this.connected = true;
+        if (o.closed !== undefined) this.closed = o.closed;
+      }
+    });
+    p.on('close', () => (this.closed ??= 'exited'));
+  }
+
+  static async open(cluster: DevCluster, from: Workload, src: string, dst: string, port: number, timeoutMs = 10_000): Promise<Chat> {
+    const argv = await inWorkload(cluster, from, [process.execPath, PROBE, 'chat', src, dst, String(port)]);
+    const c = new Chat(spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'] }));
+    await waitFor(`a connection from ${src} to ${dst}:${port}`, () => c.connected || c.closed !== null, timeoutMs).catch(() => c.close());
+    if (!c.connected) throw new Error(`no connection from ${src} to ${dst}:${port}: ${c.closed}`);
+    return c;
+  }
+
+  send(line: string): void {
+    this.p.stdin!.write(`${line}\n`);
+  }
+
+  /** Whether the line came back within timeoutMs. */
+  async echoed(line: string, timeoutMs = 5_000): Promise<boolean> {
+    return waitFor(`"${line}" echoed`, () => this.lines.includes(line), timeoutMs).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  close(): void {
+    this.p.kill('SIGKILL');
+  }
+}
+
 let sends = 0;
 
 /**
@@ -73,6 +127,29 @@ export async function sendFrom(
   if (r.code !== 0) throw new Error(`sending from ${src}: exit ${r.code}: ${r.stderr}`);
   const got = JSON.parse(r.stdout) as Record<string, boolean>;
   return cases.map((c) => ({ id: c.id, ok: got[c.id] === true }));
+}
+
+/**
+ * UDP datagrams "<tag>-<n>" from a workload to dst:port, about one a millisecond, each from a
+ * new socket (a new flow, so each meets the rules rather than conntrack), until stop(); stop()
+ * resolves with how many were sent. A listener on dst tells which arrived.
+ */
+export async function startFlood(cluster: DevCluster, from: Workload, src: string, dst: string, port: number, tag: string): Promise<{ stop(): Promise<number> }> {
+  const argv = await inWorkload(cluster, from, [process.execPath, PROBE, 'flood', src, dst, String(port), tag, '600000']);
+  const p = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const done = new Promise<number>((resolve, reject) =>
+    p.on('close', (code) => (code === 0 ? resolve((JSON.parse(out) as { sent: number }).sent) : reject(new Error(`flood from ${src}: exit ${code}: ${err}`)))),
+  );
+  return {
+    stop: () => {
+      p.stdin.end();
+      return done;
+    },
+  };
 }
 
 /** The packet counter of the first rule in a chain that matches `pattern` (iptables-save -c). */

@@ -224,3 +224,54 @@ it('refuses to resume without values', () => {
   const store = new FakeStore();
   expect(() => new Syncer(store.asDatastore(), '/p/', consumer(), { keepValues: false, resume: { revision: 1, state: new Map() } })).toThrow(/resume needs keepValues/);
 });
+
+describe('a handler that throws', () => {
+  it('gets the same batch again after a pause, nothing after it meanwhile, and the status says retrying', async () => {
+    const store = filled(2);
+    const c = consumer();
+    let fail = 0;
+    const offered: string[] = [];
+    const syncer = new Syncer(
+      store.asDatastore(),
+      '/p/',
+      {
+        onStatus: (s) => c.onStatus(s),
+        onUpdates: (b) => {
+          offered.push(b.updates.map((u) => u.key).join(','));
+          if (b.kind === 'watch' && b.updates.some((u) => u.key === '/p/bad') && fail++ < 2) throw new Error('handler broke');
+          c.onUpdates(b);
+        },
+      },
+      { pageSize: 10, resyncIntervalMs: 0, retryMs: 20 },
+    );
+    syncer.start();
+    await syncer.waitInSync(10_000);
+    store.watched('Put', '/p/bad', 'x');
+    store.watched('Put', '/p/after', 'y');
+    await c.reached('retrying');
+    // The failed batch is not delivered, and the one after it waits behind it.
+    expect(c.state.has('/p/bad')).toBe(false);
+    expect(c.state.has('/p/after')).toBe(false);
+    expect(syncer.inSync).toBe(false);
+    await syncer.drain();
+    // Offered three times (two failures), then the next batch, in order.
+    expect(offered.slice(-4)).toEqual(['/p/bad', '/p/bad', '/p/bad', '/p/after']);
+    expect(syncer.stats.handlerErrors).toBe(2);
+    expect(c.state).toEqual(values(store));
+    expect(c.statuses.slice(-2)).toEqual(['retrying', 'in-sync']);
+    expect(syncer.inSync).toBe(true);
+    await syncer.stop();
+  });
+
+  it('stops at once while waiting to offer a failed batch again', async () => {
+    const store = filled(1);
+    const c = consumer();
+    const syncer = new Syncer(store.asDatastore(), '/p/', { onStatus: (s) => c.onStatus(s), onUpdates: () => { throw new Error('always'); } }, { resyncIntervalMs: 0, retryMs: 60_000, maxRetryMs: 60_000 });
+    syncer.start();
+    await c.reached('retrying');
+    // The pause is 60 s, the test's own timeout 5 s: stop() must not wait it out.
+    await syncer.stop();
+    expect(syncer.status).toBe('stopped');
+    expect(syncer.stats.handlerErrors).toBe(1);
+  });
+});

@@ -17,8 +17,12 @@ export interface SyncBatch {
   updates: SyncUpdate[];
 }
 
-/** wait-for-datastore: etcd not reachable; resyncing: taking a snapshot; in-sync: watching. */
-export type SyncStatus = 'wait-for-datastore' | 'resyncing' | 'in-sync' | 'stopped';
+/**
+ * wait-for-datastore: etcd not reachable; resyncing: taking a snapshot; in-sync: watching;
+ * retrying: the handler threw on a batch, which is offered again after a pause (nothing after
+ * it is delivered meanwhile).
+ */
+export type SyncStatus = 'wait-for-datastore' | 'resyncing' | 'in-sync' | 'retrying' | 'stopped';
 
 export interface SyncHandler {
   onUpdates(batch: SyncBatch): void | Promise<void>;
@@ -178,7 +182,11 @@ export class Syncer {
   private resyncTimer: NodeJS.Timeout | undefined;
   private queue: Promise<void> = Promise.resolve();
   private cycling: Promise<void> = Promise.resolve();
+  /** The syncer's own state; reported as 'retrying' instead while the handler is failing. */
   private st: SyncStatus = 'resyncing';
+  private reported: SyncStatus = 'resyncing';
+  private handlerFailing = false;
+  private wakeRetry: (() => void) | undefined;
   private delivered = false;
   private failures = 0;
   private stopped = false;
@@ -210,11 +218,11 @@ export class Syncer {
   }
 
   get status(): SyncStatus {
-    return this.st;
+    return this.reported;
   }
 
   get inSync(): boolean {
-    return this.st === 'in-sync';
+    return this.reported === 'in-sync';
   }
 
   /** The revision everything delivered so far reflects. */
@@ -251,7 +259,7 @@ export class Syncer {
   waitInSync(timeoutMs = 30_000): Promise<void> {
     if (this.inSync) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`syncer for ${this.prefix} not in sync after ${timeoutMs} ms (${this.st})`)), timeoutMs);
+      const t = setTimeout(() => reject(new Error(`syncer for ${this.prefix} not in sync after ${timeoutMs} ms (${this.reported})`)), timeoutMs);
       this.waiters.push(() => {
         clearTimeout(t);
         resolve();
@@ -271,6 +279,7 @@ export class Syncer {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wakeRetry?.();
     this.gen++;
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
@@ -288,12 +297,18 @@ export class Syncer {
   }
 
   private setStatus(s: SyncStatus, reason: string): void {
-    if (s === this.st) return;
     this.st = s;
+    this.report(reason);
+  }
+
+  /** Tells the handler the status it should see, when that changed. */
+  private report(reason: string): void {
+    const s = this.handlerFailing && this.st !== 'stopped' ? 'retrying' : this.st;
+    if (s === this.reported) return;
+    this.reported = s;
     try {
       this.handler.onStatus?.(s, reason);
     } catch (e) {
-      this.stats.handlerErrors++;
       this.opts.logger.error({ prefix: this.prefix, err: String(e) }, 'sync status handler threw; carrying on');
     }
     if (s === 'in-sync') for (const w of this.waiters.splice(0)) w();
@@ -522,16 +537,40 @@ export class Syncer {
     }
   }
 
+  /**
+   * Hands a batch to the handler, after every batch before it. A batch the handler throws on
+   * is not delivered: it is offered again after a growing pause (the same backoff as etcd
+   * failures), nothing after it goes out meanwhile, and the status reads 'retrying'. Handlers
+   * apply puts and deletes, so taking a batch again is harmless.
+   */
   private enqueue(batch: SyncBatch): void {
     this.queue = this.queue.then(async () => {
-      try {
-        await this.handler.onUpdates(batch);
-      } catch (e) {
-        this.stats.handlerErrors++;
-        this.opts.logger.error(
-          { prefix: this.prefix, kind: batch.kind, revision: batch.revision, updates: batch.updates.length, err: errText(e) },
-          'sync handler threw; the batch is counted as delivered and syncing carries on',
-        );
+      for (let failures = 0; !this.stopped; failures++) {
+        try {
+          await this.handler.onUpdates(batch);
+        } catch (e) {
+          this.stats.handlerErrors++;
+          const delay = Math.min(this.opts.retryMs * 2 ** failures, this.opts.maxRetryMs);
+          this.opts.logger.error(
+            { prefix: this.prefix, kind: batch.kind, revision: batch.revision, updates: batch.updates.length, err: errText(e), retryInMs: delay },
+            `sync handler threw; the batch is not delivered, offering it again in ${delay} ms`,
+          );
+          this.handlerFailing = true;
+          this.report(`handler failed: ${errText(e)}`);
+          // stop() cuts the pause short.
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, delay);
+            this.wakeRetry = () => (clearTimeout(t), r());
+          });
+          this.wakeRetry = undefined;
+          continue;
+        }
+        if (this.handlerFailing) {
+          this.handlerFailing = false;
+          this.opts.logger.info({ prefix: this.prefix, kind: batch.kind, revision: batch.revision, failures }, 'sync handler took the batch it had failed on; delivering again');
+          this.report('handler took the batch');
+        }
+        return;
       }
     });
   }

@@ -1,11 +1,11 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
+import { cmdlineNamesFile, stopProcess } from '@calico/proc';
 import { readFile } from 'node:fs/promises';
 import {
   Cleanup,
   exec,
-  pidAlive,
   Dockerd,
   Etcd,
   Fabric,
@@ -149,11 +149,12 @@ export class DevCluster {
     return pid > 0 ? pid : undefined;
   }
 
+  /** Stops the host's BIRD, proven by its command line naming its pid file (see @calico/proc). */
   async stopBird(name: string): Promise<void> {
     const pid = await this.birdPid(name);
-    if (!pid || !pidAlive(pid)) return;
-    process.kill(pid, 'SIGTERM');
-    await waitFor(`BIRD ${pid} to exit`, () => !pidAlive(pid), 10_000);
+    if (!pid) return;
+    const r = await stopProcess({ pid }, { cmdlineMatches: cmdlineNamesFile(this.host(name).bird.pid) });
+    if (r === 'stuck') throw new Error(`BIRD ${pid} of ${name} did not exit`);
   }
 
   host(name: string): DevHost {
@@ -162,8 +163,11 @@ export class DevCluster {
     return h;
   }
 
-  /** Starts (or restarts) calico-node in the host and waits until its proxy answers. */
-  async startNode(name: string): Promise<ManagedProcess> {
+  /**
+   * Starts (or restarts) calico-node in the host and waits until its proxy answers (it listens
+   * only once the policy is programmed); `{ ready: false }` returns at once.
+   */
+  async startNode(name: string, opts: { ready?: boolean } = {}): Promise<ManagedProcess> {
     const h = this.host(name);
     const p = h.ns.spawn(`calico-node`, [
       process.execPath,
@@ -178,6 +182,7 @@ export class DevCluster {
       `--log-level=${this.opts.logLevel ?? 'info'}`,
     ]);
     h.node = p;
+    if (opts.ready === false) return p;
     await waitFor(
       `calico-node on ${name} to be ready`,
       async () => {

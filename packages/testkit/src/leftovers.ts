@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { processExists } from '@calico/proc';
 import { exec } from './exec.js';
 import { listNetns } from './netns.js';
 import { mountsUnder } from './mounts.js';
@@ -19,13 +20,12 @@ export async function snapshotSystem(): Promise<SystemSnapshot> {
   return { rootLinks, netns: (await listNetns()).sort() };
 }
 
+/**
+ * The process exists and has not exited. A killed process nobody has reaped yet (a zombie) has
+ * exited: kill(pid, 0) would still succeed on it (see @calico/proc).
+ */
 export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return processExists(pid);
 }
 
 export interface LeftoverQuery {

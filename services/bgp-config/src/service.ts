@@ -1,6 +1,7 @@
 import { access, readFile } from 'node:fs/promises';
 import type { Datastore, Syncer } from '@calico/datastore';
 import type { Logger } from '@calico/log';
+import { cmdlineNamesFile, stopProcess } from '@calico/proc';
 import { bgpInputFrom, birdView, isBgpKey } from './model.js';
 import { renderBirdConf } from './render.js';
 import { BirdConfigRejected, birdc, installConfig, reloadBird, runBird, type BirdPaths } from './bird.js';
@@ -164,22 +165,10 @@ export class BgpConfigService {
     else logger.error({ out: r.out }, 'BIRD failed to start; trying again shortly');
   }
 
-  /** Stops the BIRD this host runs (by the pid in its pid file). */
+  /** Stops the BIRD this host runs: the pid in its pid file, if that process is BIRD of this file. */
   async stopBird(): Promise<void> {
-    const pid = Number((await readFile(this.opts.paths.pid, 'utf8').catch(() => '')).trim());
-    if (!pid) return;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    for (let i = 0; i < 100; i++) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const file = this.opts.paths.pid;
+    const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    if (pid) await stopProcess({ pid }, { graceMs: 5_000, cmdlineMatches: cmdlineNamesFile(file) });
   }
 }

@@ -23,6 +23,8 @@ export interface NodeConfig {
   statusFile: string | undefined;
   /** /proc/sys, or a writable mount of it (/host/proc/sys in a container, whose own is read-only). */
   procSys: string;
+  /** Where GET /metrics is served (Prometheus text), or null for nowhere. */
+  metricsListen: { host: string; port: number } | null;
 }
 
 export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and policy agent for one host
@@ -42,6 +44,8 @@ export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and p
                            /calico/config/EndpointToHostAction overrides it
   --dataplane-resync=<s>   reread iptables/ipset and repair them this often (30)
   --status-file=<file>     write the agent's view (sync status, desired vs applied) there, for diags
+  --metrics-listen=<host:port>|none
+                           CALICO_METRICS_LISTEN, else 127.0.0.1:9091: Prometheus metrics at /metrics
   --proc-sys=<dir>         CALICO_PROC_SYS, else /proc/sys: where per-interface sysctls are written
                            (a container's own /proc/sys is read-only: mount the host's /proc)
   --log-level=<level>      LOG_LEVEL, else info`;
@@ -67,6 +71,7 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
         'dataplane-resync': { type: 'string' },
         'status-file': { type: 'string' },
         'proc-sys': { type: 'string' },
+        'metrics-listen': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -113,9 +118,17 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
   const resyncRaw = str('dataplane-resync') ?? '30';
   const resyncS = Number(resyncRaw);
   if (!Number.isFinite(resyncS) || resyncS < 0) errors.push(`--dataplane-resync=${resyncRaw}: seconds, 0 to turn it off`);
+  const metricsRaw = str('metrics-listen') ?? env.CALICO_METRICS_LISTEN ?? '127.0.0.1:9091';
+  let metricsListen: NodeConfig['metricsListen'] = null;
+  if (metricsRaw !== 'none') {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(metricsRaw);
+    const host = m?.[1]?.replace(/^\[|\]$/g, '') ?? '';
+    if (!m || isIP(host) === 0 || Number(m[2]) > 65535) errors.push(`--metrics-listen=${metricsRaw}: expected <IP>:<port> (port 0: any free one) or none`);
+    else metricsListen = { host, port: Number(m[2]) };
+  }
   if (errors.length || !datastore || !upstream) return { ok: false, errors };
   return {
     ok: true,
-    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file'), procSys: str('proc-sys') ?? env.CALICO_PROC_SYS ?? '/proc/sys' },
+    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file'), procSys: str('proc-sys') ?? env.CALICO_PROC_SYS ?? '/proc/sys', metricsListen },
   };
 }

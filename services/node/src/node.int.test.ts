@@ -13,7 +13,7 @@ import {
   type NamespaceHost,
 } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
-import { ipAssignmentKey, ipPoolKey, workloadPrefix, groupMemberKey, hostAliveKey, birdIpKey } from '@calico/keyspace';
+import { encodeIpAssignment, ipAssignmentKey, ipPoolKey, workloadPrefix, groupMemberKey, hostAliveKey, birdIpKey } from '@calico/keyspace';
 import { LABELS } from './workload/createRequest.js';
 
 const mainJs = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'dist', 'main.js');
@@ -288,6 +288,81 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     expect(await ds.get(ipAssignmentKey('198.19.6.2'))).toBeUndefined();
     expect(await keysUnder(workloadPrefix('h1', gone))).toEqual([]);
     await docker(['rm', '-f', keep]);
+  });
+
+  it('a restarted node reserves a lost address again for its running workload, and networks nothing whose address another holds', async () => {
+    const lost = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.11', image, 'sleep', '300'])).stdout.trim();
+    const taken = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.12', image, 'sleep', '300'])).stdout.trim();
+    const eid = async (id: string) => (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).stdout.trim();
+    const [lostEid, takenEid] = [await eid(lost), await eid(taken)];
+    const hostIf = (e: string) => `cali${e.replace(/-/g, '').slice(0, 11)}`;
+    const pings = async (a: string) => (await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', a])).code === 0;
+    // Control: both networked.
+    expect(await pings('198.19.6.11')).toBe(true);
+    expect(await pings('198.19.6.12')).toBe(true);
+    const takenValue = await ds.get(ipAssignmentKey('198.19.6.12'));
+    expect(takenValue).toContain(taken);
+    await node!.stop();
+    // While the node is down: one reservation is lost, the other now names another container
+    // on another host; both veths are gone (as after a reboot).
+    await ds.delete(ipAssignmentKey('198.19.6.11'));
+    const other = encodeIpAssignment({ host: 'h9', containerId: 'f'.repeat(64), endpointId: '99999999-9999-4999-8999-999999999999' });
+    await ds.put(ipAssignmentKey('198.19.6.12'), other);
+    for (const e of [lostEid, takenEid]) await h1.execOk(['ip', 'link', 'del', hostIf(e)]);
+    node = startNode(h1, 'h1');
+    await waitReady(node, proxySock);
+    try {
+      expect(await ds.get(ipAssignmentKey('198.19.6.11'))).toContain(lost);
+      expect(await pings('198.19.6.11')).toBe(true);
+      // The other holder keeps the address; the workload is not networked, and the log says why.
+      expect(await ds.get(ipAssignmentKey('198.19.6.12'))).toBe(other);
+      expect((await h1.exec(['ip', 'link', 'show', hostIf(takenEid)])).code).not.toBe(0);
+      expect(node.log()).toMatch(new RegExp(`container ${taken.slice(0, 12)} is not networked: address 198\\.19\\.6\\.12 is reserved by container f{12} on host h9`));
+    } finally {
+      await ds.delete(ipAssignmentKey('198.19.6.12'));
+      await docker(['rm', '-f', lost, taken]);
+    }
+  });
+
+  it('a container with our labels but no reservation and no endpoint record of its own is not networked', async () => {
+    const real = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.21', image, 'sleep', '300'])).stdout.trim();
+    const labels = (await docker(['inspect', '-f', '{{json .Config.Labels}}', real])).stdout.trim();
+    await docker(['rm', '-f', real]);
+    await waitFor('released', async () => (await ds.get(ipAssignmentKey('198.19.6.21'))) === undefined, 15_000);
+    // The same labels on a container made straight on dockerd (what docker commit would copy).
+    const args = Object.entries(JSON.parse(labels) as Record<string, string>).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
+    const forged = (await dockerd.dockerOk(['run', '-d', '--net', 'none', ...args, image, 'sleep', '300'])).trim();
+    try {
+      const ofIt = `container ${forged.slice(0, 12)} is not networked: address 198.19.6.21 has no reservation`;
+      await waitFor('the node to refuse it', () => node!.log().includes(ofIt), 15_000, () => node!.log().slice(-2000));
+      expect(await ds.get(ipAssignmentKey('198.19.6.21'))).toBeUndefined();
+      expect(await keysUnder(workloadPrefix('h1', forged))).toEqual([]);
+      expect((await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', '198.19.6.21'])).code).not.toBe(0);
+    } finally {
+      await dockerd.dockerOk(['rm', '-f', forged]);
+    }
+  });
+
+  it('serves Prometheus metrics in its host: in sync, programmed, endpoints, plumbing and proxy requests by route', async () => {
+    const scrape = async () => h1.execOk([process.execPath, '-e', "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+    const value = (text: string, name: string) => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.slice(name.length + 1) ?? NaN);
+    const before = await scrape();
+    expect(value(before, 'calico_node_datastore_in_sync')).toBe(1);
+    expect(value(before, 'calico_node_dataplane_programmed')).toBe(1);
+    expect(value(before, 'calico_node_seconds_since_full_sync')).toBeGreaterThanOrEqual(0);
+    const created = value(before, 'calico_node_proxy_requests_total{route="create",outcome="2xx"}') || 0;
+    const plumbed = value(before, 'calico_node_plumb_seconds_count{outcome="ok"}') || 0;
+    const id = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.31', image, 'sleep', '300'])).stdout.trim();
+    try {
+      await waitFor('the endpoint in the metrics', async () => value(await scrape(), 'calico_node_local_endpoints') >= 1, 10_000);
+      const after = await scrape();
+      expect(value(after, 'calico_node_proxy_requests_total{route="create",outcome="2xx"}')).toBe(created + 1);
+      expect(value(after, 'calico_node_plumb_seconds_count{outcome="ok"}')).toBe(plumbed + 1);
+      expect(value(after, 'calico_node_proxy_requests_total{route="passthrough",outcome="2xx"}')).toBeGreaterThan(0);
+      expect(value(after, 'calico_node_dataplane_apply_seconds_count{outcome="ok"}')).toBeGreaterThan(0);
+    } finally {
+      await docker(['rm', '-f', id]);
+    }
   });
 
   it('a container restarted by its restart policy comes back with the same address and MAC', async () => {

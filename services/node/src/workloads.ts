@@ -7,6 +7,17 @@ import { hostIfName } from './plumber/names.js';
 import type { EndpointStore } from './etcd/endpoints.js';
 import type { AddressRegistry } from './etcd/addresses.js';
 
+/** A workload whose addresses are not (all) reserved for it: it is not networked. */
+export class AddressConflictError extends Error {
+  override name = 'AddressConflictError';
+  constructor(
+    readonly containerId: string,
+    readonly conflicts: string[],
+  ) {
+    super(`container ${containerId.slice(0, 12)} is not networked: ${conflicts.join('; ')}`);
+  }
+}
+
 /** What the proxy stamped on a container at create time. */
 export interface WorkloadLabels {
   endpointId: string;
@@ -80,7 +91,15 @@ export class Workloads {
    */
   ensureRunning(containerId: string, opts: { force?: boolean } = {}): Promise<boolean> {
     return this.serial(containerId, async () => {
-      const info = await this.docker.getContainer(containerId).inspect();
+      let info: Docker.ContainerInspectInfo;
+      try {
+        info = await this.docker.getContainer(containerId).inspect();
+      } catch (e) {
+        // Gone already (a start event handled before the proxy's own start networked it, and a
+        // short --rm container ran and went; or someone removed it): nothing is left to network.
+        if ((e as { statusCode?: number }).statusCode === 404) return false;
+        throw e;
+      }
       const w = workloadLabels(info.Config.Labels, this.host);
       if (!w) return false;
       const id = info.Id;
@@ -93,17 +112,15 @@ export class Workloads {
       this.known.set(id, w);
       if (!fresh || opts.force) {
         const t0 = performance.now();
+        // Nothing is plumbed for an address that is not this workload's (a conflict throws).
+        await this.ensureReservation(id, w);
         let tPlumbed = t0;
         let tRecorded = t0;
         // The kernel and etcd are independent here: do both at once. If plumbing fails the
         // caller marks the endpoint inactive again.
         await Promise.all([
           this.plumber.plumb({ endpointId: w.endpointId, pid, addrs: w.addrs, mac: w.mac }).then(() => (tPlumbed = performance.now())),
-          (async () => {
-            await this.ensureReservation(id, w);
-            await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name });
-            tRecorded = performance.now();
-          })(),
+          this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name }).then(() => (tRecorded = performance.now())),
         ]);
         this.plumbedPid.set(id, pid);
         const ms = { plumb: +(tPlumbed - t0).toFixed(1), etcd: +(tRecorded - t0).toFixed(1) };
@@ -156,15 +173,43 @@ export class Workloads {
     this.logger.info({ container: containerId.slice(0, 12), endpoint: endpointId, addrs, groups }, 'workload removed; endpoint, memberships and addresses released');
   }
 
-  /** A reservation still marked pending (the node died between create and confirm) is completed. */
+  /**
+   * Every address of a workload must be reserved for it before it is networked. A reservation
+   * still marked pending (the node died between create and confirm) moves to the container. A
+   * missing one (lost while the node was away) is made again, when etcd records this
+   * container's endpoint with the address: the labels alone are no proof. One that another
+   * container holds is a conflict: the workload is not networked, and the error says who.
+   */
   private async ensureReservation(containerId: string, w: WorkloadLabels): Promise<void> {
     if (this.confirmed.has(containerId)) return;
+    const mine = { host: this.host, containerId, endpointId: w.endpointId };
+    const conflicts: string[] = [];
     for (const a of w.addrs) {
-      const h = await this.addresses.holder(a);
-      if (h && h.host === this.host && h.endpointId === w.endpointId && h.containerId !== containerId) {
-        await this.addresses.transfer(a, encodeIpAssignment(h), { host: this.host, containerId, endpointId: w.endpointId });
+      for (let attempt = 0; ; attempt++) {
+        const h = await this.addresses.holder(a);
+        if (h && h.host === this.host && h.containerId === containerId) break;
+        if (h && h.host === this.host && h.endpointId === w.endpointId) {
+          if (await this.addresses.transfer(a, encodeIpAssignment(h), mine)) break;
+        } else if (h) {
+          conflicts.push(`address ${a} is reserved by ${h.containerId ? `container ${h.containerId.slice(0, 12)}` : 'another endpoint'} on host ${h.host}`);
+          break;
+        } else {
+          const recorded = await this.endpoints.recordedAddrs(containerId, w.endpointId);
+          if (!recorded?.includes(a)) {
+            conflicts.push(`address ${a} has no reservation, and etcd records no endpoint of this container with it`);
+            break;
+          }
+          const r = await this.addresses.reserve(a, mine);
+          if (r.ok) {
+            this.logger.warn({ container: containerId.slice(0, 12), endpoint: w.endpointId, addr: a }, 'reservation was missing; reserved the address again for its running workload');
+            break;
+          }
+        }
+        // The reservation changed between the read and the write: look again.
+        if (attempt >= 3) throw new Error(`the reservation of ${a} keeps changing; not networking container ${containerId.slice(0, 12)}`);
       }
     }
+    if (conflicts.length) throw new AddressConflictError(containerId, conflicts);
     this.confirmed.add(containerId);
   }
 

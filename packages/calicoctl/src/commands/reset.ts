@@ -3,8 +3,9 @@ import { readdir, rm, readFile } from 'node:fs/promises';
 import { hostPrefix, bgpHostPrefix, groupMemberKey, ipAssignmentKey } from '@calico/keyspace';
 import { UsageError, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
-import { readSupervisor } from '../supervisor.js';
-import { containerRunning, dockerCli, nodeContainer, runQuiet, type NodeFlags } from './services.js';
+import { cmdlineNamesFile, signalIfOurs, stopProcess, waitNotAlive } from '@calico/proc';
+import { cleanStale } from '../supervisor.js';
+import { containerRunning, dockerCli, inspectRole, nodeContainer, runQuiet, type NodeFlags } from './services.js';
 
 interface Removed {
   services: number;
@@ -14,17 +15,6 @@ interface Removed {
   ipsets: number;
   files: number;
   keys: number;
-}
-
-async function pidGone(pid: number, ms: number): Promise<void> {
-  for (let i = 0; i < ms / 50; i++) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Removes our chains, hooks and ipsets from this namespace's kernel. */
@@ -63,27 +53,25 @@ export async function reset(ctx: Context, args: string[], f: NodeFlags): Promise
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const removed: Removed = { services: 0, interfaces: 0, routes: 0, chains: 0, ipsets: 0, files: 0, keys: 0 };
 
-  const sup = readSupervisor(dirs.run, 'node');
+  const sup = inspectRole(dirs, 'node', host);
   if (sup?.alive) {
     ctx.progress(`stopping calico-node on ${host}…`);
-    process.kill(sup.pid, 'SIGTERM');
-    await pidGone(sup.pid, 30_000);
+    if (signalIfOurs(sup.record, 'SIGTERM')) await waitNotAlive(sup.record, 30_000);
     removed.services++;
+  } else if (sup) {
+    // A dead supervisor's services that are still running (BIRD follows below).
+    removed.services += (await cleanStale(sup, dirs.run, 'node')).stopped.length;
   }
   if (await containerRunning(f.docker, nodeContainer(host))) {
     ctx.progress(`removing container ${nodeContainer(host)}…`);
     await dockerCli(f.docker, ['rm', '-f', nodeContainer(host)]);
     removed.services++;
   }
-  const birdPid = Number((await readFile(`${dirs.state}/bird.pid`, 'utf8').catch(() => '')).trim());
+  const birdPidFile = `${dirs.state}/bird.pid`;
+  const birdPid = Number((await readFile(birdPidFile, 'utf8').catch(() => '')).trim());
   if (birdPid) {
-    try {
-      process.kill(birdPid, 'SIGTERM');
-      await pidGone(birdPid, 10_000);
-      removed.services++;
-    } catch {
-      // not running
-    }
+    const r = await stopProcess({ pid: birdPid }, { cmdlineMatches: cmdlineNamesFile(birdPidFile) });
+    if (r !== 'not-running') removed.services++;
   }
 
   ctx.progress('removing workload interfaces, routes, chains and ipsets…');

@@ -5,7 +5,9 @@ import { request } from 'node:http';
 import { isIP, bgpHostAsNumKey, encodeAsNum, hostNameError } from '@calico/keyspace';
 import { UsageError, type Context } from '../context.js';
 import { calicoctlMain, hostDirs, serviceMain, type HostDirs } from '../paths.js';
-import { readSupervisor, type SupervisorSpec } from '../supervisor.js';
+import { checkProcess, recordProcess, signalIfOurs, waitNotAlive } from '@calico/proc';
+import type { Liveness, ProcessRecord } from '@calico/proc';
+import { cleanStale, readSupervisor, type SupervisorSpec, type SupervisorStatus } from '../supervisor.js';
 
 export interface NodeFlags {
   ip?: string;
@@ -143,24 +145,75 @@ async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: Host
   throw new Error(`calico-node in ${name} did not answer on ${listen} within 90 s; see: docker logs ${name}`);
 }
 
-function startSupervisor(spec: SupervisorSpec): number {
+const SERVICE_PACKAGES: Record<string, Parameters<typeof serviceMain>[0]> = {
+  'calico-node': '@calico/node',
+  'calico-bgp-config': '@calico/bgp-config',
+  'calico-diags': '@calico/diags',
+  'calico-master': '@calico/master',
+};
+
+/**
+ * A role's supervisor and services as its pid and state files record them, each checked by
+ * @calico/proc. A service entry of an older state file (a pid only) is taken for ours when its
+ * command line runs that service's main script, for this host.
+ */
+export function inspectRole(dirs: HostDirs, role: 'node' | 'master', host: string | null): SupervisorStatus | null {
+  return readSupervisor(dirs.run, role, {
+    serviceMatches: (name, argv) => {
+      const pkg = SERVICE_PACKAGES[name];
+      return !!pkg && argv[1] === serviceMain(pkg) && (host === null || argv.includes(`--hostname=${host}`));
+    },
+  });
+}
+
+/** Why a process is not alive, for people: "pid 12 has exited (a zombie, not yet reaped)". */
+export const whyNot = (l: Liveness): string => (l.alive ? `pid ${l.pid} is running` : l.detail);
+
+/**
+ * Before a start: the role's supervisor when it is alive and ours ("already running"), else
+ * null. A recorded supervisor that is dead, a zombie or a reused pid is cleaned up first: what
+ * it left running is stopped (only processes proven ours), its stale files go, one line says so.
+ */
+async function alreadyRunning(
+  ctx: Context,
+  dirs: HostDirs,
+  role: 'node' | 'master',
+  label: string,
+  host: string | null,
+): Promise<SupervisorStatus | null> {
+  const sup = inspectRole(dirs, role, host);
+  if (!sup) return null;
+  if (sup.alive) return sup;
+  const { stopped } = await cleanStale(sup, dirs.run, role);
+  const left = stopped.length ? `; stopped what it left running: ${stopped.join(', ')}` : '';
+  const line = `${label}: supervisor ${whyNot(sup.liveness)}; removed its stale pid and state files${left}`;
+  if (ctx.flags.json) ctx.err.write(`${line}\n`);
+  else ctx.print(line);
+  return null;
+}
+
+/** Starts the supervisor, detached; returns its record (spawn returns once it has exec'd). */
+function startSupervisor(spec: SupervisorSpec): ProcessRecord {
   mkdirSync(spec.runDir, { recursive: true });
   mkdirSync(spec.logDir, { recursive: true });
   const child = spawn(process.execPath, [calicoctlMain(), '_supervise', JSON.stringify(spec)], { detached: true, stdio: 'ignore' });
   child.unref();
-  return child.pid!;
+  return recordProcess(child.pid!) ?? { pid: child.pid! };
 }
 
-async function waitReady(ctx: Context, what: string, check: () => Promise<boolean>, supervisorPid: number, logFiles: string[], timeoutMs = 60_000): Promise<void> {
+async function waitReady(
+  ctx: Context,
+  what: string,
+  check: () => Promise<boolean>,
+  supervisor: ProcessRecord,
+  logFiles: string[],
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let dots = 0;
   while (Date.now() < deadline) {
     if (await check()) return;
-    try {
-      process.kill(supervisorPid, 0);
-    } catch {
-      break;
-    }
+    if (!checkProcess(supervisor).alive) break;
     if (++dots % 10 === 0) ctx.progress(`  still waiting for ${what}…`);
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -173,30 +226,35 @@ async function waitReady(ctx: Context, what: string, check: () => Promise<boolea
     }
     return `--- ${f} ---\n${t}`;
   });
-  try {
-    process.kill(supervisorPid, 'SIGTERM');
-  } catch {
-    // gone already
-  }
+  signalIfOurs(supervisor, 'SIGTERM');
   throw new Error(`${what} did not become ready; stopped it again. Last log lines:\n${tails.join('\n')}`);
 }
 
-async function stopRole(ctx: Context, dirs: HostDirs, role: string, label: string): Promise<number> {
-  const s = readSupervisor(dirs.run, role);
-  if (!s || !s.alive) {
+async function stopRole(
+  ctx: Context,
+  dirs: HostDirs,
+  role: 'node' | 'master',
+  label: string,
+  host: string | null,
+): Promise<number> {
+  const s = inspectRole(dirs, role, host);
+  if (!s) {
     ctx.print(`${label} is not running`);
     return 0;
   }
-  process.kill(s.pid, 'SIGTERM');
+  if (!s.alive) {
+    // The supervisor died without stopping its services: stop them, and its daemons, here.
+    const { stopped } = await cleanStale(s, dirs.run, role, { daemons: true });
+    const left = stopped.length ? `; stopped what it left running: ${stopped.join(', ')}` : '';
+    const why = whyNot(s.liveness);
+    ctx.print(`${label} is not running (supervisor ${why}); removed its stale pid and state files${left}`);
+    return 0;
+  }
+  signalIfOurs(s.record, 'SIGTERM');
   ctx.progress(`stopping ${label} (supervisor pid ${s.pid})…`);
-  for (let i = 0; i < 300; i++) {
-    try {
-      process.kill(s.pid, 0);
-    } catch {
-      ctx.print(`${label} stopped`);
-      return 0;
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  if (await waitNotAlive(s.record, 30_000)) {
+    ctx.print(`${label} stopped`);
+    return 0;
   }
   throw new Error(`${label} (pid ${s.pid}) did not stop within 30 s`);
 }
@@ -229,7 +287,10 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
   if (args[0] === 'stop') {
-    return runtime === 'docker' ? stopContainer(ctx, f.docker, nodeContainer(host), `calico-node on ${host}`) : stopRole(ctx, dirs, 'node', `calico-node on ${host}`);
+    const label = `calico-node on ${host}`;
+    return runtime === 'docker'
+      ? stopContainer(ctx, f.docker, nodeContainer(host), label)
+      : stopRole(ctx, dirs, 'node', label, host);
   }
   if (args.length) {
     throw new UsageError(
@@ -240,8 +301,8 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   if (!f.ip || isIP(f.ip) !== 4) throw new UsageError('--ip=<IPv4> is required: this host\'s address on the management network');
   if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
   if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
-  const running = readSupervisor(dirs.run, 'node');
-  if (running?.alive) {
+  const running = await alreadyRunning(ctx, dirs, 'node', `calico-node on ${host}`, host);
+  if (running) {
     ctx.print(`calico-node is already running on ${host} (supervisor pid ${running.pid}); "calicoctl node stop" first to change it`);
     return 0;
   }
@@ -269,13 +330,17 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
     daemonPidFiles: [join(dirs.state, 'bird.pid')],
   };
   ctx.progress(`starting calico-node and bgp-config on ${host} (logs in ${dirs.log})…`);
-  const pid = startSupervisor(spec);
-  await waitReady(ctx, 'the Docker API proxy', async () => (await httpStatus({ socketPath: proxySock }, '/_ping')) === 200, pid, [join(dirs.log, 'calico-node.log')]);
+  const sup = startSupervisor(spec);
+  const proxyUp = async () => (await httpStatus({ socketPath: proxySock }, '/_ping')) === 200;
+  await waitReady(ctx, 'the Docker API proxy', proxyUp, sup, [join(dirs.log, 'calico-node.log')]);
   ctx.progress('  Docker API proxy ready; waiting for BIRD…');
   const birdSock = join(dirs.state, 'bird.ctl');
-  await waitReady(ctx, 'BIRD', async () => (await runQuiet(['birdc', '-s', birdSock, 'show', 'status'])).includes('up and running'), pid, [join(dirs.log, 'calico-bgp-config.log')]);
-  if (ctx.flags.json) ctx.json({ host, supervisorPid: pid, docker: `tcp://${f.proxyListen ?? '127.0.0.1:2375'}`, dockerSocket: `unix://${proxySock}`, logs: dirs.log });
-  else {
+  const birdUp = async () => (await runQuiet(['birdc', '-s', birdSock, 'show', 'status'])).includes('up and running');
+  await waitReady(ctx, 'BIRD', birdUp, sup, [join(dirs.log, 'calico-bgp-config.log')]);
+  if (ctx.flags.json) {
+    const docker = `tcp://${f.proxyListen ?? '127.0.0.1:2375'}`;
+    ctx.json({ host, supervisorPid: sup.pid, docker, dockerSocket: `unix://${proxySock}`, logs: dirs.log });
+  } else {
     ctx.print(`calico-node is running on ${host}`);
     ctx.print(`  Docker API: DOCKER_HOST=tcp://${f.proxyListen ?? '127.0.0.1:2375'} (or unix://${proxySock})`);
     ctx.print(`  logs: ${dirs.log}   stop: calicoctl node stop --hostname=${host}`);
@@ -291,7 +356,11 @@ export async function master(
 ): Promise<number> {
   const dirs = hostDirs('master', { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
-  if (args[0] === 'stop') return runtime === 'docker' ? stopContainer(ctx, f.docker, MASTER_CONTAINER, 'calico-master') : stopRole(ctx, dirs, 'master', 'calico-master');
+  if (args[0] === 'stop') {
+    return runtime === 'docker'
+      ? stopContainer(ctx, f.docker, MASTER_CONTAINER, 'calico-master')
+      : stopRole(ctx, dirs, 'master', 'calico-master', null);
+  }
   if (args.length) {
     const usage = 'calicoctl master --ip=<IP> [--listen=<host:port>] [--gc-dead-hosts-after=<duration>] | master stop';
     throw new UsageError(`usage: ${usage}`);
@@ -307,8 +376,8 @@ export async function master(
     }
     gcFlags.push(`--gc-dead-hosts-after=${f.gcDeadHostsAfter}`);
   }
-  const running = readSupervisor(dirs.run, 'master');
-  if (running?.alive) {
+  const running = await alreadyRunning(ctx, dirs, 'master', 'calico-master', null);
+  if (running) {
     ctx.print(`calico-master is already running (supervisor pid ${running.pid})`);
     return 0;
   }
@@ -349,9 +418,10 @@ export async function master(
     daemonPidFiles: [],
   };
   ctx.progress(`starting calico-master (logs in ${dirs.log})…`);
-  const pid = startSupervisor(spec);
-  await waitReady(ctx, 'calico-master', async () => (await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200, pid, [join(dirs.log, 'calico-master.log')]);
-  if (ctx.flags.json) ctx.json({ supervisorPid: pid, api: `http://${listen}/`, logs: dirs.log });
+  const sup = startSupervisor(spec);
+  const masterUp = async () => (await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200;
+  await waitReady(ctx, 'calico-master', masterUp, sup, [join(dirs.log, 'calico-master.log')]);
+  if (ctx.flags.json) ctx.json({ supervisorPid: sup.pid, api: `http://${listen}/`, logs: dirs.log });
   else ctx.print(`calico-master is running: API http://${listen}/ , logs in ${dirs.log}`);
   return 0;
 }

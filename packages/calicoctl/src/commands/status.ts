@@ -1,9 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError, table, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
-import { readSupervisor } from '../supervisor.js';
 import type { HostInfo, Notice } from '@calico/client';
-import { containerRunning, httpJson, httpStatus, nodeContainer, runQuiet, type NodeFlags } from './services.js';
+import { containerRunning, httpJson, httpStatus, inspectRole, nodeContainer, runQuiet, whyNot } from './services.js';
+import type { NodeFlags } from './services.js';
 
 export interface BgpSession {
   peer: string;
@@ -28,14 +29,36 @@ export function parseBirdProtocols(text: string): BgpSession[] {
     });
 }
 
+/** What the node's agent last wrote of itself (every few seconds): its sync state and metrics URL. */
+function agentView(file: string): { policy: string; metrics: string | null } {
+  let doc: { writtenAt?: string; metricsUrl?: string | null; programmed?: boolean; datastore?: { status?: string } };
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8')) as typeof doc;
+  } catch {
+    return { policy: `unknown (no agent status in ${file} yet)`, metrics: null };
+  }
+  const sync = doc.datastore?.status === 'in-sync' ? 'in sync with etcd' : `not in sync with etcd (${doc.datastore?.status ?? 'unknown'})`;
+  const kernel = doc.programmed ? 'programmed in the kernel' : 'not yet programmed in the kernel';
+  return { policy: `${sync}, ${kernel} (as of ${doc.writtenAt ?? '?'})`, metrics: doc.metricsUrl ?? null };
+}
+
 export async function status(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
   if (args.length) throw new UsageError('usage: calicoctl status [--hostname=<NAME>]');
   const host = ctx.hostname;
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
-  const sup = readSupervisor(dirs.run, 'node');
+  // Running means the recorded supervisor is alive and is the process calicoctl started: a
+  // zombie or a reused pid is "not running" (see @calico/proc).
+  const sup = inspectRole(dirs, 'node', host);
   const inDocker = !sup?.alive && (await containerRunning(f.docker, nodeContainer(host)));
   const running = !!sup?.alive || inDocker;
-  const services = Object.entries(sup?.state?.services ?? {}).map(([name, s]) => ({ name, pid: running ? s.pid : null, restarts: s.restarts }));
+  const reason = running ? null : sup ? `supervisor ${whyNot(sup.liveness)}` : `no supervisor recorded in ${dirs.run}`;
+  const services = Object.entries(sup?.state?.services ?? {}).map(([name, s]) => {
+    const l = sup?.services.find((x) => x.name === name)?.liveness;
+    const state = l?.alive ? 'running' : l ? `not running: ${whyNot(l)}` : 'not running';
+    return { name, pid: l?.alive ? s.pid : null, restarts: s.restarts, state };
+  });
+  const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+  const leftRunning = running ? [] : services.filter((s) => s.pid !== null).sort(byName);
   const bgp = running ? parseBirdProtocols(await runQuiet(['birdc', '-s', join(dirs.state, 'bird.ctl'), 'show', 'protocols'])) : [];
   let etcd = 'reachable';
   let endpoints: { container: string; name: string | null; addrs: string; state: string | null }[] = [];
@@ -63,15 +86,30 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   } catch (e) {
     etcd = `unreachable: ${(e as Error).message}`;
   }
+  const agent = running ? agentView(join(dirs.run, 'agent-status.json')) : null;
   const me = hosts.find((h) => h.name === host);
   if (ctx.flags.json) {
     const node = running ? 'running' : 'not running';
     const state = me?.state ?? null;
-    ctx.json({ host, node, state, services, bgp, endpoints, etcd, master: masterState, hosts, problems, notices });
+    const policy = agent?.policy ?? null;
+    const metrics = agent?.metrics ?? null;
+    ctx.json({ host, node, reason, state, services, bgp, endpoints, etcd, master: masterState, policy, metrics, hosts, problems, notices });
   } else {
-    ctx.print(`host ${host}: calico-node ${inDocker ? `running (container ${nodeContainer(host)})` : running ? `running (supervisor pid ${sup!.pid})` : 'NOT running'}`);
+    const how = inDocker
+      ? `running (container ${nodeContainer(host)})`
+      : running
+        ? `running (supervisor pid ${sup!.pid})`
+        : `NOT running (${reason})`;
+    ctx.print(`host ${host}: calico-node ${how}`);
     if (me?.state === 'down') ctx.print(`  the cluster sees ${host} DOWN (no liveness key); all it holds is kept`);
-    if (services.length) ctx.print(table(['SERVICE', 'PID', 'RESTARTS'], services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts)])));
+    if (leftRunning.length) {
+      const left = leftRunning.map((s) => `${s.name} (pid ${s.pid})`).join(', ');
+      ctx.print(`  left running by the dead supervisor: ${left}; "calicoctl node" stops them and starts afresh`);
+    }
+    if (services.length) {
+      const rows = services.map((s) => [s.name, String(s.pid ?? '-'), String(s.restarts), s.state]);
+      ctx.print(table(['SERVICE', 'PID', 'RESTARTS', 'STATE'], rows));
+    }
     ctx.print('');
     ctx.print(bgp.length ? table(['PEER', 'TYPE', 'STATE', 'SINCE', 'INFO'], bgp.map((b) => [b.peer, b.type, b.state, b.since, b.info])) : 'BGP: no sessions');
     ctx.print('');
@@ -99,6 +137,7 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     }
     ctx.print(`etcd: ${etcd}`);
     ctx.print(`master: ${masterState}`);
+    if (agent) ctx.print(`policy: ${agent.policy}\nmetrics: ${agent.metrics ?? 'not served (--metrics-listen=none)'}`);
     if (problems.length) {
       ctx.print(`\n${problems.length} invalid key(s) in etcd (ignored by every service):`);
       for (const p of problems) ctx.print(`  ${p.errors.join('; ')}`);

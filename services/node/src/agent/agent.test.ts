@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { hostIfName } from '../plumber/names.js';
 import { ENDPOINT_TO_HOST_KEY, PolicyAgent, type PolicyAgentOptions } from './agent.js';
 import { FakeKernel } from './fakeKernel.js';
+import { walkForward } from './packetWalk.js';
 import { fromChain, groupSetName, toChain } from './names.js';
 
 const logger = createLogger({ name: 'agent-test', level: 'silent' });
@@ -89,6 +90,38 @@ describe('PolicyAgent', () => {
     await agent.idle();
     expect(kernel.chainNames(4, 'filter')).toContain(fromChain(if1));
     expect(agent.status()).toMatchObject({ syncStatus: 'in-sync', everInSync: true, programmed: true, localEndpoints: 2, ipsets: 2, lastError: null });
+  });
+
+  it('on an empty kernel, installs its hooks at once, dropping workload traffic until the first full sync', async () => {
+    const { kernel, agent } = newAgent();
+    expect(await agent.installHooks()).toBe('installed');
+    const tables = { rules: kernel.rules.bind(kernel), policy: kernel.chainPolicy.bind(kernel), setHas: () => false };
+    const packet = { family: 4 as const, src: '10.65.0.1', dst: '10.65.1.1', protocol: 6, dport: 80, sport: 40_000, inIf: if1, outIf: 'eth0', srcMac: '02:00:00:00:00:01', reversePathOk: true, ctState: 'NEW' as const };
+    // Control: a packet between two other interfaces still passes the hooks.
+    expect(walkForward(tables, { ...packet, inIf: 'eth1', outIf: 'eth0' }).accepted).toBe(true);
+    for (const p of [packet, { ...packet, inIf: 'eth0', outIf: if1 }, { ...packet, family: 6 as const, src: 'fd00::1', dst: 'fd00::1:1' }]) {
+      expect(walkForward(tables, p).accepted).toBe(false);
+    }
+    expect(kernel.rules(4, 'filter', 'INPUT')).toEqual([expect.stringContaining('-j cali-INPUT')]);
+    let programmed = false;
+    void agent.whenProgrammed().then(() => (programmed = true));
+    agent.handleBatch(batch(puts(all), 'snapshot'));
+    agent.handleStatus('in-sync', 'watching');
+    await agent.idle();
+    await tick();
+    expect(programmed).toBe(true);
+    // The first full sync replaces the closed chains: L1 may now send what its groups allow.
+    expect(walkForward(tables, { ...packet, dst: '10.65.1.1', outIf: 'eth0' }).accepted).toBe(true);
+  });
+
+  it('keeps what a kernel with its hooks has until the first full sync (a restarted node)', async () => {
+    const { kernel } = await inSync();
+    const before = kernel.dump();
+    const next = new PolicyAgent({ host: 'h1', kernel, logger });
+    agents.push(next);
+    expect(await next.installHooks()).toBe('kept');
+    expect(kernel.calls).toMatchObject({ iptablesRestore: 0, ipsetRestore: 0 });
+    expect(kernel.dump()).toBe(before);
   });
 
   it('counts the first full sync as programmed only once the kernel has taken it', async () => {
@@ -245,6 +278,30 @@ describe('PolicyAgent', () => {
     expect(kernel.received.every((r) => r.ok)).toBe(true);
   });
 
+  it('a rule taken away: the flows of the endpoints it applied to are forgotten, after the new rules are in', async () => {
+    const { kernel, agent } = await inSync();
+    const release = kernel.hold('iptablesRestore');
+    // db's ssh rule goes: L2 (db) gets new chains.
+    agent.handleBatch(batch([{ type: 'delete', key: groupRuleKey('db', 'inbound', 2) }]));
+    await kernel.waiting('iptablesRestore');
+    expect(kernel.conntrackFlushed).toEqual([]);
+    release();
+    await agent.idle();
+    expect(kernel.conntrackFlushed).toEqual(['10.65.0.2']);
+  });
+
+  it('a member leaving a group that local rules name: conntrack forgets its flows; one joining costs nothing there', async () => {
+    const { kernel, agent } = await inSync();
+    agent.handleBatch(batch(puts([{ key: groupMemberKey('web', R2), value: '' }])));
+    await agent.idle();
+    expect(kernel.setMembers(WEB4)).toContain('10.65.1.2');
+    expect(kernel.conntrackFlushed).toEqual([]);
+    agent.handleBatch(batch([{ type: 'delete', key: groupMemberKey('web', R1) }]));
+    await agent.idle();
+    expect(kernel.setMembers(WEB4)).not.toContain('10.65.1.1');
+    expect([...kernel.conntrackFlushed].sort()).toEqual(['10.65.1.1', 'fd00::1:1']);
+  });
+
   it('an address leaving a local endpoint is forgotten by conntrack', async () => {
     const { kernel, agent } = await inSync();
     agent.handleBatch(batch(puts([{ key: ep.L1[0]!.key, value: JSON.stringify([{ addr: '10.65.0.1' }]) }])));
@@ -275,7 +332,7 @@ describe('PolicyAgent', () => {
     expect(plain(kernel.rules(4, 'filter', toChain(if2)))?.[2]).toBe('-s 10.1.0.0/16 -p udp -m udp --dport 53 -j RETURN');
   });
 
-  it.each<SyncStatus>(['wait-for-datastore', 'resyncing', 'stopped'])(
+  it.each<SyncStatus>(['wait-for-datastore', 'resyncing', 'retrying', 'stopped'])(
     'while %s after having been in sync, nothing is removed from the kernel (fail static)',
     async (status) => {
       const { kernel, agent } = await inSync();

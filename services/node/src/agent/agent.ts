@@ -6,7 +6,7 @@ import { hostIfName } from '../plumber/names.js';
 import { Dataplane, type ApplyStats } from './dataplane.js';
 import type { KernelBackend } from './kernel.js';
 import { renderDispatch, renderEndpoint, renderRawChains, renderStaticChains, type EndpointToHostAction, type Family } from './desired.js';
-import { groupSetName } from './names.js';
+import { CHAIN, groupSetName } from './names.js';
 
 export const ENDPOINT_TO_HOST_KEY = configKey('EndpointToHostAction');
 
@@ -22,6 +22,8 @@ export interface PolicyAgentOptions {
   dataplaneResyncMs?: number;
   /** Safety-net full resync of the datastore (ms). */
   datastoreResyncMs?: number;
+  /** Told of every kernel apply (metrics). */
+  onApply?: (ms: number, ok: boolean) => void;
 }
 
 interface Rendered {
@@ -36,12 +38,22 @@ export interface AgentStatus {
   everInSync: boolean;
   /** The first full sync has reached the kernel. */
   programmed: boolean;
+  /** When the agent last came in sync after a full snapshot or resync (ms since the epoch). */
+  lastFullSyncAt: number | null;
   localEndpoints: number;
   ipsets: number;
   applies: number;
   lastApply: (ApplyStats & { at: string; ms: number }) | null;
   lastError: string | null;
   problems: { key: string; errors: string[] }[];
+}
+
+/** What the hooks lead to before the first full sync: every packet to or from a workload drops. */
+function closedChains(): [Family, 'filter', string, string[]][] {
+  return ([4, 6] as const).flatMap((family) => [
+    [family, 'filter', CHAIN.forward, ['-i cali+ -j DROP', '-o cali+ -j DROP']],
+    [family, 'filter', CHAIN.input, ['-i cali+ -j DROP']],
+  ] as [Family, 'filter', string, string[]][]);
 }
 
 /**
@@ -65,12 +77,19 @@ export class PolicyAgent {
   private syncer: Syncer | undefined;
   private everInSync = false;
   private programmed = false;
+  private lastFullSyncAt: number | null = null;
+  /** A snapshot or resync is under way: the next in-sync completes a full sync. */
+  private fullSyncPending = true;
+  private markProgrammed!: () => void;
+  private readonly programmedPromise = new Promise<void>((r) => (this.markProgrammed = r));
   private syncStatus: SyncStatus = 'resyncing';
   private endpointToHost: EndpointToHostAction;
   private readonly rendered = new Map<string, Rendered>();
   private readonly setRefs = new Map<string, { family: Family; groupId: string; refs: number }>();
   private readonly dirtyEndpoints = new Set<string>();
   private readonly dirtyGroups = new Set<string>();
+  /** Addresses whose conntrack entries go once the next apply is in the kernel. */
+  private readonly flushAfterApply = new Set<string>();
   /** Local endpoints left out of the dataplane because their id cannot name an interface. */
   private readonly unnamable = new Map<string, { key: string; errors: string[] }>();
   private staticDirty = true;
@@ -93,6 +112,30 @@ export class PolicyAgent {
   constructor(private readonly opts: PolicyAgentOptions) {
     this.dataplane = new Dataplane(opts.kernel, opts.logger);
     this.endpointToHost = opts.endpointToHost ?? 'drop';
+  }
+
+  /**
+   * Before anything else on a start. A kernel with none of our hooks (empty, as after a reboot)
+   * gets them at once, leading to chains that drop every packet to or from a workload
+   * interface, so that nothing passes unfiltered until the first full sync replaces them. A
+   * kernel that has them keeps what it has (fail static across a restart of the node).
+   */
+  async installHooks(): Promise<'installed' | 'kept'> {
+    this.kernelRead = true;
+    await this.dataplane.resync();
+    if (this.dataplane.hooked()) {
+      this.opts.logger.info('kernel has our hooks; keeping its rules until the first full sync');
+      return 'kept';
+    }
+    for (const [family, table, chain, lines] of closedChains()) this.dataplane.setChain(family, table, chain, lines);
+    await this.dataplane.apply();
+    this.opts.logger.info('kernel had none of our hooks: installed them, dropping all workload traffic until the first full sync');
+    return 'installed';
+  }
+
+  /** Resolves once the first full sync is in the kernel. */
+  whenProgrammed(): Promise<void> {
+    return this.programmedPromise;
   }
 
   start(): this {
@@ -136,6 +179,7 @@ export class PolicyAgent {
       syncStatus: this.syncStatus,
       everInSync: this.everInSync,
       programmed: this.programmed,
+      lastFullSyncAt: this.lastFullSyncAt,
       localEndpoints: this.rendered.size,
       ipsets: this.setRefs.size,
       applies: this.applies,
@@ -152,7 +196,8 @@ export class PolicyAgent {
       version: 1,
       host,
       writtenAt: new Date().toISOString(),
-      datastore: { status: st.syncStatus, everInSync: st.everInSync, problems: st.problems.map((p) => ({ path: p.key, errors: p.errors })) },
+      datastore: { status: st.syncStatus, everInSync: st.everInSync, lastFullSyncAt: st.lastFullSyncAt && new Date(st.lastFullSyncAt).toISOString(), problems: st.problems.map((p) => ({ path: p.key, errors: p.errors })) },
+      programmed: st.programmed,
       dataplane: { applies: st.applies, lastApply: st.lastApply, lastError: st.lastError, ...this.dataplane.summary() },
       endpoints: [...this.rendered.entries()].map(([eid, r]) => ({ endpoint: eid, interface: r.hostIf, addrs: r.addrs, ipsets: [...r.sets.keys()] })),
     };
@@ -175,6 +220,11 @@ export class PolicyAgent {
   handleStatus(s: SyncStatus, reason: string): void {
     const was = this.syncStatus;
     this.syncStatus = s;
+    if (s === 'resyncing') this.fullSyncPending = true;
+    else if (s === 'in-sync' && this.fullSyncPending) {
+      this.fullSyncPending = false;
+      this.lastFullSyncAt = Date.now();
+    }
     if (s === 'in-sync' && !this.everInSync) {
       this.everInSync = true;
       this.opts.logger.info({ reason }, 'datastore in sync; programming the dataplane');
@@ -277,27 +327,31 @@ export class PolicyAgent {
         if (before) {
           this.unrender(eid, before);
           this.dispatchDirty = true;
-          for (const a of before.addrs) void this.opts.kernel.conntrackFlush(a);
+          for (const a of before.addrs) this.flushAfterApply.add(a);
         }
         continue;
       }
       const policy = endpointPolicy(this.model, eid);
       const next: Rendered = { hostIf, chains: { 4: new Set(), 6: new Set() }, sets: new Map(), addrs: [...ep.addrs.v4, ...ep.addrs.v6] };
+      const changed = { 4: false, 6: false };
       for (const family of [4, 6] as const) {
         const r = renderEndpoint({ endpointId: eid, hostIf, mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy }, family);
         for (const [c, lines] of r.chains) {
-          this.dataplane.setChain(family, 'filter', c, lines);
+          if (this.dataplane.setChain(family, 'filter', c, lines)) changed[family] = true;
           next.chains[family].add(c);
         }
         for (const [name, groupId] of r.sets) next.sets.set(name, { family, groupId });
       }
       if (before) {
         for (const family of [4, 6] as const) {
-          for (const c of before.chains[family]) if (!next.chains[family].has(c)) this.dataplane.setChain(family, 'filter', c, null);
+          for (const c of before.chains[family]) if (!next.chains[family].has(c) && this.dataplane.setChain(family, 'filter', c, null)) changed[family] = true;
           // A family's dispatch lists the workloads with chains in it.
           if ((before.chains[family].size > 0) !== (next.chains[family].size > 0)) this.dispatchDirty = true;
         }
-        for (const a of before.addrs) if (!next.addrs.includes(a)) void this.opts.kernel.conntrackFlush(a);
+        // Its policy changed: its flows meet the new rules from their next packet on (a rule
+        // taken away cuts what only it allowed), and an address it no longer has keeps nothing.
+        for (const a of next.addrs) if (changed[a.includes(':') ? 6 : 4]) this.flushAfterApply.add(a);
+        for (const a of before.addrs) if (!next.addrs.includes(a)) this.flushAfterApply.add(a);
       } else this.dispatchDirty = true;
       for (const [name, s] of next.sets) {
         if (before?.sets.has(name)) continue;
@@ -328,7 +382,8 @@ export class PolicyAgent {
     this.dirtyGroups.clear();
     for (const name of setsToRefresh) {
       const ref = this.setRefs.get(name);
-      if (ref) this.dataplane.setIpset(name, ref.family, this.model.groupAddrs(ref.groupId, ref.family));
+      // An address that leaves a set: the flows it allowed with it are forgotten too.
+      if (ref) for (const a of this.dataplane.setIpset(name, ref.family, this.model.groupAddrs(ref.groupId, ref.family))) this.flushAfterApply.add(a);
     }
   }
 
@@ -366,15 +421,24 @@ export class PolicyAgent {
     const t0 = performance.now();
     try {
       const stats = await this.dataplane.apply();
+      this.opts.onApply?.(performance.now() - t0, true);
+      if (this.flushAfterApply.size > 0) {
+        // After the rules: a flow forgotten before them could be picked up again under the old ones.
+        const addrs = [...this.flushAfterApply];
+        this.flushAfterApply.clear();
+        await this.opts.kernel.conntrackFlush(addrs).catch((e: unknown) => this.opts.logger.warn({ err: String(e), addrs: addrs.length }, 'conntrack entries of changed flows could not be deleted; they run out on their own'));
+      }
       this.applies++;
       this.failures = 0;
       this.lastError = null;
       this.lastApply = { ...stats, at: new Date().toISOString(), ms: +(performance.now() - t0).toFixed(1) };
       if (!this.programmed && this.syncStatus === 'in-sync') {
         this.programmed = true;
+        this.markProgrammed();
         this.opts.logger.info({ ...this.lastApply, localEndpoints: this.rendered.size }, 'dataplane programmed from the first full sync; applying changes as they come');
       } else if (stats.kernelCalls > 0) this.opts.logger.debug({ ...this.lastApply }, 'dataplane updated');
     } catch (e) {
+      this.opts.onApply?.(performance.now() - t0, false);
       this.lastError = String(e);
       const delay = Math.min(100 * 2 ** this.failures++, 5_000);
       this.opts.logger.warn({ err: String(e), retryInMs: delay }, `dataplane update failed; retrying in ${delay} ms`);

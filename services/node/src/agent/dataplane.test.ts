@@ -204,6 +204,39 @@ describe('Dataplane', () => {
     expect(kernel.setMembers(G4)).toEqual(['10.65.0.1', '10.65.1.2', '10.65.1.3']);
   });
 
+  it('a set is made with room for its members, and one that outgrows it is rebuilt and swapped in', async () => {
+    const { kernel, dp } = await programmed();
+    const addrs = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `10.${100 + ((i + from) >> 16)}.${((i + from) >> 8) & 255}.${(i + from) & 255}`);
+    const save = async () => (await kernel.ipsetSave()).split('\n').find((l) => l.startsWith(`create ${G4} `));
+    expect(await save()).toContain(' maxelem 65536 ');
+    // Control: the fake kernel refuses what a full set refuses.
+    const probe = new FakeKernel();
+    await probe.ipsetRestore('create p hash:ip family inet maxelem 2\nadd p 10.0.0.1\nadd p 10.0.0.2\n');
+    await expect(probe.ipsetRestore('add p 10.0.0.3\n')).rejects.toThrow(/Hash is full/);
+    // 70,000 members: past 65,536.
+    const big = ['10.65.0.1', ...addrs(70_000)];
+    dp.setIpset(G4, 4, big);
+    await dp.apply();
+    expect(kernel.received.every((r) => r.ok)).toBe(true);
+    const text = kernel.texts('ipsetRestore').join('');
+    const tmp = `${G4.slice(0, 5)}t${G4.slice(6)}`;
+    expect(text).toContain(`create ${tmp} hash:ip family inet maxelem 262144\n`);
+    expect(text).toContain(`swap ${tmp} ${G4}\ndestroy ${tmp}\n`);
+    expect(kernel.setMembers(G4)).toHaveLength(70_001);
+    expect(kernel.setNames()).not.toContain(tmp);
+    expect(await save()).toContain(' maxelem 262144 ');
+    // Room left: more members are plain additions again.
+    kernel.resetCalls();
+    dp.setIpset(G4, 4, [...big, '10.99.0.1']);
+    await dp.apply();
+    expect(kernel.texts('ipsetRestore')).toEqual([`add ${G4} 10.99.0.1\n`]);
+    // A rebuilt kernel is read back with its sizes: a resync writes nothing.
+    await dp.resync();
+    kernel.resetCalls();
+    await dp.apply();
+    expect(kernel.calls.ipsetRestore).toBe(0);
+  });
+
   it('removing chains and their set: iptables deletes the chains first, a later ipset call destroys the set', async () => {
     const { kernel, dp } = await programmed();
     const after = desired(base, [E1]); // E2 and its group g2 leave this host

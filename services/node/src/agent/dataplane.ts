@@ -13,7 +13,22 @@ interface ChainState {
 export interface KernelView {
   chains: Map<string, string[]>; // key family|table|chain → rule hashes
   hooks: Map<string, number>; // key family|table|builtin|chain → jump count
-  ipsets: Map<string, { family: Family; members: Set<string> }>;
+  ipsets: Map<string, { family: Family; members: Set<string>; maxelem: number }>;
+}
+
+/** ipset's own default size of a hash:ip set. */
+const DEFAULT_MAXELEM = 65_536;
+
+/** The size a set is made with for n members: room to double before it must be replaced. */
+export function maxelemFor(n: number): number {
+  let size = DEFAULT_MAXELEM;
+  while (size < 2 * n) size *= 2;
+  return size;
+}
+
+/** The set a full one is rebuilt in, then swapped with it (same length, still ours). */
+export function tempSetName(name: string): string {
+  return /^cali[46]g-/.test(name) ? `${name.slice(0, 5)}t${name.slice(6)}` : `${name.slice(0, 29)}-t`;
 }
 
 export interface ApplyStats {
@@ -79,7 +94,9 @@ export function parseIpsetSave(text: string, view: KernelView): void {
     const parts = line.trim().split(/\s+/);
     if (parts[0] === 'create' && parts[1]?.startsWith(OWNED_PREFIX)) {
       const family: Family = parts.includes('inet6') ? 6 : 4;
-      view.ipsets.set(parts[1], { family, members: new Set() });
+      const at = parts.indexOf('maxelem');
+      const maxelem = at > 0 ? Number(parts[at + 1]) || DEFAULT_MAXELEM : DEFAULT_MAXELEM;
+      view.ipsets.set(parts[1], { family, members: new Set(), maxelem });
     } else if (parts[0] === 'add' && parts[1]?.startsWith(OWNED_PREFIX) && parts[2]) {
       view.ipsets.get(parts[1])?.members.add(parts[2]);
     }
@@ -144,20 +161,20 @@ export class Dataplane {
     };
   }
 
-  /** Sets a chain's rules (null removes the chain). Unchanged content costs nothing. */
-  setChain(family: Family, table: Table, chain: string, lines: readonly string[] | null): void {
+  /** Sets a chain's rules (null removes the chain); true when that changed what was wanted. */
+  setChain(family: Family, table: Table, chain: string, lines: readonly string[] | null): boolean {
     const k = key(family, table, chain);
     const cur = this.desiredChains.get(k);
     if (lines === null) {
-      if (cur) {
-        this.desiredChains.delete(k);
-        this.dirtyChains.add(k);
-      }
-      return;
+      if (!cur) return false;
+      this.desiredChains.delete(k);
+      this.dirtyChains.add(k);
+      return true;
     }
-    if (cur && cur.lines.length === lines.length && cur.lines.every((l, i) => l === lines[i])) return;
+    if (cur && cur.lines.length === lines.length && cur.lines.every((l, i) => l === lines[i])) return false;
     this.desiredChains.set(k, { lines: [...lines], hashes: lines.map((l, i) => ruleHash(chain, i, l)) });
     this.dirtyChains.add(k);
+    return true;
   }
 
   chains(family: Family, table: Table): string[] {
@@ -165,17 +182,20 @@ export class Dataplane {
     return [...this.desiredChains.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
   }
 
-  /** Sets an ipset's members (null removes the set). */
-  setIpset(name: string, family: Family, members: Iterable<string> | null): void {
+  /** Sets an ipset's members (null removes the set); returns the members it no longer wants. */
+  setIpset(name: string, family: Family, members: Iterable<string> | null): string[] {
+    const cur = this.desiredSets.get(name);
     if (members === null) {
       if (this.desiredSets.delete(name)) this.dirtySets.add(name);
-      return;
+      return [];
     }
     const next = new Set(members);
-    const cur = this.desiredSets.get(name);
-    if (cur && cur.family === family && cur.members.size === next.size && [...next].every((m) => cur.members.has(m))) return;
+    if (cur && cur.family === family && cur.members.size === next.size && [...next].every((m) => cur.members.has(m))) return [];
     this.desiredSets.set(name, { family, members: next });
     this.dirtySets.add(name);
+    const gone: string[] = [];
+    if (cur) for (const m of cur.members) if (!next.has(m)) gone.push(m);
+    return gone;
   }
 
   /** Adds or removes one member: the O(1) path of a membership change. */
@@ -186,6 +206,13 @@ export class Dataplane {
     if (present) cur.members.add(member);
     else cur.members.delete(member);
     this.dirtySets.add(name);
+  }
+
+  /** Whether the kernel, as last read, has any of our hooks (undefined: not read yet). */
+  hooked(): boolean | undefined {
+    if (!this.view) return undefined;
+    for (const n of this.view.hooks.values()) if (n > 0) return true;
+    return false;
   }
 
   ipsetNames(): string[] {
@@ -311,6 +338,7 @@ export class Dataplane {
     try {
       // 1. ipsets: creations and additions (and removals of members), before any rule uses them.
       const perSet: string[][] = [];
+      const replaced = new Set<string>();
       let lineCount = 0;
       let entryLines = 0;
       const destroy: string[] = [];
@@ -326,13 +354,27 @@ export class Dataplane {
           continue;
         }
         const setLines: string[] = [];
-        if (!have) {
-          setLines.push(`create ${name} hash:ip family ${want.family === 4 ? 'inet' : 'inet6'}`);
-          stats.ipsetsCreated++;
+        const inet = want.family === 4 ? 'inet' : 'inet6';
+        if (have && want.members.size > have.maxelem) {
+          // Full: rebuilt whole in a bigger set that is swapped in (atomic), so every rule
+          // naming it matches the old members until the instant it matches the new ones.
+          const tmp = tempSetName(name);
+          if (view.ipsets.has(tmp)) setLines.push(`destroy ${tmp}`);
+          setLines.push(`create ${tmp} hash:ip family ${inet} maxelem ${maxelemFor(want.members.size)}`);
+          for (const m of want.members) setLines.push(`add ${tmp} ${m}`);
+          setLines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
+          view.ipsets.delete(tmp);
+          entryLines += want.members.size;
+          replaced.add(name);
+        } else {
+          if (!have) {
+            setLines.push(`create ${name} hash:ip family ${inet} maxelem ${maxelemFor(want.members.size)}`);
+            stats.ipsetsCreated++;
+          }
+          for (const m of want.members) if (!have?.members.has(m)) setLines.push(`add ${name} ${m}`);
+          if (have) for (const m of have.members) if (!want.members.has(m)) setLines.push(`del ${name} ${m}`);
+          entryLines += setLines.length - (have ? 0 : 1);
         }
-        for (const m of want.members) if (!have?.members.has(m)) setLines.push(`add ${name} ${m}`);
-        if (have) for (const m of have.members) if (!want.members.has(m)) setLines.push(`del ${name} ${m}`);
-        entryLines += setLines.length - (have ? 0 : 1);
         lineCount += setLines.length;
         if (setLines.length > 0) perSet.push(setLines);
       }
@@ -348,8 +390,10 @@ export class Dataplane {
       }
       for (const name of this.dirtySets) {
         const want = this.desiredSets.get(name);
-        if (want && !(view.ipsets.get(name) && view.ipsets.get(name)!.family !== want.family)) {
-          view.ipsets.set(name, { family: want.family, members: new Set(want.members) });
+        const have = view.ipsets.get(name);
+        if (want && !(have && have.family !== want.family)) {
+          const maxelem = !have || replaced.has(name) ? maxelemFor(want.members.size) : have.maxelem;
+          view.ipsets.set(name, { family: want.family, members: new Set(want.members), maxelem });
         }
       }
 

@@ -432,7 +432,7 @@ describe('the text of a first apply to an empty kernel', () => {
       ['iptablesRestore', 4],
       ['iptablesRestore', 6],
     ]);
-    expect(kernel.texts('ipsetRestore')).toEqual([`create ${set} hash:ip family inet\nadd ${set} 10.65.0.1\n`]);
+    expect(kernel.texts('ipsetRestore')).toEqual([`create ${set} hash:ip family inet maxelem 65536\nadd ${set} 10.65.0.1\n`]);
 
     // wl null: the workload has no chains in the family (no address of it), and the dispatch drops.
     const filterText = (toHost: string[], wl: { fwLines: string[]; twLines: string[] } | null) =>

@@ -127,7 +127,7 @@ describe('FakeKernel ipset restore', () => {
     await expect(k.ipsetRestore('')).rejects.toThrow(/injected/);
     expect(k.injected).toEqual(['iptablesSave', 'ipsetRestore']);
     expect(k.received).toEqual([{ kind: 'ipsetRestore', family: null, text: '', ok: false }]);
-    await k.conntrackFlush('10.0.0.1');
+    await k.conntrackFlush(['10.0.0.1']);
     expect(k.conntrackFlushed).toEqual(['10.0.0.1']);
   });
 

@@ -47,6 +47,7 @@ type FakeTable = Map<string, FakeChain>;
 interface FakeSet {
   family: Family;
   members: Set<string>;
+  maxelem: number;
 }
 
 const BUILTINS: Record<Table, readonly string[]> = {
@@ -311,8 +312,8 @@ export class FakeKernel implements KernelBackend {
     record.ok = true;
   }
 
-  async conntrackFlush(addr: string): Promise<void> {
-    this.conntrackFlushed.push(addr);
+  async conntrackFlush(addrs: readonly string[]): Promise<void> {
+    this.conntrackFlushed.push(...addrs);
   }
 
   // ------------------------------------------------------------------ internals
@@ -510,12 +511,23 @@ export class FakeKernel implements KernelBackend {
         const fam = fi < 0 ? 'inet' : w[fi + 1];
         if (fam !== 'inet' && fam !== 'inet6') fail(`unknown family ${String(fam)}`);
         const family: Family = fam === 'inet6' ? 6 : 4;
+        const mi = w.indexOf('maxelem');
+        const maxelem = mi < 0 ? 65_536 : Number(w[mi + 1]);
+        if (!Number.isInteger(maxelem) || maxelem < 1) fail(`bad maxelem ${String(w[mi + 1])}`);
         if (set) {
           // -exist: creating the very same set again is fine; a different one is not.
-          if (set.family !== family) fail(`set ${name} already exists with a different family`);
+          if (set.family !== family || set.maxelem !== maxelem) fail(`set ${name} already exists with a different family or size`);
           return;
         }
-        this.sets.set(name, { family, members: new Set() });
+        this.sets.set(name, { family, members: new Set(), maxelem });
+        return;
+      }
+      case 'swap': {
+        const other = w[2] ? this.sets.get(w[2]) : undefined;
+        if (!set || !other) return fail('both sets of a swap must exist');
+        if (set.family !== other.family) fail('swap of sets of different families');
+        this.sets.set(name, other);
+        this.sets.set(w[2]!, set);
         return;
       }
       case 'add':
@@ -524,6 +536,7 @@ export class FakeKernel implements KernelBackend {
         const addr = w[2];
         if (addr === undefined || addrFamily(addr) !== set.family || addr.includes('/')) return fail(`${String(addr)} is not an IPv${set.family} address`);
         // -exist: adding a present member or deleting an absent one is fine.
+        if (cmd === 'add' && !set.members.has(addr) && set.members.size >= set.maxelem) fail('Hash is full, cannot add more elements');
         if (cmd === 'add') set.members.add(addr);
         else set.members.delete(addr);
         return;
@@ -568,7 +581,7 @@ export class FakeKernel implements KernelBackend {
     for (const name of [...this.sets.keys()].sort()) {
       const s = this.sets.get(name)!;
       const initval = createHash('sha256').update(name).digest('hex').slice(0, 8);
-      lines.push(`create ${name} hash:ip family ${s.family === 4 ? 'inet' : 'inet6'} hashsize 1024 maxelem 65536 bucketsize 12 initval 0x${initval}`);
+      lines.push(`create ${name} hash:ip family ${s.family === 4 ? 'inet' : 'inet6'} hashsize 1024 maxelem ${s.maxelem} bucketsize 12 initval 0x${initval}`);
       for (const m of [...s.members].sort()) lines.push(`add ${name} ${m}`);
     }
     return lines.length ? `${lines.join('\n')}\n` : '';

@@ -13,8 +13,11 @@ export interface KernelBackend {
   iptablesRestore(family: Family, text: string): Promise<void>;
   ipsetSave(): Promise<string>;
   ipsetRestore(text: string): Promise<void>;
-  /** Forgets conntrack entries of an address that left this host's workloads. */
-  conntrackFlush(addr: string): Promise<void>;
+  /**
+   * Forgets the conntrack entries of flows from or to these addresses, so that their next
+   * packets meet the rules as they are now.
+   */
+  conntrackFlush(addrs: readonly string[]): Promise<void>;
 }
 
 /** Inputs bigger than a pipe holds go through a file (see run). */
@@ -72,10 +75,15 @@ export class RealKernel implements KernelBackend {
   async ipsetRestore(text: string): Promise<void> {
     await runTool(['ipset', '-exist', 'restore'], text);
   }
-  async conntrackFlush(addr: string): Promise<void> {
-    const fam = addr.includes(':') ? 'ipv6' : 'ipv4';
+  async conntrackFlush(addrs: readonly string[]): Promise<void> {
+    if (addrs.length === 0) return;
+    // One shell for all of them. Addresses are checked here, as they are written into a script;
     // "0 flow entries" is an exit 1 for conntrack: nothing to forget is fine.
-    await runTool(['conntrack', '-D', '-f', fam, '-s', addr]).catch(() => undefined);
-    await runTool(['conntrack', '-D', '-f', fam, '-d', addr]).catch(() => undefined);
+    const lines = addrs.flatMap((a) => {
+      if (!/^[0-9a-f.:]+$/i.test(a)) throw new Error(`conntrack: not an address: ${a}`);
+      const fam = a.includes(':') ? 'ipv6' : 'ipv4';
+      return [`conntrack -D -f ${fam} -s ${a} 2>/dev/null`, `conntrack -D -f ${fam} -d ${a} 2>/dev/null`];
+    });
+    await runTool(['sh', '-c', `${lines.join('\n')}\nexit 0`]);
   }
 }

@@ -49,6 +49,15 @@ export class EndpointStore {
     await this.ds.put(key, encodeState(state));
   }
 
+  /** The addresses recorded for one endpoint of a container, or null when none are. */
+  async recordedAddrs(containerId: string, endpointId: string): Promise<string[] | null> {
+    const key = endpointAddrsKey(this.host, containerId, endpointId);
+    const v = await this.ds.get(key);
+    if (v === undefined) return null;
+    const d = decodeAddrs(key, v);
+    return d.ok ? d.value.map((a) => a.addr) : null;
+  }
+
   /** Removes the workload's directory: every endpoint of the container. */
   async remove(containerId: string): Promise<number> {
     return this.ds.deleteDir(workloadPrefix(this.host, containerId));

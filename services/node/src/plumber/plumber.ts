@@ -95,13 +95,18 @@ export class Plumber {
   constructor(
     private readonly logger: Logger,
     private readonly procSys = '/proc/sys',
+    /** Told of every plumbing, how long it took and whether it worked (metrics). */
+    private readonly onPlumb: (ms: number, ok: boolean) => void = () => undefined,
   ) {}
 
   async plumb(spec: PlumbSpec): Promise<{ hostIf: string }> {
     const hostIf = hostIfName(spec.endpointId);
+    const t0 = performance.now();
     try {
       await run(['sh', '-c', plumbScript(spec, this.procSys)]);
+      this.onPlumb(performance.now() - t0, true);
     } catch (e) {
+      this.onPlumb(performance.now() - t0, false);
       await this.removeHostIf(hostIf).catch(() => undefined);
       throw e instanceof PlumbError ? e : new PlumbError(String(e), { cause: e });
     }

@@ -54,6 +54,8 @@ export interface DockerProxyOptions {
   /** Request bodies the proxy must read (create, start) are capped at this size. */
   maxBodyBytes?: number;
   agent?: Agent;
+  /** Told of every answered request: its route (interceptor, "passthrough", "upgrade") and status. */
+  onRequest?: (route: string, status: number) => void;
 }
 
 /** Hop-by-hop headers belong to one connection; the proxy manages its own. */
@@ -142,10 +144,12 @@ export class DockerProxy {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0]!;
+    const counted = (route: string) => res.once('finish', () => this.opts.onRequest?.(route, res.statusCode));
     for (const ic of this.interceptors) {
       if (ic.method !== req.method) continue;
       const match = ic.path.exec(path);
       if (!match) continue;
+      counted(ic.name);
       const ctx = this.context(req, res, match);
       ic.handle(ctx).catch((e: unknown) => {
         const pe = toProxyError(e);
@@ -155,6 +159,7 @@ export class DockerProxy {
       });
       return;
     }
+    counted('passthrough');
     this.relay(req, res);
   }
 
@@ -242,6 +247,8 @@ export class DockerProxy {
    */
   private onUpgrade(req: IncomingMessage, client: Duplex, head: Buffer): void {
     const upstream = connectUpstream(this.opts.upstream);
+    // dockerd's status line (101, or an error) is spliced through as it is; counted from its first bytes.
+    upstream.once('data', (c: Buffer) => this.opts.onRequest?.('upgrade', Number(/^HTTP\/1\.[01] (\d{3})/.exec(c.toString('latin1', 0, 16))?.[1] ?? 502)));
     this.sockets.add(upstream);
     upstream.on('close', () => this.sockets.delete(upstream));
     const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
