@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { run } from './cli.js';
 import { parseBirdProtocols } from './commands/status.js';
-import { table } from './context.js';
+import { Context, table } from './context.js';
 
 describe('calicoctl usage errors', () => {
   it.each([
@@ -14,6 +14,9 @@ describe('calicoctl usage errors', () => {
     [['check', 'a', 'b', '--port=eighty'], 2, 'calicoctl: --port=eighty: a number 1-65535'],
     [['--nope'], 2, "calicoctl: Unknown option '--nope'"],
     [['showgroups', '--etcd=localhost'], 2, 'calicoctl: flag: "localhost" is not host:port (e.g. 127.0.0.1:2379)'],
+    [['node', 'remove'], 2, 'calicoctl: usage: calicoctl node remove <HOSTNAME> [--remove-endpoints]'],
+    [['node', 'remove', 'h1', 'h2'], 2, 'calicoctl: usage: calicoctl node remove <HOSTNAME> [--remove-endpoints]'],
+    [['master', '--ip=198.18.0.1', '--gc-dead-hosts-after=10'], 2, 'calicoctl: --gc-dead-hosts-after=10: a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off'],
   ])('%j exits %i with the reason', async (argv, code, message) => {
     const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
@@ -22,6 +25,33 @@ describe('calicoctl usage errors', () => {
     } finally {
       err.mockRestore();
     }
+  });
+});
+
+describe('calicoctl node remove checks the host name before etcd', () => {
+  /** A context whose etcd must not be touched. */
+  class NoEtcd extends Context {
+    override get ds(): never {
+      throw new Error('etcd was asked');
+    }
+  }
+  const attempt = async (argv: string[]) => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const code = await run(argv, (f) => new NoEtcd(f));
+      return { code, stderr: err.mock.calls.map((c) => String(c[0])).join('') };
+    } finally {
+      err.mockRestore();
+    }
+  };
+
+  it.each(['H2', 'h2/alive', '../h2', 'h_2', 'h2.'])('%s is a usage error, and etcd is never asked', async (name) => {
+    const r = await attempt(['node', 'remove', name, '--remove-endpoints']);
+    expect(r).toEqual({ code: 2, stderr: expect.stringMatching(/^calicoctl: host name ".*" is not valid; use lowercase letters, digits, "-" and "\."/) });
+  });
+
+  it('a good name goes on to etcd (the control)', async () => {
+    expect(await attempt(['node', 'remove', 'h2', '--remove-endpoints'])).toEqual({ code: 1, stderr: 'calicoctl: etcd was asked\n' });
   });
 });
 

@@ -14,10 +14,17 @@ import { diags } from './commands/diags.js';
 export const USAGE = `calicoctl: drive a Calico cluster
 
 Services (run on each host; --runtime=process runs them here, supervised):
-  calicoctl master --ip=<IP> [--listen=<host:port>]        | calicoctl master stop
+  calicoctl master --ip=<IP> [--listen=<host:port>] [--gc-dead-hosts-after=<duration>]
+                   | calicoctl master stop
+                   --gc-dead-hosts-after: remove a host down that long (e.g. 7d); off by default
   calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] [--docker=<upstream>]
                  [--proxy-listen=<addr:port>] [--log-dir=<dir>] | calicoctl node stop
-  calicoctl status                  this host's services, BGP sessions and endpoints
+  calicoctl node remove <HOSTNAME> [--remove-endpoints]
+                                    forget a host that is down (refused while it is up); with
+                                    --remove-endpoints also its workloads, their memberships
+                                    and address reservations
+  calicoctl status                  this host's services, BGP sessions and endpoints; every
+                                    host, up or DOWN
   calicoctl reset                   remove everything Calico made on this host
 
 Groups and rules:
@@ -75,6 +82,8 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
         'upload-file': { type: 'string' },
         cluster: { type: 'boolean' },
         'host-timeout': { type: 'string' },
+        'remove-endpoints': { type: 'boolean' },
+        'gc-dead-hosts-after': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -89,7 +98,18 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
     return cmd || o.help ? 0 : 2;
   }
   const ctx = ctxFactory({ etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'], json: o.json, hostname: o.hostname });
-  const nf = { ip: o.ip, ip6: o.ip6, as: o.as, runtime: o.runtime, docker: o.docker, proxyListen: o['proxy-listen'], logDir: o['log-dir'], runDir: o['run-dir'], stateDir: o['state-dir'] };
+  const nf = {
+    ip: o.ip,
+    ip6: o.ip6,
+    as: o.as,
+    runtime: o.runtime,
+    docker: o.docker,
+    proxyListen: o['proxy-listen'],
+    logDir: o['log-dir'],
+    runDir: o['run-dir'],
+    stateDir: o['state-dir'],
+    removeEndpoints: o['remove-endpoints'],
+  };
   try {
     switch (cmd) {
       case 'addgroup':
@@ -111,7 +131,7 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
       case 'node':
         return await node(ctx, args, nf);
       case 'master':
-        return await master(ctx, args, { ...nf, listen: o.listen });
+        return await master(ctx, args, { ...nf, listen: o.listen, gcDeadHostsAfter: o['gc-dead-hosts-after'] });
       case 'status':
         return await status(ctx, args, nf);
       case 'reset':

@@ -1,7 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd, requireRoot } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
-import { encodeWorkloadName, groupMemberKey, workloadNameKey } from '@calico/keyspace';
+import {
+  bgpHostAsNumKey,
+  birdIpKey,
+  encodeAsNum,
+  encodeBirdIp,
+  encodeHostAlive,
+  encodeIpAssignment,
+  encodeWorkloadName,
+  groupMemberKey,
+  hostAliveKey,
+  ipAssignmentKey,
+  workloadNameKey,
+} from '@calico/keyspace';
 import { policyFixtures } from '@calico/policy';
 import { CalicoClient, ClientError } from './index.js';
 
@@ -103,5 +115,191 @@ describe('CalicoClient on a real etcd', () => {
     await ds.put('/calico/host/h9/bird_ip', 'not-an-ip');
     const keys = (await c.view()).problems.map((p) => p.key);
     expect(keys).toEqual(expect.arrayContaining(['/calico/network/group/bad/rule/inbound/1', '/calico/host/h9/bird_ip']));
+  });
+});
+
+describe('CalicoClient.removeHost on a real etcd', () => {
+  let etcd: Etcd;
+  let ds: Datastore;
+  let c: CalicoClient;
+
+  /** A host as calico-node leaves it: bird_ip, BGP settings, workloads with reservations; memberships in two groups. */
+  async function host(name: string, n: number, base: number): Promise<void> {
+    const ops: { put: string; value: string }[] = [
+      { put: birdIpKey(name), value: encodeBirdIp(`198.18.0.${base}`) },
+      { put: bgpHostAsNumKey(name), value: encodeAsNum(65000 + base) },
+    ];
+    for (let i = 0; i < n; i++) {
+      const containerId = `${name}-c${i}`;
+      const endpointId = `${name}-e${i}`;
+      const addr = `198.19.${base}.${i + 1}`;
+      ops.push(
+        ...policyFixtures.endpoint({ host: name, containerId, endpointId, addrs: [addr] }).map((kv) => ({ put: kv.key, value: kv.value })),
+        { put: workloadNameKey(name, containerId), value: encodeWorkloadName(`w-${endpointId}`) },
+        { put: ipAssignmentKey(addr), value: encodeIpAssignment({ host: name, containerId, endpointId }) },
+        { put: groupMemberKey('g1', endpointId), value: '' },
+        { put: groupMemberKey('g2', endpointId), value: '' },
+      );
+    }
+    await ds.batch(ops);
+  }
+  const keyspace = async () => new Map((await ds.getPrefix('/calico/')).kvs.map((kv) => [kv.key, kv.value]));
+  /** The keys of `before` that are gone in `after`; and that nothing else changed. */
+  const removedKeys = (before: Map<string, string>, after: Map<string, string>) => {
+    for (const [k, v] of after) expect(before.get(k), k).toBe(v);
+    return [...before.keys()].filter((k) => !after.has(k)).sort();
+  };
+  const hostKeys = (before: Map<string, string>, name: string) =>
+    [...before]
+      .filter(([k, v]) => k.startsWith(`/calico/host/${name}/`) || k.startsWith(`/calico/bgp/v1/host/${name}/`) || (k.startsWith('/calico/ipam/') && v.includes(`"host":"${name}"`)) || new RegExp(`/member/${name}-e\\d+$`).test(k))
+      .map(([k]) => k)
+      .sort();
+  const code = async (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof ClientError ? `${e.code}: ${e.message}` : String(e)));
+
+  beforeAll(async () => {
+    requireRoot();
+    etcd = await Etcd.start();
+    ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
+    c = new CalicoClient(ds);
+  });
+  afterEach(async () => {
+    await ds.deleteDir('/calico/');
+  });
+  afterAll(async () => {
+    ds?.close();
+    await etcd?.stop();
+  });
+
+  it('refuses while the liveness key exists, and removes the same host once it is gone', async () => {
+    await host('h1', 1, 11);
+    await host('h2', 2, 12);
+    const keeper = ds.leaseKeeper({ ttlSeconds: 10 });
+    await keeper.start();
+    await keeper.put(hostAliveKey('h2'), encodeHostAlive({ since: new Date().toISOString() }));
+    const before = await keyspace();
+    expect(await code(c.removeHost('h2', { removeEndpoints: true }))).toBe(
+      'CONFLICT: host h2 is alive: its liveness key /calico/host/h2/alive exists (its calico-node holds it with a lease). ' +
+        "A live host is never removed: stop calico-node on h2 first (calicoctl node stop), wait until the key is gone (at most the node's lease TTL), then run this again",
+    );
+    expect(await keyspace()).toEqual(before);
+    // Control: the node stops (its lease is revoked), and the very same call removes h2.
+    await keeper.stop();
+    const down = await keyspace();
+    const r = await c.removeHost('h2', { removeEndpoints: true });
+    expect(r).toEqual({ host: 'h2', removed: { workloads: 2, endpoints: 2, memberships: 4, reservations: 2, keys: hostKeys(down, 'h2').length } });
+    expect(removedKeys(down, await keyspace())).toEqual(hostKeys(down, 'h2'));
+  });
+
+  it('without removeEndpoints refuses a host that still has workloads, naming them; with it removes exactly its data', async () => {
+    await host('h1', 2, 11);
+    await host('h2', 3, 12);
+    // A copy of h1's first endpoint on h2 (a container moved, say): its memberships stay for h1's copy.
+    await ds.batch(policyFixtures.endpoint({ host: 'h2', containerId: 'moved', endpointId: 'h1-e0', addrs: ['198.19.11.1'] }).map((kv) => ({ put: kv.key, value: kv.value })));
+    // A membership written before its endpoint exists belongs to no host and stays.
+    await ds.put(groupMemberKey('g1', 'not-yet'), '');
+    const before = await keyspace();
+    expect(await code(c.removeHost('h2'))).toBe(
+      'CONFLICT: host h2 is down but still has 4 workload(s) with 4 endpoint(s) and 3 address reservation(s); nothing was removed. ' +
+        'Removing the endpoints too (calicoctl node remove --remove-endpoints; API: ?removeEndpoints=true) also removes their memberships and frees their addresses',
+    );
+    expect(await keyspace()).toEqual(before);
+    const r = await c.removeHost('h2', { removeEndpoints: true });
+    const gone = removedKeys(before, await keyspace());
+    expect(gone).toEqual(hostKeys(before, 'h2'));
+    expect(gone.filter((k) => k.includes('/member/'))).toEqual([...['h2-e0', 'h2-e1', 'h2-e2'].flatMap((e) => [groupMemberKey('g1', e), groupMemberKey('g2', e)])].sort());
+    expect(r.removed).toEqual({ workloads: 4, endpoints: 4, memberships: 6, reservations: 3, keys: gone.length });
+    expect((await c.view()).hosts.map((h) => h.name)).toEqual(['h1']);
+    expect(await code(c.removeHost('h2', { removeEndpoints: true }))).toBe('NOT_FOUND: no host "h2" in etcd: nothing under /calico/host/h2/ or /calico/bgp/v1/host/h2/, and no address reservation names it');
+  });
+
+  it('a host with nothing but its directory needs no flag', async () => {
+    await host('h3', 0, 13);
+    const before = await keyspace();
+    expect(await c.removeHost('h3')).toEqual({ host: 'h3', removed: { workloads: 0, endpoints: 0, memberships: 0, reservations: 0, keys: 2 } });
+    expect(removedKeys(before, await keyspace())).toEqual([bgpHostAsNumKey('h3'), birdIpKey('h3')].sort());
+  });
+
+  it('a host too big for one transaction goes in chunks, still exactly its data', async () => {
+    // 80 workloads: 160 memberships and 80 reservations, far over etcd's 128 operations per transaction.
+    await host('h1', 1, 11);
+    await host('big', 80, 20);
+    const before = await keyspace();
+    const r = await c.removeHost('big', { removeEndpoints: true });
+    const gone = removedKeys(before, await keyspace());
+    expect(gone).toEqual(hostKeys(before, 'big'));
+    expect(r.removed).toEqual({ workloads: 80, endpoints: 80, memberships: 160, reservations: 80, keys: gone.length });
+  });
+
+  it('a host that comes back between the read and the delete keeps everything', async () => {
+    await host('h2', 2, 12);
+    const keeper = ds.leaseKeeper({ ttlSeconds: 10 });
+    let comeBack = true;
+    // The node restarts right after removeHost has read the keyspace.
+    const racing = new Proxy(ds, {
+      get(target, p) {
+        if (p === 'getPrefix') {
+          return async (prefix: string) => {
+            const snap = await target.getPrefix(prefix);
+            if (comeBack) {
+              comeBack = false;
+              await keeper.start();
+              await keeper.put(hostAliveKey('h2'), encodeHostAlive({ since: new Date().toISOString() }));
+            }
+            return snap;
+          };
+        }
+        const v = Reflect.get(target, p) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const before = await keyspace();
+    expect(await code(new CalicoClient(racing).removeHost('h2', { removeEndpoints: true }))).toMatch(/^CONFLICT: host h2 is alive: its liveness key \/calico\/host\/h2\/alive exists/);
+    const after = await keyspace();
+    after.delete(hostAliveKey('h2'));
+    expect(after).toEqual(before);
+    // Control: without the comeback the same removal goes through.
+    await keeper.stop();
+    expect((await new CalicoClient(racing).removeHost('h2', { removeEndpoints: true })).removed.workloads).toBe(2);
+  });
+
+  it('a reservation taken by another host between the read and the delete is left to its new holder', async () => {
+    await host('h2', 2, 12);
+    let retaken = false;
+    const racing = new Proxy(ds, {
+      get(target, p) {
+        if (p === 'getPrefix') {
+          return async (prefix: string) => {
+            const snap = await target.getPrefix(prefix);
+            if (!retaken) {
+              retaken = true;
+              await target.put(ipAssignmentKey('198.19.12.1'), encodeIpAssignment({ host: 'h1', containerId: 'new', endpointId: 'e-new' }));
+            }
+            return snap;
+          };
+        }
+        const v = Reflect.get(target, p) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const r = await new CalicoClient(racing).removeHost('h2', { removeEndpoints: true });
+    expect(retaken).toBe(true);
+    expect(await ds.get(ipAssignmentKey('198.19.12.1'))).toBe(encodeIpAssignment({ host: 'h1', containerId: 'new', endpointId: 'e-new' }));
+    expect(await ds.get(ipAssignmentKey('198.19.12.2'))).toBeUndefined();
+    expect(r.removed).toMatchObject({ workloads: 2, reservations: 1 });
+    expect((await ds.getPrefix('/calico/host/h2/')).kvs).toEqual([]);
+  });
+
+  it('a name that is not a host name is refused before etcd is asked', async () => {
+    // A datastore whose etcd does not exist: any read would fail as UNAVAILABLE.
+    const nowhere = new Datastore(resolveDatastoreConfig({ etcd: '127.0.0.1:1', env: {} }), { callTimeoutMs: 500 });
+    try {
+      for (const bad of ['H2', 'h2/alive', '../h2', '', 'h_2']) {
+        expect(await code(new CalicoClient(nowhere).removeHost(bad, { removeEndpoints: true }))).toMatch(/^INVALID: host name /);
+      }
+      // Control: a good name does go to etcd.
+      expect(await code(new CalicoClient(nowhere).removeHost('h2', { removeEndpoints: true }))).toMatch(/^UNAVAILABLE: /);
+    } finally {
+      nowhere.close();
+    }
   });
 });

@@ -13,6 +13,9 @@ import {
   groupNameKey,
   groupPrefix,
   groupRuleKey,
+  hostAliveKey,
+  hostNameError,
+  hostPrefix,
   ipPoolKey,
   parseCidr,
   type Direction,
@@ -20,6 +23,7 @@ import {
 } from '@calico/keyspace';
 import { PolicyError, explain, type Group, type Verdict } from '@calico/policy';
 import { ClientError } from './errors.js';
+import { indexHosts, planHostRemoval, type HostRemovalPlan } from './hosts.js';
 import { buildView, type ClusterView, type WorkloadInfo } from './view.js';
 
 /** gRPC errors are long; people need the cause. */
@@ -32,6 +36,12 @@ function shortReason(e: unknown): string {
   return m.split('. ')[0] ?? m;
 }
 
+function describeRemoval(r: Removed): string {
+  const { workloads, memberships, reservations, keys } = r;
+  const addrs = `${reservations} address reservation(s)`;
+  return `${workloads} workload(s), ${memberships} membership(s), ${addrs}, ${keys} key(s)`;
+}
+
 export interface GroupInfo {
   id: string;
   name: string | null;
@@ -39,6 +49,21 @@ export interface GroupInfo {
   inbound: { index: number; rule: RuleInput }[];
   outbound: { index: number; rule: RuleInput }[];
 }
+
+type Removed = { workloads: number; endpoints: number; memberships: number; reservations: number; keys: number };
+
+/** What removing a host removed; keys counts every etcd key deleted. */
+export interface HostRemoval {
+  host: string;
+  removed: Removed;
+}
+
+const noneRemoved = (): Removed => ({ workloads: 0, endpoints: 0, memberships: 0, reservations: 0, keys: 0 });
+
+/** etcd refuses a transaction of more than 128 operations (its default --max-txn-ops). */
+const MAX_TXN_OPS = 128;
+
+type DeleteOp = { key: string } | { prefix: string };
 
 function groupInfo(g: Group): GroupInfo {
   const rules = (refs: Group['inbound']) => refs.map((r) => ({ index: r.index, rule: { group: r.rule.group, cidr: r.rule.cidr, protocol: r.rule.protocol, port: r.rule.port } }));
@@ -184,6 +209,130 @@ export class CalicoClient {
     if (!g.members.includes(endpointId)) throw new ClientError('NOT_FOUND', `endpoint ${endpointId} is not a member of group ${g.name ?? g.id}`);
     await this.ds.delete(groupMemberKey(g.id, endpointId));
     return { endpointId, groupId: g.id };
+  }
+
+  // ---- hosts ----------------------------------------------------------------------------
+
+  /**
+   * Removes a host that is down, for good: with removeEndpoints, its workloads (endpoint keys),
+   * the memberships of their endpoints (unless a copy lives on another host), its directory
+   * (bird_ip and the rest), its BGP settings and, last, its address reservations. Refused while
+   * its liveness key exists, and without removeEndpoints while it holds workloads or addresses.
+   * Every deletion is conditional on the liveness key being absent (in one transaction when etcd
+   * allows that many operations), so a host that comes back meanwhile keeps what it has left.
+   */
+  async removeHost(host: string, opts: { removeEndpoints?: boolean } = {}): Promise<HostRemoval> {
+    const bad = hostNameError(host);
+    if (bad) throw new ClientError('INVALID', bad);
+    const removed = noneRemoved();
+    for (let attempt = 1; ; attempt++) {
+      let plan: HostRemovalPlan;
+      try {
+        plan = planHostRemoval(indexHosts((await this.ds.getPrefix(calicoRoot)).kvs), host);
+      } catch (e) {
+        const where = this.ds.config.endpoints.join(',');
+        throw new ClientError('UNAVAILABLE', `cannot reach etcd at ${where}: ${shortReason(e)}`);
+      }
+      if (plan.alive) {
+        const done = removed.keys
+          ? `; it came back during the removal, which stopped after ${describeRemoval(removed)}`
+          : '';
+        throw new ClientError(
+          'CONFLICT',
+          `host ${host} is alive: its liveness key ${hostAliveKey(host)} exists ` +
+            `(its calico-node holds it with a lease)${done}. A live host is never removed: ` +
+            `stop calico-node on ${host} first (calicoctl node stop), wait until the key is gone ` +
+            "(at most the node's lease TTL), then run this again",
+        );
+      }
+      if (!plan.known) {
+        if (removed.keys) return { host, removed };
+        throw new ClientError(
+          'NOT_FOUND',
+          `no host "${host}" in etcd: nothing under /calico/host/${host}/ or /calico/bgp/v1/host/${host}/, ` +
+            'and no address reservation names it',
+        );
+      }
+      if (!opts.removeEndpoints && (plan.workloads.length || plan.assignments.length)) {
+        const endpoints = plan.workloads.reduce((n, w) => n + w.endpointIds.length, 0);
+        throw new ClientError(
+          'CONFLICT',
+          `host ${host} is down but still has ${plan.workloads.length} workload(s) with ${endpoints} endpoint(s) ` +
+            `and ${plan.assignments.length} address reservation(s); nothing was removed. Removing the endpoints too ` +
+            '(calicoctl node remove --remove-endpoints; API: ?removeEndpoints=true) also removes their memberships ' +
+            'and frees their addresses',
+        );
+      }
+      const r = await this.deleteWhileDown(host, plan);
+      for (const k of Object.keys(removed) as (keyof Removed)[]) removed[k] += r.removed[k];
+      if (r.complete) return { host, removed };
+      // A guard failed: the host came back (answered above on the next read) or a reservation
+      // changed since it was read. What went stays gone; read again and carry on from there.
+      if (attempt >= 5) {
+        const sofar = describeRemoval(removed);
+        const msg = `host ${host}'s keys kept changing while it was being removed; removed ${sofar}; try again`;
+        throw new ClientError('CONFLICT', msg);
+      }
+    }
+  }
+
+  /**
+   * The plan's deletions, each transaction guarded by the liveness key being absent and each
+   * reservation by its revision: in one transaction when it fits, else in chunks in the plan's
+   * order (memberships, workloads, directories, reservations). Stops at the first failed guard.
+   */
+  private async deleteWhileDown(host: string, plan: HostRemovalPlan): Promise<{ complete: boolean; removed: Removed }> {
+    type Item = { op: DeleteOp; modRevision?: number | undefined; counts: Partial<Removed> };
+    const endpoints = plan.workloads.reduce((n, w) => n + w.endpointIds.length, 0);
+    const memberships = plan.memberships.map((m): Item => ({ op: { key: m.key }, counts: { memberships: 1 } }));
+    const reservations = plan.assignments.map(
+      (a): Item => ({ op: { key: a.key }, modRevision: a.modRevision, counts: { reservations: 1 } }),
+    );
+    // In one transaction, the host's directory takes its workloads with it.
+    const dirCounts = (prefix: string): Partial<Removed> =>
+      prefix === hostPrefix(host) ? { workloads: plan.workloads.length, endpoints } : {};
+    const dirs = plan.dirs.map((prefix): Item => ({ op: { prefix }, counts: dirCounts(prefix) }));
+    const single: Item[] = [...memberships, ...dirs, ...reservations];
+    const chunks: Item[][] = [];
+    if (single.length < MAX_TXN_OPS) chunks.push(single);
+    else {
+      // In chunks, each workload goes on its own before the directory that holds it.
+      const ordered: Item[] = [
+        ...memberships,
+        ...plan.workloads.map(
+          (w): Item => ({ op: { prefix: w.prefix }, counts: { workloads: 1, endpoints: w.endpointIds.length } }),
+        ),
+        ...plan.dirs.map((prefix): Item => ({ op: { prefix }, counts: {} })),
+        ...reservations,
+      ];
+      for (let i = 0; i < ordered.length; i += MAX_TXN_OPS - 1) chunks.push(ordered.slice(i, i + MAX_TXN_OPS - 1));
+    }
+    const removed = noneRemoved();
+    const etcd = this.ds.client;
+    for (const chunk of chunks) {
+      let txn = etcd.if(hostAliveKey(host), 'Create', '==', 0);
+      for (const c of chunk) {
+        if (c.modRevision !== undefined && 'key' in c.op) txn = txn.and(c.op.key, 'Mod', '==', c.modRevision);
+      }
+      const deletes = chunk.map(({ op }) =>
+        'key' in op ? etcd.delete().key(op.key) : etcd.delete().prefix(op.prefix),
+      );
+      let r;
+      try {
+        r = await txn.then(...deletes).commit();
+      } catch (e) {
+        const sofar = removed.keys ? `; removed ${describeRemoval(removed)} before that` : '';
+        const why = shortReason(e);
+        const msg = `etcd did not answer while removing host ${host} (${why})${sofar}; run it again`;
+        throw new ClientError('UNAVAILABLE', msg);
+      }
+      if (!r.succeeded) return { complete: false, removed };
+      for (const resp of r.responses) removed.keys += Number(resp.response_delete_range?.deleted ?? 0);
+      for (const c of chunk) {
+        for (const [k, n] of Object.entries(c.counts) as [keyof Removed, number][]) removed[k] += n;
+      }
+    }
+    return { complete: true, removed };
   }
 
   // ---- pools ----------------------------------------------------------------------------

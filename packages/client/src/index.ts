@@ -1,5 +1,7 @@
 export { CalicoClient } from './client.js';
-export type { GroupInfo } from './client.js';
+export type { GroupInfo, HostRemoval } from './client.js';
 export { buildView } from './view.js';
-export type { ClusterView, HostInfo, WorkloadInfo } from './view.js';
+export type { ClusterView, HostInfo, HostState, Notice, WorkloadInfo } from './view.js';
+export { indexHosts, knownHosts, membersWithoutEndpoint, planHostRemoval } from './hosts.js';
+export type { HostIndex, HostRemovalPlan, IndexedKey } from './hosts.js';
 export { ClientError, ClientErrorCode } from './errors.js';

@@ -1,5 +1,4 @@
 import {
-
   decodeBird6Ip,
   decodeBirdIp,
   decodeEntry,
@@ -7,19 +6,35 @@ import {
   decodeIpAssignment,
   decodeIpPool,
   decodeWorkloadName,
+  hostAliveKey,
   parseKey,
   type IpAssignment,
 } from '@calico/keyspace';
 import { PolicyModel, type Problem } from '@calico/policy';
+import { indexHosts, knownHosts, membersWithoutEndpoint } from './hosts.js';
+
+export type HostState = 'up' | 'down';
 
 export interface HostInfo {
   name: string;
+  /** up while its liveness key exists; down otherwise, and everything it holds is kept until it is back or removed. */
+  state: HostState;
   birdIp: string | null;
   bird6Ip: string | null;
+  /** state === 'up', kept for clients that read it. */
   alive: boolean;
+  /** Up since (from its liveness key); null while down. */
   since: string | null;
   endpoints: number;
+  workloads: number;
+  /** Address reservations that name it as their holder. */
+  reservations: number;
 }
+
+/** Not wrong, but worth knowing: a host that is down, a membership whose endpoint exists nowhere. */
+export type Notice =
+  | { kind: 'host-down'; key: string; host: string; message: string }
+  | { kind: 'member-without-endpoint'; key: string; groupId: string; endpointId: string; message: string };
 
 export interface WorkloadInfo {
   host: string;
@@ -40,7 +55,11 @@ export interface ClusterView {
   masterApiUrl: string | null;
   /** Everything that does not decode, whoever it belongs to, plus the policy model's own findings. */
   problems: Problem[];
+  /** Hosts that are down, then memberships whose endpoint exists on no host; each kept, not deleted. */
+  notices: Notice[];
 }
+
+const NOTHING_HELD = { endpoints: 0, workloads: 0, reservations: 0 } as const;
 
 export function buildView(kvs: readonly { key: string; value: string }[], revision: number): ClusterView {
   const model = new PolicyModel();
@@ -48,7 +67,10 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
   const hosts = new Map<string, HostInfo>();
   const host = (name: string) => {
     let h = hosts.get(name);
-    if (!h) hosts.set(name, (h = { name, birdIp: null, bird6Ip: null, alive: false, since: null, endpoints: 0 }));
+    if (!h) {
+      h = { name, state: 'down', birdIp: null, bird6Ip: null, alive: false, since: null, ...NOTHING_HELD };
+      hosts.set(name, h);
+    }
     return h;
   };
   const names = new Map<string, string>();
@@ -75,6 +97,7 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
         const d = decodeHostAlive(key, value);
         const h = host(k.host);
         h.alive = true;
+        h.state = 'up';
         if (d.ok) h.since = d.value.since;
         break;
       }
@@ -108,6 +131,10 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
       if (!d.ok) extraProblems.push({ key, errors: d.errors });
     }
   }
+  const ix = indexHosts(kvs);
+  for (const name of knownHosts(ix)) host(name);
+  for (const [name, byContainer] of ix.workloads) host(name).workloads = byContainer.size;
+  for (const a of ix.assignments) host(a.host).reservations++;
   const workloads = new Map<string, WorkloadInfo>();
   for (const ep of model.endpoints()) {
     host(ep.host).endpoints++;
@@ -116,15 +143,46 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
     if (!w) workloads.set(id, (w = { host: ep.host, containerId: ep.containerId, name: names.get(id) ?? null, endpoints: [] }));
     w.endpoints.push({ endpointId: ep.endpointId, addrs: [...ep.addrs.v4, ...ep.addrs.v6], mac: ep.mac, state: ep.state, groups: model.groupIdsOf(ep.endpointId) });
   }
+  const hostList = [...hosts.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const notices: Notice[] = [
+    ...hostList
+      .filter((h) => h.state === 'down')
+      .map((h): Notice => ({ kind: 'host-down', key: hostAliveKey(h.name), host: h.name, message: downMessage(h) })),
+    ...membersWithoutEndpoint(ix)
+      .map(({ key, groupId, endpointId }): Notice => {
+        return { kind: 'member-without-endpoint', key, groupId, endpointId, message: memberMessage(endpointId) };
+      })
+      .sort((a, b) => a.key.localeCompare(b.key)),
+  ];
   return {
     revision,
     model,
-    hosts: [...hosts.values()].sort((a, b) => a.name.localeCompare(b.name)),
+    hosts: hostList,
     workloads: [...workloads.values()].sort((a, b) => a.host.localeCompare(b.host) || a.containerId.localeCompare(b.containerId)),
     pools: { v4: pools.v4.sort(), v6: pools.v6.sort() },
     assignments,
     masterIp,
     masterApiUrl,
     problems: [...model.problems(), ...extraProblems].sort((a, b) => a.key.localeCompare(b.key)),
+    notices,
   };
+}
+
+function downMessage(h: HostInfo): string {
+  const holds =
+    h.workloads || h.reservations
+      ? `its ${h.workloads} workload(s), their memberships and its ${h.reservations} address reservation(s) are kept`
+      : 'its keys are kept';
+  return (
+    `host ${h.name} is down: no liveness key ${hostAliveKey(h.name)} ` +
+    '(its calico-node is stopped or cannot reach etcd); ' +
+    `${holds} until it is back or removed (calicoctl node remove ${h.name} --remove-endpoints)`
+  );
+}
+
+function memberMessage(endpointId: string): string {
+  return (
+    `endpoint ${endpointId} exists on no host; the membership is kept ` +
+    '(an orchestrator may write it before the container exists; it goes when the container is removed)'
+  );
 }

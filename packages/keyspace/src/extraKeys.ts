@@ -272,14 +272,14 @@ export const extraKeySpecs: readonly KeySpec<ExtraKey['kind']>[] = [
     pattern: '/calico/ipam/v4/assignment/<addr>',
     example: '/calico/ipam/v4/assignment/198.19.0.1',
     value: 'JSON {"host", "containerId", "endpointId"?}',
-    writer: 'node (plumber) when it assigns CALICO_IP; master GC deletes stale ones',
+    writer: 'node (plumber) when it assigns CALICO_IP; released when its container is removed or its host is removed',
   },
   {
     kind: 'ipAssignment',
     pattern: '/calico/ipam/v6/assignment/<addr>',
     example: '/calico/ipam/v6/assignment/fd00:198:19::1',
     value: 'JSON {"host", "containerId", "endpointId"?}; <addr> in RFC 5952 form',
-    writer: 'node (plumber) when it assigns CALICO_IP; master GC deletes stale ones',
+    writer: 'node (plumber) when it assigns CALICO_IP; released when its container is removed or its host is removed',
   },
   {
     kind: 'ipPool',

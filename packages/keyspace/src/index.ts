@@ -77,6 +77,8 @@ export {
 export type { ExtraKey } from './extraKeys.js';
 export type { KeySpec } from './internal/layout.js';
 
+export { HOST_NAME_RULE, hostNameError, isHostName } from './names.js';
+
 export { bgpHostDir, calicoDir, dirRange, endpointDir, groupDir, hostDir, rangeContains, workloadDir } from './range.js';
 export type { KeyRange } from './range.js';
 

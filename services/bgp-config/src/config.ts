@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
+import { hostNameError } from '@calico/keyspace';
 import { birdPaths, type BirdPaths } from './bird.js';
 
 export interface BgpConfigConfig {
@@ -52,7 +53,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const errors: string[] = [];
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostname)) errors.push(`host name "${hostname}": use letters, digits, ".", "_" and "-"`);
+  const badName = hostNameError(hostname);
+  if (badName) errors.push(`${badName} (--hostname, else CALICO_HOSTNAME, else the machine's name)`);
   let datastore: DatastoreConfig | undefined;
   try {
     datastore = datastoreConfigFromFlags(values, env);

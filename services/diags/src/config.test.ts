@@ -24,6 +24,7 @@ describe('loadConfig', () => {
     [['--listen=1.2.3.4:1', '--etcd=bad'], 'ETCD'],
     [['bogus', '--listen=1.2.3.4:1'], 'unexpected "bogus": serve or collect'],
     [['--nope'], "Unknown option '--nope'"],
+    [['--listen=1.2.3.4:1', '--hostname=Host_1'], 'host name "Host_1" is not valid; use lowercase letters'],
   ])('%j', (argv, msg) => {
     const c = loadConfig(argv, env);
     expect(c.ok).toBe(false);

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { isIP } from 'node:net';
 import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
+import { hostNameError } from '@calico/keyspace';
 import { defaultHostDirs, type HostDirs } from './sources.js';
 
 export const USAGE = `calico-diags: one host's diagnostics, with secrets redacted
@@ -84,7 +85,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const mode = positionals[0] ?? 'serve';
   if ((mode !== 'serve' && mode !== 'collect') || positionals.length > 1) errors.push(`unexpected "${positionals.join(' ')}": serve or collect`);
   const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostname)) errors.push(`host name "${hostname}": use letters, digits, ".", "_" and "-"`);
+  const badName = hostNameError(hostname);
+  if (badName) errors.push(`${badName} (--hostname, else CALICO_HOSTNAME, else the machine's name)`);
   let datastore: DatastoreConfig | undefined;
   let datastoreError: string | undefined;
   try {

@@ -19,7 +19,12 @@ describe('API edge: errors, bodies and counting', () => {
       throw new ClientError('AMBIGUOUS', `2 groups are named "${g}"`);
     },
     addGroup: async (name: string) => ({ id: 'g1', name, members: [], inbound: [], outbound: [] }),
+    removeHost: async (host: string, opts: { removeEndpoints: boolean }) => {
+      removals.push([host, opts.removeEndpoints]);
+      throw new ClientError('CONFLICT', `host ${host} is alive`);
+    },
   } as unknown as CalicoClient;
+  const removals: [string, boolean][] = [];
 
   beforeAll(async () => {
     server = createServer(createApiHandler({ client: fake, health: () => ({ ok: false, etcd: 'wait-for-datastore' }), metrics, logger: createLogger({ name: 't', level: 'silent' }), maxBodyBytes: 64 }));
@@ -47,6 +52,16 @@ describe('API edge: errors, bodies and counting', () => {
     ['PATCH', '/v1/pools', undefined, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'PATCH is not allowed on /v1/pools; use GET or POST' } }],
   ])('%s %s → %i', async (method, path, body, status, json) => {
     expect(await call(method, path, body)).toEqual({ status, json });
+  });
+
+  it('DELETE /v1/hosts/{host}: a bad name or query is a 400 that never reaches the client; a good one does', async () => {
+    expect(await call('DELETE', '/v1/hosts/H2')).toEqual({ status: 400, json: { error: { code: 'INVALID', message: expect.stringMatching(/^host name "H2" is not valid; use lowercase/) } } });
+    expect(await call('DELETE', '/v1/hosts/h2%2Falive')).toMatchObject({ status: 400 });
+    expect(await call('DELETE', '/v1/hosts/h2?removeEndpoints=yes')).toEqual({ status: 400, json: { error: { code: 'INVALID', message: 'removeEndpoints "yes" must be true or false' } } });
+    expect(removals).toEqual([]);
+    // Control: a good name and query reach the client, whose refusal is answered as it says.
+    expect(await call('DELETE', '/v1/hosts/h2?removeEndpoints=true')).toEqual({ status: 409, json: { error: { code: 'CONFLICT', message: 'host h2 is alive' } } });
+    expect(removals).toEqual([['h2', true]]);
   });
 
   it('counts requests by route template and status', async () => {

@@ -3,7 +3,7 @@
  * CalicoClient calls (the same operations calicoctl performs), so both behave alike.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CalicoClient } from '@calico/client';
+import type { CalicoClient, HostInfo } from '@calico/client';
 import type { SyncStatus } from '@calico/datastore';
 import type { Logger } from '@calico/log';
 import { ApiError, toApiError } from './errors.js';
@@ -13,11 +13,13 @@ import {
   parseCheckQuery,
   parseDirection,
   parseGroupBody,
+  parseHostParam,
   parseJsonObject,
   parseMemberBody,
   parsePoolBody,
   parsePoolParam,
   parseRuleBody,
+  parseRemoveHostQuery,
   parseRuleIndex,
 } from './validate.js';
 
@@ -27,6 +29,8 @@ export interface ApiDeps {
   health: () => { ok: boolean; etcd: SyncStatus };
   metrics: MasterMetrics;
   logger: Logger;
+  /** Down hosts → since when (ms) as the master saw it, null when it does not know. */
+  hostsDown?: () => ReadonlyMap<string, number | null>;
   /** Largest request body accepted (bytes); 1 MiB by default. */
   maxBodyBytes?: number;
 }
@@ -53,6 +57,12 @@ const created = (body: unknown, location?: string): Reply => ({ status: 201, bod
 
 export function apiRoutes(deps: ApiDeps): Route<Handler>[] {
   const c = deps.client;
+  /** When a down host went down, as the master saw it (ISO), or null. */
+  const downSince = (host: string): string | null => {
+    const t = deps.hostsDown?.().get(host);
+    return t === undefined || t === null ? null : new Date(t).toISOString();
+  };
+  const hostResource = (h: HostInfo) => ({ ...h, downSince: h.state === 'down' ? downSince(h.name) : null });
   const r = (method: Route<Handler>['method'], path: string, handler: Handler): Route<Handler> => ({ method, path, handler });
   return [
     r('GET', '/healthz', async () => {
@@ -105,7 +115,18 @@ export function apiRoutes(deps: ApiDeps): Route<Handler>[] {
 
     r('GET', '/v1/hosts', async () => {
       const v = await c.view();
-      return ok({ revision: v.revision, hosts: v.hosts });
+      return ok({ revision: v.revision, hosts: v.hosts.map(hostResource) });
+    }),
+    r('GET', '/v1/hosts/{host}', async ({ params }) => {
+      const name = parseHostParam(params.host!);
+      const v = await c.view();
+      const h = v.hosts.find((x) => x.name === name);
+      if (!h) throw new ApiError('NOT_FOUND', `no host "${name}" (GET /v1/hosts lists them)`);
+      return ok({ revision: v.revision, ...hostResource(h) });
+    }),
+    r('DELETE', '/v1/hosts/{host}', async ({ params, query }) => {
+      const name = parseHostParam(params.host!);
+      return ok(await c.removeHost(name, parseRemoveHostQuery(query)));
     }),
     r('GET', '/v1/endpoints', async () => {
       const v = await c.view();
@@ -128,7 +149,8 @@ export function apiRoutes(deps: ApiDeps): Route<Handler>[] {
 
     r('GET', '/v1/problems', async () => {
       const v = await c.view();
-      return ok({ revision: v.revision, problems: v.problems });
+      const notices = v.notices.map((n) => (n.kind === 'host-down' ? { ...n, since: downSince(n.host) } : n));
+      return ok({ revision: v.revision, problems: v.problems, notices });
     }),
   ];
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadMasterConfig, parseListen } from './config.js';
+import { formatDuration, loadMasterConfig, parseDuration, parseListen } from './config.js';
 import { apiUrl } from './master.js';
 
 const load = (argv: string[], env: NodeJS.ProcessEnv = {}) => loadMasterConfig(argv, env);
@@ -7,16 +7,16 @@ const load = (argv: string[], env: NodeJS.ProcessEnv = {}) => loadMasterConfig(a
 describe('loadMasterConfig', () => {
   it('takes defaults from --ip', () => {
     const r = load(['--ip=198.18.0.1']);
-    expect(r.ok && r.value).toMatchObject({ ip: '198.18.0.1', listen: { host: '198.18.0.1', port: 7600 }, gcGraceMs: 60_000, gcIntervalMs: 5_000, logLevel: 'info' });
+    expect(r.ok && r.value).toMatchObject({ ip: '198.18.0.1', listen: { host: '198.18.0.1', port: 7600 }, gcDeadHostsAfterMs: null, gcIntervalMs: 5_000, logLevel: 'info' });
     expect(r.ok && r.value.datastore.endpoints).toEqual(['http://127.0.0.1:2379']);
   });
 
   it('flags win over the environment, which wins over defaults', () => {
-    const env = { CALICO_MASTER_IP: '198.18.0.9', CALICO_MASTER_LISTEN: '0.0.0.0:9000', CALICO_GC_GRACE: '30', ETCD_ENDPOINTS: '10.0.0.1:2379', LOG_LEVEL: 'debug' };
+    const env = { CALICO_MASTER_IP: '198.18.0.9', CALICO_MASTER_LISTEN: '0.0.0.0:9000', CALICO_GC_DEAD_HOSTS_AFTER: '12h', ETCD_ENDPOINTS: '10.0.0.1:2379', LOG_LEVEL: 'debug' };
     const fromEnv = load([], env);
-    expect(fromEnv.ok && fromEnv.value).toMatchObject({ ip: '198.18.0.9', listen: { host: '0.0.0.0', port: 9000 }, gcGraceMs: 30_000, logLevel: 'debug' });
-    const r = load(['--ip=fd00::1', '--listen=127.0.0.1:0', '--gc-grace=1', '--gc-interval=0.2', '--etcd=127.0.0.1:1234', '--log-level=warn'], env);
-    expect(r.ok && r.value).toMatchObject({ ip: 'fd00::1', listen: { host: '127.0.0.1', port: 0 }, gcGraceMs: 1_000, gcIntervalMs: 200, logLevel: 'warn' });
+    expect(fromEnv.ok && fromEnv.value).toMatchObject({ ip: '198.18.0.9', listen: { host: '0.0.0.0', port: 9000 }, gcDeadHostsAfterMs: 12 * 3_600_000, logLevel: 'debug' });
+    const r = load(['--ip=fd00::1', '--listen=127.0.0.1:0', '--gc-dead-hosts-after=1s', '--gc-interval=0.2', '--etcd=127.0.0.1:1234', '--log-level=warn'], env);
+    expect(r.ok && r.value).toMatchObject({ ip: 'fd00::1', listen: { host: '127.0.0.1', port: 0 }, gcDeadHostsAfterMs: 1_000, gcIntervalMs: 200, logLevel: 'warn' });
     expect(r.ok && r.value.datastore.endpoints).toEqual(['http://127.0.0.1:1234']);
   });
 
@@ -26,19 +26,49 @@ describe('loadMasterConfig', () => {
   });
 
   it('reports every error at once', () => {
-    const r = load(['--listen=nowhere', '--gc-grace=-1', '--gc-interval=0', '--etcd=bad', '--log-level=loud']);
+    const r = load(['--listen=nowhere', '--gc-dead-hosts-after=10', '--gc-interval=0', '--etcd=bad', '--log-level=loud']);
     expect(r.ok ? [] : r.errors).toEqual([
       '--ip is required: the address of this master on the management network',
       '--listen=nowhere: expected host:port or [IPv6]:port (port 0-65535)',
       'flag: "bad" is not host:port (e.g. 127.0.0.1:2379)',
-      '--gc-grace=-1: seconds, 0 to 86400 (decimals allowed)',
+      '--gc-dead-hosts-after=10: a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off',
       '--gc-interval=0: seconds, 0.01 to 86400 (decimals allowed)',
       '--log-level=loud: one of trace, debug, info, warn, error, fatal, silent',
     ]);
     const bad = load(['--ip=1.2.3']);
     expect(bad.ok ? [] : bad.errors).toEqual(['--ip=1.2.3: not an IPv4 or IPv6 address']);
-    const unknown = load(['--bogus', '--ip=1.2.3', 'extra', '--gc-grace']);
-    expect(unknown.ok ? [] : unknown.errors).toEqual(['unknown option --bogus', '--gc-grace needs a value (--gc-grace=...)', 'unexpected argument "extra"', '--ip=1.2.3: not an IPv4 or IPv6 address']);
+    const unknown = load(['--bogus', '--ip=1.2.3', 'extra', '--gc-dead-hosts-after']);
+    expect(unknown.ok ? [] : unknown.errors).toEqual([
+      'unknown option --bogus',
+      '--gc-dead-hosts-after needs a value (--gc-dead-hosts-after=...)',
+      'unexpected argument "extra"',
+      '--ip=1.2.3: not an IPv4 or IPv6 address',
+    ]);
+  });
+
+  it('--gc-dead-hosts-after is off by default and takes durations', () => {
+    const on = (v: string) => {
+      const r = load(['--ip=198.18.0.1', `--gc-dead-hosts-after=${v}`]);
+      return r.ok ? r.value.gcDeadHostsAfterMs : r.errors;
+    };
+    expect([on('off'), on('1s'), on('30m'), on('1h30m'), on('7d'), on('1.5h')]).toEqual([null, 1_000, 1_800_000, 5_400_000, 604_800_000, 5_400_000]);
+    expect(on('500ms')).toEqual(['--gc-dead-hosts-after=500ms: a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off']);
+    expect(on('0s')).toHaveLength(1);
+    expect(on('soon')).toHaveLength(1);
+  });
+
+  it.each<[string, number | null | undefined, string]>([
+    ['90s', 90_000, '1m30s'],
+    ['1h30m', 5_400_000, '1h30m'],
+    ['2d12h', 216_000_000, '2d12h'],
+    ['250ms', 250, '250ms'],
+    ['off', null, ''],
+    ['10', undefined, ''],
+    ['1h 30m', undefined, ''],
+    ['-5m', undefined, ''],
+  ])('parseDuration(%s) and back', (s, ms, back) => {
+    expect(parseDuration(s)).toBe(ms);
+    if (typeof ms === 'number') expect(formatDuration(ms)).toBe(back);
   });
 
   it.each<[string, unknown]>([

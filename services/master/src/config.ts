@@ -8,7 +8,11 @@ export interface MasterConfig {
   /** Where the HTTP API listens; port 0 picks a free one. */
   listen: { host: string; port: number };
   datastore: DatastoreConfig;
-  gcGraceMs: number;
+  /**
+   * Remove a host that has been down this long, continuously and in sync, as
+   * `calicoctl node remove --remove-endpoints` does; null: never.
+   */
+  gcDeadHostsAfterMs: number | null;
   gcIntervalMs: number;
   logLevel: string;
 }
@@ -22,12 +26,42 @@ export const MASTER_USAGE = `calico-master: the cluster's API, garbage collector
   --listen=<host:port>     CALICO_MASTER_LISTEN, else <ip>:${DEFAULT_PORT}; [v6]:port for IPv6
   --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
   --etcd-ca/--etcd-cert/--etcd-key=<file>   TLS to etcd
-  --gc-grace=<seconds>     CALICO_GC_GRACE, else 60: how long something must be missing,
-                           continuously and while in sync with etcd, before GC acts
-  --gc-interval=<seconds>  CALICO_GC_INTERVAL, else 5: how often GC looks
+  --gc-dead-hosts-after=<duration>   CALICO_GC_DEAD_HOSTS_AFTER, else off: remove a host
+                           that has been down (no liveness key) that long, continuously and in
+                           sync with etcd, with its workloads, memberships and addresses, as
+                           "calicoctl node remove --remove-endpoints" does; e.g. 30m, 12h, 7d
+  --gc-interval=<seconds>  CALICO_GC_INTERVAL, else 5: how often the master looks at hosts
   --log-level=<level>      LOG_LEVEL, else info`;
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "90s", "30m", "1h30m", "7d" → milliseconds; "off" → null; undefined when it is neither. */
+export function parseDuration(s: string): number | null | undefined {
+  if (s === 'off') return null;
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(s)) return undefined;
+  let ms = 0;
+  for (const [, n, , unit] of s.matchAll(/(\d+(\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(n) * UNITS[unit!]!;
+  return Math.round(ms);
+}
+
+/** Milliseconds as the largest units that add up to them exactly: 5400000 → "1h30m". */
+export function formatDuration(ms: number): string {
+  let rest = Math.round(ms);
+  let out = '';
+  for (const [unit, size] of Object.entries(UNITS).reverse()) {
+    if (rest >= size) {
+      out += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  return out || '0s';
+}
+
+/** The shortest --gc-dead-hosts-after accepted (tests use it); a cluster wants longer than any reboot or upgrade. */
+export const MIN_DEAD_HOSTS_AFTER_MS = 1_000;
+export const DURATION_RULE = 'a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off';
 
 /** "host:port" or "[v6]:port" → parts; undefined when it is neither. */
 export function parseListen(s: string): { host: string; port: number } | undefined {
@@ -45,7 +79,7 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     ip: { type: 'string' },
     listen: { type: 'string' },
     ...ETCD_FLAG_OPTIONS,
-    'gc-grace': { type: 'string' },
+    'gc-dead-hosts-after': { type: 'string' },
     'gc-interval': { type: 'string' },
     'log-level': { type: 'string' },
     help: { type: 'boolean' },
@@ -78,10 +112,14 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > 86_400) errors.push(`--${flag}=${raw}: ${rule}`);
     return Math.round(n * 1000);
   };
-  const gcGraceMs = seconds('gc-grace', 'CALICO_GC_GRACE', '60', 0, 'seconds, 0 to 86400 (decimals allowed)');
+  const deadRaw = str('gc-dead-hosts-after') ?? env.CALICO_GC_DEAD_HOSTS_AFTER ?? 'off';
+  const gcDeadHostsAfterMs = parseDuration(deadRaw);
+  if (gcDeadHostsAfterMs === undefined || (gcDeadHostsAfterMs ?? Infinity) < MIN_DEAD_HOSTS_AFTER_MS) {
+    errors.push(`--gc-dead-hosts-after=${deadRaw}: ${DURATION_RULE}`);
+  }
   const gcIntervalMs = seconds('gc-interval', 'CALICO_GC_INTERVAL', '5', 0.01, 'seconds, 0.01 to 86400 (decimals allowed)');
   const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
   if (!LEVELS.includes(logLevel)) errors.push(`--log-level=${logLevel}: one of ${LEVELS.join(', ')}`);
-  if (errors.length || !ip || !listen || !datastore) return { ok: false, errors };
-  return { ok: true, value: { ip, listen, datastore, gcGraceMs, gcIntervalMs, logLevel } };
+  if (errors.length || !ip || !listen || !datastore || gcDeadHostsAfterMs === undefined) return { ok: false, errors };
+  return { ok: true, value: { ip, listen, datastore, gcDeadHostsAfterMs, gcIntervalMs, logLevel } };
 }

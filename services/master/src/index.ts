@@ -1,9 +1,18 @@
 export { startMaster, apiUrl } from './master.js';
 export type { MasterDeps, RunningMaster } from './master.js';
-export { loadMasterConfig, parseListen, MASTER_USAGE, DEFAULT_PORT } from './config.js';
+export {
+  loadMasterConfig,
+  parseListen,
+  parseDuration,
+  formatDuration,
+  MASTER_USAGE,
+  DEFAULT_PORT,
+  DURATION_RULE,
+  MIN_DEAD_HOSTS_AFTER_MS,
+} from './config.js';
 export type { MasterConfig } from './config.js';
 export { decideGc, emptyTracker } from './gc.js';
-export type { GcAction, GcDecision, GcInput, GcTracker } from './gc.js';
+export type { GcAction, GcDecision, GcInput, GcTracker, HostSeen } from './gc.js';
 export { GarbageCollector } from './collector.js';
 export type { CollectorOptions } from './collector.js';
 export { apiRoutes, createApiHandler } from './api.js';
@@ -17,11 +26,13 @@ export {
   parseCheckQuery,
   parseDirection,
   parseGroupBody,
+  parseHostParam,
   parseJsonObject,
   parseMemberBody,
   parsePoolBody,
   parsePoolParam,
   parseRuleBody,
+  parseRemoveHostQuery,
   parseRuleIndex,
 } from './validate.js';
 export type { CheckQuery, MemberTarget } from './validate.js';

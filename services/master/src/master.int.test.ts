@@ -129,9 +129,9 @@ describe('calico-master API on a real etcd', () => {
 
   it('hosts and endpoints come from the cluster view', async () => {
     const hosts = await api('GET', '/v1/hosts');
-    expect(hosts.json.hosts.map((h: { name: string; alive: boolean; endpoints: number }) => [h.name, h.alive, h.endpoints])).toEqual([
-      ['h1', true, 2],
-      ['h2', true, 1],
+    expect(hosts.json.hosts.map((h: { name: string; state: string; alive: boolean; endpoints: number; downSince: string | null }) => [h.name, h.state, h.alive, h.endpoints, h.downSince])).toEqual([
+      ['h1', 'up', true, 2, null],
+      ['h2', 'up', true, 1, null],
     ]);
     const eps = await api('GET', '/v1/endpoints');
     expect(eps.json.workloads).toContainEqual({
@@ -194,9 +194,12 @@ describe('calico-master API on a real etcd', () => {
     const line = (re: RegExp) => expect(r.text).toMatch(re);
     line(/^calico_master_groups 1$/m); // frontend; the hand-written "bad" rule does not decode, so makes no group
     line(/^calico_master_endpoints 3$/m);
-    line(/^calico_master_hosts\{state="alive"\} 2$/m);
-    line(/^calico_master_hosts\{state="dead"\} 0$/m);
+    line(/^calico_master_hosts\{state="up"\} 2$/m);
+    line(/^calico_master_hosts\{state="down"\} 0$/m);
+    line(/^calico_master_host_up\{host="h1"\} 1$/m);
+    line(/^calico_master_members_without_endpoint 0$/m);
     line(/^calico_master_problems [1-9]\d*$/m);
+    line(/^calico_master_gc_deleted_total\{kind="host"\} 0$/m);
     line(/^calico_master_gc_deleted_total\{kind="membership"\} 0$/m);
     line(/^calico_master_gc_deleted_total\{kind="endpoint"\} 0$/m);
     line(/^calico_master_gc_deleted_total\{kind="assignment"\} 0$/m);
@@ -206,5 +209,57 @@ describe('calico-master API on a real etcd', () => {
     line(/^calico_master_in_sync 1$/m);
     line(/^process_cpu_user_seconds_total /m);
     line(/^nodejs_eventloop_lag_seconds /m);
+  });
+
+  describe('hosts down and their removal', () => {
+    const keyspace = async () => new Map((await ds.getPrefix('/calico/')).kvs.map((kv) => [kv.key, kv.value]));
+
+    it('a host whose liveness key is gone is down in /v1/hosts, /v1/hosts/{host}, /v1/problems and the metrics, since the master saw it go', async () => {
+      // No round has run on the 5 s interval yet: the master knows h2 was up from the round it
+      // ran when it came in sync, so it knows since when h2 is down.
+      await ds.delete(hostAliveKey('h2'));
+      await ds.put(groupMemberKey('g-ghost', 'ep-ghost'), '');
+      await master.syncer.drain();
+      await master.gc.runOnce();
+      const since = master.gc.hostsDown.get('h2');
+      expect(since).toEqual(expect.any(Number));
+      const h2 = await api('GET', '/v1/hosts/h2');
+      expect(h2).toMatchObject({ status: 200, json: { name: 'h2', state: 'down', alive: false, since: null, endpoints: 1, workloads: 1, reservations: 1, downSince: new Date(since!).toISOString() } });
+      expect((await api('GET', '/v1/hosts')).json.hosts.map((h: { name: string; state: string }) => `${h.name}:${h.state}`)).toEqual(['h1:up', 'h2:down']);
+      expect(await api('GET', '/v1/hosts/h7')).toMatchObject({ status: 404, json: { error: { code: 'NOT_FOUND', message: 'no host "h7" (GET /v1/hosts lists them)' } } });
+      expect(await api('GET', '/v1/hosts/H2')).toMatchObject({ status: 400, json: { error: { code: 'INVALID' } } });
+      const problems = (await api('GET', '/v1/problems')).json;
+      expect(problems.notices).toEqual([
+        { kind: 'host-down', key: hostAliveKey('h2'), host: 'h2', since: new Date(since!).toISOString(), message: expect.stringMatching(/^host h2 is down: no liveness key/) },
+        { kind: 'member-without-endpoint', key: groupMemberKey('g-ghost', 'ep-ghost'), groupId: 'g-ghost', endpointId: 'ep-ghost', message: expect.stringMatching(/^endpoint ep-ghost exists on no host; the membership is kept/) },
+      ]);
+      const text = (await api('GET', '/metrics')).text;
+      expect(text).toMatch(/^calico_master_hosts\{state="down"\} 1$/m);
+      expect(text).toMatch(/^calico_master_host_up\{host="h2"\} 0$/m);
+      expect(text).toMatch(new RegExp(`^calico_master_host_down_since_seconds\\{host="h2"\\} ${since! / 1000}$`, 'm'));
+      expect(text).toMatch(/^calico_master_members_without_endpoint 1$/m);
+    });
+
+    it('DELETE /v1/hosts/{host}: refused while alive, refused with endpoints unless removeEndpoints=true, then exactly its data goes', async () => {
+      const before = await keyspace();
+      const alive = await api('DELETE', '/v1/hosts/h1?removeEndpoints=true');
+      expect(alive).toMatchObject({ status: 409, json: { error: { code: 'CONFLICT', message: expect.stringMatching(/^host h1 is alive: its liveness key \/calico\/host\/h1\/alive exists/) } } });
+      const withEndpoints = await api('DELETE', '/v1/hosts/h2');
+      expect(withEndpoints).toMatchObject({ status: 409, json: { error: { code: 'CONFLICT', message: expect.stringMatching(/^host h2 is down but still has 1 workload\(s\) with 1 endpoint\(s\) and 1 address reservation\(s\); nothing was removed/) } } });
+      expect(await api('DELETE', '/v1/hosts/h2?removeEndpoints=maybe')).toMatchObject({ status: 400 });
+      expect(await keyspace()).toEqual(before);
+      const r = await api('DELETE', '/v1/hosts/h2?removeEndpoints=true');
+      expect(r).toMatchObject({ status: 200, json: { host: 'h2', removed: { workloads: 1, endpoints: 1, memberships: 0, reservations: 1 } } });
+      const after = await keyspace();
+      for (const [k, v] of after) expect(before.get(k), k).toBe(v);
+      const gone = [...before.keys()].filter((k) => !after.has(k)).sort();
+      expect(gone).toEqual([...before.keys()].filter((k) => k.startsWith('/calico/host/h2/') || k === ipAssignmentKey('198.19.0.3')).sort());
+      expect(r.json.removed.keys).toBe(gone.length);
+      expect(await api('DELETE', '/v1/hosts/h2?removeEndpoints=true')).toMatchObject({ status: 404 });
+      // Control for the refusal of h1: once its liveness key is gone, the same call removes it.
+      await ds.delete(hostAliveKey('h1'));
+      expect(await api('DELETE', '/v1/hosts/h1?removeEndpoints=true')).toMatchObject({ status: 200, json: { host: 'h1', removed: { workloads: 2 } } });
+      expect((await api('GET', '/v1/hosts')).json.hosts).toEqual([]);
+    });
   });
 });

@@ -6,7 +6,7 @@ import { calicoRoot, encodeMasterIp, encodeUrl, isIP, masterApiUrlKey, masterIpK
 import { createLogger, type Logger } from '@calico/log';
 import { createApiHandler } from './api.js';
 import { GarbageCollector } from './collector.js';
-import type { MasterConfig } from './config.js';
+import { formatDuration, type MasterConfig } from './config.js';
 import { createMetrics, type MasterMetrics } from './metrics.js';
 
 export interface MasterDeps {
@@ -62,7 +62,12 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
       onUpdates: () => undefined,
       onStatus: (status, reason) => {
         if (reason === SAFETY_RESYNC && status !== 'stopped') return; // resyncing, then in-sync again: no blip
-        if (status === 'in-sync') logger.info({ revision: syncer.revision, reason }, 'in sync with etcd; GC times absences from now on');
+        if (status === 'in-sync') {
+          logger.info({ revision: syncer.revision, reason }, 'in sync with etcd; GC times absences from now on');
+          // A round at once: which hosts are up is known from the first snapshot on, so a host
+          // that goes down before the first interval is seen to go (and since when).
+          void gc.runOnce().catch(() => undefined);
+        }
         else if (status !== 'stopped') logger.warn({ status, reason }, 'not in sync with etcd; GC paused and its pending timers will start over; the API keeps answering from etcd directly');
         if (status !== 'in-sync') statusEpoch++;
       },
@@ -77,17 +82,25 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
     }
     return cached.view;
   };
+  const client = new CalicoClient(ds);
   const gc = new GarbageCollector({
-    ds,
+    client,
     logger,
-    graceMs: config.gcGraceMs,
+    deadHostsAfterMs: config.gcDeadHostsAfterMs,
     intervalMs: config.gcIntervalMs,
     source: () => ({ kvs: syncer.state, inSync: trusted(), epoch: epoch() }),
-    onDeleted: (a) => metrics.gcDeleted.inc({ kind: a.kind }),
+    onRemoved: ({ removed }) => {
+      metrics.gcDeleted.inc({ kind: 'host' });
+      metrics.gcDeleted.inc({ kind: 'endpoint' }, removed.workloads);
+      metrics.gcDeleted.inc({ kind: 'membership' }, removed.memberships);
+      metrics.gcDeleted.inc({ kind: 'assignment' }, removed.reservations);
+    },
   });
-  const metrics = createMetrics({ view: liveView, inSync: trusted, gcPending: () => gc.pending });
+  const hostsDown = () => gc.hostsDown;
+  const metrics = createMetrics({ view: liveView, inSync: trusted, gcPending: () => gc.pending, hostsDown });
 
-  const server = createServer(createApiHandler({ client: new CalicoClient(ds), health: () => ({ ok: trusted(), etcd: syncer.status }), metrics, logger }));
+  const health = () => ({ ok: trusted(), etcd: syncer.status });
+  const server = createServer(createApiHandler({ client, health, metrics, logger, hostsDown }));
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -115,7 +128,11 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   }, deps.safetyResyncMs ?? 5 * 60_000);
   safetyResync.unref();
   gc.start();
-  logger.info({ url, ip: config.ip, gcGraceS: config.gcGraceMs / 1000, gcIntervalS: config.gcIntervalMs / 1000 }, 'calico-master API listening; syncing with etcd, then publishing its address');
+  const deadHosts = config.gcDeadHostsAfterMs === null ? 'off' : formatDuration(config.gcDeadHostsAfterMs);
+  logger.info(
+    { url, ip: config.ip, gcDeadHostsAfter: deadHosts, gcIntervalS: config.gcIntervalMs / 1000 },
+    'calico-master API listening; syncing with etcd, then publishing its address',
+  );
 
   let retry: NodeJS.Timeout | undefined;
   let wake: (() => void) | undefined;

@@ -6,6 +6,8 @@ export interface MetricsSource {
   view: () => ClusterView | null;
   inSync: () => boolean;
   gcPending: () => number;
+  /** Down hosts → since when (ms) as the master saw it, null when it does not know. */
+  hostsDown?: () => ReadonlyMap<string, number | null>;
 }
 
 export interface MasterMetrics {
@@ -35,15 +37,40 @@ export function createMetrics(src: MetricsSource): MasterMetrics {
   fromView('calico_master_groups', 'Security groups under /calico/network/group/.', (v) => v.model.groups().length);
   fromView('calico_master_endpoints', 'Workload endpoints on all hosts.', (v) => v.model.endpoints().length);
   fromView('calico_master_problems', 'Keys under /calico/ that do not decode, and rules that cannot be enforced (GET /v1/problems).', (v) => v.problems.length);
+  fromView(
+    'calico_master_members_without_endpoint',
+    'Memberships whose endpoint exists on no host; kept, never collected (GET /v1/problems lists them).',
+    (v) => v.notices.filter((n) => n.kind === 'member-without-endpoint').length,
+  );
   new Gauge({
     name: 'calico_master_hosts',
-    help: 'Hosts known under /calico/host/, by whether their liveness key (lease) is present.',
+    help: 'Hosts (keys under /calico/host/<h>/ or reservations naming them): up while their liveness key is there.',
     labelNames: ['state'],
     registers,
     collect() {
       const hosts = src.view()?.hosts ?? [];
-      this.set({ state: 'alive' }, hosts.filter((h) => h.alive).length);
-      this.set({ state: 'dead' }, hosts.filter((h) => !h.alive).length);
+      this.set({ state: 'up' }, hosts.filter((h) => h.state === 'up').length);
+      this.set({ state: 'down' }, hosts.filter((h) => h.state === 'down').length);
+    },
+  });
+  new Gauge({
+    name: 'calico_master_host_up',
+    help: 'Per host: 1 while its liveness key is there, 0 while it is down (its data is kept).',
+    labelNames: ['host'],
+    registers,
+    collect() {
+      this.reset();
+      for (const h of src.view()?.hosts ?? []) this.set({ host: h.name }, h.state === 'up' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'calico_master_host_down_since_seconds',
+    help: 'Per down host: when the master saw its liveness key go (Unix time); absent if it was down before the master.',
+    labelNames: ['host'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [host, since] of src.hostsDown?.() ?? []) if (since !== null) this.set({ host }, since / 1000);
     },
   });
   new Gauge({
@@ -56,14 +83,19 @@ export function createMetrics(src: MetricsSource): MasterMetrics {
   });
   new Gauge({
     name: 'calico_master_gc_pending',
-    help: 'Absences the garbage collector is timing (memberships of missing endpoints, hosts without liveness).',
+    help: 'Down hosts whose removal is being timed (--gc-dead-hosts-after; always 0 without it).',
     registers,
     collect() {
       this.set(src.gcPending());
     },
   });
-  const gcDeleted = new Counter({ name: 'calico_master_gc_deleted_total', help: 'Keys and directories deleted by the garbage collector.', labelNames: ['kind'] as const, registers });
-  for (const kind of ['membership', 'endpoint', 'assignment']) gcDeleted.inc({ kind }, 0);
+  const gcDeleted = new Counter({
+    name: 'calico_master_gc_deleted_total',
+    help: 'What --gc-dead-hosts-after removed: hosts, workloads (endpoint), memberships and reservations (assignment).',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  for (const kind of ['host', 'endpoint', 'membership', 'assignment']) gcDeleted.inc({ kind }, 0);
   const apiRequests = new Counter({ name: 'calico_master_api_requests_total', help: 'HTTP API requests by route template and status code.', labelNames: ['route', 'code'] as const, registers });
   return { registry, gcDeleted, apiRequests };
 }

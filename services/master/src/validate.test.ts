@@ -8,6 +8,8 @@ import {
   parseMemberBody,
   parsePoolBody,
   parsePoolParam,
+  parseHostParam,
+  parseRemoveHostQuery,
   parseRuleBody,
   parseRuleIndex,
 } from './validate.js';
@@ -103,4 +105,20 @@ describe('path and query parameters', () => {
     ['dst=db&port=0&colour=red', 'INVALID: unknown parameter "colour" (expected src, dst, protocol, port); src is required: an address, endpoint id, container id, id prefix or name; port "0" must be an integer from 1 to 65535'],
     ['src=a&dst=b&port=8o', 'INVALID: port "8o" must be an integer from 1 to 65535'],
   ])('parseCheckQuery(%s)', (q, want) => expect(outcome(() => parseCheckQuery(new URLSearchParams(q)))).toEqual(want));
+
+  it.each<[string, unknown]>([
+    ['h1', 'h1'],
+    ['node-7.example', 'node-7.example'],
+    ['H1', expect.stringMatching(/^INVALID: host name "H1" is not valid; use lowercase letters/)],
+    ['h1/alive', expect.stringMatching(/^INVALID: host name "h1\/alive" is not valid/)],
+  ])('parseHostParam(%s)', (s, want) => expect(outcome(() => parseHostParam(s))).toEqual(want));
+
+  it.each<[string, unknown]>([
+    ['', { removeEndpoints: false }],
+    ['removeEndpoints=true', { removeEndpoints: true }],
+    ['removeEndpoints=false', { removeEndpoints: false }],
+    ['removeEndpoints=yes', 'INVALID: removeEndpoints "yes" must be true or false'],
+    ['removeEndpoints=false&removeEndpoints=true', 'INVALID: removeEndpoints given more than once'],
+    ['force=1', 'INVALID: unknown parameter "force" (expected removeEndpoints)'],
+  ])('parseRemoveHostQuery(%s)', (q, want) => expect(outcome(() => parseRemoveHostQuery(new URLSearchParams(q)))).toEqual(want));
 });

@@ -2,7 +2,7 @@
  * Request bodies and parameters → typed values, or an ApiError (400) that names every problem.
  * Pure, so each message is tested against its input.
  */
-import { decodeRule, type Direction, type RuleInput } from '@calico/keyspace';
+import { decodeRule, hostNameError, type Direction, type RuleInput } from '@calico/keyspace';
 import { ApiError } from './errors.js';
 
 type Json = Record<string, unknown>;
@@ -121,4 +121,27 @@ export function parseCheckQuery(q: URLSearchParams): CheckQuery {
   }
   if (errors.length) throw invalid(errors);
   return { src, dst, protocol, port };
+}
+
+/** A host name in a path, checked by the keyspace's one rule before anything reads etcd. */
+export function parseHostParam(s: string): string {
+  const e = hostNameError(s);
+  if (e) throw new ApiError('INVALID', e);
+  return s;
+}
+
+/** DELETE /v1/hosts/{host}: removeEndpoints=true|false (false when absent). */
+export function parseRemoveHostQuery(q: URLSearchParams): { removeEndpoints: boolean } {
+  const errors: string[] = [];
+  for (const k of new Set(q.keys())) {
+    if (k !== 'removeEndpoints') errors.push(`unknown parameter "${k}" (expected removeEndpoints)`);
+  }
+  const all = q.getAll('removeEndpoints');
+  const v = all.at(-1);
+  if (all.length > 1) errors.push('removeEndpoints given more than once');
+  else if (v !== undefined && v !== 'true' && v !== 'false') {
+    errors.push(`removeEndpoints "${v}" must be true or false`);
+  }
+  if (errors.length) throw invalid(errors);
+  return { removeEndpoints: v === 'true' };
 }

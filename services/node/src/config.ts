@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { existsSync } from 'node:fs';
-import { isIP } from '@calico/keyspace';
+import { hostNameError, isIP } from '@calico/keyspace';
 import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 import { parseDockerHost, type Upstream } from './proxy/upstream.js';
 
@@ -86,7 +86,8 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
   const ip6 = str('ip6');
   if (ip6 !== undefined && isIP(ip6) !== 6) errors.push(`--ip6=${ip6}: not an IPv6 address`);
   const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostname)) errors.push(`host name "${hostname}": use letters, digits, ".", "_" and "-"`);
+  const badName = hostNameError(hostname);
+  if (badName) errors.push(`${badName} (--hostname, else CALICO_HOSTNAME, else the machine's name)`);
   let datastore: DatastoreConfig | undefined;
   try {
     datastore = datastoreConfigFromFlags(values, env);

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
-import { isIP, bgpHostAsNumKey, encodeAsNum } from '@calico/keyspace';
+import { isIP, bgpHostAsNumKey, encodeAsNum, hostNameError } from '@calico/keyspace';
 import { UsageError, type Context } from '../context.js';
 import { calicoctlMain, hostDirs, serviceMain, type HostDirs } from '../paths.js';
 import { checkProcess, recordProcess, signalIfOurs, waitNotAlive } from '@calico/proc';
@@ -19,6 +19,7 @@ export interface NodeFlags {
   logDir?: string;
   runDir?: string;
   stateDir?: string;
+  removeEndpoints?: boolean;
 }
 
 /** GET over HTTP (TCP or a unix socket); resolves with the status, or 0 when nothing answers. */
@@ -57,6 +58,30 @@ export function dockerCli(upstream: string | undefined, args: string[]): Promise
     p.stderr.on('data', (c: Buffer) => (out += c.toString()));
     p.on('error', (e) => resolve({ code: 127, out: e.message }));
     p.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+/** GET a JSON document over HTTP; undefined when nothing answers, the status is not 200 or the body is not JSON. */
+export function httpJson(url: URL, timeoutMs = 2_000): Promise<unknown> {
+  return new Promise((resolve) => {
+    const req = request(url, { timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        try {
+          resolve(res.statusCode === 200 ? (JSON.parse(body) as unknown) : undefined);
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
+    req.on('error', () => resolve(undefined));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(undefined);
+    });
+    req.end();
   });
 }
 
@@ -234,8 +259,30 @@ async function stopRole(
   throw new Error(`${label} (pid ${s.pid}) did not stop within 30 s`);
 }
 
-/** calicoctl node --ip=… | calicoctl node stop */
+/**
+ * calicoctl node remove <HOSTNAME> [--remove-endpoints]: a host that is down goes for good
+ * (CalicoClient.removeHost: refused while its liveness key exists).
+ */
+async function nodeRemove(ctx: Context, args: string[], removeEndpoints: boolean): Promise<number> {
+  const [host] = args;
+  if (host === undefined || args.length !== 1) {
+    throw new UsageError('usage: calicoctl node remove <HOSTNAME> [--remove-endpoints]');
+  }
+  const bad = hostNameError(host);
+  if (bad) throw new UsageError(bad);
+  const r = await ctx.client.removeHost(host, { removeEndpoints });
+  if (ctx.flags.json) ctx.json(r);
+  else {
+    const n = r.removed;
+    const what = `${n.workloads} workload(s) with ${n.endpoints} endpoint(s), ${n.memberships} membership(s)`;
+    ctx.print(`Removed host ${host}: ${what}, ${n.reservations} address reservation(s); ${n.keys} etcd key(s) in all`);
+  }
+  return 0;
+}
+
+/** calicoctl node --ip=… | calicoctl node stop | calicoctl node remove <HOSTNAME> */
 export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
+  if (args[0] === 'remove') return nodeRemove(ctx, args.slice(1), f.removeEndpoints === true);
   const host = ctx.hostname;
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
@@ -245,7 +292,12 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
       ? stopContainer(ctx, f.docker, nodeContainer(host), label)
       : stopRole(ctx, dirs, 'node', label, host);
   }
-  if (args.length) throw new UsageError('usage: calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] … | calicoctl node stop');
+  if (args.length) {
+    throw new UsageError(
+      'usage: calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] … | calicoctl node stop | ' +
+        'calicoctl node remove <HOSTNAME> [--remove-endpoints]',
+    );
+  }
   if (!f.ip || isIP(f.ip) !== 4) throw new UsageError('--ip=<IPv4> is required: this host\'s address on the management network');
   if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
   if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
@@ -296,8 +348,12 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   return 0;
 }
 
-/** calicoctl master --ip=… | calicoctl master stop */
-export async function master(ctx: Context, args: string[], f: NodeFlags & { listen?: string }): Promise<number> {
+/** calicoctl master --ip=… [--gc-dead-hosts-after=<duration>] | calicoctl master stop */
+export async function master(
+  ctx: Context,
+  args: string[],
+  f: NodeFlags & { listen?: string; gcDeadHostsAfter?: string },
+): Promise<number> {
   const dirs = hostDirs('master', { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
   if (args[0] === 'stop') {
@@ -305,8 +361,21 @@ export async function master(ctx: Context, args: string[], f: NodeFlags & { list
       ? stopContainer(ctx, f.docker, MASTER_CONTAINER, 'calico-master')
       : stopRole(ctx, dirs, 'master', 'calico-master', null);
   }
-  if (args.length) throw new UsageError('usage: calicoctl master --ip=<IP> [--listen=<host:port>] | calicoctl master stop');
+  if (args.length) {
+    const usage = 'calicoctl master --ip=<IP> [--listen=<host:port>] [--gc-dead-hosts-after=<duration>] | master stop';
+    throw new UsageError(`usage: ${usage}`);
+  }
   if (!f.ip || isIP(f.ip) === 0) throw new UsageError('--ip=<IP> is required: the master\'s address');
+  const gcFlags: string[] = [];
+  if (f.gcDeadHostsAfter !== undefined) {
+    // Checked here, so that a bad value is a usage error rather than a master that will not start.
+    const { parseDuration, DURATION_RULE, MIN_DEAD_HOSTS_AFTER_MS } = await import('@calico/master');
+    const ms = parseDuration(f.gcDeadHostsAfter);
+    if (ms === undefined || (ms ?? Infinity) < MIN_DEAD_HOSTS_AFTER_MS) {
+      throw new UsageError(`--gc-dead-hosts-after=${f.gcDeadHostsAfter}: ${DURATION_RULE}`);
+    }
+    gcFlags.push(`--gc-dead-hosts-after=${f.gcDeadHostsAfter}`);
+  }
   const running = await alreadyRunning(ctx, dirs, 'master', 'calico-master', null);
   if (running) {
     ctx.print(`calico-master is already running (supervisor pid ${running.pid})`);
@@ -318,7 +387,11 @@ export async function master(ctx: Context, args: string[], f: NodeFlags & { list
   if (runtime === 'docker') {
     const up = f.docker;
     await dockerCli(up, ['rm', '-f', MASTER_CONTAINER]);
-    const r = await dockerCli(up, ['run', '-d', '--name', MASTER_CONTAINER, '--net=host', '--restart=unless-stopped', `calico/master:${imageTag(ctx.env)}`, `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`]);
+    const r = await dockerCli(up, [
+      'run', '-d', '--name', MASTER_CONTAINER, '--net=host', '--restart=unless-stopped',
+      `calico/master:${imageTag(ctx.env)}`,
+      `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...gcFlags,
+    ]);
     if (r.code !== 0) throw new Error(`docker run ${MASTER_CONTAINER} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
     for (let i = 0; i < 300; i++) {
       if ((await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200) {
@@ -333,7 +406,15 @@ export async function master(ctx: Context, args: string[], f: NodeFlags & { list
     role: 'master',
     runDir: dirs.run,
     logDir: dirs.log,
-    services: [{ name: 'calico-master', argv: [process.execPath, serviceMain('@calico/master'), `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`] }],
+    services: [
+      {
+        name: 'calico-master',
+        argv: [
+          process.execPath, serviceMain('@calico/master'),
+          `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...gcFlags,
+        ],
+      },
+    ],
     daemonPidFiles: [],
   };
   ctx.progress(`starting calico-master (logs in ${dirs.log})…`);

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError, table, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
-import { containerRunning, httpStatus, inspectRole, nodeContainer, runQuiet, whyNot } from './services.js';
+import type { HostInfo, Notice } from '@calico/client';
+import { containerRunning, httpJson, httpStatus, inspectRole, nodeContainer, runQuiet, whyNot } from './services.js';
 import type { NodeFlags } from './services.js';
 
 export interface BgpSession {
@@ -63,8 +64,17 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   let endpoints: { container: string; name: string | null; addrs: string; state: string | null }[] = [];
   let masterState = 'unknown';
   let problems: { key: string; errors: string[] }[] = [];
+  let hosts: (HostInfo & { downSince: string | null })[] = [];
+  let notices: Notice[] = [];
   try {
     const v = await ctx.client.view();
+    notices = v.notices;
+    // Since when a host is down, only the master knows (it watched the liveness key go).
+    type MasterHosts = { hosts?: { name: string; downSince?: string | null }[] } | undefined;
+    const hostsUrl = v.masterApiUrl ? new URL('v1/hosts', v.masterApiUrl) : undefined;
+    const fromMaster = hostsUrl ? ((await httpJson(hostsUrl)) as MasterHosts) : undefined;
+    const downSince = new Map((fromMaster?.hosts ?? []).map((h) => [h.name, h.downSince ?? null]));
+    hosts = v.hosts.map((h) => ({ ...h, downSince: h.state === 'down' ? (downSince.get(h.name) ?? null) : null }));
     endpoints = v.workloads
       .filter((w) => w.host === host)
       .flatMap((w) => w.endpoints.map((e) => ({ container: w.containerId.slice(0, 12), name: w.name, addrs: e.addrs.join(','), state: e.state })));
@@ -77,9 +87,13 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     etcd = `unreachable: ${(e as Error).message}`;
   }
   const agent = running ? agentView(join(dirs.run, 'agent-status.json')) : null;
+  const me = hosts.find((h) => h.name === host);
   if (ctx.flags.json) {
     const node = running ? 'running' : 'not running';
-    ctx.json({ host, node, reason, services, bgp, endpoints, etcd, master: masterState, policy: agent?.policy ?? null, metrics: agent?.metrics ?? null, problems });
+    const state = me?.state ?? null;
+    const policy = agent?.policy ?? null;
+    const metrics = agent?.metrics ?? null;
+    ctx.json({ host, node, reason, state, services, bgp, endpoints, etcd, master: masterState, policy, metrics, hosts, problems, notices });
   } else {
     const how = inDocker
       ? `running (container ${nodeContainer(host)})`
@@ -87,6 +101,7 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
         ? `running (supervisor pid ${sup!.pid})`
         : `NOT running (${reason})`;
     ctx.print(`host ${host}: calico-node ${how}`);
+    if (me?.state === 'down') ctx.print(`  the cluster sees ${host} DOWN (no liveness key); all it holds is kept`);
     if (leftRunning.length) {
       const left = leftRunning.map((s) => `${s.name} (pid ${s.pid})`).join(', ');
       ctx.print(`  left running by the dead supervisor: ${left}; "calicoctl node" stops them and starts afresh`);
@@ -100,6 +115,26 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     ctx.print('');
     ctx.print(endpoints.length ? table(['CONTAINER', 'NAME', 'ADDRESSES', 'STATE'], endpoints.map((e) => [e.container, e.name ?? '-', e.addrs, e.state ?? '-'])) : 'No endpoints on this host');
     ctx.print('');
+    if (hosts.length) {
+      const since = (h: (typeof hosts)[number]) =>
+        h.state === 'up' ? (h.since ?? '-') : (h.downSince ?? 'unknown (the master did not see it go)');
+      const state = (h: (typeof hosts)[number]) => (h.state === 'up' ? 'up' : 'DOWN');
+      const rows = hosts.map((h) => [h.name, state(h), since(h), String(h.workloads), String(h.reservations)]);
+      ctx.print(table(['HOST', 'STATE', 'SINCE', 'WORKLOADS', 'RESERVATIONS'], rows));
+      const down = hosts.filter((h) => h.state === 'down').map((h) => h.name);
+      if (down.length) {
+        ctx.print(`${down.length} host(s) DOWN keep their workloads, memberships and addresses until back or removed:`);
+        ctx.print('  calicoctl node remove <HOSTNAME> --remove-endpoints');
+      }
+      ctx.print('');
+    }
+    const orphans = notices.filter((n) => n.kind === 'member-without-endpoint');
+    if (orphans.length) {
+      ctx.print(`${orphans.length} membership(s) name an endpoint that exists on no host (kept):`);
+      for (const n of orphans.slice(0, 10)) ctx.print(`  ${n.key}`);
+      if (orphans.length > 10) ctx.print(`  … and ${orphans.length - 10} more (status --json lists them all)`);
+      ctx.print('');
+    }
     ctx.print(`etcd: ${etcd}`);
     ctx.print(`master: ${masterState}`);
     if (agent) ctx.print(`policy: ${agent.policy}\nmetrics: ${agent.metrics ?? 'not served (--metrics-listen=none)'}`);
