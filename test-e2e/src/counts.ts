@@ -11,6 +11,8 @@ export interface HostCounts {
   routes6: number;
   /** Our chains (cali…) in the filter and raw tables of both families. */
   chains: number;
+  /** Of those, the per-workload ones (cali-fw-…, cali-tw-…). */
+  workloadChains: number;
   /** Rules in those chains. */
   rules: number;
   ipsets: number;
@@ -27,17 +29,19 @@ export async function hostCounts(host: DevHost): Promise<HostCounts> {
   // moment after the host is made; a veth's come with it): counted by the veths already.
   const routes6 = lines(await ns.execOk(['ip', '-6', 'route', 'show', 'table', 'all'])).filter((l) => !/^(local |multicast |anycast )?f[ef][0-9a-f]{2}:/.test(l)).length;
   let chains = 0;
+  let workloadChains = 0;
   let rules = 0;
   for (const tool of ['iptables-save', 'ip6tables-save']) {
     for (const table of ['filter', 'raw']) {
       const text = await ns.execOk([tool, '-t', table]);
       chains += text.split('\n').filter((l) => l.startsWith(':cali')).length;
+      workloadChains += text.split('\n').filter((l) => /^:cali-[ft]w-/.test(l)).length;
       rules += text.split('\n').filter((l) => l.startsWith('-A cali')).length;
     }
   }
   const sets = (await ns.execOk(['ipset', 'list', '-t'])).split(/\n(?=Name: )/).filter((b) => b.startsWith('Name: cali'));
   const ipsetMembers = sets.reduce((n, b) => n + Number(/Number of entries: (\d+)/.exec(b)?.[1] ?? NaN), 0);
-  return { veths, routes4, routes6, chains, rules, ipsets: sets.length, ipsetMembers };
+  return { veths, routes4, routes6, chains, workloadChains, rules, ipsets: sets.length, ipsetMembers };
 }
 
 /** Keys under /calico by kind (endpointState, ipAssignment, groupMember, …). */
