@@ -343,6 +343,39 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     }
   });
 
+  it('a restarted node gives pending reservations to the containers created for them and releases those whose container never was or is gone', async () => {
+    // A created container whose reservation is left pending, as when the node dies between
+    // dockerd's answer to the create and recording the container on the reservation.
+    const made = (await docker(['create', '-e', 'CALICO_IP=198.19.6.32', image, 'sleep', '300'])).stdout.trim();
+    const madeEid = (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, made])).stdout.trim();
+    await waitFor('the create recorded on its reservation', async () => (await ds.get(ipAssignmentKey('198.19.6.32')))?.includes(made) ?? false, 10_000);
+    await node!.stop();
+    const pending = (endpointId: string, host = 'h1') => encodeIpAssignment({ host, containerId: 'pending', endpointId });
+    await ds.put(ipAssignmentKey('198.19.6.32'), pending(madeEid));
+    // A create that never reached dockerd, and a container removed while the node was away.
+    await ds.put(ipAssignmentKey('198.19.6.31'), pending('31313131-3131-4131-8131-313131313131'));
+    await ds.put(ipAssignmentKey('198.19.6.33'), encodeIpAssignment({ host: 'h1', containerId: 'e'.repeat(64), endpointId: '33333333-3333-4333-8333-333333333333' }));
+    // Control: another host's pending reservation (its create may be in flight) is not ours to release.
+    const elsewhere = pending('34343434-3434-4434-8434-343434343434', 'h9');
+    await ds.put(ipAssignmentKey('198.19.6.34'), elsewhere);
+    node = startNode(h1, 'h1');
+    await waitReady(node, proxySock);
+    try {
+      expect(await ds.get(ipAssignmentKey('198.19.6.31'))).toBeUndefined();
+      expect(await ds.get(ipAssignmentKey('198.19.6.33'))).toBeUndefined();
+      expect(await ds.get(ipAssignmentKey('198.19.6.34'))).toBe(elsewhere);
+      expect(await ds.get(ipAssignmentKey('198.19.6.32'))).toBe(encodeIpAssignment({ host: 'h1', containerId: made, endpointId: madeEid }));
+      expect(node.log()).toContain('reconciled workloads');
+      // Started now, it comes up with the address that was kept for it.
+      expect((await docker(['start', made])).code).toBe(0);
+      const ping = await h1.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.6.32']);
+      expect(ping.code, ping.stdout + ping.stderr).toBe(0);
+    } finally {
+      await ds.delete(ipAssignmentKey('198.19.6.34'));
+      await docker(['rm', '-f', made]);
+    }
+  });
+
   it('serves Prometheus metrics in its host: in sync, programmed, endpoints, plumbing and proxy requests by route', async () => {
     const scrape = async () => h1.execOk([process.execPath, '-e', "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
     const value = (text: string, name: string) => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.slice(name.length + 1) ?? NaN);

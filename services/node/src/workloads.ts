@@ -1,11 +1,12 @@
 import type Docker from 'dockerode';
 import type { Logger } from '@calico/log';
-import { encodeIpAssignment } from '@calico/keyspace';
+import { encodeIpAssignment, type IpAssignment } from '@calico/keyspace';
 import { LABELS } from './workload/createRequest.js';
 import type { Plumber } from './plumber/plumber.js';
 import { hostIfName } from './plumber/names.js';
 import type { EndpointStore } from './etcd/endpoints.js';
 import type { AddressRegistry } from './etcd/addresses.js';
+import { reservationRepairs, type ListedContainer } from './workload/reservations.js';
 
 /** A workload whose addresses are not (all) reserved for it: it is not networked. */
 export class AddressConflictError extends Error {
@@ -214,15 +215,19 @@ export class Workloads {
   }
 
   /**
-   * Start-up reconcile: every container of ours is plumbed or marked stopped, and every
-   * endpoint recorded for this host whose container is gone is released.
+   * Start-up reconcile, before the proxy serves: every container of ours is plumbed or marked
+   * stopped; then whatever this host holds for a container that is gone goes: endpoints,
+   * reservations (see reservationRepairs: a node killed between reserve and create leaves one
+   * pending) and veths. dockerd may still be finishing creates and starts that the previous
+   * node forwarded, and docker events plumb those meanwhile, so what is held is read first and
+   * the containers listed after it: anything held before the listing whose container is not
+   * in it is gone for good.
    */
-  async reconcile(): Promise<{ running: number; stopped: number; released: number }> {
-    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.host}=${this.host}`] } });
-    const present = new Set(list.map((c) => c.Id));
+  async reconcile(): Promise<{ running: number; stopped: number; released: number; reservations: { confirmed: number; released: number }; veths: number }> {
+    const label = { all: true, filters: { label: [`${LABELS.host}=${this.host}`] } };
     let running = 0;
     let stopped = 0;
-    for (const c of list) {
+    for (const c of await this.docker.listContainers(label)) {
       try {
         if (await this.ensureRunning(c.Id)) running++;
         else stopped++;
@@ -230,26 +235,58 @@ export class Workloads {
         this.logger.error({ container: c.Id.slice(0, 12), err: String(e) }, 'reconcile could not network this workload; the next start event will try again');
       }
     }
+    const recorded = await this.endpoints.list();
+    const held = new Map([...(await this.addresses.list(4)), ...(await this.addresses.list(6))]);
+    const interfaces = await this.plumber.ownedInterfaces();
+    const list = await this.docker.listContainers(label);
+    const present = new Set(list.map((c) => c.Id));
     let released = 0;
-    for (const [containerId, eps] of await this.endpoints.list()) {
+    for (const [containerId, eps] of recorded) {
       if (present.has(containerId)) continue;
       for (const ep of eps) {
         await this.serial(containerId, () => this.release(containerId, ep.endpointId, ep.addrs));
         released++;
       }
     }
-    // Veths whose endpoint no longer belongs to any container here.
-    const wanted = new Set(list.flatMap((c) => {
+    const reservations = await this.repairReservations(held, list);
+    // A stopped container's veth went with its network namespace; one whose endpoint belongs
+    // to no container is stale. Those of listed containers are their lifecycle's to keep.
+    const owned = new Set(list.flatMap((c) => {
       const w = workloadLabels(c.Labels, this.host);
-      return w && c.State === 'running' ? [w.endpointId] : [];
+      return w ? [hostIfName(w.endpointId)] : [];
     }));
-    const keep = new Set([...wanted].map(hostIfName));
-    for (const ifname of await this.plumber.ownedInterfaces()) {
-      if (!keep.has(ifname)) {
+    let veths = 0;
+    for (const ifname of interfaces) {
+      if (!owned.has(ifname)) {
         await this.plumber.removeHostIf(ifname);
+        veths++;
         this.logger.info({ hostIf: ifname }, 'removed a stale workload interface');
       }
     }
-    return { running, stopped, released };
+    return { running, stopped, released, reservations, veths };
+  }
+
+  private async repairReservations(held: ReadonlyMap<string, IpAssignment>, list: readonly Docker.ContainerInfo[]): Promise<{ confirmed: number; released: number }> {
+    const containers: ListedContainer[] = list.map((c) => ({ id: c.Id, workload: workloadLabels(c.Labels, this.host) }));
+    let confirmed = 0;
+    let released = 0;
+    for (const r of reservationRepairs(this.host, held, containers)) {
+      const ctx = { addr: r.addr, endpoint: r.holder.endpointId, container: r.holder.containerId.slice(0, 12) };
+      if (r.action === 'confirm') {
+        const to = { host: this.host, containerId: r.containerId, endpointId: r.holder.endpointId };
+        if (await this.serial(r.containerId, () => this.addresses.transfer(r.addr, encodeIpAssignment(r.holder), to))) {
+          confirmed++;
+          this.logger.info({ ...ctx, container: r.containerId.slice(0, 12) }, 'reservation left pending by a create is now its container\'s');
+        }
+      } else {
+        // Only if it is still exactly what was read: never anyone else's.
+        const same = (h: IpAssignment) => h.host === r.holder.host && h.containerId === r.holder.containerId && h.endpointId === r.holder.endpointId;
+        if (await this.addresses.release(r.addr, same)) {
+          released++;
+          this.logger.info(ctx, `released a reservation: ${r.why}`);
+        }
+      }
+    }
+    return { confirmed, released };
   }
 }
