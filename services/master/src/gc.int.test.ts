@@ -258,8 +258,9 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
     await ds.put(birdIpKey('h9'), encodeBirdIp('198.18.0.9'));
     const m = await start(after);
     const first = await line('the master to time h9', timing('h9'));
-    await etcd.stopMember();
+    // Counted before the stop: the master may notice the dropped connection before it returns.
     const down = logLines.length;
+    await etcd.stopMember();
     await line('the master to notice the outage', (l) => l.msg.startsWith('not in sync with etcd; GC paused'), down);
     // Down past the due time the master announced: a collector counting wall time would remove
     // h9 as soon as etcd is back.
