@@ -27,7 +27,8 @@ if [ "$status" = 0 ]; then
   echo "[test] unit tests"
   turbo run test --output-logs=full --continue || status=$?
   echo "[test] integration and e2e tests (real etcd, dockerd, BIRD, kernel)"
-  turbo run test:int test:e2e --concurrency=1 --output-logs=full --continue || status=$?
+  # Every test fabric links the root namespace as 198.18.0.1/24: one run at a time on a machine.
+  flock /tmp/calico-e2e.lock turbo run test:int test:e2e --concurrency=1 --output-logs=full --continue || status=$?
 fi
 echo "[test] summary"
 node scripts/test-summary.mjs || status=1
