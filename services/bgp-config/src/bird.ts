@@ -81,6 +81,20 @@ export async function reloadBird(socket: string): Promise<{ ok: boolean; out: st
   return { ok: r.code === 0 && /Reconfigured|Reconfiguration in progress|Reconfiguration already in progress/.test(r.out), out: r.out.trim() };
 }
 
+/**
+ * How many routes an earlier BIRD installed (proto bird) are in this host's kernel, both
+ * families: a BIRD that starts while there are any must recover them (-R), not prune them.
+ */
+export async function kernelRoutesOfBird(): Promise<number> {
+  let n = 0;
+  for (const family of ['-4', '-6']) {
+    const r = await run(['ip', family, 'route', 'show', 'proto', 'bird']);
+    if (r.code !== 0) throw new Error(`ip ${family} route show proto bird: ${r.out.trim()}`);
+    n += r.out.split('\n').filter((l) => l.trim() !== '').length;
+  }
+  return n;
+}
+
 export async function birdc(socket: string, command: string): Promise<{ code: number; out: string }> {
   return run(['birdc', '-s', socket, ...command.split(' ')]);
 }

@@ -4,7 +4,7 @@ import type { Logger } from '@calico/log';
 import { cmdlineNamesFile, stopProcess } from '@calico/proc';
 import { bgpInputFrom, birdView, isBgpKey } from './model.js';
 import { renderBirdConf } from './render.js';
-import { BirdConfigRejected, birdc, installConfig, reloadBird, runBird, type BirdPaths } from './bird.js';
+import { BirdConfigRejected, birdc, installConfig, kernelRoutesOfBird, reloadBird, runBird, type BirdPaths } from './bird.js';
 
 export interface BgpConfigOptions {
   ds: Datastore;
@@ -27,6 +27,8 @@ export interface BgpConfigStatus {
   installs: number;
   reloads: number;
   birdStarts: number;
+  /** Of those, starts in graceful restart recovery (the kernel held routes of an earlier BIRD). */
+  birdRecoveries: number;
   lastError: string | null;
   problems: { key: string; errors: string[] }[];
 }
@@ -45,7 +47,7 @@ export class BgpConfigService {
   private again = false;
   private stopped = false;
   private birdTimer: NodeJS.Timeout | undefined;
-  private readonly st: BgpConfigStatus = { inSync: false, renders: 0, installs: 0, reloads: 0, birdStarts: 0, lastError: null, problems: [] };
+  private readonly st: BgpConfigStatus = { inSync: false, renders: 0, installs: 0, reloads: 0, birdStarts: 0, birdRecoveries: 0, lastError: null, problems: [] };
 
   constructor(private readonly opts: BgpConfigOptions) {}
 
@@ -159,10 +161,21 @@ export class BgpConfigService {
     const alive = await birdc(paths.socket, 'show status');
     if (alive.code === 0 && /Daemon is up and running/.test(alive.out)) return;
     if (!(await access(paths.config).then(() => true, () => false))) return;
-    const r = await runBird(['bird', '-c', paths.config, '-s', paths.socket, '-P', paths.pid]);
+    // Routes of an earlier BIRD still in the kernel (it crashed, or stopped with persist): the
+    // new one recovers them gracefully instead of pruning them before its peers are back.
+    const kept = await kernelRoutesOfBird().catch((e: unknown) => {
+      logger.warn({ err: (e as Error).message }, 'cannot read the kernel routes; BIRD starts without graceful restart recovery');
+      return 0;
+    });
+    const argv = ['bird', '-c', paths.config, '-s', paths.socket, '-P', paths.pid, ...(kept > 0 ? ['-R'] : [])];
+    const r = await runBird(argv);
     this.st.birdStarts++;
-    if (r.code === 0) logger.info({ config: paths.config, socket: paths.socket, pidFile: paths.pid }, 'BIRD was not running; started it');
-    else logger.error({ out: r.out }, 'BIRD failed to start; trying again shortly');
+    if (kept > 0) this.st.birdRecoveries++;
+    const where = { config: paths.config, socket: paths.socket, pidFile: paths.pid };
+    if (r.code !== 0) logger.error({ out: r.out }, 'BIRD failed to start; trying again shortly');
+    else if (kept > 0) {
+      logger.info({ ...where, kernelRoutes: kept }, 'BIRD was not running; started it in graceful restart recovery: the kernel keeps its routes until the peers have sent theirs again');
+    } else logger.info(where, 'BIRD was not running; started it');
   }
 
   /** Stops the BIRD this host runs: the pid in its pid file, if that process is BIRD of this file. */
