@@ -8,7 +8,7 @@ import { createLogger } from '@calico/log';
 import { policyFixtures as fx, type KeyValue } from '@calico/policy';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { hostIfName } from '../plumber/names.js';
-import { ENDPOINT_TO_HOST_KEY, PolicyAgent, agentKeyFilter, type PolicyAgentOptions } from './agent.js';
+import { ENDPOINT_TO_HOST_KEY, PolicyAgent, agentKeyFilter, narrows, type PolicyAgentOptions } from './agent.js';
 import { FakeKernel } from './fakeKernel.js';
 import { walkForward } from './packetWalk.js';
 import { fromChain, groupSetName, toChain } from './names.js';
@@ -315,6 +315,26 @@ describe('PolicyAgent', () => {
     release();
     await agent.idle();
     expect(kernel.conntrackFlushed).toEqual(['10.65.0.2']);
+  });
+
+  it('a rule added only allows more: its endpoints get new chains and conntrack is not called', async () => {
+    const { kernel, agent } = await inSync();
+    const before = plain(kernel.rules(4, 'filter', toChain(if2)));
+    agent.handleBatch(batch(puts([{ key: groupRuleKey('db', 'inbound', 3), value: JSON.stringify({ cidr: '10.9.0.0/16', protocol: 'tcp', port: 8080 }) }])));
+    await agent.idle();
+    const after = plain(kernel.rules(4, 'filter', toChain(if2))) ?? [];
+    expect(after).not.toEqual(before);
+    expect(after.some((r) => r.includes('10.9.0.0/16'))).toBe(true);
+    expect(kernel.conntrackFlushed).toEqual([]);
+  });
+
+  it('narrows: a rule gone, or a new rule that is not an allow, allows less; allows added do not', () => {
+    const old = ['! -s 10.0.0.1/32 -j DROP', '-s 10.1.0.0/16 -j RETURN', '-j DROP'];
+    expect(narrows(old, old)).toBe(false);
+    expect(narrows(old, ['! -s 10.0.0.1/32 -j DROP', '-s 10.1.0.0/16 -j RETURN', '-s 10.2.0.0/16 -j RETURN', '-j DROP'])).toBe(false);
+    expect(narrows(old, ['! -s 10.0.0.1/32 -j DROP', '-j DROP'])).toBe(true);
+    expect(narrows(old, ['-m mac ! --mac-source 02:00:00:00:00:01 -j DROP', ...old])).toBe(true);
+    expect(narrows(old, ['! -s 10.0.0.1/32 -j DROP', '-s 10.1.0.0/16 -p tcp -j RETURN', '-j DROP'])).toBe(true);
   });
 
   it('a member leaving a group that local rules name: conntrack forgets its flows; one joining costs nothing there', async () => {

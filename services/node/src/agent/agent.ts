@@ -338,24 +338,27 @@ export class PolicyAgent {
       }
       const policy = endpointPolicy(this.model, eid);
       const next: Rendered = { hostIf, chains: { 4: new Set(), 6: new Set() }, sets: new Map(), addrs: [...ep.addrs.v4, ...ep.addrs.v6] };
-      const changed = { 4: false, 6: false };
+      // Whether a family's policy for it lost something (only then do its flows need cutting).
+      const narrowed = { 4: false, 6: false };
       for (const family of [4, 6] as const) {
         const r = renderEndpoint({ endpointId: eid, hostIf, mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy }, family);
         for (const [c, lines] of r.chains) {
-          if (this.dataplane.setChain(family, 'filter', c, lines)) changed[family] = true;
+          const old = this.dataplane.chainLines(family, 'filter', c);
+          if (this.dataplane.setChain(family, 'filter', c, lines) && old && narrows(old, lines)) narrowed[family] = true;
           next.chains[family].add(c);
         }
         for (const [name, groupId] of r.sets) next.sets.set(name, { family, groupId });
       }
       if (before) {
         for (const family of [4, 6] as const) {
-          for (const c of before.chains[family]) if (!next.chains[family].has(c) && this.dataplane.setChain(family, 'filter', c, null)) changed[family] = true;
+          for (const c of before.chains[family]) if (!next.chains[family].has(c) && this.dataplane.setChain(family, 'filter', c, null)) narrowed[family] = true;
           // A family's dispatch lists the workloads with chains in it.
           if ((before.chains[family].size > 0) !== (next.chains[family].size > 0)) this.dispatchDirty = true;
         }
-        // Its policy changed: its flows meet the new rules from their next packet on (a rule
-        // taken away cuts what only it allowed), and an address it no longer has keeps nothing.
-        for (const a of next.addrs) if (changed[a.includes(':') ? 6 : 4]) this.flushAfterApply.add(a);
+        // Its policy lost something: its flows meet the new rules from their next packet on (a
+        // rule taken away cuts what only it allowed), and an address it no longer has keeps
+        // nothing. A policy that only gained allows cuts nothing, and costs no conntrack call.
+        for (const a of next.addrs) if (narrowed[a.includes(':') ? 6 : 4]) this.flushAfterApply.add(a);
         for (const a of before.addrs) if (!next.addrs.includes(a)) this.flushAfterApply.add(a);
       } else this.dispatchDirty = true;
       for (const [name, s] of next.sets) {
@@ -453,4 +456,15 @@ export class PolicyAgent {
       }, delay);
     }
   }
+}
+
+/**
+ * Whether a chain's new rules allow less than its old ones: a rule went, or a rule came that
+ * is not an allow (`-j RETURN`), such as an anti-spoof DROP. Allows only added widen it.
+ */
+export function narrows(old: readonly string[], next: readonly string[]): boolean {
+  const now = new Set(next);
+  if (old.some((l) => !now.has(l))) return true;
+  const had = new Set(old);
+  return next.some((l) => !had.has(l) && !l.endsWith('-j RETURN'));
 }

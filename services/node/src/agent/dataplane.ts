@@ -177,6 +177,11 @@ export class Dataplane {
     return true;
   }
 
+  /** The rules a chain is wanted with, or undefined when it is not wanted. */
+  chainLines(family: Family, table: Table, chain: string): readonly string[] | undefined {
+    return this.desiredChains.get(key(family, table, chain))?.lines;
+  }
+
   chains(family: Family, table: Table): string[] {
     const prefix = `${family}|${table}|`;
     return [...this.desiredChains.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
