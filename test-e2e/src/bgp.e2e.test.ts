@@ -50,6 +50,29 @@ describe('two hosts with BIRD: the getting-started scenario across hosts', () =>
     expect(await birdRoutes(cluster, 'h1')).toContain('198.19.2.4 via 198.18.0.12 dev eth0');
   });
 
+  it('a key whose host segment carries directives never reaches bird.conf; a new valid host beside it does', async () => {
+    const evil = 'x\nprotocol bgp evil { local as 1; neighbor 198.18.0.99 as 2; ipv4 { import all; export all; }; }\n#';
+    const conf = (h: string) => cluster.host(h).ns.execOk(['cat', cluster.host(h).bird.config]);
+    // Control: a valid host's bird_ip written the same way does reach every bird.conf.
+    await cluster.ds.put(`/calico/host/${evil}/bird_ip`, '198.18.0.98');
+    await cluster.ds.put('/calico/host/h-new/bird_ip', '198.18.0.40');
+    try {
+      for (const h of ['h1', 'h2']) {
+        await waitFor(`h-new in ${h}'s bird.conf`, async () => (await conf(h)).includes('neighbor 198.18.0.40 '), 20_000);
+        const text = await conf(h);
+        expect(text).not.toContain('evil');
+        expect(text).not.toContain('198.18.0.98');
+        expect(text).not.toContain('198.18.0.99');
+        expect((await cluster.host(h).birdc('show protocols')).stdout).toMatch(/\bBGP\b.*\bEstablished\b/);
+        expect(cluster.host(h).bgpConfig!.log()).toContain('is not a host name');
+      }
+    } finally {
+      await cluster.ds.delete(`/calico/host/${evil}/bird_ip`);
+      await cluster.ds.delete('/calico/host/h-new/bird_ip');
+    }
+    for (const h of ['h1', 'h2']) await waitFor(`h-new gone from ${h}'s bird.conf`, async () => !(await conf(h)).includes('198.18.0.40'), 20_000);
+  });
+
   it('before groups nobody reaches anybody; with A+C+E, B and D: A reaches C and E, B and D reach no one', async () => {
     await expectMatrix(cluster, [A, B, C, D, E], []);
     await writeGroup(cluster, addgroup('g-ace', [A, C, E]));

@@ -1,4 +1,4 @@
-import { decodeEntry, isIP, parseKey } from '@calico/keyspace';
+import { decodeEntry, hostNameError, isIP, parseKey } from '@calico/keyspace';
 
 /** Calico's AS number when neither the host nor the cluster names one. */
 export const DEFAULT_AS = 64511;
@@ -44,6 +44,12 @@ export function bgpInputFrom(keys: ReadonlyMap<string, string>): BgpInput {
     }
     const k = d.value.key;
     const v = d.value.value as unknown;
+    // A host segment is rendered into bird.conf (its comments): only a host name may get there.
+    const badHost = 'host' in k && typeof k.host === 'string' ? hostNameError(k.host) : undefined;
+    if (badHost !== undefined) {
+      input.problems.set(key, [`host segment ${JSON.stringify((k as { host: string }).host)} is not a host name: ${badHost}`]);
+      continue;
+    }
     switch (k.kind) {
       case 'birdIp':
         host(k.host).ip = v as string;
@@ -129,6 +135,8 @@ export interface BirdView {
   pools: { v4: string[]; v6: string[] };
   peers: BirdPeer[];
   logFile: string | null;
+  /** Other hosts left out of this config, and why (reported by the service; never fatal). */
+  skipped: { host: string; reason: string }[];
 }
 
 export class BgpViewError extends Error {
@@ -155,6 +163,7 @@ export function birdView(input: BgpInput, host: string, opts: { logFile?: string
   const myAs = asOf(me);
   const mesh = input.global.mesh ?? true;
   const peers: BirdPeer[] = [];
+  const skipped: { host: string; reason: string }[] = [];
   const others = [...input.hosts.entries()].filter(([n, h]) => n !== host && h.ip).sort(([, a], [, b]) => compareIp(a.ip!, b.ip!));
   const meReflector = me.clusterId !== undefined;
   for (const [name, h] of others) {
@@ -164,8 +173,14 @@ export function birdView(input: BgpInput, host: string, opts: { logFile?: string
     else if (meReflector) type = otherReflector ? 'reflector' : 'rr-client';
     else if (otherReflector) type = 'reflector';
     if (!type) continue;
-    const base = { type, asNum: asOf(h), rrClient: type === 'rr-client', clusterId: meReflector && type !== 'mesh' ? me.clusterId! : null, description: `${type} peer ${name}` };
-    if (h.ip === me.ip) throw new BgpViewError(`hosts "${host}" and "${name}" have the same bird_ip ${me.ip}`);
+    const base = { type, asNum: asOf(h), rrClient: type === 'rr-client', clusterId: meReflector && type !== 'mesh' ? me.clusterId! : null, description: comment(`${type} peer ${name}`) };
+    // A second host claiming an address already peered with (or this host's own) is left out,
+    // not peered with twice; the rest of the cluster keeps its sessions.
+    const taken = h.ip === me.ip ? host : others.find(([n2, h2]) => n2 !== name && h2.ip === h.ip && n2 < name)?.[0];
+    if (taken !== undefined) {
+      skipped.push({ host: name, reason: `bird_ip ${h.ip!} is also host ${taken}'s; host ${name} is left out of this host's BGP sessions` });
+      continue;
+    }
     peers.push({ ...base, name: protoName(type === 'mesh' ? 'Mesh' : type === 'rr-client' ? 'RRClient' : 'RR', h.ip!), family: 4, ip: h.ip!, passive: compareIp(me.ip, h.ip!) > 0, multihop: asOf(h) !== myAs });
     if (me.ip6 && h.ip6) {
       peers.push({ ...base, name: protoName(type === 'mesh' ? 'Mesh' : type === 'rr-client' ? 'RRClient' : 'RR', h.ip6), family: 6, ip: h.ip6, passive: compareIp(me.ip6, h.ip6) > 0, multihop: asOf(h) !== myAs });
@@ -187,7 +202,7 @@ export function birdView(input: BgpInput, host: string, opts: { logFile?: string
         rrClient: false,
         multihop: p.asNum !== myAs,
         clusterId: null,
-        description: `${type} peer ${p.ip} AS ${p.asNum}`,
+        description: comment(`${type} peer ${p.ip} AS ${p.asNum}`),
       });
     }
   }
@@ -201,5 +216,11 @@ export function birdView(input: BgpInput, host: string, opts: { logFile?: string
     pools: input.pools,
     peers,
     logFile: opts.logFile ?? null,
+    skipped,
   };
+}
+
+/** Text for a bird.conf comment line: nothing that could end the line or the comment. */
+function comment(text: string): string {
+  return text.replace(/[^\w .:@-]/g, '_');
 }

@@ -63,6 +63,28 @@ describe('bird.conf rendering', () => {
     expect(birdView(input, 'h1').asNum).toBe(64511);
   });
 
+  it('a host segment that is not a host name never reaches bird.conf; a valid host beside it still does', () => {
+    const evil = 'x\nprotocol bgp evil { local as 1; neighbor 203.0.113.9 as 2; ipv4 { import all; export all; }; }\n#';
+    const bad = [`/calico/host/${evil}/bird_ip`, `/calico/host/UPPER/bird_ip`, `/calico/host/a..b/bird_ip`, `/calico/host/${'a'.repeat(64)}/bird_ip`];
+    const input = bgpInputFrom(new Map([...hosts(2), ...bad.map((k, i): [string, string] => [k, `198.18.0.${50 + i}`]), ['/calico/host/h-new/bird_ip', '198.18.0.40']]));
+    expect([...input.problems.keys()].sort()).toEqual([...bad].sort());
+    const text = renderBirdConf(birdView(input, 'h1'));
+    expect(text).not.toContain('evil');
+    expect(text).not.toContain('203.0.113.9');
+    for (let i = 0; i < bad.length; i++) expect(text).not.toContain(`198.18.0.${50 + i}`);
+    expect(text).toContain('neighbor 198.18.0.40 as 64511;');
+    expect(birdAccepts(text).ok).toBe(true);
+  });
+
+  it('a host claiming a bird_ip that is taken is left out and reported; the rest keep their sessions', () => {
+    const input = bgpInputFrom(new Map([...hosts(3), ['/calico/host/h9/bird_ip', '198.18.0.12'], ['/calico/host/h0/bird_ip', '198.18.0.11']]));
+    const view = birdView(input, 'h1');
+    expect(view.skipped.map((s) => s.host).sort()).toEqual(['h0', 'h9']);
+    expect(view.peers.map((p) => p.ip)).toEqual(['198.18.0.12', '198.18.0.13']);
+    expect(view.skipped.find((s) => s.host === 'h9')!.reason).toContain("host h2's");
+    expect(birdAccepts(renderBirdConf(view)).ok).toBe(true);
+  });
+
   it('a thousand-host mesh renders and BIRD accepts it', () => {
     const kvs = Array.from({ length: 1000 }, (_, i): [string, string] => [`/calico/host/h${i}/bird_ip`, `10.${Math.floor(i / 250)}.${i % 250}.1`]);
     const text = renderBirdConf(birdView(bgpInputFrom(new Map(kvs)), 'h0'));

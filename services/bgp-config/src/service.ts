@@ -119,16 +119,19 @@ export class BgpConfigService {
   private async cycle(): Promise<void> {
     const { host, paths, logger } = this.opts;
     const input = bgpInputFrom(this.syncer!.state);
-    this.st.problems = [...input.problems].map(([key, errors]) => ({ key, errors }));
-    for (const p of this.st.problems) logger.warn({ key: p.key, errors: p.errors }, 'BGP key ignored: it does not decode');
+    const problems = [...input.problems].map(([key, errors]) => ({ key, errors }));
     let text: string;
     try {
-      text = renderBirdConf(birdView(input, host, { logFile: paths.log }));
+      const view = birdView(input, host, { logFile: paths.log });
+      for (const s of view.skipped) problems.push({ key: `/calico/host/${s.host}/bird_ip`, errors: [s.reason] });
+      text = renderBirdConf(view);
       this.st.renders++;
     } catch (e) {
       this.st.lastError = (e as Error).message;
       logger.warn({ err: this.st.lastError }, 'cannot render bird.conf yet; waiting for the next change');
       return;
+    } finally {
+      this.reportProblems(problems);
     }
     try {
       const installed = await installConfig(paths.config, text);
@@ -147,6 +150,16 @@ export class BgpConfigService {
       this.st.reloads++;
     } else {
       logger.warn({ socket: paths.socket, birdc: r.out }, 'BIRD did not take the reload (not running?); it reads the new file when it starts');
+    }
+  }
+
+  /** Keeps the problems in status(); logs each once, when it first appears. */
+  private reportProblems(problems: { key: string; errors: string[] }[]): void {
+    const before = new Set(this.st.problems.map((p) => `${p.key}\n${p.errors.join('\n')}`));
+    this.st.problems = problems;
+    for (const p of problems) {
+      if (before.has(`${p.key}\n${p.errors.join('\n')}`)) continue;
+      this.opts.logger.warn({ key: p.key, errors: p.errors }, 'BGP key ignored: it does not decode or conflicts; the rest of the config is rendered without it');
     }
   }
 
