@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from '@calico/log';
 import type { Interceptor, InterceptContext, UpstreamResponse } from './server.js';
 import { ProxyError } from './errors.js';
+import { encodePathBytes } from './route.js';
 import { calicoIpFromEnv } from '../workload/calicoIp.js';
 import {
   LABELS,
@@ -28,8 +29,6 @@ export interface InterceptDeps {
   logger: Logger;
 }
 
-const V = '^(/v[0-9.]+)?';
-
 function json(r: UpstreamResponse): unknown {
   try {
     return JSON.parse(r.body.toString('utf8'));
@@ -42,8 +41,7 @@ function json(r: UpstreamResponse): unknown {
 function createInterceptor(d: InterceptDeps): Interceptor {
   return {
     name: 'create',
-    method: 'POST',
-    path: new RegExp(`${V}/containers/create$`),
+    route: 'create',
     async handle(ctx: InterceptContext) {
       const t0 = performance.now();
       const raw = await ctx.body();
@@ -152,13 +150,12 @@ function checkStartBody(raw: Buffer): void {
 function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interceptor {
   return {
     name: action,
-    method: 'POST',
-    path: new RegExp(`${V}/containers/([^/]+)/${action}$`),
+    route: action,
     async handle(ctx: InterceptContext) {
-      const id = decodeURIComponent(ctx.match[2]!);
+      const id = Buffer.from(ctx.route.params[0]!, 'latin1').toString('utf8');
       let full = id;
       if (!d.workloads.knownLabels(id)) {
-        const info = await ctx.call('GET', `/containers/${encodeURIComponent(id)}/json`);
+        const info = await ctx.call('GET', `/containers/${encodePathBytes(ctx.route.params[0]!)}/json`);
         const labels = (json(info) as { Config?: { Labels?: Record<string, string> } } | undefined)?.Config?.Labels;
         if (info.status !== 200 || !workloadLabels(labels, d.host)) return ctx.passThrough();
         full = (json(info) as { Id: string }).Id;
@@ -189,8 +186,7 @@ function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interc
 function inspectInterceptor(d: InterceptDeps): Interceptor {
   return {
     name: 'inspect',
-    method: 'GET',
-    path: new RegExp(`${V}/containers/([^/]+)/json$`),
+    route: 'inspect',
     async handle(ctx: InterceptContext) {
       const res = await ctx.forward(Buffer.alloc(0));
       const text = res.status === 200 ? res.body.toString('utf8') : '';

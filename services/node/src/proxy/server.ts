@@ -13,6 +13,10 @@ import { unlink } from 'node:fs/promises';
 import type { Logger } from '@calico/log';
 import { connectUpstream, describeUpstream, upstreamAgent, upstreamTarget, type Upstream } from './upstream.js';
 import { sendDockerError, toProxyError } from './errors.js';
+import { routeRequest, type RouteDecision, type RouteName } from './route.js';
+
+/** A request dockerd would route to an intercepted route. */
+export type Routed = Extract<RouteDecision, { kind: 'route' }>;
 
 /** A complete (buffered) answer from dockerd, for calls the proxy inspects or rewrites. */
 export interface UpstreamResponse {
@@ -25,8 +29,8 @@ export interface UpstreamResponse {
 export interface InterceptContext {
   req: IncomingMessage;
   res: ServerResponse;
-  /** The path's match; group 1 is the API version prefix ("/v1.41") or undefined. */
-  match: RegExpExecArray;
+  /** The route as dockerd reads the path; params are decoded, one char per byte. */
+  route: Routed;
   /** The request body, read once (bounded). */
   body(): Promise<Buffer>;
   /** Sends a request to dockerd and buffers the answer. */
@@ -40,9 +44,8 @@ export interface InterceptContext {
 }
 
 export interface Interceptor {
-  method: string;
-  /** Must capture the optional version prefix as group 1: ^(/v[0-9.]+)?/containers/create$ */
-  path: RegExp;
+  /** The dockerd route it handles, versioned or not, however the path is spelt. */
+  route: RouteName;
   name: string;
   handle(ctx: InterceptContext): Promise<void>;
 }
@@ -143,14 +146,18 @@ export class DockerProxy {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const path = (req.url ?? '/').split('?')[0]!;
     const counted = (route: string) => res.once('finish', () => this.opts.onRequest?.(route, res.statusCode));
+    const decision = routeRequest(req.method ?? '', req.url ?? '/');
+    if (decision.kind === 'refuse') {
+      counted('refused');
+      this.opts.logger.info({ method: req.method, url: req.url, err: decision.message }, 'request path refused; answering the client with the reason');
+      sendDockerError(res, 400, `calico: ${decision.message}`);
+      return;
+    }
     for (const ic of this.interceptors) {
-      if (ic.method !== req.method) continue;
-      const match = ic.path.exec(path);
-      if (!match) continue;
+      if (decision.kind !== 'route' || ic.route !== decision.name) continue;
       counted(ic.name);
-      const ctx = this.context(req, res, match);
+      const ctx = this.context(req, res, decision);
       ic.handle(ctx).catch((e: unknown) => {
         const pe = toProxyError(e);
         const log = pe.status >= 500 ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.info.bind(this.opts.logger);
@@ -163,19 +170,20 @@ export class DockerProxy {
     this.relay(req, res);
   }
 
-  private context(req: IncomingMessage, res: ServerResponse, match: RegExpExecArray): InterceptContext {
+  private context(req: IncomingMessage, res: ServerResponse, route: Routed): InterceptContext {
     let bodyP: Promise<Buffer> | undefined;
     const body = () => (bodyP ??= readBody(req, this.maxBody));
     return {
       req,
       res,
-      match,
+      route,
       body,
       call: (method, path, b, headers) => this.call(method, path, b, headers),
       forward: async (replacement) => {
         const b = replacement ?? (await body());
         const headers = endToEndHeaders(req.rawHeaders);
-        return this.call(req.method ?? 'GET', req.url ?? '/', b, headers);
+        // The canonical spelling of the path: dockerd reads it exactly as the proxy did.
+        return this.call(req.method ?? 'GET', route.path + route.query, b, headers);
       },
       passThrough: () => this.relay(req, res),
       reply: (r, replacement) => {
@@ -246,6 +254,16 @@ export class DockerProxy {
    * are spliced, each half-closed on its own so that stdin EOF reaches the container.
    */
   private onUpgrade(req: IncomingMessage, client: Duplex, head: Buffer): void {
+    // No intercepted route upgrades: spliced raw, such a request would skip its interceptor.
+    const decision = routeRequest(req.method ?? '', req.url ?? '/');
+    if (decision.kind !== 'other') {
+      const message = decision.kind === 'refuse' ? `calico: ${decision.message}` : `calico: ${req.method} ${decision.name} does not upgrade the connection`;
+      this.opts.logger.info({ url: req.url, err: message }, 'upgrade refused; answering the client with the reason');
+      this.opts.onRequest?.('refused', 400);
+      const body = JSON.stringify({ message });
+      client.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
     const upstream = connectUpstream(this.opts.upstream);
     // dockerd's status line (101, or an error) is spliced through as it is; counted from its first bytes.
     upstream.once('data', (c: Buffer) => this.opts.onRequest?.('upgrade', Number(/^HTTP\/1\.[01] (\d{3})/.exec(c.toString('latin1', 0, 16))?.[1] ?? 502)));
