@@ -10,7 +10,6 @@ import {
   effectiveCommand,
   imageOf,
   needsImageConfig,
-  parseCreateBody,
   rewriteCreate,
   serialize,
   strSlice,
@@ -44,11 +43,8 @@ function createInterceptor(d: InterceptDeps): Interceptor {
     route: 'create',
     async handle(ctx: InterceptContext) {
       const t0 = performance.now();
-      const raw = await ctx.body();
-      const parsed = parseCreateBody(raw);
-      // Not ours to judge: dockerd answers malformed bodies in its own words.
-      if (!parsed.ok) return ctx.reply(await ctx.forward(raw));
-      const doc = parsed.value;
+      // Refused unless dockerd will read it as the proxy does; what passes may go as it came.
+      const { raw, doc = {} } = await ctx.jsonBody();
       const want = calicoIpFromEnv(doc.Env);
       if (!want.ok) throw new ProxyError('BAD_REQUEST', want.message);
       if (want.value.kind === 'none') return ctx.reply(await ctx.forward(raw));
@@ -133,13 +129,11 @@ function createInterceptor(d: InterceptDeps): Interceptor {
   };
 }
 
-/** Old clients send HostConfig on start: the same network rules apply there. */
-function checkStartBody(raw: Buffer): void {
-  const p = parseCreateBody(raw);
-  if (p.ok && p.value.HostConfig) {
-    const msg = checkNetworkMode(p.value);
-    if (msg) throw new ProxyError('BAD_REQUEST', msg);
-  }
+/** Old clients (API < 1.24) send a host config on start: the same network rules apply there. */
+function checkStartBody(doc: JsonObject | undefined): void {
+  if (!doc) return;
+  const msg = checkNetworkMode(doc);
+  if (msg) throw new ProxyError('BAD_REQUEST', msg);
 }
 
 /**
@@ -162,8 +156,8 @@ function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interc
         d.workloads.remember(full, workloadLabels(labels, d.host)!, false);
       }
       const known = d.workloads.knownLabels(full);
-      const raw = await ctx.body();
-      if (action === 'start') checkStartBody(raw);
+      const { raw, doc } = await ctx.jsonBody();
+      if (action === 'start') checkStartBody(doc);
       const t0 = performance.now();
       const res = await ctx.forward(raw);
       if (res.status !== 204 && res.status !== 304) return ctx.reply(res);
@@ -215,6 +209,30 @@ function inspectInterceptor(d: InterceptDeps): Interceptor {
   };
 }
 
+/**
+ * Bodies of calls that can change a container's network or privileges: read as dockerd reads
+ * them (or refused), then forwarded as sent.
+ */
+function bodyGuard(route: 'exec-create' | 'update' | 'network-connect' | 'network-disconnect'): Interceptor {
+  return {
+    name: route,
+    route,
+    async handle(ctx: InterceptContext) {
+      const { raw } = await ctx.jsonBody();
+      ctx.reply(await ctx.forward(raw));
+    },
+  };
+}
+
 export function nodeInterceptors(d: InterceptDeps): Interceptor[] {
-  return [createInterceptor(d), startInterceptor(d, 'start'), startInterceptor(d, 'restart'), inspectInterceptor(d)];
+  return [
+    createInterceptor(d),
+    startInterceptor(d, 'start'),
+    startInterceptor(d, 'restart'),
+    inspectInterceptor(d),
+    bodyGuard('exec-create'),
+    bodyGuard('update'),
+    bodyGuard('network-connect'),
+    bodyGuard('network-disconnect'),
+  ];
 }

@@ -12,7 +12,9 @@ import type { Duplex } from 'node:stream';
 import { unlink } from 'node:fs/promises';
 import type { Logger } from '@calico/log';
 import { connectUpstream, describeUpstream, upstreamAgent, upstreamTarget, type Upstream } from './upstream.js';
-import { sendDockerError, toProxyError } from './errors.js';
+import { ProxyError, sendDockerError, toProxyError } from './errors.js';
+import { BODY_RULES, readRequestBody } from './requestBody.js';
+import type { JsonObject } from '../workload/createRequest.js';
 import { routeRequest, type RouteDecision, type RouteName } from './route.js';
 
 /** A request dockerd would route to an intercepted route. */
@@ -31,8 +33,10 @@ export interface InterceptContext {
   res: ServerResponse;
   /** The route as dockerd reads the path; params are decoded, one char per byte. */
   route: Routed;
-  /** The request body, read once (bounded). */
+  /** The request body, read once; over the route's limit (BODY_RULES) it is a 413. */
   body(): Promise<Buffer>;
+  /** The body as dockerd will read it (one JSON object, no key twice), or a 400 saying why. */
+  jsonBody(): Promise<{ raw: Buffer; doc: JsonObject | undefined }>;
   /** Sends a request to dockerd and buffers the answer. */
   call(method: string, path: string, body?: Buffer, headers?: OutgoingHttpHeaders): Promise<UpstreamResponse>;
   /** The client's own request to dockerd, with a replaced body if given, buffered. */
@@ -54,8 +58,6 @@ export interface DockerProxyOptions {
   upstream: Upstream;
   logger: Logger;
   interceptors?: Interceptor[];
-  /** Request bodies the proxy must read (create, start) are capped at this size. */
-  maxBodyBytes?: number;
   agent?: Agent;
   /** Told of every answered request: its route (interceptor, "passthrough", "upgrade") and status. */
   onRequest?: (route: string, status: number) => void;
@@ -86,13 +88,11 @@ export class DockerProxy {
   readonly servers: Server[] = [];
   private readonly agent: Agent;
   private readonly interceptors: Interceptor[];
-  private readonly maxBody: number;
   private readonly sockets = new Set<Duplex>();
 
   constructor(private readonly opts: DockerProxyOptions) {
     this.agent = opts.agent ?? upstreamAgent();
     this.interceptors = opts.interceptors ?? [];
-    this.maxBody = opts.maxBodyBytes ?? 16 * 1024 * 1024;
   }
 
   /** Listens on "host:port" or "unix:///path" (several allowed). */
@@ -172,12 +172,18 @@ export class DockerProxy {
 
   private context(req: IncomingMessage, res: ServerResponse, route: Routed): InterceptContext {
     let bodyP: Promise<Buffer> | undefined;
-    const body = () => (bodyP ??= readBody(req, this.maxBody));
+    const body = () => (bodyP ??= readBody(req, BODY_RULES[route.name].maxBytes));
     return {
       req,
       res,
       route,
       body,
+      jsonBody: async () => {
+        const raw = await body();
+        const r = readRequestBody(route.name, raw);
+        if (!r.ok) throw new ProxyError('BAD_REQUEST', `calico: ${r.message}`);
+        return { raw, doc: r.value };
+      },
       call: (method, path, b, headers) => this.call(method, path, b, headers),
       forward: async (replacement) => {
         const b = replacement ?? (await body());
@@ -291,18 +297,27 @@ export class DockerProxy {
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const tooLarge = () => new ProxyError('TOO_LARGE', `calico: the request body is over ${max} bytes, the limit for this call`);
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max) {
+      req.resume();
+      return reject(tooLarge());
+    }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > max) {
-        reject(new Error(`request body over ${max} bytes`));
-        req.destroy();
+        // Stop keeping it; the answer closes the connection.
+        req.off('data', onData);
+        req.resume();
+        reject(tooLarge());
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });

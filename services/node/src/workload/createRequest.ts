@@ -53,7 +53,9 @@ export function strSlice(v: Json | undefined): string[] | null {
  * networks would put it somewhere else, so they are refused with the reason.
  */
 export function checkNetworkMode(doc: JsonObject): string | undefined {
-  const hc = obj(doc.HostConfig);
+  // dockerd's getHostConfig: the HostConfig object when there is one, else the deprecated
+  // host config fields at the top level.
+  const hc = obj(doc.HostConfig) ?? doc;
   const mode = typeof hc?.NetworkMode === 'string' ? hc.NetworkMode : '';
   if (mode === 'host') return 'CALICO_IP cannot be used with --net=host: the container would share the host\'s network instead of getting its own address';
   if (mode.startsWith('container:')) return `CALICO_IP cannot be used with --net=${mode}: the container would share another container's network`;
