@@ -1,4 +1,5 @@
 import { LosslessNumber } from 'lossless-json';
+import type { Json } from '../workload/createRequest.js';
 
 /**
  * A strict JSON reader that keeps what JSON.parse hides: every key as sent, in order, so that
@@ -13,7 +14,6 @@ export type JsonNode =
   | { t: 'bool'; v: boolean }
   | { t: 'null' };
 
-export type Json = null | boolean | string | LosslessNumber | Json[] | { [k: string]: Json };
 
 /** `duplicate` is the path of a key sent twice in one object, when that is what is wrong. */
 export type ScanResult = { ok: true; value: JsonNode } | { ok: false; message: string; duplicate?: string };
