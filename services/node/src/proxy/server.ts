@@ -59,7 +59,7 @@ export interface DockerProxyOptions {
   logger: Logger;
   interceptors?: Interceptor[];
   agent?: Agent;
-  /** Told of every answered request: its route (interceptor, "passthrough", "upgrade") and status. */
+  /** Told of every answered request: its route (interceptor, "passthrough", "upgrade", "refused") and status. */
   onRequest?: (route: string, status: number) => void;
 }
 
