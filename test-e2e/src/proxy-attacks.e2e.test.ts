@@ -223,6 +223,30 @@ describe('the proxy reads each request as dockerd does', () => {
     expect((await cluster.host('h1').docker(['version', '--format', '{{.Server.Version}}'])).code).toBe(0);
   });
 
+  it('a host config on start (API < 1.24) at the top level is checked; dockerd would switch the network', async () => {
+    const before = await snapshot();
+    const ours = await rawRequest(proxy(), 'POST /containers/create?name=pa-start HTTP/1.1', createBody(''));
+    expect(ours.status, ours.body).toBe(201);
+    const id = (JSON.parse(ours.body) as { Id: string }).Id;
+    for (const body of ['{"NetworkMode":"host"}', '{"networkmode":"host"}', '{"HostConfig":{"NetworkMode":"host"}}', '{"HostConfig":null,"NetworkMode":"host"}']) {
+      const r = await rawRequest(proxy(), `POST /v1.23/containers/${id}/start HTTP/1.1`, body);
+      expect(r.status, `${body}: ${r.body}`).toBe(400);
+      expect((JSON.parse(r.body) as { message: string }).message).toMatch(/--net=host/);
+      expect((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.State.Running}} {{.HostConfig.NetworkMode}}', id])).trim()).toBe('false none');
+    }
+    await inspectAndRemove(ours, before);
+    // Control: a plain container (not ours, so not plumbed) that exits at once, started straight on
+    // dockerd with the top-level field: dockerd gives it the host's network.
+    const plain = await rawRequest(dockerd(), 'POST /containers/create?name=pa-start HTTP/1.1', `{"Image":"${cluster.image}","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}`);
+    expect(plain.status, plain.body).toBe(201);
+    const pid = (JSON.parse(plain.body) as { Id: string }).Id;
+    const d = await rawRequest(dockerd(), `POST /v1.23/containers/${pid}/start HTTP/1.1`, '{"NetworkMode":"host"}');
+    expect(d.status, d.body).toBe(204);
+    expect((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.HostConfig.NetworkMode}}', pid])).trim()).toBe('host');
+    await cluster.dockerd.dockerOk(['rm', '-f', pid]);
+    expect(await snapshot()).toEqual(before);
+  });
+
   it('exec create with a case-variant key is refused; dockerd would take the last', async () => {
     const before = await snapshot();
     const ok = await rawRequest(proxy(), 'POST /containers/create?name=pa-exec HTTP/1.1', createBody(''));
