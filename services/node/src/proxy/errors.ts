@@ -5,6 +5,7 @@ export const ProxyErrorCode = {
   BAD_REQUEST: 400,
   NOT_FOUND: 404,
   CONFLICT: 409,
+  TOO_LARGE: 413,
   UPSTREAM: 502,
   INTERNAL: 500,
 } as const;
@@ -41,6 +42,9 @@ export function sendDockerError(res: ServerResponse, status: number, message: st
     return;
   }
   const body = JSON.stringify({ message });
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  const headers: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+  // The rest of an oversize body is not read: this connection cannot carry another request.
+  if (status === 413) headers.Connection = 'close';
+  res.writeHead(status, headers);
   res.end(body);
 }

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from '@calico/log';
 import type { Interceptor, InterceptContext, UpstreamResponse } from './server.js';
 import { ProxyError } from './errors.js';
+import { encodePathBytes } from './route.js';
 import { calicoIpFromEnv } from '../workload/calicoIp.js';
 import {
   LABELS,
@@ -9,7 +10,6 @@ import {
   effectiveCommand,
   imageOf,
   needsImageConfig,
-  parseCreateBody,
   rewriteCreate,
   serialize,
   strSlice,
@@ -28,8 +28,6 @@ export interface InterceptDeps {
   logger: Logger;
 }
 
-const V = '^(/v[0-9.]+)?';
-
 function json(r: UpstreamResponse): unknown {
   try {
     return JSON.parse(r.body.toString('utf8'));
@@ -42,15 +40,11 @@ function json(r: UpstreamResponse): unknown {
 function createInterceptor(d: InterceptDeps): Interceptor {
   return {
     name: 'create',
-    method: 'POST',
-    path: new RegExp(`${V}/containers/create$`),
+    route: 'create',
     async handle(ctx: InterceptContext) {
       const t0 = performance.now();
-      const raw = await ctx.body();
-      const parsed = parseCreateBody(raw);
-      // Not ours to judge: dockerd answers malformed bodies in its own words.
-      if (!parsed.ok) return ctx.reply(await ctx.forward(raw));
-      const doc = parsed.value;
+      // Refused unless dockerd will read it as the proxy does; what passes may go as it came.
+      const { raw, doc = {} } = await ctx.jsonBody();
       const want = calicoIpFromEnv(doc.Env);
       if (!want.ok) throw new ProxyError('BAD_REQUEST', want.message);
       if (want.value.kind === 'none') return ctx.reply(await ctx.forward(raw));
@@ -135,13 +129,11 @@ function createInterceptor(d: InterceptDeps): Interceptor {
   };
 }
 
-/** Old clients send HostConfig on start: the same network rules apply there. */
-function checkStartBody(raw: Buffer): void {
-  const p = parseCreateBody(raw);
-  if (p.ok && p.value.HostConfig) {
-    const msg = checkNetworkMode(p.value);
-    if (msg) throw new ProxyError('BAD_REQUEST', msg);
-  }
+/** Old clients (API < 1.24) send a host config on start: the same network rules apply there. */
+function checkStartBody(doc: JsonObject | undefined): void {
+  if (!doc) return;
+  const msg = checkNetworkMode(doc);
+  if (msg) throw new ProxyError('BAD_REQUEST', msg);
 }
 
 /**
@@ -152,21 +144,20 @@ function checkStartBody(raw: Buffer): void {
 function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interceptor {
   return {
     name: action,
-    method: 'POST',
-    path: new RegExp(`${V}/containers/([^/]+)/${action}$`),
+    route: action,
     async handle(ctx: InterceptContext) {
-      const id = decodeURIComponent(ctx.match[2]!);
+      const id = Buffer.from(ctx.route.params[0]!, 'latin1').toString('utf8');
       let full = id;
       if (!d.workloads.knownLabels(id)) {
-        const info = await ctx.call('GET', `/containers/${encodeURIComponent(id)}/json`);
+        const info = await ctx.call('GET', `/containers/${encodePathBytes(ctx.route.params[0]!)}/json`);
         const labels = (json(info) as { Config?: { Labels?: Record<string, string> } } | undefined)?.Config?.Labels;
         if (info.status !== 200 || !workloadLabels(labels, d.host)) return ctx.passThrough();
         full = (json(info) as { Id: string }).Id;
         d.workloads.remember(full, workloadLabels(labels, d.host)!, false);
       }
       const known = d.workloads.knownLabels(full);
-      const raw = await ctx.body();
-      if (action === 'start') checkStartBody(raw);
+      const { raw, doc } = await ctx.jsonBody();
+      if (action === 'start') checkStartBody(doc);
       const t0 = performance.now();
       const res = await ctx.forward(raw);
       if (res.status !== 204 && res.status !== 304) return ctx.reply(res);
@@ -189,8 +180,7 @@ function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interc
 function inspectInterceptor(d: InterceptDeps): Interceptor {
   return {
     name: 'inspect',
-    method: 'GET',
-    path: new RegExp(`${V}/containers/([^/]+)/json$`),
+    route: 'inspect',
     async handle(ctx: InterceptContext) {
       const res = await ctx.forward(Buffer.alloc(0));
       const text = res.status === 200 ? res.body.toString('utf8') : '';
@@ -219,6 +209,30 @@ function inspectInterceptor(d: InterceptDeps): Interceptor {
   };
 }
 
+/**
+ * Bodies of calls that can change a container's network or privileges: read as dockerd reads
+ * them (or refused), then forwarded as sent.
+ */
+function bodyGuard(route: 'exec-create' | 'update' | 'network-connect' | 'network-disconnect'): Interceptor {
+  return {
+    name: route,
+    route,
+    async handle(ctx: InterceptContext) {
+      const { raw } = await ctx.jsonBody();
+      ctx.reply(await ctx.forward(raw));
+    },
+  };
+}
+
 export function nodeInterceptors(d: InterceptDeps): Interceptor[] {
-  return [createInterceptor(d), startInterceptor(d, 'start'), startInterceptor(d, 'restart'), inspectInterceptor(d)];
+  return [
+    createInterceptor(d),
+    startInterceptor(d, 'start'),
+    startInterceptor(d, 'restart'),
+    inspectInterceptor(d),
+    bodyGuard('exec-create'),
+    bodyGuard('update'),
+    bodyGuard('network-connect'),
+    bodyGuard('network-disconnect'),
+  ];
 }

@@ -12,7 +12,13 @@ import type { Duplex } from 'node:stream';
 import { unlink } from 'node:fs/promises';
 import type { Logger } from '@calico/log';
 import { connectUpstream, describeUpstream, upstreamAgent, upstreamTarget, type Upstream } from './upstream.js';
-import { sendDockerError, toProxyError } from './errors.js';
+import { ProxyError, sendDockerError, toProxyError } from './errors.js';
+import { BODY_RULES, readRequestBody } from './requestBody.js';
+import type { JsonObject } from '../workload/createRequest.js';
+import { routeRequest, type RouteDecision, type RouteName } from './route.js';
+
+/** A request dockerd would route to an intercepted route. */
+export type Routed = Extract<RouteDecision, { kind: 'route' }>;
 
 /** A complete (buffered) answer from dockerd, for calls the proxy inspects or rewrites. */
 export interface UpstreamResponse {
@@ -25,10 +31,12 @@ export interface UpstreamResponse {
 export interface InterceptContext {
   req: IncomingMessage;
   res: ServerResponse;
-  /** The path's match; group 1 is the API version prefix ("/v1.41") or undefined. */
-  match: RegExpExecArray;
-  /** The request body, read once (bounded). */
+  /** The route as dockerd reads the path; params are decoded, one char per byte. */
+  route: Routed;
+  /** The request body, read once; over the route's limit (BODY_RULES) it is a 413. */
   body(): Promise<Buffer>;
+  /** The body as dockerd will read it (one JSON object, no key twice), or a 400 saying why. */
+  jsonBody(): Promise<{ raw: Buffer; doc: JsonObject | undefined }>;
   /** Sends a request to dockerd and buffers the answer. */
   call(method: string, path: string, body?: Buffer, headers?: OutgoingHttpHeaders): Promise<UpstreamResponse>;
   /** The client's own request to dockerd, with a replaced body if given, buffered. */
@@ -40,9 +48,8 @@ export interface InterceptContext {
 }
 
 export interface Interceptor {
-  method: string;
-  /** Must capture the optional version prefix as group 1: ^(/v[0-9.]+)?/containers/create$ */
-  path: RegExp;
+  /** The dockerd route it handles, versioned or not, however the path is spelt. */
+  route: RouteName;
   name: string;
   handle(ctx: InterceptContext): Promise<void>;
 }
@@ -51,10 +58,8 @@ export interface DockerProxyOptions {
   upstream: Upstream;
   logger: Logger;
   interceptors?: Interceptor[];
-  /** Request bodies the proxy must read (create, start) are capped at this size. */
-  maxBodyBytes?: number;
   agent?: Agent;
-  /** Told of every answered request: its route (interceptor, "passthrough", "upgrade") and status. */
+  /** Told of every answered request: its route (interceptor, "passthrough", "upgrade", "refused") and status. */
   onRequest?: (route: string, status: number) => void;
 }
 
@@ -83,13 +88,11 @@ export class DockerProxy {
   readonly servers: Server[] = [];
   private readonly agent: Agent;
   private readonly interceptors: Interceptor[];
-  private readonly maxBody: number;
   private readonly sockets = new Set<Duplex>();
 
   constructor(private readonly opts: DockerProxyOptions) {
     this.agent = opts.agent ?? upstreamAgent();
     this.interceptors = opts.interceptors ?? [];
-    this.maxBody = opts.maxBodyBytes ?? 16 * 1024 * 1024;
   }
 
   /** Listens on "host:port" or "unix:///path" (several allowed). */
@@ -143,14 +146,18 @@ export class DockerProxy {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const path = (req.url ?? '/').split('?')[0]!;
     const counted = (route: string) => res.once('finish', () => this.opts.onRequest?.(route, res.statusCode));
+    const decision = routeRequest(req.method ?? '', req.url ?? '/');
+    if (decision.kind === 'refuse') {
+      counted('refused');
+      this.opts.logger.info({ method: req.method, url: req.url, err: decision.message }, 'request path refused; answering the client with the reason');
+      sendDockerError(res, 400, `calico: ${decision.message}`);
+      return;
+    }
     for (const ic of this.interceptors) {
-      if (ic.method !== req.method) continue;
-      const match = ic.path.exec(path);
-      if (!match) continue;
+      if (decision.kind !== 'route' || ic.route !== decision.name) continue;
       counted(ic.name);
-      const ctx = this.context(req, res, match);
+      const ctx = this.context(req, res, decision);
       ic.handle(ctx).catch((e: unknown) => {
         const pe = toProxyError(e);
         const log = pe.status >= 500 ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.info.bind(this.opts.logger);
@@ -163,19 +170,26 @@ export class DockerProxy {
     this.relay(req, res);
   }
 
-  private context(req: IncomingMessage, res: ServerResponse, match: RegExpExecArray): InterceptContext {
+  private context(req: IncomingMessage, res: ServerResponse, route: Routed): InterceptContext {
     let bodyP: Promise<Buffer> | undefined;
-    const body = () => (bodyP ??= readBody(req, this.maxBody));
+    const body = () => (bodyP ??= readBody(req, BODY_RULES[route.name].maxBytes));
     return {
       req,
       res,
-      match,
+      route,
       body,
+      jsonBody: async () => {
+        const raw = await body();
+        const r = readRequestBody(route.name, raw);
+        if (!r.ok) throw new ProxyError('BAD_REQUEST', `calico: ${r.message}`);
+        return { raw, doc: r.value };
+      },
       call: (method, path, b, headers) => this.call(method, path, b, headers),
       forward: async (replacement) => {
         const b = replacement ?? (await body());
         const headers = endToEndHeaders(req.rawHeaders);
-        return this.call(req.method ?? 'GET', req.url ?? '/', b, headers);
+        // The canonical spelling of the path: dockerd reads it exactly as the proxy did.
+        return this.call(req.method ?? 'GET', route.path + route.query, b, headers);
       },
       passThrough: () => this.relay(req, res),
       reply: (r, replacement) => {
@@ -246,6 +260,16 @@ export class DockerProxy {
    * are spliced, each half-closed on its own so that stdin EOF reaches the container.
    */
   private onUpgrade(req: IncomingMessage, client: Duplex, head: Buffer): void {
+    // No intercepted route upgrades: spliced raw, such a request would skip its interceptor.
+    const decision = routeRequest(req.method ?? '', req.url ?? '/');
+    if (decision.kind !== 'other') {
+      const message = decision.kind === 'refuse' ? `calico: ${decision.message}` : `calico: ${req.method} ${decision.name} does not upgrade the connection`;
+      this.opts.logger.info({ url: req.url, err: message }, 'upgrade refused; answering the client with the reason');
+      this.opts.onRequest?.('refused', 400);
+      const body = JSON.stringify({ message });
+      client.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
     const upstream = connectUpstream(this.opts.upstream);
     // dockerd's status line (101, or an error) is spliced through as it is; counted from its first bytes.
     upstream.once('data', (c: Buffer) => this.opts.onRequest?.('upgrade', Number(/^HTTP\/1\.[01] (\d{3})/.exec(c.toString('latin1', 0, 16))?.[1] ?? 502)));
@@ -273,18 +297,27 @@ export class DockerProxy {
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const tooLarge = () => new ProxyError('TOO_LARGE', `calico: the request body is over ${max} bytes, the limit for this call`);
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max) {
+      req.resume();
+      return reject(tooLarge());
+    }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > max) {
-        reject(new Error(`request body over ${max} bytes`));
-        req.destroy();
+        // Stop keeping it; the answer closes the connection.
+        req.off('data', onData);
+        req.resume();
+        reject(tooLarge());
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });

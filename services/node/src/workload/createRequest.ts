@@ -1,5 +1,4 @@
-import { LosslessNumber, parse, stringify } from 'lossless-json';
-import type { Parsed } from './calicoIp.js';
+import { LosslessNumber, stringify } from 'lossless-json';
 
 /** Labels the proxy puts on containers it networks; they make restarts keep id, address and MAC. */
 export const LABELS = {
@@ -12,25 +11,8 @@ export const LABELS = {
 /** Where the wait program (Debian's static busybox) is bind-mounted inside the container. */
 export const WAIT_MOUNT = '/.calico/busybox';
 
-type Json = null | boolean | string | LosslessNumber | Json[] | { [k: string]: Json };
+export type Json = null | boolean | string | LosslessNumber | Json[] | { [k: string]: Json };
 export type JsonObject = { [k: string]: Json };
-
-/**
- * Parses a create body without losing large integers (Memory, NanoCpus… may pass 2^53), so
- * that what reaches dockerd is what the client sent, apart from our edits.
- */
-export function parseCreateBody(body: Buffer): Parsed<JsonObject> {
-  const text = body.toString('utf8').trim();
-  if (text === '') return { ok: true, value: {} };
-  let doc: unknown;
-  try {
-    doc = parse(text);
-  } catch (e) {
-    return { ok: false, message: `invalid JSON in create request: ${(e as Error).message}` };
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return { ok: false, message: 'create request body must be a JSON object' };
-  return { ok: true, value: doc as JsonObject };
-}
 
 export function serialize(doc: JsonObject): Buffer {
   return Buffer.from(stringify(doc) ?? '{}');
@@ -53,7 +35,9 @@ export function strSlice(v: Json | undefined): string[] | null {
  * networks would put it somewhere else, so they are refused with the reason.
  */
 export function checkNetworkMode(doc: JsonObject): string | undefined {
-  const hc = obj(doc.HostConfig);
+  // dockerd's getHostConfig: the HostConfig object when there is one, else the deprecated
+  // host config fields at the top level.
+  const hc = obj(doc.HostConfig) ?? doc;
   const mode = typeof hc?.NetworkMode === 'string' ? hc.NetworkMode : '';
   if (mode === 'host') return 'CALICO_IP cannot be used with --net=host: the container would share the host\'s network instead of getting its own address';
   if (mode.startsWith('container:')) return `CALICO_IP cannot be used with --net=${mode}: the container would share another container's network`;

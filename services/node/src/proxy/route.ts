@@ -1,0 +1,136 @@
+/**
+ * Which dockerd route a request reaches, read the way dockerd 20.10 reads it: Go's
+ * `url.ParseRequestURI` percent-decodes the whole path (an encoded `/` becomes a separator),
+ * gorilla/mux redirects (301) any path that `path.Clean` would change instead of routing it,
+ * then matches case-sensitively on the decoded path against `/v{version:[0-9.]+}<route>` and
+ * `<route>`, where `{name:.*}` is Go's `.*` (any bytes but a newline).
+ */
+
+/** The routes the proxy intercepts, by dockerd's own templates. */
+export const ROUTES = {
+  create: { method: 'POST', template: '/containers/create' },
+  start: { method: 'POST', template: '/containers/{name:.*}/start' },
+  restart: { method: 'POST', template: '/containers/{name:.*}/restart' },
+  inspect: { method: 'GET', template: '/containers/{name:.*}/json' },
+  'exec-create': { method: 'POST', template: '/containers/{name:.*}/exec' },
+  update: { method: 'POST', template: '/containers/{name:.*}/update' },
+  'network-connect': { method: 'POST', template: '/networks/{id:.*}/connect' },
+  'network-disconnect': { method: 'POST', template: '/networks/{id:.*}/disconnect' },
+} as const;
+export type RouteName = keyof typeof ROUTES;
+
+export type RouteDecision =
+  /** dockerd would run this route: the proxy intercepts it and forwards `path` (canonical). */
+  | { kind: 'route'; name: RouteName; version: string | undefined; params: string[]; path: string; query: string }
+  /** dockerd routes it elsewhere, redirects it or answers 404: it passes through untouched. */
+  | { kind: 'other' }
+  /** The proxy cannot be sure what dockerd would do with it, or dockerd would refuse it too. */
+  | { kind: 'refuse'; message: string };
+
+/** Route templates as anchored regexps over the decoded path (one char per byte). */
+const COMPILED = Object.entries(ROUTES).map(([name, r]) => {
+  const body = r.template
+    .split(/(\{[a-z]+:\.\*\})/)
+    .map((part) => (part.startsWith('{') ? '([^\\n]*)' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('');
+  return { name: name as RouteName, method: r.method as string, re: new RegExp(`^(?:/v([0-9.]+))?${body}$`) };
+});
+
+/** The path part of a request target as Go reads it; undefined when Go would not route it. */
+function targetPath(target: string): { path: string; query: string } | undefined {
+  let rest = target;
+  // absolute-form ("http://docker/containers/create"): Go takes the path after the authority.
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:/.exec(rest);
+  if (scheme && !rest.startsWith('/')) {
+    rest = rest.slice(scheme[0].length);
+    const q = rest.indexOf('?');
+    const beforeQuery = q < 0 ? rest : rest.slice(0, q);
+    if (beforeQuery.startsWith('//')) {
+      const slash = beforeQuery.indexOf('/', 2);
+      rest = slash < 0 ? rest.slice(beforeQuery.length) : rest.slice(slash);
+    }
+    if (!rest.startsWith('/')) return undefined;
+  }
+  if (!rest.startsWith('/')) return undefined;
+  const q = rest.indexOf('?');
+  return q < 0 ? { path: rest, query: '' } : { path: rest.slice(0, q), query: rest.slice(q) };
+}
+
+/** Go's percent-decoding of a path: every %XX, to one char per byte; undefined on a bad escape. */
+export function decodePathBytes(raw: string): string | undefined {
+  let out = '';
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i]!;
+    if (c !== '%') {
+      out += c;
+      continue;
+    }
+    const hex = raw.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
+    out += String.fromCharCode(parseInt(hex, 16));
+    i += 2;
+  }
+  return out;
+}
+
+/** A decoded path (one char per byte) written so that dockerd decodes it back to the same bytes. */
+export function encodePathBytes(bytes: string): string {
+  let out = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes.charCodeAt(i);
+    const ch = bytes[i]!;
+    if (/[A-Za-z0-9\-._~/!$&'()*+,;=:@]/.test(ch) && c < 0x80) out += ch;
+    else out += `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** gorilla/mux's cleanPath: Go's path.Clean, keeping a trailing slash. */
+export function cleanPath(p: string): string {
+  if (p === '') return '/';
+  if (!p.startsWith('/')) p = `/${p}`;
+  const out: string[] = [];
+  for (const seg of p.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') out.pop();
+    else out.push(seg);
+  }
+  let np = `/${out.join('/')}`;
+  if (p.endsWith('/') && np !== '/') np += '/';
+  return np;
+}
+
+function match(method: string, path: string): { name: RouteName; m: RegExpExecArray } | undefined {
+  for (const r of COMPILED) {
+    if (r.method !== method) continue;
+    const m = r.re.exec(path);
+    if (m) return { name: r.name, m };
+  }
+  return undefined;
+}
+
+/**
+ * Decides on a request target as dockerd would route it. Where the proxy and dockerd could
+ * disagree about an intercepted route, the request is refused rather than passed through.
+ */
+export function routeRequest(method: string, target: string): RouteDecision {
+  const t = targetPath(target);
+  if (!t) return { kind: 'other' };
+  const path = decodePathBytes(t.path);
+  if (path === undefined) return { kind: 'refuse', message: `malformed percent-encoding in the request path "${t.path}"` };
+  const clean = cleanPath(path);
+  if (clean !== path) {
+    // dockerd answers 301 to the clean path; a client that follows it comes back through us.
+    // Refused when the clean path is intercepted, so no daemon that routes it anyway is reached.
+    if (match(method, clean)) {
+      return { kind: 'refuse', message: `the request path "${t.path}" is not in canonical form (dot segments or "//"); send "${encodePathBytes(clean)}"` };
+    }
+    return { kind: 'other' };
+  }
+  const hit = match(method, path);
+  if (!hit) return { kind: 'other' };
+  // An encoded "/" is a separator to dockerd 20.10 but data to a server that routes on the
+  // escaped path: two readings of one request, so it is not forwarded.
+  if (/%2f/i.test(t.path)) return { kind: 'refuse', message: `the request path "${t.path}" has an encoded "/" (%2F): its meaning is ambiguous` };
+  return { kind: 'route', name: hit.name, version: hit.m[1], params: hit.m.slice(2).map((p) => p ?? ''), path: encodePathBytes(path), query: t.query };
+}
