@@ -18,7 +18,11 @@ const statusesOf = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].
  * Writes bytes on a new connection in one write and collects what comes back until the other
  * side closes, `until` says enough, or nothing more came for quietMs.
  */
-function exchange(socketPath: string, bytes: string, opts: { until?: (x: Exchange) => boolean; quietMs?: number } = {}): Promise<Exchange> {
+function exchange(
+  socketPath: string,
+  bytes: string,
+  opts: { until?: (x: Exchange) => boolean; quietMs?: number } = {},
+): Promise<Exchange> {
   return new Promise((resolve) => {
     const s = connect(socketPath);
     let text = '';
@@ -51,7 +55,8 @@ function exchange(socketPath: string, bytes: string, opts: { until?: (x: Exchang
 /** A request as raw bytes: head lines, then a JSON body framed by Content-Length. */
 function request(line: string, body = '', extra: string[] = []): string {
   const head = [line, 'Host: docker', ...extra];
-  if (body || line.startsWith('POST')) head.push('Content-Type: application/json', `Content-Length: ${Buffer.byteLength(body)}`);
+  if (body || line.startsWith('POST'))
+    head.push('Content-Type: application/json', `Content-Length: ${Buffer.byteLength(body)}`);
   return `${head.join('\r\n')}\r\n\r\n${body}`;
 }
 
@@ -145,7 +150,8 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
   });
   afterAll(async () => {
     if (plain.length) await cluster?.dockerd.docker(['rm', '-f', ...plain]);
-    if (failed && cluster) console.error(`${await cluster.dump()}\n===== node =====\n${cluster.host('h1').node?.log().slice(-6000)}`);
+    if (failed && cluster)
+      console.error(`${await cluster.dump()}\n===== node =====\n${cluster.host('h1').node?.log().slice(-6000)}`);
     await cluster?.stop();
   });
 
@@ -154,18 +160,36 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
   const smuggled = (name: string) =>
     request(
       `POST /containers/create?name=${name} HTTP/1.1`,
-      `{"Image":"${cluster.image}","Cmd":["sleep","60"],"Env":["CALICO_IP=198.19.8.${++n}"],"HostConfig":{"NetworkMode":"host"}}`,
+      `{"Image":"${cluster.image}","Cmd":["sleep","60"],"Env":["CALICO_IP=198.19.8.${++n}"],` +
+        '"HostConfig":{"NetworkMode":"host"}}',
     );
 
   async function snapshot() {
-    const containers = (await containersNamed(cluster, 'pu-')).map((c) => c.name).filter((c) => !c.startsWith('pu-plain'));
+    const containers = (await containersNamed(cluster, 'pu-'))
+      .map((c) => c.name)
+      .filter((c) => !c.startsWith('pu-plain'));
     return { containers, keys: await keyCounts(cluster), veths: (await hostCounts(cluster.host('h1'))).veths };
   }
   /** A plain running container made straight on dockerd (not ours), and an exec on it. */
   async function plainExec(body: string): Promise<{ container: string; exec: string }> {
-    const container = (await cluster.dockerd.dockerOk(['run', '-d', '--net', 'none', '--name', `pu-plain-${++n}`, cluster.image, 'sleep', '120'])).trim();
+    const container = (
+      await cluster.dockerd.dockerOk([
+        'run',
+        '-d',
+        '--net',
+        'none',
+        '--name',
+        `pu-plain-${++n}`,
+        cluster.image,
+        'sleep',
+        '120',
+      ])
+    ).trim();
     plain.push(container);
-    const r = await exchange(dockerd(), request(`POST /containers/${container}/exec HTTP/1.1`, body, ['Connection: close']));
+    const r = await exchange(
+      dockerd(),
+      request(`POST /containers/${container}/exec HTTP/1.1`, body, ['Connection: close']),
+    );
     const exec = (JSON.parse(r.text.slice(r.text.indexOf('\r\n\r\n') + 4)) as { Id: string }).Id;
     return { container, exec };
   }
@@ -175,7 +199,7 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
     return mode;
   };
 
-  it('a request pipelined behind an upgrade request never reaches dockerd; straight to dockerd it creates a host-network container', async () => {
+  it('a request pipelined behind an upgrade never reaches dockerd; straight, dockerd makes its container', async () => {
     const before = await snapshot();
     const detached = '{"Detach":true,"Tty":false}';
     const cases: { what: string; first: () => Promise<string>; proxyStatus: number; dockerdStatus: number }[] = [
@@ -193,7 +217,8 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
       },
       {
         what: 'a detached exec start (dockerd answers 200 without hijacking)',
-        first: async () => request(`POST /exec/${(await plainExec('{"Cmd":["true"]}')).exec}/start HTTP/1.1`, detached, UPGRADE),
+        first: async () =>
+          request(`POST /exec/${(await plainExec('{"Cmd":["true"]}')).exec}/start HTTP/1.1`, detached, UPGRADE),
         proxyStatus: 200,
         dockerdStatus: 200,
       },
@@ -211,20 +236,26 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
       expect(viaProxy.closed, c.what).toBe(true);
       expect(await snapshot(), c.what).toEqual(before);
       // Control: the same bytes in one write straight to dockerd.
-      const direct = await exchange(dockerd(), (await c.first()) + smuggled(name), { until: (x) => x.statuses.length >= 2 });
+      const direct = await exchange(dockerd(), (await c.first()) + smuggled(name), {
+        until: (x) => x.statuses.length >= 2,
+      });
       expect(direct.statuses, `${c.what}: ${direct.text}`).toEqual([c.dockerdStatus, 201]);
       expect(await smuggledNetworkMode(name), c.what).toBe('host');
     }
     expect(await snapshot()).toEqual(before);
   });
 
-  it('after dockerd answers 101 the connection is the stream: bytes written behind the request reach the process', async () => {
+  it('after dockerd answers 101 the connection is the stream: bytes behind the request reach the process', async () => {
     const before = await snapshot();
     const { exec } = await plainExec('{"Cmd":["cat"],"AttachStdin":true,"AttachStdout":true,"Tty":true}');
     const name = `pu-smuggled-${++n}`;
-    const r = await exchange(proxy(), request(`POST /exec/${exec}/start HTTP/1.1`, '{"Detach":false,"Tty":true}', UPGRADE) + smuggled(name), {
-      until: (x) => x.text.includes('"HostConfig"'),
-    });
+    const r = await exchange(
+      proxy(),
+      request(`POST /exec/${exec}/start HTTP/1.1`, '{"Detach":false,"Tty":true}', UPGRADE) + smuggled(name),
+      {
+        until: (x) => x.text.includes('"HostConfig"'),
+      },
+    );
     expect(r.text).toMatch(/^HTTP\/1\.1 101 UPGRADED\r\n/);
     expect(r.text).toContain('Upgrade: tcp');
     // cat on a terminal echoes what it read: the held bytes went into the stream, not to the router.
@@ -232,20 +263,24 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
     expect(await snapshot()).toEqual(before);
   });
 
-  it('BuildKit routes upgrade through the proxy as they do on dockerd; others with an upgrade header are refused', async () => {
+  it('BuildKit routes upgrade through the proxy as on dockerd; others with an upgrade header are refused', async () => {
     for (const line of ['POST /grpc HTTP/1.1', 'POST /session HTTP/1.1']) {
-      const bytes = () => request(line, '', ['Connection: Upgrade', 'Upgrade: h2c', `X-Docker-Expose-Session-Uuid: pu-s${++n}`]);
+      const bytes = () =>
+        request(line, '', ['Connection: Upgrade', 'Upgrade: h2c', `X-Docker-Expose-Session-Uuid: pu-s${++n}`]);
       const direct = await exchange(dockerd(), bytes(), { until: (x) => x.statuses.length > 0, quietMs: 2_000 });
       const viaProxy = await exchange(proxy(), bytes(), { until: (x) => x.statuses.length > 0, quietMs: 2_000 });
       expect(direct.statuses[0], `${line}: ${direct.text}`).toBe(101);
       expect(viaProxy.statuses[0], `${line}: ${viaProxy.text}`).toBe(101);
     }
-    const build = await exchange(proxy(), request('POST /build?version=2 HTTP/1.1', '', ['Connection: Upgrade', 'Upgrade: h2c']));
+    const build = await exchange(
+      proxy(),
+      request('POST /build?version=2 HTTP/1.1', '', ['Connection: Upgrade', 'Upgrade: h2c']),
+    );
     expect(build.statuses).toEqual([400]);
     expect(build.text).toContain('does not upgrade the connection');
   });
 
-  it('a client dribbling its request head is cut at the header timeout while others are served; dockerd waits for it', async () => {
+  it('a client dribbling its request head is cut at the header timeout, others served; dockerd waits', async () => {
     const head = request('GET /_ping HTTP/1.1', '', [`X-Slow: ${'s'.repeat(60)}`]);
     const slow = dribble(proxy(), head, 100);
     const silent = exchange(proxy(), '', { quietMs: (HEADER_S + 5) * 1000 });
@@ -260,7 +295,10 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
     const mute = await silent;
     expect({ closed: mute.closed, statuses: mute.statuses }).toEqual({ closed: true, statuses: [408] });
     // Control: dockerd takes the same dribble to its end and answers it.
-    const [direct, directMute] = await Promise.all([dribble(dockerd(), head, 100), exchange(dockerd(), '', { quietMs: (HEADER_S + 2) * 1000 })]);
+    const [direct, directMute] = await Promise.all([
+      dribble(dockerd(), head, 100),
+      exchange(dockerd(), '', { quietMs: (HEADER_S + 2) * 1000 }),
+    ]);
     expect(direct.sentAll).toBe(true);
     expect(statusesOf(direct.text)).toEqual([200]);
     expect({ closed: directMute.closed, statuses: directMute.statuses }).toEqual({ closed: false, statuses: [] });
@@ -271,7 +309,10 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
     const vol = `pu-vol-${++n}`;
     for (const [line, body] of [
       ['POST /volumes/create HTTP/1.1', `{"Name":"${vol}"}`],
-      [`POST /containers/create?name=pu-stall-${n} HTTP/1.1`, `{"Image":"${cluster.image}","Env":["CALICO_IP=198.19.8.${++n}"]}`],
+      [
+        `POST /containers/create?name=pu-stall-${n} HTTP/1.1`,
+        `{"Image":"${cluster.image}","Env":["CALICO_IP=198.19.8.${++n}"]}`,
+      ],
     ] as const) {
       const full = request(line, body);
       const part = full.slice(0, full.length - 5);
@@ -300,7 +341,7 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
     await cluster.dockerd.dockerOk(['volume', 'rm', vol]);
   });
 
-  it('idle connections cannot hold the proxy: over the cap a clean 503, and idle ones are closed; dockerd keeps them all', async () => {
+  it('idle connections cannot hold the proxy: over the cap a 503, idle ones closed; dockerd keeps all', async () => {
     const ping = request('GET /_ping HTTP/1.1');
     // The cap's worth of connections, each kept alive after one request.
     const held = await Promise.all(Array.from({ length: MAX_CONN }, () => hold(proxy(), ping)));
@@ -327,14 +368,37 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
   it('logs -f, events, wait, attach and exec -i through the proxy outlive every timeout', async () => {
     const quiet = HEADER_S + BODY_S + IDLE_S + 1;
     const id = (
-      await cluster.host('h1').docker(['run', '-d', '--name', `pu-stream-${++n}`, cluster.image, 'sh', '-c', `sleep 2; echo first; sleep ${quiet + 2}; echo second`])
+      await cluster
+        .host('h1')
+        .docker([
+          'run',
+          '-d',
+          '--name',
+          `pu-stream-${++n}`,
+          cluster.image,
+          'sh',
+          '-c',
+          `sleep 2; echo first; sleep ${quiet + 2}; echo second`,
+        ])
     ).stdout.trim();
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     const since = Math.floor(Date.now() / 1000) - 2;
     const d = (args: string[], input?: string) => cluster.host('h1').docker(args, input);
     const [logs, events, wait, attach, exec] = await Promise.all([
       d(['logs', '-f', id]),
-      d(['events', '--since', String(since), '--until', String(since + quiet + 10), '--filter', `container=${id}`, '--filter', 'event=die', '--format', '{{.Action}}']),
+      d([
+        'events',
+        '--since',
+        String(since),
+        '--until',
+        String(since + quiet + 10),
+        '--filter',
+        `container=${id}`,
+        '--filter',
+        'event=die',
+        '--format',
+        '{{.Action}}',
+      ]),
       d(['wait', id]),
       d(['attach', '--no-stdin', id]),
       d(['exec', '-i', id, 'sh', '-c', `sleep ${quiet}; cat`], 'through-stdin\n'),

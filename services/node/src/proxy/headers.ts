@@ -1,7 +1,15 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 
 /** Hop-by-hop headers belong to one connection; the proxy manages its own. */
-export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+]);
 
 /** The end-to-end headers of a raw header list (as node:http gives it), names as sent. */
 export function endToEndHeaders(raw: string[]): OutgoingHttpHeaders {

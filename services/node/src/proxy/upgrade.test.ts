@@ -9,7 +9,8 @@ import { routeRequest } from './route.js';
 import { Throttled } from './limits.js';
 import { DockerProxy } from './server.js';
 
-const plan = (method: string, target: string, headers: Record<string, string> = {}) => planUpgrade(method, target, headers);
+const plan = (method: string, target: string, headers: Record<string, string> = {}) =>
+  planUpgrade(method, target, headers);
 
 describe('planUpgrade: only the routes dockerd hijacks may upgrade', () => {
   it.each([
@@ -46,8 +47,14 @@ describe('planUpgrade: only the routes dockerd hijacks may upgrade', () => {
 
   it('frames the body by Content-Length only, within a limit', () => {
     expect(plan('POST', '/exec/e/start', { 'content-length': '27' })).toMatchObject({ ok: true, bodyLength: 27 });
-    expect(plan('POST', '/exec/e/start', { 'transfer-encoding': 'chunked' })).toMatchObject({ ok: false, status: 400 });
-    expect(plan('POST', '/exec/e/start', { 'content-length': String(UPGRADE_BODY_MAX + 1) })).toMatchObject({ ok: false, status: 413 });
+    expect(plan('POST', '/exec/e/start', { 'transfer-encoding': 'chunked' })).toMatchObject({
+      ok: false,
+      status: 400,
+    });
+    expect(plan('POST', '/exec/e/start', { 'content-length': String(UPGRADE_BODY_MAX + 1) })).toMatchObject({
+      ok: false,
+      status: 413,
+    });
     expect(plan('POST', '/exec/e/start', { 'content-length': '1e3' })).toMatchObject({ ok: false, status: 400 });
   });
 
@@ -55,7 +62,10 @@ describe('planUpgrade: only the routes dockerd hijacks may upgrade', () => {
     const names = ['x', 'create', 'x/start', 'x/exec', 'x/json', 'a/b', '', '..'];
     for (const prefix of ['', '/v1.41']) {
       for (const n of names) {
-        for (const [method, suffix] of [['POST', '/attach'], ['GET', '/attach/ws']] as const) {
+        for (const [method, suffix] of [
+          ['POST', '/attach'],
+          ['GET', '/attach/ws'],
+        ] as const) {
           const target = `${prefix}/containers/${n}${suffix}`;
           if (plan(method, target).ok) expect(routeRequest(method, target).kind, target).toBe('other');
         }
@@ -110,7 +120,10 @@ describe('DockerProxy upgrade hand-over (scripted upstream)', () => {
     });
     const upPath = join(dir, 'up.sock');
     await new Promise<void>((r) => upstream!.listen(upPath, r));
-    proxy = new DockerProxy({ upstream: { kind: 'unix', path: upPath }, logger: createLogger({ name: 't', level: 'silent' }) });
+    proxy = new DockerProxy({
+      upstream: { kind: 'unix', path: upPath },
+      logger: createLogger({ name: 't', level: 'silent' }),
+    });
     const proxySocket = join(dir, 'proxy.sock');
     await proxy.listen([`unix://${proxySocket}`]);
     return { received: () => got, proxySocket };
@@ -130,11 +143,17 @@ describe('DockerProxy upgrade hand-over (scripted upstream)', () => {
     });
   }
 
+  const UPGRADED =
+    'HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n' +
+    'Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n';
+
   const attach = 'POST /containers/x/attach HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n';
   const behind = 'POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\n\r\n{}';
 
   it('holds back what follows the request when the answer is not 101, and closes', async () => {
-    const u = await start('HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{"message":""}');
+    const u = await start(
+      'HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{"message":""}',
+    );
     const answer = await send(u.proxySocket, attach + behind);
     expect(answer).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
     expect(answer).toContain('Connection: close');
@@ -143,16 +162,18 @@ describe('DockerProxy upgrade hand-over (scripted upstream)', () => {
   });
 
   it('sends it on, as stream bytes, once the answer is 101', async () => {
-    const u = await start('HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
+    const u = await start(UPGRADED);
     const answer = await send(u.proxySocket, attach + behind);
-    expect(answer).toBe('HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
+    expect(answer).toBe(UPGRADED);
     expect(u.received().endsWith(`\r\n\r\n${behind}`)).toBe(true);
   });
 
   it('forwards the body of an upgrade request and only it before the answer', async () => {
     const u = await start('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
     const body = '{"Detach":true}';
-    const start1 = `POST /exec/e/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const start1 =
+      'POST /exec/e/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n' +
+      `Content-Length: ${body.length}\r\n\r\n${body}`;
     const answer = await send(u.proxySocket, start1 + behind);
     expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
     expect(u.received().endsWith(`\r\n\r\n${body}`)).toBe(true);
@@ -160,7 +181,10 @@ describe('DockerProxy upgrade hand-over (scripted upstream)', () => {
 
   it('refuses an upgrade on a route that does not upgrade, and sends dockerd nothing', async () => {
     const u = await start('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK');
-    const answer = await send(u.proxySocket, `GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n${behind}`);
+    const answer = await send(
+      u.proxySocket,
+      `GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n${behind}`,
+    );
     expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(answer).toContain('does not upgrade the connection');
     expect(u.received()).toBe('');

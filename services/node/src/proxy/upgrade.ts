@@ -59,7 +59,11 @@ export function planUpgrade(method: string, target: string, headers: IncomingHtt
   }
   const bodyLength = cl === undefined ? 0 : Number(cl);
   if (bodyLength > UPGRADE_BODY_MAX) {
-    return { ok: false, status: 413, message: `the request body is over ${UPGRADE_BODY_MAX} bytes, the limit for ${d.name}` };
+    return {
+      ok: false,
+      status: 413,
+      message: `the request body is over ${UPGRADE_BODY_MAX} bytes, the limit for ${d.name}`,
+    };
   }
   return { ok: true, name: d.name, path: d.path + d.query, bodyLength };
 }
@@ -141,7 +145,14 @@ function readBody(client: Socket, head: Buffer, n: number, idleMs: number): Prom
   });
 }
 
-function forward(deps: UpgradeDeps, req: IncomingMessage, client: Socket, path: string, body: Buffer, rest: Buffer): void {
+function forward(
+  deps: UpgradeDeps,
+  req: IncomingMessage,
+  client: Socket,
+  path: string,
+  body: Buffer,
+  rest: Buffer,
+): void {
   const { logger } = deps;
   const headers = endToEndHeaders(req.rawHeaders);
   headers.Connection = 'Upgrade';
@@ -178,7 +189,10 @@ function forward(deps: UpgradeDeps, req: IncomingMessage, client: Socket, path: 
   up.on('response', (res) => {
     answered = true;
     deps.onAnswer('upgrade', res.statusCode ?? 502);
-    logger.debug({ url: req.url, status: res.statusCode }, 'dockerd did not upgrade; answer relayed, connection closed');
+    logger.debug(
+      { url: req.url, status: res.statusCode },
+      'dockerd did not upgrade; answer relayed, connection closed',
+    );
     client.write(statusHead(res, ['Connection: close']));
     // What the client sent after the request is dropped with the connection.
     client.on('data', () => undefined);
