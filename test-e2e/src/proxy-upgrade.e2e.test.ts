@@ -202,31 +202,33 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
   it('a request pipelined behind an upgrade never reaches dockerd; straight, dockerd makes its container', async () => {
     const before = await snapshot();
     const detached = '{"Detach":true,"Tty":false}';
-    const cases: { what: string; first: () => Promise<string>; proxyStatus: number; dockerdStatus: number }[] = [
+    // dockerdStatuses: what dockerd answers to the same bytes; a trailing 201 is the smuggled create run.
+    const cases: { what: string; first: () => Promise<string>; proxyStatus: number; dockerdStatuses: number[] }[] = [
       {
-        what: 'attach to a missing container (dockerd answers 404 and reads on)',
+        // dockerd 20.10 writes an attach error on the hijacked connection and closes it.
+        what: 'attach to a missing container',
         first: async () => request('POST /containers/pu-missing/attach?stream=1&stdout=1 HTTP/1.1', '', UPGRADE),
         proxyStatus: 404,
-        dockerdStatus: 404,
+        dockerdStatuses: [404],
       },
       {
         what: 'a route that does not upgrade (dockerd answers it and reads on)',
         first: async () => request('GET /_ping HTTP/1.1', '', UPGRADE),
         proxyStatus: 400,
-        dockerdStatus: 200,
+        dockerdStatuses: [200, 201],
       },
       {
         what: 'a detached exec start (dockerd answers 200 without hijacking)',
         first: async () =>
           request(`POST /exec/${(await plainExec('{"Cmd":["true"]}')).exec}/start HTTP/1.1`, detached, UPGRADE),
         proxyStatus: 200,
-        dockerdStatus: 200,
+        dockerdStatuses: [200, 201],
       },
       {
         what: 'a path dockerd redirects (301) to attach',
         first: async () => request('POST /containers/pu-missing/../pu-missing/attach HTTP/1.1', '', UPGRADE),
         proxyStatus: 400,
-        dockerdStatus: 301,
+        dockerdStatuses: [301, 201],
       },
     ];
     for (const c of cases) {
@@ -236,11 +238,11 @@ describe('the proxy hands over connections only when dockerd does, and cannot be
       expect(viaProxy.closed, c.what).toBe(true);
       expect(await snapshot(), c.what).toEqual(before);
       // Control: the same bytes in one write straight to dockerd.
-      const direct = await exchange(dockerd(), (await c.first()) + smuggled(name), {
-        until: (x) => x.statuses.length >= 2,
-      });
-      expect(direct.statuses, `${c.what}: ${direct.text}`).toEqual([c.dockerdStatus, 201]);
-      expect(await smuggledNetworkMode(name), c.what).toBe('host');
+      const until = (x: Exchange) => x.statuses.length >= c.dockerdStatuses.length;
+      const direct = await exchange(dockerd(), (await c.first()) + smuggled(name), { until });
+      expect(direct.statuses, `${c.what}: ${direct.text}`).toEqual(c.dockerdStatuses);
+      if (c.dockerdStatuses.at(-1) === 201) expect(await smuggledNetworkMode(name), c.what).toBe('host');
+      else expect(await snapshot(), c.what).toEqual(before);
     }
     expect(await snapshot()).toEqual(before);
   });
