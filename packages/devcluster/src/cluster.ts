@@ -43,6 +43,8 @@ export interface DevClusterOptions {
   etcdMembers?: number;
   /** Run calico-master too (in the root namespace, on the fabric). */
   master?: boolean;
+  /** More flags for every host's calico-node (e.g. `--proxy-header-timeout=2`). */
+  nodeArgs?: string[];
 }
 
 export interface DevHost {
@@ -204,9 +206,10 @@ export class DevCluster {
 
   /**
    * Starts (or restarts) calico-node in the host and waits until its proxy answers (it listens
-   * only once the policy is programmed); `{ ready: false }` returns at once.
+   * only once the policy is programmed); `{ ready: false }` returns at once. `args` are added
+   * to the cluster's `nodeArgs` for this start.
    */
-  async startNode(name: string, opts: { ready?: boolean } = {}): Promise<ManagedProcess> {
+  async startNode(name: string, opts: { ready?: boolean; args?: string[] } = {}): Promise<ManagedProcess> {
     const h = this.host(name);
     const p = h.ns.spawn(`calico-node`, [
       process.execPath,
@@ -219,6 +222,8 @@ export class DevCluster {
       '--listen=127.0.0.1:2375',
       `--lease-ttl=${this.opts.leaseTtlSeconds ?? 5}`,
       `--log-level=${this.opts.logLevel ?? 'info'}`,
+      ...(this.opts.nodeArgs ?? []),
+      ...(opts.args ?? []),
     ]);
     h.node = p;
     if (opts.ready === false) return p;

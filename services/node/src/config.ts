@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { hostNameError, isIP } from '@calico/keyspace';
 import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 import { parseDockerHost, type Upstream } from './proxy/upstream.js';
+import { DEFAULT_PROXY_LIMITS, type ProxyLimits } from './proxy/limits.js';
 
 export interface NodeConfig {
   hostname: string;
@@ -25,6 +26,8 @@ export interface NodeConfig {
   procSys: string;
   /** Where GET /metrics is served (Prometheus text), or null for nowhere. */
   metricsListen: { host: string; port: number } | null;
+  /** The proxy's timeouts and connection cap. */
+  proxyLimits: ProxyLimits;
 }
 
 export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and policy agent for one host
@@ -48,6 +51,11 @@ export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and p
                            CALICO_METRICS_LISTEN, else 127.0.0.1:9091: Prometheus metrics at /metrics
   --proc-sys=<dir>         CALICO_PROC_SYS, else /proc/sys: where per-interface sysctls are written
                            (a container's own /proc/sys is read-only: mount the host's /proc)
+  --proxy-header-timeout=<s>   a request head must arrive whole within this (10)
+  --proxy-body-timeout=<s>     the longest silence while a request body is read (30)
+  --proxy-idle-timeout=<s>     a kept-alive connection with no request is closed after this (60)
+  --proxy-max-connections=<n>  client connections open at once; beyond, new ones get a 503 (1024)
+                           (streams such as logs -f, events, attach and wait are never cut)
   --log-level=<level>      LOG_LEVEL, else info`;
 
 /** Flags, then environment, then defaults; every problem is reported, not just the first. */
@@ -72,6 +80,10 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
         'status-file': { type: 'string' },
         'proc-sys': { type: 'string' },
         'metrics-listen': { type: 'string' },
+        'proxy-header-timeout': { type: 'string' },
+        'proxy-body-timeout': { type: 'string' },
+        'proxy-idle-timeout': { type: 'string' },
+        'proxy-max-connections': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -126,9 +138,30 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     if (!m || isIP(host) === 0 || Number(m[2]) > 65535) errors.push(`--metrics-listen=${metricsRaw}: expected <IP>:<port> (port 0: any free one) or none`);
     else metricsListen = { host, port: Number(m[2]) };
   }
+  const seconds = (flag: string, dflt: number): number => {
+    const raw = str(flag);
+    if (raw === undefined) return dflt;
+    const v = Number(raw);
+    if (!/^\d+(\.\d+)?$/.test(raw) || v < 0.1 || v > 86_400) {
+      errors.push(`--${flag}=${raw}: seconds, 0.1 to 86400`);
+      return dflt;
+    }
+    return Math.round(v * 1000);
+  };
+  const maxConnRaw = str('proxy-max-connections') ?? String(DEFAULT_PROXY_LIMITS.maxConnections);
+  const maxConnections = Number(maxConnRaw);
+  if (!/^\d+$/.test(maxConnRaw) || maxConnections < 1 || maxConnections > 1_000_000) {
+    errors.push(`--proxy-max-connections=${maxConnRaw}: a whole number, 1 to 1000000`);
+  }
+  const proxyLimits: ProxyLimits = {
+    headerTimeoutMs: seconds('proxy-header-timeout', DEFAULT_PROXY_LIMITS.headerTimeoutMs),
+    bodyIdleTimeoutMs: seconds('proxy-body-timeout', DEFAULT_PROXY_LIMITS.bodyIdleTimeoutMs),
+    idleTimeoutMs: seconds('proxy-idle-timeout', DEFAULT_PROXY_LIMITS.idleTimeoutMs),
+    maxConnections,
+  };
   if (errors.length || !datastore || !upstream) return { ok: false, errors };
   return {
     ok: true,
-    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file'), procSys: str('proc-sys') ?? env.CALICO_PROC_SYS ?? '/proc/sys', metricsListen },
+    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file'), procSys: str('proc-sys') ?? env.CALICO_PROC_SYS ?? '/proc/sys', metricsListen, proxyLimits },
   };
 }

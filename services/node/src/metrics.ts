@@ -14,7 +14,7 @@ export interface NodeMetricsSink {
   applied(ms: number, ok: boolean): void;
   /** One workload plumbed (or not). */
   plumbed(ms: number, ok: boolean): void;
-  /** One proxy request answered: the route (interceptor name, "passthrough", "upgrade", "refused") and its status. */
+  /** One proxy request answered: its route (interceptor name, "passthrough", "upgrade", "refused", "limit"), status. */
   proxied(route: string, status: number): void;
 }
 

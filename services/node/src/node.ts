@@ -87,6 +87,7 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     upstream: c.upstream,
     logger: logger.child({ part: 'proxy' }),
     onRequest: (route, status) => metrics.proxied(route, status),
+    limits: c.proxyLimits,
     interceptors: nodeInterceptors({ host: c.hostname, waitBinary: c.waitBinary, addresses, workloads, logger: logger.child({ part: 'proxy' }) }),
   });
   await proxy.listen(c.listen);

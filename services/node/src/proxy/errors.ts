@@ -4,6 +4,7 @@ import type { ServerResponse } from 'node:http';
 export const ProxyErrorCode = {
   BAD_REQUEST: 400,
   NOT_FOUND: 404,
+  TIMEOUT: 408,
   CONFLICT: 409,
   TOO_LARGE: 413,
   UPSTREAM: 502,
@@ -43,8 +44,8 @@ export function sendDockerError(res: ServerResponse, status: number, message: st
   }
   const body = JSON.stringify({ message });
   const headers: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
-  // The rest of an oversize body is not read: this connection cannot carry another request.
-  if (status === 413) headers.Connection = 'close';
+  // The rest of an oversize or stalled body is not read: this connection cannot carry another request.
+  if (status === 413 || status === 408 || status === 503) headers.Connection = 'close';
   res.writeHead(status, headers);
   res.end(body);
 }

@@ -19,22 +19,54 @@ export const ROUTES = {
 } as const;
 export type RouteName = keyof typeof ROUTES;
 
-export type RouteDecision =
-  /** dockerd would run this route: the proxy intercepts it and forwards `path` (canonical). */
-  | { kind: 'route'; name: RouteName; version: string | undefined; params: string[]; path: string; query: string }
-  /** dockerd routes it elsewhere, redirects it or answers 404: it passes through untouched. */
+/** A dockerd route: its method and its template as dockerd's router has it. */
+export interface RouteTemplate {
+  method: string;
+  template: string;
+}
+
+export type RouteDecisionOf<N extends string> =
+  /** dockerd would run this route: the proxy acts on it and forwards `path` (canonical). */
+  | { kind: 'route'; name: N; version: string | undefined; params: string[]; path: string; query: string }
+  /** dockerd routes it elsewhere, redirects it or answers 404. */
   | { kind: 'other' }
   /** The proxy cannot be sure what dockerd would do with it, or dockerd would refuse it too. */
   | { kind: 'refuse'; message: string };
 
-/** Route templates as anchored regexps over the decoded path (one char per byte). */
-const COMPILED = Object.entries(ROUTES).map(([name, r]) => {
-  const body = r.template
-    .split(/(\{[a-z]+:\.\*\})/)
-    .map((part) => (part.startsWith('{') ? '([^\\n]*)' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
-    .join('');
-  return { name: name as RouteName, method: r.method as string, re: new RegExp(`^(?:/v([0-9.]+))?${body}$`) };
-});
+export type RouteDecision = RouteDecisionOf<RouteName>;
+
+type Matcher<N extends string> = (method: string, path: string) => { name: N; m: RegExpExecArray } | undefined;
+
+/** A table of routes as anchored regexps over the decoded path (one char per byte). */
+function matcher<N extends string>(table: Record<N, RouteTemplate>): Matcher<N> {
+  const compiled = (Object.entries(table) as [N, RouteTemplate][]).map(([name, r]) => {
+    const body = r.template
+      .split(/(\{[a-z]+:\.\*\})/)
+      .map((part) => (part.startsWith('{') ? '([^\\n]*)' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+      .join('');
+    return { name, method: r.method, re: new RegExp(`^(?:/v([0-9.]+))?${body}$`) };
+  });
+  return (method, path) => {
+    for (const r of compiled) {
+      if (r.method !== method) continue;
+      const m = r.re.exec(path);
+      if (m) return { name: r.name, m };
+    }
+    return undefined;
+  };
+}
+
+/** Decides, for a table of dockerd routes, which one a request target reaches as dockerd reads it. */
+export function compileRoutes<N extends string>(table: Record<N, RouteTemplate>): (method: string, target: string) => RouteDecisionOf<N> {
+  const match = matcher(table);
+  return (method, target) => decide(match, method, target);
+}
+
+/**
+ * Decides on a request target as dockerd would route it, among the intercepted routes. Where
+ * the proxy and dockerd could disagree about one, the request is refused rather than passed on.
+ */
+export const routeRequest: (method: string, target: string) => RouteDecision = compileRoutes(ROUTES);
 
 /** The path part of a request target as Go reads it; undefined when Go would not route it. */
 function targetPath(target: string): { path: string; query: string } | undefined {
@@ -100,20 +132,7 @@ export function cleanPath(p: string): string {
   return np;
 }
 
-function match(method: string, path: string): { name: RouteName; m: RegExpExecArray } | undefined {
-  for (const r of COMPILED) {
-    if (r.method !== method) continue;
-    const m = r.re.exec(path);
-    if (m) return { name: r.name, m };
-  }
-  return undefined;
-}
-
-/**
- * Decides on a request target as dockerd would route it. Where the proxy and dockerd could
- * disagree about an intercepted route, the request is refused rather than passed through.
- */
-export function routeRequest(method: string, target: string): RouteDecision {
+function decide<N extends string>(match: Matcher<N>, method: string, target: string): RouteDecisionOf<N> {
   const t = targetPath(target);
   if (!t) return { kind: 'other' };
   const path = decodePathBytes(t.path);

@@ -8,11 +8,15 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { unlink } from 'node:fs/promises';
 import type { Logger } from '@calico/log';
-import { connectUpstream, describeUpstream, upstreamAgent, upstreamTarget, type Upstream } from './upstream.js';
+import { describeUpstream, upstreamAgent, upstreamTarget, type Upstream } from './upstream.js';
 import { ProxyError, sendDockerError, toProxyError } from './errors.js';
+import { endToEndHeaders, HOP_BY_HOP, rawDockerError } from './headers.js';
+import { DEFAULT_PROXY_LIMITS, Throttled, type ProxyLimits } from './limits.js';
+import { handleUpgrade } from './upgrade.js';
 import { BODY_RULES, readRequestBody } from './requestBody.js';
 import type { JsonObject } from '../workload/createRequest.js';
 import { routeRequest, type RouteDecision, type RouteName } from './route.js';
@@ -59,59 +63,60 @@ export interface DockerProxyOptions {
   logger: Logger;
   interceptors?: Interceptor[];
   agent?: Agent;
-  /** Told of every answered request: its route (interceptor, "passthrough", "upgrade", "refused") and status. */
+  /**
+   * Told of every answered request: its route (interceptor, "passthrough", "upgrade", "refused",
+   * or "limit" for a timeout or the connection cap) and status.
+   */
   onRequest?: (route: string, status: number) => void;
-}
-
-/** Hop-by-hop headers belong to one connection; the proxy manages its own. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
-
-function endToEndHeaders(raw: string[]): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) continue;
-    const prev = out[name];
-    const v = raw[i + 1]!;
-    out[name] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [String(prev), v];
-  }
-  return out;
+  /** Timeouts and the connection cap (DEFAULT_PROXY_LIMITS for what is not given). */
+  limits?: Partial<ProxyLimits>;
 }
 
 /**
  * The Docker API on a socket of our own, indistinguishable from dockerd for everything it
  * does not intercept: responses stream chunk by chunk with headers flushed at once, uploads
- * stream through, and hijacked connections (attach, exec) are spliced byte for byte.
+ * stream through, and hijacked connections (attach, exec) are spliced byte for byte once
+ * dockerd has upgraded them (upgrade.ts).
  */
 export class DockerProxy {
   readonly servers: Server[] = [];
+  readonly limits: ProxyLimits;
   private readonly agent: Agent;
   private readonly interceptors: Interceptor[];
+  /** Every socket of ours (clients' and hijacked upstream ones), destroyed on close(). */
   private readonly sockets = new Set<Duplex>();
+  /** Client connections open now, over every listener. */
+  private readonly clients = new Set<Socket>();
+  /** Client connections accepted over the cap: their first request gets a 503. */
+  private readonly overCap = new WeakSet<Socket>();
+  private readonly capLog = new Throttled(10_000);
+  private readonly timeoutLog = new Throttled(10_000);
 
   constructor(private readonly opts: DockerProxyOptions) {
     this.agent = opts.agent ?? upstreamAgent();
     this.interceptors = opts.interceptors ?? [];
+    this.limits = { ...DEFAULT_PROXY_LIMITS, ...opts.limits };
   }
 
   /** Listens on "host:port" or "unix:///path" (several allowed). */
   async listen(addrs: string[]): Promise<void> {
+    const l = this.limits;
     for (const a of addrs) {
-      const server = createServer({ keepAlive: true }, (req, res) => this.onRequest(req, res));
-      // Streams such as `events` and `logs -f` may stay quiet for hours.
+      const server = createServer(
+        // How often node:http looks for request heads over the header timeout.
+        { keepAlive: true, connectionsCheckingInterval: Math.min(1_000, Math.max(100, l.headerTimeoutMs / 4)) },
+        (req, res) => this.onRequest(req, res),
+      );
+      // Streams such as `events` and `logs -f` may stay quiet for hours: no timeout on a whole
+      // request. The head has its own; a body is watched where it is read (relay, readBody).
       server.requestTimeout = 0;
-      server.headersTimeout = 60_000;
-      server.keepAliveTimeout = 65_000;
-      server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
-      server.on('connection', (s) => {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-      });
-      server.on('clientError', (err, socket) => {
-        if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-        this.opts.logger.debug({ err: err.message }, 'malformed client request dropped');
-      });
+      server.headersTimeout = l.headerTimeoutMs;
+      server.keepAliveTimeout = l.idleTimeoutMs;
+      // A backstop past the cap: connections beyond twice it are dropped without an answer.
+      server.maxConnections = 2 * l.maxConnections;
+      server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
+      server.on('connection', (s: Socket) => this.onConnection(s));
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         if (a.startsWith('unix://')) {
@@ -126,8 +131,61 @@ export class DockerProxy {
         }
       });
       this.servers.push(server);
-      this.opts.logger.info({ listen: a, upstream: describeUpstream(this.opts.upstream) }, 'Docker API proxy listening');
+      this.opts.logger.info(
+        { listen: a, upstream: describeUpstream(this.opts.upstream), limits: this.limits },
+        'Docker API proxy listening',
+      );
     }
+  }
+
+  private onConnection(s: Socket): void {
+    this.sockets.add(s);
+    this.clients.add(s);
+    s.on('close', () => {
+      this.sockets.delete(s);
+      this.clients.delete(s);
+    });
+    if (this.clients.size <= this.limits.maxConnections) return;
+    // Answered at its first request, not now: a client that reads an answer before it has
+    // sent its request (Go's HTTP client) drops it as unsolicited and never shows it.
+    this.overCap.add(s);
+    const n = this.capLog.note();
+    if (n !== undefined) {
+      this.opts.logger.warn(
+        { open: this.clients.size, max: this.limits.maxConnections, refusedSinceLastLine: n },
+        'connection cap reached: new connections are answered 503 until some close (--proxy-max-connections)',
+      );
+    }
+  }
+
+  private capMessage(): string {
+    return (
+      `calico: the Docker API proxy has ${this.clients.size} connections open, over its limit of ` +
+      `${this.limits.maxConnections} (--proxy-max-connections); try again later`
+    );
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    // A response under way owns the connection (node:http's own rule): it is only closed.
+    const busy = (socket as Duplex & { _httpMessage?: unknown })._httpMessage !== undefined;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      this.opts.onRequest?.('limit', 408);
+      const n = this.timeoutLog.note();
+      if (n !== undefined) {
+        this.opts.logger.info(
+          { timeoutMs: this.limits.headerTimeoutMs, sinceLastLine: n },
+          'a request head did not arrive whole in time; answered 408 and closed the connection',
+        );
+      }
+      const msg = `calico: the request head did not arrive whole within ${this.limits.headerTimeoutMs / 1000} s`;
+      if (socket.writable && !busy) socket.end(rawDockerError(408, 'Request Timeout', msg));
+      else socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    if (socket.writable && !busy) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+    else socket.destroy();
+    this.opts.logger.debug({ err: err.message }, 'malformed client request dropped');
   }
 
   /** The TCP port of the first TCP listener (useful when listening on port 0). */
@@ -147,6 +205,12 @@ export class DockerProxy {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const counted = (route: string) => res.once('finish', () => this.opts.onRequest?.(route, res.statusCode));
+    if (this.overCap.has(req.socket)) {
+      counted('limit');
+      res.shouldKeepAlive = false;
+      sendDockerError(res, 503, this.capMessage());
+      return;
+    }
     const decision = routeRequest(req.method ?? '', req.url ?? '/');
     if (decision.kind === 'refuse') {
       counted('refused');
@@ -172,7 +236,7 @@ export class DockerProxy {
 
   private context(req: IncomingMessage, res: ServerResponse, route: Routed): InterceptContext {
     let bodyP: Promise<Buffer> | undefined;
-    const body = () => (bodyP ??= readBody(req, BODY_RULES[route.name].maxBytes));
+    const body = () => (bodyP ??= readBody(req, BODY_RULES[route.name].maxBytes, this.limits.bodyIdleTimeoutMs));
     return {
       req,
       res,
@@ -241,7 +305,9 @@ export class DockerProxy {
         upRes.on('error', () => res.destroy());
       },
     );
+    let stalledBody = false;
     up.on('error', (e) => {
+      if (stalledBody) return;
       if (!res.headersSent) {
         this.opts.logger.warn({ url: req.url, err: e.message }, 'dockerd did not answer; told the client');
         sendDockerError(res, 502, `calico: cannot reach dockerd at ${describeUpstream(this.opts.upstream)}: ${e.message}`);
@@ -251,52 +317,80 @@ export class DockerProxy {
     res.on('close', () => {
       if (!res.writableFinished) up.destroy();
     });
+    const idleMs = this.limits.bodyIdleTimeoutMs;
+    watchBodyIdle(req, idleMs, () => {
+      // dockerd gets a cut-off upload, which it drops; the client is told why, if it can be.
+      stalledBody = true;
+      this.noteBodyTimeout(req);
+      req.unpipe(up);
+      up.destroy();
+      if (res.headersSent) res.destroy();
+      else sendDockerError(res, 408, stalled(idleMs).message);
+    });
     req.pipe(up);
   }
 
-  /**
-   * Hijacked connections (attach, exec start, run -i): the request goes upstream byte for byte,
-   * dockerd's answer (101 UPGRADED, or an error) comes back as received, then both directions
-   * are spliced, each half-closed on its own so that stdin EOF reaches the container.
-   */
-  private onUpgrade(req: IncomingMessage, client: Duplex, head: Buffer): void {
-    // No intercepted route upgrades: spliced raw, such a request would skip its interceptor.
-    const decision = routeRequest(req.method ?? '', req.url ?? '/');
-    if (decision.kind !== 'other') {
-      const message = decision.kind === 'refuse' ? `calico: ${decision.message}` : `calico: ${req.method} ${decision.name} does not upgrade the connection`;
-      this.opts.logger.info({ url: req.url, err: message }, 'upgrade refused; answering the client with the reason');
-      this.opts.onRequest?.('refused', 400);
-      const body = JSON.stringify({ message });
-      client.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  private noteBodyTimeout(req: IncomingMessage): void {
+    const n = this.timeoutLog.note();
+    if (n === undefined) return;
+    this.opts.logger.info(
+      { url: req.url, timeoutMs: this.limits.bodyIdleTimeoutMs, sinceLastLine: n },
+      'a request body stalled; answered 408 and closed the connection',
+    );
+  }
+
+  /** A request with `Connection: Upgrade`: see handleUpgrade. */
+  private onUpgrade(req: IncomingMessage, client: Socket, head: Buffer): void {
+    if (this.overCap.has(client)) {
+      this.opts.onRequest?.('limit', 503);
+      client.on('error', () => undefined);
+      client.end(rawDockerError(503, 'Service Unavailable', this.capMessage()));
       return;
     }
-    const upstream = connectUpstream(this.opts.upstream);
-    // dockerd's status line (101, or an error) is spliced through as it is; counted from its first bytes.
-    upstream.once('data', (c: Buffer) => this.opts.onRequest?.('upgrade', Number(/^HTTP\/1\.[01] (\d{3})/.exec(c.toString('latin1', 0, 16))?.[1] ?? 502)));
-    this.sockets.add(upstream);
-    upstream.on('close', () => this.sockets.delete(upstream));
-    const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
-    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-    upstream.on('connect', () => {
-      upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
-      if (head.length) upstream.write(head);
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    const fail = (e: Error) => {
-      this.opts.logger.warn({ url: req.url, err: e.message }, 'hijacked stream failed; closing both sides');
-      if (!client.destroyed && upstream.bytesRead === 0 && client.writable) {
-        const body = JSON.stringify({ message: `calico: cannot reach dockerd: ${e.message}` });
-        client.end(`HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-      } else client.destroy();
-      upstream.destroy();
-    };
-    upstream.on('error', fail);
-    client.on('error', () => upstream.destroy());
+    handleUpgrade(
+      {
+        upstream: this.opts.upstream,
+        logger: this.opts.logger,
+        bodyIdleTimeoutMs: this.limits.bodyIdleTimeoutMs,
+        track: (s) => {
+          this.sockets.add(s);
+          s.on('close', () => this.sockets.delete(s));
+        },
+        onAnswer: (route, status) => this.opts.onRequest?.(route, status),
+      },
+      req,
+      client,
+      head,
+    );
   }
 }
 
-function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+/**
+ * Calls onIdle when the client sends nothing of a body being read for ms. A read held back by
+ * the proxy's side (a paused stream: dockerd is slow to take the upload) is not the client's.
+ */
+function watchBodyIdle(req: IncomingMessage, ms: number, onIdle: () => void): void {
+  if (req.complete) return;
+  const timer = setTimeout(() => {
+    if (req.complete || req.destroyed) return;
+    if (req.isPaused() || req.readableLength > 0) return void timer.refresh();
+    onIdle();
+  }, ms);
+  const refresh = () => timer.refresh();
+  const stop = () => {
+    clearTimeout(timer);
+    req.off('data', refresh);
+  };
+  req.on('data', refresh);
+  req.once('end', stop);
+  req.once('close', stop);
+}
+
+function stalled(ms: number): ProxyError {
+  return new ProxyError('TIMEOUT', `calico: the request body stalled: no bytes for ${ms / 1000} s`);
+}
+
+function readBody(req: IncomingMessage, max: number, idleMs: number): Promise<Buffer> {
   const tooLarge = () => new ProxyError('TOO_LARGE', `calico: the request body is over ${max} bytes, the limit for this call`);
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -320,5 +414,9 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
     req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+    watchBodyIdle(req, idleMs, () => {
+      req.off('data', onData);
+      reject(stalled(idleMs));
+    });
   });
 }
