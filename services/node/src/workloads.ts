@@ -5,7 +5,7 @@ import { LABELS } from './workload/createRequest.js';
 import type { Plumber } from './plumber/plumber.js';
 import { hostIfName } from './plumber/names.js';
 import type { EndpointStore } from './etcd/endpoints.js';
-import type { AddressRegistry } from './etcd/addresses.js';
+import { PENDING_CONTAINER, type AddressRegistry } from './etcd/addresses.js';
 import { reservationRepairs, type ListedContainer } from './workload/reservations.js';
 
 /** A workload whose addresses are not (all) reserved for it: it is not networked. */
@@ -146,7 +146,31 @@ export class Workloads {
     return this.serial(containerId, () => this.markStopped(containerId, w));
   }
 
+  /**
+   * Whether this container is the workload its labels name: it was plumbed or confirmed here,
+   * etcd records its endpoint, a reservation names it, or it is this node's own create whose
+   * reservation is still pending. Labels alone are no proof: a copy (`docker commit` and run)
+   * or a forgery carries the endpoint id of another workload, whose veth, memberships and
+   * addresses its stop or removal must not touch.
+   */
+  private async holds(containerId: string, w: WorkloadLabels): Promise<boolean> {
+    if (this.confirmed.has(containerId) || this.plumbedPid.has(containerId)) return true;
+    if (await this.endpoints.recordedAddrs(containerId, w.endpointId)) return true;
+    for (const a of w.addrs) {
+      const h = await this.addresses.holder(a);
+      if (h?.host !== this.host) continue;
+      if (h.containerId === containerId) return true;
+      if (h.containerId === PENDING_CONTAINER && h.endpointId === w.endpointId && this.known.has(containerId)) return true;
+    }
+    return false;
+  }
+
   private async markStopped(containerId: string, w: WorkloadLabels): Promise<void> {
+    if (!(await this.holds(containerId, w))) {
+      const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
+      this.logger.warn(ctx, 'a container with Calico labels that no reservation names stopped; its endpoint is left alone');
+      return;
+    }
     this.plumbedPid.delete(containerId);
     await this.plumber.unplumb(w.endpointId);
     await this.endpoints.write({ containerId, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'inactive' });
@@ -157,7 +181,12 @@ export class Workloads {
   removed(containerId: string, labels: Record<string, string> | undefined): Promise<void> {
     const w = workloadLabels(labels, this.host);
     if (!w) return Promise.resolve();
-    return this.serial(containerId, () => this.release(containerId, w.endpointId, w.addrs));
+    return this.serial(containerId, async () => {
+      if (await this.holds(containerId, w)) return this.release(containerId, w.endpointId, w.addrs);
+      this.known.delete(containerId);
+      const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
+      this.logger.warn(ctx, 'a container with Calico labels that no reservation names was removed; its endpoint is left alone');
+    });
   }
 
   /** Releases what a gone container held; used by remove events and by the reconcile. */
@@ -169,7 +198,9 @@ export class Workloads {
     await this.endpoints.remove(containerId);
     const groups = await this.endpoints.dropMemberships(endpointId);
     for (const a of addrs) {
-      await this.addresses.release(a, (h) => h.host === this.host && (h.containerId === containerId || h.endpointId === endpointId));
+      const mine = (h: IpAssignment) =>
+        h.containerId === containerId || (h.containerId === PENDING_CONTAINER && h.endpointId === endpointId);
+      await this.addresses.release(a, (h) => h.host === this.host && mine(h));
     }
     this.logger.info({ container: containerId.slice(0, 12), endpoint: endpointId, addrs, groups }, 'workload removed; endpoint, memberships and addresses released');
   }
