@@ -76,6 +76,16 @@ class FakeEndpoints {
   async recordedAddrs() {
     return null;
   }
+  readonly refusals = new Map<string, string>();
+  async refuse(containerId: string, reason: string) {
+    this.refusals.set(containerId, reason);
+  }
+  async clearRefusal(containerId: string) {
+    this.refusals.delete(containerId);
+  }
+  async refused() {
+    return [...this.refusals.keys()];
+  }
 }
 
 class FakeAddresses {
@@ -185,5 +195,19 @@ describe('labels are not authority', () => {
     w.remember(ID, { endpointId: EID, addrs: [ADDR], mac: '02:00:00:00:00:01' }, false);
     await w.removed(ID, docker.labels);
     expect(addresses.held.size).toBe(0);
+  });
+
+  it('a container whose address another holds is not plumbed, is recorded as refused, and the record goes with it', async () => {
+    const { docker, plumber, endpoints, addresses, w } = setup();
+    docker.exists = true;
+    docker.running = true;
+    addresses.held.set(ADDR, { host: 'h1', containerId: 'b'.repeat(64), endpointId: EID });
+    await expect(w.ensureRunning(ID)).rejects.toThrow(/address 198.19.0.1 is reserved by container bbbbbbbbbbbb on host h1/);
+    expect(plumber.ifs.size).toBe(0);
+    expect(endpoints.eps.size).toBe(0);
+    expect([...endpoints.refusals]).toEqual([[ID, 'address 198.19.0.1 is reserved by container bbbbbbbbbbbb on host h1']]);
+    await w.removed(ID, docker.labels);
+    expect(endpoints.refusals.size).toBe(0);
+    expect(addresses.held.size).toBe(1);
   });
 });

@@ -114,7 +114,7 @@ export class Workloads {
       if (!fresh || opts.force) {
         const t0 = performance.now();
         // Nothing is plumbed for an address that is not this workload's (a conflict throws).
-        await this.ensureReservation(id, w);
+        await this.reserveOrRefuse(id, w);
         let tPlumbed = t0;
         let tRecorded = t0;
         // The kernel and etcd are independent here: do both at once. If plumbing fails the
@@ -128,10 +128,25 @@ export class Workloads {
         this.logger.info({ container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid, ms }, 'workload networked and its endpoint recorded as active');
         return true;
       }
-      await this.ensureReservation(id, w);
+      await this.reserveOrRefuse(id, w);
       await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name });
       return true;
     });
+  }
+
+  /** ensureReservation; a conflict is recorded in etcd, where the master and calicoctl status list it. */
+  private async reserveOrRefuse(containerId: string, w: WorkloadLabels): Promise<void> {
+    try {
+      await this.ensureReservation(containerId, w);
+    } catch (e) {
+      if (e instanceof AddressConflictError) {
+        this.known.delete(containerId);
+        const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, err: e.message };
+        this.logger.warn(ctx, 'a container with Calico labels that no reservation backs is not networked; listed as a problem');
+        await this.endpoints.refuse(containerId, e.conflicts.join('; '));
+      }
+      throw e;
+    }
   }
 
   /** A stopped container keeps its endpoint (a restart brings it back) but sends nothing. */
@@ -184,6 +199,7 @@ export class Workloads {
     return this.serial(containerId, async () => {
       if (await this.holds(containerId, w)) return this.release(containerId, w.endpointId, w.addrs);
       this.known.delete(containerId);
+      await this.endpoints.clearRefusal(containerId);
       const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
       this.logger.warn(ctx, 'a container with Calico labels that no reservation names was removed; its endpoint is left alone');
     });
@@ -220,7 +236,9 @@ export class Workloads {
       for (let attempt = 0; ; attempt++) {
         const h = await this.addresses.holder(a);
         if (h && h.host === this.host && h.containerId === containerId) break;
-        if (h && h.host === this.host && h.endpointId === w.endpointId) {
+        // Only from pending: a reservation that names another container is that container's,
+        // whatever endpoint a copy of its labels claims.
+        if (h && h.host === this.host && h.containerId === PENDING_CONTAINER && h.endpointId === w.endpointId) {
           if (await this.addresses.transfer(a, encodeIpAssignment(h), mine)) break;
         } else if (h) {
           conflicts.push(`address ${a} is reserved by ${h.containerId ? `container ${h.containerId.slice(0, 12)}` : 'another endpoint'} on host ${h.host}`);
@@ -280,6 +298,9 @@ export class Workloads {
       }
     }
     const reservations = await this.repairReservations(held, list);
+    for (const containerId of await this.endpoints.refused()) {
+      if (!present.has(containerId)) await this.endpoints.clearRefusal(containerId);
+    }
     // A stopped container's veth went with its network namespace; one whose endpoint belongs
     // to no container is stale. Those of listed containers are their lifecycle's to keep.
     const owned = new Set(list.flatMap((c) => {
