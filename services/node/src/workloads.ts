@@ -142,7 +142,8 @@ export class Workloads {
       if (e instanceof AddressConflictError) {
         this.known.delete(containerId);
         const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, err: e.message };
-        this.logger.warn(ctx, 'a container with Calico labels that no reservation backs is not networked; listed as a problem');
+        const msg = 'a container with Calico labels that no reservation backs is not networked; listed as a problem';
+        this.logger.warn(ctx, msg);
         await this.endpoints.refuse(containerId, e.conflicts.join('; '));
       }
       throw e;
@@ -175,7 +176,8 @@ export class Workloads {
       const h = await this.addresses.holder(a);
       if (h?.host !== this.host) continue;
       if (h.containerId === containerId) return true;
-      if (h.containerId === PENDING_CONTAINER && h.endpointId === w.endpointId && this.known.has(containerId)) return true;
+      const ownCreate = h.containerId === PENDING_CONTAINER && this.known.has(containerId);
+      if (ownCreate && h.endpointId === w.endpointId) return true;
     }
     return false;
   }
@@ -183,7 +185,7 @@ export class Workloads {
   private async markStopped(containerId: string, w: WorkloadLabels): Promise<void> {
     if (!(await this.holds(containerId, w))) {
       const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
-      this.logger.warn(ctx, 'a container with Calico labels that no reservation names stopped; its endpoint is left alone');
+      this.logger.warn(ctx, 'a container with Calico labels that no reservation names stopped; its endpoint left alone');
       return;
     }
     this.plumbedPid.delete(containerId);
@@ -201,7 +203,7 @@ export class Workloads {
       this.known.delete(containerId);
       await this.endpoints.clearRefusal(containerId);
       const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
-      this.logger.warn(ctx, 'a container with Calico labels that no reservation names was removed; its endpoint is left alone');
+      this.logger.warn(ctx, 'a container with Calico labels that no reservation names was removed; endpoint left alone');
     });
   }
 

@@ -1,6 +1,14 @@
 import { networkInterfaces } from 'node:os';
 import type { Datastore, Syncer } from '@calico/datastore';
-import { decodeBird6Ip, decodeBirdIp, decodeMasterIp, hostsPrefix, isIP, masterIpKey, parseKey } from '@calico/keyspace';
+import {
+  decodeBird6Ip,
+  decodeBirdIp,
+  decodeMasterIp,
+  hostsPrefix,
+  isIP,
+  masterIpKey,
+  parseKey,
+} from '@calico/keyspace';
 import type { ReservedAddresses } from '../workload/calicoIp.js';
 import type { AddressRegistry } from './addresses.js';
 
@@ -40,7 +48,11 @@ export class ClusterAddresses {
   }
 
   async current(): Promise<ReservedAddresses> {
-    const [v4, v6, master] = await Promise.all([this.addresses.pools(4), this.addresses.pools(6), this.ds.get(masterIpKey())]);
+    const [v4, v6, master] = await Promise.all([
+      this.addresses.pools(4),
+      this.addresses.pools(6),
+      this.ds.get(masterIpKey()),
+    ]);
     const birdIps = new Map<string, string>();
     for (const [key, value] of this.syncer.state) {
       const k = parseKey(key);
@@ -49,7 +61,9 @@ export class ClusterAddresses {
       if (d.ok) birdIps.set(d.value, k.host);
     }
     const m = master === undefined ? undefined : decodeMasterIp(masterIpKey(), master);
-    const interfaces = Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address.replace(/%.*$/, '')));
+    const interfaces = Object.values(networkInterfaces())
+      .flatMap((l) => l ?? [])
+      .map((i) => i.address.replace(/%.*$/, ''));
     return {
       hostAddrs: [...this.own, ...interfaces],
       birdIps,

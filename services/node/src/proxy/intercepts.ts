@@ -245,7 +245,9 @@ function networkGuard(route: 'network-connect' | 'network-disconnect'): Intercep
       const { raw, doc } = await ctx.jsonBody();
       const ref = doc?.Container;
       if (typeof ref !== 'string' || ref === '') return ctx.reply(await ctx.forward(raw));
-      if (!CONTAINER_REF.test(ref)) throw new ProxyError('BAD_REQUEST', `calico: ${JSON.stringify(ref)} is not a container name or id`);
+      if (!CONTAINER_REF.test(ref)) {
+        throw new ProxyError('BAD_REQUEST', `calico: ${JSON.stringify(ref)} is not a container name or id`);
+      }
       const info = await ctx.call('GET', `/containers/${ref.replace(/^\//, '')}/json`);
       // No such container (dockerd's own 404), or dockerd failing: answered as dockerd answered.
       if (info.status !== 200) return ctx.reply(info);
@@ -253,7 +255,10 @@ function networkGuard(route: 'network-connect' | 'network-disconnect'): Intercep
       if (!c?.Id) throw new ProxyError('UPSTREAM', `calico: dockerd's inspect of container ${ref} has no Id`);
       const network = Buffer.from(ctx.route.params[0]!, 'latin1').toString('utf8');
       if ((c.Config?.Labels ?? {})[LABELS.host] !== undefined) {
-        const what = route === 'network-connect' ? `connecting it to network ${network} would give it a second network` : `disconnecting it from network ${network} would change its network`;
+        const what =
+          route === 'network-connect'
+            ? `connecting it to network ${network} would give it a second network`
+            : `disconnecting it from network ${network} would change its network`;
         throw new ProxyError(
           'CONFLICT',
           `calico: container ${ref} is a Calico workload: ${what}, a way around its groups; ` +
