@@ -14,7 +14,8 @@ interface ApiResponse {
 /** One Docker API call on a unix socket (the proxy's or dockerd's). */
 function api(socketPath: string, method: string, path: string, body?: string): Promise<ApiResponse> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method, path, headers: { host: 'docker', 'content-type': 'application/json' } }, (res) => {
+    const headers = { host: 'docker', 'content-type': 'application/json' };
+    const req = request({ socketPath, method, path, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -55,22 +56,26 @@ describe('a workload keeps the network it was given', () => {
 
   async function snapshot() {
     const c = await hostCounts(h1());
-    return { containers: (await containersNamed(cluster, 'pn-')).map((x) => x.name), keys: await keyCounts(cluster), veths: c.veths, routes4: c.routes4, routes6: c.routes6 };
+    const containers = (await containersNamed(cluster, 'pn-')).map((x) => x.name);
+    return { containers, keys: await keyCounts(cluster), veths: c.veths, routes4: c.routes4, routes6: c.routes6 };
   }
   /** `docker run -d` through h1's proxy with CALICO_IP. */
-  const run = (name: string, ip: string) => h1().docker(['run', '-d', '--name', name, '-e', `CALICO_IP=${ip}`, cluster.image, 'sleep', '600']);
+  const run = (name: string, ip: string) =>
+    h1().docker(['run', '-d', '--name', name, '-e', `CALICO_IP=${ip}`, cluster.image, 'sleep', '600']);
   /** The address h1's proxy says the container has, and whether h1 routes it to a veth. */
   async function networked(id: string): Promise<{ ip: string; routed: boolean }> {
-    const ip = (await h1().docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}}{{.NetworkSettings.GlobalIPv6Address}}', id])).stdout.trim();
+    const format = '{{.NetworkSettings.IPAddress}}{{.NetworkSettings.GlobalIPv6Address}}';
+    const ip = (await h1().docker(['inspect', '-f', format, id])).stdout.trim();
     const route = await h1().ns.execOk(['ip', 'route', 'get', ip]).catch(() => '');
     return { ip, routed: / dev cali[0-9a-f]{11}/.test(route) };
   }
   async function removeAndSettle(ids: string[], before: Awaited<ReturnType<typeof snapshot>>) {
     await cluster.dockerd.dockerOk(['rm', '-f', ...ids]);
-    await waitFor('nothing left behind', async () => JSON.stringify(await snapshot()) === JSON.stringify(before), 15_000, () => 'snapshot differs');
+    const same = async () => JSON.stringify(await snapshot()) === JSON.stringify(before);
+    await waitFor('nothing left behind', same, 15_000, () => 'snapshot differs');
   }
 
-  it('CALICO_IP: every reserved class is refused with a 400 naming it; the same create works once the address is free', async () => {
+  it('CALICO_IP: every reserved class is refused with a 400 naming it; the create works once it is free', async () => {
     const before = await snapshot();
     const cases: [string, RegExp][] = [
       ['198.18.0.11', /it is an address of this host/],
@@ -107,7 +112,7 @@ describe('a workload keeps the network it was given', () => {
     await removeAndSettle([free.stdout.trim()], before);
   });
 
-  it('CALICO_IP with pools: an address outside every pool is refused naming them; inside, auto, and without pools it works', async () => {
+  it('CALICO_IP with pools: outside every pool is refused naming them; inside, auto and without pools work', async () => {
     const before = await snapshot();
     await cluster.ds.put(ipPoolKey('198.19.60.0/24'), encodeIpPool('198.19.60.0/24'));
     await cluster.ds.put(ipPoolKey('fd00:198:19:60::/64'), encodeIpPool('fd00:198:19:60::/64'));
@@ -116,7 +121,8 @@ describe('a workload keeps the network it was given', () => {
       for (const ip of ['198.19.62.1', 'fd00:198:19:62::1']) {
         const r = await run('pn-pool', ip);
         expect(r.code).not.toBe(0);
-        expect(r.stderr).toMatch(ip.includes(':') ? /outside every IPv6 pool \(fd00:198:19:60::\/64\)/ : /outside every IPv4 pool \(198.19.60.0\/24\)/);
+        const v6 = /outside every IPv6 pool \(fd00:198:19:60::\/64\)/;
+        expect(r.stderr).toMatch(ip.includes(':') ? v6 : /outside every IPv4 pool \(198.19.60.0\/24\)/);
         expect(await snapshot()).toEqual(withPools);
       }
       const inside = await run('pn-pool-in', '198.19.60.9');
@@ -137,7 +143,7 @@ describe('a workload keeps the network it was given', () => {
     await removeAndSettle([r.stdout.trim()], before);
   });
 
-  it('network connect/disconnect of a Calico workload is refused with a 409; straight to dockerd it adds a network', async () => {
+  it('network connect/disconnect of a Calico workload is refused with a 409; straight, dockerd does them', async () => {
     const before = await snapshot();
     const net = await cluster.dockerd.dockerOk(['network', 'create', '--subnet', '198.19.250.0/24', 'pn-net']);
     try {
@@ -145,18 +151,25 @@ describe('a workload keeps the network it was given', () => {
       const ours = await run('pn-net-ours', '198.19.63.1');
       expect(ours.code, ours.stderr).toBe(0);
       const id = ours.stdout.trim();
-      const links = async (c: string) => (await cluster.dockerd.dockerOk(['exec', c, 'ip', '-o', 'link'])).split('\n').filter((l) => /^\d+: eth\d/.test(l)).length;
-      const networks = async (c: string) => Object.keys(JSON.parse(await cluster.dockerd.dockerOk(['inspect', '-f', '{{json .NetworkSettings.Networks}}', c])) as object).sort();
+      const links = async (c: string) => {
+        const text = await cluster.dockerd.dockerOk(['exec', c, 'ip', '-o', 'link']);
+        return text.split('\n').filter((l) => /^\d+: eth\d/.test(l)).length;
+      };
+      const networks = async (c: string) => {
+        const text = await cluster.dockerd.dockerOk(['inspect', '-f', '{{json .NetworkSettings.Networks}}', c]);
+        return Object.keys(JSON.parse(text) as object).sort();
+      };
       expect(await links(id)).toBe(1);
       expect(await networks(id)).toEqual(['none']);
       const withOurs = await snapshot();
+      const ipam = '"EndpointConfig":{"IPAMConfig":{"IPv4Address":"198.19.250.9"}}';
       const refusals: [string, string, RegExp][] = [
-        ['/networks/pn-net/connect', `{"Container":"${id}"}`, /is a Calico workload: connecting it to network pn-net would give it a second network/],
+        ['/networks/pn-net/connect', `{"Container":"${id}"}`, /is a Calico workload: connecting it to network pn-net would/],
         ['/v1.41/networks/pn-net/connect', '{"Container":"pn-net-ours"}', /second network/],
         ['/networks/pn-net/connect', '{"container":"/pn-net-ours"}', /second network/],
-        ['/networks/pn-net/connect', `{"Container":"${id.slice(0, 12)}","EndpointConfig":{"IPAMConfig":{"IPv4Address":"198.19.250.9"}}}`, /second network/],
+        ['/networks/pn-net/connect', `{"Container":"${id.slice(0, 12)}",${ipam}}`, /second network/],
         ['/networks/%70n-net/connect', `{"Container":"${id}"}`, /second network/],
-        ['/networks/none/disconnect', `{"Container":"${id}","Force":true}`, /disconnecting it from network none would change its network/],
+        ['/networks/none/disconnect', `{"Container":"${id}","Force":true}`, /disconnecting it from network none would change/],
       ];
       for (const [path, body, why] of refusals) {
         const r = await api(proxy(), 'POST', path, body);
