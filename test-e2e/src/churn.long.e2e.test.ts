@@ -11,7 +11,9 @@ const PER_HOST = 200;
 const GROUPS = 8;
 const CYCLES = 1_000;
 const IN_FLIGHT = 8;
-const AUTO_POOL = '198.19.128.0/24';
+// With a pool, every fixed address must be in one too: auto takes the lowest free (198.19.0.x),
+// which no fixed address here uses.
+const POOL = '198.19.0.0/16';
 const group = (i: number) => `g-churn-${i % GROUPS}`;
 
 /**
@@ -32,7 +34,7 @@ describe('churn: 1,000 create/remove cycles over 400 running containers', () => 
       // Each group takes traffic from its own members; all may send anywhere in the test range.
       await writeGroup(cluster, { groupId: group(g), inbound: [{ group: group(g) }], outbound: [{ group: group(g) }, { cidr: '198.19.0.0/16' }] });
     }
-    await cluster.ds.put(ipPoolKey(AUTO_POOL), encodeIpPool(AUTO_POOL));
+    await cluster.ds.put(ipPoolKey(POOL), encodeIpPool(POOL));
   });
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail') failed = true;

@@ -57,4 +57,14 @@ describe('buildView', () => {
     ]);
     expect(v.problems).toEqual([]);
   });
+
+  it('a container a node refused to network is a problem, saying why', () => {
+    const kvs = [{ key: '/calico/host/h1/refused/c0ffee0123456789', value: 'address 198.19.0.1 is reserved by container aaaa on host h1' }];
+    expect(buildView(kvs, 1).problems).toEqual([
+      {
+        key: '/calico/host/h1/refused/c0ffee0123456789',
+        errors: ['container c0ffee012345 on host h1 is not networked: address 198.19.0.1 is reserved by container aaaa on host h1'],
+      },
+    ]);
+  });
 });

@@ -116,6 +116,13 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
         if (d.ok) assignments.set(k.addr, d.value);
         break;
       }
+      case 'refusedWorkload':
+        // A node refused to network a container that carries Calico labels: a problem to look at.
+        extraProblems.push({
+          key,
+          errors: [`container ${k.containerId.slice(0, 12)} on host ${k.host} is not networked: ${value.trim()}`],
+        });
+        break;
       case 'masterIp':
         masterIp = value.trim();
         break;

@@ -45,6 +45,11 @@ export interface DevClusterOptions {
   master?: boolean;
   /** More flags for every host's calico-node (e.g. `--proxy-header-timeout=2`). */
   nodeArgs?: string[];
+  /**
+   * Run dockerd in the fabric's namespace instead of the root one, so that networks it makes
+   * (a bridge for `docker network create`) stay out of the root namespace.
+   */
+  dockerdInFabric?: boolean;
 }
 
 export interface DevHost {
@@ -93,11 +98,19 @@ export class DevCluster {
   }
 
   private async boot(): Promise<void> {
-    this.dockerd = await Dockerd.start();
+    const inFabric = this.opts.dockerdInFabric === true;
+    // Teardown runs backwards: dockerd stops before the namespace it runs in goes.
+    if (inFabric) {
+      this.fabric = await Fabric.create();
+      this.cleanup.defer('fabric', () => this.fabric.destroy());
+    }
+    this.dockerd = await Dockerd.start(inFabric ? { netns: this.fabric.netns } : {});
     this.cleanup.defer('dockerd', () => this.dockerd.stop());
     this.image = await ensureBusyboxImage(this.dockerd.host);
-    this.fabric = await Fabric.create();
-    this.cleanup.defer('fabric', () => this.fabric.destroy());
+    if (!inFabric) {
+      this.fabric = await Fabric.create();
+      this.cleanup.defer('fabric', () => this.fabric.destroy());
+    }
     const rootIp = await this.fabric.linkRoot();
     this.etcd = await Etcd.start({ listenIp: rootIp, members: this.opts.etcdMembers ?? 1 });
     this.cleanup.defer('etcd', () => this.etcd.stop());

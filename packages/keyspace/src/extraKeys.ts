@@ -23,7 +23,8 @@ export type ExtraKey =
   | { kind: 'bgpHostPeer'; host: string; ip: string }
   | { kind: 'bgpHostRouteReflector'; host: string }
   | { kind: 'config'; name: string }
-  | { kind: 'workloadName'; host: string; containerId: string };
+  | { kind: 'workloadName'; host: string; containerId: string }
+  | { kind: 'refusedWorkload'; host: string; containerId: string };
 
 export const ipamPrefix = `${ROOT}ipam/`;
 export const bgpPrefix = `${ROOT}bgp/v1/`;
@@ -58,6 +59,15 @@ export function bgpHostPeersPrefix(host: string): string {
 /** The container's name beside its endpoints, so tools can find a container by name on any host. */
 export function workloadNameKey(host: string, containerId: string): string {
   return `${hostDirPrefix(host)}workload/docker/${segment('containerId', containerId)}/name`;
+}
+
+/** A container with this project's labels that the host's node refused to network, and why. */
+export function refusedWorkloadKey(host: string, containerId: string): string {
+  return `${hostDirPrefix(host)}refused/${segment('containerId', containerId)}`;
+}
+
+export function refusedWorkloadsPrefix(host: string): string {
+  return `${hostDirPrefix(host)}refused/`;
 }
 
 export function masterApiUrlKey(): string {
@@ -159,6 +169,8 @@ export function buildExtraKey(key: ExtraKey): string {
       return configKey(key.name);
     case 'workloadName':
       return workloadNameKey(key.host, key.containerId);
+    case 'refusedWorkload':
+      return refusedWorkloadKey(key.host, key.containerId);
   }
 }
 
@@ -190,6 +202,9 @@ export function parseExtraKey(parts: readonly string[]): ExtraKey | null {
   if (a === 'master' && n === 2 && b === 'api_url') return { kind: 'masterApiUrl' };
   if (a === 'host' && n === 6 && b !== undefined && c === 'workload' && d === 'docker' && e !== undefined && f === 'name') {
     return { kind: 'workloadName', host: b, containerId: e };
+  }
+  if (a === 'host' && n === 4 && b !== undefined && c === 'refused' && d !== undefined) {
+    return { kind: 'refusedWorkload', host: b, containerId: d };
   }
   if (a === 'host' && n === 3 && b !== undefined && c !== undefined && Object.hasOwn(HOST_LEAVES, c)) {
     return { kind: HOST_LEAVES[c as keyof typeof HOST_LEAVES], host: b };
@@ -232,6 +247,13 @@ export function parseExtraKey(parts: readonly string[]): ExtraKey | null {
 }
 
 export const extraKeySpecs: readonly KeySpec<ExtraKey['kind']>[] = [
+  {
+    kind: 'refusedWorkload',
+    pattern: '/calico/host/<hostname>/refused/<container-id>',
+    example: '/calico/host/host1/refused/c0ffee',
+    value: 'one line: why the node did not network this container, which carries Calico labels (a copy or a forgery)',
+    writer: 'node, when it refuses the container; removed with the container',
+  },
   {
     kind: 'workloadName',
     pattern: '/calico/host/<hostname>/workload/docker/<container-id>/name',

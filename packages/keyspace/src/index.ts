@@ -73,6 +73,8 @@ export {
   ipPoolsPrefix,
   masterApiUrlKey,
   workloadNameKey,
+  refusedWorkloadKey,
+  refusedWorkloadsPrefix,
 } from './extraKeys.js';
 export type { ExtraKey } from './extraKeys.js';
 export type { KeySpec } from './internal/layout.js';
@@ -106,6 +108,7 @@ export {
   decodeState,
   decodeUrl,
   decodeWorkloadName,
+  decodeRefusal,
   encodeWorkloadName,
   encodeAddrs,
   encodeAsNum,

@@ -168,6 +168,7 @@ describe('the key catalogue', () => {
     bgpHostRouteReflector: true,
     config: true,
     workloadName: true,
+    refusedWorkload: true,
   };
 
   it('describes every kind, each as seed or extra but not both', () => {

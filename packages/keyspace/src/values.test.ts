@@ -476,6 +476,7 @@ describe('decodeEntry', () => {
     bgpHostRouteReflector: '{"cluster_id":"1.0.0.1"}',
     config: 'debug',
     workloadName: 'web-1',
+    refusedWorkload: 'address 198.19.0.1 is reserved by container c0ffee on host host1',
   };
   const poolSamples: Record<string, string> = {
     '/calico/ipam/v4/pool/198.19.0.0-16': '{"cidr":"198.19.0.0/16"}',

@@ -619,6 +619,15 @@ export function decodeWorkloadName(key: string, raw: string): DecodeResult<strin
   return CONTAINER_NAME.test(v) ? { ok: true, value: v } : { ok: false, errors: [`${key}: container name must be letters, digits, "_", "." or "-", got ${JSON.stringify(raw)}`] };
 }
 
+/** Why a node refused a container: one non-empty line. */
+export function decodeRefusal(key: string, raw: string): DecodeResult<string> {
+  const v = raw.trim();
+  if (v === '' || /[\r\n]/.test(v) || v.length > 2000) {
+    return { ok: false, errors: [`${key}: must be one non-empty line of at most 2000 characters`] };
+  }
+  return { ok: true, value: v };
+}
+
 export function encodeWorkloadName(name: string): string {
   const v = name.replace(/^\//, '');
   if (!CONTAINER_NAME.test(v)) throw new KeyspaceError(KeyspaceErrorCode.INVALID_VALUE, `container name ${JSON.stringify(name)} is not valid`);
@@ -658,6 +667,7 @@ export interface KeyValueMap {
   bgpHostRouteReflector: RouteReflector;
   config: string;
   workloadName: string;
+  refusedWorkload: string;
 }
 
 export type DecodedEntry = {
@@ -688,6 +698,7 @@ const decoders: { [K in CalicoKeyKind]: (key: string, raw: string) => DecodeResu
   bgpHostRouteReflector: decodeRouteReflector,
   config: decodeConfigValue,
   workloadName: decodeWorkloadName,
+  refusedWorkload: decodeRefusal,
 };
 
 /** Parses the key and decodes its value with the matching decoder: the validation filter in one call. */

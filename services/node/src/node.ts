@@ -7,6 +7,7 @@ import { RegistrationError, registerHost, type RegistrationOptions } from './reg
 import { Plumber } from './plumber/plumber.js';
 import { EndpointStore } from './etcd/endpoints.js';
 import { AddressRegistry } from './etcd/addresses.js';
+import { ClusterAddresses } from './etcd/clusterAddresses.js';
 import { Workloads } from './workloads.js';
 import { DockerProxy } from './proxy/server.js';
 import { nodeInterceptors } from './proxy/intercepts.js';
@@ -62,6 +63,8 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   const keeper = await registerWhenReachable(ds, { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds }, logger);
   const plumber = new Plumber(logger.child({ part: 'plumber' }), c.procSys, (ms, ok) => metrics.plumbed(ms, ok));
   const addresses = new AddressRegistry(ds);
+  const reserved = new ClusterAddresses(ds, addresses, [c.ip, ...(c.ip6 ? [c.ip6] : [])]);
+  const reservedReady = reserved.start();
   const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
   agent.start();
   let statusTimer: NodeJS.Timeout | undefined;
@@ -82,13 +85,21 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   const events = new EventsWatcher(docker, workloads, logger.child({ part: 'events' }));
   await events.start();
   const summary = await workloads.reconcile();
+  await reservedReady;
   logger.info(summary, 'reconciled workloads with dockerd and etcd');
   const proxy = new DockerProxy({
     upstream: c.upstream,
     logger: logger.child({ part: 'proxy' }),
     onRequest: (route, status) => metrics.proxied(route, status),
     limits: c.proxyLimits,
-    interceptors: nodeInterceptors({ host: c.hostname, waitBinary: c.waitBinary, addresses, workloads, logger: logger.child({ part: 'proxy' }) }),
+    interceptors: nodeInterceptors({
+      host: c.hostname,
+      waitBinary: c.waitBinary,
+      addresses,
+      workloads,
+      reservedAddresses: () => reserved.current(),
+      logger: logger.child({ part: 'proxy' }),
+    }),
   });
   await proxy.listen(c.listen);
   logger.info({ listen: c.listen }, 'calico-node ready');
@@ -103,6 +114,7 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
       events.stop();
       await proxy.close();
       await agent.stop();
+      await reserved.stop();
       await keeper.stop();
     },
   };

@@ -76,6 +76,16 @@ class FakeEndpoints {
   async recordedAddrs() {
     return null;
   }
+  readonly refusals = new Map<string, string>();
+  async refuse(containerId: string, reason: string) {
+    this.refusals.set(containerId, reason);
+  }
+  async clearRefusal(containerId: string) {
+    this.refusals.delete(containerId);
+  }
+  async refused() {
+    return [...this.refusals.keys()];
+  }
 }
 
 class FakeAddresses {
@@ -152,5 +162,52 @@ describe('Workloads.reconcile while dockerd finishes what the previous node forw
     expect(plumber.ifs.size).toBe(0);
     expect(endpoints.eps.size).toBe(0);
     expect(addresses.held.size).toBe(0);
+  });
+});
+
+describe('labels are not authority', () => {
+  const COPY = 'c'.repeat(64);
+
+  it('a copy carrying a workload\'s labels (docker commit + run) stops and goes without touching that workload', async () => {
+    const { docker, plumber, endpoints, addresses, w } = setup();
+    docker.exists = true;
+    docker.running = true;
+    addresses.held.set(ADDR, { host: 'h1', containerId: ID, endpointId: EID });
+    expect(await w.ensureRunning(ID)).toBe(true);
+    const held = { ifs: new Set(plumber.ifs), eps: new Map(endpoints.eps), addrs: new Map(addresses.held) };
+    await w.stopped(COPY, docker.labels);
+    await w.removed(COPY, docker.labels);
+    expect({ ifs: plumber.ifs, eps: endpoints.eps, addrs: addresses.held }).toEqual(held);
+    // Control: the workload's own stop and removal take down exactly those.
+    await w.stopped(ID, docker.labels);
+    expect(plumber.ifs.size).toBe(0);
+    expect(endpoints.eps.get(ID)?.state).toBe('inactive');
+    await w.removed(ID, docker.labels);
+    expect(endpoints.eps.size).toBe(0);
+    expect(addresses.held.size).toBe(0);
+  });
+
+  it('a pending reservation is the container\'s only when this node\'s own create remembered it', async () => {
+    const { addresses, docker, w } = setup();
+    addresses.held.set(ADDR, { host: 'h1', containerId: 'pending', endpointId: EID });
+    await w.removed(COPY, docker.labels);
+    expect(addresses.held.size).toBe(1);
+    w.remember(ID, { endpointId: EID, addrs: [ADDR], mac: '02:00:00:00:00:01' }, false);
+    await w.removed(ID, docker.labels);
+    expect(addresses.held.size).toBe(0);
+  });
+
+  it('a container whose address another holds is not plumbed, is recorded as refused, and the record goes with it', async () => {
+    const { docker, plumber, endpoints, addresses, w } = setup();
+    docker.exists = true;
+    docker.running = true;
+    addresses.held.set(ADDR, { host: 'h1', containerId: 'b'.repeat(64), endpointId: EID });
+    await expect(w.ensureRunning(ID)).rejects.toThrow(/address 198.19.0.1 is reserved by container bbbbbbbbbbbb on host h1/);
+    expect(plumber.ifs.size).toBe(0);
+    expect(endpoints.eps.size).toBe(0);
+    expect([...endpoints.refusals]).toEqual([[ID, 'address 198.19.0.1 is reserved by container bbbbbbbbbbbb on host h1']]);
+    await w.removed(ID, docker.labels);
+    expect(endpoints.refusals.size).toBe(0);
+    expect(addresses.held.size).toBe(1);
   });
 });

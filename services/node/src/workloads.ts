@@ -5,7 +5,7 @@ import { LABELS } from './workload/createRequest.js';
 import type { Plumber } from './plumber/plumber.js';
 import { hostIfName } from './plumber/names.js';
 import type { EndpointStore } from './etcd/endpoints.js';
-import type { AddressRegistry } from './etcd/addresses.js';
+import { PENDING_CONTAINER, type AddressRegistry } from './etcd/addresses.js';
 import { reservationRepairs, type ListedContainer } from './workload/reservations.js';
 
 /** A workload whose addresses are not (all) reserved for it: it is not networked. */
@@ -114,7 +114,7 @@ export class Workloads {
       if (!fresh || opts.force) {
         const t0 = performance.now();
         // Nothing is plumbed for an address that is not this workload's (a conflict throws).
-        await this.ensureReservation(id, w);
+        await this.reserveOrRefuse(id, w);
         let tPlumbed = t0;
         let tRecorded = t0;
         // The kernel and etcd are independent here: do both at once. If plumbing fails the
@@ -128,10 +128,26 @@ export class Workloads {
         this.logger.info({ container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid, ms }, 'workload networked and its endpoint recorded as active');
         return true;
       }
-      await this.ensureReservation(id, w);
+      await this.reserveOrRefuse(id, w);
       await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name });
       return true;
     });
+  }
+
+  /** ensureReservation; a conflict is recorded in etcd, where the master and calicoctl status list it. */
+  private async reserveOrRefuse(containerId: string, w: WorkloadLabels): Promise<void> {
+    try {
+      await this.ensureReservation(containerId, w);
+    } catch (e) {
+      if (e instanceof AddressConflictError) {
+        this.known.delete(containerId);
+        const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, err: e.message };
+        const msg = 'a container with Calico labels that no reservation backs is not networked; listed as a problem';
+        this.logger.warn(ctx, msg);
+        await this.endpoints.refuse(containerId, e.conflicts.join('; '));
+      }
+      throw e;
+    }
   }
 
   /** A stopped container keeps its endpoint (a restart brings it back) but sends nothing. */
@@ -146,7 +162,32 @@ export class Workloads {
     return this.serial(containerId, () => this.markStopped(containerId, w));
   }
 
+  /**
+   * Whether this container is the workload its labels name: it was plumbed or confirmed here,
+   * etcd records its endpoint, a reservation names it, or it is this node's own create whose
+   * reservation is still pending. Labels alone are no proof: a copy (`docker commit` and run)
+   * or a forgery carries the endpoint id of another workload, whose veth, memberships and
+   * addresses its stop or removal must not touch.
+   */
+  private async holds(containerId: string, w: WorkloadLabels): Promise<boolean> {
+    if (this.confirmed.has(containerId) || this.plumbedPid.has(containerId)) return true;
+    if (await this.endpoints.recordedAddrs(containerId, w.endpointId)) return true;
+    for (const a of w.addrs) {
+      const h = await this.addresses.holder(a);
+      if (h?.host !== this.host) continue;
+      if (h.containerId === containerId) return true;
+      const ownCreate = h.containerId === PENDING_CONTAINER && this.known.has(containerId);
+      if (ownCreate && h.endpointId === w.endpointId) return true;
+    }
+    return false;
+  }
+
   private async markStopped(containerId: string, w: WorkloadLabels): Promise<void> {
+    if (!(await this.holds(containerId, w))) {
+      const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
+      this.logger.warn(ctx, 'a container with Calico labels that no reservation names stopped; its endpoint left alone');
+      return;
+    }
     this.plumbedPid.delete(containerId);
     await this.plumber.unplumb(w.endpointId);
     await this.endpoints.write({ containerId, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'inactive' });
@@ -157,7 +198,13 @@ export class Workloads {
   removed(containerId: string, labels: Record<string, string> | undefined): Promise<void> {
     const w = workloadLabels(labels, this.host);
     if (!w) return Promise.resolve();
-    return this.serial(containerId, () => this.release(containerId, w.endpointId, w.addrs));
+    return this.serial(containerId, async () => {
+      if (await this.holds(containerId, w)) return this.release(containerId, w.endpointId, w.addrs);
+      this.known.delete(containerId);
+      await this.endpoints.clearRefusal(containerId);
+      const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
+      this.logger.warn(ctx, 'a container with Calico labels that no reservation names was removed; endpoint left alone');
+    });
   }
 
   /** Releases what a gone container held; used by remove events and by the reconcile. */
@@ -169,7 +216,9 @@ export class Workloads {
     await this.endpoints.remove(containerId);
     const groups = await this.endpoints.dropMemberships(endpointId);
     for (const a of addrs) {
-      await this.addresses.release(a, (h) => h.host === this.host && (h.containerId === containerId || h.endpointId === endpointId));
+      const mine = (h: IpAssignment) =>
+        h.containerId === containerId || (h.containerId === PENDING_CONTAINER && h.endpointId === endpointId);
+      await this.addresses.release(a, (h) => h.host === this.host && mine(h));
     }
     this.logger.info({ container: containerId.slice(0, 12), endpoint: endpointId, addrs, groups }, 'workload removed; endpoint, memberships and addresses released');
   }
@@ -189,7 +238,9 @@ export class Workloads {
       for (let attempt = 0; ; attempt++) {
         const h = await this.addresses.holder(a);
         if (h && h.host === this.host && h.containerId === containerId) break;
-        if (h && h.host === this.host && h.endpointId === w.endpointId) {
+        // Only from pending: a reservation that names another container is that container's,
+        // whatever endpoint a copy of its labels claims.
+        if (h && h.host === this.host && h.containerId === PENDING_CONTAINER && h.endpointId === w.endpointId) {
           if (await this.addresses.transfer(a, encodeIpAssignment(h), mine)) break;
         } else if (h) {
           conflicts.push(`address ${a} is reserved by ${h.containerId ? `container ${h.containerId.slice(0, 12)}` : 'another endpoint'} on host ${h.host}`);
@@ -249,6 +300,9 @@ export class Workloads {
       }
     }
     const reservations = await this.repairReservations(held, list);
+    for (const containerId of await this.endpoints.refused()) {
+      if (!present.has(containerId)) await this.endpoints.clearRefusal(containerId);
+    }
     // A stopped container's veth went with its network namespace; one whose endpoint belongs
     // to no container is stale. Those of listed containers are their lifecycle's to keep.
     const owned = new Set(list.flatMap((c) => {

@@ -12,6 +12,8 @@ import {
   decodeAddrs,
   encodeWorkloadName,
   workloadNameKey,
+  refusedWorkloadKey,
+  refusedWorkloadsPrefix,
 } from '@calico/keyspace';
 import type { Datastore } from '@calico/datastore';
 
@@ -47,6 +49,21 @@ export class EndpointStore {
   async setState(containerId: string, endpointId: string, state: 'active' | 'inactive'): Promise<void> {
     const key = endpointStateKey(this.host, containerId, endpointId);
     await this.ds.put(key, encodeState(state));
+  }
+
+  /** Records why a container with our labels is not networked, for the master and calicoctl status. */
+  async refuse(containerId: string, reason: string): Promise<void> {
+    await this.ds.put(refusedWorkloadKey(this.host, containerId), reason.replace(/[\r\n]+/g, ' ').slice(0, 2000));
+  }
+
+  async clearRefusal(containerId: string): Promise<void> {
+    await this.ds.delete(refusedWorkloadKey(this.host, containerId));
+  }
+
+  /** Container ids this host's node refused to network. */
+  async refused(): Promise<string[]> {
+    const prefix = refusedWorkloadsPrefix(this.host);
+    return (await this.ds.getPrefix(prefix)).kvs.map((kv) => kv.key.slice(prefix.length));
   }
 
   /** The addresses recorded for one endpoint of a container, or null when none are. */

@@ -3,7 +3,7 @@ import type { Logger } from '@calico/log';
 import type { Interceptor, InterceptContext, UpstreamResponse } from './server.js';
 import { ProxyError } from './errors.js';
 import { encodePathBytes } from './route.js';
-import { calicoIpFromEnv } from '../workload/calicoIp.js';
+import { calicoIpFromEnv, reservedAddressRefusal, type ReservedAddresses } from '../workload/calicoIp.js';
 import {
   LABELS,
   checkNetworkMode,
@@ -25,6 +25,8 @@ export interface InterceptDeps {
   waitBinary: string;
   addresses: AddressRegistry;
   workloads: Workloads;
+  /** The cluster's own addresses and the pools, which CALICO_IP may not take or leave. */
+  reservedAddresses: () => Promise<ReservedAddresses>;
   logger: Logger;
 }
 
@@ -81,6 +83,8 @@ function createInterceptor(d: InterceptDeps): Interceptor {
         }
       } else {
         addr = want.value.addr;
+        const refused = reservedAddressRefusal(addr, want.value.family, await d.reservedAddresses());
+        if (refused) throw new ProxyError('BAD_REQUEST', refused);
         const r = await d.addresses.reserve(addr, holder);
         if (!r.ok) {
           const who = r.holder ? ` by container ${r.holder.containerId.slice(0, 12)} on host ${r.holder.host}` : '';
@@ -210,16 +214,58 @@ function inspectInterceptor(d: InterceptDeps): Interceptor {
 }
 
 /**
- * Bodies of calls that can change a container's network or privileges: read as dockerd reads
- * them (or refused), then forwarded as sent.
+ * Bodies of calls that can change a container's privileges: read as dockerd reads them (or
+ * refused), then forwarded as sent.
  */
-function bodyGuard(route: 'exec-create' | 'update' | 'network-connect' | 'network-disconnect'): Interceptor {
+function bodyGuard(route: 'exec-create' | 'update'): Interceptor {
   return {
     name: route,
     route,
     async handle(ctx: InterceptContext) {
       const { raw } = await ctx.jsonBody();
       ctx.reply(await ctx.forward(raw));
+    },
+  };
+}
+
+/** A container name or id as dockerd's GetContainer takes it (one leading "/" allowed). */
+const CONTAINER_REF = /^\/?[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/**
+ * network connect/disconnect: a Calico workload (a container with our host label, whoever put
+ * it there) keeps the one network Calico gave it: a second network would be a way around its
+ * groups, and a disconnect a way to another network mode. Other containers are forwarded,
+ * named by the id that was checked, so a rename in between cannot redirect the call.
+ */
+function networkGuard(route: 'network-connect' | 'network-disconnect'): Interceptor {
+  return {
+    name: route,
+    route,
+    async handle(ctx: InterceptContext) {
+      const { raw, doc } = await ctx.jsonBody();
+      const ref = doc?.Container;
+      if (typeof ref !== 'string' || ref === '') return ctx.reply(await ctx.forward(raw));
+      if (!CONTAINER_REF.test(ref)) {
+        throw new ProxyError('BAD_REQUEST', `calico: ${JSON.stringify(ref)} is not a container name or id`);
+      }
+      const info = await ctx.call('GET', `/containers/${ref.replace(/^\//, '')}/json`);
+      // No such container (dockerd's own 404), or dockerd failing: answered as dockerd answered.
+      if (info.status !== 200) return ctx.reply(info);
+      const c = json(info) as { Id?: string; Config?: { Labels?: Record<string, string> | null } } | undefined;
+      if (!c?.Id) throw new ProxyError('UPSTREAM', `calico: dockerd's inspect of container ${ref} has no Id`);
+      const network = Buffer.from(ctx.route.params[0]!, 'latin1').toString('utf8');
+      if ((c.Config?.Labels ?? {})[LABELS.host] !== undefined) {
+        const what =
+          route === 'network-connect'
+            ? `connecting it to network ${network} would give it a second network`
+            : `disconnecting it from network ${network} would change its network`;
+        throw new ProxyError(
+          'CONFLICT',
+          `calico: container ${ref} is a Calico workload: ${what}, a way around its groups; ` +
+            'Calico gives a workload its only network',
+        );
+      }
+      ctx.reply(await ctx.forward(serialize({ ...doc, Container: c.Id })));
     },
   };
 }
@@ -232,7 +278,7 @@ export function nodeInterceptors(d: InterceptDeps): Interceptor[] {
     inspectInterceptor(d),
     bodyGuard('exec-create'),
     bodyGuard('update'),
-    bodyGuard('network-connect'),
-    bodyGuard('network-disconnect'),
+    networkGuard('network-connect'),
+    networkGuard('network-disconnect'),
   ];
 }

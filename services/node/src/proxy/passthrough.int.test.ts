@@ -42,7 +42,14 @@ describe('Docker API pass-through with the real docker CLI', () => {
     proxy = new DockerProxy({
       upstream: parseDockerHost(dockerd.host),
       logger,
-      interceptors: nodeInterceptors({ host: 'pt-host', waitBinary: '/bin/busybox', addresses, workloads, logger }),
+      interceptors: nodeInterceptors({
+        host: 'pt-host',
+        waitBinary: '/bin/busybox',
+        addresses,
+        workloads,
+        reservedAddresses: async () => ({ hostAddrs: [], birdIps: new Map(), etcdAddrs: [], masterAddrs: [], pools: [] }),
+        logger,
+      }),
     });
     await proxy.listen(['127.0.0.1:0']);
     viaProxy = `tcp://127.0.0.1:${proxy.port}`;

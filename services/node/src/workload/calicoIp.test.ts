@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { calicoIpFromEnv, parseCalicoIp } from './calicoIp.js';
+import { calicoIpFromEnv, parseCalicoIp, reservedAddressRefusal, type ReservedAddresses } from './calicoIp.js';
 
 describe('CALICO_IP', () => {
   it.each([
@@ -44,5 +44,51 @@ describe('CALICO_IP', () => {
       message: 'CALICO_IP is given 2 times with different values ("198.19.0.1", "198.19.0.2"): give it once',
     });
     expect(calicoIpFromEnv('CALICO_IP=1')).toEqual({ ok: false, message: 'Env must be a list of "NAME=value" strings' });
+  });
+
+  describe('addresses of the cluster itself, and pools', () => {
+    const cluster: ReservedAddresses = {
+      hostAddrs: ['198.18.0.11', '10.0.0.5', 'fd00:198:18::b'],
+      birdIps: new Map([
+        ['198.18.0.11', 'h1'],
+        ['198.18.0.12', 'h2'],
+        ['fd00:198:18::c', 'h2'],
+      ]),
+      etcdAddrs: ['198.18.0.1'],
+      masterAddrs: ['198.18.0.2'],
+      pools: [],
+    };
+    const withPools = { ...cluster, pools: ['198.19.0.0/24', '198.19.9.0/30', 'fd00:198:19::/64'] };
+    const why = (a: string, s: string) => `CALICO_IP=${a} cannot be given to a container: ${s}`;
+
+    it.each([
+      ['198.18.0.11', 4, cluster, why('198.18.0.11', 'it is an address of this host')],
+      ['10.0.0.5', 4, cluster, why('10.0.0.5', 'it is an address of this host')],
+      ['fd00:198:18::b', 6, cluster, why('fd00:198:18::b', 'it is an address of this host')],
+      ['198.18.0.12', 4, cluster, why('198.18.0.12', 'it is the management address (bird_ip) of host "h2"')],
+      ['fd00:198:18::c', 6, cluster, why('fd00:198:18::c', 'it is the management address (bird_ip) of host "h2"')],
+      ['198.18.0.1', 4, cluster, why('198.18.0.1', 'it is the address of an etcd endpoint')],
+      ['198.18.0.2', 4, cluster, why('198.18.0.2', 'it is the address of the Calico master')],
+      // A management address is refused even inside a pool.
+      ['198.18.0.12', 4, { ...withPools, pools: ['198.18.0.0/24'] }, why('198.18.0.12', 'it is the management address (bird_ip) of host "h2"')],
+      ['198.19.1.1', 4, withPools, why('198.19.1.1', 'it is outside every IPv4 pool (198.19.0.0/24, 198.19.9.0/30); choose an address in one of them')],
+      ['fd00:198:19:1::1', 6, withPools, why('fd00:198:19:1::1', 'it is outside every IPv6 pool (fd00:198:19::/64); choose an address in one of them')],
+    ] as const)('%s is refused', (addr, family, r, message) => {
+      expect(reservedAddressRefusal(addr, family, r)).toBe(message);
+    });
+
+    it.each([
+      // Without pools (the seed's way) any other unicast address is the orchestrator's to give.
+      ['198.19.1.1', 4, cluster],
+      ['198.18.0.13', 4, cluster],
+      ['fd00:198:19::1', 6, cluster],
+      ['198.19.0.7', 4, withPools],
+      ['198.19.9.2', 4, withPools],
+      ['fd00:198:19::9', 6, withPools],
+      // Pools of one family do not restrict the other.
+      ['fd00:198:20::1', 6, { ...cluster, pools: ['198.19.0.0/24'] }],
+    ] as const)('%s is accepted', (addr, family, r) => {
+      expect(reservedAddressRefusal(addr, family, r)).toBeUndefined();
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { canonicalIP, isIP, parseCidr, parseIPv4, parseIPv6 } from '@calico/keyspace';
+import { canonicalIP, cidrContains, isIP, parseCidr, parseIPv4, parseIPv6 } from '@calico/keyspace';
 
 /** What a create request asks for: no Calico networking, the next free pool address, or one address. */
 export type CalicoIpRequest =
@@ -79,5 +79,42 @@ function notUnicast(addr: string, family: 4 | 6): string | undefined {
   if (addr === '::1') return 'it is the loopback address';
   if (b[0] === 0xff) return 'it is a multicast address';
   if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) return 'it is a link-local address';
+  return undefined;
+}
+
+/** Addresses of the cluster's own machinery, and the pools, that a create is checked against. */
+export interface ReservedAddresses {
+  /** This host's own addresses: its interfaces, --ip and --ip6. */
+  hostAddrs: readonly string[];
+  /** Every host's management address (bird_ip, bird6_ip) → that host. */
+  birdIps: ReadonlyMap<string, string>;
+  /** The etcd endpoints' addresses (those given as IP literals). */
+  etcdAddrs: readonly string[];
+  /** /calico/master/ip. */
+  masterAddrs: readonly string[];
+  /** IP pools of both families (CIDRs). */
+  pools: readonly string[];
+}
+
+/**
+ * Why a container may not have addr (canonical), given the cluster's own addresses, or
+ * undefined. An address of the hosts, etcd or the master would let a workload take over their
+ * traffic (its /32 is exported by BGP and wins over any shorter route). When pools of the
+ * address's family exist, an address outside all of them is refused too; without pools (the
+ * seed's way) any other unicast address is the orchestrator's to give.
+ */
+export function reservedAddressRefusal(addr: string, family: 4 | 6, r: ReservedAddresses): string | undefined {
+  const same = (list: readonly string[]) => list.some((a) => canonicalIP(a) === addr);
+  const why = (s: string) => `CALICO_IP=${addr} cannot be given to a container: ${s}`;
+  if (same(r.hostAddrs)) return why('it is an address of this host');
+  for (const [a, host] of r.birdIps) {
+    if (canonicalIP(a) === addr) return why(`it is the management address (bird_ip) of host "${host}"`);
+  }
+  if (same(r.etcdAddrs)) return why('it is the address of an etcd endpoint');
+  if (same(r.masterAddrs)) return why('it is the address of the Calico master');
+  const pools = r.pools.filter((p) => parseCidr(p)?.family === family);
+  if (pools.length && !pools.some((p) => cidrContains(p, addr))) {
+    return why(`it is outside every IPv${family} pool (${pools.join(', ')}); choose an address in one of them`);
+  }
   return undefined;
 }
