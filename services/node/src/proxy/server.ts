@@ -226,7 +226,8 @@ export class DockerProxy {
         const pe = toProxyError(e);
         const log = pe.status >= 500 ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.info.bind(this.opts.logger);
         log({ intercept: ic.name, url: req.url, status: pe.status, err: pe.message, stack: pe.status >= 500 ? pe.stack : undefined }, 'request refused; answering the client with the reason');
-        sendDockerError(res, pe.status, pe.message);
+        if (pe.status === 413 && !req.complete) answerThenDrain(req, res, pe.message);
+        else sendDockerError(res, pe.status, pe.message);
       });
       return;
     }
@@ -384,6 +385,50 @@ function watchBodyIdle(req: IncomingMessage, ms: number, onIdle: () => void): vo
   req.on('data', refresh);
   req.once('end', stop);
   req.once('close', stop);
+}
+
+/** How much of an oversize body is read and dropped after its 413, and for how long at most. */
+const DRAIN_BYTES = 64 * 1024 * 1024;
+const DRAIN_MS = 10_000;
+/** A client that has stopped sending (it read the 413) is let go after this much quiet. */
+const DRAIN_QUIET_MS = 500;
+
+/**
+ * A 413 while the client is still sending: closing at once would leave its bytes unread, and
+ * the kernel answers unread bytes on close with a reset that discards the 413 before the client
+ * reads it. So the rest of the body is read and dropped (within bounds) and only then does the
+ * connection end. Node would close it right after the answer when the client asked for
+ * `Connection: close`, so the answer is marked keep-alive and the end is ours.
+ */
+function answerThenDrain(req: IncomingMessage, res: ServerResponse, message: string): void {
+  const socket = req.socket;
+  let read = 0;
+  let quiet: NodeJS.Timeout | undefined;
+  const finish = () => {
+    clearTimeout(cap);
+    clearTimeout(quiet);
+    socket.end();
+    setTimeout(() => socket.destroy(), 1_000).unref();
+  };
+  const cap = setTimeout(() => socket.destroy(), DRAIN_MS);
+  cap.unref();
+  const rearm = () => {
+    clearTimeout(quiet);
+    quiet = setTimeout(finish, DRAIN_QUIET_MS);
+    quiet.unref();
+  };
+  req.on('data', (c: Buffer) => {
+    read += c.length;
+    if (read > DRAIN_BYTES) socket.destroy();
+    else rearm();
+  });
+  req.once('end', finish);
+  req.resume();
+  rearm();
+  const body = JSON.stringify({ message });
+  res.shouldKeepAlive = true;
+  res.writeHead(413, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
 function stalled(ms: number): ProxyError {
