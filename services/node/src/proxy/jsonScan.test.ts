@@ -1,18 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'lossless-json';
+import { policyFixtures } from '@calico/policy';
 import { foldKey, MAX_DEPTH, scanJson, toJson } from './jsonScan.js';
 
-/** A small seeded generator (mulberry32), so a failure names its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded generator (mulberry32), so a failure names its seed. */
+const rng = policyFixtures.random;
 
 const KEY_CHARS = ['a', 'B', 'k', 's', '\u017f', '\u212a', '"', '\\', '\n', '\u00e9', '\ud83d\ude00', '_', '0'];
 
