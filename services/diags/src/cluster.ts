@@ -57,7 +57,7 @@ export async function discoverDiagsHosts(ds: Datastore): Promise<ClusterHost[]> 
 
 /** 256 MiB: a host's archive is text and compresses well; a real one is a few MB (logs are capped at 32 MiB each). */
 export const DEFAULT_MAX_HOST_BYTES = 256 * 1024 * 1024;
-/** Unpacked, the tar may be this many times the archive's bound: redacted text compresses 5–10×, a gzip bomb far more. */
+/** Unpacked, the tar may be this many times the archive's bound: text compresses 5–10×, a gzip bomb far more. */
 export const UNPACKED_FACTOR = 8;
 
 class OverBound extends Error {}
@@ -85,7 +85,7 @@ export interface FetchOptions {
   timeoutMs: number;
   /** Hosts fetched at once. */
   concurrency?: number;
-  /** Largest archive taken from one host (DEFAULT_MAX_HOST_BYTES); its unpacked tar may be UNPACKED_FACTOR times that. */
+  /** Largest archive taken from one host (DEFAULT_MAX_HOST_BYTES); unpacked, UNPACKED_FACTOR times that. */
   maxBytes?: number;
   onHost?: (r: HostFetchResult) => void;
 }
@@ -148,7 +148,8 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
     // Debian's tar unpacks it: it refuses absolute and ".." paths, and --strip-components drops
     // the host's own top folder so the host's files sit straight in <host>/. We gunzip, so the
     // unpacked size is bounded too.
-    const tar = spawn('tar', ['-xf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const tarArgs = ['-xf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'];
+    const tar = spawn('tar', tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
     let tarErr = '';
     tar.stderr.on('data', (c: Buffer) => (tarErr += c.toString()));
     const exited = new Promise<number>((resolve) => tar.on('close', (code) => resolve(code ?? 1)));
@@ -165,7 +166,9 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
         await rm(dir, { recursive: true, force: true });
       }
       const z = (e as { code?: unknown }).code;
-      if (typeof z === 'string' && z.startsWith('Z_')) throw new Error(`the archive did not unpack (gzip: ${(e as Error).message})`);
+      if (typeof z === 'string' && z.startsWith('Z_')) {
+        throw new Error(`the archive did not unpack (gzip: ${(e as Error).message})`);
+      }
       throw e;
     }
     const code = await exited;

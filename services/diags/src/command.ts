@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Datastore } from '@calico/datastore';
 import { archiveBaseName, writeArchive } from './archive.js';
-import { DEFAULT_MAX_HOST_BYTES, discoverDiagsHosts, fetchCluster, hostFolders, type ClusterSummary } from './cluster.js';
+import {
+  DEFAULT_MAX_HOST_BYTES, discoverDiagsHosts, fetchCluster, hostFolders, type ClusterSummary,
+} from './cluster.js';
 import { collect, type HostSummary } from './collect.js';
 import { SOURCES, type HostDirs } from './sources.js';
 import { maskUrl, REDACTED, scrubSecrets, urlSecrets } from './redact.js';
@@ -63,7 +65,9 @@ export function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export function retryCommand(prefix: string, file: string, url: string, method: UploadMethod, insecure = false): string {
+export function retryCommand(
+  prefix: string, file: string, url: string, method: UploadMethod, insecure = false,
+): string {
   const flags = `${method === 'post' ? ' --upload-method=post' : ''}${insecure ? ' --insecure' : ''}`;
   return `${prefix} --upload-file=${shellQuote(file)} --upload-url=${shellQuote(url)}${flags}`;
 }
@@ -95,11 +99,14 @@ export function checkOptions(o: DiagsCommandOptions): Checked {
     } catch {
       throw new DiagsUsageError(`upload URL "${maskUrl(url)}" is not an absolute URL`);
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new DiagsUsageError(`upload URL "${maskUrl(url)}": http or https`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new DiagsUsageError(`upload URL "${maskUrl(url)}": http or https`);
+    }
     // Plain http shows the archive, and any signature in the URL, to everyone on the way.
     if (u.protocol === 'http:' && !o.insecure && !o.noUpload) {
       throw new DiagsUsageError(
-        `upload URL "${maskUrl(url)}" is plain http: the archive would travel unencrypted; use https, or --insecure to send it anyway`,
+        `upload URL "${maskUrl(url)}" is plain http: the archive would travel unencrypted; ` +
+          'use https, or --insecure to send it anyway',
       );
     }
   }
@@ -109,7 +116,9 @@ export function checkOptions(o: DiagsCommandOptions): Checked {
   const hostTimeoutMs = Number(o.hostTimeout ?? '60') * 1000;
   if (!(hostTimeoutMs > 0)) throw new DiagsUsageError(`--host-timeout=${o.hostTimeout}: seconds, more than 0`);
   const maxHostBytes = o.maxHostBytes === undefined ? DEFAULT_MAX_HOST_BYTES : parseBytes(o.maxHostBytes);
-  if (maxHostBytes === undefined) throw new DiagsUsageError(`--max-host-bytes=${o.maxHostBytes}: bytes, e.g. 268435456 or 256M`);
+  if (maxHostBytes === undefined) {
+    throw new DiagsUsageError(`--max-host-bytes=${o.maxHostBytes}: bytes, e.g. 268435456 or 256M`);
+  }
   return { url, method, hostTimeoutMs, maxHostBytes };
 }
 
@@ -205,7 +214,9 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
   const secrets = urlSecrets(url);
   const shown = maskUrl(url);
   const clean = (text: string) => scrubSecrets(maskUrl(text), secrets);
-  if (new URL(url).protocol === 'http:') io.error(`warning: uploading over plain http (--insecure): ${shown} and the archive travel unencrypted`);
+  if (new URL(url).protocol === 'http:') {
+    io.error(`warning: uploading over plain http (--insecure): ${shown} and the archive travel unencrypted`);
+  }
   let quarter = 0;
   try {
     const r = await upload(file, {
@@ -231,7 +242,8 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
     });
     const answered = clean(r.url);
     if (!o.json) io.print(`url: ${answered}`);
-    return finish({ url: answered, status: r.status, attempts: r.attempts, tries: cleanTries(r.tries, clean) }, DIAGS_EXIT.OK);
+    const tries = cleanTries(r.tries, clean);
+    return finish({ url: answered, status: r.status, attempts: r.attempts, tries }, DIAGS_EXIT.OK);
   } catch (e) {
     const msg = clean(e instanceof UploadError ? e.message : `upload failed: ${(e as Error).message}`);
     const retry = retryCommand(retryPrefix, file, shown, method, o.insecure === true);
