@@ -141,6 +141,9 @@ export class DockerProxy {
               rejectUnauthorized: tls.verify,
               // A handshake is a request head of its own: the same bound keeps slow ones from pinning us.
               handshakeTimeout: l.headerTimeoutMs,
+              // As node:http's own server: a hijacked stream is half-closed one direction at a
+              // time (stdin's end after close_notify), never both at once.
+              allowHalfOpen: true,
             },
             handler,
           )
