@@ -17,6 +17,8 @@ export interface DockerdOptions {
    * namespace (a test host), not the machine's.
    */
   netns?: string;
+  /** More flags for dockerd (e.g. a TLS listener: `--host=tcp://…`, `--tlsverify`, …). */
+  args?: string[];
 }
 
 /**
@@ -63,6 +65,7 @@ export class Dockerd {
       '--ip-forward=false',
       '--userland-proxy=false',
       '--log-level=warn',
+      ...(opts.args ?? []),
     ];
     const proc = new ManagedProcess({ name: 'dockerd', argv, logFile: join(dir, 'dockerd.log') });
     const d = new Dockerd(dir, proc, opts, ownsDir);
