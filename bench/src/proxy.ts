@@ -41,7 +41,10 @@ async function main(): Promise<void> {
   const cluster = await DevCluster.start({
     hosts: ['h1'],
     logLevel: 'warn',
-    dockerdArgs: [`--host=tcp://127.0.0.1:${dockerdTlsPort}`, '--tlsverify', `--tlscacert=${ca.cert}`, `--tlscert=${dockerdCert.cert}`, `--tlskey=${dockerdCert.key}`],
+    dockerdArgs: [
+      `--host=tcp://127.0.0.1:${dockerdTlsPort}`,
+      '--tlsverify', `--tlscacert=${ca.cert}`, `--tlscert=${dockerdCert.cert}`, `--tlskey=${dockerdCert.key}`,
+    ],
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => void cluster.stop().finally(() => process.exit(130)));
@@ -104,7 +107,8 @@ async function main(): Promise<void> {
     // with DOCKER_TLS_VERIFY through it and to dockerd's own TLS listener, interleaved.
     const proxyCert = await ca.issue('proxy', { server: { ips: [h1.ns.ip] } });
     await cluster.stopNode('h1');
-    await cluster.startNode('h1', { args: [`--listen=tcp://${h1.ns.ip}:2376`, '--tlsverify', `--tlscacert=${ca.cert}`, `--tlscert=${proxyCert.cert}`, `--tlskey=${proxyCert.key}`] });
+    const tlsArgs = ['--tlsverify', `--tlscacert=${ca.cert}`, `--tlscert=${proxyCert.cert}`, `--tlskey=${proxyCert.key}`];
+    await cluster.startNode('h1', { args: [`--listen=tcp://${h1.ns.ip}:2376`, ...tlsArgs] });
     const tlsEnv = { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certPath };
     const viaTls = (host: string) => async () => {
       const r = await cluster.dockerd.docker(['ps', '-q'], { host, env: tlsEnv });
@@ -119,7 +123,8 @@ async function main(): Promise<void> {
     }
     results.ps_cli_tls = {
       direct_p50_ms: median(dt), proxy_p50_ms: median(pt), ratio_p50: median(pt) / median(dt),
-      direct_p99_ms: percentile(dt, 99), proxy_p99_ms: percentile(pt, 99), ratio_p99: percentile(pt, 99) / percentile(dt, 99),
+      direct_p99_ms: percentile(dt, 99), proxy_p99_ms: percentile(pt, 99),
+      ratio_p99: percentile(pt, 99) / percentile(dt, 99),
     };
 
     // 4. docker logs of a large stream.

@@ -106,7 +106,8 @@ export class DevCluster {
       this.fabric = await Fabric.create();
       this.cleanup.defer('fabric', () => this.fabric.destroy());
     }
-    this.dockerd = await Dockerd.start({ ...(inFabric ? { netns: this.fabric.netns } : {}), args: this.opts.dockerdArgs ?? [] });
+    const where = inFabric ? { netns: this.fabric.netns } : {};
+    this.dockerd = await Dockerd.start({ ...where, args: this.opts.dockerdArgs ?? [] });
     this.cleanup.defer('dockerd', () => this.dockerd.stop());
     this.image = await ensureBusyboxImage(this.dockerd.host);
     if (!inFabric) {

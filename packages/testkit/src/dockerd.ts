@@ -102,7 +102,10 @@ export class Dockerd {
   }
 
   /** Runs the real docker CLI against this daemon (or `host`, with more of its environment in `env`). */
-  docker(args: readonly string[], opts: { input?: string | Buffer; host?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ExecResult> {
+  docker(
+    args: readonly string[],
+    opts: { input?: string | Buffer; host?: string; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<ExecResult> {
     return exec([this.opts.cli ?? 'docker', ...args], {
       env: { ...process.env, DOCKER_HOST: opts.host ?? this.host, ...opts.env },
       input: opts.input,

@@ -26,7 +26,9 @@ export class TestCa {
     const key = join(dir, `${name}-key.pem`);
     const cert = join(dir, `${name}.pem`);
     await execOk(['openssl', 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
-    await execOk(['openssl', 'req', '-x509', '-new', '-key', key, '-sha256', '-days', '1', '-subj', `/CN=${name}`, '-out', cert]);
+    await execOk([
+      'openssl', 'req', '-x509', '-new', '-key', key, '-sha256', '-days', '1', '-subj', `/CN=${name}`, '-out', cert,
+    ]);
     return new TestCa(dir, name, cert, key);
   }
 
@@ -34,7 +36,10 @@ export class TestCa {
    * Issues a certificate: a server one names its addresses (subjectAltName IP:… and DNS:…, which
    * the docker CLI checks against DOCKER_HOST), a client one is for TLS client authentication.
    */
-  async issue(name: string, opts: { server?: { ips?: string[]; dns?: string[] }; client?: boolean }): Promise<CertFiles> {
+  async issue(
+    name: string,
+    opts: { server?: { ips?: string[]; dns?: string[] }; client?: boolean },
+  ): Promise<CertFiles> {
     const key = join(this.dir, `${name}-key.pem`);
     const csr = join(this.dir, `${name}.csr`);
     const cert = join(this.dir, `${name}.pem`);

@@ -128,7 +128,9 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     errors.push(`--docker: ${(e as Error).message}`);
   }
   const listenFlag = values.listen as string[] | undefined;
-  const listenRaw = listenFlag?.length ? listenFlag : (env.CALICO_PROXY_LISTEN ?? '127.0.0.1:2375').split(',').map((s) => s.trim()).filter(Boolean);
+  const listenRaw = listenFlag?.length
+    ? listenFlag
+    : (env.CALICO_PROXY_LISTEN ?? '127.0.0.1:2375').split(',').map((s) => s.trim()).filter(Boolean);
   const listenR = listenConfig({
     listen: listenRaw,
     tlsverify: values.tlsverify === true,
@@ -141,7 +143,9 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!listenR.ok) errors.push(...listenR.errors);
   else if (upstream?.kind === 'unix') {
     for (const a of listenR.value.addresses) {
-      if (a.kind === 'unix' && a.path === upstream.path) errors.push(`--listen=unix://${a.path} is the Docker socket itself; listen somewhere else`);
+      if (a.kind === 'unix' && a.path === upstream.path) {
+        errors.push(`--listen=unix://${a.path} is the Docker socket itself; listen somewhere else`);
+      }
     }
   }
   const waitBinary = str('wait-binary') ?? '/bin/busybox';

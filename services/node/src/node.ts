@@ -92,7 +92,10 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   if (c.statusFile) {
     const file = c.statusFile;
     const write = () =>
-      writeFile(`${file}.tmp`, JSON.stringify({ ...agent.report(c.hostname), metricsUrl: served?.url ?? null, proxy: listening }, null, 2))
+      writeFile(
+        `${file}.tmp`,
+        JSON.stringify({ ...agent.report(c.hostname), metricsUrl: served?.url ?? null, proxy: listening }, null, 2),
+      )
         .then(() => rename(`${file}.tmp`, file))
         .catch((e: unknown) => logger.warn({ file, err: String(e) }, 'could not write the agent status file; trying again shortly'));
     statusTimer = setInterval(() => void write(), 5_000);

@@ -52,7 +52,13 @@ export function httpStatus(target: { socketPath: string } | { host: string; port
  * insecure-listen guard), so that a mistake stops calicoctl before anything starts. File
  * paths are made absolute: the services do not run in calicoctl's folder.
  */
-export function proxyListenFlags(f: NodeFlags): { listen: string[]; tlsArgs: string[]; files: string[]; dockerHost: string; tlsHint: string | null } {
+export function proxyListenFlags(f: NodeFlags): {
+  listen: string[];
+  tlsArgs: string[];
+  files: string[];
+  dockerHost: string;
+  tlsHint: string | null;
+} {
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
   const flags = {
     listen: f.proxyListen?.length ? f.proxyListen : ['127.0.0.1:2375'],
@@ -73,7 +79,8 @@ export function proxyListenFlags(f: NodeFlags): { listen: string[]; tlsArgs: str
   const files = [flags.tlscacert, flags.tlscert, flags.tlskey].filter((x): x is string => x !== undefined);
   const first = r.value.addresses.find((a) => a.kind === 'tcp') ?? r.value.addresses[0]!;
   const tlsHint = r.value.tls?.verify
-    ? 'DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=<a folder with ca.pem, and cert.pem and key.pem of a client certificate of that CA>'
+    ? 'DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=<a folder with ca.pem, and cert.pem and key.pem of a client ' +
+      'certificate of that CA>'
     : null;
   return { listen: flags.listen, tlsArgs, files, dockerHost: describeListen(first), tlsHint };
 }
@@ -180,7 +187,8 @@ async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: Host
     if ((await httpStatus({ socketPath: readySock }, '/_ping')) === 200) {
       if (ctx.flags.json) ctx.json({ host, container: name, docker: pl.dockerHost, dockerSocket: `unix://${readySock}` });
       else {
-        ctx.print(`calico-node is running on ${host} in container ${name}\n  Docker API: DOCKER_HOST=${pl.dockerHost} (or unix://${readySock})`);
+        ctx.print(`calico-node is running on ${host} in container ${name}`);
+        ctx.print(`  Docker API: DOCKER_HOST=${pl.dockerHost} (or unix://${readySock})`);
         if (pl.tlsHint) ctx.print(`  with ${pl.tlsHint}`);
       }
       return 0;
@@ -388,7 +396,8 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   const birdUp = async () => (await runQuiet(['birdc', '-s', birdSock, 'show', 'status'])).includes('up and running');
   await waitReady(ctx, 'BIRD', birdUp, sup, [join(dirs.log, 'calico-bgp-config.log')]);
   if (ctx.flags.json) {
-    ctx.json({ host, supervisorPid: sup.pid, docker: pl.dockerHost, dockerSocket: `unix://${proxySock}`, logs: dirs.log });
+    const dockerSocket = `unix://${proxySock}`;
+    ctx.json({ host, supervisorPid: sup.pid, docker: pl.dockerHost, dockerSocket, logs: dirs.log });
   } else {
     ctx.print(`calico-node is running on ${host}`);
     ctx.print(`  Docker API: DOCKER_HOST=${pl.dockerHost} (or unix://${proxySock})`);

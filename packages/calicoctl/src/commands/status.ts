@@ -39,7 +39,13 @@ interface ProxyView {
 
 /** What the node's agent last wrote of itself (every few seconds): its sync state, metrics URL and listeners. */
 function agentView(file: string): { policy: string; metrics: string | null; proxy: ProxyView | null } {
-  let doc: { writtenAt?: string; metricsUrl?: string | null; programmed?: boolean; datastore?: { status?: string }; proxy?: ProxyView };
+  let doc: {
+    writtenAt?: string;
+    metricsUrl?: string | null;
+    programmed?: boolean;
+    datastore?: { status?: string };
+    proxy?: ProxyView;
+  };
   try {
     doc = JSON.parse(readFileSync(file, 'utf8')) as typeof doc;
   } catch {
@@ -47,7 +53,8 @@ function agentView(file: string): { policy: string; metrics: string | null; prox
   }
   const sync = doc.datastore?.status === 'in-sync' ? 'in sync with etcd' : `not in sync with etcd (${doc.datastore?.status ?? 'unknown'})`;
   const kernel = doc.programmed ? 'programmed in the kernel' : 'not yet programmed in the kernel';
-  return { policy: `${sync}, ${kernel} (as of ${doc.writtenAt ?? '?'})`, metrics: doc.metricsUrl ?? null, proxy: doc.proxy ?? null };
+  const policy = `${sync}, ${kernel} (as of ${doc.writtenAt ?? '?'})`;
+  return { policy, metrics: doc.metricsUrl ?? null, proxy: doc.proxy ?? null };
 }
 
 export async function status(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
@@ -102,7 +109,10 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     const policy = agent?.policy ?? null;
     const metrics = agent?.metrics ?? null;
     const proxy = agent?.proxy ?? null;
-    ctx.json({ host, node, reason, state, services, bgp, endpoints, etcd, master: masterState, policy, metrics, proxy, hosts, problems, notices });
+    ctx.json({
+      host, node, reason, state, services, bgp, endpoints, etcd, master: masterState, policy, metrics, proxy,
+      hosts, problems, notices,
+    });
   } else {
     const how = inDocker
       ? `running (container ${nodeContainer(host)})`
@@ -149,7 +159,8 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     if (agent) ctx.print(`policy: ${agent.policy}\nmetrics: ${agent.metrics ?? 'not served (--metrics-listen=none)'}`);
     if (agent?.proxy) ctx.print(`proxy: ${agent.proxy.listen.join(', ')} (TLS on TCP: ${agent.proxy.tls})`);
     for (const l of agent?.proxy?.insecureListen ?? []) {
-      ctx.print(`insecure listen: ${l} has no --tlsverify (--insecure-listen): anyone who reaches it is root on ${host}`);
+      const why = `has no --tlsverify (--insecure-listen): anyone who reaches it is root on ${host}`;
+      ctx.print(`insecure listen: ${l} ${why}`);
     }
     if (problems.length) {
       ctx.print(`\n${problems.length} invalid key(s) in etcd (ignored by every service):`);

@@ -40,7 +40,9 @@ function pingUnix(path: string): Promise<number> {
 }
 
 /** GET /_ping over TLS to 127.0.0.1:port with the given client certificate (or none). */
-function pingTls(port: number, caFile: string, client: CertFiles | undefined): Promise<{ ok: true; status: number } | { ok: false; error: string }> {
+type TlsPing = { ok: true; status: number } | { ok: false; error: string };
+
+function pingTls(port: number, caFile: string, client: CertFiles | undefined): Promise<TlsPing> {
   return new Promise((resolve) => {
     const req = httpsRequest(
       {
@@ -86,9 +88,11 @@ describe('the proxy listens like dockerd: unix socket and TLS', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const proxyWith = (tls?: ListenTls) => new DockerProxy({ upstream: { kind: 'unix', path: up.path }, logger, ...(tls ? { tls } : {}) });
+  const proxyWith = (tls?: ListenTls) =>
+    new DockerProxy({ upstream: { kind: 'unix', path: up.path }, logger, ...(tls ? { tls } : {}) });
   const tlsOf = (verify: boolean): ListenTls => {
-    const r = listenConfig({ listen: ['127.0.0.1:0'], tlsverify: verify, tls: !verify, tlscacert: ca.cert, tlscert: server.cert, tlskey: server.key });
+    const files = { tlscacert: ca.cert, tlscert: server.cert, tlskey: server.key };
+    const r = listenConfig({ listen: ['127.0.0.1:0'], tlsverify: verify, tls: !verify, ...files });
     if (!r.ok) throw new Error(r.errors.join('; '));
     return r.value.tls!;
   };
@@ -184,13 +188,19 @@ describe('the proxy listens like dockerd: unix socket and TLS', () => {
 
   it('calico-node refuses to start on a missing or mismatched TLS file, or an insecure address, and listens nowhere', async () => {
     const sock = join(dir, 'never.sock');
-    const base = ['--ip=198.18.0.99', '--hostname=listen-test', '--etcd=127.0.0.1:1', `--docker=unix://${up.path}`, `--listen=unix://${sock}`];
+    const base = [
+      '--ip=198.18.0.99', '--hostname=listen-test', '--etcd=127.0.0.1:1', `--docker=unix://${up.path}`,
+      `--listen=unix://${sock}`,
+    ];
     const run = (args: string[]) => exec([process.execPath, mainJs, ...base, ...args], { timeoutMs: 30_000 });
-    const missing = await run(['--listen=198.18.0.99:2376', '--tlsverify', `--tlscacert=${join(dir, 'nope.pem')}`, `--tlscert=${server.cert}`, `--tlskey=${server.key}`]);
+    /** An address off loopback with TLS verifying clients of these files. */
+    const tls = (cacert: string, cert: string, key: string) =>
+      ['--listen=198.18.0.99:2376', '--tlsverify', `--tlscacert=${cacert}`, `--tlscert=${cert}`, `--tlskey=${key}`];
+    const missing = await run(tls(join(dir, 'nope.pem'), server.cert, server.key));
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`calico-node: --tlscacert=${join(dir, 'nope.pem')}: cannot read it (ENOENT)`);
     // The key of another certificate.
-    const mismatched = await run(['--listen=198.18.0.99:2376', '--tlsverify', `--tlscacert=${ca.cert}`, `--tlscert=${server.cert}`, `--tlskey=${goodClient.key}`]);
+    const mismatched = await run(tls(ca.cert, server.cert, goodClient.key));
     expect(mismatched.code).toBe(2);
     expect(mismatched.stderr).toMatch(/calico-node: --tlscacert\/--tlscert\/--tlskey .*key values mismatch/);
     const insecure = await run(['--listen=0.0.0.0:2375']);
@@ -199,7 +209,8 @@ describe('the proxy listens like dockerd: unix socket and TLS', () => {
     expect(existsSync(sock)).toBe(false);
     // Control: with every file right it gets past its config (and waits on the etcd that is not
     // there), in a network namespace of its own: its policy hooks must not touch the machine's.
-    const ok = await exec(['unshare', '--net', 'timeout', '3', process.execPath, mainJs, ...base, '--listen=198.18.0.99:2376', '--tlsverify', `--tlscacert=${ca.cert}`, `--tlscert=${server.cert}`, `--tlskey=${server.key}`, '--metrics-listen=none']);
+    const good = [...base, ...tls(ca.cert, server.cert, server.key), '--metrics-listen=none'];
+    const ok = await exec(['unshare', '--net', 'timeout', '3', process.execPath, mainJs, ...good]);
     expect(ok.code, ok.stderr).toBe(124);
     expect(ok.stderr).not.toContain('calico-node: --');
   });
