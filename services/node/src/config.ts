@@ -40,7 +40,7 @@ export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and p
   --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
   --etcd-ca/--etcd-cert/--etcd-key=<file>   TLS to etcd
   --docker=<upstream>      CALICO_DOCKER_HOST, else unix:///var/run/docker.sock
-  --listen=<addr>          CALICO_PROXY_LISTEN (comma-separated), else 127.0.0.1:2375;
+  --listen=<addr>          CALICO_PROXY_LISTEN, else 127.0.0.1:2375 (either comma-separated);
                            tcp://host:port, host:port or unix:///path (mode 0660, group
                            docker), repeatable
   --tlsverify              TCP listeners serve TLS and admit only clients with a certificate
@@ -128,9 +128,11 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     errors.push(`--docker: ${(e as Error).message}`);
   }
   const listenFlag = values.listen as string[] | undefined;
-  const listenRaw = listenFlag?.length
-    ? listenFlag
-    : (env.CALICO_PROXY_LISTEN ?? '127.0.0.1:2375').split(',').map((s) => s.trim()).filter(Boolean);
+  // Commas separate addresses in a flag too: the image's start.sh passes CALICO_PROXY_LISTEN as one.
+  const listenRaw = (listenFlag?.length ? listenFlag : [env.CALICO_PROXY_LISTEN ?? '127.0.0.1:2375'])
+    .flatMap((v) => v.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean);
   const listenR = listenConfig({
     listen: listenRaw,
     tlsverify: values.tlsverify === true,

@@ -131,17 +131,14 @@ export function groupIdIn(groupFile: string, name: string): number | undefined {
   return undefined;
 }
 
-/** The gid of a group by `getent group` (NSS included), else /etc/group; undefined when there is none. */
+/** The gid of a group from /etc/group, else `getent group` (groups from NSS); undefined when there is none. */
 export async function lookupGroupId(name: string): Promise<number | undefined> {
+  const local = await readFile('/etc/group', 'utf8').then((t) => groupIdIn(t, name), () => undefined);
+  if (local !== undefined) return local;
   const fromGetent = await new Promise<string | undefined>((resolve) => {
     execFile('getent', ['group', name], { timeout: 5_000 }, (err, stdout) => resolve(err ? undefined : stdout));
   });
-  if (fromGetent !== undefined) return groupIdIn(fromGetent, name);
-  try {
-    return groupIdIn(await readFile('/etc/group', 'utf8'), name);
-  } catch {
-    return undefined;
-  }
+  return fromGetent === undefined ? undefined : groupIdIn(fromGetent, name);
 }
 
 /**

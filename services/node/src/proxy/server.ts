@@ -13,7 +13,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { lstat, unlink } from 'node:fs/promises';
 import type { Logger } from '@calico/log';
-import { clearStaleSocket, describeListen, parseListenAddress, secureSocket, type ListenAddress, type ListenTls } from './listen.js';
+import { clearStaleSocket, describeListen, parseListenAddress, secureSocket } from './listen.js';
+import type { ListenAddress, ListenTls } from './listen.js';
 import { describeUpstream, upstreamAgent, upstreamTarget, type Upstream } from './upstream.js';
 import { ProxyError, sendDockerError, toProxyError } from './errors.js';
 import { endToEndHeaders, HOP_BY_HOP, rawDockerError } from './headers.js';
@@ -180,7 +181,10 @@ export class DockerProxy {
         this.unixSockets.push({ path: a.path, ino: (await lstat(a.path)).ino });
         socketInfo = await secureSocket(a.path);
         if (socketInfo.groupError) {
-          this.opts.logger.warn({ listen: describeListen(a), err: socketInfo.groupError }, 'proxy socket keeps our own group; only it and root may use it');
+          this.opts.logger.warn(
+            { listen: describeListen(a), err: socketInfo.groupError },
+            'proxy socket keeps our own group; only that group and root may use it',
+          );
         }
       }
       this.servers.push(server);
@@ -189,7 +193,7 @@ export class DockerProxy {
         {
           listen: describeListen(a),
           tls: withTls ? (tls.verify ? 'verify client certificates' : 'server certificate only') : 'none',
-          ...(socketInfo ? { mode: socketInfo.mode.toString(8), group: socketInfo.gid ?? 'root (no docker group)' } : {}),
+          ...(socketInfo ? { mode: socketInfo.mode.toString(8), gid: socketInfo.gid ?? 'our own (no docker group)' } : {}),
           upstream: describeUpstream(this.opts.upstream),
           limits: this.limits,
         },
