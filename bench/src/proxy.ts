@@ -1,15 +1,21 @@
 // Benchmark of the node's Docker API proxy against dockerd itself, measured side by side in
 // one run on one machine: networked `docker run -d` through the proxy vs `docker run -d
 // --net none` straight to dockerd; `ps` and `inspect` API calls (1,000 each) and the same
-// through the CLI; `docker logs` of a 100 MB stream. Prints ratios; asserts nothing.
+// through the CLI; `docker logs` of a 100 MB stream; the cost of TLS: CLI `docker ps` through
+// the proxy with --tlsverify vs dockerd's own --tlsverify listener. Prints ratios; asserts nothing.
 import { request, Agent } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DevCluster } from '@calico/devcluster';
+import { TestCa, freePort } from '@calico/testkit';
 import { fmtMs, median, percentile, ratio, row, timed } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
 const CALLS = Number(process.env.BENCH_CALLS ?? 1000);
 const CLI_CALLS = Number(process.env.BENCH_CLI_CALLS ?? 1000);
 const LOG_MB = Number(process.env.BENCH_LOG_MB ?? 100);
+const TLS_CALLS = Number(process.env.BENCH_TLS_CALLS ?? 500);
 
 function httpGet(agent: Agent, socketPath: string, path: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -25,8 +31,21 @@ function httpGet(agent: Agent, socketPath: string, path: string): Promise<number
 
 async function main(): Promise<void> {
   const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
-  say('starting dockerd, etcd and one namespace host with calico-node');
-  const cluster = await DevCluster.start({ hosts: ['h1'], logLevel: 'warn' });
+  // One CA for both TLS listeners; dockerd's own on loopback, next to its unix socket.
+  const tlsDir = await mkdtemp(join(tmpdir(), 'calico-bench-tls-'));
+  const ca = await TestCa.create(tlsDir);
+  const dockerdCert = await ca.issue('dockerd', { server: { ips: ['127.0.0.1'] } });
+  const certPath = await ca.dockerCertPath(join(tlsDir, 'client'));
+  const dockerdTlsPort = await freePort();
+  say('starting dockerd (with a --tlsverify listener), etcd and one namespace host with calico-node');
+  const cluster = await DevCluster.start({
+    hosts: ['h1'],
+    logLevel: 'warn',
+    dockerdArgs: [
+      `--host=tcp://127.0.0.1:${dockerdTlsPort}`,
+      '--tlsverify', `--tlscacert=${ca.cert}`, `--tlscert=${dockerdCert.cert}`, `--tlskey=${dockerdCert.key}`,
+    ],
+  });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => void cluster.stop().finally(() => process.exit(130)));
   }
@@ -84,7 +103,31 @@ async function main(): Promise<void> {
     dAgent.destroy();
     pAgent.destroy();
 
-    // 3. docker logs of a large stream.
+    // 3. The cost of TLS: the node restarted with --tlsverify on its fabric address; `docker ps`
+    // with DOCKER_TLS_VERIFY through it and to dockerd's own TLS listener, interleaved.
+    const proxyCert = await ca.issue('proxy', { server: { ips: [h1.ns.ip] } });
+    await cluster.stopNode('h1');
+    const tlsArgs = ['--tlsverify', `--tlscacert=${ca.cert}`, `--tlscert=${proxyCert.cert}`, `--tlskey=${proxyCert.key}`];
+    await cluster.startNode('h1', { args: [`--listen=tcp://${h1.ns.ip}:2376`, ...tlsArgs] });
+    const tlsEnv = { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certPath };
+    const viaTls = (host: string) => async () => {
+      const r = await cluster.dockerd.docker(['ps', '-q'], { host, env: tlsEnv });
+      if (r.code !== 0) throw new Error(`docker ps over TLS to ${host}: ${r.stderr}`);
+    };
+    say(`docker ps with DOCKER_TLS_VERIFY, ${TLS_CALLS} calls each`);
+    const dt: number[] = [];
+    const pt: number[] = [];
+    for (let i = 0; i < TLS_CALLS; i++) {
+      dt.push(await timed(viaTls(`tcp://127.0.0.1:${dockerdTlsPort}`)));
+      pt.push(await timed(viaTls(`tcp://${h1.ns.ip}:2376`)));
+    }
+    results.ps_cli_tls = {
+      direct_p50_ms: median(dt), proxy_p50_ms: median(pt), ratio_p50: median(pt) / median(dt),
+      direct_p99_ms: percentile(dt, 99), proxy_p99_ms: percentile(pt, 99),
+      ratio_p99: percentile(pt, 99) / percentile(dt, 99),
+    };
+
+    // 4. docker logs of a large stream.
     say(`docker logs of a ${LOG_MB} MB stream`);
     const logger = (await direct(['run', '-d', '--net', 'none', cluster.image, 'sh', '-c', `head -c ${LOG_MB * 1_000_000} /dev/zero | tr '\\0' 'x' | fold -w 99`])).stdout.trim();
     await direct(['wait', logger]);
@@ -103,14 +146,16 @@ async function main(): Promise<void> {
     console.log(row(['benchmark', 'direct p50', 'proxy p50', 'ratio', 'direct p99', 'proxy p99', 'ratio'], w));
     const r = results as Record<string, Record<string, number>>;
     console.log(row([`run -d (${RUNS})`, fmtMs(r.run!.direct_p50_ms!), fmtMs(r.run!.proxy_p50_ms!), ratio(r.run!.proxy_p50_ms!, r.run!.direct_p50_ms!)], w));
-    for (const k of ['ps_api', 'inspect_api', 'ps_cli', 'inspect_cli']) {
+    for (const k of ['ps_api', 'inspect_api', 'ps_cli', 'inspect_cli', 'ps_cli_tls']) {
       const x = r[k]!;
-      console.log(row([`${k} (${k.endsWith('api') ? CALLS : CLI_CALLS})`, fmtMs(x.direct_p50_ms!), fmtMs(x.proxy_p50_ms!), ratio(x.proxy_p50_ms!, x.direct_p50_ms!), fmtMs(x.direct_p99_ms!), fmtMs(x.proxy_p99_ms!), ratio(x.proxy_p99_ms!, x.direct_p99_ms!)], w));
+      const n = k.endsWith('api') ? CALLS : k.endsWith('tls') ? TLS_CALLS : CLI_CALLS;
+      console.log(row([`${k} (${n})`, fmtMs(x.direct_p50_ms!), fmtMs(x.proxy_p50_ms!), ratio(x.proxy_p50_ms!, x.direct_p50_ms!), fmtMs(x.direct_p99_ms!), fmtMs(x.proxy_p99_ms!), ratio(x.proxy_p99_ms!, x.direct_p99_ms!)], w));
     }
     console.log(row([`logs ${LOG_MB} MB`, `${r.logs!.direct_MBps!.toFixed(0)} MB/s`, `${r.logs!.proxy_MBps!.toFixed(0)} MB/s`, `${r.logs!.ratio_throughput!.toFixed(3)}x thr`], w));
     console.log(JSON.stringify({ bench: 'proxy', when: new Date().toISOString(), results }));
   } finally {
     await cluster.stop();
+    await rm(tlsDir, { recursive: true, force: true });
   }
 }
 

@@ -18,7 +18,11 @@ Services (run on each host; --runtime=process runs them here, supervised):
                    | calicoctl master stop
                    --gc-dead-hosts-after: remove a host down that long (e.g. 7d); off by default
   calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] [--docker=<upstream>]
-                 [--proxy-listen=<addr:port>] [--log-dir=<dir>] | calicoctl node stop
+                 [--proxy-listen=<addr:port>|unix:///path ...] [--log-dir=<dir>]
+                 [--tlsverify --tlscacert=<f> --tlscert=<f> --tlskey=<f>] [--insecure-listen]
+                 | calicoctl node stop
+                 --proxy-listen: tcp://host:port, host:port or unix:///path, repeatable
+                 (127.0.0.1:2375); off loopback it needs --tlsverify, or --insecure-listen
   calicoctl node remove <HOSTNAME> [--remove-endpoints]
                                     forget a host that is down (refused while it is up); with
                                     --remove-endpoints also its workloads, their memberships
@@ -66,7 +70,13 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
         as: { type: 'string' },
         runtime: { type: 'string' },
         docker: { type: 'string' },
-        'proxy-listen': { type: 'string' },
+        'proxy-listen': { type: 'string', multiple: true },
+        tlsverify: { type: 'boolean' },
+        tls: { type: 'boolean' },
+        tlscacert: { type: 'string' },
+        tlscert: { type: 'string' },
+        tlskey: { type: 'string' },
+        'insecure-listen': { type: 'boolean' },
         listen: { type: 'string' },
         'log-dir': { type: 'string' },
         'run-dir': { type: 'string' },
@@ -107,6 +117,12 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
     runtime: o.runtime,
     docker: o.docker,
     proxyListen: o['proxy-listen'],
+    tlsverify: o.tlsverify,
+    tls: o.tls,
+    tlscacert: o.tlscacert,
+    tlscert: o.tlscert,
+    tlskey: o.tlskey,
+    insecureListen: o['insecure-listen'],
     logDir: o['log-dir'],
     runDir: o['run-dir'],
     stateDir: o['state-dir'],

@@ -50,6 +50,8 @@ export interface DevClusterOptions {
    * (a bridge for `docker network create`) stay out of the root namespace.
    */
   dockerdInFabric?: boolean;
+  /** More flags for dockerd (a benchmark gives it a TLS listener of its own). */
+  dockerdArgs?: string[];
 }
 
 export interface DevHost {
@@ -104,7 +106,8 @@ export class DevCluster {
       this.fabric = await Fabric.create();
       this.cleanup.defer('fabric', () => this.fabric.destroy());
     }
-    this.dockerd = await Dockerd.start(inFabric ? { netns: this.fabric.netns } : {});
+    const where = inFabric ? { netns: this.fabric.netns } : {};
+    this.dockerd = await Dockerd.start({ ...where, args: this.opts.dockerdArgs ?? [] });
     this.cleanup.defer('dockerd', () => this.dockerd.stop());
     this.image = await ensureBusyboxImage(this.dockerd.host);
     if (!inFabric) {

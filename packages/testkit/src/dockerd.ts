@@ -17,6 +17,8 @@ export interface DockerdOptions {
    * namespace (a test host), not the machine's.
    */
   netns?: string;
+  /** More flags for dockerd (e.g. a TLS listener: `--host=tcp://…`, `--tlsverify`, …). */
+  args?: string[];
 }
 
 /**
@@ -63,6 +65,7 @@ export class Dockerd {
       '--ip-forward=false',
       '--userland-proxy=false',
       '--log-level=warn',
+      ...(opts.args ?? []),
     ];
     const proc = new ManagedProcess({ name: 'dockerd', argv, logFile: join(dir, 'dockerd.log') });
     const d = new Dockerd(dir, proc, opts, ownsDir);
@@ -98,10 +101,13 @@ export class Dockerd {
     await this.waitReady();
   }
 
-  /** Runs the real docker CLI against this daemon. */
-  docker(args: readonly string[], opts: { input?: string | Buffer; host?: string } = {}): Promise<ExecResult> {
+  /** Runs the real docker CLI against this daemon (or `host`, with more of its environment in `env`). */
+  docker(
+    args: readonly string[],
+    opts: { input?: string | Buffer; host?: string; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<ExecResult> {
     return exec([this.opts.cli ?? 'docker', ...args], {
-      env: { ...process.env, DOCKER_HOST: opts.host ?? this.host },
+      env: { ...process.env, DOCKER_HOST: opts.host ?? this.host, ...opts.env },
       input: opts.input,
       timeoutMs: 120_000,
     });

@@ -14,3 +14,5 @@ export { snapshotSystem, findLeftovers, pidAlive } from './leftovers.js';
 export type { SystemSnapshot, LeftoverQuery } from './leftovers.js';
 export { Cleanup } from './cleanup.js';
 export { requireRoot } from './root.js';
+export { TestCa } from './tls.js';
+export type { CertFiles } from './tls.js';

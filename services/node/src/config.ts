@@ -5,6 +5,7 @@ import { hostNameError, isIP } from '@calico/keyspace';
 import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 import { parseDockerHost, type Upstream } from './proxy/upstream.js';
 import { DEFAULT_PROXY_LIMITS, type ProxyLimits } from './proxy/limits.js';
+import { listenConfig, type ListenConfig } from './proxy/listen.js';
 
 export interface NodeConfig {
   hostname: string;
@@ -12,7 +13,8 @@ export interface NodeConfig {
   ip6: string | undefined;
   datastore: DatastoreConfig;
   upstream: Upstream;
-  listen: string[];
+  /** Where the proxy listens, its TLS, and which listeners are insecure by the user's choice. */
+  listen: ListenConfig;
   waitBinary: string;
   leaseTtlSeconds: number;
   logLevel: string;
@@ -38,8 +40,15 @@ export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and p
   --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
   --etcd-ca/--etcd-cert/--etcd-key=<file>   TLS to etcd
   --docker=<upstream>      CALICO_DOCKER_HOST, else unix:///var/run/docker.sock
-  --listen=<addr>          CALICO_PROXY_LISTEN (comma-separated), else 127.0.0.1:2375;
-                           host:port or unix:///path, repeatable
+  --listen=<addr>          CALICO_PROXY_LISTEN, else 127.0.0.1:2375 (either comma-separated);
+                           tcp://host:port, host:port or unix:///path (mode 0660, group
+                           docker), repeatable
+  --tlsverify              TCP listeners serve TLS and admit only clients with a certificate
+                           signed by --tlscacert (as dockerd's --tlsverify)
+  --tls                    TCP listeners serve TLS without asking clients for a certificate
+  --tlscacert/--tlscert/--tlskey=<file>   the CA, and the proxy's certificate and key (PEM)
+  --insecure-listen        allow a TCP address off loopback without --tlsverify (anyone who
+                           reaches it is root here); logged and shown by calicoctl status
   --wait-binary=<file>     static busybox bind-mounted into workloads (/bin/busybox)
   --lease-ttl=<seconds>    host liveness lease (10)
   --endpoint-to-host=drop|accept|policy
@@ -72,6 +81,12 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
         ...ETCD_FLAG_OPTIONS,
         docker: { type: 'string' },
         listen: { type: 'string', multiple: true },
+        tlsverify: { type: 'boolean' },
+        tls: { type: 'boolean' },
+        tlscacert: { type: 'string' },
+        tlscert: { type: 'string' },
+        tlskey: { type: 'string' },
+        'insecure-listen': { type: 'boolean' },
         'wait-binary': { type: 'string' },
         'lease-ttl': { type: 'string' },
         'log-level': { type: 'string' },
@@ -113,10 +128,27 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     errors.push(`--docker: ${(e as Error).message}`);
   }
   const listenFlag = values.listen as string[] | undefined;
-  const listen = listenFlag?.length ? listenFlag : (env.CALICO_PROXY_LISTEN ?? '127.0.0.1:2375').split(',').map((s) => s.trim()).filter(Boolean);
-  for (const l of listen) {
-    if (!/^unix:\/\/\//.test(l) && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(l)) errors.push(`--listen=${l}: expected host:port or unix:///path`);
-    if (upstream?.kind === 'unix' && l === `unix://${upstream.path}`) errors.push(`--listen=${l} is the Docker socket itself; listen somewhere else`);
+  // Commas separate addresses in a flag too: the image's start.sh passes CALICO_PROXY_LISTEN as one.
+  const listenRaw = (listenFlag?.length ? listenFlag : [env.CALICO_PROXY_LISTEN ?? '127.0.0.1:2375'])
+    .flatMap((v) => v.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const listenR = listenConfig({
+    listen: listenRaw,
+    tlsverify: values.tlsverify === true,
+    tls: values.tls === true,
+    tlscacert: str('tlscacert'),
+    tlscert: str('tlscert'),
+    tlskey: str('tlskey'),
+    insecureListen: values['insecure-listen'] === true,
+  });
+  if (!listenR.ok) errors.push(...listenR.errors);
+  else if (upstream?.kind === 'unix') {
+    for (const a of listenR.value.addresses) {
+      if (a.kind === 'unix' && a.path === upstream.path) {
+        errors.push(`--listen=unix://${a.path} is the Docker socket itself; listen somewhere else`);
+      }
+    }
   }
   const waitBinary = str('wait-binary') ?? '/bin/busybox';
   if (!existsSync(waitBinary)) errors.push(`--wait-binary=${waitBinary}: no such file (install Debian's busybox-static)`);
@@ -159,7 +191,8 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     idleTimeoutMs: seconds('proxy-idle-timeout', DEFAULT_PROXY_LIMITS.idleTimeoutMs),
     maxConnections,
   };
-  if (errors.length || !datastore || !upstream) return { ok: false, errors };
+  if (errors.length || !datastore || !upstream || !listenR.ok) return { ok: false, errors };
+  const listen = listenR.value;
   return {
     ok: true,
     value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file'), procSys: str('proc-sys') ?? env.CALICO_PROC_SYS ?? '/proc/sys', metricsListen, proxyLimits },

@@ -15,3 +15,6 @@ export type { PolicyAgentOptions, AgentStatus } from './agent/agent.js';
 export { RealKernel } from './agent/kernel.js';
 export type { KernelBackend } from './agent/kernel.js';
 export { groupSetName } from './agent/names.js';
+export { listenConfig, parseListenAddress, describeListen, isLoopbackHost } from './proxy/listen.js';
+export type { ListenAddress, ListenConfig, ListenFlags, ListenTls } from './proxy/listen.js';
+export { listenStatus } from './node.js';

@@ -15,6 +15,7 @@ import { EventsWatcher } from './events.js';
 import { PolicyAgent } from './agent/agent.js';
 import { RealKernel } from './agent/kernel.js';
 import { createNodeMetrics, serveMetrics } from './metrics.js';
+import { clearStaleSocket, describeListen } from './proxy/listen.js';
 
 export interface RunningNode {
   proxy: DockerProxy;
@@ -44,8 +45,28 @@ async function registerWhenReachable(ds: Datastore, opts: RegistrationOptions, l
   }
 }
 
+/** What the node's status says of its listeners; an insecure one is the user's choice, shown wherever status is. */
+export function listenStatus(c: NodeConfig): { listen: string[]; tls: string; insecureListen: string[] } {
+  const tls = c.listen.tls;
+  return {
+    listen: c.listen.addresses.map(describeListen),
+    tls: !tls ? 'none' : tls.verify ? 'tlsverify (client certificates of the CA)' : 'tls (no client verification)',
+    insecureListen: c.listen.insecure.map(describeListen),
+  };
+}
+
 export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Docker; logger: Logger }): Promise<RunningNode> {
   const { ds, docker, logger } = deps;
+  // A socket path someone else holds stops the node before it registers or touches the kernel.
+  for (const a of c.listen.addresses) if (a.kind === 'unix') await clearStaleSocket(a.path);
+  const listening = listenStatus(c);
+  if (listening.insecureListen.length) {
+    logger.warn(
+      { insecureListen: listening.insecureListen, tls: listening.tls },
+      'INSECURE: the Docker API proxy listens off loopback without --tlsverify (--insecure-listen): ' +
+        'anyone who reaches it can run containers as root on this host',
+    );
+  }
   const agent = new PolicyAgent({
     host: c.hostname,
     ds,
@@ -71,7 +92,10 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   if (c.statusFile) {
     const file = c.statusFile;
     const write = () =>
-      writeFile(`${file}.tmp`, JSON.stringify({ ...agent.report(c.hostname), metricsUrl: served?.url ?? null }, null, 2))
+      writeFile(
+        `${file}.tmp`,
+        JSON.stringify({ ...agent.report(c.hostname), metricsUrl: served?.url ?? null, proxy: listening }, null, 2),
+      )
         .then(() => rename(`${file}.tmp`, file))
         .catch((e: unknown) => logger.warn({ file, err: String(e) }, 'could not write the agent status file; trying again shortly'));
     statusTimer = setInterval(() => void write(), 5_000);
@@ -92,6 +116,7 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     logger: logger.child({ part: 'proxy' }),
     onRequest: (route, status) => metrics.proxied(route, status),
     limits: c.proxyLimits,
+    ...(c.listen.tls ? { tls: c.listen.tls } : {}),
     interceptors: nodeInterceptors({
       host: c.hostname,
       waitBinary: c.waitBinary,
@@ -101,8 +126,8 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
       logger: logger.child({ part: 'proxy' }),
     }),
   });
-  await proxy.listen(c.listen);
-  logger.info({ listen: c.listen }, 'calico-node ready');
+  await proxy.listen(c.listen.addresses);
+  logger.info({ listen: listening.listen, tls: listening.tls }, 'calico-node ready');
   return {
     proxy,
     workloads,

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { request } from 'node:http';
 import { isIP, bgpHostAsNumKey, encodeAsNum, hostNameError } from '@calico/keyspace';
+import { describeListen, listenConfig } from '@calico/node';
 import { UsageError, type Context } from '../context.js';
 import { calicoctlMain, hostDirs, serviceMain, type HostDirs } from '../paths.js';
 import { checkProcess, recordProcess, signalIfOurs, waitNotAlive } from '@calico/proc';
@@ -15,7 +16,15 @@ export interface NodeFlags {
   as?: string;
   runtime?: string;
   docker?: string;
-  proxyListen?: string;
+  /** Where the node's proxy listens (repeatable); 127.0.0.1:2375 by default. */
+  proxyListen?: string[];
+  /** TLS on the proxy's TCP listeners, as dockerd's flags of the same names. */
+  tlsverify?: boolean;
+  tls?: boolean;
+  tlscacert?: string;
+  tlscert?: string;
+  tlskey?: string;
+  insecureListen?: boolean;
   logDir?: string;
   runDir?: string;
   stateDir?: string;
@@ -36,6 +45,44 @@ export function httpStatus(target: { socketPath: string } | { host: string; port
     });
     req.end();
   });
+}
+
+/**
+ * The node's listen flags, checked here as calico-node will check them (files read, the
+ * insecure-listen guard), so that a mistake stops calicoctl before anything starts. File
+ * paths are made absolute: the services do not run in calicoctl's folder.
+ */
+export function proxyListenFlags(f: NodeFlags): {
+  listen: string[];
+  tlsArgs: string[];
+  files: string[];
+  dockerHost: string;
+  tlsHint: string | null;
+} {
+  const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
+  const flags = {
+    listen: f.proxyListen?.length ? f.proxyListen : ['127.0.0.1:2375'],
+    tlsverify: f.tlsverify,
+    tls: f.tls,
+    tlscacert: abs(f.tlscacert),
+    tlscert: abs(f.tlscert),
+    tlskey: abs(f.tlskey),
+    insecureListen: f.insecureListen,
+  };
+  const r = listenConfig(flags);
+  if (!r.ok) throw new UsageError(r.errors.map((e) => e.replace(/^--listen=/, '--proxy-listen=')).join('\n'));
+  const tlsArgs = [
+    ...(flags.tlsverify ? ['--tlsverify'] : flags.tls ? ['--tls'] : []),
+    ...(['tlscacert', 'tlscert', 'tlskey'] as const).flatMap((k) => (flags[k] ? [`--${k}=${flags[k]}`] : [])),
+    ...(flags.insecureListen ? ['--insecure-listen'] : []),
+  ];
+  const files = [flags.tlscacert, flags.tlscert, flags.tlskey].filter((x): x is string => x !== undefined);
+  const first = r.value.addresses.find((a) => a.kind === 'tcp') ?? r.value.addresses[0]!;
+  const tlsHint = r.value.tls?.verify
+    ? 'DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=<a folder with ca.pem, and cert.pem and key.pem of a client ' +
+      'certificate of that CA>'
+    : null;
+  return { listen: flags.listen, tlsArgs, files, dockerHost: describeListen(first), tlsHint };
 }
 
 function checkRuntime(runtime: string | undefined): 'process' | 'docker' {
@@ -111,7 +158,10 @@ async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: Host
   }
   await dockerCli(upstream, ['rm', '-f', name]);
   const socket = upstream.startsWith('unix://') ? upstream.slice('unix://'.length) : '/var/run/docker.sock';
-  const listen = f.proxyListen ?? '127.0.0.1:2375';
+  const pl = proxyListenFlags(f);
+  // A socket of its own in the state folder (mounted below): calicoctl waits for the proxy on
+  // it whatever TLS the TCP listeners serve.
+  const readySock = join(dirs.state, 'docker.sock');
   const args = [
     'run', '-d', '--name', name, '--net=host', '--pid=host', '--restart=unless-stopped',
     // The capabilities it uses and the host's /proc for sysctls, as in deploy/compose (not --privileged).
@@ -121,19 +171,26 @@ async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: Host
     '-v', `${socket}:/var/run/docker.sock`,
     // BIRD's files on the host, so that status (birdc) and reset reach them.
     '-v', `${dirs.state}:/var/lib/calico/${host}`,
-    '-e', `CALICO_HOSTNAME=${host}`, '-e', `CALICO_NODE_IP=${f.ip}`, '-e', `ETCD_ENDPOINTS=${ctx.etcdEndpoints}`, '-e', `CALICO_PROXY_LISTEN=${listen}`,
+    // The TLS files where the flags name them, read-only.
+    ...pl.files.flatMap((file) => ['-v', `${file}:${file}:ro`]),
+    '-e', `CALICO_HOSTNAME=${host}`, '-e', `CALICO_NODE_IP=${f.ip}`, '-e', `ETCD_ENDPOINTS=${ctx.etcdEndpoints}`,
+    '-e', `CALICO_PROXY_LISTEN=${[...pl.listen, `unix:///var/lib/calico/${host}/docker.sock`].join(',')}`,
     `calico/node:${imageTag(ctx.env)}`,
     ...(f.ip6 ? [`--ip6=${f.ip6}`] : []),
+    ...pl.tlsArgs,
   ];
   ctx.progress(`starting container ${name} from calico/node:${imageTag(ctx.env)}…`);
   const r = await dockerCli(upstream, args);
   if (r.code !== 0) throw new Error(`docker run ${name} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
-  const [lh, lp] = [listen.replace(/:\d+$/, ''), Number(listen.replace(/^.*:/, ''))];
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
-    if ((await httpStatus({ host: lh, port: lp }, '/_ping')) === 200) {
-      if (ctx.flags.json) ctx.json({ host, container: name, docker: `tcp://${listen}` });
-      else ctx.print(`calico-node is running on ${host} in container ${name}\n  Docker API: DOCKER_HOST=tcp://${listen}`);
+    if ((await httpStatus({ socketPath: readySock }, '/_ping')) === 200) {
+      if (ctx.flags.json) ctx.json({ host, container: name, docker: pl.dockerHost, dockerSocket: `unix://${readySock}` });
+      else {
+        ctx.print(`calico-node is running on ${host} in container ${name}`);
+        ctx.print(`  Docker API: DOCKER_HOST=${pl.dockerHost} (or unix://${readySock})`);
+        if (pl.tlsHint) ctx.print(`  with ${pl.tlsHint}`);
+      }
       return 0;
     }
     if (!(await containerRunning(upstream, name)) && Date.now() > deadline - 80_000) {
@@ -142,7 +199,7 @@ async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: Host
     }
     await new Promise((r2) => setTimeout(r2, 300));
   }
-  throw new Error(`calico-node in ${name} did not answer on ${listen} within 90 s; see: docker logs ${name}`);
+  throw new Error(`calico-node in ${name} did not answer on unix://${readySock} within 90 s; see: docker logs ${name}`);
 }
 
 const SERVICE_PACKAGES: Record<string, Parameters<typeof serviceMain>[0]> = {
@@ -301,6 +358,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   if (!f.ip || isIP(f.ip) !== 4) throw new UsageError('--ip=<IPv4> is required: this host\'s address on the management network');
   if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
   if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
+  const pl = proxyListenFlags(f);
   const running = await alreadyRunning(ctx, dirs, 'node', `calico-node on ${host}`, host);
   if (running) {
     ctx.print(`calico-node is already running on ${host} (supervisor pid ${running.pid}); "calicoctl node stop" first to change it`);
@@ -318,7 +376,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
     services: [
       {
         name: 'calico-node',
-        argv: [process.execPath, serviceMain('@calico/node'), ...common, `--ip=${f.ip}`, ...(f.ip6 ? [`--ip6=${f.ip6}`] : []), `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, `--listen=${f.proxyListen ?? '127.0.0.1:2375'}`, `--listen=unix://${proxySock}`, `--status-file=${join(dirs.run, 'agent-status.json')}`],
+        argv: [process.execPath, serviceMain('@calico/node'), ...common, `--ip=${f.ip}`, ...(f.ip6 ? [`--ip6=${f.ip6}`] : []), `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, ...pl.listen.map((l) => `--listen=${l}`), `--listen=unix://${proxySock}`, ...pl.tlsArgs, `--status-file=${join(dirs.run, 'agent-status.json')}`],
       },
       { name: 'calico-bgp-config', argv: [process.execPath, serviceMain('@calico/bgp-config'), ...common, `--state-dir=${dirs.state}`, '--run-bird'] },
       // Serves this host's diags to "calicoctl diags --cluster" run anywhere.
@@ -338,11 +396,12 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   const birdUp = async () => (await runQuiet(['birdc', '-s', birdSock, 'show', 'status'])).includes('up and running');
   await waitReady(ctx, 'BIRD', birdUp, sup, [join(dirs.log, 'calico-bgp-config.log')]);
   if (ctx.flags.json) {
-    const docker = `tcp://${f.proxyListen ?? '127.0.0.1:2375'}`;
-    ctx.json({ host, supervisorPid: sup.pid, docker, dockerSocket: `unix://${proxySock}`, logs: dirs.log });
+    const dockerSocket = `unix://${proxySock}`;
+    ctx.json({ host, supervisorPid: sup.pid, docker: pl.dockerHost, dockerSocket, logs: dirs.log });
   } else {
     ctx.print(`calico-node is running on ${host}`);
-    ctx.print(`  Docker API: DOCKER_HOST=tcp://${f.proxyListen ?? '127.0.0.1:2375'} (or unix://${proxySock})`);
+    ctx.print(`  Docker API: DOCKER_HOST=${pl.dockerHost} (or unix://${proxySock})`);
+    if (pl.tlsHint) ctx.print(`  with ${pl.tlsHint}`);
     ctx.print(`  logs: ${dirs.log}   stop: calicoctl node stop --hostname=${host}`);
   }
   return 0;

@@ -29,17 +29,32 @@ export function parseBirdProtocols(text: string): BgpSession[] {
     });
 }
 
-/** What the node's agent last wrote of itself (every few seconds): its sync state and metrics URL. */
-function agentView(file: string): { policy: string; metrics: string | null } {
-  let doc: { writtenAt?: string; metricsUrl?: string | null; programmed?: boolean; datastore?: { status?: string } };
+/** Where the node's proxy listens, as its status file says. */
+interface ProxyView {
+  listen: string[];
+  tls: string;
+  /** TCP listeners off loopback without --tlsverify, there by --insecure-listen. */
+  insecureListen: string[];
+}
+
+/** What the node's agent last wrote of itself (every few seconds): its sync state, metrics URL and listeners. */
+function agentView(file: string): { policy: string; metrics: string | null; proxy: ProxyView | null } {
+  let doc: {
+    writtenAt?: string;
+    metricsUrl?: string | null;
+    programmed?: boolean;
+    datastore?: { status?: string };
+    proxy?: ProxyView;
+  };
   try {
     doc = JSON.parse(readFileSync(file, 'utf8')) as typeof doc;
   } catch {
-    return { policy: `unknown (no agent status in ${file} yet)`, metrics: null };
+    return { policy: `unknown (no agent status in ${file} yet)`, metrics: null, proxy: null };
   }
   const sync = doc.datastore?.status === 'in-sync' ? 'in sync with etcd' : `not in sync with etcd (${doc.datastore?.status ?? 'unknown'})`;
   const kernel = doc.programmed ? 'programmed in the kernel' : 'not yet programmed in the kernel';
-  return { policy: `${sync}, ${kernel} (as of ${doc.writtenAt ?? '?'})`, metrics: doc.metricsUrl ?? null };
+  const policy = `${sync}, ${kernel} (as of ${doc.writtenAt ?? '?'})`;
+  return { policy, metrics: doc.metricsUrl ?? null, proxy: doc.proxy ?? null };
 }
 
 export async function status(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
@@ -93,7 +108,11 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     const state = me?.state ?? null;
     const policy = agent?.policy ?? null;
     const metrics = agent?.metrics ?? null;
-    ctx.json({ host, node, reason, state, services, bgp, endpoints, etcd, master: masterState, policy, metrics, hosts, problems, notices });
+    const proxy = agent?.proxy ?? null;
+    ctx.json({
+      host, node, reason, state, services, bgp, endpoints, etcd, master: masterState, policy, metrics, proxy,
+      hosts, problems, notices,
+    });
   } else {
     const how = inDocker
       ? `running (container ${nodeContainer(host)})`
@@ -138,6 +157,11 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     ctx.print(`etcd: ${etcd}`);
     ctx.print(`master: ${masterState}`);
     if (agent) ctx.print(`policy: ${agent.policy}\nmetrics: ${agent.metrics ?? 'not served (--metrics-listen=none)'}`);
+    if (agent?.proxy) ctx.print(`proxy: ${agent.proxy.listen.join(', ')} (TLS on TCP: ${agent.proxy.tls})`);
+    for (const l of agent?.proxy?.insecureListen ?? []) {
+      const why = `has no --tlsverify (--insecure-listen): anyone who reaches it is root on ${host}`;
+      ctx.print(`insecure listen: ${l} ${why}`);
+    }
     if (problems.length) {
       ctx.print(`\n${problems.length} invalid key(s) in etcd (ignored by every service):`);
       for (const p of problems) ctx.print(`  ${p.errors.join('; ')}`);

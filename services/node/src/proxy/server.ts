@@ -8,10 +8,13 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import type { Logger } from '@calico/log';
+import { clearStaleSocket, describeListen, parseListenAddress, secureSocket } from './listen.js';
+import type { ListenAddress, ListenTls } from './listen.js';
 import { describeUpstream, upstreamAgent, upstreamTarget, type Upstream } from './upstream.js';
 import { ProxyError, sendDockerError, toProxyError } from './errors.js';
 import { endToEndHeaders, HOP_BY_HOP, rawDockerError } from './headers.js';
@@ -70,6 +73,8 @@ export interface DockerProxyOptions {
   onRequest?: (route: string, status: number) => void;
   /** Timeouts and the connection cap (DEFAULT_PROXY_LIMITS for what is not given). */
   limits?: Partial<ProxyLimits>;
+  /** TLS on every TCP listener (unix sockets stay plain, as dockerd's do). */
+  tls?: ListenTls;
 }
 
 /**
@@ -91,6 +96,11 @@ export class DockerProxy {
   private readonly overCap = new WeakSet<Socket>();
   private readonly capLog = new Throttled(10_000);
   private readonly timeoutLog = new Throttled(10_000);
+  private readonly tlsLog = new Throttled(10_000);
+  /** Unix sockets we made (path and inode), removed by close() if still ours. */
+  private readonly unixSockets: { path: string; ino: number }[] = [];
+  /** Every listener and what it is, in the order listened. */
+  readonly listening: { address: ListenAddress; tls: boolean; server: Server }[] = [];
 
   constructor(private readonly opts: DockerProxyOptions) {
     this.agent = opts.agent ?? upstreamAgent();
@@ -98,15 +108,47 @@ export class DockerProxy {
     this.limits = { ...DEFAULT_PROXY_LIMITS, ...opts.limits };
   }
 
-  /** Listens on "host:port" or "unix:///path" (several allowed). */
-  async listen(addrs: string[]): Promise<void> {
+  /**
+   * Listens on each address ("tcp://host:port", "host:port", "unix:///path"). TCP listeners
+   * serve TLS when the proxy has it; a unix socket is made mode 0660, group docker when there
+   * is one, replacing only a stale socket that nobody answers on.
+   */
+  async listen(addrs: (string | ListenAddress)[]): Promise<void> {
     const l = this.limits;
-    for (const a of addrs) {
-      const server = createServer(
+    const tls = this.opts.tls;
+    for (const given of addrs) {
+      let a: ListenAddress;
+      if (typeof given === 'string') {
+        const r = parseListenAddress(given);
+        if (!r.ok) throw new Error(r.error);
+        a = r.value;
+      } else a = given;
+      const withTls = tls !== undefined && a.kind === 'tcp';
+      const httpOpts = {
+        keepAlive: true,
         // How often node:http looks for request heads over the header timeout.
-        { keepAlive: true, connectionsCheckingInterval: Math.min(1_000, Math.max(100, l.headerTimeoutMs / 4)) },
-        (req, res) => this.onRequest(req, res),
-      );
+        connectionsCheckingInterval: Math.min(1_000, Math.max(100, l.headerTimeoutMs / 4)),
+      };
+      const handler = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res);
+      const server: Server = withTls
+        ? createTlsServer(
+            {
+              ...httpOpts,
+              cert: tls.cert,
+              key: tls.key,
+              ...(tls.ca ? { ca: tls.ca } : {}),
+              // --tlsverify: no certificate of the CA, no handshake (and so no request at all).
+              requestCert: tls.verify,
+              rejectUnauthorized: tls.verify,
+              // A handshake is a request head of its own: the same bound keeps slow ones from pinning us.
+              handshakeTimeout: l.headerTimeoutMs,
+              // As node:http's own server: a hijacked stream is half-closed one direction at a
+              // time (stdin's end after close_notify), never both at once.
+              allowHalfOpen: true,
+            },
+            handler,
+          )
+        : createServer(httpOpts, handler);
       // Streams such as `events` and `logs -f` may stay quiet for hours: no timeout on a whole
       // request. The head has its own; a body is watched where it is read (relay, readBody).
       server.requestTimeout = 0;
@@ -115,36 +157,69 @@ export class DockerProxy {
       // A backstop past the cap: connections beyond twice it are dropped without an answer.
       server.maxConnections = 2 * l.maxConnections;
       server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
-      server.on('connection', (s: Socket) => this.onConnection(s));
+      // Every raw connection is ours to destroy on close; a client counts once it speaks HTTP
+      // to us (after the handshake on TLS), and that is the socket its requests arrive on.
+      server.on('connection', (s: Socket) => this.track(s));
+      server.on(withTls ? 'secureConnection' : 'connection', (s: Socket) => this.onConnection(s));
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+      if (withTls) server.on('tlsClientError', (err: Error, socket: Duplex) => this.onTlsClientError(err, socket));
+      if (a.kind === 'unix') await clearStaleSocket(a.path);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        if (a.startsWith('unix://')) {
-          const path = a.slice('unix://'.length);
-          void unlink(path)
-            .catch(() => undefined)
-            .then(() => server.listen(path, () => resolve()));
-        } else {
-          const m = /^(.*):(\d+)$/.exec(a);
-          if (!m) return reject(new Error(`listen address "${a}": expected host:port or unix:///path`));
-          server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => resolve());
-        }
+        if (a.kind === 'unix') {
+          // Made 0660 from the start (bind is synchronous here), never briefly open to all.
+          const umask = process.umask(0o117);
+          try {
+            server.listen(a.path, () => resolve());
+          } finally {
+            process.umask(umask);
+          }
+        } else server.listen(a.port, a.host, () => resolve());
       });
+      let socketInfo: Awaited<ReturnType<typeof secureSocket>> | undefined;
+      if (a.kind === 'unix') {
+        this.unixSockets.push({ path: a.path, ino: (await lstat(a.path)).ino });
+        socketInfo = await secureSocket(a.path);
+        if (socketInfo.groupError) {
+          this.opts.logger.warn(
+            { listen: describeListen(a), err: socketInfo.groupError },
+            'proxy socket keeps our own group; only that group and root may use it',
+          );
+        }
+      }
       this.servers.push(server);
+      this.listening.push({ address: a, tls: withTls, server });
       this.opts.logger.info(
-        { listen: a, upstream: describeUpstream(this.opts.upstream), limits: this.limits },
+        {
+          listen: describeListen(a),
+          tls: withTls ? (tls.verify ? 'verify client certificates' : 'server certificate only') : 'none',
+          ...(socketInfo ? { mode: socketInfo.mode.toString(8), gid: socketInfo.gid ?? 'our own (no docker group)' } : {}),
+          upstream: describeUpstream(this.opts.upstream),
+          limits: this.limits,
+        },
         'Docker API proxy listening',
       );
     }
   }
 
-  private onConnection(s: Socket): void {
+  private track(s: Socket): void {
     this.sockets.add(s);
+    s.on('close', () => this.sockets.delete(s));
+  }
+
+  /** A TLS client refused at the handshake (no certificate of the CA, or no TLS at all). */
+  private onTlsClientError(err: Error, socket: Duplex): void {
+    socket.destroy();
+    const n = this.tlsLog.note();
+    if (n !== undefined) {
+      this.opts.logger.info({ err: err.message, sinceLastLine: n }, 'TLS handshake refused; the client got no connection');
+    }
+  }
+
+  private onConnection(s: Socket): void {
+    this.track(s);
     this.clients.add(s);
-    s.on('close', () => {
-      this.sockets.delete(s);
-      this.clients.delete(s);
-    });
+    s.on('close', () => this.clients.delete(s));
     if (this.clients.size <= this.limits.maxConnections) return;
     // Answered at its first request, not now: a client that reads an answer before it has
     // sent its request (Go's HTTP client) drops it as unsolicited and never shows it.
@@ -190,17 +265,30 @@ export class DockerProxy {
 
   /** The TCP port of the first TCP listener (useful when listening on port 0). */
   get port(): number | undefined {
-    for (const s of this.servers) {
-      const a = s.address();
-      if (a && typeof a === 'object') return a.port;
+    return this.ports()[0];
+  }
+
+  /** The TCP ports of the listeners, in order (plain and TLS). */
+  ports(opts: { tls?: boolean } = {}): number[] {
+    const out: number[] = [];
+    for (const l of this.listening) {
+      if (opts.tls !== undefined && l.tls !== opts.tls) continue;
+      const a = l.server.address();
+      if (a && typeof a === 'object') out.push(a.port);
     }
-    return undefined;
+    return out;
   }
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.agent.destroy();
+    // node:net unlinks a socket it bound when it closes; this covers the rest, and only our own
+    // (the same inode: a socket someone made there since is not ours to remove).
+    for (const u of this.unixSockets.splice(0)) {
+      const st = await lstat(u.path).catch(() => undefined);
+      if (st?.isSocket() && st.ino === u.ino) await unlink(u.path).catch(() => undefined);
+    }
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
