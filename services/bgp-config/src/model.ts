@@ -122,18 +122,20 @@ export function bgpInputFrom(keys: ReadonlyMap<string, string>): BgpInput {
   return input;
 }
 
+/** An address as a number, for ordering. */
+function ipNumber(s: string): bigint {
+  if (isIP(s) === 4) return s.split('.').reduce((n, o) => (n << 8n) + BigInt(Number(o)), 0n);
+  const [head, tail] = s.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  return groups.reduce((n, g) => (n << 16n) + BigInt(parseInt(g || '0', 16)), 0n);
+}
+
 /** Orders addresses numerically, so that "higher address is passive" is well defined. */
 export function compareIp(a: string, b: string): number {
-  const num = (s: string): bigint => {
-    if (isIP(s) === 4) return s.split('.').reduce((n, o) => (n << 8n) + BigInt(Number(o)), 0n);
-    const [head, tail] = s.split('::') as [string, string | undefined];
-    const h = head ? head.split(':') : [];
-    const t = tail ? tail.split(':') : [];
-    const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-    return groups.reduce((n, g) => (n << 16n) + BigInt(parseInt(g || '0', 16)), 0n);
-  };
-  const x = num(a);
-  const y = num(b);
+  const x = ipNumber(a);
+  const y = ipNumber(b);
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
@@ -267,7 +269,8 @@ const SET_LINE_CHARS = 100;
 function endpointLines(addrs: ReadonlySet<string>): BirdView['endpoints'] {
   const lines = (family: 4 | 6) => {
     const len = family === 4 ? 32 : 128;
-    const prefixes = [...addrs].filter((a) => isIP(a) === family).sort(compareIp).map((a) => `${a}/${len}`);
+    const keyed = [...addrs].filter((a) => isIP(a) === family).map((a): [bigint, string] => [ipNumber(a), a]);
+    const prefixes = keyed.sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([, a]) => `${a}/${len}`);
     const out: string[] = [];
     for (const p of prefixes) {
       const last = out.length - 1;
