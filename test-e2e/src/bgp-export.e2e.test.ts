@@ -12,7 +12,8 @@ import { startNodeProgrammed, startWorkload, type Workload } from './helpers.js'
 async function learnt(cluster: DevCluster): Promise<string> {
   return cluster.host('h2').ns.execOk(['ip', '-4', 'route', 'show', 'proto', 'bird']);
 }
-const has = (routes: string, addr: string) => new RegExp(`^${addr.replace(/\./g, '\\.')} via 198\\.18\\.0\\.11 `, 'm').test(routes);
+const has = (routes: string, addr: string) =>
+  new RegExp(`^${addr.replace(/\./g, '\\.')} via 198\\.18\\.0\\.11 `, 'm').test(routes);
 
 /** h2's session with h1: routes received in updates and in withdraws, over its life. */
 async function received(cluster: DevCluster): Promise<{ updates: number; withdraws: number }> {
@@ -51,14 +52,19 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
     if (failed && cluster) {
       console.error(await cluster.dump());
       for (const h of ['h1', 'h2']) {
-        for (const c of ['show route all', 'show protocols all']) console.error(`--- birdc ${c} on ${h}\n`, (await cluster.host(h).birdc(c)).stdout);
-        console.error(`--- bird.conf of ${h}\n`, await cluster.host(h).ns.execOk(['cat', cluster.host(h).bird.config]).catch(String));
+        for (const c of ['show route all', 'show protocols all']) {
+          console.error(`--- birdc ${c} on ${h}\n`, (await cluster.host(h).birdc(c)).stdout);
+        }
+        const text = await cluster.host(h).ns.execOk(['cat', cluster.host(h).bird.config]).catch(String);
+        console.error(`--- bird.conf of ${h}\n`, text);
       }
     }
     await cluster?.stop();
   });
 
-  it("a /32 put by hand on a cali interface is not announced; each guard alone keeps it out; an endpoint's route is", async () => {
+  const handMade =
+    "a /32 put by hand on a cali interface is not announced; each guard alone keeps it out; an endpoint's route is";
+  it(handMade, async () => {
     const h1 = cluster.host('h1').ns;
     await waitFor("h2 learns A's route (the control)", async () => has(await learnt(cluster), A.addr), 30_000);
     expect(await h1.execOk(['ip', 'route', 'show', `${A.addr}/32`])).toContain(`proto ${WORKLOAD_ROUTE_PROTO}`);
@@ -83,13 +89,16 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
 
       // Each guard was what kept its route out: satisfy it, and the route is announced.
       await cluster.ds.put(k98, v98);
-      await waitFor('h2 learns .98 once an endpoint of h1 has it', async () => has(await learnt(cluster), '198.19.5.98'), 30_000);
+      const learns = (a: string) => async () => has(await learnt(cluster), a);
+      await waitFor('h2 learns .98 once an endpoint of h1 has it', learns('198.19.5.98'), 30_000);
       await h1.execOk(['ip', 'route', 'replace', '198.19.5.97/32', 'dev', ifA, 'proto', String(WORKLOAD_ROUTE_PROTO)]);
-      await waitFor("h2 learns .97 once its route has the node's protocol", async () => has(await learnt(cluster), '198.19.5.97'), 30_000);
+      await waitFor("h2 learns .97 once its route has the node's protocol", learns('198.19.5.97'), 30_000);
       routes = await learnt(cluster);
       expect(has(routes, '198.19.5.99')).toBe(false);
     } finally {
-      for (const a of ['198.19.5.99', '198.19.5.98', '198.19.5.97']) await h1.execOk(['ip', 'route', 'del', `${a}/32`, 'dev', ifA]).catch(() => '');
+      for (const a of ['198.19.5.99', '198.19.5.98', '198.19.5.97']) {
+        await h1.execOk(['ip', 'route', 'del', `${a}/32`, 'dev', ifA]).catch(() => '');
+      }
       await cluster.ds.delete(k97);
       await cluster.ds.delete(k98);
     }
@@ -113,15 +122,18 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
         const run = performance.now() - t0;
         added.push(w);
         // Polled every 10 ms (waitFor backs off to 250 ms), so that the figure means something.
-        for (const end = Date.now() + 30_000; !has(await learnt(cluster), w.addr); await new Promise((r) => setTimeout(r, 10))) {
+        const end = Date.now() + 30_000;
+        while (!has(await learnt(cluster), w.addr)) {
           if (Date.now() > end) throw new Error(`h2 did not learn ${w.addr} within 30 s`);
+          await new Promise((r) => setTimeout(r, 10));
         }
         ms.push({ run: Math.round(run), peer: Math.round(performance.now() - t0) });
       }
     } finally {
       await monitor.stop();
     }
-    console.log(`new endpoints: ms of docker run + inspect, and until the route is in the peer's kernel: ${JSON.stringify(ms)}`);
+    const what = "new endpoints: ms of docker run + inspect, and until the route is in the peer's kernel";
+    console.log(`${what}: ${JSON.stringify(ms)}`);
     const after = await received(cluster);
     expect(after.updates - before.updates).toBe(10);
     expect(after.withdraws - before.withdraws).toBe(0);
@@ -153,7 +165,9 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
     await cluster.ds.delete(routeProtoKey('h1'));
     await waitFor('h1 takes in routes of any protocol', async () => !(await conf()).includes('krt_source'), 30_000);
     const before = await received(cluster);
-    for (const w of running) await h1.execOk(['ip', 'route', 'replace', `${w.addr}/32`, 'dev', hostIfName(w.endpointId)]);
+    for (const w of running) {
+      await h1.execOk(['ip', 'route', 'replace', `${w.addr}/32`, 'dev', hostIfName(w.endpointId)]);
+    }
     expect(await h1.execOk(['ip', '-4', 'route', 'show', 'proto', String(WORKLOAD_ROUTE_PROTO)])).toBe('');
     // A barrier: a change after the replaces (a fresh endpoint record) reaches bird.conf and BIRD.
     const [k, v] = recordedOnly(7, '198.19.7.1');
@@ -166,8 +180,10 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
 
     // The new node plumbs every running workload again, then publishes its protocol.
     await startNodeProgrammed(cluster, 'h1');
-    await waitFor('route_proto published', async () => (await cluster.ds.get(routeProtoKey('h1'))) === String(WORKLOAD_ROUTE_PROTO), 60_000);
-    await waitFor("h1 takes in only the node's protocol", async () => (await conf()).includes(`krt_source = ${WORKLOAD_ROUTE_PROTO}`), 30_000);
+    const proto = String(WORKLOAD_ROUTE_PROTO);
+    await waitFor('route_proto published', async () => (await cluster.ds.get(routeProtoKey('h1'))) === proto, 60_000);
+    const strict = async () => (await conf()).includes(`krt_source = ${proto}`);
+    await waitFor("h1 takes in only the node's protocol", strict, 30_000);
     const mine = await h1.execOk(['ip', '-4', 'route', 'show', 'proto', String(WORKLOAD_ROUTE_PROTO)]);
     for (const w of running) expect(mine).toContain(`${w.addr} dev ${hostIfName(w.endpointId)}`);
     await waitFor('h2 has every route of h1 again', async () => {

@@ -182,7 +182,12 @@ export function buildExtraKey(key: ExtraKey): string {
   }
 }
 
-const HOST_LEAVES = { bird6_ip: 'bird6Ip', alive: 'hostAlive', diags_url: 'diagsUrl', route_proto: 'routeProto' } as const;
+const HOST_LEAVES = {
+  bird6_ip: 'bird6Ip',
+  alive: 'hostAlive',
+  diags_url: 'diagsUrl',
+  route_proto: 'routeProto',
+} as const;
 
 function ipFamilySegment(seg: string | undefined): IPFamily | null {
   return seg === 'v4' ? 4 : seg === 'v6' ? 6 : null;

@@ -391,10 +391,13 @@ describe('route_proto', () => {
     [' 5\n', 5],
     ['255', 255],
   ])('%j', (raw, n) => expect(decodeRouteProto(key, raw)).toEqual({ ok: true, value: n }));
-  it.each(['0', '3', '4', '256', '080', '80.0', 'boot', ''])('%j is refused', (raw) =>
-    failsWith(decodeRouteProto(key, raw), key, [`value ${JSON.stringify(raw)} is not a kernel route protocol (an integer from 5 to 255)`]),
-  );
-  it("BIRD's own protocol is refused", () => failsWith(decodeRouteProto(key, '12'), key, ["value 12 is BIRD's own route protocol"]));
+  it.each(['0', '3', '4', '256', '080', '80.0', 'boot', ''])('%j is refused', (raw) => {
+    const why = `value ${JSON.stringify(raw)} is not a kernel route protocol (an integer from 5 to 255)`;
+    failsWith(decodeRouteProto(key, raw), key, [why]);
+  });
+  it("BIRD's own protocol is refused", () => {
+    failsWith(decodeRouteProto(key, '12'), key, ["value 12 is BIRD's own route protocol"]);
+  });
   it('encodes what it decodes', () => {
     expect(encodeRouteProto(80)).toBe('80');
     expect(() => encodeRouteProto(3)).toThrow('is not a kernel route protocol');

@@ -519,7 +519,8 @@ function checkRouteProto(raw: string): Check<number> {
   const text = raw.trim();
   const n = Number(text);
   if (!ROUTE_PROTO_TEXT.test(text) || n < MIN_ROUTE_PROTO || n > 255) {
-    return bad(`value ${JSON.stringify(raw)} is not a kernel route protocol (an integer from ${MIN_ROUTE_PROTO} to 255)`);
+    const range = `an integer from ${MIN_ROUTE_PROTO} to 255`;
+    return bad(`value ${JSON.stringify(raw)} is not a kernel route protocol (${range})`);
   }
   return n === BIRD_ROUTE_PROTO ? bad(`value ${n} is BIRD's own route protocol`) : good(n);
 }

@@ -36,7 +36,17 @@ export function emptyInput(): BgpInput {
   return { hosts: new Map(), global: { peers: [] }, pools: { v4: [], v6: [] }, problems: new Map() };
 }
 
-const BGP_KINDS = new Set(['birdIp', 'bird6Ip', 'ipPool', 'bgpGlobalAsNum', 'bgpGlobalNodeMesh', 'bgpGlobalPeer', 'bgpHostAsNum', 'bgpHostPeer', 'bgpHostRouteReflector']);
+const BGP_KINDS = new Set([
+  'birdIp',
+  'bird6Ip',
+  'ipPool',
+  'bgpGlobalAsNum',
+  'bgpGlobalNodeMesh',
+  'bgpGlobalPeer',
+  'bgpHostAsNum',
+  'bgpHostPeer',
+  'bgpHostRouteReflector',
+]);
 /** Kinds read of one host only: they decide what that host's BIRD exports. */
 const OWN_HOST_KINDS = new Set(['endpointAddrs', 'routeProto']);
 

@@ -55,7 +55,11 @@ const cases: [string, [string, string][], string][] = [
     ],
     'h1',
   ],
-  ['a host whose node has not published its route protocol yet: any protocol, still only its endpoints', [...hosts(2), endpoint('h1', 1, '198.19.0.2')], 'h1'],
+  [
+    'a host whose node has not published its route protocol yet: any protocol, still only its endpoints',
+    [...hosts(2), endpoint('h1', 1, '198.19.0.2')],
+    'h1',
+  ],
   ['mesh off and no reflector: no BGP sessions at all', [...hosts(3), ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })]], 'h1'],
 ];
 
@@ -111,7 +115,8 @@ describe('bird.conf rendering', () => {
     const mine = endpoint('h1', 1, '198.19.0.2');
     const theirs = endpoint('h2', 2, '198.19.1.2');
     const keep = bgpKeyFilter('h1');
-    expect([mine[0], theirs[0], '/calico/host/h1/route_proto', '/calico/host/h2/route_proto'].map(keep)).toEqual([true, false, true, false]);
+    const keys = [mine[0], theirs[0], '/calico/host/h1/route_proto', '/calico/host/h2/route_proto'];
+    expect(keys.map(keep)).toEqual([true, false, true, false]);
     expect(keep('/calico/host/h2/bird_ip')).toBe(true);
     expect(keep(`/calico/host/h1/workload/docker/c1/endpoint/e1/mac`)).toBe(false);
     // Given every host's keys, the view still names only its own host's endpoints.
@@ -129,9 +134,11 @@ describe('bird.conf rendering', () => {
   });
 
   it('a thousand endpoints: one prefix each in one set, short lines, and BIRD accepts it', () => {
-    const eps = Array.from({ length: 1000 }, (_, i) => endpoint('h1', i + 1, `198.19.${Math.floor(i / 250)}.${(i % 250) + 2}`));
+    const addr = (i: number) => `198.19.${Math.floor(i / 250)}.${(i % 250) + 2}`;
+    const eps = Array.from({ length: 1000 }, (_, i) => endpoint('h1', i + 1, addr(i)));
     const text = renderBirdConf(birdView(bgpInputFrom(new Map([...hosts(2), pool4, ...eps])), 'h1'));
-    const set = text.slice(text.indexOf('function calico_endpoint_v4()'), text.indexOf('function calico_endpoint_v6()'));
+    const at = (f: string) => text.indexOf(`function ${f}()`);
+    const set = text.slice(at('calico_endpoint_v4'), at('calico_endpoint_v6'));
     expect(set.match(/198\.19\.\d+\.\d+\/32/g)?.length).toBe(1000);
     const lines = set.split('\n').filter((l) => l.includes('/32'));
     expect(lines.length).toBeLessThan(200);
