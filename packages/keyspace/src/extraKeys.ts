@@ -14,6 +14,7 @@ export type ExtraKey =
   | { kind: 'bird6Ip'; host: string }
   | { kind: 'hostAlive'; host: string }
   | { kind: 'diagsUrl'; host: string }
+  | { kind: 'routeProto'; host: string }
   | { kind: 'ipAssignment'; family: IPFamily; addr: string }
   | { kind: 'ipPool'; family: IPFamily; cidr: string }
   | { kind: 'bgpGlobalAsNum' }
@@ -86,6 +87,11 @@ export function diagsUrlKey(host: string): string {
   return `${hostDirPrefix(host)}diags_url`;
 }
 
+/** The kernel protocol number of the routes the host's node programs to its workloads. */
+export function routeProtoKey(host: string): string {
+  return `${hostDirPrefix(host)}route_proto`;
+}
+
 function address(name: string, text: string, want?: IPFamily): { family: IPFamily; addr: string } {
   const r = checkAddress(name, text, want);
   if (!r.ok) throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, r.errors.join('; '));
@@ -144,6 +150,8 @@ export function buildExtraKey(key: ExtraKey): string {
       return hostAliveKey(key.host);
     case 'diagsUrl':
       return diagsUrlKey(key.host);
+    case 'routeProto':
+      return routeProtoKey(key.host);
     case 'ipAssignment':
       return `${ipAssignmentsPrefix(key.family)}${address('addr', key.addr, key.family).addr}`;
     case 'ipPool': {
@@ -174,7 +182,12 @@ export function buildExtraKey(key: ExtraKey): string {
   }
 }
 
-const HOST_LEAVES = { bird6_ip: 'bird6Ip', alive: 'hostAlive', diags_url: 'diagsUrl' } as const;
+const HOST_LEAVES = {
+  bird6_ip: 'bird6Ip',
+  alive: 'hostAlive',
+  diags_url: 'diagsUrl',
+  route_proto: 'routeProto',
+} as const;
 
 function ipFamilySegment(seg: string | undefined): IPFamily | null {
   return seg === 'v4' ? 4 : seg === 'v6' ? 6 : null;
@@ -288,6 +301,13 @@ export const extraKeySpecs: readonly KeySpec<ExtraKey['kind']>[] = [
     example: '/calico/host/host1/diags_url',
     value: "absolute http(s) URL of the host's diags service",
     writer: 'diags service, at start',
+  },
+  {
+    kind: 'routeProto',
+    pattern: '/calico/host/<hostname>/route_proto',
+    example: '/calico/host/host1/route_proto',
+    value: "decimal 5-255 (not 12, BIRD's): the kernel protocol of the node's workload routes; BIRD exports only those",
+    writer: 'node service, once every running workload is plumbed with it (at start)',
   },
   {
     kind: 'ipAssignment',

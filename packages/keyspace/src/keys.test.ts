@@ -14,6 +14,7 @@ import {
   bird6IpKey,
   configKey,
   diagsUrlKey,
+  routeProtoKey,
   extraKeySpecs,
   hostAliveKey,
   ipAssignmentKey,
@@ -104,6 +105,7 @@ const extraKeys: [string, string, CalicoKey][] = [
   [bird6IpKey('host1'), '/calico/host/host1/bird6_ip', { kind: 'bird6Ip', host: 'host1' }],
   [hostAliveKey('host1'), '/calico/host/host1/alive', { kind: 'hostAlive', host: 'host1' }],
   [diagsUrlKey('host1'), '/calico/host/host1/diags_url', { kind: 'diagsUrl', host: 'host1' }],
+  [routeProtoKey('host1'), '/calico/host/host1/route_proto', { kind: 'routeProto', host: 'host1' }],
   [ipAssignmentKey('198.19.0.1'), '/calico/ipam/v4/assignment/198.19.0.1', { kind: 'ipAssignment', family: 4, addr: '198.19.0.1' }],
   [
     ipAssignmentKey('fd00:198:19::1'),
@@ -158,6 +160,7 @@ describe('the key catalogue', () => {
     bird6Ip: true,
     hostAlive: true,
     diagsUrl: true,
+    routeProto: true,
     ipAssignment: true,
     ipPool: true,
     bgpGlobalAsNum: true,

@@ -7,6 +7,8 @@ import {
   decodeAddrs,
   oneIPv4Addr,
   decodeAsNum,
+  decodeRouteProto,
+  encodeRouteProto,
   decodeBgpPeer,
   decodeBird6Ip,
   decodeBirdIp,
@@ -382,6 +384,26 @@ describe('host liveness', () => {
   });
 });
 
+describe('route_proto', () => {
+  const key = '/calico/host/host1/route_proto';
+  it.each([
+    ['80', 80],
+    [' 5\n', 5],
+    ['255', 255],
+  ])('%j', (raw, n) => expect(decodeRouteProto(key, raw)).toEqual({ ok: true, value: n }));
+  it.each(['0', '3', '4', '256', '080', '80.0', 'boot', ''])('%j is refused', (raw) => {
+    const why = `value ${JSON.stringify(raw)} is not a kernel route protocol (an integer from 5 to 255)`;
+    failsWith(decodeRouteProto(key, raw), key, [why]);
+  });
+  it("BIRD's own protocol is refused", () => {
+    failsWith(decodeRouteProto(key, '12'), key, ["value 12 is BIRD's own route protocol"]);
+  });
+  it('encodes what it decodes', () => {
+    expect(encodeRouteProto(80)).toBe('80');
+    expect(() => encodeRouteProto(3)).toThrow('is not a kernel route protocol');
+  });
+});
+
 describe('BGP settings', () => {
   const asKey = '/calico/bgp/v1/global/as_num';
   it.each([
@@ -466,6 +488,7 @@ describe('decodeEntry', () => {
     bird6Ip: 'fd00::2',
     hostAlive: '{"since":"2024-05-01T12:00:00.000Z"}',
     diagsUrl: 'http://198.18.0.2:9000/',
+    routeProto: '80',
     ipAssignment: '{"host":"host1","containerId":"c0ffee"}',
     ipPool: 'unused', // chosen per example below, since v4 and v6 pools differ
     bgpGlobalAsNum: '64512',

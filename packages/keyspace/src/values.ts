@@ -510,6 +510,31 @@ export function encodeAsNum(asNum: number): string {
   return String(encoded('as_num', checkAsNumberText(String(asNum))));
 }
 
+/** Kernel protocol numbers below 5 are the kernel's own (boot is what `ip route` writes by default). */
+export const MIN_ROUTE_PROTO = 5;
+/** BIRD's own kernel protocol (the routes it installs): never a node's. */
+const BIRD_ROUTE_PROTO = 12;
+const ROUTE_PROTO_TEXT = /^[1-9][0-9]{0,2}$/;
+
+function checkRouteProto(raw: string): Check<number> {
+  const text = raw.trim();
+  const n = Number(text);
+  if (!ROUTE_PROTO_TEXT.test(text) || n < MIN_ROUTE_PROTO || n > 255) {
+    const range = `an integer from ${MIN_ROUTE_PROTO} to 255`;
+    return bad(`value ${JSON.stringify(raw)} is not a kernel route protocol (${range})`);
+  }
+  return n === BIRD_ROUTE_PROTO ? bad(`value ${n} is BIRD's own route protocol`) : good(n);
+}
+
+/** /calico/host/<hostname>/route_proto: plain decimal text. */
+export function decodeRouteProto(key: string, raw: string): DecodeResult<number> {
+  return decoded(key, checkRouteProto(raw));
+}
+
+export function encodeRouteProto(proto: number): string {
+  return String(encoded('route_proto', checkRouteProto(String(proto))));
+}
+
 export interface NodeMesh {
   enabled: boolean;
 }
@@ -658,6 +683,7 @@ export interface KeyValueMap {
   bird6Ip: string;
   hostAlive: HostAlive;
   diagsUrl: string;
+  routeProto: number;
   ipAssignment: IpAssignment;
   ipPool: IpPool;
   bgpGlobalAsNum: number;
@@ -689,6 +715,7 @@ const decoders: { [K in CalicoKeyKind]: (key: string, raw: string) => DecodeResu
   bird6Ip: decodeBird6Ip,
   hostAlive: decodeHostAlive,
   diagsUrl: decodeUrl,
+  routeProto: decodeRouteProto,
   ipAssignment: decodeIpAssignment,
   ipPool: decodeIpPool,
   bgpGlobalAsNum: decodeAsNum,

@@ -1,5 +1,5 @@
-export { birdView, bgpInputFrom, emptyInput, isBgpKey, compareIp, DEFAULT_AS, BgpViewError } from './model.js';
-export type { BgpInput, BirdView, BirdPeer, PeerSpec, PeerType } from './model.js';
+export { birdView, bgpInputFrom, emptyInput, bgpKeyFilter, compareIp, DEFAULT_AS, BgpViewError } from './model.js';
+export type { BgpInput, HostInput, BirdView, BirdPeer, PeerSpec, PeerType } from './model.js';
 export { renderBirdConf, TEMPLATE_PATH } from './render.js';
 export { birdPaths, checkConfig, installConfig, reloadBird, birdc, BirdConfigRejected } from './bird.js';
 export type { BirdPaths } from './bird.js';

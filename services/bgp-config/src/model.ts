@@ -1,4 +1,4 @@
-import { decodeEntry, hostNameError, isIP, parseKey } from '@calico/keyspace';
+import { decodeEntry, hostNameError, isIP, parseKey, type EndpointAddr } from '@calico/keyspace';
 
 /** Calico's AS number when neither the host nor the cluster names one. */
 export const DEFAULT_AS = 64511;
@@ -8,9 +8,24 @@ export interface PeerSpec {
   asNum: number;
 }
 
-/** What bgp-config reads from etcd: hosts' addresses, BGP settings and the container pools. */
+export interface HostInput {
+  ip?: string;
+  ip6?: string;
+  asNum?: number;
+  clusterId?: string;
+  peers: PeerSpec[];
+  /** The addresses of the host's endpoints (read for this host only). */
+  endpointAddrs: Set<string>;
+  /** The kernel protocol of the node's workload routes; absent while the host runs an older node. */
+  routeProto?: number;
+}
+
+/**
+ * What bgp-config reads from etcd: hosts' addresses, BGP settings, the container pools, and of
+ * its own host the endpoints' addresses and the node's route protocol.
+ */
 export interface BgpInput {
-  hosts: Map<string, { ip?: string; ip6?: string; asNum?: number; clusterId?: string; peers: PeerSpec[] }>;
+  hosts: Map<string, HostInput>;
   global: { asNum?: number; mesh?: boolean; peers: PeerSpec[] };
   pools: { v4: string[]; v6: string[] };
   /** Keys that did not decode, with the reason: reported, never fatal. */
@@ -21,10 +36,30 @@ export function emptyInput(): BgpInput {
   return { hosts: new Map(), global: { peers: [] }, pools: { v4: [], v6: [] }, problems: new Map() };
 }
 
-/** The keys bgp-config needs; everything else under /calico/host/ (workloads) is skipped. */
-export function isBgpKey(key: string): boolean {
-  const k = parseKey(key);
-  return ['birdIp', 'bird6Ip', 'ipPool', 'bgpGlobalAsNum', 'bgpGlobalNodeMesh', 'bgpGlobalPeer', 'bgpHostAsNum', 'bgpHostPeer', 'bgpHostRouteReflector'].includes(k.kind);
+const BGP_KINDS = new Set([
+  'birdIp',
+  'bird6Ip',
+  'ipPool',
+  'bgpGlobalAsNum',
+  'bgpGlobalNodeMesh',
+  'bgpGlobalPeer',
+  'bgpHostAsNum',
+  'bgpHostPeer',
+  'bgpHostRouteReflector',
+]);
+/** Kinds read of one host only: they decide what that host's BIRD exports. */
+const OWN_HOST_KINDS = new Set(['endpointAddrs', 'routeProto']);
+
+/**
+ * The keys bgp-config of `host` needs: every host's BGP keys, and the endpoint addresses and
+ * route protocol of `host` itself; other hosts' workloads are skipped.
+ */
+export function bgpKeyFilter(host: string): (key: string) => boolean {
+  return (key) => {
+    const k = parseKey(key);
+    if (BGP_KINDS.has(k.kind)) return true;
+    return OWN_HOST_KINDS.has(k.kind) && 'host' in k && k.host === host;
+  };
 }
 
 /** Builds the input from the current keys (order does not matter: it is rebuilt from the whole set). */
@@ -32,11 +67,12 @@ export function bgpInputFrom(keys: ReadonlyMap<string, string>): BgpInput {
   const input = emptyInput();
   const host = (name: string) => {
     let h = input.hosts.get(name);
-    if (!h) input.hosts.set(name, (h = { peers: [] }));
+    if (!h) input.hosts.set(name, (h = { peers: [], endpointAddrs: new Set() }));
     return h;
   };
   for (const [key, raw] of keys) {
-    if (!isBgpKey(key)) continue;
+    const kind = parseKey(key).kind;
+    if (!BGP_KINDS.has(kind) && !OWN_HOST_KINDS.has(kind)) continue;
     const d = decodeEntry(key, raw);
     if (!d.ok) {
       input.problems.set(key, d.errors);
@@ -75,6 +111,12 @@ export function bgpInputFrom(keys: ReadonlyMap<string, string>): BgpInput {
       case 'bgpGlobalPeer':
         input.global.peers.push(v as PeerSpec);
         break;
+      case 'endpointAddrs':
+        for (const a of v as EndpointAddr[]) host(k.host).endpointAddrs.add(a.addr);
+        break;
+      case 'routeProto':
+        host(k.host).routeProto = v as number;
+        break;
       case 'ipPool':
         (k.family === 4 ? input.pools.v4 : input.pools.v6).push(k.cidr);
         break;
@@ -90,18 +132,20 @@ export function bgpInputFrom(keys: ReadonlyMap<string, string>): BgpInput {
   return input;
 }
 
+/** An address as a number, for ordering. */
+function ipNumber(s: string): bigint {
+  if (isIP(s) === 4) return s.split('.').reduce((n, o) => (n << 8n) + BigInt(Number(o)), 0n);
+  const [head, tail] = s.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  return groups.reduce((n, g) => (n << 16n) + BigInt(parseInt(g || '0', 16)), 0n);
+}
+
 /** Orders addresses numerically, so that "higher address is passive" is well defined. */
 export function compareIp(a: string, b: string): number {
-  const num = (s: string): bigint => {
-    if (isIP(s) === 4) return s.split('.').reduce((n, o) => (n << 8n) + BigInt(Number(o)), 0n);
-    const [head, tail] = s.split('::') as [string, string | undefined];
-    const h = head ? head.split(':') : [];
-    const t = tail ? tail.split(':') : [];
-    const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-    return groups.reduce((n, g) => (n << 16n) + BigInt(parseInt(g || '0', 16)), 0n);
-  };
-  const x = num(a);
-  const y = num(b);
+  const x = ipNumber(a);
+  const y = ipNumber(b);
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
@@ -133,6 +177,13 @@ export interface BirdView {
   asNum: number;
   clusterId: string | null;
   pools: { v4: string[]; v6: string[] };
+  /**
+   * The only routes the kernel protocol takes in (and so BGP announces): this host's endpoint
+   * addresses, as /32 and /128, in lines of up to 100 characters for the prefix sets of bird.conf.
+   */
+  endpoints: { v4: string[]; v6: string[]; count: number };
+  /** Set once the node has published it: only routes of this kernel protocol are taken in. */
+  routeProto: number | null;
   peers: BirdPeer[];
   logFile: string | null;
   /** Other hosts left out of this config, and why (reported by the service; never fatal). */
@@ -214,10 +265,31 @@ export function birdView(input: BgpInput, host: string, opts: { logFile?: string
     asNum: myAs,
     clusterId: mesh ? null : (me.clusterId ?? null),
     pools: input.pools,
+    endpoints: endpointLines(me.endpointAddrs),
+    routeProto: me.routeProto ?? null,
     peers,
     logFile: opts.logFile ?? null,
     skipped,
   };
+}
+
+const SET_LINE_CHARS = 100;
+
+/** Host routes for the addresses, sorted, one prefix per address (nothing aggregated). */
+function endpointLines(addrs: ReadonlySet<string>): BirdView['endpoints'] {
+  const lines = (family: 4 | 6) => {
+    const len = family === 4 ? 32 : 128;
+    const keyed = [...addrs].filter((a) => isIP(a) === family).map((a): [bigint, string] => [ipNumber(a), a]);
+    const prefixes = keyed.sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([, a]) => `${a}/${len}`);
+    const out: string[] = [];
+    for (const p of prefixes) {
+      const last = out.length - 1;
+      if (last >= 0 && out[last]!.length + 2 + p.length <= SET_LINE_CHARS) out[last] += `, ${p}`;
+      else out.push(p);
+    }
+    return out;
+  };
+  return { v4: lines(4), v6: lines(6), count: addrs.size };
 }
 
 /** Text for a bird.conf comment line: nothing that could end the line or the comment. */

@@ -2,7 +2,7 @@ import { access, readFile } from 'node:fs/promises';
 import type { Datastore, Syncer } from '@calico/datastore';
 import type { Logger } from '@calico/log';
 import { cmdlineNamesFile, stopProcess } from '@calico/proc';
-import { bgpInputFrom, birdView, isBgpKey } from './model.js';
+import { bgpInputFrom, bgpKeyFilter, birdView, type BirdView } from './model.js';
 import { renderBirdConf } from './render.js';
 import { BirdConfigRejected, birdc, installConfig, kernelRoutesOfBird, reloadBird, runBird, type BirdPaths } from './bird.js';
 
@@ -66,7 +66,7 @@ export class BgpConfigService {
             if (s === 'in-sync') this.changed();
           },
         },
-        { filter: isBgpKey },
+        { filter: bgpKeyFilter(this.opts.host) },
       )
       .start();
     if (this.opts.runBird) {
@@ -121,8 +121,9 @@ export class BgpConfigService {
     const input = bgpInputFrom(this.syncer!.state);
     const problems = [...input.problems].map(([key, errors]) => ({ key, errors }));
     let text: string;
+    let view: BirdView;
     try {
-      const view = birdView(input, host, { logFile: paths.log });
+      view = birdView(input, host, { logFile: paths.log });
       for (const s of view.skipped) problems.push({ key: `/calico/host/${s.host}/bird_ip`, errors: [s.reason] });
       text = renderBirdConf(view);
       this.st.renders++;
@@ -138,7 +139,8 @@ export class BgpConfigService {
       if (!installed) return;
       this.st.installs++;
       this.st.lastError = null;
-      logger.info({ config: paths.config, peers: (text.match(/^protocol bgp /gm) ?? []).length }, 'bird.conf written; asking BIRD to reload it');
+      const counts = { peers: (text.match(/^protocol bgp /gm) ?? []).length, endpointAddrs: view.endpoints.count };
+      logger.info({ config: paths.config, ...counts }, 'bird.conf written; asking BIRD to reload it');
     } catch (e) {
       this.st.lastError = e instanceof BirdConfigRejected ? e.message : `writing ${paths.config}: ${(e as Error).message}`;
       logger.error({ err: this.st.lastError }, 'new BGP configuration refused; BIRD keeps running the previous one');

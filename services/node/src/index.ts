@@ -9,7 +9,7 @@ export { startNode } from './node.js';
 export type { RunningNode } from './node.js';
 export { LABELS, WAIT_MOUNT } from './workload/createRequest.js';
 export { parseCalicoIp, calicoIpFromEnv } from './workload/calicoIp.js';
-export { HOST_IF_PREFIX, hostIfName } from './plumber/names.js';
+export { HOST_IF_PREFIX, WORKLOAD_ROUTE_PROTO, hostIfName } from './plumber/names.js';
 export { PolicyAgent, ENDPOINT_TO_HOST_KEY } from './agent/agent.js';
 export type { PolicyAgentOptions, AgentStatus } from './agent/agent.js';
 export { RealKernel } from './agent/kernel.js';

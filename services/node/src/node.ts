@@ -2,9 +2,11 @@ import { rename, writeFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import type { Datastore, LeaseKeeper } from '@calico/datastore';
 import type { Logger } from '@calico/log';
+import { encodeRouteProto, routeProtoKey } from '@calico/keyspace';
 import type { NodeConfig } from './config.js';
 import { RegistrationError, registerHost, type RegistrationOptions } from './registration.js';
 import { Plumber } from './plumber/plumber.js';
+import { WORKLOAD_ROUTE_PROTO } from './plumber/names.js';
 import { EndpointStore } from './etcd/endpoints.js';
 import { AddressRegistry } from './etcd/addresses.js';
 import { ClusterAddresses } from './etcd/clusterAddresses.js';
@@ -29,8 +31,9 @@ export interface RunningNode {
 /**
  * Start-up order matters, and fails closed: the agent's hooks first (on an empty kernel they
  * drop all workload traffic) → register (refuse duplicates) → the agent's first full sync in
- * the kernel → follow docker events → reconcile what changed while we were down → only then
- * accept clients on the proxy. No workload is plumbed and no create served before policy is.
+ * the kernel → follow docker events → reconcile what changed while we were down (every running
+ * workload plumbed again) → publish the workload routes' protocol → only then accept clients on
+ * the proxy. No workload is plumbed and no create served before policy is.
  */
 /** registerHost, retried while etcd cannot be reached; a refusal (duplicate name or address) is final. */
 async function registerWhenReachable(ds: Datastore, opts: RegistrationOptions, logger: Logger): Promise<LeaseKeeper> {
@@ -111,6 +114,10 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   const summary = await workloads.reconcile();
   await reservedReady;
   logger.info(summary, 'reconciled workloads with dockerd and etcd');
+  // Every running workload is plumbed by this node now, so its routes carry the protocol: from
+  // here on BIRD may export only those. (A node from before route_proto left routes with
+  // "boot"; until this key is there, bgp-config does not ask for the protocol.)
+  await ds.put(routeProtoKey(c.hostname), encodeRouteProto(WORKLOAD_ROUTE_PROTO));
   const proxy = new DockerProxy({
     upstream: c.upstream,
     logger: logger.child({ part: 'proxy' }),

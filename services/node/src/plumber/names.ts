@@ -8,6 +8,13 @@ export function hostIfName(endpointId: string): string {
   return `${HOST_IF_PREFIX}${hex.slice(0, 11)}`;
 }
 
+/**
+ * Kernel protocol number of the routes the plumber programs to workloads (`ip route … proto 80`;
+ * unnamed in iproute2's rt_protos). BIRD exports only routes with it, so a route someone else put
+ * on a cali interface stays local. The node publishes it in etcd (route_proto) for bgp-config.
+ */
+export const WORKLOAD_ROUTE_PROTO = 80;
+
 /** Fixed MAC of every host-side veth, so the container's IPv6 gateway has one known address. */
 export const HOST_IF_MAC = 'ee:ee:ee:ee:ee:ee';
 /** The link-local address the kernel derives from HOST_IF_MAC (EUI-64). */

@@ -2,7 +2,7 @@ import { readdir, access } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import type { Logger } from '@calico/log';
 import { isIP } from '@calico/keyspace';
-import { HOST_IF_LINK_LOCAL, HOST_IF_MAC, HOST_IF_PREFIX, hostIfName } from './names.js';
+import { HOST_IF_LINK_LOCAL, HOST_IF_MAC, HOST_IF_PREFIX, WORKLOAD_ROUTE_PROTO, hostIfName } from './names.js';
 
 export interface PlumbSpec {
   endpointId: string;
@@ -25,7 +25,8 @@ export class PlumbError extends Error {
  * eth0), the host side's sysctls (proxy ARP without delay, forwarding, strict reverse-path
  * filter; for IPv6 proxy NDP, no DAD, no RAs), the host routes, then inside the container the
  * addresses, link and default routes, the routes last because the wait program starts the
- * workload as soon as they exist. Every value in it is validated, nothing is quoted in.
+ * workload as soon as they exist. The host routes carry WORKLOAD_ROUTE_PROTO: BIRD exports
+ * only routes with it. Every value in it is validated, nothing is quoted in.
  */
 export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
   const hostIf = hostIfName(spec.endpointId);
@@ -35,7 +36,8 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
   const v4 = spec.addrs.filter((a) => isIP(a) === 4);
   const v6 = spec.addrs.filter((a) => isIP(a) === 6);
   const sys = (path: string, v: string) => `echo ${v} > ${procSys}/${path}`;
-  const host = [`link set ${hostIf} up`, ...v4.map((a) => `route replace ${a}/32 dev ${hostIf}`), ...v6.map((a) => `route replace ${a}/128 dev ${hostIf}`)];
+  const route = (a: string, len: number) => `route replace ${a}/${len} dev ${hostIf} proto ${WORKLOAD_ROUTE_PROTO}`;
+  const host = [`link set ${hostIf} up`, ...v4.map((a) => route(a, 32)), ...v6.map((a) => route(a, 128))];
   const inside = [
     ...v4.map((a) => `addr add ${a}/32 dev eth0`),
     ...v6.map((a) => `addr add ${a}/128 dev eth0 nodad`),
