@@ -223,6 +223,68 @@ describe('a workload keeps the network it was given', () => {
     }
   });
 
+  it('--net container: of a Calico workload is refused with a 409; straight, or of another container, it works', async () => {
+    const before = await snapshot();
+    const names = ['pn-share-ours', 'pn-share-direct', 'pn-share-plain', 'pn-share-join', 'pn-share-late', 'pn-share-old'];
+    try {
+      const ours = await run('pn-share-ours', '198.19.65.1');
+      expect(ours.code, ours.stderr).toBe(0);
+      const id = ours.stdout.trim();
+      const withOurs = await snapshot();
+      const addrsIn = async (c: string) =>
+        (await cluster.dockerd.dockerOk(['exec', c, 'ip', '-o', '-4', 'addr'])).match(/inet [0-9.]+/g) ?? [];
+      const join = (ref: string, name = 'pn-share-join') =>
+        h1().docker(['run', '-d', '--name', name, '--net', `container:${ref}`, cluster.image, 'sleep', '600']);
+      const refused = new RegExp(`would share the network of Calico workload ${id.slice(0, 12)}`);
+      // The real docker CLI through the proxy, naming the workload every way dockerd resolves it.
+      for (const ref of ['pn-share-ours', id, id.slice(0, 12), id.slice(0, 6)]) {
+        const r = await join(ref);
+        expect(r.code, ref).not.toBe(0);
+        expect(r.stderr, ref).toMatch(refused);
+        expect(await snapshot(), ref).toEqual(withOurs);
+      }
+      // Control, straight to dockerd: the container joins and takes the workload's address.
+      const direct = (await cluster.dockerd.dockerOk(['run', '-d', '--name', 'pn-share-direct', '--net', 'container:pn-share-ours', cluster.image, 'sleep', '600'])).trim();
+      expect(await addrsIn(direct)).toEqual(['inet 127.0.0.1', 'inet 198.19.65.1']);
+      // A container that shares the workload's network is refused as the workload is.
+      const chained = await join('pn-share-direct');
+      expect(chained.stderr).toMatch(/Calico workload [0-9a-f]{12} \(pn-share-direct shares the network of /);
+      await cluster.dockerd.dockerOk(['rm', '-f', direct]);
+      expect(await snapshot()).toEqual(withOurs);
+      // Control, through the proxy: another container's network may be shared.
+      const plain = (await h1().docker(['run', '-d', '--name', 'pn-share-plain', '--net', 'none', cluster.image, 'sleep', '600'])).stdout.trim();
+      const joined = await join('pn-share-plain');
+      expect(joined.code, joined.stderr).toBe(0);
+      expect(await addrsIn(joined.stdout.trim())).toEqual(['inet 127.0.0.1']);
+      // dockerd resolves the name at the start, not at the create: a create naming a container
+      // that does not exist yet is forwarded, and its start refused once the name is a workload.
+      const late = await h1().docker(['create', '--name', 'pn-share-late', '--net', 'container:pn-share-later', cluster.image, 'sleep', '600']);
+      expect(late.code, late.stderr).toBe(0);
+      await cluster.dockerd.dockerOk(['rename', 'pn-share-ours', 'pn-share-later']);
+      const lateStart = await h1().docker(['start', 'pn-share-late']);
+      expect(lateStart.stderr).toMatch(refused);
+      expect((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.State.Running}}', 'pn-share-late'])).trim()).toBe('false');
+      // Old clients (API < 1.24) may set the network mode on the start; dockerd takes it.
+      const old = (await h1().docker(['create', '--name', 'pn-share-old', '--net', 'none', cluster.image, 'sleep', '600'])).stdout.trim();
+      const oldBody = '{"NetworkMode":"container:pn-share-later"}';
+      const oldStart = await api(proxy(), 'POST', `/v1.23/containers/${old}/start`, oldBody);
+      expect(oldStart.status, oldStart.body).toBe(409);
+      expect(message(oldStart)).toMatch(refused);
+      const oldDirect = await api(dockerd(), 'POST', `/v1.23/containers/${old}/start`, oldBody);
+      expect(oldDirect.status, oldDirect.body).toBe(204);
+      expect(await addrsIn(old)).toEqual(['inet 127.0.0.1', 'inet 198.19.65.1']);
+      // docker update cannot change a network mode: dockerd's UpdateConfig has no such field.
+      const upd = await api(dockerd(), 'POST', `/containers/${plain}/update`, '{"NetworkMode":"container:pn-share-later"}');
+      expect(upd.status, upd.body).toBe(200);
+      expect((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.HostConfig.NetworkMode}}', plain])).trim()).toBe('none');
+      await cluster.dockerd.dockerOk(['rm', '-f', old, 'pn-share-late', joined.stdout.trim(), plain]);
+      expect({ ...(await snapshot()), containers: withOurs.containers }).toEqual(withOurs);
+      await removeAndSettle([id], before);
+    } finally {
+      await cluster.dockerd.docker(['rm', '-f', ...names, 'pn-share-later']);
+    }
+  });
+
   it('network connect of a container that does not exist gets dockerd\'s own 404', async () => {
     const r = await api(proxy(), 'POST', '/networks/none/connect', '{"Container":"pn-nonesuch"}');
     const d = await api(dockerd(), 'POST', '/networks/none/connect', '{"Container":"pn-nonesuch"}');

@@ -15,6 +15,7 @@ import {
   strSlice,
   type JsonObject,
 } from '../workload/createRequest.js';
+import { joinedContainer, joinRefusal, joinsCalicoWorkload, type Inspected } from '../workload/sharedNetwork.js';
 import { randomMac } from '../plumber/names.js';
 import { PENDING_CONTAINER, type AddressRegistry } from '../etcd/addresses.js';
 import { workloadLabels, type Workloads } from '../workloads.js';
@@ -38,6 +39,31 @@ function json(r: UpstreamResponse): unknown {
   }
 }
 
+/**
+ * Refuses a container that would join the network namespace of a Calico workload (409), asking
+ * dockerd who `ref` is, as dockerd will when the container starts.
+ */
+async function refuseJoiningWorkload(ctx: InterceptContext, ref: string | undefined): Promise<void> {
+  if (ref === undefined) return;
+  const inspect = async (r: string): Promise<Inspected> => {
+    const res = await ctx.call('GET', `/containers/${encodeURIComponent(r)}/json`);
+    return { status: res.status, doc: res.status === 200 ? (json(res) as Inspected['doc']) : undefined };
+  };
+  const v = await joinsCalicoWorkload(inspect, ref);
+  if (v.ok) return;
+  if (v.kind === 'upstream') {
+    throw new ProxyError('UPSTREAM', `calico: dockerd could not say who container ${v.ref} is (status ${v.status})`);
+  }
+  throw new ProxyError('CONFLICT', joinRefusal(v));
+}
+
+/** The network mode of a create (or old start) body, read from the host config dockerd takes. */
+function bodyNetworkMode(doc: JsonObject | undefined): unknown {
+  if (!doc) return undefined;
+  const hc = doc.HostConfig;
+  return (hc && typeof hc === 'object' && !Array.isArray(hc) ? (hc as JsonObject) : doc).NetworkMode;
+}
+
 /** POST /containers/create with CALICO_IP: validate, reserve, rewrite, forward; undo on refusal. */
 function createInterceptor(d: InterceptDeps): Interceptor {
   return {
@@ -49,7 +75,11 @@ function createInterceptor(d: InterceptDeps): Interceptor {
       const { raw, doc = {} } = await ctx.jsonBody();
       const want = calicoIpFromEnv(doc.Env);
       if (!want.ok) throw new ProxyError('BAD_REQUEST', want.message);
-      if (want.value.kind === 'none') return ctx.reply(await ctx.forward(raw));
+      if (want.value.kind === 'none') {
+        // dockerd resolves the name again at start, which checks again.
+        await refuseJoiningWorkload(ctx, joinedContainer(bodyNetworkMode(doc)));
+        return ctx.reply(await ctx.forward(raw));
+      }
       const netErr = checkNetworkMode(doc);
       if (netErr) throw new ProxyError('BAD_REQUEST', netErr);
 
@@ -154,8 +184,18 @@ function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interc
       let full = id;
       if (!d.workloads.knownLabels(id)) {
         const info = await ctx.call('GET', `/containers/${encodePathBytes(ctx.route.params[0]!)}/json`);
-        const labels = (json(info) as { Config?: { Labels?: Record<string, string> } } | undefined)?.Config?.Labels;
-        if (info.status !== 200 || !workloadLabels(labels, d.host)) return ctx.passThrough();
+        const c = json(info) as Inspected['doc'];
+        const labels = c?.Config?.Labels ?? undefined;
+        if (info.status !== 200) return ctx.passThrough();
+        if (!workloadLabels(labels, d.host)) {
+          // Not ours: it may still join a workload's network, by the mode it was created with or
+          // (start, API < 1.24) one its body sets; dockerd resolves the name now, so check now.
+          await refuseJoiningWorkload(ctx, joinedContainer(c?.HostConfig?.NetworkMode));
+          if (action === 'restart') return ctx.passThrough();
+          const { raw, doc } = await ctx.jsonBody();
+          await refuseJoiningWorkload(ctx, joinedContainer(bodyNetworkMode(doc)));
+          return ctx.reply(await ctx.forward(raw));
+        }
         full = (json(info) as { Id: string }).Id;
         d.workloads.remember(full, workloadLabels(labels, d.host)!, false);
       }
