@@ -223,9 +223,12 @@ describe('a workload keeps the network it was given', () => {
     }
   });
 
-  it('--net container: of a Calico workload is refused with a 409; straight, or of another container, it works', async () => {
+  it('--net container: of a Calico workload is refused with a 409; straight, or of another, it works', async () => {
     const before = await snapshot();
-    const names = ['pn-share-ours', 'pn-share-direct', 'pn-share-plain', 'pn-share-join', 'pn-share-late', 'pn-share-old'];
+    const names = ['ours', 'direct', 'plain', 'join', 'late', 'old'].map((n) => `pn-share-${n}`);
+    const sleeper = [cluster.image, 'sleep', '600'];
+    const state = async (c: string, format: string) =>
+      (await cluster.dockerd.dockerOk(['inspect', '-f', format, c])).trim();
     try {
       const ours = await run('pn-share-ours', '198.19.65.1');
       expect(ours.code, ours.stderr).toBe(0);
@@ -244,7 +247,8 @@ describe('a workload keeps the network it was given', () => {
         expect(await snapshot(), ref).toEqual(withOurs);
       }
       // Control, straight to dockerd: the container joins and takes the workload's address.
-      const direct = (await cluster.dockerd.dockerOk(['run', '-d', '--name', 'pn-share-direct', '--net', 'container:pn-share-ours', cluster.image, 'sleep', '600'])).trim();
+      const directRun = ['run', '-d', '--name', 'pn-share-direct', '--net', 'container:pn-share-ours', ...sleeper];
+      const direct = (await cluster.dockerd.dockerOk(directRun)).trim();
       expect(await addrsIn(direct)).toEqual(['inet 127.0.0.1', 'inet 198.19.65.1']);
       // A container that shares the workload's network is refused as the workload is.
       const chained = await join('pn-share-direct');
@@ -252,20 +256,22 @@ describe('a workload keeps the network it was given', () => {
       await cluster.dockerd.dockerOk(['rm', '-f', direct]);
       expect(await snapshot()).toEqual(withOurs);
       // Control, through the proxy: another container's network may be shared.
-      const plain = (await h1().docker(['run', '-d', '--name', 'pn-share-plain', '--net', 'none', cluster.image, 'sleep', '600'])).stdout.trim();
+      const plainRun = ['run', '-d', '--name', 'pn-share-plain', '--net', 'none', ...sleeper];
+      const plain = (await h1().docker(plainRun)).stdout.trim();
       const joined = await join('pn-share-plain');
       expect(joined.code, joined.stderr).toBe(0);
       expect(await addrsIn(joined.stdout.trim())).toEqual(['inet 127.0.0.1']);
       // dockerd resolves the name at the start, not at the create: a create naming a container
       // that does not exist yet is forwarded, and its start refused once the name is a workload.
-      const late = await h1().docker(['create', '--name', 'pn-share-late', '--net', 'container:pn-share-later', cluster.image, 'sleep', '600']);
+      const lateCreate = ['create', '--name', 'pn-share-late', '--net', 'container:pn-share-later', ...sleeper];
+      const late = await h1().docker(lateCreate);
       expect(late.code, late.stderr).toBe(0);
       await cluster.dockerd.dockerOk(['rename', 'pn-share-ours', 'pn-share-later']);
       const lateStart = await h1().docker(['start', 'pn-share-late']);
       expect(lateStart.stderr).toMatch(refused);
-      expect((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.State.Running}}', 'pn-share-late'])).trim()).toBe('false');
+      expect(await state('pn-share-late', '{{.State.Running}}')).toBe('false');
       // Old clients (API < 1.24) may set the network mode on the start; dockerd takes it.
-      const old = (await h1().docker(['create', '--name', 'pn-share-old', '--net', 'none', cluster.image, 'sleep', '600'])).stdout.trim();
+      const old = (await h1().docker(['create', '--name', 'pn-share-old', '--net', 'none', ...sleeper])).stdout.trim();
       const oldBody = '{"NetworkMode":"container:pn-share-later"}';
       const oldStart = await api(proxy(), 'POST', `/v1.23/containers/${old}/start`, oldBody);
       expect(oldStart.status, oldStart.body).toBe(409);
@@ -274,9 +280,9 @@ describe('a workload keeps the network it was given', () => {
       expect(oldDirect.status, oldDirect.body).toBe(204);
       expect(await addrsIn(old)).toEqual(['inet 127.0.0.1', 'inet 198.19.65.1']);
       // docker update cannot change a network mode: dockerd's UpdateConfig has no such field.
-      const upd = await api(dockerd(), 'POST', `/containers/${plain}/update`, '{"NetworkMode":"container:pn-share-later"}');
+      const upd = await api(dockerd(), 'POST', `/containers/${plain}/update`, oldBody);
       expect(upd.status, upd.body).toBe(200);
-      expect((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.HostConfig.NetworkMode}}', plain])).trim()).toBe('none');
+      expect(await state(plain, '{{.HostConfig.NetworkMode}}')).toBe('none');
       await cluster.dockerd.dockerOk(['rm', '-f', old, 'pn-share-late', joined.stdout.trim(), plain]);
       expect({ ...(await snapshot()), containers: withOurs.containers }).toEqual(withOurs);
       await removeAndSettle([id], before);

@@ -18,7 +18,9 @@ function fakeInspect(containers: FakeContainer[], failing: string[] = []) {
     const name = ref.replace(/^\//, '');
     const byPrefix = containers.filter((c) => c.id.startsWith(ref));
     const c =
-      containers.find((x) => x.id === ref) ?? containers.find((x) => x.name === name) ?? (byPrefix.length === 1 ? byPrefix[0] : undefined);
+      containers.find((x) => x.id === ref) ??
+      containers.find((x) => x.name === name) ??
+      (byPrefix.length === 1 ? byPrefix[0] : undefined);
     if (!c) return { status: 404 };
     const Labels: Record<string, string> = c.calico ? { [LABELS.host]: 'h1', other: 'x' } : { other: 'x' };
     return { status: 200, doc: { Id: c.id, Config: { Labels }, HostConfig: { NetworkMode: c.mode ?? 'default' } } };
@@ -50,14 +52,16 @@ describe('joinedContainer reads a network mode as dockerd does', () => {
 });
 
 describe('joining the network of a Calico workload', () => {
-  it.each([['web'], ['/web'], [hex('a')], ['aaaaaaaaaaaa'], ['a']])('is found by name, full id or id prefix: %s', async (ref) => {
+  const refs = [['web'], ['/web'], [hex('a')], ['aaaaaaaaaaaa'], ['a']];
+  it.each(refs)('is found by name, full id or id prefix: %s', async (ref) => {
     const { inspect } = fakeInspect([workload, plain]);
     const v = await joinsCalicoWorkload(inspect, ref);
     expect(v).toEqual({ ok: false, kind: 'calico', chain: [ref], id: hex('a') });
     if (!v.ok && v.kind === 'calico') {
       expect(joinRefusal(v)).toBe(
         `calico: --net container:${ref} would share the network of Calico workload aaaaaaaaaaaa: ` +
-          "the container would take the workload's address and groups without being one; start it with its own CALICO_IP instead",
+          "the container would take the workload's address and groups without being one; " +
+          'start it with its own CALICO_IP instead',
       );
     }
   });
@@ -78,7 +82,8 @@ describe('joining the network of a Calico workload', () => {
     expect(v).toEqual({ ok: false, kind: 'calico', chain: ['outer', hex('c').slice(0, 12), 'web'], id: hex('a') });
     expect(asked).toEqual(['outer', hex('c').slice(0, 12), 'web']);
     if (!v.ok && v.kind === 'calico') {
-      expect(joinRefusal(v)).toMatch(/Calico workload aaaaaaaaaaaa \(outer shares the network of cccccccccccc shares the network of web\)/);
+      const via = /Calico workload aaaaaaaaaaaa \(outer shares the network of cccccccccccc shares the network of web\)/;
+      expect(joinRefusal(v)).toMatch(via);
     }
     // Control: the same chain ending at a container that is not a workload.
     const { inspect: toPlain } = fakeInspect([plain, { ...side, mode: 'container:plain' }, outer]);
@@ -89,15 +94,22 @@ describe('joining the network of a Calico workload', () => {
     const x: FakeContainer = { id: hex('e'), name: 'x', mode: 'container:y' };
     const y: FakeContainer = { id: hex('f'), name: 'y', mode: 'container:x' };
     expect(await joinsCalicoWorkload(fakeInspect([x, y]).inspect, 'x')).toEqual({ ok: true });
-    const deep: FakeContainer[] = Array.from({ length: 20 }, (_, i) => ({ id: `${i}`.padStart(64, '0'), name: `n${i}`, mode: `container:n${i + 1}` }));
+    const deep: FakeContainer[] = Array.from({ length: 20 }, (_, i) => ({
+      id: `${i}`.padStart(64, '0'),
+      name: `n${i}`,
+      mode: `container:n${i + 1}`,
+    }));
     const v = await joinsCalicoWorkload(fakeInspect(deep).inspect, 'n0');
     expect(v).toMatchObject({ ok: false, kind: 'deep' });
-    if (!v.ok && v.kind === 'deep') expect(joinRefusal(v)).toMatch(/--net container:n0 joins containers nested more than 16 deep/);
+    if (!v.ok && v.kind === 'deep') {
+      expect(joinRefusal(v)).toMatch(/--net container:n0 joins containers nested more than 16 deep/);
+    }
   });
 
   it('dockerd failing to answer is not taken as "no such container"', async () => {
     const side: FakeContainer = { id: hex('c'), name: 'side', mode: 'container:web' };
     const { inspect } = fakeInspect([workload, side], ['web']);
-    expect(await joinsCalicoWorkload(inspect, 'side')).toEqual({ ok: false, kind: 'upstream', status: 500, ref: 'web' });
+    const v = await joinsCalicoWorkload(inspect, 'side');
+    expect(v).toEqual({ ok: false, kind: 'upstream', status: 500, ref: 'web' });
   });
 });

@@ -37,7 +37,10 @@ const MAX_HOPS = 16;
  * that container's process, which may itself have joined another's: the chain is followed.
  * A Calico workload is any container with our host label, whoever put it there.
  */
-export async function joinsCalicoWorkload(inspect: (ref: string) => Promise<Inspected>, ref: string): Promise<JoinVerdict> {
+export async function joinsCalicoWorkload(
+  inspect: (ref: string) => Promise<Inspected>,
+  ref: string,
+): Promise<JoinVerdict> {
   const chain: string[] = [];
   const seen = new Set<string>();
   let next: string | undefined = ref;
@@ -47,7 +50,9 @@ export async function joinsCalicoWorkload(inspect: (ref: string) => Promise<Insp
     chain.push(next);
     const r = await inspect(next);
     if (r.status === 404) return { ok: true };
-    if (r.status !== 200 || typeof r.doc?.Id !== 'string') return { ok: false, kind: 'upstream', status: r.status, ref: next };
+    if (r.status !== 200 || typeof r.doc?.Id !== 'string') {
+      return { ok: false, kind: 'upstream', status: r.status, ref: next };
+    }
     const id = r.doc.Id;
     if ((r.doc.Config?.Labels ?? {})[LABELS.host] !== undefined) return { ok: false, kind: 'calico', chain, id };
     // A cycle cannot run (dockerd refuses to join a container that is not running).
