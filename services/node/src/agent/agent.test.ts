@@ -107,7 +107,7 @@ describe('agentKeyFilter', () => {
 });
 
 describe('PolicyAgent', () => {
-  it('keeps every host\'s bird_ip and bird6_ip from its sync: puts, deletes, resyncs, values that do not decode', async () => {
+  it('keeps every host\'s bird_ip and bird6_ip from its sync: puts, deletes, resyncs, bad values', async () => {
     const { agent } = newAgent();
     let synced = false;
     void agent.whenSynced().then(() => (synced = true));
