@@ -3,6 +3,7 @@ import type { Logger } from '@calico/log';
 import type { Interceptor, InterceptContext, UpstreamResponse } from './server.js';
 import { ProxyError } from './errors.js';
 import { encodePathBytes } from './route.js';
+import { rewriteInspect } from './inspectRewrite.js';
 import { calicoIpFromEnv, reservedAddressRefusal, type ReservedAddresses } from '../workload/calicoIp.js';
 import {
   LABELS,
@@ -19,7 +20,6 @@ import { joinedContainer, joinRefusal, joinsCalicoWorkload, type Inspected } fro
 import { randomMac } from '../plumber/names.js';
 import { PENDING_CONTAINER, type AddressRegistry } from '../etcd/addresses.js';
 import { workloadLabels, type Workloads } from '../workloads.js';
-import { parse, stringify } from 'lossless-json';
 
 export interface InterceptDeps {
   host: string;
@@ -230,25 +230,8 @@ function inspectInterceptor(d: InterceptDeps): Interceptor {
       const text = res.status === 200 ? res.body.toString('utf8') : '';
       // Most inspects are of containers that are not ours: answer those without parsing.
       if (!text.includes(d.host) || !text.includes(LABELS.host)) return ctx.reply(res);
-      let doc: JsonObject;
-      try {
-        // Native JSON is much faster; the lossless parser is needed only when an integer
-        // could lose precision (16 digits or more).
-        doc = (/[0-9]{16}/.test(text) ? parse(text) : JSON.parse(text)) as JsonObject;
-      } catch {
-        return ctx.reply(res);
-      }
-      const labels = ((doc.Config as JsonObject | undefined)?.Labels ?? undefined) as Record<string, string> | undefined;
-      const w = workloadLabels(labels, d.host);
-      if (!w) return ctx.reply(res);
-      const ns = { ...((doc.NetworkSettings as JsonObject | undefined) ?? {}) };
-      const v4 = w.addrs.find((a) => !a.includes(':'));
-      const v6 = w.addrs.find((a) => a.includes(':'));
-      if (v4) Object.assign(ns, { IPAddress: v4, IPPrefixLen: 32 });
-      if (v6) Object.assign(ns, { GlobalIPv6Address: v6, GlobalIPv6PrefixLen: 128 });
-      ns.MacAddress = w.mac;
-      doc.NetworkSettings = ns;
-      ctx.reply(res, Buffer.from(stringify(doc) ?? ''));
+      const out = rewriteInspect(text, d.host);
+      ctx.reply(res, out === undefined ? undefined : Buffer.from(out));
     },
   };
 }
