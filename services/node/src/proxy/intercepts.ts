@@ -293,6 +293,24 @@ function networkGuard(route: 'network-connect' | 'network-disconnect'): Intercep
   };
 }
 
+/**
+ * A build's RUN steps run in containers with the build's network mode (the classic builder takes
+ * `container:<X>`): the same refusal as a create's. The context streams through unread.
+ */
+function buildGuard(): Interceptor {
+  return {
+    name: 'build',
+    route: 'build',
+    async handle(ctx: InterceptContext) {
+      // dockerd takes the first value; every one is checked, so no reading of the query can differ.
+      for (const mode of new URLSearchParams(ctx.route.query.replace(/^\?/, '')).getAll('networkmode')) {
+        await refuseJoiningWorkload(ctx, joinedContainer(mode));
+      }
+      ctx.passThrough();
+    },
+  };
+}
+
 export function nodeInterceptors(d: InterceptDeps): Interceptor[] {
   return [
     createInterceptor(d),
@@ -303,5 +321,6 @@ export function nodeInterceptors(d: InterceptDeps): Interceptor[] {
     bodyGuard('update'),
     networkGuard('network-connect'),
     networkGuard('network-disconnect'),
+    buildGuard(),
   ];
 }
