@@ -246,6 +246,17 @@ describe('a workload keeps the network it was given', () => {
         expect(r.stderr, ref).toMatch(refused);
         expect(await snapshot(), ref).toEqual(withOurs);
       }
+      // A build's RUN steps take the build's network mode (the classic builder, dockerd 20.10's default).
+      const dockerfile = `FROM ${cluster.image}\nRUN ip -o -4 addr\n`;
+      const buildArgs = ['build', '--no-cache', '--network', 'container:pn-share-ours', '-t', 'pn-share-img', '-'];
+      const refusedBuild = await h1().docker(buildArgs, dockerfile);
+      expect(refusedBuild.code).not.toBe(0);
+      expect(refusedBuild.stderr).toMatch(refused);
+      const directBuild = await cluster.dockerd.docker(buildArgs, { input: dockerfile });
+      expect(directBuild.code, directBuild.stderr).toBe(0);
+      expect(directBuild.stdout).toMatch(/inet 198\.19\.65\.1/);
+      await cluster.dockerd.dockerOk(['rmi', 'pn-share-img']);
+      expect(await snapshot()).toEqual(withOurs);
       // Control, straight to dockerd: the container joins and takes the workload's address.
       const directRun = ['run', '-d', '--name', 'pn-share-direct', '--net', 'container:pn-share-ours', ...sleeper];
       const direct = (await cluster.dockerd.dockerOk(directRun)).trim();
@@ -288,6 +299,7 @@ describe('a workload keeps the network it was given', () => {
       await removeAndSettle([id], before);
     } finally {
       await cluster.dockerd.docker(['rm', '-f', ...names, 'pn-share-later']);
+      await cluster.dockerd.docker(['rmi', 'pn-share-img']);
     }
   });
 
