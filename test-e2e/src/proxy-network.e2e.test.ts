@@ -223,6 +223,86 @@ describe('a workload keeps the network it was given', () => {
     }
   });
 
+  it('--net container: of a Calico workload is refused with a 409; straight, or of another, it works', async () => {
+    const before = await snapshot();
+    const names = ['ours', 'direct', 'plain', 'join', 'late', 'old'].map((n) => `pn-share-${n}`);
+    const sleeper = [cluster.image, 'sleep', '600'];
+    const state = async (c: string, format: string) =>
+      (await cluster.dockerd.dockerOk(['inspect', '-f', format, c])).trim();
+    try {
+      const ours = await run('pn-share-ours', '198.19.65.1');
+      expect(ours.code, ours.stderr).toBe(0);
+      const id = ours.stdout.trim();
+      const withOurs = await snapshot();
+      const addrsIn = async (c: string) =>
+        (await cluster.dockerd.dockerOk(['exec', c, 'ip', '-o', '-4', 'addr'])).match(/inet [0-9.]+/g) ?? [];
+      const join = (ref: string, name = 'pn-share-join') =>
+        h1().docker(['run', '-d', '--name', name, '--net', `container:${ref}`, cluster.image, 'sleep', '600']);
+      const refused = new RegExp(`would share the network of Calico workload ${id.slice(0, 12)}`);
+      // The real docker CLI through the proxy, naming the workload every way dockerd resolves it.
+      for (const ref of ['pn-share-ours', id, id.slice(0, 12), id.slice(0, 6)]) {
+        const r = await join(ref);
+        expect(r.code, ref).not.toBe(0);
+        expect(r.stderr, ref).toMatch(refused);
+        expect(await snapshot(), ref).toEqual(withOurs);
+      }
+      // A build's RUN steps take the build's network mode (the classic builder, dockerd 20.10's default).
+      const dockerfile = `FROM ${cluster.image}\nRUN ip -o -4 addr\n`;
+      const buildArgs = ['build', '--no-cache', '--network', 'container:pn-share-ours', '-t', 'pn-share-img', '-'];
+      const refusedBuild = await h1().docker(buildArgs, dockerfile);
+      expect(refusedBuild.code).not.toBe(0);
+      expect(refusedBuild.stderr).toMatch(refused);
+      const directBuild = await cluster.dockerd.docker(buildArgs, { input: dockerfile });
+      expect(directBuild.code, directBuild.stderr).toBe(0);
+      expect(directBuild.stdout).toMatch(/inet 198\.19\.65\.1/);
+      await cluster.dockerd.dockerOk(['rmi', 'pn-share-img']);
+      expect(await snapshot()).toEqual(withOurs);
+      // Control, straight to dockerd: the container joins and takes the workload's address.
+      const directRun = ['run', '-d', '--name', 'pn-share-direct', '--net', 'container:pn-share-ours', ...sleeper];
+      const direct = (await cluster.dockerd.dockerOk(directRun)).trim();
+      expect(await addrsIn(direct)).toEqual(['inet 127.0.0.1', 'inet 198.19.65.1']);
+      // A container that shares the workload's network is refused as the workload is.
+      const chained = await join('pn-share-direct');
+      expect(chained.stderr).toMatch(/Calico workload [0-9a-f]{12} \(pn-share-direct shares the network of /);
+      await cluster.dockerd.dockerOk(['rm', '-f', direct]);
+      expect(await snapshot()).toEqual(withOurs);
+      // Control, through the proxy: another container's network may be shared.
+      const plainRun = ['run', '-d', '--name', 'pn-share-plain', '--net', 'none', ...sleeper];
+      const plain = (await h1().docker(plainRun)).stdout.trim();
+      const joined = await join('pn-share-plain');
+      expect(joined.code, joined.stderr).toBe(0);
+      expect(await addrsIn(joined.stdout.trim())).toEqual(['inet 127.0.0.1']);
+      // dockerd resolves the name at the start, not at the create: a create naming a container
+      // that does not exist yet is forwarded, and its start refused once the name is a workload.
+      const lateCreate = ['create', '--name', 'pn-share-late', '--net', 'container:pn-share-later', ...sleeper];
+      const late = await h1().docker(lateCreate);
+      expect(late.code, late.stderr).toBe(0);
+      await cluster.dockerd.dockerOk(['rename', 'pn-share-ours', 'pn-share-later']);
+      const lateStart = await h1().docker(['start', 'pn-share-late']);
+      expect(lateStart.stderr).toMatch(refused);
+      expect(await state('pn-share-late', '{{.State.Running}}')).toBe('false');
+      // Old clients (API < 1.24) may set the network mode on the start; dockerd takes it.
+      const old = (await h1().docker(['create', '--name', 'pn-share-old', '--net', 'none', ...sleeper])).stdout.trim();
+      const oldBody = '{"NetworkMode":"container:pn-share-later"}';
+      const oldStart = await api(proxy(), 'POST', `/v1.23/containers/${old}/start`, oldBody);
+      expect(oldStart.status, oldStart.body).toBe(409);
+      expect(message(oldStart)).toMatch(refused);
+      const oldDirect = await api(dockerd(), 'POST', `/v1.23/containers/${old}/start`, oldBody);
+      expect(oldDirect.status, oldDirect.body).toBe(204);
+      expect(await addrsIn(old)).toEqual(['inet 127.0.0.1', 'inet 198.19.65.1']);
+      // docker update cannot change a network mode: dockerd's UpdateConfig has no such field.
+      const upd = await api(dockerd(), 'POST', `/containers/${plain}/update`, oldBody);
+      expect(upd.status, upd.body).toBe(200);
+      expect(await state(plain, '{{.HostConfig.NetworkMode}}')).toBe('none');
+      await cluster.dockerd.dockerOk(['rm', '-f', old, 'pn-share-late', joined.stdout.trim(), plain]);
+      expect({ ...(await snapshot()), containers: withOurs.containers }).toEqual(withOurs);
+      await removeAndSettle([id], before);
+    } finally {
+      await cluster.dockerd.docker(['rm', '-f', ...names, 'pn-share-later']);
+      await cluster.dockerd.docker(['rmi', 'pn-share-img']);
+    }
+  });
+
   it('network connect of a container that does not exist gets dockerd\'s own 404', async () => {
     const r = await api(proxy(), 'POST', '/networks/none/connect', '{"Container":"pn-nonesuch"}');
     const d = await api(dockerd(), 'POST', '/networks/none/connect', '{"Container":"pn-nonesuch"}');

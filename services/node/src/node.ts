@@ -87,7 +87,7 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
   const keeper = await registerWhenReachable(ds, { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds }, logger);
   const plumber = new Plumber(logger.child({ part: 'plumber' }), c.procSys, (ms, ok) => metrics.plumbed(ms, ok));
   const addresses = new AddressRegistry(ds);
-  const reserved = new ClusterAddresses(ds, addresses, [c.ip, ...(c.ip6 ? [c.ip6] : [])]);
+  const reserved = new ClusterAddresses(ds, addresses, [c.ip, ...(c.ip6 ? [c.ip6] : [])], agent);
   const reservedReady = reserved.start();
   const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
   agent.start();
@@ -146,7 +146,6 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
       events.stop();
       await proxy.close();
       await agent.stop();
-      await reserved.stop();
       await keeper.stop();
     },
   };

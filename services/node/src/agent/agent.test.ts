@@ -3,7 +3,7 @@
  * handleStatus() (what the syncer calls), the kernel is a FakeKernel.
  */
 import type { Datastore, SyncBatch, SyncHandler, SyncStatus } from '@calico/datastore';
-import { groupMemberKey, groupRuleKey } from '@calico/keyspace';
+import { bird6IpKey, birdIpKey, groupMemberKey, groupRuleKey } from '@calico/keyspace';
 import { createLogger } from '@calico/log';
 import { policyFixtures as fx, type KeyValue } from '@calico/policy';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -85,7 +85,12 @@ describe('agentKeyFilter', () => {
     [`${dir('h2')}/oldaddrs`, false],
     [`${dir('h2')}/laststate`, false],
     [`${dir('h2')}/adds`, false],
-    ['/calico/host/h2/bird_ip', false],
+    // Every host's bird_ip and bird6_ip (addresses no container may take), and nothing that only ends alike.
+    ['/calico/host/h2/bird_ip', true],
+    ['/calico/host/h2/bird6_ip', true],
+    ['/calico/host/h2/xbird_ip', false],
+    ['/calico/host/h2/config/bird_ip', false],
+    [`${dir('h2')}/bird_ip`, false],
     ['/calico/host/h2/state', true],
     // This host's keys, and everything outside the host directories, whatever they end in.
     [`${dir('h1')}/mac`, true],
@@ -102,6 +107,36 @@ describe('agentKeyFilter', () => {
 });
 
 describe('PolicyAgent', () => {
+  it('keeps every host\'s bird_ip and bird6_ip from its sync: puts, deletes, resyncs, bad values', async () => {
+    const { agent } = newAgent();
+    let synced = false;
+    void agent.whenSynced().then(() => (synced = true));
+    const bird = [
+      { key: birdIpKey('h1'), value: '198.18.0.11' },
+      { key: birdIpKey('h2'), value: '198.18.0.12' },
+      { key: bird6IpKey('h2'), value: 'fd00:198:18::12' },
+      { key: birdIpKey('h3'), value: 'not an address' },
+    ];
+    agent.handleBatch(batch(puts([...all, ...bird]), 'snapshot'));
+    await tick();
+    expect(synced).toBe(false);
+    agent.handleStatus('in-sync', 'test');
+    await tick();
+    expect(synced).toBe(true);
+    const seen = () => Object.fromEntries(agent.birdIps());
+    expect(seen()).toEqual({ '198.18.0.11': 'h1', '198.18.0.12': 'h2', 'fd00:198:18::12': 'h2' });
+    agent.handleBatch(batch([
+      { type: 'put', key: birdIpKey('h2'), value: '198.18.0.22' },
+      { type: 'put', key: birdIpKey('h3'), value: '198.18.0.13' },
+      { type: 'delete', key: bird6IpKey('h2') },
+    ]));
+    expect(seen()).toEqual({ '198.18.0.11': 'h1', '198.18.0.22': 'h2', '198.18.0.13': 'h3' });
+    // A value that stops decoding takes the address away; so does a resync's delete.
+    agent.handleBatch(batch([{ type: 'put', key: birdIpKey('h3'), value: '' }]));
+    agent.handleBatch(batch([{ type: 'delete', key: birdIpKey('h1') }], 'resync'));
+    expect(seen()).toEqual({ '198.18.0.22': 'h2' });
+  });
+
   it('writes nothing to the kernel before the datastore is in sync', async () => {
     const { kernel, agent } = newAgent();
     agent.handleStatus('resyncing', 'starting');

@@ -1,5 +1,14 @@
 import type { Datastore, SyncBatch, Syncer, SyncStatus } from '@calico/datastore';
-import { configKey, endpointPrefix, hostPrefix, hostsPrefix, networkPrefix } from '@calico/keyspace';
+import {
+  configKey,
+  decodeBird6Ip,
+  decodeBirdIp,
+  endpointPrefix,
+  hostPrefix,
+  hostsPrefix,
+  networkPrefix,
+  parseKey,
+} from '@calico/keyspace';
 import type { Logger } from '@calico/log';
 import { PolicyModel, endpointPolicy, type ModelUpdate } from '@calico/policy';
 import { hostIfName } from '../plumber/names.js';
@@ -56,9 +65,19 @@ function closedChains(): [Family, 'filter', string, string[]][] {
   ] as [Family, 'filter', string, string[]][]);
 }
 
+/** /calico/host/<host>/bird_ip or bird6_ip: one segment between the host directory and the leaf. */
+function isBirdIpKey(key: string): boolean {
+  return (
+    (key.endsWith('/bird_ip') || key.endsWith('/bird6_ip')) &&
+    key.startsWith(hostsPrefix) &&
+    key.indexOf('/', hostsPrefix.length) === key.lastIndexOf('/')
+  );
+}
+
 /**
  * Of other hosts the agent needs only the endpoints' addresses and states (they fill group
- * ipsets); their MACs and everything else under their host directories would only cost memory.
+ * ipsets) and the hosts' bird_ip and bird6_ip (addresses no container may take); their MACs and
+ * everything else under their host directories would only cost memory.
  */
 export function agentKeyFilter(host: string): (key: string) => boolean {
   const own = hostPrefix(host);
@@ -66,6 +85,7 @@ export function agentKeyFilter(host: string): (key: string) => boolean {
     // Once per key of a snapshot: most are other hosts' addrs and state, told by their last letter first.
     const last = key.charCodeAt(key.length - 1);
     if ((last === 115 /* s */ && key.endsWith('/addrs')) || (last === 101 /* e */ && key.endsWith('/state'))) return true;
+    if (last === 112 /* p */ && isBirdIpKey(key)) return true;
     return !key.startsWith(hostsPrefix) || key.startsWith(own);
   };
 }
@@ -109,6 +129,11 @@ export class PolicyAgent {
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
+  /** Every host's bird_ip and bird6_ip by key, from the same sync. */
+  private readonly birdIpByKey = new Map<string, { addr: string; host: string }>();
+  private birdIpView: Map<string, string> | undefined;
+  private markSynced!: () => void;
+  private readonly syncedPromise = new Promise<void>((r) => (this.markSynced = r));
   private applies = 0;
   private lastApply: AgentStatus['lastApply'] = null;
   private lastError: string | null = null;
@@ -232,6 +257,7 @@ export class PolicyAgent {
     }
     if (s === 'in-sync' && !this.everInSync) {
       this.everInSync = true;
+      this.markSynced();
       this.opts.logger.info({ reason }, 'datastore in sync; programming the dataplane');
       this.schedule();
     } else if (s === 'in-sync' && was !== 'in-sync') {
@@ -251,7 +277,8 @@ export class PolicyAgent {
       this.dataplane.resync().catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'reading the kernel at start failed; the first write reads it again'));
     }
     for (const u of batch.updates) {
-      if (u.key === ENDPOINT_TO_HOST_KEY) {
+      if (u.key.charCodeAt(u.key.length - 1) === 112 /* p */ && isBirdIpKey(u.key)) this.noteBirdIp(u);
+      else if (u.key === ENDPOINT_TO_HOST_KEY) {
         const v = u.type === 'put' ? u.value.trim().toLowerCase() : '';
         const next: EndpointToHostAction = v === 'accept' || v === 'policy' || v === 'drop' ? v : (this.opts.endpointToHost ?? 'drop');
         if (u.type === 'put' && next !== v) this.opts.logger.warn({ key: u.key, value: u.value }, 'unknown EndpointToHostAction; expected accept, drop or policy; keeping the default');
@@ -274,6 +301,31 @@ export class PolicyAgent {
     for (const e of touched.endpoints) this.dirtyEndpoints.add(e);
     for (const g of touched.groups) this.dirtyGroups.add(g);
     this.schedule();
+  }
+
+  /** A bird_ip whose value does not decode is taken as absent. */
+  private noteBirdIp(u: SyncBatch['updates'][number]): void {
+    const k = parseKey(u.key);
+    if (k.kind !== 'birdIp' && k.kind !== 'bird6Ip') return;
+    const decode = k.kind === 'birdIp' ? decodeBirdIp : decodeBird6Ip;
+    const d = u.type === 'put' ? decode(u.key, u.value) : undefined;
+    if (d?.ok) this.birdIpByKey.set(u.key, { addr: d.value, host: k.host });
+    else if (!this.birdIpByKey.delete(u.key)) return;
+    this.birdIpView = undefined;
+  }
+
+  /** Every host's bird_ip and bird6_ip as read so far: address → host. */
+  birdIps(): ReadonlyMap<string, string> {
+    if (!this.birdIpView) {
+      this.birdIpView = new Map();
+      for (const { addr, host } of this.birdIpByKey.values()) this.birdIpView.set(addr, host);
+    }
+    return this.birdIpView;
+  }
+
+  /** Resolves once the first full snapshot has been read (the bird_ips with it). */
+  whenSynced(): Promise<void> {
+    return this.syncedPromise;
   }
 
   private schedule(): void {

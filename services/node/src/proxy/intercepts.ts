@@ -3,6 +3,7 @@ import type { Logger } from '@calico/log';
 import type { Interceptor, InterceptContext, UpstreamResponse } from './server.js';
 import { ProxyError } from './errors.js';
 import { encodePathBytes } from './route.js';
+import { rewriteInspect } from './inspectRewrite.js';
 import { calicoIpFromEnv, reservedAddressRefusal, type ReservedAddresses } from '../workload/calicoIp.js';
 import {
   LABELS,
@@ -15,10 +16,10 @@ import {
   strSlice,
   type JsonObject,
 } from '../workload/createRequest.js';
+import { joinedContainer, joinRefusal, joinsCalicoWorkload, type Inspected } from '../workload/sharedNetwork.js';
 import { randomMac } from '../plumber/names.js';
 import { PENDING_CONTAINER, type AddressRegistry } from '../etcd/addresses.js';
 import { workloadLabels, type Workloads } from '../workloads.js';
-import { parse, stringify } from 'lossless-json';
 
 export interface InterceptDeps {
   host: string;
@@ -38,6 +39,31 @@ function json(r: UpstreamResponse): unknown {
   }
 }
 
+/**
+ * Refuses a container that would join the network namespace of a Calico workload (409), asking
+ * dockerd who `ref` is, as dockerd will when the container starts.
+ */
+async function refuseJoiningWorkload(ctx: InterceptContext, ref: string | undefined): Promise<void> {
+  if (ref === undefined) return;
+  const inspect = async (r: string): Promise<Inspected> => {
+    const res = await ctx.call('GET', `/containers/${encodeURIComponent(r)}/json`);
+    return { status: res.status, doc: res.status === 200 ? (json(res) as Inspected['doc']) : undefined };
+  };
+  const v = await joinsCalicoWorkload(inspect, ref);
+  if (v.ok) return;
+  if (v.kind === 'upstream') {
+    throw new ProxyError('UPSTREAM', `calico: dockerd could not say who container ${v.ref} is (status ${v.status})`);
+  }
+  throw new ProxyError('CONFLICT', joinRefusal(v));
+}
+
+/** The network mode of a create (or old start) body, read from the host config dockerd takes. */
+function bodyNetworkMode(doc: JsonObject | undefined): unknown {
+  if (!doc) return undefined;
+  const hc = doc.HostConfig;
+  return (hc && typeof hc === 'object' && !Array.isArray(hc) ? (hc as JsonObject) : doc).NetworkMode;
+}
+
 /** POST /containers/create with CALICO_IP: validate, reserve, rewrite, forward; undo on refusal. */
 function createInterceptor(d: InterceptDeps): Interceptor {
   return {
@@ -49,7 +75,11 @@ function createInterceptor(d: InterceptDeps): Interceptor {
       const { raw, doc = {} } = await ctx.jsonBody();
       const want = calicoIpFromEnv(doc.Env);
       if (!want.ok) throw new ProxyError('BAD_REQUEST', want.message);
-      if (want.value.kind === 'none') return ctx.reply(await ctx.forward(raw));
+      if (want.value.kind === 'none') {
+        // dockerd resolves the name again at start, which checks again.
+        await refuseJoiningWorkload(ctx, joinedContainer(bodyNetworkMode(doc)));
+        return ctx.reply(await ctx.forward(raw));
+      }
       const netErr = checkNetworkMode(doc);
       if (netErr) throw new ProxyError('BAD_REQUEST', netErr);
 
@@ -154,8 +184,18 @@ function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interc
       let full = id;
       if (!d.workloads.knownLabels(id)) {
         const info = await ctx.call('GET', `/containers/${encodePathBytes(ctx.route.params[0]!)}/json`);
-        const labels = (json(info) as { Config?: { Labels?: Record<string, string> } } | undefined)?.Config?.Labels;
-        if (info.status !== 200 || !workloadLabels(labels, d.host)) return ctx.passThrough();
+        const c = json(info) as Inspected['doc'];
+        const labels = c?.Config?.Labels ?? undefined;
+        if (info.status !== 200) return ctx.passThrough();
+        if (!workloadLabels(labels, d.host)) {
+          // Not ours: it may still join a workload's network, by the mode it was created with or
+          // (start, API < 1.24) one its body sets; dockerd resolves the name now, so check now.
+          await refuseJoiningWorkload(ctx, joinedContainer(c?.HostConfig?.NetworkMode));
+          if (action === 'restart') return ctx.passThrough();
+          const { raw, doc } = await ctx.jsonBody();
+          await refuseJoiningWorkload(ctx, joinedContainer(bodyNetworkMode(doc)));
+          return ctx.reply(await ctx.forward(raw));
+        }
         full = (json(info) as { Id: string }).Id;
         d.workloads.remember(full, workloadLabels(labels, d.host)!, false);
       }
@@ -190,25 +230,8 @@ function inspectInterceptor(d: InterceptDeps): Interceptor {
       const text = res.status === 200 ? res.body.toString('utf8') : '';
       // Most inspects are of containers that are not ours: answer those without parsing.
       if (!text.includes(d.host) || !text.includes(LABELS.host)) return ctx.reply(res);
-      let doc: JsonObject;
-      try {
-        // Native JSON is much faster; the lossless parser is needed only when an integer
-        // could lose precision (16 digits or more).
-        doc = (/[0-9]{16}/.test(text) ? parse(text) : JSON.parse(text)) as JsonObject;
-      } catch {
-        return ctx.reply(res);
-      }
-      const labels = ((doc.Config as JsonObject | undefined)?.Labels ?? undefined) as Record<string, string> | undefined;
-      const w = workloadLabels(labels, d.host);
-      if (!w) return ctx.reply(res);
-      const ns = { ...((doc.NetworkSettings as JsonObject | undefined) ?? {}) };
-      const v4 = w.addrs.find((a) => !a.includes(':'));
-      const v6 = w.addrs.find((a) => a.includes(':'));
-      if (v4) Object.assign(ns, { IPAddress: v4, IPPrefixLen: 32 });
-      if (v6) Object.assign(ns, { GlobalIPv6Address: v6, GlobalIPv6PrefixLen: 128 });
-      ns.MacAddress = w.mac;
-      doc.NetworkSettings = ns;
-      ctx.reply(res, Buffer.from(stringify(doc) ?? ''));
+      const out = rewriteInspect(text, d.host);
+      ctx.reply(res, out === undefined ? undefined : Buffer.from(out));
     },
   };
 }
@@ -270,6 +293,24 @@ function networkGuard(route: 'network-connect' | 'network-disconnect'): Intercep
   };
 }
 
+/**
+ * A build's RUN steps run in containers with the build's network mode (the classic builder takes
+ * `container:<X>`): the same refusal as a create's. The context streams through unread.
+ */
+function buildGuard(): Interceptor {
+  return {
+    name: 'build',
+    route: 'build',
+    async handle(ctx: InterceptContext) {
+      // dockerd takes the first value; every one is checked, so no reading of the query can differ.
+      for (const mode of new URLSearchParams(ctx.route.query.replace(/^\?/, '')).getAll('networkmode')) {
+        await refuseJoiningWorkload(ctx, joinedContainer(mode));
+      }
+      ctx.passThrough();
+    },
+  };
+}
+
 export function nodeInterceptors(d: InterceptDeps): Interceptor[] {
   return [
     createInterceptor(d),
@@ -280,5 +321,6 @@ export function nodeInterceptors(d: InterceptDeps): Interceptor[] {
     bodyGuard('update'),
     networkGuard('network-connect'),
     networkGuard('network-disconnect'),
+    buildGuard(),
   ];
 }

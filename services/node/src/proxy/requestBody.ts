@@ -44,6 +44,8 @@ export const BODY_RULES: Record<RouteName, { maxBytes: number; level: StructLeve
   update: { maxBytes: 1 * MiB, required: false, level: { fields: { RestartPolicy: { fields: {} } } } },
   'network-connect': { maxBytes: 1 * MiB, required: false, level: { fields: { Container: null, EndpointConfig: { fields: {} } } } },
   'network-disconnect': { maxBytes: 1 * MiB, required: false, level: { fields: { Container: null, Force: null } } },
+  // The build context streams through unread.
+  build: { maxBytes: 0, required: false, level: { fields: {} } },
 };
 
 export type BodyResult = { ok: true; value: JsonObject | undefined } | { ok: false; message: string };

@@ -39,6 +39,8 @@ describe('routeRequest: the route dockerd would run', () => {
     ['POST', '/networks/n1/connect', 'network-connect'],
     ['POST', '/v1.41/networks/n1/%63onnect', 'network-connect'],
     ['POST', '/networks/n1/disconnect', 'network-disconnect'],
+    ['POST', '/build?networkmode=container:w', 'build'],
+    ['POST', '/v1.41/b%75ild', 'build'],
     // A carriage return is data to Go's ".*" (only a newline is not).
     ['POST', '/containers/a%0Db/start', 'start'],
   ])('%s %s is %s', (method, target, want) => {

@@ -16,6 +16,7 @@ export const ROUTES = {
   update: { method: 'POST', template: '/containers/{name:.*}/update' },
   'network-connect': { method: 'POST', template: '/networks/{id:.*}/connect' },
   'network-disconnect': { method: 'POST', template: '/networks/{id:.*}/disconnect' },
+  build: { method: 'POST', template: '/build' },
 } as const;
 export type RouteName = keyof typeof ROUTES;
 

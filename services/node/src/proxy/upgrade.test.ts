@@ -30,7 +30,7 @@ describe('planUpgrade: only the routes dockerd hijacks may upgrade', () => {
     ['POST', '/containers/%63reate', /POST create does not upgrade the connection/],
     ['POST', '/containers/x/start', /POST start does not upgrade/],
     ['GET', '/_ping', /GET \/_ping does not upgrade the connection \(only attach, exec start, session and grpc do\)/],
-    ['POST', '/build?version=2', /POST \/build does not upgrade/],
+    ['POST', '/build?version=2', /POST \/?build does not upgrade/],
     ['GET', '/containers/x/attach', /does not upgrade/],
     ['POST', '/containers/x/attach/ws', /does not upgrade/],
     ['POST', '/containers/x/../x/attach', /not in canonical form/],
