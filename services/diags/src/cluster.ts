@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -6,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import axios from 'axios';
 import type { Datastore } from '@calico/datastore';
 import { decodeUrl, hostsPrefix, parseKey } from '@calico/keyspace';
+import { runTool } from '@calico/proc';
 import { TOOL } from './collect.js';
 
 export interface ClusterHost {
@@ -124,24 +124,19 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
     }
     // Debian's tar unpacks it: it refuses absolute and ".." paths, and --strip-components drops
     // the host's own top folder so the host's files sit straight in <host>/.
-    const tar = spawn('tar', ['-xzf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let tarErr = '';
-    tar.stderr.on('data', (c: Buffer) => (tarErr += c.toString()));
-    const exited = new Promise<number>((resolve) => tar.on('close', (code) => resolve(code ?? 1)));
     const count = new Transform({
       transform(chunk: Buffer, _e, cb) {
         bytes += chunk.length;
         cb(null, chunk);
       },
     });
-    try {
-      await pipeline(body, count, tar.stdin);
-    } catch (e) {
-      tar.kill('SIGKILL');
-      throw e;
-    }
-    const code = await exited;
-    if (code !== 0) throw new Error(`the archive did not unpack (tar exited ${code}: ${tarErr.trim().slice(0, 300)})`);
+    // A failed download fails `count`, which the runner reports as the input's failure.
+    void pipeline(body, count).catch(() => undefined);
+    const tarArgv = ['tar', '-xzf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'];
+    const tar = await runTool(tarArgv, { input: count, ignoreStdout: true, timeoutMs: o.timeoutMs });
+    if (tar.error?.kind === 'input') throw tar.error.cause;
+    if (tar.error?.kind === 'exit') throw new Error(`the archive did not unpack (tar exited ${tar.code}: ${tar.stderr.trim().slice(0, 300)})`);
+    if (tar.error) throw new Error(`the archive did not unpack (${tar.error.message})`);
     const r = done('ok', bytes);
     try {
       r.failedSources = (JSON.parse(await readFile(join(dir, 'summary.json'), 'utf8')) as { failed: string[] }).failed;
