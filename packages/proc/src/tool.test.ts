@@ -79,8 +79,7 @@ describe('runTool', () => {
     expect(r.error?.kind).toBe('timeout');
     const msg = r.error!.message;
     expect(msg).toContain(`sh -c 'sleep 300 & echo "$$ $!" > ${pidFile}; echo '\\''about to hang'\\'' >&2; wait' timed out after 1000 ms`);
-    expect(msg).toContain(`still running then: ${shPid} sh -c`);
-    expect(msg).toContain(`, ${sleepPid} sleep 300`);
+    expect(msg).toContain(`; still running then: itself (pid ${shPid}), ${sleepPid} sleep 300;`);
     expect(msg).toMatch(/stderr so far: about to hang$/);
     expect(processExists(shPid)).toBe(false);
     expect(processExists(sleepPid)).toBe(false);

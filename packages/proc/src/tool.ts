@@ -87,8 +87,8 @@ const tail = (s: string) => {
   return t.length > MESSAGE_STDERR ? `…${t.slice(-MESSAGE_STDERR)}` : t;
 };
 
-/** The command lines of the processes still in a process group (what hung), leader first. */
-export function groupMembers(pgid: number, procRoot = '/proc'): string[] {
+/** The processes in a process group and their command lines (what hung), leader first. */
+export function groupMembers(pgid: number, procRoot = '/proc'): { pid: number; command: string }[] {
   let pids: number[];
   try {
     pids = readdirSync(procRoot)
@@ -103,7 +103,7 @@ export function groupMembers(pgid: number, procRoot = '/proc'): string[] {
     .sort((a, b) => (a === pgid ? -1 : b === pgid ? 1 : a - b))
     .map((pid) => {
       const argv = readCmdline(pid, o);
-      return `${pid} ${argv && argv.length ? describeArgv(argv) : `(${readProcStat(pid, o)?.comm ?? '?'})`}`;
+      return { pid, command: argv && argv.length ? describeArgv(argv) : `(${readProcStat(pid, o)?.comm ?? '?'})` };
     });
 }
 
@@ -203,7 +203,9 @@ export function runTool(argv: readonly string[], opts: ToolOptions = {}): Promis
     };
     const timer = setTimeout(() => {
       if (settled || killedFor || child.pid === undefined) return;
-      killedFor = { why: 'timeout', members: groupMembers(child.pid) };
+      const leader = child.pid;
+      const members = groupMembers(leader).map((m) => (m.pid === leader ? `itself (pid ${m.pid})` : `${m.pid} ${m.command}`));
+      killedFor = { why: 'timeout', members };
       killGroup();
     }, timeoutMs);
     child.on('error', (e) => {
