@@ -24,10 +24,13 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
   const dir = mkdtempSync(join(tmpdir(), 'calico-standins-'));
   const statusFile = join(dir, 'status.json');
   const marker = (tool: string) => join(dir, `hang-${tool}`);
-  const pidsOf = (tool: string): number[][] =>
-    existsSync(join(dir, `${tool}.pids`))
-      ? readFileSync(join(dir, `${tool}.pids`), 'utf8').trim().split('\n').filter(Boolean).map((l) => l.split(' ').map(Number))
-      : [];
+  /** [shell, sleep] of each stand-in that hung, in order. */
+  const pidsOf = (tool: string): number[][] => {
+    const file = join(dir, `${tool}.pids`);
+    if (!existsSync(file)) return [];
+    const lines = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean);
+    return lines.map((l) => l.split(' ').map(Number));
+  };
 
   async function standIn(tool: string, once: boolean): Promise<void> {
     const real = (await execOk(['sh', '-c', `command -v ${tool}`])).trim();
@@ -52,7 +55,8 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     (await cluster.host('h1').ns.exec(['ipset', 'list', groupSetName(group, 4)])).stdout.split('\n').includes(addr);
   const lastError = (): string | null => {
     try {
-      return (JSON.parse(readFileSync(statusFile, 'utf8')) as { dataplane: { lastError: string | null } }).dataplane.lastError;
+      const status = JSON.parse(readFileSync(statusFile, 'utf8')) as { dataplane: { lastError: string | null } };
+      return status.dataplane.lastError;
     } catch {
       return 'unreadable';
     }
@@ -65,7 +69,10 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     cluster = await DevCluster.start({
       hosts: ['h1'],
       nodeArgs: [`--status-file=${statusFile}`],
-      nodeEnv: { PATH: `${dir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`, CALICO_TOOL_TIMEOUT_MS: String(TIMEOUT_MS) },
+      nodeEnv: {
+        PATH: `${dir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`,
+        CALICO_TOOL_TIMEOUT_MS: String(TIMEOUT_MS),
+      },
     });
     A = await startWorkload(cluster, cluster.host('h1'), 'A', '198.19.31.1');
   });
@@ -78,7 +85,7 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the agent: a hung ipset times out with a log line naming it, the apply is retried, and goes in once ipset answers', async () => {
+  it('the agent: a hung ipset times out, logged by name; the apply is retried, in once ipset answers', async () => {
     // Control: through the stand-in, the real ipset programs a group's set.
     await writeGroup(cluster, { groupId: 'tt-a', members: [A.endpointId], inbound: [{ group: 'tt-a' }] });
     await waitFor('A in the set of tt-a', () => setHas('tt-a', A.addr), 15_000);
@@ -91,8 +98,11 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     expect(processExists(shPid!)).toBe(true);
     expect(processExists(sleepPid!)).toBe(true);
     const timedOut = `ipset -exist restore timed out after ${TIMEOUT_MS} ms and was killed with its process group`;
-    await waitFor('the timeout in the log', () => log().includes(timedOut), TIMEOUT_MS + 10_000, () => log().slice(-3000));
-    const line = log().split('\n').find((l) => l.includes(timedOut) && l.includes('dataplane update failed; retrying in'));
+    const retrying = 'dataplane update failed; retrying in';
+    const logLine = () => log().split('\n').find((l) => l.includes(timedOut) && l.includes(retrying));
+    const tail = () => log().slice(-3000);
+    await waitFor('the timeout in the log', () => logLine() !== undefined, TIMEOUT_MS + 10_000, tail);
+    const line = logLine();
     expect(line).toBeDefined();
     expect(line).toContain(`still running then: itself (pid ${shPid}), ${sleepPid} sleep 600;`);
     expect(line).toContain('stderr so far: ipset stand-in: hanging');
@@ -107,23 +117,30 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     rmSync(marker('ipset'));
     await waitFor('A in the set of tt-b', () => setHas('tt-b', A.addr), TIMEOUT_MS + 15_000, () => log().slice(-3000));
     await waitFor('lastError cleared', () => lastError() === null, 15_000);
-    for (const [sh, sleep] of pidsOf('ipset')) expect([processExists(sh!), processExists(sleep!)]).toEqual([false, false]);
+    for (const [sh, sleep] of pidsOf('ipset')) {
+      expect([processExists(sh!), processExists(sleep!)]).toEqual([false, false]);
+    }
   });
 
-  it('the plumber: a hung nsenter fails that start with a clear error and leaves nothing behind; another start goes through meanwhile', async () => {
+  it('the plumber: a hung nsenter fails its start clearly, leaving nothing; another start goes through', async () => {
     const docker = (args: string[]) => cluster.host('h1').docker(args);
+    const run = (name: string, addr: string) =>
+      docker(['run', '-d', '--name', name, '-e', `CALICO_IP=${addr}`, cluster.image, 'sleep', '3600']);
+    const inContainer = (id: string, argv: string[]) => cluster.dockerd.docker(['exec', id, ...argv]);
+    const inspect = async (id: string, format: string) =>
+      (await cluster.dockerd.docker(['inspect', '-f', format, id])).stdout.trim();
     writeFileSync(marker('nsenter'), '');
     let settled = false;
-    const hung = docker(['run', '-d', '--name', 'tt-hung', '-e', 'CALICO_IP=198.19.31.2', cluster.image, 'sleep', '3600']).finally(() => (settled = true));
+    const hung = run('tt-hung', '198.19.31.2').finally(() => (settled = true));
     await waitFor('the hung nsenter', () => pidsOf('nsenter').length === 1, 30_000, () => log().slice(-3000));
     const [[shPid, sleepPid]] = pidsOf('nsenter') as [[number, number]];
 
     // While that start hangs in its plumbing, another container starts and is networked.
-    const other = await docker(['run', '-d', '--name', 'tt-other', '-e', 'CALICO_IP=198.19.31.3', cluster.image, 'sleep', '3600']);
+    const other = await run('tt-other', '198.19.31.3');
     expect(other.code, other.stderr).toBe(0);
     expect(settled).toBe(false);
     expect(processExists(sleepPid)).toBe(true);
-    const otherAddr = await cluster.dockerd.docker(['exec', other.stdout.trim(), 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+    const otherAddr = await inContainer(other.stdout.trim(), ['ip', '-4', '-o', 'addr', 'show', 'eth0']);
     expect(otherAddr.stdout).toContain('inet 198.19.31.3/32');
 
     const r = await hung;
@@ -137,15 +154,16 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     expect(processExists(shPid)).toBe(false);
     expect(processExists(sleepPid)).toBe(false);
     // Nothing behind: the container is stopped and its host veth gone.
-    const id = (await cluster.dockerd.docker(['inspect', '-f', '{{.Id}}', 'tt-hung'])).stdout.trim();
-    const endpointId = (await cluster.dockerd.docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).stdout.trim();
-    await waitFor('tt-hung stopped', async () => (await cluster.dockerd.docker(['inspect', '-f', '{{.State.Running}}', id])).stdout.trim() === 'false', 15_000);
-    await waitFor('no veth of tt-hung', async () => (await cluster.host('h1').ns.exec(['ip', 'link', 'show', hostIfName(endpointId)])).code !== 0, 15_000);
+    const id = await inspect('tt-hung', '{{.Id}}');
+    const veth = hostIfName(await inspect(id, `{{index .Config.Labels "${LABELS.endpoint}"}}`));
+    await waitFor('tt-hung stopped', async () => (await inspect(id, '{{.State.Running}}')) === 'false', 15_000);
+    const vethGone = async () => (await cluster.host('h1').ns.exec(['ip', 'link', 'show', veth])).code !== 0;
+    await waitFor('no veth of tt-hung', vethGone, 15_000);
 
     // The same start with the real nsenter (the stand-in's marker is used up) networks it.
     const again = await docker(['start', 'tt-hung']);
     expect(again.code, again.stderr).toBe(0);
-    const addr = await cluster.dockerd.docker(['exec', id, 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+    const addr = await inContainer(id, ['ip', '-4', '-o', 'addr', 'show', 'eth0']);
     expect(addr.stdout).toContain('inet 198.19.31.2/32');
     expect(pidsOf('nsenter')).toHaveLength(1);
   });

@@ -8,7 +8,17 @@ import { dirname, join } from 'node:path';
 import { CalicoClient } from '@calico/client';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
 import { recordProcess, stopProcess, type ProcessRecord } from '@calico/proc';
-import { Dockerd, Etcd, Fabric, ensureBusyboxImage, exec, listNetns, unmountUnder, waitFor, type ExecResult } from '@calico/testkit';
+import {
+  Dockerd,
+  Etcd,
+  Fabric,
+  ensureBusyboxImage,
+  exec,
+  listNetns,
+  unmountUnder,
+  waitFor,
+  type ExecResult,
+} from '@calico/testkit';
 
 const require = createRequire(import.meta.url);
 const calicoctlJs = join(dirname(require.resolve('@calico/calicoctl/package.json')), 'dist', 'main.js');
@@ -186,7 +196,8 @@ async function down(): Promise<void> {
   // A pid in a file may since belong to another program: each is signalled only while it is
   // still the process recorded (a state of an older demo has bare pids: then its command line
   // must name the demo's own folder).
-  const namesDir = (dir: string) => (argv: string[]) => argv.some((a) => a.includes(`=${dir}/`) || a.startsWith(`${dir}/`));
+  const namesDir = (dir: string) => (argv: string[]) =>
+    argv.some((a) => a.includes(`=${dir}/`) || a.startsWith(`${dir}/`));
   const stops: [string, ProcessRecord[], string][] = [
     ['dockerd', st.dockerdProc ? [st.dockerdProc] : [{ pid: st.dockerdPid }], st.dockerdDir],
     ['etcd', st.etcdProcs ?? st.etcdPids.map((pid) => ({ pid })), st.etcdDir],

@@ -58,7 +58,7 @@ describe('runTool', () => {
     expect(leftovers()).toEqual([]);
   });
 
-  it('a tool that hangs is killed at the timeout with what it started, and the error names it, the timeout and its stderr', async () => {
+  it('a hung tool is killed at the timeout with what it started; the error says what, when, stderr', async () => {
     const pidFile = join(dir, 'hang.pids');
     const running = runTool(['sh', '-c', hangingScript(pidFile)], { timeoutMs: 1_000 });
     await until('the script wrote its pids', () => {
@@ -78,7 +78,8 @@ describe('runTool', () => {
     expect(r.signal).toBe('SIGKILL');
     expect(r.error?.kind).toBe('timeout');
     const msg = r.error!.message;
-    expect(msg).toContain(`sh -c 'sleep 300 & echo "$$ $!" > ${pidFile}; echo '\\''about to hang'\\'' >&2; wait' timed out after 1000 ms`);
+    const quoted = `'sleep 300 & echo "$$ $!" > ${pidFile}; echo '\\''about to hang'\\'' >&2; wait'`;
+    expect(msg).toContain(`sh -c ${quoted} timed out after 1000 ms`);
     expect(msg).toContain(`; still running then: itself (pid ${shPid}), ${sleepPid} sleep 300;`);
     expect(msg).toMatch(/stderr so far: about to hang$/);
     expect(processExists(shPid)).toBe(false);
@@ -117,6 +118,9 @@ describe('runTool', () => {
     const endless = new Readable({ read() { this.push(Buffer.alloc(65_536)); } });
     const early = await runTool(['sh', '-c', 'head -c 10 >/dev/null; echo enough >&2; exit 2'], { input: endless });
     expect(early.error?.message).toMatch(/exited 2: enough$/);
+    const unread = Readable.from(['x']);
+    expect((await runTool(['no-such-tool-here'], { input: unread })).error?.kind).toBe('not-started');
+    expect(unread.destroyed).toBe(true);
   });
 
   it('describes a command on one line, long scripts cut short', () => {
@@ -130,7 +134,9 @@ describe('runTool', () => {
   it('takes CALICO_TOOL_TIMEOUT_MS over the default when set, and refuses what is not a number of ms', () => {
     expect(toolTimeoutMs(30_000, {})).toBe(30_000);
     expect(toolTimeoutMs(30_000, { CALICO_TOOL_TIMEOUT_MS: '1500' })).toBe(1_500);
-    for (const bad of ['0', '-1', '1.5', 'soon'])
-      expect(() => toolTimeoutMs(30_000, { CALICO_TOOL_TIMEOUT_MS: bad })).toThrow(/CALICO_TOOL_TIMEOUT_MS=.* is not a positive number of milliseconds/);
+    for (const bad of ['0', '-1', '1.5', 'soon']) {
+      const parse = () => toolTimeoutMs(30_000, { CALICO_TOOL_TIMEOUT_MS: bad });
+      expect(parse).toThrow(/CALICO_TOOL_TIMEOUT_MS=.* is not a positive number of milliseconds/);
+    }
   });
 });

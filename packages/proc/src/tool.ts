@@ -32,7 +32,7 @@ export interface ToolResult {
   stdout: Buffer;
   stderr: string;
   timedOut: boolean;
-  /** Why the run failed (no start, a non-zero exit, a signal, a timeout, a failed input); null when it exited 0. */
+  /** Why the run failed (no start, an exit other than 0, a signal, a timeout, a failed input); null if none. */
   error: ToolError | null;
 }
 
@@ -60,7 +60,9 @@ export function toolTimeoutMs(defaultMs: number, env: NodeJS.ProcessEnv = proces
   const raw = env[TOOL_TIMEOUT_ENV];
   if (raw === undefined || raw === '') return defaultMs;
   const ms = Number(raw);
-  if (!/^[0-9]+$/.test(raw) || ms < 1) throw new Error(`${TOOL_TIMEOUT_ENV}=${JSON.stringify(raw)} is not a positive number of milliseconds`);
+  if (!/^[0-9]+$/.test(raw) || ms < 1) {
+    throw new Error(`${TOOL_TIMEOUT_ENV}=${JSON.stringify(raw)} is not a positive number of milliseconds`);
+  }
   return ms;
 }
 
@@ -138,53 +140,55 @@ export function runTool(argv: readonly string[], opts: ToolOptions = {}): Promis
   return new Promise((resolve) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    let stdin: number | 'pipe' | 'ignore' = text?.length ? 'pipe' : stream ? 'pipe' : 'ignore';
+    const finish = (code: number | null, signal: NodeJS.Signals | null, timedOut: boolean, error: ToolError | null) => {
+      const stderr = Buffer.concat(err).toString('utf8');
+      resolve({ argv, code, signal, stdout: Buffer.concat(out), stderr, timedOut, error });
+    };
+    const notStarted = (e: unknown) => {
+      // A stream nobody will read is ended, so that its source (a download) is not left open.
+      (stream as { destroy?: () => void } | undefined)?.destroy?.();
+      const msg = `${what} could not start: ${(e as Error).message}`;
+      finish(null, null, false, new ToolError(msg, 'not-started', argv, '', { cause: e }));
+    };
+
+    let stdin: number | 'pipe' | 'ignore' = text?.length || stream ? 'pipe' : 'ignore';
     let child: ChildProcess;
     try {
       if (text && text.length > PIPE_BYTES) stdin = inputFile(text);
-      child = spawn(cmd, args, {
-        stdio: [stdin, opts.ignoreStdout ? 'ignore' : 'pipe', 'pipe'],
-        env: opts.env ?? process.env,
-        detached: true,
-      });
+      const stdio = [stdin, opts.ignoreStdout ? 'ignore' : 'pipe', 'pipe'] as const;
+      child = spawn(cmd, args, { stdio: [...stdio], env: opts.env ?? process.env, detached: true });
     } catch (e) {
-      const msg = `${what} could not start: ${(e as Error).message}`;
-      resolve(done(null, null, '', false, new ToolError(msg, 'not-started', argv, '', { cause: e })));
+      notStarted(e);
       return;
     } finally {
       if (typeof stdin === 'number') closeSync(stdin);
     }
     child.stdout?.on('data', (c: Buffer) => out.push(c));
     child.stderr?.on('data', (c: Buffer) => err.push(c));
-    const stderrNow = () => Buffer.concat(err).toString('utf8');
     let settled = false;
     let killedFor: { why: 'timeout'; members: string[] } | { why: 'input'; cause: Error } | undefined;
     let closeTimer: NodeJS.Timeout | undefined;
 
-    function done(code: number | null, signal: NodeJS.Signals | null, stderr: string, timedOut: boolean, error: ToolError | null): ToolResult {
-      return { argv, code, signal, stdout: Buffer.concat(out), stderr, timedOut, error };
-    }
     const settle = (code: number | null, signal: NodeJS.Signals | null) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       clearTimeout(closeTimer);
-      const stderr = stderrNow();
+      const stderr = Buffer.concat(err).toString('utf8');
       const said = tail(stderr);
       const saying = said ? `: ${said}` : '';
+      const fail = (msg: string, kind: ToolFailure, cause?: Error) =>
+        new ToolError(msg, kind, argv, stderr, cause ? { cause } : undefined);
       let error: ToolError | null = null;
       if (killedFor?.why === 'timeout') {
         const hung = killedFor.members.length ? `; still running then: ${killedFor.members.join(', ')}` : '';
-        const msg = `${what} timed out after ${timeoutMs} ms and was killed with its process group${hung}; stderr so far: ${said || '(none)'}`;
-        error = new ToolError(msg, 'timeout', argv, stderr);
+        const killed = `${what} timed out after ${timeoutMs} ms and was killed with its process group`;
+        error = fail(`${killed}${hung}; stderr so far: ${said || '(none)'}`, 'timeout');
       } else if (killedFor?.why === 'input') {
-        error = new ToolError(`${what}: its input failed (${killedFor.cause.message}); killed`, 'input', argv, stderr, { cause: killedFor.cause });
-      } else if (code === null && signal) {
-        error = new ToolError(`${what} was killed by ${signal}${saying}`, 'signal', argv, stderr);
-      } else if (code !== 0) {
-        error = new ToolError(`${what} exited ${code}${saying}`, 'exit', argv, stderr);
-      }
-      resolve(done(code, signal, stderr, killedFor?.why === 'timeout', error));
+        error = fail(`${what}: its input failed (${killedFor.cause.message}); killed`, 'input', killedFor.cause);
+      } else if (code === null && signal) error = fail(`${what} was killed by ${signal}${saying}`, 'signal');
+      else if (code !== 0) error = fail(`${what} exited ${code}${saying}`, 'exit');
+      finish(code, signal, killedFor?.why === 'timeout', error);
     };
     const killGroup = () => {
       // The group's id is the leader's pid. Until 'close', a pipe of ours is still open in some
@@ -202,18 +206,20 @@ export function runTool(argv: readonly string[], opts: ToolOptions = {}): Promis
       }, CLOSE_GRACE_MS);
     };
     const timer = setTimeout(() => {
-      if (settled || killedFor || child.pid === undefined) return;
       const leader = child.pid;
-      const members = groupMembers(leader).map((m) => (m.pid === leader ? `itself (pid ${m.pid})` : `${m.pid} ${m.command}`));
+      if (settled || killedFor || leader === undefined) return;
+      const members = groupMembers(leader).map((m) =>
+        m.pid === leader ? `itself (pid ${m.pid})` : `${m.pid} ${m.command}`,
+      );
       killedFor = { why: 'timeout', members };
       killGroup();
     }, timeoutMs);
     child.on('error', (e) => {
       // Only a failed start comes here with no pid; a failed kill of a started child is not an end.
-      if (child.pid !== undefined) return;
+      if (child.pid !== undefined || settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve(done(null, null, '', false, new ToolError(`${what} could not start: ${e.message}`, 'not-started', argv, '', { cause: e })));
+      notStarted(e);
     });
     child.on('close', (code, signal) => settle(code, signal));
     if (child.stdin) {
@@ -223,7 +229,7 @@ export function runTool(argv: readonly string[], opts: ToolOptions = {}): Promis
         // Only the source's own failure is the input's: a tool that ended first (it failed, it
         // timed out, it read all it needed) breaks the pipe, pipeline passes that error on to
         // the source, and the tool's own end says more.
-        stream.once('error', (e: Error) => {
+        stream.on('error', (e: Error) => {
           if (settled || killedFor || stdinBroke) return;
           killedFor = { why: 'input', cause: e };
           killGroup();

@@ -26,17 +26,26 @@ export function birdPaths(stateDir: string, overrides: Partial<BirdPaths> = {}):
  */
 export const BIRD_TOOL_TIMEOUT_MS = toolTimeoutMs(10_000);
 
-export function runBird(argv: string[], timeoutMs = BIRD_TOOL_TIMEOUT_MS): Promise<{ code: number; out: string }> {
+export interface BirdRun {
+  code: number;
+  out: string;
+  /** Killed at its timeout: BIRD is there but hung, which is not the same as not running. */
+  timedOut: boolean;
+}
+
+export function runBird(argv: string[], timeoutMs = BIRD_TOOL_TIMEOUT_MS): Promise<BirdRun> {
   return run(argv, timeoutMs);
 }
 
 /** stdout then stderr as one text; a tool that did not start or was killed is a non-zero code and says why. */
-async function run(argv: string[], timeoutMs = BIRD_TOOL_TIMEOUT_MS): Promise<{ code: number; out: string }> {
+async function run(argv: string[], timeoutMs = BIRD_TOOL_TIMEOUT_MS): Promise<BirdRun> {
   const r = await runTool(argv, { timeoutMs });
-  if (r.error?.kind === 'not-started') return { code: 127, out: (r.error.cause as Error).message };
+  if (r.error?.kind === 'not-started') return { code: 127, out: (r.error.cause as Error).message, timedOut: false };
   const out = r.stdout.toString('utf8') + r.stderr;
-  if (r.timedOut || r.code === null) return { code: 1, out: `${out}${out && !out.endsWith('\n') ? '\n' : ''}${r.error!.message}` };
-  return { code: r.code, out };
+  if (r.timedOut || r.code === null) {
+    return { code: 1, out: [out.trimEnd(), r.error!.message].filter(Boolean).join('\n'), timedOut: r.timedOut };
+  }
+  return { code: r.code, out, timedOut: false };
 }
 
 export class BirdConfigRejected extends Error {
@@ -93,6 +102,6 @@ export async function kernelRoutesOfBird(): Promise<number> {
   return n;
 }
 
-export async function birdc(socket: string, command: string): Promise<{ code: number; out: string }> {
+export async function birdc(socket: string, command: string): Promise<BirdRun> {
   return run(['birdc', '-s', socket, ...command.split(' ')]);
 }

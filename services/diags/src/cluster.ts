@@ -135,7 +135,9 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
     const tarArgv = ['tar', '-xzf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'];
     const tar = await runTool(tarArgv, { input: count, ignoreStdout: true, timeoutMs: o.timeoutMs });
     if (tar.error?.kind === 'input') throw tar.error.cause;
-    if (tar.error?.kind === 'exit') throw new Error(`the archive did not unpack (tar exited ${tar.code}: ${tar.stderr.trim().slice(0, 300)})`);
+    if (tar.error?.kind === 'exit') {
+      throw new Error(`the archive did not unpack (tar exited ${tar.code}: ${tar.stderr.trim().slice(0, 300)})`);
+    }
     if (tar.error) throw new Error(`the archive did not unpack (${tar.error.message})`);
     const r = done('ok', bytes);
     try {

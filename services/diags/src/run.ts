@@ -13,7 +13,9 @@ export interface RunResult {
  */
 export async function run(argv: readonly string[], timeoutMs = 30_000): Promise<RunResult> {
   const r = await runTool(argv, { timeoutMs });
-  if (r.error?.kind === 'not-started') return { code: 127, stdout: Buffer.alloc(0), stderr: `${argv[0]}: ${(r.error.cause as Error).message}` };
+  if (r.error?.kind === 'not-started') {
+    return { code: 127, stdout: Buffer.alloc(0), stderr: `${argv[0]}: ${(r.error.cause as Error).message}` };
+  }
   const stderr = r.stderr + (r.timedOut ? `\n(killed after ${timeoutMs} ms)` : '');
   return { code: r.code ?? (r.signal ? 128 : 1), stdout: r.stdout, stderr };
 }
