@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { processExists } from './liveness.js';
 import { describeArgv, runTool, runToolOk, toolTimeoutMs } from './tool.js';
@@ -103,6 +104,50 @@ describe('runTool', () => {
     expect(processExists(sleepPid)).toBe(true);
     process.kill(sleepPid, 'SIGKILL');
     await until('the stray sleep is gone', () => !processExists(sleepPid));
+  });
+
+  it('tools still running when the service exits go with it; a detached child without the runner stays', async () => {
+    // The service is a node process of its own; it runs the runner compiled from this source.
+    const built = mkdtempSync(join(dir, 'built-'));
+    writeFileSync(join(built, 'package.json'), '{"type":"module"}');
+    for (const name of ['tool', 'liveness']) {
+      const source = readFileSync(new URL(`./${name}.ts`, import.meta.url), 'utf8');
+      const compilerOptions = { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 };
+      const js = ts.transpileModule(source, { compilerOptions });
+      writeFileSync(join(built, `${name}.js`), js.outputText);
+    }
+    const toolJs = join(built, 'tool.js');
+    for (const viaRunner of [true, false]) {
+      const pidFile = join(dir, `exit-${viaRunner}.pids`);
+      const start = viaRunner
+        ? `const { runTool } = await import(${JSON.stringify(toolJs)}); void runTool(['sh', '-c', script]);`
+        : `(await import('node:child_process')).spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });`;
+      const program = [
+        `const script = ${JSON.stringify(hangingScript(pidFile))};`,
+        start,
+        `const fs = await import('node:fs');`,
+        `const wait = () => (fs.existsSync(${JSON.stringify(pidFile)}) ? process.exit(0) : setTimeout(wait, 20));`,
+        'wait();',
+      ].join('\n');
+      const service = spawn(process.execPath, ['--input-type=module', '-e', program], { stdio: 'ignore' });
+      await new Promise((r) => service.once('exit', r));
+      await until('the script wrote its pids', () => {
+        try {
+          return readPids(pidFile).length === 2;
+        } catch {
+          return false;
+        }
+      });
+      const [shPid, sleepPid] = readPids(pidFile);
+      if (viaRunner) {
+        await until('the tool gone', () => !processExists(shPid) && !processExists(sleepPid));
+      } else {
+        await new Promise((r) => setTimeout(r, 200));
+        expect([processExists(shPid), processExists(sleepPid)]).toEqual([true, true]);
+        process.kill(-shPid, 'SIGKILL');
+        await until('the stray group gone', () => !processExists(shPid) && !processExists(sleepPid));
+      }
+    }
   });
 
   it('a stream is piped in; a stream that fails kills the tool and says so', async () => {

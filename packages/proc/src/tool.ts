@@ -125,6 +125,27 @@ function inputFile(input: string | Buffer): number {
 }
 
 /**
+ * Process groups of tools still running. A tool in a group of its own outlives the service
+ * that started it (a kill of the service's group misses it), so when the service exits they go.
+ */
+const running = new Set<number>();
+let exitHook = false;
+function track(pgid: number): void {
+  running.add(pgid);
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const g of running) {
+      try {
+        process.kill(-g, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
+}
+
+/**
  * Runs a tool to its end and says how it went; never rejects. The tool runs in a process group
  * of its own, so that on timeout SIGKILL reaches whatever it started too (`sh -c` scripts:
  * nsenter, ip): a hung tool costs its caller `timeoutMs`, never more.
@@ -163,6 +184,7 @@ export function runTool(argv: readonly string[], opts: ToolOptions = {}): Promis
     } finally {
       if (typeof stdin === 'number') closeSync(stdin);
     }
+    if (child.pid !== undefined) track(child.pid);
     child.stdout?.on('data', (c: Buffer) => out.push(c));
     child.stderr?.on('data', (c: Buffer) => err.push(c));
     let settled = false;
@@ -172,6 +194,7 @@ export function runTool(argv: readonly string[], opts: ToolOptions = {}): Promis
     const settle = (code: number | null, signal: NodeJS.Signals | null) => {
       if (settled) return;
       settled = true;
+      if (child.pid !== undefined) running.delete(child.pid);
       clearTimeout(timer);
       clearTimeout(closeTimer);
       const stderr = Buffer.concat(err).toString('utf8');
