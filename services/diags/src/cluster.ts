@@ -1,7 +1,8 @@
-import { mkdir, readFile, readdir, rmdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import axios from 'axios';
 import type { Datastore } from '@calico/datastore';
 import { decodeUrl, hostsPrefix, parseKey } from '@calico/keyspace';
@@ -54,6 +55,26 @@ export async function discoverDiagsHosts(ds: Datastore): Promise<ClusterHost[]> 
   return [...hosts].sort(([a], [b]) => a.localeCompare(b)).map(([host, url]) => ({ host, url }));
 }
 
+/** 256 MiB: a host's archive is text and compresses well; a real one is a few MB (logs are capped at 32 MiB each). */
+export const DEFAULT_MAX_HOST_BYTES = 256 * 1024 * 1024;
+/** Unpacked, the tar may be this many times the archive's bound: text compresses 5–10×, a gzip bomb far more. */
+export const UNPACKED_FACTOR = 8;
+
+class OverBound extends Error {}
+
+/** Passes bytes through, counting them, and fails once more than max have passed. */
+function bounded(max: number, what: string, onBytes?: (n: number) => void): Transform {
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      n += chunk.length;
+      onBytes?.(n);
+      if (n > max) cb(new OverBound(`${what} is over ${max} bytes (--max-host-bytes); what arrived is left out`));
+      else cb(null, chunk);
+    },
+  });
+}
+
 /** A host name as a folder name: never "." or "..". */
 export const hostFolder = (host: string) => (/^\.+$/.test(host) ? host.replace(/\./g, '_') : host);
 
@@ -64,6 +85,8 @@ export interface FetchOptions {
   timeoutMs: number;
   /** Hosts fetched at once. */
   concurrency?: number;
+  /** Largest archive taken from one host (DEFAULT_MAX_HOST_BYTES); unpacked, UNPACKED_FACTOR times that. */
+  maxBytes?: number;
   onHost?: (r: HostFetchResult) => void;
 }
 
@@ -123,18 +146,26 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
       throw new Error(`HTTP ${res.status}: ${text.trim().slice(0, 300)}`);
     }
     // Debian's tar unpacks it: it refuses absolute and ".." paths, and --strip-components drops
-    // the host's own top folder so the host's files sit straight in <host>/.
-    const count = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        bytes += chunk.length;
-        cb(null, chunk);
-      },
-    });
-    // A failed download fails `count`, which the runner reports as the input's failure.
-    void pipeline(body, count).catch(() => undefined);
-    const tarArgv = ['tar', '-xzf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'];
-    const tar = await runTool(tarArgv, { input: count, ignoreStdout: true, timeoutMs: o.timeoutMs });
-    if (tar.error?.kind === 'input') throw tar.error.cause;
+    // the host's own top folder so the host's files sit straight in <host>/. We gunzip, so the
+    // unpacked size is bounded too.
+    const tarArgv = ['tar', '-xf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'];
+    const max = o.maxBytes ?? DEFAULT_MAX_HOST_BYTES;
+    const count = bounded(max, 'the archive', (n) => (bytes = n));
+    const unpacked = bounded(max * UNPACKED_FACTOR, 'the unpacked archive');
+    // A failed download, bad gzip or a bound passed fails `unpacked`: the runner kills tar and
+    // reports it as the input's failure.
+    void pipeline(body, count, createGunzip(), unpacked).catch(() => undefined);
+    const tar = await runTool(tarArgv, { input: unpacked, ignoreStdout: true, timeoutMs: o.timeoutMs });
+    if (tar.error?.kind === 'input') {
+      const e = tar.error.cause;
+      // What arrived is a fraction of a host that would not fit: none of it goes into the archive.
+      if (e instanceof OverBound) await rm(dir, { recursive: true, force: true });
+      const z = (e as { code?: unknown }).code;
+      if (typeof z === 'string' && z.startsWith('Z_')) {
+        throw new Error(`the archive did not unpack (gzip: ${(e as Error).message})`);
+      }
+      throw e;
+    }
     if (tar.error?.kind === 'exit') {
       throw new Error(`the archive did not unpack (tar exited ${tar.code}: ${tar.stderr.trim().slice(0, 300)})`);
     }
