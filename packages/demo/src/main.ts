@@ -7,7 +7,18 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { CalicoClient } from '@calico/client';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
-import { Dockerd, Etcd, Fabric, ensureBusyboxImage, exec, listNetns, pidAlive, unmountUnder, waitFor, type ExecResult } from '@calico/testkit';
+import { recordProcess, stopProcess, type ProcessRecord } from '@calico/proc';
+import {
+  Dockerd,
+  Etcd,
+  Fabric,
+  ensureBusyboxImage,
+  exec,
+  listNetns,
+  unmountUnder,
+  waitFor,
+  type ExecResult,
+} from '@calico/testkit';
 
 const require = createRequire(import.meta.url);
 const calicoctlJs = join(dirname(require.resolve('@calico/calicoctl/package.json')), 'dist', 'main.js');
@@ -20,6 +31,9 @@ const MASTER_LISTEN = '198.18.0.1:7600';
 
 interface DemoState {
   dockerdPid: number;
+  /** dockerd and etcd as recorded at start (pid, start time, command line), so that down signals only them. */
+  dockerdProc?: ProcessRecord | null;
+  etcdProcs?: ProcessRecord[];
   dockerdDir: string;
   dockerHost: string;
   etcdPids: number[];
@@ -68,6 +82,8 @@ async function up(): Promise<void> {
   const etcd = await Etcd.start({ dir: join(ROOT, 'etcd'), listenIp: rootIp });
   const state: DemoState = {
     dockerdPid: dockerd.pid,
+    dockerdProc: recordProcess(dockerd.pid),
+    etcdProcs: etcd.pids.flatMap((pid) => recordProcess(pid) ?? []),
     dockerdDir: dockerd.dir,
     dockerHost: dockerd.host,
     etcdPids: etcd.pids,
@@ -177,11 +193,19 @@ async function down(): Promise<void> {
   const containers = (await exec(['docker', 'ps', '-aq'], { env: { ...process.env, DOCKER_HOST: st.dockerHost } })).stdout.split('\n').filter(Boolean);
   if (containers.length) await exec(['docker', 'rm', '-f', ...containers], { env: { ...process.env, DOCKER_HOST: st.dockerHost } });
   say(`  removed ${containers.length} container(s)`);
-  for (const [what, pids] of [['dockerd', [st.dockerdPid]], ['etcd', st.etcdPids]] as const) {
-    for (const pid of pids) {
-      if (!pidAlive(pid)) continue;
-      process.kill(pid, 'SIGTERM');
-      await waitFor(`${what} ${pid} to exit`, () => !pidAlive(pid), 20_000).catch(() => process.kill(pid, 'SIGKILL'));
+  // A pid in a file may since belong to another program: each is signalled only while it is
+  // still the process recorded (a state of an older demo has bare pids: then its command line
+  // must name the demo's own folder).
+  const namesDir = (dir: string) => (argv: string[]) =>
+    argv.some((a) => a.includes(`=${dir}/`) || a.startsWith(`${dir}/`));
+  const stops: [string, ProcessRecord[], string][] = [
+    ['dockerd', st.dockerdProc ? [st.dockerdProc] : [{ pid: st.dockerdPid }], st.dockerdDir],
+    ['etcd', st.etcdProcs ?? st.etcdPids.map((pid) => ({ pid })), st.etcdDir],
+  ];
+  for (const [what, recs, dir] of stops) {
+    for (const rec of recs) {
+      const r = await stopProcess(rec, { graceMs: 20_000, cmdlineMatches: namesDir(dir) });
+      if (r === 'stuck') say(`  ${what} (pid ${rec.pid}) is still there after SIGKILL`);
     }
     say(`  stopped ${what}`);
   }

@@ -45,6 +45,8 @@ export interface DevClusterOptions {
   master?: boolean;
   /** More flags for every host's calico-node (e.g. `--proxy-header-timeout=2`). */
   nodeArgs?: string[];
+  /** More environment for every host's calico-node (e.g. a PATH with stand-in tools first). */
+  nodeEnv?: NodeJS.ProcessEnv;
   /**
    * Run dockerd in the fabric's namespace instead of the root one, so that networks it makes
    * (a bridge for `docker network create`) stay out of the root namespace.
@@ -240,7 +242,7 @@ export class DevCluster {
       `--log-level=${this.opts.logLevel ?? 'info'}`,
       ...(this.opts.nodeArgs ?? []),
       ...(opts.args ?? []),
-    ]);
+    ], this.opts.nodeEnv ? { ...process.env, ...this.opts.nodeEnv } : undefined);
     h.node = p;
     if (opts.ready === false) return p;
     await waitFor(

@@ -155,6 +155,7 @@ describe('the liveness check over a crafted /proc', () => {
       comm: 'a) (b',
       state: 'R',
       ppid: 1,
+      pgrp: 105,
       startTicks: 5005,
     });
     expect(checkProcess({ pid: 105, startTicks: 5005 }, { procRoot }).alive).toBe(true);

@@ -36,6 +36,8 @@ export interface ProcStat {
   /** R, S, D, T, t, Z (zombie), X (dead), … */
   state: string;
   ppid: number;
+  /** The process group (field 5). */
+  pgrp: number;
   startTicks: number;
 }
 
@@ -53,9 +55,10 @@ export function parseProcStat(text: string): ProcStat | null {
   // rest[0] is field 3 (state); field 22 (starttime) is rest[19].
   const state = rest[0] ?? '';
   const ppid = Number(rest[1]);
+  const pgrp = Number(rest[2]);
   const startTicks = Number(rest[19]);
   if (!Number.isInteger(pid) || pid <= 0 || !/^[A-Za-z]$/.test(state) || !Number.isInteger(startTicks)) return null;
-  return { pid, comm: text.slice(open + 1, close), state, ppid, startTicks };
+  return { pid, comm: text.slice(open + 1, close), state, ppid, pgrp, startTicks };
 }
 
 const root = (o: ProcOptions | undefined) => o?.procRoot ?? '/proc';

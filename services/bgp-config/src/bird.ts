@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
 import { rename, writeFile, readFile, unlink, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { runTool, toolTimeoutMs } from '@calico/proc';
 
 export interface BirdPaths {
   config: string;
@@ -19,26 +19,33 @@ export function birdPaths(stateDir: string, overrides: Partial<BirdPaths> = {}):
   };
 }
 
-export function runBird(argv: string[], timeoutMs = 10_000): Promise<{ code: number; out: string }> {
+/**
+ * How long bird, birdc and ip may take: `bird -p -c` checks 1,000 peers in ~4 ms and birdc
+ * answers at once; past this BIRD is hung, the call fails and the next change tries again.
+ * CALICO_TOOL_TIMEOUT_MS overrides it (tests); a bad value stops the service at start.
+ */
+export const BIRD_TOOL_TIMEOUT_MS = toolTimeoutMs(10_000);
+
+export interface BirdRun {
+  code: number;
+  out: string;
+  /** Killed at its timeout: BIRD is there but hung, which is not the same as not running. */
+  timedOut: boolean;
+}
+
+export function runBird(argv: string[], timeoutMs = BIRD_TOOL_TIMEOUT_MS): Promise<BirdRun> {
   return run(argv, timeoutMs);
 }
 
-function run(argv: string[], timeoutMs = 10_000): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('error', (e) => {
-      clearTimeout(t);
-      resolve({ code: 127, out: e.message });
-    });
-    p.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code: code ?? 1, out });
-    });
-  });
+/** stdout then stderr as one text; a tool that did not start or was killed is a non-zero code and says why. */
+async function run(argv: string[], timeoutMs = BIRD_TOOL_TIMEOUT_MS): Promise<BirdRun> {
+  const r = await runTool(argv, { timeoutMs });
+  if (r.error?.kind === 'not-started') return { code: 127, out: (r.error.cause as Error).message, timedOut: false };
+  const out = r.stdout.toString('utf8') + r.stderr;
+  if (r.timedOut || r.code === null) {
+    return { code: 1, out: [out.trimEnd(), r.error!.message].filter(Boolean).join('\n'), timedOut: r.timedOut };
+  }
+  return { code: r.code, out, timedOut: false };
 }
 
 export class BirdConfigRejected extends Error {
@@ -95,6 +102,6 @@ export async function kernelRoutesOfBird(): Promise<number> {
   return n;
 }
 
-export async function birdc(socket: string, command: string): Promise<{ code: number; out: string }> {
+export async function birdc(socket: string, command: string): Promise<BirdRun> {
   return run(['birdc', '-s', socket, ...command.split(' ')]);
 }

@@ -70,7 +70,16 @@ export class BgpConfigService {
       )
       .start();
     if (this.opts.runBird) {
-      this.birdTimer = setInterval(() => void this.ensureBird().catch(() => undefined), this.opts.birdCheckMs ?? 2_000);
+      // One check at a time: a hung BIRD makes each take up to the birdc timeout.
+      let checking = false;
+      const check = () => {
+        if (checking) return;
+        checking = true;
+        void this.ensureBird()
+          .catch(() => undefined)
+          .finally(() => (checking = false));
+      };
+      this.birdTimer = setInterval(check, this.opts.birdCheckMs ?? 2_000);
       this.birdTimer.unref();
     }
     return this;
@@ -175,6 +184,12 @@ export class BgpConfigService {
     if (this.stopped) return;
     const alive = await birdc(paths.socket, 'show status');
     if (alive.code === 0 && /Daemon is up and running/.test(alive.out)) return;
+    if (alive.timedOut) {
+      // A BIRD holds the socket but does not answer: a second one would fight it for the socket and port 179.
+      const msg = 'BIRD is running but does not answer on its socket; not starting another, asking again later';
+      logger.error({ socket: paths.socket, err: alive.out }, msg);
+      return;
+    }
     if (!(await access(paths.config).then(() => true, () => false))) return;
     // Routes of an earlier BIRD still in the kernel (it crashed, or stopped with persist): the
     // new one recovers them gracefully instead of pruning them before its peers are back.

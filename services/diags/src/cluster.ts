@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -7,6 +6,7 @@ import { createGunzip } from 'node:zlib';
 import axios from 'axios';
 import type { Datastore } from '@calico/datastore';
 import { decodeUrl, hostsPrefix, parseKey } from '@calico/keyspace';
+import { runTool } from '@calico/proc';
 import { TOOL } from './collect.js';
 
 export interface ClusterHost {
@@ -148,31 +148,28 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
     // Debian's tar unpacks it: it refuses absolute and ".." paths, and --strip-components drops
     // the host's own top folder so the host's files sit straight in <host>/. We gunzip, so the
     // unpacked size is bounded too.
-    const tarArgs = ['-xf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'];
-    const tar = spawn('tar', tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
-    let tarErr = '';
-    tar.stderr.on('data', (c: Buffer) => (tarErr += c.toString()));
-    const exited = new Promise<number>((resolve) => tar.on('close', (code) => resolve(code ?? 1)));
+    const tarArgv = ['tar', '-xf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'];
     const max = o.maxBytes ?? DEFAULT_MAX_HOST_BYTES;
     const count = bounded(max, 'the archive', (n) => (bytes = n));
     const unpacked = bounded(max * UNPACKED_FACTOR, 'the unpacked archive');
-    try {
-      await pipeline(body, count, createGunzip(), unpacked, tar.stdin);
-    } catch (e) {
-      tar.kill('SIGKILL');
-      if (e instanceof OverBound) {
-        // What arrived is a fraction of a host that would not fit: none of it goes into the archive.
-        await exited;
-        await rm(dir, { recursive: true, force: true });
-      }
+    // A failed download, bad gzip or a bound passed fails `unpacked`: the runner kills tar and
+    // reports it as the input's failure.
+    void pipeline(body, count, createGunzip(), unpacked).catch(() => undefined);
+    const tar = await runTool(tarArgv, { input: unpacked, ignoreStdout: true, timeoutMs: o.timeoutMs });
+    if (tar.error?.kind === 'input') {
+      const e = tar.error.cause;
+      // What arrived is a fraction of a host that would not fit: none of it goes into the archive.
+      if (e instanceof OverBound) await rm(dir, { recursive: true, force: true });
       const z = (e as { code?: unknown }).code;
       if (typeof z === 'string' && z.startsWith('Z_')) {
         throw new Error(`the archive did not unpack (gzip: ${(e as Error).message})`);
       }
       throw e;
     }
-    const code = await exited;
-    if (code !== 0) throw new Error(`the archive did not unpack (tar exited ${code}: ${tarErr.trim().slice(0, 300)})`);
+    if (tar.error?.kind === 'exit') {
+      throw new Error(`the archive did not unpack (tar exited ${tar.code}: ${tar.stderr.trim().slice(0, 300)})`);
+    }
+    if (tar.error) throw new Error(`the archive did not unpack (${tar.error.message})`);
     const r = done('ok', bytes);
     try {
       r.failedSources = (JSON.parse(await readFile(join(dir, 'summary.json'), 'utf8')) as { failed: string[] }).failed;

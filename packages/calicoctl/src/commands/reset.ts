@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { readdir, rm, readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { hostPrefix, bgpHostPrefix, groupMemberKey, ipAssignmentKey } from '@calico/keyspace';
 import { UsageError, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
-import { cmdlineNamesFile, signalIfOurs, stopProcess, waitNotAlive } from '@calico/proc';
+import { cmdlineNamesFile, runToolOk, signalIfOurs, stopProcess, toolTimeoutMs, waitNotAlive } from '@calico/proc';
 import { cleanStale } from '../supervisor.js';
 import { containerRunning, dockerCli, inspectRole, nodeContainer, runQuiet, type NodeFlags } from './services.js';
 
@@ -27,13 +26,7 @@ async function resetFirewall(removed: Removed): Promise<void> {
       const hooks = text.split('\n').filter((l) => /^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) .*-j cali-/.test(l)).map((l) => l.replace(/^-A /, '-D '));
       if (!chains.length && !hooks.length) continue;
       const script = [`*${t}`, ...chains.map((c) => `:${c} - [0:0]`), ...hooks, ...chains.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
-      await new Promise<void>((resolve, reject) => {
-        const p = spawn(restore, ['--noflush', '-w', '5'], { stdio: ['pipe', 'ignore', 'pipe'] });
-        let err = '';
-        p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-        p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${restore}: ${err}`))));
-        p.stdin.end(script);
-      });
+      await runToolOk([restore, '--noflush', '-w', '5'], { input: script, timeoutMs: toolTimeoutMs(30_000) });
       removed.chains += chains.length;
     }
   }

@@ -6,7 +6,7 @@ import { isIP, bgpHostAsNumKey, encodeAsNum, hostNameError } from '@calico/keysp
 import { describeListen, listenConfig } from '@calico/node';
 import { UsageError, type Context } from '../context.js';
 import { calicoctlMain, hostDirs, serviceMain, type HostDirs } from '../paths.js';
-import { checkProcess, recordProcess, signalIfOurs, waitNotAlive } from '@calico/proc';
+import { checkProcess, recordProcess, runTool, signalIfOurs, toolTimeoutMs, waitNotAlive } from '@calico/proc';
 import type { Liveness, ProcessRecord } from '@calico/proc';
 import { cleanStale, readSupervisor, type SupervisorSpec, type SupervisorStatus } from '../supervisor.js';
 
@@ -485,13 +485,8 @@ export async function master(
   return 0;
 }
 
-export function runQuiet(argv: string[]): Promise<string> {
-  return new Promise((resolve) => {
-    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    p.on('error', () => resolve(''));
-    p.on('close', () => resolve(out));
-  });
+/** stdout and stderr of a host tool ('' when it is missing); a hung tool is killed after 30 s. */
+export async function runQuiet(argv: string[]): Promise<string> {
+  const r = await runTool(argv, { timeoutMs: toolTimeoutMs(30_000) });
+  return r.error?.kind === 'not-started' ? '' : r.stdout.toString('utf8') + r.stderr;
 }

@@ -1,7 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { runToolOk, toolTimeoutMs } from '@calico/proc';
 
 export type Family = 4 | 6;
 export type Table = 'filter' | 'raw';
@@ -20,60 +17,32 @@ export interface KernelBackend {
   conntrackFlush(addrs: readonly string[]): Promise<void>;
 }
 
-/** Inputs bigger than a pipe holds go through a file (see run). */
-const PIPE_BYTES = 64 * 1024;
-let inputFiles = 0;
-
-/** Runs a tool with input on its stdin; resolves with its stdout, rejects with its stderr. */
-export function runTool(argv: string[], input = ''): Promise<string> {
-  return new Promise((resolve, reject) => {
-    // A big input is handed over as a file: through a pipe, the tool would wait for this process
-    // to write the rest, which it does only between its own tasks (it builds the next text meanwhile).
-    let stdin: number | 'pipe' = 'pipe';
-    if (input.length > PIPE_BYTES) {
-      const path = join(tmpdir(), `calico-node-${process.pid}-${++inputFiles}`);
-      try {
-        writeFileSync(path, input, { flag: 'wx', mode: 0o600 });
-        stdin = openSync(path, 'r');
-      } finally {
-        // The open descriptor keeps the content for the child; no name is left behind.
-        rmSync(path, { force: true });
-      }
-    }
-    let p: ChildProcess;
-    try {
-      p = spawn(argv[0]!, argv.slice(1), { stdio: [stdin, 'pipe', 'pipe'] });
-    } finally {
-      if (typeof stdin === 'number') closeSync(stdin);
-    }
-    const out: Buffer[] = [];
-    let err = '';
-    p.stdout!.on('data', (c: Buffer) => out.push(c));
-    p.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-    p.on('error', (e) => reject(new Error(`${argv[0]}: ${e.message}`)));
-    p.on('close', (code) =>
-      code === 0 ? resolve(Buffer.concat(out).toString('utf8')) : reject(new Error(`${argv.join(' ')} exited ${code}: ${err.trim()}`)),
-    );
-    if (p.stdin) {
-      p.stdin.on('error', () => undefined);
-      p.stdin.end(input);
-    }
-  });
-}
+/**
+ * How long one kernel tool may take: iptables-restore of 10,000 lines takes ~0.3 s here, an ipset
+ * restore of 100,000 lines under 1 s; past this the tool is hung (a held xtables lock, a stuck
+ * netlink call) and is killed, and the agent retries the apply with backoff.
+ */
+export const KERNEL_TOOL_TIMEOUT_MS = 30_000;
 
 /** The real kernel, through Debian's iptables (nft backend), ipset and conntrack. */
 export class RealKernel implements KernelBackend {
+  /** Each tool's timeout; CALICO_TOOL_TIMEOUT_MS overrides the default (tests). */
+  constructor(private readonly timeoutMs = toolTimeoutMs(KERNEL_TOOL_TIMEOUT_MS)) {}
+
+  private run(argv: string[], input?: string): Promise<string> {
+    return runToolOk(argv, { input, timeoutMs: this.timeoutMs });
+  }
   iptablesSave(family: Family, table: Table): Promise<string> {
-    return runTool([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', table]);
+    return this.run([family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', table]);
   }
   async iptablesRestore(family: Family, text: string): Promise<void> {
-    await runTool([family === 4 ? 'iptables-restore' : 'ip6tables-restore', '--noflush', '-w', '5'], text);
+    await this.run([family === 4 ? 'iptables-restore' : 'ip6tables-restore', '--noflush', '-w', '5'], text);
   }
   ipsetSave(): Promise<string> {
-    return runTool(['ipset', 'save']);
+    return this.run(['ipset', 'save']);
   }
   async ipsetRestore(text: string): Promise<void> {
-    await runTool(['ipset', '-exist', 'restore'], text);
+    await this.run(['ipset', '-exist', 'restore'], text);
   }
   async conntrackFlush(addrs: readonly string[]): Promise<void> {
     if (addrs.length === 0) return;
@@ -84,6 +53,6 @@ export class RealKernel implements KernelBackend {
       const fam = a.includes(':') ? 'ipv6' : 'ipv4';
       return [`conntrack -D -f ${fam} -s ${a} 2>/dev/null`, `conntrack -D -f ${fam} -d ${a} 2>/dev/null`];
     });
-    await runTool(['sh', '-c', `${lines.join('\n')}\nexit 0`]);
+    await this.run(['sh', '-c', `${lines.join('\n')}\nexit 0`]);
   }
 }

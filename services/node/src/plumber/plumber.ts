@@ -1,6 +1,6 @@
 import { readdir, access } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
 import type { Logger } from '@calico/log';
+import { runTool, toolTimeoutMs } from '@calico/proc';
 import { isIP } from '@calico/keyspace';
 import { HOST_IF_LINK_LOCAL, HOST_IF_MAC, HOST_IF_PREFIX, WORKLOAD_ROUTE_PROTO, hostIfName } from './names.js';
 
@@ -71,19 +71,17 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
   ].join('\n');
 }
 
-/** Runs a command, feeding stdin; rejects with its stderr on failure. */
-function run(argv: string[], input = ''): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    p.on('error', (e) => reject(new PlumbError(`${argv[0]}: ${e.message}`)));
-    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new PlumbError(`${argv.join(' ')} failed (exit ${code}): ${err.trim() || out.trim()}`))));
-    p.stdin.on('error', () => undefined);
-    p.stdin.end(input);
-  });
+/**
+ * How long one plumbing script (or `ip link del`) may take: it is a few ms; past this something
+ * hangs (nsenter into a namespace that is going away, a stuck netlink call), and the start fails.
+ */
+export const PLUMB_TIMEOUT_MS = 20_000;
+
+/** Runs a command; rejects with a PlumbError that names it and carries its stderr. */
+async function run(argv: string[], timeoutMs: number): Promise<string> {
+  const r = await runTool(argv, { timeoutMs });
+  if (r.error) throw new PlumbError(r.error.message, { cause: r.error });
+  return r.stdout.toString('utf8');
 }
 
 /**
@@ -99,13 +97,15 @@ export class Plumber {
     private readonly procSys = '/proc/sys',
     /** Told of every plumbing, how long it took and whether it worked (metrics). */
     private readonly onPlumb: (ms: number, ok: boolean) => void = () => undefined,
+    /** Each tool's timeout; CALICO_TOOL_TIMEOUT_MS overrides the default (tests). */
+    private readonly timeoutMs = toolTimeoutMs(PLUMB_TIMEOUT_MS),
   ) {}
 
   async plumb(spec: PlumbSpec): Promise<{ hostIf: string }> {
     const hostIf = hostIfName(spec.endpointId);
     const t0 = performance.now();
     try {
-      await run(['sh', '-c', plumbScript(spec, this.procSys)]);
+      await run(['sh', '-c', plumbScript(spec, this.procSys)], this.timeoutMs);
       this.onPlumb(performance.now() - t0, true);
     } catch (e) {
       this.onPlumb(performance.now() - t0, false);
@@ -136,7 +136,7 @@ export class Plumber {
     } catch {
       return;
     }
-    await run(['ip', 'link', 'del', hostIf]).catch((e: unknown) => {
+    await run(['ip', 'link', 'del', hostIf], this.timeoutMs).catch((e: unknown) => {
       // Gone between the check and the delete: that is what we wanted.
       if (!String(e).includes('Cannot find device')) throw e;
     });
