@@ -1,12 +1,20 @@
 import type { Datastore, SyncBatch, Syncer, SyncStatus } from '@calico/datastore';
 import { configKey, endpointPrefix, hostPrefix, hostsPrefix, networkPrefix } from '@calico/keyspace';
 import type { Logger } from '@calico/log';
-import { PolicyModel, endpointPolicy, type ModelUpdate } from '@calico/policy';
+import { ControlPlaneKeys, PolicyModel, controlPlaneTargets, endpointPolicy, type ControlPlaneTarget, type ModelUpdate } from '@calico/policy';
 import { hostIfName } from '../plumber/names.js';
 import { Dataplane, type ApplyStats } from './dataplane.js';
 import type { KernelBackend } from './kernel.js';
-import { renderDispatch, renderEndpoint, renderRawChains, renderStaticChains, type EndpointToHostAction, type Family } from './desired.js';
-import { CHAIN, groupSetName } from './names.js';
+import {
+  controlSetMembers,
+  renderDispatch,
+  renderEndpoint,
+  renderRawChains,
+  renderStaticChains,
+  type EndpointToHostAction,
+  type Family,
+} from './desired.js';
+import { CHAIN, controlSetName, groupSetName } from './names.js';
 
 export const ENDPOINT_TO_HOST_KEY = configKey('EndpointToHostAction');
 
@@ -22,6 +30,8 @@ export interface PolicyAgentOptions {
   dataplaneResyncMs?: number;
   /** Safety-net full resync of the datastore (ms). */
   datastoreResyncMs?: number;
+  /** etcd's endpoints, part of the control plane workloads are kept from; by default the datastore's. */
+  etcdEndpoints?: readonly string[];
   /** Told of every kernel apply (metrics). */
   onApply?: (ms: number, ok: boolean) => void;
 }
@@ -58,7 +68,8 @@ function closedChains(): [Family, 'filter', string, string[]][] {
 
 /**
  * Of other hosts the agent needs only the endpoints' addresses and states (they fill group
- * ipsets); their MACs and everything else under their host directories would only cost memory.
+ * ipsets) and the hosts' bird_ip, bird6_ip and diags_url (the control plane); their MACs and
+ * everything else under their host directories would only cost memory.
  */
 export function agentKeyFilter(host: string): (key: string) => boolean {
   const own = hostPrefix(host);
@@ -66,6 +77,8 @@ export function agentKeyFilter(host: string): (key: string) => boolean {
     // Once per key of a snapshot: most are other hosts' addrs and state, told by their last letter first.
     const last = key.charCodeAt(key.length - 1);
     if ((last === 115 /* s */ && key.endsWith('/addrs')) || (last === 101 /* e */ && key.endsWith('/state'))) return true;
+    // Their bird_ip, bird6_ip and diags_url: the control plane that workloads are kept from.
+    if ((last === 112 /* p */ && /\/bird6?_ip$/.test(key)) || (last === 108 /* l */ && key.endsWith('/diags_url'))) return true;
     return !key.startsWith(hostsPrefix) || key.startsWith(own);
   };
 }
@@ -78,7 +91,12 @@ export function agentKeyFilter(host: string): (key: string) => boolean {
  */
 export class PolicyAgent {
   readonly model = new PolicyModel();
+  /** The keys that say where the control plane is (bird_ip, diags_url, the master's). */
+  readonly controlKeys = new ControlPlaneKeys();
   readonly dataplane: Dataplane;
+  /** The control-plane set's members need recomputing. */
+  private controlDirty = true;
+  private controlTargets: ControlPlaneTarget[] = [];
   private syncer: Syncer | undefined;
   private everInSync = false;
   private programmed = false;
@@ -119,6 +137,15 @@ export class PolicyAgent {
     this.endpointToHost = opts.endpointToHost ?? 'drop';
   }
 
+  /** The control plane as last written to the kernel's sets. */
+  controlPlane(): readonly ControlPlaneTarget[] {
+    return this.controlTargets;
+  }
+
+  private etcdEndpoints(): readonly string[] {
+    return this.opts.etcdEndpoints ?? this.opts.ds?.config?.endpoints ?? [];
+  }
+
   /**
    * Before anything else on a start. A kernel with none of our hooks (empty, as after a reboot)
    * gets them at once, leading to chains that drop every packet to or from a workload
@@ -145,6 +172,11 @@ export class PolicyAgent {
 
   start(): this {
     if (!this.opts.ds) throw new Error('PolicyAgent.start() needs a datastore (options.ds)');
+    for (const e of this.etcdEndpoints()) {
+      if (controlPlaneTargets({ etcdEndpoints: [e], masterIp: null, masterApiUrl: null, hosts: [] }).length === 0) {
+        this.opts.logger.warn({ endpoint: e }, 'etcd endpoint is a name, not an address: workloads are not kept from it by address; give etcd as ip:port');
+      }
+    }
     this.syncer = this.opts.ds
       .syncer(
         '/calico/',
@@ -217,7 +249,8 @@ export class PolicyAgent {
 
   private hasWork(): boolean {
     // Out of sync (after having been in sync) the model's changes wait; repairs of what is programmed do not.
-    const modelWork = this.syncStatus === 'in-sync' && (this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty);
+    const modelWork =
+      this.syncStatus === 'in-sync' && (this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty || this.controlDirty);
     return this.everInSync && (modelWork || this.dataplane.pending);
   }
 
@@ -251,6 +284,7 @@ export class PolicyAgent {
       this.dataplane.resync().catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'reading the kernel at start failed; the first write reads it again'));
     }
     for (const u of batch.updates) {
+      if (this.controlKeys.apply(u)) this.controlDirty = true;
       if (u.key === ENDPOINT_TO_HOST_KEY) {
         const v = u.type === 'put' ? u.value.trim().toLowerCase() : '';
         const next: EndpointToHostAction = v === 'accept' || v === 'policy' || v === 'drop' ? v : (this.opts.endpointToHost ?? 'drop');
@@ -313,6 +347,14 @@ export class PolicyAgent {
         for (const [c, lines] of renderRawChains(family)) this.dataplane.setChain(family, 'raw', c, lines);
       }
       this.staticDirty = false;
+    }
+    if (this.controlDirty) {
+      // Set members only: the chains that match the set never change with it.
+      this.controlTargets = controlPlaneTargets(this.controlKeys.input(this.etcdEndpoints()));
+      for (const family of [4, 6] as const) {
+        this.dataplane.setIpset(controlSetName(family), family, controlSetMembers(this.controlTargets, family), 'hash:ip,port');
+      }
+      this.controlDirty = false;
     }
     const setsToRefresh = new Set<string>();
     if (this.renderAll) {
