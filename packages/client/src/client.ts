@@ -21,7 +21,7 @@ import {
   type Direction,
   type RuleInput,
 } from '@calico/keyspace';
-import { PolicyError, explain, type Group, type Verdict } from '@calico/policy';
+import { PolicyError, controlPlaneTargets, explain, type Group, type Verdict } from '@calico/policy';
 import { ClientError } from './errors.js';
 import { indexHosts, planHostRemoval, type HostRemovalPlan } from './hosts.js';
 import { buildView, type ClusterView, type WorkloadInfo } from './view.js';
@@ -363,7 +363,10 @@ export class CalicoClient {
       return (await this.resolveEndpoint(s, v)).endpointId;
     };
     try {
-      return explain(v.model, { src: await side(src), dst: await side(dst), protocol: opts.protocol ?? null, port: opts.port ?? null });
+      // The control plane: etcd as this client reaches it, and where the keys say the rest is.
+      const controlPlane = controlPlaneTargets(v.controlPlane.input(this.ds.config.endpoints));
+      const query = { src: await side(src), dst: await side(dst), protocol: opts.protocol ?? null, port: opts.port ?? null };
+      return explain(v.model, query, { controlPlane });
     } catch (e) {
       if (e instanceof PolicyError) throw new ClientError('INVALID', e.message);
       throw e;
