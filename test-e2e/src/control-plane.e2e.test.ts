@@ -142,6 +142,7 @@ describe('a workload and the control plane', () => {
     const r = await calicoctl(['check', A.addr, control().ip, '--protocol=tcp', `--port=${etcdPort()}`]);
     console.log(`after the rule:\n${r.stdout}`);
     expect(r.stdout).toContain('ALLOWED');
+    expect(r.stdout).toContain(`${control().ip} port ${etcdPort()} is the control plane (etcd client port on ${control().ip}:${etcdPort()}), opened by outbound rule 2 of group out (g-out)`);
     await cluster.ds.put(groupRuleKey('g-out', 'outbound', 3), encodeRule({ cidr: `${h2().ns.ip}/32` }));
     await waitFor('A reaches BGP on h2', async () => (await reached()).bgp === true, 15_000);
     expect(Object.values(await reached()).every(Boolean)).toBe(true);

@@ -106,7 +106,8 @@ describe('explain() and the control plane', () => {
     const named = withOutbound([{ cidr: '0.0.0.0/0' }, { cidr: '198.18.0.1/32', protocol: 'udp' }]);
     expect(controlPlaneExemptions(endpointPolicy(named, 'A'), 4)).toEqual(['198.18.0.1']);
     expect(explain(named, { src: 'A', dst: '198.18.0.1', protocol: 'tcp', port: 2379 }, { controlPlane: targets }).reason).toBe(
-      'allowed: outbound rule 1 of group web (ga); 198.18.0.1 is not an endpoint',
+      'allowed: outbound rule 1 of group web (ga); 198.18.0.1 is not an endpoint; ' +
+        '198.18.0.1 port 2379 is the control plane (etcd client port on 198.18.0.1:2379), opened by outbound rule 2 of group web (ga)',
     );
     // Named, but the rules allow no tcp to it: default deny.
     const onlyUdp = withOutbound([{ cidr: '198.18.0.1/32', protocol: 'udp' }]);

@@ -28,8 +28,12 @@ export interface SideVerdict {
   /** The endpoint's groups, sorted. */
   groups: string[];
   reason: 'rule' | 'no-group' | 'default-deny' | 'inactive' | 'control-plane';
-  /** With reason 'control-plane': the address and port of the control plane the traffic was kept from. */
+  /**
+   * The address and port of the control plane the traffic went to: with reason 'control-plane'
+   * it was kept from it; otherwise controlPlaneOpenedBy is the rule that names the address.
+   */
   controlPlane?: ControlPlaneTarget;
+  controlPlaneOpenedBy?: RuleRef;
 }
 
 export interface ExplainOptions {
@@ -117,16 +121,22 @@ function judgeSide(
   const { groups } = policy;
   if (!policy.active) return { allowed: false, decidedBy: null, groups, reason: 'inactive' };
   if (groups.length === 0) return { allowed: false, decidedBy: null, groups, reason: 'no-group' };
+  let opened: Pick<SideVerdict, 'controlPlane' | 'controlPlaneOpenedBy'> = {};
   if (direction === 'outbound' && packet.protocol === 'tcp' && packet.port !== null) {
     const t = controlPlane.find((c) => c.addr === peer && c.port === packet.port && c.protocol === 'tcp');
-    if (t !== undefined && !controlPlaneExemptions(policy, packet.family).includes(peer)) {
-      return { allowed: false, decidedBy: null, groups, reason: 'control-plane', controlPlane: t };
+    if (t !== undefined) {
+      if (!controlPlaneExemptions(policy, packet.family).includes(peer)) {
+        return { allowed: false, decidedBy: null, groups, reason: 'control-plane', controlPlane: t };
+      }
+      const named = `${peer}/${packet.family === 4 ? 32 : 128}`;
+      const by = policy.outbound.find((r) => r.rule.cidr === named && ruleAppliesTo(r.rule, packet.family));
+      opened = by === undefined ? { controlPlane: t } : { controlPlane: t, controlPlaneOpenedBy: by };
     }
   }
   const decidedBy = policy[direction].find((ref) => ruleMatches(model, ref, peer, packet)) ?? null;
   return decidedBy === null
-    ? { allowed: false, decidedBy: null, groups, reason: 'default-deny' }
-    : { allowed: true, decidedBy, groups, reason: 'rule' };
+    ? { allowed: false, decidedBy: null, groups, reason: 'default-deny', ...opened }
+    : { allowed: true, decidedBy, groups, reason: 'rule', ...opened };
 }
 
 type Party = { kind: 'addr'; addr: string; family: IPFamily } | { kind: 'endpoint'; endpoint: Endpoint };
@@ -214,7 +224,10 @@ function sentence(model: PolicyModel, v: Omit<Verdict, 'reason'>): string {
   const because = [outbound?.decidedBy, inbound?.decidedBy].flatMap((r) => (r ? [ruleLabel(model, r)] : []));
   if (because.length === 0) return `allowed: neither ${src.addr} nor ${dst.addr} is an endpoint, so no policy applies`;
   const outside = outbound === null ? src.addr : inbound === null ? dst.addr : null;
-  return `allowed: ${because.join(' and ')}${outside === null ? '' : `; ${outside} is not an endpoint`}`;
+  const t = outbound?.controlPlane;
+  const by = outbound?.controlPlaneOpenedBy;
+  const opened = t && by ? `; ${t.addr} port ${t.port} is the control plane (${describeTarget(t)}), opened by ${ruleLabel(model, by)}` : '';
+  return `allowed: ${because.join(' and ')}${outside === null ? '' : `; ${outside} is not an endpoint`}${opened}`;
 }
 
 /**
