@@ -39,12 +39,15 @@ describe('a workload and the control plane', () => {
   const h2 = () => cluster.host('h2');
   const control = () => cluster.control!;
   const etcdPort = () => Number(cluster.etcd.endpoints.split(':')[1]);
+  /** Not 2380 here: the node learns it from etcd's member list. */
+  const peerPort = () => Number(new URL(cluster.etcd.members[0]!.peerUrl).port);
   const masterPort = () => Number(new URL(cluster.masterUrl!).port);
   const calicoctl = (args: string[]) => h1().ns.exec([process.execPath, calicoctlJs, ...args, '--hostname=h1', `--etcd=${cluster.etcd.endpoints}`]);
 
   /** The control plane as seen from A, and a listener beside each address that is not. */
   const targets = (): Record<string, Connection> => ({
     etcd: { dst: control().ip, protocol: 'tcp', port: etcdPort() },
+    'etcd peer': { dst: control().ip, protocol: 'tcp', port: peerPort() },
     master: { dst: control().ip, protocol: 'tcp', port: masterPort() },
     bgp: { dst: h2().ns.ip, protocol: 'tcp', port: 179 },
     diags: { dst: h2().ns.ip, protocol: 'tcp', port: DIAGS_PORT },
@@ -94,7 +97,7 @@ describe('a workload and the control plane', () => {
     await waitFor('h1 to know the whole control plane', async () => {
       members = (await h1().ns.execOk(['ipset', 'list', 'cali4-ctl'])).split('\n');
       return [
-        `${control().ip},tcp:${etcdPort()}`, `${control().ip},tcp:2380`, `${control().ip},tcp:${masterPort()}`,
+        `${control().ip},tcp:${etcdPort()}`, `${control().ip},tcp:2380`, `${control().ip},tcp:${peerPort()}`, `${control().ip},tcp:${masterPort()}`,
         `${h2().ns.ip},tcp:179`, `${h2().ns.ip},tcp:${DIAGS_PORT}`, `${h1().ns.ip},tcp:179`,
       ].every((m) => members.includes(m));
     }, 20_000, () => members.join('\n'));
@@ -104,6 +107,7 @@ describe('a workload and the control plane', () => {
     await waitFor('A reaches the listeners', async () => (await reached())['h2, another port'] === true, 15_000);
     expect(await reached()).toEqual({
       etcd: false,
+      'etcd peer': false,
       master: false,
       bgp: false,
       diags: false,
@@ -133,6 +137,7 @@ describe('a workload and the control plane', () => {
     await waitFor('A reaches etcd', async () => (await reached()).etcd === true, 15_000);
     expect(await reached()).toEqual({
       etcd: true,
+      'etcd peer': true,
       master: true,
       bgp: false,
       diags: false,
@@ -151,7 +156,7 @@ describe('a workload and the control plane', () => {
     await cluster.ds.delete(groupRuleKey('g-out', 'outbound', 3));
     await waitFor('etcd and BGP closed again', async () => {
       const r = await reached();
-      return !r.etcd && !r.master && !r.bgp && !r.diags && r['h2, another port'] === true;
+      return !r.etcd && !r['etcd peer'] && !r.master && !r.bgp && !r.diags && r['h2, another port'] === true;
     }, 15_000);
   });
 });

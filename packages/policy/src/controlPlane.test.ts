@@ -20,6 +20,16 @@ describe('controlPlaneTargets', () => {
     ]);
   });
 
+  it('etcd members\' peer URLs, when known, are targets too', () => {
+    expect(short({ ...none, etcdEndpoints: ['198.18.0.1:2379', 'http://198.18.0.2:2379'], etcdPeers: ['http://198.18.0.1:32380', 'http://198.18.0.2:2380'] })).toEqual([
+      'etcd-client 198.18.0.1,tcp:2379',
+      'etcd-peer 198.18.0.1,tcp:2380',
+      'etcd-peer 198.18.0.1,tcp:32380',
+      'etcd-client 198.18.0.2,tcp:2379',
+      'etcd-peer 198.18.0.2,tcp:2380',
+    ]);
+  });
+
   it('a name instead of an address names nothing: the dataplane matches addresses', () => {
     expect(short({ ...none, etcdEndpoints: ['http://etcd.example:2379'], masterApiUrl: 'http://master.example:7600/' })).toEqual([]);
   });

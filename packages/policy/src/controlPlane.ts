@@ -31,8 +31,10 @@ export interface ControlPlaneHost {
 }
 
 export interface ControlPlaneInput {
-  /** The datastore's endpoints as configured: URLs or host:port. */
+  /** The datastore's endpoints as configured, and its members' client URLs: URLs or host:port. */
   etcdEndpoints: readonly string[];
+  /** The members' peer URLs, when the cluster told them (besides each endpoint's address with 2380). */
+  etcdPeers?: readonly string[];
   masterIp: string | null;
   masterApiUrl: string | null;
   hosts: readonly ControlPlaneHost[];
@@ -76,6 +78,10 @@ export function controlPlaneTargets(input: ControlPlaneInput): ControlPlaneTarge
     const a = urlAddr(e);
     if (a === null) continue;
     found.push(target(a.addr, a.port, 'etcd-client'), target(a.addr, ETCD_PEER_PORT, 'etcd-peer'));
+  }
+  for (const p of input.etcdPeers ?? []) {
+    const a = urlAddr(p);
+    if (a !== null) found.push(target(a.addr, a.port, 'etcd-peer'));
   }
   const api = input.masterApiUrl === null ? null : urlAddr(input.masterApiUrl);
   if (api !== null) found.push(target(api.addr, api.port, 'master-api'));
@@ -174,10 +180,11 @@ export class ControlPlaneKeys {
     return true;
   }
 
-  /** The input of controlPlaneTargets() with these etcd endpoints. */
-  input(etcdEndpoints: readonly string[]): ControlPlaneInput {
+  /** The input of controlPlaneTargets() with these etcd endpoints (and members' peer URLs). */
+  input(etcdEndpoints: readonly string[], etcdPeers: readonly string[] = []): ControlPlaneInput {
     return {
       etcdEndpoints: [...etcdEndpoints],
+      etcdPeers: [...etcdPeers],
       masterIp: this.#masterIp,
       masterApiUrl: this.#masterApiUrl,
       hosts: [...this.#hosts.values()].map((h) => ({ ...h })),

@@ -550,3 +550,26 @@ describe('PolicyAgent and the control plane', () => {
     expect(kernel.conntrackFlushed).toContain('10.65.0.1');
   });
 });
+
+describe('PolicyAgent and etcd\'s members', () => {
+  it('after a full sync, every member\'s client and peer URLs join the control plane; a failed question keeps them', async () => {
+    let answer: () => Promise<{ clientURLs: string[]; peerURLs: string[] }[]> = async () => [
+      { clientURLs: ['http://198.18.0.1:2379'], peerURLs: ['http://198.18.0.1:32380'] },
+      { clientURLs: ['http://198.18.0.2:2379'], peerURLs: ['http://198.18.0.2:32380'] },
+    ];
+    const { kernel, agent } = await inSync(all, { etcdEndpoints: ['http://198.18.0.1:2379'], etcdMembers: () => answer() });
+    await agent.refreshEtcdMembers();
+    await agent.idle();
+    expect(kernel.setMembers('cali4-ctl')).toEqual(
+      ['198.18.0.1,tcp:2379', '198.18.0.1,tcp:2380', '198.18.0.1,tcp:32380', '198.18.0.2,tcp:2379', '198.18.0.2,tcp:2380', '198.18.0.2,tcp:32380'].sort(),
+    );
+    answer = async () => {
+      throw new Error('etcd is away');
+    };
+    agent.handleStatus('resyncing', 'test');
+    agent.handleStatus('in-sync', 'test');
+    await agent.refreshEtcdMembers();
+    await agent.idle();
+    expect(kernel.setMembers('cali4-ctl')).toContain('198.18.0.2,tcp:32380');
+  });
+});

@@ -32,6 +32,12 @@ export interface PolicyAgentOptions {
   datastoreResyncMs?: number;
   /** etcd's endpoints, part of the control plane workloads are kept from; by default the datastore's. */
   etcdEndpoints?: readonly string[];
+  /**
+   * Asks etcd for its members' client and peer URLs (control plane too: the node may be given
+   * one member of three); by default the datastore's member list. Asked at start and after
+   * each full sync; a failure keeps what was known.
+   */
+  etcdMembers?: () => Promise<{ clientURLs: string[]; peerURLs: string[] }[]>;
   /** Told of every kernel apply (metrics). */
   onApply?: (ms: number, ok: boolean) => void;
 }
@@ -97,6 +103,9 @@ export class PolicyAgent {
   /** The control-plane set's members need recomputing. */
   private controlDirty = true;
   private controlTargets: ControlPlaneTarget[] = [];
+  /** What etcd last said of its members' URLs. */
+  private etcdMembers: { clients: string[]; peers: string[] } = { clients: [], peers: [] };
+  private membersAsked: Promise<void> | undefined;
   private syncer: Syncer | undefined;
   private everInSync = false;
   private programmed = false;
@@ -143,7 +152,26 @@ export class PolicyAgent {
   }
 
   private etcdEndpoints(): readonly string[] {
-    return this.opts.etcdEndpoints ?? this.opts.ds?.config?.endpoints ?? [];
+    return [...(this.opts.etcdEndpoints ?? this.opts.ds?.config?.endpoints ?? []), ...this.etcdMembers.clients];
+  }
+
+  /** Asks etcd for its members' URLs (one question at a time); a change refreshes the control-plane sets. */
+  refreshEtcdMembers(): Promise<void> {
+    const ds = this.opts.ds;
+    const ask = this.opts.etcdMembers ?? (ds?.client ? async () => (await ds.client.cluster.memberList({})).members : undefined);
+    if (!ask || this.membersAsked) return this.membersAsked ?? Promise.resolve();
+    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 5 s')), 5_000).unref());
+    this.membersAsked = Promise.race([ask(), timeout])
+      .then((members) => {
+        const next = { clients: members.flatMap((m) => m.clientURLs).sort(), peers: members.flatMap((m) => m.peerURLs).sort() };
+        if (next.clients.join() === this.etcdMembers.clients.join() && next.peers.join() === this.etcdMembers.peers.join()) return;
+        this.etcdMembers = next;
+        this.controlDirty = true;
+        this.schedule();
+      })
+      .catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'etcd did not list its members; the control plane keeps the etcd addresses known so far'))
+      .finally(() => (this.membersAsked = undefined));
+    return this.membersAsked;
   }
 
   /**
@@ -262,6 +290,7 @@ export class PolicyAgent {
     else if (s === 'in-sync' && this.fullSyncPending) {
       this.fullSyncPending = false;
       this.lastFullSyncAt = Date.now();
+      void this.refreshEtcdMembers();
     }
     if (s === 'in-sync' && !this.everInSync) {
       this.everInSync = true;
@@ -350,7 +379,7 @@ export class PolicyAgent {
     }
     if (this.controlDirty) {
       // Set members only: the chains that match the set never change with it.
-      this.controlTargets = controlPlaneTargets(this.controlKeys.input(this.etcdEndpoints()));
+      this.controlTargets = controlPlaneTargets(this.controlKeys.input(this.etcdEndpoints(), this.etcdMembers.peers));
       for (const family of [4, 6] as const) {
         this.dataplane.setIpset(controlSetName(family), family, controlSetMembers(this.controlTargets, family), 'hash:ip,port');
       }
