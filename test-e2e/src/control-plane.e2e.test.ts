@@ -42,7 +42,8 @@ describe('a workload and the control plane', () => {
   /** Not 2380 here: the node learns it from etcd's member list. */
   const peerPort = () => Number(new URL(cluster.etcd.members[0]!.peerUrl).port);
   const masterPort = () => Number(new URL(cluster.masterUrl!).port);
-  const calicoctl = (args: string[]) => h1().ns.exec([process.execPath, calicoctlJs, ...args, '--hostname=h1', `--etcd=${cluster.etcd.endpoints}`]);
+  const calicoctl = (args: string[]) =>
+    h1().ns.exec([process.execPath, calicoctlJs, ...args, '--hostname=h1', `--etcd=${cluster.etcd.endpoints}`]);
 
   /** The control plane as seen from A, and a listener beside each address that is not. */
   const targets = (): Record<string, Connection> => ({
@@ -69,17 +70,20 @@ describe('a workload and the control plane', () => {
     // The control host runs no BIRD: it routes A's address back to h1 by hand (h2 learns it over BGP).
     await control().execOk(['ip', 'route', 'add', `${A.addr}/32`, 'via', h1().ns.ip]);
     const diags = h2().ns.spawn('calico-diags', [
-      process.execPath, diagsJs, 'serve', '--hostname=h2', `--listen=${h2().ns.ip}:${DIAGS_PORT}`, `--etcd=${cluster.etcd.endpoints}`,
-      `--run-dir=${join(dir, 'run')}`, `--log-dir=${join(dir, 'log')}`, `--state-dir=${join(dir, 'state')}`, `--docker=${cluster.dockerd.host}`,
+      process.execPath, diagsJs, 'serve', '--hostname=h2',
+      `--listen=${h2().ns.ip}:${DIAGS_PORT}`, `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`,
+      `--run-dir=${join(dir, 'run')}`, `--log-dir=${join(dir, 'log')}`, `--state-dir=${join(dir, 'state')}`,
     ]);
     procs.push(diags);
-    await waitFor('diags to register', async () => (await cluster.ds.get(diagsUrlKey('h2'))) !== undefined, 20_000, () => diags.log().slice(-2000));
+    const registered = async () => (await cluster.ds.get(diagsUrlKey('h2'))) !== undefined;
+    await waitFor('diags to register', registered, 20_000, () => diags.log().slice(-2000));
     for (const ns of [control(), h2().ns]) {
       const p = ns.spawn(`listen-${OTHER_PORT}`, [process.execPath, PROBE, 'listen', ns.ip, String(OTHER_PORT)]);
       procs.push(p);
       await waitFor(`the listener on ${ns.ip}`, () => p.log().includes('ready'), 10_000, () => p.log());
     }
-    await waitFor('h1 and h2 in BGP session', async () => (await h1().birdc('show protocols')).stdout.includes('Established'), 30_000);
+    const session = async () => (await h1().birdc('show protocols')).stdout.includes('Established');
+    await waitFor('h1 and h2 in BGP session', session, 30_000);
   });
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail') failed = true;
@@ -92,18 +96,20 @@ describe('a workload and the control plane', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('with outbound 0.0.0.0/0, A opens none of etcd, the master API, diags or BGP, but other ports of the same hosts', async () => {
+  it('with outbound 0.0.0.0/0, A opens none of etcd, master, diags or BGP, but other ports there', async () => {
     let members: string[] = [];
     await waitFor('h1 to know the whole control plane', async () => {
       members = (await h1().ns.execOk(['ipset', 'list', 'cali4-ctl'])).split('\n');
       return [
-        `${control().ip},tcp:${etcdPort()}`, `${control().ip},tcp:2380`, `${control().ip},tcp:${peerPort()}`, `${control().ip},tcp:${masterPort()}`,
+        `${control().ip},tcp:${etcdPort()}`, `${control().ip},tcp:2380`,
+        `${control().ip},tcp:${peerPort()}`, `${control().ip},tcp:${masterPort()}`,
         `${h2().ns.ip},tcp:179`, `${h2().ns.ip},tcp:${DIAGS_PORT}`, `${h1().ns.ip},tcp:179`,
       ].every((m) => members.includes(m));
     }, 20_000, () => members.join('\n'));
     // Before any group, nothing at all: the controls below are this rule's doing.
     expect(Object.values(await reached()).some(Boolean)).toBe(false);
-    await writeGroup(cluster, { groupId: 'g-out', name: 'out', members: [A.endpointId], outbound: [{ cidr: '0.0.0.0/0' }] });
+    const outbound = [{ cidr: '0.0.0.0/0' }];
+    await writeGroup(cluster, { groupId: 'g-out', name: 'out', members: [A.endpointId], outbound });
     await waitFor('A reaches the listeners', async () => (await reached())['h2, another port'] === true, 15_000);
     expect(await reached()).toEqual({
       etcd: false,
@@ -122,7 +128,8 @@ describe('a workload and the control plane', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('DENIED');
     expect(r.stdout).toContain(
-      `denied: ${control().ip} port ${etcdPort()} is the control plane (etcd client port on ${control().ip}:${etcdPort()}); ` +
+      `denied: ${control().ip} port ${etcdPort()} is the control plane ` +
+        `(etcd client port on ${control().ip}:${etcdPort()}); ` +
         `only an outbound rule naming ${control().ip}/32 opens it for ${A.endpointId}`,
     );
     const bgp = await calicoctl(['check', A.addr, h2().ns.ip, '--protocol=tcp', '--port=179']);
@@ -147,7 +154,10 @@ describe('a workload and the control plane', () => {
     const r = await calicoctl(['check', A.addr, control().ip, '--protocol=tcp', `--port=${etcdPort()}`]);
     console.log(`after the rule:\n${r.stdout}`);
     expect(r.stdout).toContain('ALLOWED');
-    expect(r.stdout).toContain(`${control().ip} port ${etcdPort()} is the control plane (etcd client port on ${control().ip}:${etcdPort()}), opened by outbound rule 2 of group out (g-out)`);
+    expect(r.stdout).toContain(
+      `${control().ip} port ${etcdPort()} is the control plane (etcd client port on ${control().ip}:${etcdPort()}), ` +
+        'opened by outbound rule 2 of group out (g-out)',
+    );
     await cluster.ds.put(groupRuleKey('g-out', 'outbound', 3), encodeRule({ cidr: `${h2().ns.ip}/32` }));
     await waitFor('A reaches BGP on h2', async () => (await reached()).bgp === true, 15_000);
     expect(Object.values(await reached()).every(Boolean)).toBe(true);

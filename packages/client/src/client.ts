@@ -365,7 +365,8 @@ export class CalicoClient {
     try {
       // The control plane: etcd as this client reaches it, and where the keys say the rest is.
       const controlPlane = controlPlaneTargets(v.controlPlane.input(this.ds.config.endpoints));
-      const query = { src: await side(src), dst: await side(dst), protocol: opts.protocol ?? null, port: opts.port ?? null };
+      const [s, d] = [await side(src), await side(dst)];
+      const query = { src: s, dst: d, protocol: opts.protocol ?? null, port: opts.port ?? null };
       return explain(v.model, query, { controlPlane });
     } catch (e) {
       if (e instanceof PolicyError) throw new ClientError('INVALID', e.message);

@@ -122,7 +122,11 @@ export class DevCluster {
     const rootIp = await this.fabric.linkRoot();
     if (this.opts.controlHost) this.control = await this.fabric.addHost('control');
     const control = this.control;
-    this.etcd = await Etcd.start({ listenIp: control?.ip ?? rootIp, members: this.opts.etcdMembers ?? 1, ...(control ? { netns: control.netns } : {}) });
+    this.etcd = await Etcd.start({
+      listenIp: control?.ip ?? rootIp,
+      members: this.opts.etcdMembers ?? 1,
+      ...(control ? { netns: control.netns } : {}),
+    });
     this.cleanup.defer('etcd', () => this.etcd.stop());
     this.ds = new Datastore(resolveDatastoreConfig({ etcd: this.etcd.endpoints, env: {} }));
     this.cleanup.defer('datastore client', () => this.ds.close());
@@ -157,7 +161,14 @@ export class DevCluster {
     const ip = this.control?.ip ?? this.fabric.rootLink!.ip;
     // A new namespace has nothing listening: any port that is free here is free there.
     const port = this.masterPort ??= await freePort(this.control ? '127.0.0.1' : ip);
-    const argv = [process.execPath, masterMainJs(), `--ip=${ip}`, `--listen=${ip}:${port}`, `--etcd=${this.etcd.endpoints}`, `--log-level=${this.opts.logLevel ?? 'info'}`];
+    const argv = [
+      process.execPath,
+      masterMainJs(),
+      `--ip=${ip}`,
+      `--listen=${ip}:${port}`,
+      `--etcd=${this.etcd.endpoints}`,
+      `--log-level=${this.opts.logLevel ?? 'info'}`,
+    ];
     const p = this.control
       ? this.control.spawn('calico-master', argv)
       : new ManagedProcess({ name: 'calico-master', argv, logFile: join(this.fabric.dir, 'calico-master.log') });

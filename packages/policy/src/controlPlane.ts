@@ -3,7 +3,16 @@
  * and BGP. A pure function of the keys that publish them and of the etcd endpoints (which are
  * configuration, not keys), plus a small holder of those keys for consumers fed by a syncer.
  */
-import { canonicalIP, decodeValue, isIP, masterApiUrlKey, masterIpKey, parseKey, type IPFamily } from '@calico/keyspace';
+import {
+  canonicalIP,
+  decodeValue,
+  isIP,
+  masterApiUrlKey,
+  masterIpKey,
+  parseKey,
+  type IPFamily,
+  type ParsedKey,
+} from '@calico/keyspace';
 import type { EndpointPolicy } from './endpointPolicy.js';
 import { compareAddrs, compareText } from './internal/addr.js';
 import { ruleAppliesTo } from './internal/rules.js';
@@ -61,7 +70,9 @@ function urlAddr(text: string): { addr: string; family: IPFamily; port: number }
   return { addr: canonicalIP(host) ?? host, family, port };
 }
 
-function target(addr: string, port: number, service: ControlPlaneService, host: string | null = null): ControlPlaneTarget | null {
+type Target = ControlPlaneTarget | null;
+
+function target(addr: string, port: number, service: ControlPlaneService, host: string | null = null): Target {
   const family = isIP(addr);
   if (family === 0) return null;
   return { family, addr: canonicalIP(addr) ?? addr, port, protocol: 'tcp', service, host };
@@ -73,7 +84,7 @@ function target(addr: string, port: number, service: ControlPlaneService, host: 
  * the dataplane matches addresses.
  */
 export function controlPlaneTargets(input: ControlPlaneInput): ControlPlaneTarget[] {
-  const found: (ControlPlaneTarget | null)[] = [];
+  const found: Target[] = [];
   for (const e of input.etcdEndpoints) {
     const a = urlAddr(e);
     if (a === null) continue;
@@ -129,14 +140,17 @@ export function controlPlaneExemptions(policy: EndpointPolicy, family: IPFamily)
   const out = new Set<string>();
   for (const ref of policy.outbound) {
     const { cidr } = ref.rule;
-    if (cidr !== null && cidr.endsWith(host) && isIP(cidr.slice(0, -host.length)) === family && ruleAppliesTo(ref.rule, family)) {
-      out.add(cidr.slice(0, -host.length));
-    }
+    const addr = cidr !== null && cidr.endsWith(host) ? cidr.slice(0, -host.length) : null;
+    if (addr !== null && isIP(addr) === family && ruleAppliesTo(ref.rule, family)) out.add(addr);
   }
   return [...out].sort(compareAddrs);
 }
 
 const MASTER_IP_KEY = masterIpKey();
+const HOST_LEAF = /\/(?:bird_ip|bird6_ip|diags_url)$/;
+type ControlPlaneKey = Extract<ParsedKey, { kind: 'masterIp' | 'masterApiUrl' | 'birdIp' | 'bird6Ip' | 'diagsUrl' }>;
+const CONTROL_PLANE_KINDS = new Set<ParsedKey['kind']>(['masterIp', 'masterApiUrl', 'birdIp', 'bird6Ip', 'diagsUrl']);
+const isControlPlaneKey = (k: ParsedKey): k is ControlPlaneKey => CONTROL_PLANE_KINDS.has(k.kind);
 const MASTER_API_URL_KEY = masterApiUrlKey();
 
 /**
@@ -154,11 +168,9 @@ export class ControlPlaneKeys {
     const last = key.charCodeAt(key.length - 1);
     // bird_ip, bird6_ip and master/ip end in "p"; diags_url and api_url in "l".
     if (last !== 112 /* p */ && last !== 108 /* l */) return false;
-    if (key !== MASTER_IP_KEY && key !== MASTER_API_URL_KEY && !/\/(?:bird_ip|bird6_ip|diags_url)$/.test(key)) return false;
+    if (key !== MASTER_IP_KEY && key !== MASTER_API_URL_KEY && !HOST_LEAF.test(key)) return false;
     const parsed = parseKey(key);
-    if (parsed.kind !== 'masterIp' && parsed.kind !== 'masterApiUrl' && parsed.kind !== 'birdIp' && parsed.kind !== 'bird6Ip' && parsed.kind !== 'diagsUrl') {
-      return false;
-    }
+    if (!isControlPlaneKey(parsed)) return false;
     // A value that does not decode counts as absent (whoever reads it as a key reports it).
     let value: string | null = null;
     if (update.type === 'put') {

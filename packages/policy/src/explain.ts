@@ -210,7 +210,8 @@ function denial(model: PolicyModel, endpointId: string, direction: 'inbound' | '
     case 'control-plane': {
       const t = side.controlPlane as ControlPlaneTarget;
       const named = `${t.addr}/${t.family === 4 ? 32 : 128}`;
-      return `denied: ${t.addr} port ${t.port} is the control plane (${describeTarget(t)}); only an outbound rule naming ${named} opens it for ${endpointId}`;
+      const what = `${t.addr} port ${t.port} is the control plane (${describeTarget(t)})`;
+      return `denied: ${what}; only an outbound rule naming ${named} opens it for ${endpointId}`;
     }
     default:
       return `denied: no ${direction} rule of groups [${side.groups.map((g) => groupLabel(model, g)).join(', ')}] of ${endpointId} matches; default deny`;
@@ -226,7 +227,8 @@ function sentence(model: PolicyModel, v: Omit<Verdict, 'reason'>): string {
   const outside = outbound === null ? src.addr : inbound === null ? dst.addr : null;
   const t = outbound?.controlPlane;
   const by = outbound?.controlPlaneOpenedBy;
-  const opened = t && by ? `; ${t.addr} port ${t.port} is the control plane (${describeTarget(t)}), opened by ${ruleLabel(model, by)}` : '';
+  const cp = t ? `${t.addr} port ${t.port} is the control plane (${describeTarget(t)})` : '';
+  const opened = t && by ? `; ${cp}, opened by ${ruleLabel(model, by)}` : '';
   return `allowed: ${because.join(' and ')}${outside === null ? '' : `; ${outside} is not an endpoint`}${opened}`;
 }
 
@@ -246,8 +248,9 @@ export function explain(model: PolicyModel, query: ExplainQuery, opts: ExplainOp
   packet.family = chooseFamily(srcParty, dstParty, query.family);
   const src = resolve(model, srcParty, packet.family);
   const dst = resolve(model, dstParty, packet.family);
-  const outbound = src.endpointId === null ? null : judgeSide(model, src.endpointId, 'outbound', dst.addr, packet, controlPlane);
-  const inbound = dst.endpointId === null ? null : judgeSide(model, dst.endpointId, 'inbound', src.addr, packet, controlPlane);
+  const cp = controlPlane;
+  const outbound = src.endpointId === null ? null : judgeSide(model, src.endpointId, 'outbound', dst.addr, packet, cp);
+  const inbound = dst.endpointId === null ? null : judgeSide(model, dst.endpointId, 'inbound', src.addr, packet, cp);
   const verdict = {
     allowed: (outbound?.allowed ?? true) && (inbound?.allowed ?? true),
     family: packet.family,

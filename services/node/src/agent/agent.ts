@@ -1,7 +1,14 @@
 import type { Datastore, SyncBatch, Syncer, SyncStatus } from '@calico/datastore';
 import { configKey, endpointPrefix, hostPrefix, hostsPrefix, networkPrefix } from '@calico/keyspace';
 import type { Logger } from '@calico/log';
-import { ControlPlaneKeys, PolicyModel, controlPlaneTargets, endpointPolicy, type ControlPlaneTarget, type ModelUpdate } from '@calico/policy';
+import {
+  ControlPlaneKeys,
+  PolicyModel,
+  controlPlaneTargets,
+  endpointPolicy,
+  type ControlPlaneTarget,
+  type ModelUpdate,
+} from '@calico/policy';
 import { hostIfName } from '../plumber/names.js';
 import { Dataplane, type ApplyStats } from './dataplane.js';
 import type { KernelBackend } from './kernel.js';
@@ -84,7 +91,8 @@ export function agentKeyFilter(host: string): (key: string) => boolean {
     const last = key.charCodeAt(key.length - 1);
     if ((last === 115 /* s */ && key.endsWith('/addrs')) || (last === 101 /* e */ && key.endsWith('/state'))) return true;
     // Their bird_ip, bird6_ip and diags_url: the control plane that workloads are kept from.
-    if ((last === 112 /* p */ && /\/bird6?_ip$/.test(key)) || (last === 108 /* l */ && key.endsWith('/diags_url'))) return true;
+    if (last === 112 /* p */ && /\/bird6?_ip$/.test(key)) return true;
+    if (last === 108 /* l */ && key.endsWith('/diags_url')) return true;
     return !key.startsWith(hostsPrefix) || key.startsWith(own);
   };
 }
@@ -158,18 +166,26 @@ export class PolicyAgent {
   /** Asks etcd for its members' URLs (one question at a time); a change refreshes the control-plane sets. */
   refreshEtcdMembers(): Promise<void> {
     const ds = this.opts.ds;
-    const ask = this.opts.etcdMembers ?? (ds?.client ? async () => (await ds.client.cluster.memberList({})).members : undefined);
+    const fromDs = ds?.client ? async () => (await ds.client.cluster.memberList({})).members : undefined;
+    const ask = this.opts.etcdMembers ?? fromDs;
     if (!ask || this.membersAsked) return this.membersAsked ?? Promise.resolve();
-    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 5 s')), 5_000).unref());
+    const timeout = new Promise<never>((_, reject) => {
+      setTimeout(() => reject(new Error('no answer within 5 s')), 5_000).unref();
+    });
     this.membersAsked = Promise.race([ask(), timeout])
       .then((members) => {
-        const next = { clients: members.flatMap((m) => m.clientURLs).sort(), peers: members.flatMap((m) => m.peerURLs).sort() };
-        if (next.clients.join() === this.etcdMembers.clients.join() && next.peers.join() === this.etcdMembers.peers.join()) return;
-        this.etcdMembers = next;
+        const clients = members.flatMap((m) => m.clientURLs).sort();
+        const peers = members.flatMap((m) => m.peerURLs).sort();
+        const known = this.etcdMembers;
+        if (clients.join() === known.clients.join() && peers.join() === known.peers.join()) return;
+        this.etcdMembers = { clients, peers };
         this.controlDirty = true;
         this.schedule();
       })
-      .catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'etcd did not list its members; the control plane keeps the etcd addresses known so far'))
+      .catch((e: unknown) => {
+        const msg = 'etcd did not list its members; the control plane keeps the etcd addresses known so far';
+        this.opts.logger.warn({ err: String(e) }, msg);
+      })
       .finally(() => (this.membersAsked = undefined));
     return this.membersAsked;
   }
@@ -202,7 +218,8 @@ export class PolicyAgent {
     if (!this.opts.ds) throw new Error('PolicyAgent.start() needs a datastore (options.ds)');
     for (const e of this.etcdEndpoints()) {
       if (controlPlaneTargets({ etcdEndpoints: [e], masterIp: null, masterApiUrl: null, hosts: [] }).length === 0) {
-        this.opts.logger.warn({ endpoint: e }, 'etcd endpoint is a name, not an address: workloads are not kept from it by address; give etcd as ip:port');
+        const msg = 'etcd endpoint is a name, not an address: workloads are not kept from it; give etcd as ip:port';
+        this.opts.logger.warn({ endpoint: e }, msg);
       }
     }
     this.syncer = this.opts.ds
@@ -277,8 +294,9 @@ export class PolicyAgent {
 
   private hasWork(): boolean {
     // Out of sync (after having been in sync) the model's changes wait; repairs of what is programmed do not.
-    const modelWork =
-      this.syncStatus === 'in-sync' && (this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty || this.controlDirty);
+    const dirty =
+      this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty || this.controlDirty;
+    const modelWork = this.syncStatus === 'in-sync' && dirty;
     return this.everInSync && (modelWork || this.dataplane.pending);
   }
 
@@ -381,7 +399,8 @@ export class PolicyAgent {
       // Set members only: the chains that match the set never change with it.
       this.controlTargets = controlPlaneTargets(this.controlKeys.input(this.etcdEndpoints(), this.etcdMembers.peers));
       for (const family of [4, 6] as const) {
-        this.dataplane.setIpset(controlSetName(family), family, controlSetMembers(this.controlTargets, family), 'hash:ip,port');
+        const members = controlSetMembers(this.controlTargets, family);
+        this.dataplane.setIpset(controlSetName(family), family, members, 'hash:ip,port');
       }
       this.controlDirty = false;
     }

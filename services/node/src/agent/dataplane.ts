@@ -199,7 +199,8 @@ export class Dataplane {
       return [];
     }
     const next = new Set(members);
-    if (cur && cur.family === family && cur.type === type && cur.members.size === next.size && [...next].every((m) => cur.members.has(m))) return [];
+    const same = cur && cur.family === family && cur.type === type && cur.members.size === next.size;
+    if (same && [...next].every((m) => cur.members.has(m))) return [];
     this.desiredSets.set(name, { family, type, members: next });
     this.dirtySets.add(name);
     const gone: string[] = [];

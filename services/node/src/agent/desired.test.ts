@@ -5,7 +5,8 @@
  */
 import type { Rule } from '@calico/keyspace';
 import { createLogger } from '@calico/log';
-import { controlPlaneTargets, endpointPolicy, policyFixtures as fx, type KeyValue, type PolicyModel } from '@calico/policy';
+import { controlPlaneTargets, endpointPolicy, policyFixtures as fx } from '@calico/policy';
+import type { KeyValue, PolicyModel } from '@calico/policy';
 import { describe, expect, it } from 'vitest';
 import { hostIfName } from '../plumber/names.js';
 import { Dataplane } from './dataplane.js';
@@ -272,7 +273,13 @@ describe('renderEndpoint', () => {
     expect(chainsOf(E5, 4)).toEqual({
       chains: {
         [srcChain(hostIf)]: ['-s 10.65.0.5/32 -j RETURN', '-s 10.65.0.6/32 -j RETURN', '-j DROP'],
-        [fromChain(hostIf)]: [`-j ${srcChain(hostIf)}`, CTL(4), `-m set --match-set ${S4web} dst -j RETURN`, '-j RETURN', '-j DROP'],
+        [fromChain(hostIf)]: [
+          `-j ${srcChain(hostIf)}`,
+          CTL(4),
+          `-m set --match-set ${S4web} dst -j RETURN`,
+          '-j RETURN',
+          '-j DROP',
+        ],
         [toChain(hostIf)]: [`-m set --match-set ${S4web} src -j RETURN`, '-p tcp -m tcp --dport 80 -j RETURN', '-j DROP'],
       },
       sets: { [S4web]: 'web' },
@@ -386,7 +393,9 @@ describe('renderDataplane for a small host', () => {
       for (const line of v6) {
         expect(line).not.toMatch(/\d+\.\d+\.\d+\.\d+|cali4g-|-p icmp\b/);
       }
-      for (const [name, s] of full.ipsets) expect(name.startsWith(`cali${s.family}g-`) || name === `cali${s.family}-ctl`).toBe(true);
+      for (const [name, s] of full.ipsets) {
+        expect(name.startsWith(`cali${s.family}g-`) || name === `cali${s.family}-ctl`).toBe(true);
+      }
     }
   });
 
@@ -485,7 +494,10 @@ describe('the text of a first apply to an empty kernel', () => {
     expect(hashed(kernel.texts('iptablesRestore', 4)[0])).toBe(
       filterText(
         ['-m conntrack --ctstate INVALID -j DROP', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-j DROP'],
-        { fwLines: ['! -s 10.65.0.1/32 -j DROP', CTL(4), '-j RETURN', '-j DROP'], twLines: [`-m set --match-set ${set} src -j RETURN`, '-j DROP'] },
+        {
+          fwLines: ['! -s 10.65.0.1/32 -j DROP', CTL(4), '-j RETURN', '-j DROP'],
+          twLines: [`-m set --match-set ${set} src -j RETURN`, '-j DROP'],
+        },
       ),
     );
     expect(kernel.texts('iptablesRestore', 6).map(hashed)).toEqual([
@@ -512,11 +524,15 @@ describe('the text of a first apply to an empty kernel', () => {
         '',
       ].join('\n'),
     ]);
-    expect(stats).toEqual({ kernelCalls: 3, chainsWritten: 8 + 6 + 1, chainsDeleted: 0, ipsetEntries: 1, ipsetsCreated: 3, ipsetsDestroyed: 0 });
+    // The group's set and the two control-plane sets.
+    const created = { ipsetsCreated: 3, ipsetsDestroyed: 0 };
+    expect(stats).toEqual({ kernelCalls: 3, chainsWritten: 8 + 6 + 1, chainsDeleted: 0, ipsetEntries: 1, ...created });
     expect(kernel.received.every((r) => r.ok)).toBe(true);
     // What the kernel now holds, as iptables-save prints it: the hook first in FORWARD.
     expect(await kernel.iptablesSave(4, 'filter')).toContain('\n-A FORWARD -m comment --comment "cali:hook" -j cali-FORWARD\n');
-    expect(await kernel.ipsetSave()).toMatch(new RegExp(`\ncreate ${set} hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x[0-9a-f]{8}\nadd ${set} 10.65.0.1\n`));
+    const head = `\ncreate ${set} hash:ip family inet hashsize 1024 maxelem 65536 `;
+    const saved = `${head}bucketsize 12 initval 0x[0-9a-f]{8}\n`;
+    expect(await kernel.ipsetSave()).toMatch(new RegExp(`${saved}add ${set} 10.65.0.1\n`));
   });
 });
 
@@ -535,10 +551,18 @@ describe('the control plane', () => {
       ...fx.group({ groupId: 'g', members: [E], outbound }),
     ]);
 
-  it('a workload whose rules name addresses as host prefixes gets a chain that returns for them and drops the rest', () => {
-    const m = modelWith([{ cidr: '0.0.0.0/0' }, { cidr: '198.18.0.1/32', protocol: 'tcp' }, { cidr: '198.18.0.0/24' }, { cidr: 'fd00:198:18::12/128' }]);
+  it('a workload whose rules name addresses as host prefixes: a chain returns for them, drops the rest', () => {
+    const m = modelWith([
+      { cidr: '0.0.0.0/0' },
+      { cidr: '198.18.0.1/32', protocol: 'tcp' },
+      { cidr: '198.18.0.0/24' },
+      { cidr: 'fd00:198:18::12/128' },
+    ]);
     const v4 = Object.fromEntries(renderEndpoint(local(m, E), 4).chains);
-    expect(v4[fromChain(hostIf)]?.slice(0, 2)).toEqual(['! -s 10.65.0.1/32 -j DROP', `-m set --match-set cali4-ctl dst,dst -j ${controlChain(hostIf)}`]);
+    expect(v4[fromChain(hostIf)]?.slice(0, 2)).toEqual([
+      '! -s 10.65.0.1/32 -j DROP',
+      `-m set --match-set cali4-ctl dst,dst -j ${controlChain(hostIf)}`,
+    ]);
     // The /24 names no address; 0.0.0.0/0 neither.
     expect(v4[controlChain(hostIf)]).toEqual(['-d 198.18.0.1/32 -j RETURN', '-j DROP']);
     const v6 = Object.fromEntries(renderEndpoint(local(m, E), 6).chains);
@@ -562,7 +586,7 @@ describe('the control plane', () => {
     expect(withTargets.tables).toEqual(without.tables);
   });
 
-  it('a kernel walk drops tcp to a target and passes another port, the same address under a host-prefix rule, and udp', async () => {
+  it('a walk drops tcp to a target; passes another port, udp, and the address under a host-prefix rule', async () => {
     const kernelFor = async (outbound: { cidr: string }[], action: EndpointToHostAction = 'drop') => {
       const m = modelWith(outbound);
       const kernel = new FakeKernel();
@@ -577,7 +601,8 @@ describe('the control plane', () => {
       setHas: (name, member) => k.setMembers(name)!.includes(member),
     });
     const packet = (dst: string, dport: number, protocol = 6): WalkPacket => ({
-      family: 4, src: '10.65.0.1', dst, protocol, dport, sport: 40_000, inIf: hostIf, outIf: 'eth0', srcMac: null, reversePathOk: true, ctState: 'NEW',
+      family: 4, src: '10.65.0.1', dst, protocol, dport, sport: 40_000,
+      inIf: hostIf, outIf: 'eth0', srcMac: null, reversePathOk: true, ctState: 'NEW',
     });
     const open = await kernelFor([{ cidr: '0.0.0.0/0' }]);
     const fwd = (k: FakeKernel, p: WalkPacket) => walkForward(tables(k), p).accepted;

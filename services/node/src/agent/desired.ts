@@ -1,8 +1,16 @@
 import type { Rule } from '@calico/keyspace';
-import { controlPlaneExemptions, ruleAppliesTo, targetSetMember, type ControlPlaneTarget, type EndpointPolicy, type RuleRef } from '@calico/policy';
+import {
+  controlPlaneExemptions,
+  ruleAppliesTo,
+  targetSetMember,
+  type ControlPlaneTarget,
+  type EndpointPolicy,
+  type RuleRef,
+} from '@calico/policy';
 import { HOST_IF_PREFIX } from '../plumber/names.js';
 import type { IpsetType } from './dataplane.js';
-import { CHAIN, controlChain, controlSetName, dispatchChain, fromChain, groupSetName, ifSuffix, srcChain, toChain } from './names.js';
+import { CHAIN, controlChain, controlSetName, dispatchChain, fromChain, groupSetName, ifSuffix } from './names.js';
+import { srcChain, toChain } from './names.js';
 
 export type Family = 4 | 6;
 
@@ -204,7 +212,8 @@ export function renderDataplane(
   };
   for (const family of [4, 6] as const) {
     const f = tables[family].filter;
-    ipsets.set(controlSetName(family), { family, type: 'hash:ip,port', members: new Set(controlSetMembers(controlPlane, family)) });
+    const controlMembers = new Set(controlSetMembers(controlPlane, family));
+    ipsets.set(controlSetName(family), { family, type: 'hash:ip,port', members: controlMembers });
     for (const [k, v] of renderStaticChains(family, endpointToHost)) f.set(k, v);
     const dispatched: string[] = [];
     for (const ep of endpoints) {

@@ -57,7 +57,13 @@ function tablesOf(kernel: FakeKernel): WalkTables {
  * BGP on addresses the connections use (the outside address, endpoints' addresses: etcd may
  * run in a container) and on the ports they use, so that drops, exemptions and misses all occur.
  */
-function controlPlaneOf(cluster: RandomCluster): { keys: KeyValue[]; etcdEndpoints: string[]; targets: ControlPlaneTarget[] } {
+interface ClusterControlPlane {
+  keys: KeyValue[];
+  etcdEndpoints: string[];
+  targets: ControlPlaneTarget[];
+}
+
+function controlPlaneOf(cluster: RandomCluster): ClusterControlPlane {
   const dice = policyFixtures.random(cluster.seed * 31 + 7);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(dice() * xs.length)] as T;
   const ports = [80, 443, 5000, 8080];
@@ -78,18 +84,20 @@ function controlPlaneOf(cluster: RandomCluster): { keys: KeyValue[]; etcdEndpoin
  * (few random ones hit a target's port exactly), then the same from an endpoint whose outbound
  * rules name the target's address, when one has such a rule.
  */
-function connectionsOf(cluster: RandomCluster, targets: readonly ControlPlaneTarget[], seed: number): RandomConnection[] {
-  const out = randomConnections(cluster, CONNECTIONS, seed * 7919);
+function connectionsOf(cluster: RandomCluster, targets: readonly ControlPlaneTarget[], seed: number) {
+  const out: RandomConnection[] = randomConnections(cluster, CONNECTIONS, seed * 7919);
   const dice = policyFixtures.random(seed * 13 + 5);
   for (const t of targets) {
-    const from = cluster.endpoints.filter((e) => (t.family === 4 ? e.v4 : e.v6).length > 0 && !(t.family === 4 ? e.v4 : e.v6).includes(t.addr));
+    const own = (e: RandomCluster['endpoints'][number]) => (t.family === 4 ? e.v4 : e.v6);
+    const from = cluster.endpoints.filter((e) => own(e).length > 0 && !own(e).includes(t.addr));
+    const named = `${t.addr}/${t.family === 4 ? 32 : 128}`;
     const naming = from.filter((e) =>
-      cluster.groups.some((g) => g.members.includes(e.endpointId) && g.outbound.some((r) => r.cidr === `${t.addr}/${t.family === 4 ? 32 : 128}`)),
+      cluster.groups.some((g) => g.members.includes(e.endpointId) && g.outbound.some((r) => r.cidr === named)),
     );
     for (const pool of [from, naming]) {
       if (pool.length === 0) continue;
       const e = pool[Math.floor(dice() * pool.length)]!;
-      out.push({ src: (t.family === 4 ? e.v4 : e.v6)[0]!, dst: t.addr, family: t.family, protocol: 'tcp', port: t.port });
+      out.push({ src: own(e)[0]!, dst: t.addr, family: t.family, protocol: 'tcp', port: t.port });
     }
   }
   return out;
@@ -100,7 +108,8 @@ async function programHosts(cluster: RandomCluster, newKernel: () => FakeKernel)
   const kernels = new Map<string, FakeKernel>();
   const cp = controlPlaneOf(cluster);
   const keys = [...cluster.keys, ...cp.keys];
-  const snapshot: SyncBatch = { kind: 'snapshot', revision: 1, updates: policyFixtures.puts(keys).map((u) => ({ ...u, revision: 1 })) };
+  const updates = policyFixtures.puts(keys).map((u) => ({ ...u, revision: 1 }));
+  const snapshot: SyncBatch = { kind: 'snapshot', revision: 1, updates };
   for (const host of cluster.hosts) {
     const kernel = newKernel();
     const agent = new PolicyAgent({ host, kernel, logger, etcdEndpoints: cp.etcdEndpoints });
@@ -170,7 +179,8 @@ async function differences(opts: { from: number; clusters: number; newKernel?: (
     const { targets } = controlPlaneOf(cluster);
     for (const c of connectionsOf(cluster, targets, seed)) {
       cases++;
-      const v = explain(model, { src: c.src, dst: c.dst, protocol: c.protocol, port: c.port }, { controlPlane: targets });
+      const query = { src: c.src, dst: c.dst, protocol: c.protocol, port: c.port };
+      const v = explain(model, query, { controlPlane: targets });
       const k = kernelVerdict(cluster, kernels, c);
       if (v.allowed !== k.allowed) {
         mismatches.push({ seed, connection: c, explain: v.reason, kernel: k });
@@ -207,7 +217,8 @@ describe('explain() and the programmed kernel agree', () => {
       const model = policyFixtures.model(cluster.keys);
       const { targets } = controlPlaneOf(cluster);
       for (const c of connectionsOf(cluster, targets, seed)) {
-        const v = explain(model, { src: c.src, dst: c.dst, protocol: c.protocol, port: c.port }, { controlPlane: targets });
+        const query = { src: c.src, dst: c.dst, protocol: c.protocol, port: c.port };
+        const v = explain(model, query, { controlPlane: targets });
         if (v.outbound?.reason === 'control-plane') seen.add('kept from the control plane');
         const cp = targets.some((t) => t.addr === c.dst && t.port === c.port && c.protocol === 'tcp');
         if (cp && v.outbound?.decidedBy) seen.add('to the control plane by a rule naming it');
@@ -243,7 +254,10 @@ describe('explain() and the programmed kernel agree', () => {
     ['cidr rules one bit wider', (t) => t.replace(/ -([sd]) (\d+\.\d+\.\d+\.\d+)\/([1-9]\d?) /g, (_m, f: string, a: string, l: string) => ` -${f} ${a}/${Number(l) - 1} `)],
     ['icmp rules widened to every protocol', (t) => t.replace(/ -p icmp -j RETURN$/gm, ' -j RETURN')],
     ['no control-plane drop', (t) => t.replace(/(-m set --match-set cali[46]-ctl dst,dst) -j DROP/g, '$1')],
-    ['control-plane exemptions for everything', (t) => t.replace(/^(-A cali-cx-\S+ (?:-m comment --comment \S+ )?)-j DROP$/gm, '$1-j RETURN')],
+    [
+      'control-plane exemptions for everything',
+      (t) => t.replace(/^(-A cali-cx-\S+ (?:-m comment --comment \S+ )?)-j DROP$/gm, '$1-j RETURN'),
+    ],
   ];
   it.each(breakages)('a kernel with %s is caught', async (_name, rewrite) => {
     const { mismatches } = await differences({ from: 1, clusters: CLUSTERS, newKernel: () => new BrokenKernel(rewrite), stopAtFirst: true });

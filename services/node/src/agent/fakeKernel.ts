@@ -483,7 +483,8 @@ export class FakeKernel implements KernelBackend {
         const flags = (rest[i + 2] ?? '').split(',');
         if (!flags.every((f) => f === 'src' || f === 'dst')) fail(`--match-set ${next!} needs src/dst flags`);
         // The kernel takes fewer flags than the set has dimensions; the fake wants them all, as the agent writes them.
-        if (flags.length !== SET_DIMENSIONS[set!.type]) fail(`set ${next!} is ${set!.type}: ${SET_DIMENSIONS[set!.type]} flag(s), not ${flags.length}`);
+        const dims = SET_DIMENSIONS[set!.type];
+        if (flags.length !== dims) fail(`set ${next!} is ${set!.type}: ${dims} flag(s), not ${flags.length}`);
         sets.push(next!);
       } else if (word === '--comment') {
         if ((next ?? '').length > 256) fail('comment longer than 256 characters');
@@ -516,7 +517,7 @@ export class FakeKernel implements KernelBackend {
     switch (cmd) {
       case 'create': {
         if (name.length > 31) fail(`set name ${name} longer than 31 characters`);
-        if (w[2] !== 'hash:ip' && w[2] !== 'hash:ip,port') fail(`only hash:ip and hash:ip,port sets are faked, not ${String(w[2])}`);
+        if (w[2] !== 'hash:ip' && w[2] !== 'hash:ip,port') fail(`only hash:ip(,port) sets are faked, not ${String(w[2])}`);
         const type = w[2] as FakeSetType;
         const fi = w.indexOf('family');
         const fam = fi < 0 ? 'inet' : w[fi + 1];
@@ -527,7 +528,8 @@ export class FakeKernel implements KernelBackend {
         if (!Number.isInteger(maxelem) || maxelem < 1) fail(`bad maxelem ${String(w[mi + 1])}`);
         if (set) {
           // -exist: creating the very same set again is fine; a different one is not.
-          if (set.family !== family || set.type !== type || set.maxelem !== maxelem) fail(`set ${name} already exists with a different family, type or size`);
+          const same = set.family === family && set.type === type && set.maxelem === maxelem;
+          if (!same) fail(`set ${name} already exists with a different family, type or size`);
           return;
         }
         this.sets.set(name, { family, type, members: new Set(), maxelem });
@@ -548,7 +550,8 @@ export class FakeKernel implements KernelBackend {
         let addr = member;
         if (set.type === 'hash:ip,port') {
           const m = /^([^,]+),([a-z]+):([0-9]{1,5})$/.exec(member ?? '');
-          if (!m || !SET_PORT_PROTOCOLS.has(m[2]!) || Number(m[3]) > 65535) return fail(`${String(member)} is not addr,proto:port`);
+          const ok = m !== null && SET_PORT_PROTOCOLS.has(m[2]!) && Number(m[3]) <= 65535;
+          if (!ok) return fail(`${String(member)} is not addr,proto:port`);
           addr = m[1];
         }
         if (addr === undefined || addrFamily(addr) !== set.family || addr.includes('/')) return fail(`${String(addr)} is not an IPv${set.family} address`);

@@ -135,7 +135,9 @@ function parse(spec: string, tables: WalkTables): Parsed {
         const name = need();
         const flags = (w[++i] ?? '').split(',');
         const [ipDir, portDir] = flags;
-        if (flags.length > 2 || !flags.every((f) => f === 'src' || f === 'dst')) throw new Error(`packetWalk: --match-set ${name} ${flags.join(',')}`);
+        if (flags.length > 2 || !flags.every((f) => f === 'src' || f === 'dst')) {
+          throw new Error(`packetWalk: --match-set ${name} ${flags.join(',')}`);
+        }
         // One flag: a hash:ip set. Two: hash:ip,port, whose members ipset spells "addr,tcp:port".
         add((p) => {
           const addr = ipDir === 'src' ? p.src : p.dst;
