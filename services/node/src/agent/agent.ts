@@ -169,8 +169,9 @@ export class PolicyAgent {
     const fromDs = ds?.client ? async () => (await ds.client.cluster.memberList({})).members : undefined;
     const ask = this.opts.etcdMembers ?? fromDs;
     if (!ask || this.membersAsked) return this.membersAsked ?? Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      setTimeout(() => reject(new Error('no answer within 5 s')), 5_000).unref();
+      timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5_000);
     });
     this.membersAsked = Promise.race([ask(), timeout])
       .then((members) => {
@@ -186,7 +187,10 @@ export class PolicyAgent {
         const msg = 'etcd did not list its members; the control plane keeps the etcd addresses known so far';
         this.opts.logger.warn({ err: String(e) }, msg);
       })
-      .finally(() => (this.membersAsked = undefined));
+      .finally(() => {
+        clearTimeout(timer);
+        this.membersAsked = undefined;
+      });
     return this.membersAsked;
   }
 
