@@ -40,7 +40,8 @@ export async function hostCounts(host: DevHost): Promise<HostCounts> {
       rules += text.split('\n').filter((l) => l.startsWith('-A cali')).length;
     }
   }
-  const sets = (await ns.execOk(['ipset', 'list', '-t'])).split(/\n(?=Name: )/).filter((b) => /^Name: cali[46]g-/.test(b));
+  const listed = (await ns.execOk(['ipset', 'list', '-t'])).split(/\n(?=Name: )/);
+  const sets = listed.filter((b) => /^Name: cali[46]g-/.test(b));
   const ipsetMembers = sets.reduce((n, b) => n + Number(/Number of entries: (\d+)/.exec(b)?.[1] ?? NaN), 0);
   return { veths, routes4, routes6, chains, workloadChains, rules, ipsets: sets.length, ipsetMembers };
 }
