@@ -200,6 +200,43 @@ describe('getting started with calicoctl and the docker CLI', () => {
     expect(ms.stdout).toContain('calico-master stopped');
   });
 
+  it('reset refuses a host name or a directory that reaches beyond the host, and changes nothing', async () => {
+    const h9 = await fabric.addHost('h9');
+    // Each run in a throwaway mount namespace with tmpfs over /var/lib and /run: whatever reset
+    // removed there, the machine's own directories are never at stake. The listing shows what is left.
+    const inThrowaway = async (args: string) => {
+      const script = [
+        'set -e',
+        'mount -t tmpfs tmpfs /var/lib',
+        'mount -t tmpfs tmpfs /run',
+        'mkdir -p /var/lib/calico/h9 /run/calico/h9 /var/lib/calico/h8',
+        'touch /var/lib/marker /run/marker /var/lib/calico/h9/bird.conf /run/calico/h9/node.pid /var/lib/calico/h8/keep',
+        'ln -s /var/lib /var/lib/calico/h7',
+        'set +e',
+        `${process.execPath} ${calicoctlJs} reset ${args} --etcd=${etcd.endpoints} 2>&1`,
+        'echo "rc=$?"',
+        'find /var/lib /run | sort',
+      ].join('\n');
+      return (await h9.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], { timeoutMs: 60_000 })).stdout;
+    };
+    const everything = ['/run/calico/h9/node.pid', '/run/marker', '/var/lib/calico/h7', '/var/lib/calico/h8/keep', '/var/lib/calico/h9/bird.conf', '/var/lib/marker'];
+    const refused: [string, RegExp][] = [
+      ['--hostname=..', /calicoctl: --hostname: host name "\.\." is not valid; use lowercase letters.*\nrc=2\n/],
+      ['--hostname=h7', /calicoctl: reset of h7 refused, nothing was changed: \/var\/lib\/calico\/h7 resolves to \/var\/lib; .*\nrc=1\n/],
+      ['--hostname=h9 --state-dir=/var/lib/calico/..', /calicoctl: reset of h9 refused, nothing was changed: \/var\/lib\/calico\/\.\. is too near the root.*\nrc=1\n/],
+    ];
+    for (const [args, said] of refused) {
+      const out = await inThrowaway(args);
+      expect(out, args).toMatch(said);
+      for (const f of everything) expect(out, `${args}: ${f}`).toContain(`${f}\n`);
+    }
+    // The control: the same run for h9 itself removes its directories, and only those.
+    const out = await inThrowaway('--hostname=h9');
+    expect(out).toMatch(/reset h9: removed .* 2 file\(s\).*\nrc=0\n/);
+    for (const f of ['/run/calico/h9/node.pid', '/var/lib/calico/h9/bird.conf']) expect(out).not.toContain(f);
+    for (const f of ['/run/marker', '/var/lib/calico/h7', '/var/lib/calico/h8/keep', '/var/lib/marker']) expect(out).toContain(`${f}\n`);
+  });
+
   it('reset on both hosts leaves no veth, route, chain, ipset or key', async () => {
     for (const h of ['h1', 'h2']) {
       const r = await calicoctl(h, ['reset']);

@@ -79,3 +79,19 @@ describe('status helpers', () => {
     expect(table(['A', 'LONGER'], [['xyz', '1'], ['', '22']])).toBe('A    LONGER\nxyz  1\n     22');
   });
 });
+
+describe('the host name a command acts for', () => {
+  it.each([
+    [{ hostname: '..' }, {}, '--hostname: host name ".." is not valid'],
+    [{ hostname: 'Host1' }, {}, '--hostname: host name "Host1" is not valid'],
+    [{}, { CALICO_HOSTNAME: 'a/b' }, 'CALICO_HOSTNAME: host name "a/b" is not valid'],
+  ])('%j %j is refused before anything else', (flags, env, message) => {
+    const ctx = new Context(flags, process.stdout, process.stderr, env);
+    expect(() => ctx.hostname).toThrow(message);
+  });
+
+  it('a host name by the rule is used as given (the control)', () => {
+    expect(new Context({ hostname: 'h1.example' }, process.stdout, process.stderr, {}).hostname).toBe('h1.example');
+    expect(new Context({}, process.stdout, process.stderr, { CALICO_HOSTNAME: 'h2' }).hostname).toBe('h2');
+  });
+});

@@ -37,7 +37,7 @@ Groups and rules:
   calicoctl rule show <GROUP>
   calicoctl pool add <CIDR> | pool remove <CIDR> | pool show
   calicoctl check <SRC> <DST> [--protocol=<P>] [--port=<N>]
-  calicoctl diags [--cluster] [--upload-url=<URL>] [--no-upload] [--output=<dir>]
+  calicoctl diags [--cluster] [--upload-url=<URL> [--insecure]] [--no-upload] [--output=<dir>]
                                     collect this host's (or every host's) state into a .tar.gz
   calicoctl version
 
@@ -82,6 +82,8 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
         'upload-file': { type: 'string' },
         cluster: { type: 'boolean' },
         'host-timeout': { type: 'string' },
+        'max-host-bytes': { type: 'string' },
+        insecure: { type: 'boolean' },
         'remove-endpoints': { type: 'boolean' },
         'gc-dead-hosts-after': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -151,6 +153,8 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
           uploadFile: o['upload-file'],
           cluster: o.cluster,
           hostTimeout: o['host-timeout'],
+          maxHostBytes: o['max-host-bytes'],
+          insecure: o.insecure,
         });
       default:
         throw new UsageError(`unknown command "${cmd}"; see: calicoctl --help`);

@@ -1,6 +1,7 @@
 import { hostname as osHostname } from 'node:os';
 import { Datastore, resolveDatastoreConfig, DatastoreConfigError } from '@calico/datastore';
 import { CalicoClient, ClientError } from '@calico/client';
+import { hostNameError } from '@calico/keyspace';
 
 /** Flags every command understands. */
 export interface GlobalFlags {
@@ -30,9 +31,16 @@ export class Context {
     readonly env: NodeJS.ProcessEnv = process.env,
   ) {}
 
-  /** This host's name: --hostname, CALICO_HOSTNAME, else the machine's. */
+  /**
+   * This host's name: --hostname, CALICO_HOSTNAME, else the machine's. It names etcd directories
+   * and paths that reset removes, so a name that breaks the one rule stops the command first.
+   */
   get hostname(): string {
-    return this.flags.hostname ?? this.env.CALICO_HOSTNAME ?? osHostname();
+    const name = this.flags.hostname ?? this.env.CALICO_HOSTNAME ?? osHostname();
+    const bad = hostNameError(name);
+    if (bad === undefined) return name;
+    const from = this.flags.hostname !== undefined ? '--hostname' : this.env.CALICO_HOSTNAME !== undefined ? 'CALICO_HOSTNAME' : "the machine's host name";
+    throw new UsageError(`${from}: ${bad}; say which host with --hostname=<NAME>`);
   }
 
   get ds(): Datastore {

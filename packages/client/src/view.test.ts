@@ -58,6 +58,22 @@ describe('buildView', () => {
     expect(v.problems).toEqual([]);
   });
 
+  it('a key whose host segment is not a host name is a problem, and its endpoint is nowhere', () => {
+    const kvs = [
+      { key: '/calico/host/Bad Host/bird_ip', value: '198.18.0.12' },
+      ...policyFixtures.endpoint({ host: 'bad_host', containerId: 'c1', endpointId: 'e1', addrs: ['198.19.0.1'] }),
+      ...policyFixtures.endpoint({ host: 'h1', containerId: 'c2', endpointId: 'e2', addrs: ['198.19.0.2'] }),
+    ];
+    const v = buildView(kvs, 1);
+    expect(v.workloads.map((w) => w.containerId)).toEqual(['c2']);
+    expect(v.problems.map((p) => p.key)).toEqual([
+      '/calico/host/Bad Host/bird_ip',
+      '/calico/host/bad_host/workload/docker/c1/endpoint/e1/addrs',
+      '/calico/host/bad_host/workload/docker/c1/endpoint/e1/state',
+    ]);
+    for (const p of v.problems) expect(p.errors).toEqual([expect.stringContaining('the host segment is not a host name')]);
+  });
+
   it('a container a node refused to network is a problem, saying why', () => {
     const kvs = [{ key: '/calico/host/h1/refused/c0ffee0123456789', value: 'address 198.19.0.1 is reserved by container aaaa on host h1' }];
     expect(buildView(kvs, 1).problems).toEqual([

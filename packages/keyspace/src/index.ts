@@ -110,6 +110,7 @@ export {
   decodeWorkloadName,
   decodeRefusal,
   encodeWorkloadName,
+  hostSegmentError,
   encodeAddrs,
   encodeAsNum,
   encodeBgpPeer,

@@ -507,6 +507,15 @@ describe('decodeEntry', () => {
       'value "x" is not an IPv4 address: expected four dot-separated decimal octets',
     ]);
   });
+
+  it.each(['HOST1', 'a b', '..', '-x', 'h1\n', 'x'.repeat(64)])('refuses the host segment %j, whatever the value', (host) => {
+    const key = `/calico/host/${host}/bird_ip`;
+    const r = decodeEntry(key, '198.18.0.11');
+    expect(r.ok).toBe(false);
+    expect(r.ok ? [] : r.errors).toEqual([expect.stringMatching(/: the host segment is not a host name: host name .* (is not valid|has a label of 64 characters); use lowercase letters/)]);
+    // The control: the same key of a host name decodes.
+    expect(decodeEntry('/calico/host/host1/bird_ip', '198.18.0.11').ok).toBe(true);
+  });
 });
 
 describe('addrs: the one-address fast path', () => {

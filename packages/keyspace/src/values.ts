@@ -26,6 +26,7 @@ import {
   type JsonObject,
 } from './internal/checks.js';
 import { parseKey, type CalicoKey, type CalicoKeyKind } from './keys.js';
+import { hostNameError } from './names.js';
 
 export type DecodeResult<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
@@ -701,10 +702,23 @@ const decoders: { [K in CalicoKeyKind]: (key: string, raw: string) => DecodeResu
   refusedWorkload: decodeRefusal,
 };
 
+/**
+ * Why a key's host segment is not a host name, or undefined (also for kinds without one). A host
+ * segment names directories, peers and bird.conf comments, so a key whose host breaks the one
+ * rule is a problem to report and is used by no service.
+ */
+export function hostSegmentError(parsed: CalicoKey): string | undefined {
+  if (!('host' in parsed)) return undefined;
+  const e = hostNameError(parsed.host);
+  return e === undefined ? undefined : `the host segment is not a host name: ${e}`;
+}
+
 /** Parses the key and decodes its value with the matching decoder: the validation filter in one call. */
 export function decodeEntry(key: string, raw: string): DecodeResult<DecodedEntry> {
   const parsed = parseKey(key);
   if (parsed.kind === 'unknown') return { ok: false, errors: [`${key}: not a key of the /calico keyspace`] };
+  const badHost = hostSegmentError(parsed);
+  if (badHost !== undefined) return { ok: false, errors: [`${key}: ${badHost}`] };
   const r = decodeValue(parsed, key, raw);
   // The table above pairs each kind with its decoder, so key and value agree by construction.
   return r.ok ? { ok: true, value: { key: parsed, value: r.value } as DecodedEntry } : r;

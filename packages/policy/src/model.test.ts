@@ -142,6 +142,19 @@ describe('validation filter', () => {
     expect(m.group('g')?.inbound[0]?.rule.cidr).toBe('10.0.0.0/16');
   });
 
+  it('uses no endpoint key whose host segment is not a host name, and reports it', () => {
+    const m = new PolicyModel();
+    const good = endpointAddrsKey('h1', 'c1', 'e1');
+    const bad = '/calico/host/H 1/workload/docker/c2/endpoint/e2/addrs';
+    m.apply(put(good, '[{"addr":"198.19.0.1"}]'));
+    m.apply(put(bad, '[{"addr":"198.19.0.2"}]'));
+    m.apply(put(endpointAddrsKey('h2', 'c3', 'e3'), '[{"addr":"198.19.0.3"}]'));
+    expect(m.endpoints().map((e) => e.endpointId)).toEqual(['e1', 'e3']);
+    expect(m.problems()).toEqual([{ key: bad, errors: [expect.stringContaining(`${bad}: the host segment is not a host name: host name "H 1"`)] }]);
+    m.apply(del(bad));
+    expect(m.problems()).toEqual([]);
+  });
+
   it('clears the problem when the bad key is deleted', () => {
     const m = new PolicyModel();
     m.apply(put(ruleKey, '{'));

@@ -9,6 +9,7 @@ import {
   decodeValue,
   endpointPrefix,
   groupRuleKey,
+  hostSegmentError,
   networkPrefix,
   oneIPv4Addr,
   parseKey,
@@ -202,6 +203,7 @@ export class PolicyModel {
   #addrOwners: { version: number; owners: Map<string, string[]> } | null = null;
   #problems: { version: number; list: Problem[] } | null = null;
   #lastHost = '';
+  #lastGoodHost = '';
   #lastGroupId = '';
 
   /** Increments on every update that changes the model or its problems; repeats and ignored keys leave it alone. */
@@ -256,7 +258,13 @@ export class PolicyModel {
 
     let next: unknown = ABSENT;
     let errors: string[] | undefined;
-    if (update.type === 'put') {
+    // A host segment that is not a host name makes the key a problem, held as absent. Keys come
+    // sorted by host, so the last good one answers nearly every key without a check.
+    const badHost = 'host' in parsed && parsed.host !== this.#lastGoodHost ? hostSegmentError(parsed) : undefined;
+    if (badHost !== undefined) {
+      if (update.type === 'put') errors = [`${key}: ${badHost}`];
+    } else if ('host' in parsed) this.#lastGoodHost = parsed.host;
+    if (update.type === 'put' && badHost === undefined) {
       // The usual one-address value goes straight to the form a copy holds.
       const one = parsed.kind === 'endpointAddrs' ? oneIPv4Addr(update.value) : null;
       if (one !== null) next = one;

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, readdir, rmdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import axios from 'axios';
 import type { Datastore } from '@calico/datastore';
 import { decodeUrl, hostsPrefix, parseKey } from '@calico/keyspace';
@@ -54,6 +55,26 @@ export async function discoverDiagsHosts(ds: Datastore): Promise<ClusterHost[]> 
   return [...hosts].sort(([a], [b]) => a.localeCompare(b)).map(([host, url]) => ({ host, url }));
 }
 
+/** 256 MiB: a host's archive is text and compresses well; a real one is a few MB (logs are capped at 32 MiB each). */
+export const DEFAULT_MAX_HOST_BYTES = 256 * 1024 * 1024;
+/** Unpacked, the tar may be this many times the archive's bound: text compresses 5–10×, a gzip bomb far more. */
+export const UNPACKED_FACTOR = 8;
+
+class OverBound extends Error {}
+
+/** Passes bytes through, counting them, and fails once more than max have passed. */
+function bounded(max: number, what: string, onBytes?: (n: number) => void): Transform {
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      n += chunk.length;
+      onBytes?.(n);
+      if (n > max) cb(new OverBound(`${what} is over ${max} bytes (--max-host-bytes); what arrived is left out`));
+      else cb(null, chunk);
+    },
+  });
+}
+
 /** A host name as a folder name: never "." or "..". */
 export const hostFolder = (host: string) => (/^\.+$/.test(host) ? host.replace(/\./g, '_') : host);
 
@@ -64,6 +85,8 @@ export interface FetchOptions {
   timeoutMs: number;
   /** Hosts fetched at once. */
   concurrency?: number;
+  /** Largest archive taken from one host (DEFAULT_MAX_HOST_BYTES); unpacked, UNPACKED_FACTOR times that. */
+  maxBytes?: number;
   onHost?: (r: HostFetchResult) => void;
 }
 
@@ -123,21 +146,29 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
       throw new Error(`HTTP ${res.status}: ${text.trim().slice(0, 300)}`);
     }
     // Debian's tar unpacks it: it refuses absolute and ".." paths, and --strip-components drops
-    // the host's own top folder so the host's files sit straight in <host>/.
-    const tar = spawn('tar', ['-xzf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    // the host's own top folder so the host's files sit straight in <host>/. We gunzip, so the
+    // unpacked size is bounded too.
+    const tarArgs = ['-xf', '-', '-C', dir, '--strip-components=1', '--no-same-owner', '--no-same-permissions'];
+    const tar = spawn('tar', tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
     let tarErr = '';
     tar.stderr.on('data', (c: Buffer) => (tarErr += c.toString()));
     const exited = new Promise<number>((resolve) => tar.on('close', (code) => resolve(code ?? 1)));
-    const count = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        bytes += chunk.length;
-        cb(null, chunk);
-      },
-    });
+    const max = o.maxBytes ?? DEFAULT_MAX_HOST_BYTES;
+    const count = bounded(max, 'the archive', (n) => (bytes = n));
+    const unpacked = bounded(max * UNPACKED_FACTOR, 'the unpacked archive');
     try {
-      await pipeline(body, count, tar.stdin);
+      await pipeline(body, count, createGunzip(), unpacked, tar.stdin);
     } catch (e) {
       tar.kill('SIGKILL');
+      if (e instanceof OverBound) {
+        // What arrived is a fraction of a host that would not fit: none of it goes into the archive.
+        await exited;
+        await rm(dir, { recursive: true, force: true });
+      }
+      const z = (e as { code?: unknown }).code;
+      if (typeof z === 'string' && z.startsWith('Z_')) {
+        throw new Error(`the archive did not unpack (gzip: ${(e as Error).message})`);
+      }
       throw e;
     }
     const code = await exited;

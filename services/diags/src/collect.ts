@@ -69,7 +69,9 @@ export interface CollectOptions {
 export const REDACTION_NOTE =
   'Secrets are masked as [redacted]: secret-looking flags (--etcd-key, --password…), NAME=value pairs and JSON fields whose name looks secret ' +
   '(PASSWORD, TOKEN, KEY, SECRET, CREDENTIAL…, case-insensitive), container Env values with such names, such values in the keyspace, ' +
-  'URL passwords, Authorization headers and private keys; key files are left out; every value removed this way is also scrubbed from all other files.';
+  'URL passwords, the values of secret URL query parameters (sig, X-Amz-Signature, token, code…), ' +
+  'Authorization headers and private keys (PEM, raw, escaped in JSON or base64); key files are left out; ' +
+  'every value removed this way is also scrubbed from all other files.';
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 

@@ -3,10 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Datastore } from '@calico/datastore';
 import { archiveBaseName, writeArchive } from './archive.js';
-import { discoverDiagsHosts, fetchCluster, hostFolders, type ClusterSummary } from './cluster.js';
+import {
+  DEFAULT_MAX_HOST_BYTES, discoverDiagsHosts, fetchCluster, hostFolders, type ClusterSummary,
+} from './cluster.js';
 import { collect, type HostSummary } from './collect.js';
 import { SOURCES, type HostDirs } from './sources.js';
-import { upload, UploadError, type UploadMethod } from './upload.js';
+import { maskUrl, REDACTED, scrubSecrets, urlSecrets } from './redact.js';
+import { upload, UploadError, type UploadMethod, type UploadTry } from './upload.js';
 
 /** `calicoctl diags` (and `calico-diags collect`): what to collect, where to write it, where to upload it. */
 export interface DiagsCommandOptions {
@@ -27,6 +30,10 @@ export interface DiagsCommandOptions {
   cluster?: boolean | undefined;
   /** Seconds one host may take in cluster mode (60). */
   hostTimeout?: string | undefined;
+  /** Largest archive taken from one host in cluster mode, in bytes or with a K/M/G suffix (256M). */
+  maxHostBytes?: string | undefined;
+  /** Allow an upload over plain http (a warning instead of a refusal). */
+  insecure?: boolean | undefined;
   json?: boolean | undefined;
   env?: NodeJS.ProcessEnv;
   /** For tests: upload attempts and the first backoff. */
@@ -58,11 +65,30 @@ export function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export function retryCommand(prefix: string, file: string, url: string, method: UploadMethod): string {
-  return `${prefix} --upload-file=${shellQuote(file)} --upload-url=${shellQuote(url)}${method === 'post' ? ' --upload-method=post' : ''}`;
+export function retryCommand(
+  prefix: string, file: string, url: string, method: UploadMethod, insecure = false,
+): string {
+  const flags = `${method === 'post' ? ' --upload-method=post' : ''}${insecure ? ' --insecure' : ''}`;
+  return `${prefix} --upload-file=${shellQuote(file)} --upload-url=${shellQuote(url)}${flags}`;
 }
 
-function checkOptions(o: DiagsCommandOptions): { url: string | undefined; method: UploadMethod; hostTimeoutMs: number } {
+/** "256M", "1g", "4096": bytes, with an optional binary K/M/G suffix (KiB, MiB and GiB are read the same). */
+export function parseBytes(s: string): number | undefined {
+  const m = /^(\d+)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(s.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]) * 1024 ** ({ k: 1, m: 2, g: 3 }[m[2]?.toLowerCase() as 'k' | 'm' | 'g'] ?? 0);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+interface Checked {
+  url: string | undefined;
+  method: UploadMethod;
+  hostTimeoutMs: number;
+  maxHostBytes: number;
+}
+
+/** Validates the options before anything is collected or sent; a DiagsUsageError says what is wrong. */
+export function checkOptions(o: DiagsCommandOptions): Checked {
   const method = (o.uploadMethod ?? 'put').toLowerCase();
   if (method !== 'put' && method !== 'post') throw new DiagsUsageError(`--upload-method=${o.uploadMethod}: put or post`);
   const url = o.uploadUrl ?? (o.env ?? process.env).CALICO_DIAGS_UPLOAD_URL ?? undefined;
@@ -71,16 +97,29 @@ function checkOptions(o: DiagsCommandOptions): { url: string | undefined; method
     try {
       u = new URL(url);
     } catch {
-      throw new DiagsUsageError(`upload URL "${url}" is not an absolute URL`);
+      throw new DiagsUsageError(`upload URL "${maskUrl(url)}" is not an absolute URL`);
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new DiagsUsageError(`upload URL "${url}": http or https`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new DiagsUsageError(`upload URL "${maskUrl(url)}": http or https`);
+    }
+    // Plain http shows the archive, and any signature in the URL, to everyone on the way.
+    if (u.protocol === 'http:' && !o.insecure && !o.noUpload) {
+      throw new DiagsUsageError(
+        `upload URL "${maskUrl(url)}" is plain http: the archive would travel unencrypted; ` +
+          'use https, or --insecure to send it anyway',
+      );
+    }
   }
   if (o.uploadFile !== undefined && o.noUpload) throw new DiagsUsageError('--upload-file uploads an archive; it cannot go with --no-upload');
   if (o.uploadFile !== undefined && !url) throw new DiagsUsageError('--upload-file needs --upload-url (or CALICO_DIAGS_UPLOAD_URL)');
   if (o.uploadFile !== undefined && o.cluster) throw new DiagsUsageError('--upload-file uploads an existing archive; it cannot go with --cluster');
   const hostTimeoutMs = Number(o.hostTimeout ?? '60') * 1000;
   if (!(hostTimeoutMs > 0)) throw new DiagsUsageError(`--host-timeout=${o.hostTimeout}: seconds, more than 0`);
-  return { url, method, hostTimeoutMs };
+  const maxHostBytes = o.maxHostBytes === undefined ? DEFAULT_MAX_HOST_BYTES : parseBytes(o.maxHostBytes);
+  if (maxHostBytes === undefined) {
+    throw new DiagsUsageError(`--max-host-bytes=${o.maxHostBytes}: bytes, e.g. 268435456 or 256M`);
+  }
+  return { url, method, hostTimeoutMs, maxHostBytes };
 }
 
 async function outputFile(output: string | undefined, base: string): Promise<string> {
@@ -99,7 +138,7 @@ async function outputFile(output: string | undefined, base: string): Promise<str
  * upload keeps the file and prints the command that retries it.
  */
 export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<number> {
-  const { url, method, hostTimeoutMs } = checkOptions(o);
+  const { url, method, hostTimeoutMs, maxHostBytes } = checkOptions(o);
   const retryPrefix = o.retryCommand ?? 'calicoctl diags';
   let file: string;
   let bytes: number;
@@ -131,6 +170,7 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
       summary = await fetchCluster(hosts, {
         workDir: work,
         timeoutMs: hostTimeoutMs,
+        maxBytes: maxHostBytes,
         onHost: (r) => io.progress(`  ${r.host.padEnd(16)} ${r.status === 'ok' ? `${fmtBytes(r.bytes).padStart(9)}  ${(r.durationMs / 1000).toFixed(1)} s` : `${r.status.toUpperCase()}: ${r.error}`}`),
       });
       io.progress(`writing ${file}…`);
@@ -169,6 +209,14 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
     if (!o.json) io.print(reason);
     return finish({ skipped: reason }, DIAGS_EXIT.OK);
   }
+  // The URL as shown anywhere (progress, result, JSON, errors): its password and signature values masked, and
+  // scrubbed from whatever echoes them (a server's answer, an error message).
+  const secrets = urlSecrets(url);
+  const shown = maskUrl(url);
+  const clean = (text: string) => scrubSecrets(maskUrl(text), secrets);
+  if (new URL(url).protocol === 'http:') {
+    io.error(`warning: uploading over plain http (--insecure): ${shown} and the archive travel unencrypted`);
+  }
   let quarter = 0;
   try {
     const r = await upload(file, {
@@ -184,17 +232,28 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
       ...(o.uploadBackoffMs !== undefined ? { backoffMs: o.uploadBackoffMs } : {}),
       onAttempt: (a) => {
         quarter = 0;
-        io.progress(a.error === undefined ? `uploading ${fmtBytes(bytes)} to ${url} (${method.toUpperCase()}, try ${a.attempt}/${a.tries})…` : `  try ${a.attempt} failed: ${a.error}${a.retryInMs !== undefined ? `; next in ${(a.retryInMs / 1000).toFixed(1)} s` : ''}`);
+        const next = a.retryInMs !== undefined ? `; next in ${(a.retryInMs / 1000).toFixed(1)} s` : '';
+        io.progress(
+          a.error === undefined
+            ? `uploading ${fmtBytes(bytes)} to ${shown} (${method.toUpperCase()}, try ${a.attempt}/${a.tries})…`
+            : `  try ${a.attempt} failed: ${clean(a.error)}${next}`,
+        );
       },
     });
-    if (!o.json) io.print(`url: ${r.url}`);
-    return finish({ url: r.url, status: r.status, attempts: r.attempts, tries: r.tries }, DIAGS_EXIT.OK);
+    const answered = clean(r.url);
+    if (!o.json) io.print(`url: ${answered}`);
+    const tries = cleanTries(r.tries, clean);
+    return finish({ url: answered, status: r.status, attempts: r.attempts, tries }, DIAGS_EXIT.OK);
   } catch (e) {
-    const msg = e instanceof UploadError ? e.message : `upload failed: ${(e as Error).message}`;
-    const retry = retryCommand(retryPrefix, file, url, method);
+    const msg = clean(e instanceof UploadError ? e.message : `upload failed: ${(e as Error).message}`);
+    const retry = retryCommand(retryPrefix, file, shown, method, o.insecure === true);
+    const fill = shown === url ? '' : ` (with the URL's ${REDACTED} values filled in)`;
     io.error(msg);
-    io.error(`the archive is kept at ${file}; to retry the upload: ${retry}`);
-    const tries = e instanceof UploadError ? { tries: e.tries } : {};
+    io.error(`the archive is kept at ${file}; to retry the upload: ${retry}${fill}`);
+    const tries = e instanceof UploadError ? { tries: cleanTries(e.tries, clean) } : {};
     return finish({ error: msg, retry, ...tries }, DIAGS_EXIT.UPLOAD_FAILED);
   }
 }
+
+const cleanTries = (tries: UploadTry[], clean: (t: string) => string): UploadTry[] =>
+  tries.map((t) => (t.error === undefined ? t : { ...t, error: clean(t.error) }));

@@ -12,6 +12,11 @@ describe('loadConfig', () => {
     const c = loadConfig(['collect', '--log-dir=/l', '--upload-url=http://127.0.0.1:1/', '--upload-method=post', '--no-upload', '--cluster', '--json'], env);
     expect(c).toMatchObject({ ok: true, value: { mode: 'collect', dirs: { log: '/l' }, uploadUrl: 'http://127.0.0.1:1/', uploadMethod: 'post', noUpload: true, cluster: true, json: true } });
   });
+  it('reads --insecure and --max-host-bytes for collect', () => {
+    const c = loadConfig(['collect', '--upload-url=http://127.0.0.1:1/', '--insecure', '--cluster', '--max-host-bytes=64M'], env);
+    expect(c).toMatchObject({ ok: true, value: { mode: 'collect', insecure: true, maxHostBytes: '64M' } });
+    expect(loadConfig(['collect'], env)).toMatchObject({ ok: true, value: { insecure: false, maxHostBytes: undefined } });
+  });
   it('lets collect run with a broken etcd config: only the sources needing etcd fail', () => {
     const c = loadConfig(['collect', '--etcd=nonsense'], env);
     expect(c.ok && c.value.datastore === undefined && c.value.datastoreError).toMatch(/not host:port/);

@@ -12,7 +12,13 @@ export const USAGE = `calico-diags: one host's diagnostics, with secrets redacte
         [--lease-ttl=<s>]                   the registration's lease (30)
   calico-diags collect                      collect here and now, as "calicoctl diags" does:
         [--output=<file|dir>] [--upload-url=<url>] [--upload-method=put|post] [--no-upload]
-        [--upload-file=<archive>] [--cluster] [--host-timeout=<s>] [--json]
+        [--upload-file=<archive>] [--insecure] [--cluster [--host-timeout=<s>] [--max-host-bytes=<n>]]
+        [--json]
+
+  --upload-url=<url>       CALICO_DIAGS_UPLOAD_URL; https (plain http only with --insecure); its
+                           password and signature values are masked wherever it is printed
+  --max-host-bytes=<n>     with --cluster: the largest archive taken from one host (256M; K/M/G
+                           suffixes), unpacked at most 8 times that; a host over it is not collected
 
   --hostname=<name>        CALICO_HOSTNAME, else the machine's host name
   --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
@@ -44,6 +50,8 @@ export type DiagsCli =
       uploadFile: string | undefined;
       cluster: boolean;
       hostTimeout: string | undefined;
+      maxHostBytes: string | undefined;
+      insecure: boolean;
       json: boolean;
     } & Common);
 
@@ -73,6 +81,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
         'upload-file': { type: 'string' },
         cluster: { type: 'boolean' },
         'host-timeout': { type: 'string' },
+        'max-host-bytes': { type: 'string' },
+        insecure: { type: 'boolean' },
         json: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -116,6 +126,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
         uploadFile: str('upload-file'),
         cluster: values.cluster === true,
         hostTimeout: str('host-timeout'),
+        maxHostBytes: str('max-host-bytes'),
+        insecure: values.insecure === true,
         json: values.json === true,
       },
     };

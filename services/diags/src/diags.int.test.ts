@@ -1,13 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DevCluster, type DevHost } from '@calico/devcluster';
 import { diagsUrlKey } from '@calico/keyspace';
 import { exec, execOk, freePort, requireRoot, waitFor, type ExecResult, type ManagedProcess } from '@calico/testkit';
+import { archiveStream } from './archive.js';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
 const SECRET = 'hunter2';
@@ -209,7 +212,7 @@ describe('upload', () => {
   it('PUTs the archive and prints the URL the server answered; the bytes are the local file', async () => {
     const srv = await uploadServer((_req, res) => res.writeHead(201, { location: '/files/abc123' }).end());
     try {
-      const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${srv.url}`]);
+      const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${srv.url}`, '--insecure']);
       expect(r.code, r.stderr).toBe(0);
       const [, file] = /^archive: (\S+)/m.exec(r.stdout)!;
       expect(r.stdout).toContain(`\nurl: ${new URL('/files/abc123', srv.url).href}\n`);
@@ -226,7 +229,7 @@ describe('upload', () => {
     const file = `${work}/quiet.tar.gz`;
     const srv = await uploadServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ url: 'http://127.0.0.1/d/xyz' })));
     try {
-      const r = await collectCmd(cluster.host('h1'), [`--upload-file=${file}`, '--upload-method=post'], false, { CALICO_DIAGS_UPLOAD_URL: srv.url });
+      const r = await collectCmd(cluster.host('h1'), [`--upload-file=${file}`, '--upload-method=post', '--insecure'], false, { CALICO_DIAGS_UPLOAD_URL: srv.url });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/^archive: .*quiet\.tar\.gz \([\d.]+ kB\)\nurl: http:\/\/127\.0\.0\.1\/d\/xyz\n$/);
       expect(srv.got.map((g) => g.method)).toEqual(['POST']);
@@ -239,7 +242,7 @@ describe('upload', () => {
   it('keeps the file after 4 failed tries (HTTP 500) and prints the calicoctl command that retries; that command works', async () => {
     const srv = await uploadServer((_req, res) => res.writeHead(500).end('disk full'));
     try {
-      const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${srv.url}`, '--json']);
+      const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${srv.url}`, '--insecure', '--json']);
       expect(r.code).toBe(6);
       // The server refused every one of the 4 tries.
       expect(srv.got.map((g) => g.method)).toEqual(['PUT', 'PUT', 'PUT', 'PUT']);
@@ -261,12 +264,12 @@ describe('upload', () => {
         expect(gap, `try ${t.attempt}`).toBeGreaterThanOrEqual(before.retryInMs!);
       }
       expect(r.stderr).toContain('upload failed after 4 tries: HTTP 500 Internal Server Error: disk full');
-      expect(r.stderr).toContain(`the archive is kept at ${file}; to retry the upload: calicoctl diags --upload-file=${file} --upload-url=${srv.url}\n`);
+      expect(r.stderr).toContain(`the archive is kept at ${file}; to retry the upload: calicoctl diags --upload-file=${file} --upload-url=${srv.url} --insecure\n`);
       expect((await stat(file)).size).toBeGreaterThan(0);
       // The same retry, through calico-diags (calicoctl's diags command runs the same code).
       const ok = await uploadServer((_req, res) => res.writeHead(201).end());
       try {
-        const again = await collectCmd(cluster.host('h1'), [`--upload-file=${file}`, `--upload-url=${ok.url}`]);
+        const again = await collectCmd(cluster.host('h1'), [`--upload-file=${file}`, `--upload-url=${ok.url}`, '--insecure']);
         expect(again.code, again.stderr).toBe(0);
         expect(again.stdout).toContain(`url: ${ok.url}\n`);
         expect(ok.got[0]!.body.equals(await readFile(file))).toBe(true);
@@ -280,18 +283,42 @@ describe('upload', () => {
 
   it('keeps the file when nothing listens', async () => {
     const url = `http://127.0.0.1:${await freePort()}/upload`;
-    const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${url}`, '--upload-method=post']);
+    const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${url}`, '--upload-method=post', '--insecure']);
     expect(r.code).toBe(6);
     const [, file] = /^archive: (\S+)/m.exec(r.stdout)!;
     expect(r.stderr).toMatch(/upload failed after 4 tries: .*ECONNREFUSED/);
-    expect(r.stderr).toContain(`to retry the upload: calicoctl diags --upload-file=${file} --upload-url=${url} --upload-method=post`);
+    expect(r.stderr).toContain(`to retry the upload: calicoctl diags --upload-file=${file} --upload-url=${url} --upload-method=post --insecure`);
     expect((await stat(file!)).isFile()).toBe(true);
   });
 
   it('refuses bad options with exit 2', async () => {
-    for (const args of [['--upload-method=patch'], ['--upload-url=ftp://x/'], ['--upload-file=/nonexistent.tar.gz', '--upload-url=http://127.0.0.1:1/']]) {
+    for (const args of [['--upload-method=patch'], ['--upload-url=ftp://x/'], ['--upload-file=/nonexistent.tar.gz', '--upload-url=https://127.0.0.1:1/']]) {
       const r = await collectCmd(cluster.host('h1'), args);
       expect(r.code, args.join(' ')).toBe(2);
+    }
+  });
+
+  it('refuses plain http without --insecure, collecting and sending nothing, naming the URL masked', async () => {
+    const srv = await uploadServer((_req, res) => res.writeHead(201).end());
+    try {
+      const url = `${srv.url}?sv=1&sig=SIGNATURE-VALUE`;
+      const before = await readdir(work);
+      const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${url}`]);
+      expect(r.code).toBe(2);
+      const masked = `${srv.url}?sv=1&sig=[redacted]`;
+      expect(r.stderr).toContain(`upload URL "${masked}" is plain http: the archive would travel unencrypted; use https`);
+      expect(r.stdout + r.stderr).not.toContain('SIGNATURE-VALUE');
+      expect(srv.got).toEqual([]);
+      expect(await readdir(work)).toEqual(before);
+      // The control: with --insecure the same command collects and uploads, and still shows the URL masked.
+      const ok = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${url}`, '--insecure']);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(srv.got.map((g) => g.method)).toEqual(['PUT']);
+      expect(ok.stderr).toContain(`warning: uploading over plain http (--insecure): ${masked} and the archive travel`);
+      expect(ok.stdout).toContain(`url: ${masked}\n`);
+      expect(ok.stdout + ok.stderr).not.toContain('SIGNATURE-VALUE');
+    } finally {
+      await closeServer(srv.server);
     }
   });
 });
@@ -346,6 +373,47 @@ describe('cluster mode', () => {
       expectNoSecret(files);
     } finally {
       await closeServer(hang);
+    }
+  });
+
+  it('--max-host-bytes: an oversize host is named with the reason and left out; the rest is collected', async () => {
+    // h3 "serves" a host archive holding 3 MiB of random bytes: it does not compress, so it is over a 1 MiB bound.
+    const big = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/gzip' });
+      const entries = [
+        { name: 'summary.json', data: Buffer.from('{"kind":"host","host":"h3","failed":[]}') },
+        { name: 'logs/big.bin', data: randomBytes(3 * 1024 * 1024) },
+      ];
+      void pipeline(archiveStream('calico-diags-h3-20261201T000000Z', { entries }), res).catch(() => undefined);
+    });
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', () => r()));
+    await cluster.ds.put('/calico/host/h3/diags_url', `http://127.0.0.1:${(big.address() as AddressInfo).port}/`);
+    const collectCluster = async (extra: string[]) => {
+      const etcd = `--etcd=${cluster.etcd.endpoints}`;
+      const argv = ['collect', '--cluster', etcd, '--host-timeout=30', `--output=${work}/`, '--json'];
+      const r = await exec([process.execPath, MAIN, ...argv, ...extra], { timeoutMs: 90_000 });
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { file: string; failed: string[] };
+      const files = await extract(out.file);
+      type Host = { host: string; status: string; error?: string; bytes: number };
+      const summary = JSON.parse(files.get('summary.json')!) as { hosts: Host[] };
+      return { out, files, by: Object.fromEntries(summary.hosts.map((h) => [h.host, h])) };
+    };
+    try {
+      const bounded = await collectCluster(['--max-host-bytes=1M']);
+      const reason = 'the archive is over 1048576 bytes (--max-host-bytes); what arrived is left out';
+      expect(bounded.by.h3).toMatchObject({ status: 'error', error: reason });
+      expect(bounded.out.failed).toContain('h3');
+      expect([...bounded.files.keys()].filter((f) => f.startsWith('h3/'))).toEqual([]);
+      expect(bounded.by.h1).toMatchObject({ status: 'ok' });
+      expect(bounded.files.get('h1/network/ip4-addr.txt')).toContain('198.18.0.11/24');
+      // The control: under the default bound (256 MiB) the same h3 is collected, big file and all.
+      const roomy = await collectCluster([]);
+      expect(roomy.by.h3).toMatchObject({ status: 'ok' });
+      expect(roomy.files.get('h3/logs/big.bin')?.length).toBeGreaterThan(0);
+      expect(roomy.by.h1).toMatchObject({ status: 'ok' });
+    } finally {
+      await closeServer(big);
     }
   });
 

@@ -12,7 +12,10 @@ export { discoverDiagsHosts, fetchCluster, hostFolders, hostFolder } from './clu
 export type { ClusterHost, ClusterSummary, HostFetchResult, FetchOptions } from './cluster.js';
 export { runDiags, DiagsUsageError, DIAGS_EXIT, retryCommand, shellQuote, fmtBytes } from './command.js';
 export type { DiagsCommandOptions, DiagsIO } from './command.js';
-export { redactText, redactJson, redactJsonText, redactKeyspaceValue, redactDockerInspect, scrubSecrets, isSecretName, isKeyFile, REDACTED } from './redact.js';
+export {
+  redactText, redactJson, redactJsonText, redactKeyspaceValue, redactDockerInspect, scrubSecrets, isSecretName,
+  isKeyFile, REDACTED, maskUrl, urlSecrets, isSecretQueryParam,
+} from './redact.js';
 export type { SecretSink } from './redact.js';
 export { loadConfig, USAGE } from './config.js';
 export type { DiagsCli } from './config.js';

@@ -29,7 +29,22 @@ if (c.mode === 'collect') {
   let code: number;
   try {
     code = await runDiags(
-      { host: c.hostname, dirs: c.dirs, docker: c.docker, datastore, output: c.output, uploadUrl: c.uploadUrl, uploadMethod: c.uploadMethod, noUpload: c.noUpload, uploadFile: c.uploadFile, cluster: c.cluster, hostTimeout: c.hostTimeout, json: c.json },
+      {
+        host: c.hostname,
+        dirs: c.dirs,
+        docker: c.docker,
+        datastore,
+        output: c.output,
+        uploadUrl: c.uploadUrl,
+        uploadMethod: c.uploadMethod,
+        noUpload: c.noUpload,
+        uploadFile: c.uploadFile,
+        insecure: c.insecure,
+        cluster: c.cluster,
+        hostTimeout: c.hostTimeout,
+        maxHostBytes: c.maxHostBytes,
+        json: c.json,
+      },
       {
         print: (l) => process.stdout.write(`${l}\n`),
         json: (v) => process.stdout.write(`${JSON.stringify(v, null, 2)}\n`),

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isKeyFile, isSecretName, redactDockerInspect, redactJson, redactKeyspaceValue, redactText, scrubSecrets } from './redact.js';
+import {
+  isKeyFile, isSecretName, isSecretQueryParam, maskUrl, redactDockerInspect, redactJson, redactKeyspaceValue,
+  redactText, scrubSecrets, urlSecrets,
+} from './redact.js';
 
 describe('isSecretName', () => {
   it.each([
@@ -13,6 +16,9 @@ describe('isSecretName', () => {
     'KEEPALIVE', 'bird_ip', 'LOG_LEVEL', 'restarts', 'Labels',
   ])('%s is not', (n) => expect(isSecretName(n)).toBe(false));
 });
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
 
 describe('redactText', () => {
   it.each([
@@ -36,6 +42,10 @@ describe('redactText', () => {
     ['{"etcdKey": "/secret/k.pem", "etcdCert": "/c.pem"}', '{"etcdKey": "[redacted]", "etcdCert": "/c.pem"}'],
     // URLs and headers
     ['etcd at https://root:hunter2@10.0.0.1:2379/', 'etcd at https://root:[redacted]@10.0.0.1:2379/'],
+    ['redis://:hunter2@10.0.0.1:6379/0', 'redis://:[redacted]@10.0.0.1:6379/0'],
+    ['https://u:p@ss@h/x', 'https://u:[redacted]@h/x'],
+    ['{"upstream":"https://u:pw12@x/"}', '{"upstream":"https://u:[redacted]@x/"}'],
+    ['https://h:8080/x?mail=a@b.example', 'https://h:8080/x?mail=a@b.example'],
     ['Authorization: Bearer eyJhbGciOi.x.y', 'Authorization: [redacted]'],
     ['authorization=Basic dXNlcjpwYXNz', 'authorization=[redacted]'],
     ['{"headers":{"authorization":"Bearer x.y"}}', '{"headers":{"authorization":"[redacted]"}}'],
@@ -43,12 +53,100 @@ describe('redactText', () => {
     ['protocol bgp p1 { password "hunter2"; neighbor 1.2.3.4 as 64511; }', 'protocol bgp p1 { password "[redacted]"; neighbor 1.2.3.4 as 64511; }'],
     // private keys
     ['a\n-----BEGIN RSA PRIVATE KEY-----\nMIIE\nabc\n-----END RSA PRIVATE KEY-----\nb', 'a\n[redacted private key]\nb'],
-    ['x -----BEGIN PRIVATE KEY-----\nMIIE (cut)', 'x [redacted private key]'],
+    // a cut key goes as far as its base64 does, and the text after it stays
+    ['x -----BEGIN PRIVATE KEY-----\nMIIE\nab+/ (cut) y', 'x [redacted private key](cut) y'],
+    // escaped inside a JSON string (a log line, a keyspace value), with and without its END line
+    [
+      String.raw`{"tls":"-----BEGIN PRIVATE KEY-----\nMIIEvQ+/=\n-----END PRIVATE KEY-----\n","n":1}`,
+      String.raw`{"tls":"[redacted private key]\n","n":1}`,
+    ],
+    [
+      String.raw`{"tls":"-----BEGIN EC PRIVATE KEY-----\nMHcCAQ\nBBQ","n":1}`,
+      '{"tls":"[redacted private key]","n":1}',
+    ],
+    [
+      String.raw`"{\"k\":\"-----BEGIN RSA PRIVATE KEY-----\\nMIIE\\n-----END RSA PRIVATE KEY-----\"}"`,
+      String.raw`"{\"k\":\"[redacted private key]\"}"`,
+    ],
+    ['-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQdG\n-----END PGP PRIVATE KEY BLOCK-----', '[redacted private key]'],
+    ['-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n-----END ENCRYPTED PRIVATE KEY-----', '[redacted private key]'],
+    // base64 once more, as a Kubernetes secret holds it; a certificate, raw or in base64, stays
+    [`tls.key: ${b64('-----BEGIN PRIVATE KEY-----\nMIIE\n')} x`, 'tls.key: [redacted private key] x'],
+    [`ca: ${b64('-----BEGIN CERTIFICATE-----\nMIIB\n')}`, `ca: ${b64('-----BEGIN CERTIFICATE-----\nMIIB\n')}`],
+    [CERT, CERT],
     // nothing secret: untouched
     ['198.19.0.2 dev cali1234567890a scope link', '198.19.0.2 dev cali1234567890a scope link'],
     ['-A cali-fw-cali1234 -m comment --comment "cali:abc" -j DROP', '-A cali-fw-cali1234 -m comment --comment "cali:abc" -j DROP'],
     ['passive on; keepalive time 3;', 'passive on; keepalive time 3;'],
   ])('%j', (input, want) => expect(redactText(input)).toBe(want));
+});
+
+// Signed URLs: the signature and credential values go, every other parameter stays; each row's control is the
+// same URL without the secret parameter, unchanged.
+const SIGNED: [string, string, string][] = [
+  [
+    'Azure SAS',
+    'https://acct.blob.core.windows.net/c/d.tgz?sv=2022-11-02&se=2026-12-01T00%3A00Z&sr=b&sp=cw&sig=AbC%2Bd%2Fe%3D',
+    'https://acct.blob.core.windows.net/c/d.tgz?sv=2022-11-02&se=2026-12-01T00%3A00Z&sr=b&sp=cw&sig=[redacted]',
+  ],
+  [
+    'S3 presigned',
+    'https://b.s3.amazonaws.com/d.tgz?X-Amz-Algorithm=AWS4-HMAC-SHA256' +
+      '&X-Amz-Credential=AKIAEXAMPLE%2F20261201%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261201T000000Z' +
+      '&X-Amz-Expires=900&X-Amz-Security-Token=FwoGZX&X-Amz-SignedHeaders=host&X-Amz-Signature=9f3b2c',
+    'https://b.s3.amazonaws.com/d.tgz?X-Amz-Algorithm=AWS4-HMAC-SHA256' +
+      '&X-Amz-Credential=[redacted]&X-Amz-Date=20261201T000000Z' +
+      '&X-Amz-Expires=900&X-Amz-Security-Token=[redacted]&X-Amz-SignedHeaders=host&X-Amz-Signature=[redacted]',
+  ],
+  [
+    'GCS signed',
+    'https://storage.googleapis.com/b/d.tgz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=sa%40p.iam' +
+      '&X-Goog-Date=20261201T000000Z&X-Goog-Expires=600&X-Goog-SignedHeaders=host&X-Goog-Signature=7a8b9c',
+    'https://storage.googleapis.com/b/d.tgz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=[redacted]' +
+      '&X-Goog-Date=20261201T000000Z&X-Goog-Expires=600&X-Goog-SignedHeaders=host&X-Goog-Signature=[redacted]',
+  ],
+  [
+    'S3 v2',
+    'https://b.s3.amazonaws.com/d?Expires=1764547200&Signature=vjbyP%2B',
+    'https://b.s3.amazonaws.com/d?Expires=1764547200&Signature=[redacted]',
+  ],
+  [
+    'OAuth',
+    'https://app/cb?state=xyz&code=4%2F0Ad&scope=email#access_token=ya29.a0&expires_in=3599',
+    'https://app/cb?state=xyz&code=[redacted]&scope=email#access_token=[redacted]&expires_in=3599',
+  ],
+  [
+    'API key',
+    'https://maps.example/api?key=AIzaSyEXAMPLE&q=x&apikey=k123&password=pw',
+    'https://maps.example/api?key=[redacted]&q=x&apikey=[redacted]&password=[redacted]',
+  ],
+  ['a path in a log line', 'PUT /upload?token=t0k3n&name=d.tgz 201', 'PUT /upload?token=[redacted]&name=d.tgz 201'],
+];
+
+describe('secrets in URLs', () => {
+  it.each(SIGNED)('%s: masked in text, JSON strings and keyspace values', (_what, url, want) => {
+    expect(maskUrl(url)).toBe(want);
+    expect(redactText(`uploading to ${url} (PUT)`)).toBe(`uploading to ${want} (PUT)`);
+    expect(redactJson({ upload: { url }, list: [url] })).toEqual({ upload: { url: want }, list: [want] });
+    expect(redactKeyspaceValue('/calico/config/UploadUrl', url)).toBe(want);
+    expect(redactKeyspaceValue('/calico/config/Upload', JSON.stringify({ url }))).toBe(JSON.stringify({ url: want }));
+    // The control: the parameters that are not secret, alone, pass untouched.
+    const plain = want.replace(/[?&#][\w.%-]+=\[redacted\]/g, '').replace(/^([^?]*)&/, '$1?');
+    expect(plain).not.toContain('[redacted]');
+    expect(redactText(plain)).toBe(plain);
+  });
+  it.each([
+    ['sig', true], ['Signature', true], ['X-Amz-Signature', true], ['x-goog-signature', true],
+    ['X-Amz-Credential', true], ['X-Amz-Security-Token', true], ['token', true], ['access_token', true],
+    ['code', true], ['key', true], ['apikey', true], ['password', true], ['%73ig', true],
+    ['se', false], ['sp', false], ['sv', false], ['sr', false], ['X-Amz-SignedHeaders', false], ['X-Amz-Date', false],
+    ['X-Amz-Expires', false], ['state', false], ['name', false],
+  ] as const)('query parameter %s secret: %s', (name, want) => expect(isSecretQueryParam(name)).toBe(want));
+  it('finds the secret values of a URL, as written and decoded', () => {
+    const want = ['p%40ss', 'p@ss', 'a%2Bb', 'a+b', 'tok'];
+    expect(urlSecrets('https://u:p%40ss@h/up?sv=1&sig=a%2Bb&token=tok')).toEqual(want);
+    expect(urlSecrets('https://h/up?sv=1&se=2')).toEqual([]);
+  });
 });
 
 describe('redactJson', () => {

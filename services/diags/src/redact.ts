@@ -32,29 +32,96 @@ export function isSecretName(name: string): boolean {
   return /keys?$|keyfile$/.test(last);
 }
 
-const PEM_PRIVATE = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(-----END \1PRIVATE KEY-----|$)/g;
+// A PEM private key up to its END line; a cut one up to where its base64 stops. The body may be
+// raw or escaped inside a JSON string ("\n" as two characters, "\\n" one level deeper).
+const PEM_BODY = String.raw`(?:[A-Za-z0-9+/=\s]|\\+[nrt]|(?:Proc-Type|DEK-Info|Comment):[^\n\\"]*)*`;
+const PEM_PRIVATE = new RegExp(
+  String.raw`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY( BLOCK)?-----(?:[\s\S]*?-----END \1PRIVATE KEY\2-----|${PEM_BODY})`,
+  'g',
+);
+// The same key base64-encoded once more (a Kubernetes-style secret): "-----BEGIN " encodes to "LS0tLS1CRUdJTi".
+const PEM_BASE64 = /LS0tLS1CRUdJTi[A-Za-z0-9+/]*={0,2}/g;
 // --flag=value, --flag value (value not starting with "-"), "--flag","value" in a JSON argv; quoted or bare; stops at JSON punctuation.
 const FLAG = /(?<![\w-])(--?[A-Za-z][\w.-]*)(=|[ \t]+(?=[^\s-])|"\s*,\s*"(?=[^-]))("[^"]*"|'[^']*'|[^\s"',;)\]}]+)/g;
 // NAME=value as in an environment or a shell line.
 const ASSIGN = /(?<![\w.-])([A-Za-z_][\w.-]*)=("[^"]*"|'[^']*'|[^\s"',;&)\]}]*)/g;
 // "name": "value" in JSON text (log lines, configs).
 const JSON_PAIR = /"([^"\\]{1,100})"(\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
-const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s/:@"']+):([^\s/@"']+)@/gi;
+// scheme://user:password@ (the user may be empty: redis://:pw@host); the password runs to the last "@" before the path
+const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s/:@"'?#]*):([^\s/"'?#]+)@/gi;
+// ?name=value, &name=value, #name=value: a URL's query or fragment, or a path with a query in a log line.
+const QUERY_PARAM = /([?&#])([A-Za-z0-9_.%~-]+)=([^\s&#"'<>\\]*)/g;
+// Query parameters that carry a signature or a credential though their name alone would not say so:
+// Azure SAS `sig`, S3 `X-Amz-Signature`, GCS `X-Goog-Signature`, OAuth `code`. SAS `se`, `sp`, `sv` and the like stay.
+const SECRET_QUERY_NAMES = new Set([
+  'sig', 'signature', 'code', 'key', 'apikey', 'api_key', 'access_token', 'password', 'pass', 'pwd', 'auth', 'session',
+]);
 // The scheme goes too: "Basic" alone would be a hint, and NAME=value below must not split it off.
 const AUTH_HEADER = /\b(authorization|proxy-authorization)(["']?\s*[:=]\s*["']?)(?:(?:basic|bearer|token|digest|negotiate)\s+)?[^\s"',;]+/gi;
 // BIRD's `password "…";` in a protocol, and the like.
 const QUOTED_AFTER_WORD = /\b(password|passphrase|secret|token)(\s+)("[^"]*"|'[^']*')/gi;
 
-/** Masks secrets in free text: private keys, secret-looking flags, assignments and JSON fields, URL passwords, auth headers. */
-export function redactText(text: string): string {
+/** Is a URL query (or fragment) parameter secret? A secret-looking name, or a signed URL's signature. */
+export function isSecretQueryParam(name: string): boolean {
+  let n = name;
+  try {
+    n = decodeURIComponent(name);
+  } catch {
+    // a stray "%": judge the name as written
+  }
+  const lower = n.toLowerCase();
+  return isSecretName(n) || SECRET_QUERY_NAMES.has(lower) || words(n).some((w) => w === 'signature' || w === 'sig');
+}
+
+/**
+ * Masks the secrets of every URL in a text: the password in `user:password@`, and the values of
+ * secret query or fragment parameters (names kept). Used for archives and for every URL diags prints.
+ */
+export function maskUrl(text: string): string {
   return text
-    .replace(PEM_PRIVATE, `[redacted private key]`)
+    .replace(URL_USERINFO, `$1:${REDACTED}@`)
+    .replace(QUERY_PARAM, (m, sep: string, name: string, v: string) =>
+      v && !v.startsWith('[redacted') && isSecretQueryParam(name) ? `${sep}${name}=${REDACTED}` : m,
+    );
+}
+
+/** A URL's secret values (password, secret query values), as written and decoded, to scrub from text echoing it. */
+export function urlSecrets(url: string): string[] {
+  const out = new Set<string>();
+  const add = (v: string) => {
+    if (!v) return;
+    out.add(v);
+    try {
+      out.add(decodeURIComponent(v));
+    } catch {
+      // not percent-encoded after all
+    }
+  };
+  for (const m of url.matchAll(URL_USERINFO)) add(m[2]!);
+  for (const m of url.matchAll(QUERY_PARAM)) if (isSecretQueryParam(m[2]!)) add(m[3]!);
+  return [...out];
+}
+
+function redactBase64Pem(b64: string): string {
+  const text = Buffer.from(b64, 'base64').toString('latin1');
+  return /^-----BEGIN [A-Z0-9 ]*PRIVATE KEY/.test(text) ? '[redacted private key]' : b64;
+}
+
+/**
+ * Masks secrets in free text: private keys, secret-looking flags, assignments and JSON fields, URL passwords and
+ * query secrets, auth headers.
+ */
+export function redactText(text: string): string {
+  return maskUrl(
+    text
+      .replace(PEM_PRIVATE, `[redacted private key]`)
+      .replace(PEM_BASE64, redactBase64Pem),
+  )
     .replace(QUOTED_AFTER_WORD, `$1$2"${REDACTED}"`)
     .replace(AUTH_HEADER, `$1$2${REDACTED}`)
     .replace(FLAG, (m, flag: string, sep: string, v: string) => (isSecretName(flag) && !v.startsWith('[redacted') ? `${flag}${sep}${REDACTED}` : m))
     .replace(ASSIGN, (m, name: string, v: string) => (isSecretName(name) && !v.startsWith('[redacted') ? `${name}=${REDACTED}` : m))
-    .replace(JSON_PAIR, (m, name: string, sep: string) => (isSecretName(name) ? `"${name}"${sep}"${REDACTED}"` : m))
-    .replace(URL_USERINFO, `$1:${REDACTED}@`);
+    .replace(JSON_PAIR, (m, name: string, sep: string) => (isSecretName(name) ? `"${name}"${sep}"${REDACTED}"` : m));
 }
 
 /** Collects the secret values a structured redaction removed, so they can be scrubbed from free text too. */

@@ -3,7 +3,7 @@ import { UsageError, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
 
 export const DIAGS_USAGE = `usage: calicoctl diags [--output=<file|dir>] [--upload-url=<url>] [--upload-method=put|post] [--no-upload]
-                      [--cluster [--host-timeout=<s>]] [--upload-file=<archive>]
+                      [--insecure] [--cluster [--host-timeout=<s>] [--max-host-bytes=<n>]] [--upload-file=<archive>]
                       [--run-dir=<dir>] [--log-dir=<dir>] [--state-dir=<dir>] [--docker=<url>]`;
 
 /** The flags of `calicoctl diags`, as cli.ts parses them (kebab-case there, camelCase here). */
@@ -22,6 +22,10 @@ export interface DiagsFlags {
   cluster?: boolean | undefined;
   /** --host-timeout: seconds one host may take in cluster mode (60). */
   hostTimeout?: string | undefined;
+  /** --max-host-bytes: the largest archive taken from one host in cluster mode (256M). */
+  maxHostBytes?: string | undefined;
+  /** --insecure: allow an upload over plain http. */
+  insecure?: boolean | undefined;
   /** --docker: the Docker API to ask (DOCKER_HOST, else unix:///var/run/docker.sock). */
   docker?: string | undefined;
   runDir?: string | undefined;
@@ -53,6 +57,8 @@ export async function diags(ctx: Context, args: string[], f: DiagsFlags): Promis
         uploadFile: f.uploadFile,
         cluster: f.cluster,
         hostTimeout: f.hostTimeout,
+        maxHostBytes: f.maxHostBytes,
+        insecure: f.insecure,
         json: ctx.flags.json,
         env: ctx.env,
       },

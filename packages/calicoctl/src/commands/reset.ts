@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { readdir, rm, readFile } from 'node:fs/promises';
+import { readdir, rm, readFile, realpath } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { hostPrefix, bgpHostPrefix, groupMemberKey, ipAssignmentKey } from '@calico/keyspace';
 import { UsageError, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
@@ -42,6 +43,27 @@ async function resetFirewall(removed: Removed): Promise<void> {
 }
 
 /**
+ * Why reset must not remove dir, or undefined. It removes whole directories, so the last step of
+ * the path must not be a link leading elsewhere (the ones above it may be: /var/run is one on
+ * Debian), and what it resolves to must sit at least three levels below the root
+ * (`/run/calico/<host>`, or a directory given by flag).
+ */
+export async function notRemovable(dir: string): Promise<string | undefined> {
+  const abs = resolve(dir);
+  let real: string;
+  let parent: string;
+  try {
+    [real, parent] = await Promise.all([realpath(abs), realpath(dirname(abs))]);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  if (real !== join(parent, basename(abs))) return `${dir} resolves to ${real}; reset removes only a host's own directory, not what a link leads to`;
+  if (real.split(sep).filter(Boolean).length < 3) return `${dir} is too near the root to be a host's own directory`;
+  return undefined;
+}
+
+/**
  * calicoctl reset: everything Calico made on this host goes. The node's services stop, then
  * workload veths, BGP routes, chains, ipsets, BIRD's files, and this host's keys in etcd (its
  * directory, its BGP settings, the addresses it held and its endpoints' memberships).
@@ -51,6 +73,11 @@ export async function reset(ctx: Context, args: string[], f: NodeFlags): Promise
   if (args.length) throw new UsageError('usage: calicoctl reset [--hostname=<NAME>]');
   const host = ctx.hostname;
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
+  // Checked before anything is stopped or removed.
+  for (const d of [dirs.state, dirs.run]) {
+    const why = await notRemovable(d);
+    if (why !== undefined) throw new Error(`reset of ${host} refused, nothing was changed: ${why}`);
+  }
   const removed: Removed = { services: 0, interfaces: 0, routes: 0, chains: 0, ipsets: 0, files: 0, keys: 0 };
 
   const sup = inspectRole(dirs, 'node', host);
