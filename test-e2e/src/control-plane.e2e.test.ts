@@ -132,6 +132,9 @@ describe('a workload and the control plane', () => {
         `(etcd client port on ${control().ip}:${etcdPort()}); ` +
         `only an outbound rule naming ${control().ip}/32 opens it for ${A.endpointId}`,
     );
+    // The peer port etcd lists for its member (not 2380 here).
+    const peer = await calicoctl(['check', A.addr, control().ip, '--protocol=tcp', `--port=${peerPort()}`]);
+    expect(peer.stdout).toContain(`(etcd peer port on ${control().ip}:${peerPort()})`);
     const bgp = await calicoctl(['check', A.addr, h2().ns.ip, '--protocol=tcp', '--port=179']);
     expect(bgp.stdout).toContain(`(BGP of host h2 on ${h2().ns.ip}:179)`);
     // The control: another port of the same address.
