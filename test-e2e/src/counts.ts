@@ -15,6 +15,7 @@ export interface HostCounts {
   workloadChains: number;
   /** Rules in those chains. */
   rules: number;
+  /** Group ipsets (cali4g-, cali6g-) and their members; the control plane's sets do not move with workloads. */
   ipsets: number;
   ipsetMembers: number;
 }
@@ -39,7 +40,8 @@ export async function hostCounts(host: DevHost): Promise<HostCounts> {
       rules += text.split('\n').filter((l) => l.startsWith('-A cali')).length;
     }
   }
-  const sets = (await ns.execOk(['ipset', 'list', '-t'])).split(/\n(?=Name: )/).filter((b) => b.startsWith('Name: cali'));
+  const listed = (await ns.execOk(['ipset', 'list', '-t'])).split(/\n(?=Name: )/);
+  const sets = listed.filter((b) => /^Name: cali[46]g-/.test(b));
   const ipsetMembers = sets.reduce((n, b) => n + Number(/Number of entries: (\d+)/.exec(b)?.[1] ?? NaN), 0);
   return { veths, routes4, routes6, chains, workloadChains, rules, ipsets: sets.length, ipsetMembers };
 }

@@ -21,7 +21,7 @@ import {
   type Direction,
   type RuleInput,
 } from '@calico/keyspace';
-import { PolicyError, explain, type Group, type Verdict } from '@calico/policy';
+import { PolicyError, controlPlaneTargets, explain, type Group, type Verdict } from '@calico/policy';
 import { ClientError } from './errors.js';
 import { indexHosts, planHostRemoval, type HostRemovalPlan } from './hosts.js';
 import { buildView, type ClusterView, type WorkloadInfo } from './view.js';
@@ -355,6 +355,19 @@ export class CalicoClient {
 
   // ---- check ----------------------------------------------------------------------------
 
+  /** etcd's members' URLs, or none when it does not say within 5 s. */
+  private async etcdMembers(): Promise<{ clientURLs: string[]; peerURLs: string[] }[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), 5_000)));
+    try {
+      return (await Promise.race([this.ds.client.cluster.memberList({}), late])).members;
+    } catch {
+      return [];
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** May src open a connection to dst? src and dst: addresses, endpoint ids, container ids, prefixes or names. */
   async check(src: string, dst: string, opts: { protocol?: string | null; port?: number | null } = {}): Promise<Verdict> {
     const v = await this.view();
@@ -363,7 +376,13 @@ export class CalicoClient {
       return (await this.resolveEndpoint(s, v)).endpointId;
     };
     try {
-      return explain(v.model, { src: await side(src), dst: await side(dst), protocol: opts.protocol ?? null, port: opts.port ?? null });
+      // The control plane as the nodes see it: etcd's endpoints and members, and where the keys say the rest is.
+      const members = await this.etcdMembers();
+      const etcd = [...this.ds.config.endpoints, ...members.flatMap((m) => m.clientURLs)];
+      const controlPlane = controlPlaneTargets(v.controlPlane.input(etcd, members.flatMap((m) => m.peerURLs)));
+      const [s, d] = [await side(src), await side(dst)];
+      const query = { src: s, dst: d, protocol: opts.protocol ?? null, port: opts.port ?? null };
+      return explain(v.model, query, { controlPlane });
     } catch (e) {
       if (e instanceof PolicyError) throw new ClientError('INVALID', e.message);
       throw e;

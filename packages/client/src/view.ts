@@ -10,7 +10,7 @@ import {
   parseKey,
   type IpAssignment,
 } from '@calico/keyspace';
-import { PolicyModel, type Problem } from '@calico/policy';
+import { ControlPlaneKeys, PolicyModel, type Problem } from '@calico/policy';
 import { indexHosts, knownHosts, membersWithoutEndpoint } from './hosts.js';
 
 export type HostState = 'up' | 'down';
@@ -53,6 +53,8 @@ export interface ClusterView {
   assignments: Map<string, IpAssignment>;
   masterIp: string | null;
   masterApiUrl: string | null;
+  /** The keys that say where the control plane is (with the etcd endpoints: controlPlaneTargets). */
+  controlPlane: ControlPlaneKeys;
   /** Everything that does not decode, whoever it belongs to, plus the policy model's own findings. */
   problems: Problem[];
   /** Hosts that are down, then memberships whose endpoint exists on no host; each kept, not deleted. */
@@ -79,7 +81,9 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
   const extraProblems: Problem[] = [];
   let masterIp: string | null = null;
   let masterApiUrl: string | null = null;
+  const controlPlane = new ControlPlaneKeys();
   for (const { key, value } of kvs) {
+    controlPlane.apply({ type: 'put', key, value });
     const k = parseKey(key);
     switch (k.kind) {
       case 'birdIp': {
@@ -170,6 +174,7 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
     assignments,
     masterIp,
     masterApiUrl,
+    controlPlane,
     problems: [...model.problems(), ...extraProblems].sort((a, b) => a.key.localeCompare(b.key)),
     notices,
   };

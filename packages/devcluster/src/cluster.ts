@@ -43,6 +43,12 @@ export interface DevClusterOptions {
   etcdMembers?: number;
   /** Run calico-master too (in the root namespace, on the fabric). */
   master?: boolean;
+  /**
+   * Run etcd and calico-master in a namespace host of their own on the fabric (`control`, the
+   * first address) instead of the root namespace: there, workloads could reach them, which is
+   * what a test of keeping them out needs. The root namespace reaches it over its fabric link.
+   */
+  controlHost?: boolean;
   /** More flags for every host's calico-node (e.g. `--proxy-header-timeout=2`). */
   nodeArgs?: string[];
   /** More environment for every host's calico-node (e.g. a PATH with stand-in tools first). */
@@ -86,6 +92,8 @@ export class DevCluster {
   image!: string;
   /** calico-master, when asked for; its API at masterUrl. */
   master: ManagedProcess | undefined;
+  /** The namespace host etcd and the master run in, with controlHost. */
+  control: NamespaceHost | undefined;
   masterUrl: string | undefined;
 
   private constructor(private readonly opts: DevClusterOptions) {}
@@ -117,7 +125,13 @@ export class DevCluster {
       this.cleanup.defer('fabric', () => this.fabric.destroy());
     }
     const rootIp = await this.fabric.linkRoot();
-    this.etcd = await Etcd.start({ listenIp: rootIp, members: this.opts.etcdMembers ?? 1 });
+    if (this.opts.controlHost) this.control = await this.fabric.addHost('control');
+    const control = this.control;
+    this.etcd = await Etcd.start({
+      listenIp: control?.ip ?? rootIp,
+      members: this.opts.etcdMembers ?? 1,
+      ...(control ? { netns: control.netns } : {}),
+    });
     this.cleanup.defer('etcd', () => this.etcd.stop());
     this.ds = new Datastore(resolveDatastoreConfig({ etcd: this.etcd.endpoints, env: {} }));
     this.cleanup.defer('datastore client', () => this.ds.close());
@@ -149,13 +163,20 @@ export class DevCluster {
 
   /** Starts (or restarts) calico-master on the fabric's root address; resolves once it answers. */
   async startMaster(): Promise<ManagedProcess> {
-    const ip = this.fabric.rootLink!.ip;
-    const port = this.masterPort ??= await freePort(ip);
-    const p = new ManagedProcess({
-      name: 'calico-master',
-      argv: [process.execPath, masterMainJs(), `--ip=${ip}`, `--listen=${ip}:${port}`, `--etcd=${this.etcd.endpoints}`, `--log-level=${this.opts.logLevel ?? 'info'}`],
-      logFile: join(this.fabric.dir, 'calico-master.log'),
-    });
+    const ip = this.control?.ip ?? this.fabric.rootLink!.ip;
+    // A new namespace has nothing listening: any port that is free here is free there.
+    const port = this.masterPort ??= await freePort(this.control ? '127.0.0.1' : ip);
+    const argv = [
+      process.execPath,
+      masterMainJs(),
+      `--ip=${ip}`,
+      `--listen=${ip}:${port}`,
+      `--etcd=${this.etcd.endpoints}`,
+      `--log-level=${this.opts.logLevel ?? 'info'}`,
+    ];
+    const p = this.control
+      ? this.control.spawn('calico-master', argv)
+      : new ManagedProcess({ name: 'calico-master', argv, logFile: join(this.fabric.dir, 'calico-master.log') });
     if (!this.master) this.cleanup.defer('calico-master', () => this.master?.stop() ?? Promise.resolve());
     this.master = p;
     this.masterUrl = `http://${ip}:${port}/`;

@@ -3,6 +3,7 @@
  * It judges the initiating direction only; replies ride on conntrack, as in the dataplane.
  */
 import { canonicalIP, cidrContains, isIP, protocolNumbers, protocolsWithPorts, type IPFamily, type ProtocolName } from '@calico/keyspace';
+import { controlPlaneExemptions, describeTarget, type ControlPlaneTarget } from './controlPlane.js';
 import { endpointPolicy } from './endpointPolicy.js';
 import { PolicyError, PolicyErrorCode } from './errors.js';
 import { isEnforceable, ruleAppliesTo } from './internal/rules.js';
@@ -26,7 +27,21 @@ export interface SideVerdict {
   decidedBy: RuleRef | null;
   /** The endpoint's groups, sorted. */
   groups: string[];
-  reason: 'rule' | 'no-group' | 'default-deny' | 'inactive';
+  reason: 'rule' | 'no-group' | 'default-deny' | 'inactive' | 'control-plane';
+  /**
+   * The address and port of the control plane the traffic went to: with reason 'control-plane'
+   * it was kept from it; otherwise controlPlaneOpenedBy is the rule that names the address.
+   */
+  controlPlane?: ControlPlaneTarget;
+  controlPlaneOpenedBy?: RuleRef;
+}
+
+export interface ExplainOptions {
+  /**
+   * The control plane (see controlPlaneTargets): tcp to one of these is dropped from an endpoint
+   * unless one of its outbound rules is a cidr rule naming exactly that address (/32, /128).
+   */
+  controlPlane?: readonly ControlPlaneTarget[];
 }
 
 export interface VerdictEnd {
@@ -94,15 +109,34 @@ function ruleMatches(model: PolicyModel, ref: RuleRef, peer: string, packet: Pac
   return rule.cidr !== null && cidrContains(rule.cidr, peer);
 }
 
-function judgeSide(model: PolicyModel, endpointId: string, direction: 'inbound' | 'outbound', peer: string, packet: Packet): SideVerdict {
+function judgeSide(
+  model: PolicyModel,
+  endpointId: string,
+  direction: 'inbound' | 'outbound',
+  peer: string,
+  packet: Packet,
+  controlPlane: readonly ControlPlaneTarget[],
+): SideVerdict {
   const policy = endpointPolicy(model, endpointId);
   const { groups } = policy;
   if (!policy.active) return { allowed: false, decidedBy: null, groups, reason: 'inactive' };
   if (groups.length === 0) return { allowed: false, decidedBy: null, groups, reason: 'no-group' };
+  let opened: Pick<SideVerdict, 'controlPlane' | 'controlPlaneOpenedBy'> = {};
+  if (direction === 'outbound' && packet.protocol === 'tcp' && packet.port !== null) {
+    const t = controlPlane.find((c) => c.addr === peer && c.port === packet.port && c.protocol === 'tcp');
+    if (t !== undefined) {
+      if (!controlPlaneExemptions(policy, packet.family).includes(peer)) {
+        return { allowed: false, decidedBy: null, groups, reason: 'control-plane', controlPlane: t };
+      }
+      const named = `${peer}/${packet.family === 4 ? 32 : 128}`;
+      const by = policy.outbound.find((r) => r.rule.cidr === named && ruleAppliesTo(r.rule, packet.family));
+      opened = by === undefined ? { controlPlane: t } : { controlPlane: t, controlPlaneOpenedBy: by };
+    }
+  }
   const decidedBy = policy[direction].find((ref) => ruleMatches(model, ref, peer, packet)) ?? null;
   return decidedBy === null
-    ? { allowed: false, decidedBy: null, groups, reason: 'default-deny' }
-    : { allowed: true, decidedBy, groups, reason: 'rule' };
+    ? { allowed: false, decidedBy: null, groups, reason: 'default-deny', ...opened }
+    : { allowed: true, decidedBy, groups, reason: 'rule', ...opened };
 }
 
 type Party = { kind: 'addr'; addr: string; family: IPFamily } | { kind: 'endpoint'; endpoint: Endpoint };
@@ -173,6 +207,12 @@ function denial(model: PolicyModel, endpointId: string, direction: 'inbound' | '
       return `denied: endpoint ${endpointId} is inactive`;
     case 'no-group':
       return `denied: endpoint ${endpointId} is in no group`;
+    case 'control-plane': {
+      const t = side.controlPlane as ControlPlaneTarget;
+      const named = `${t.addr}/${t.family === 4 ? 32 : 128}`;
+      const what = `${t.addr} port ${t.port} is the control plane (${describeTarget(t)})`;
+      return `denied: ${what}; only an outbound rule naming ${named} opens it for ${endpointId}`;
+    }
     default:
       return `denied: no ${direction} rule of groups [${side.groups.map((g) => groupLabel(model, g)).join(', ')}] of ${endpointId} matches; default deny`;
   }
@@ -185,15 +225,22 @@ function sentence(model: PolicyModel, v: Omit<Verdict, 'reason'>): string {
   const because = [outbound?.decidedBy, inbound?.decidedBy].flatMap((r) => (r ? [ruleLabel(model, r)] : []));
   if (because.length === 0) return `allowed: neither ${src.addr} nor ${dst.addr} is an endpoint, so no policy applies`;
   const outside = outbound === null ? src.addr : inbound === null ? dst.addr : null;
-  return `allowed: ${because.join(' and ')}${outside === null ? '' : `; ${outside} is not an endpoint`}`;
+  const t = outbound?.controlPlane;
+  const by = outbound?.controlPlaneOpenedBy;
+  const cp = t ? `${t.addr} port ${t.port} is the control plane (${describeTarget(t)})` : '';
+  const opened = t && by ? `; ${cp}, opened by ${ruleLabel(model, by)}` : '';
+  return `allowed: ${because.join(' and ')}${outside === null ? '' : `; ${outside} is not an endpoint`}${opened}`;
 }
 
 /**
  * May a connection from src to dst be opened? Both the sender's outbound and the receiver's
- * inbound policy must allow it; a side that is not an endpoint has no policy. Throws PolicyError
+ * inbound policy must allow it; a side that is not an endpoint has no policy. An endpoint's tcp
+ * to the control plane (opts.controlPlane) is denied before its rules unless one of them names
+ * that address as a host prefix. Throws PolicyError
  * for unknown endpoint ids, mixed families and malformed protocol or port.
  */
-export function explain(model: PolicyModel, query: ExplainQuery): Verdict {
+export function explain(model: PolicyModel, query: ExplainQuery, opts: ExplainOptions = {}): Verdict {
+  const controlPlane = opts.controlPlane ?? [];
   const protocol = normaliseProtocol(query.protocol);
   const packet: Packet = { family: 4, protocol, port: checkPort(query.port, protocol) };
   const srcParty = party(model, query.src, 'source');
@@ -201,8 +248,9 @@ export function explain(model: PolicyModel, query: ExplainQuery): Verdict {
   packet.family = chooseFamily(srcParty, dstParty, query.family);
   const src = resolve(model, srcParty, packet.family);
   const dst = resolve(model, dstParty, packet.family);
-  const outbound = src.endpointId === null ? null : judgeSide(model, src.endpointId, 'outbound', dst.addr, packet);
-  const inbound = dst.endpointId === null ? null : judgeSide(model, dst.endpointId, 'inbound', src.addr, packet);
+  const cp = controlPlane;
+  const outbound = src.endpointId === null ? null : judgeSide(model, src.endpointId, 'outbound', dst.addr, packet, cp);
+  const inbound = dst.endpointId === null ? null : judgeSide(model, dst.endpointId, 'inbound', src.addr, packet, cp);
   const verdict = {
     allowed: (outbound?.allowed ?? true) && (inbound?.allowed ?? true),
     family: packet.family,

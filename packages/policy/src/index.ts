@@ -7,8 +7,19 @@ export { endpointPolicy, endpointsOnHost, groupAddrs, groupsOfEndpoint, referenc
 export type { EndpointPolicy } from './endpointPolicy.js';
 
 export { explain } from './explain.js';
+export {
+  BGP_PORT,
+  ControlPlaneKeys,
+  ETCD_PEER_PORT,
+  MASTER_DEFAULT_PORT,
+  controlPlaneExemptions,
+  controlPlaneTargets,
+  describeTarget,
+  targetSetMember,
+} from './controlPlane.js';
+export type { ControlPlaneHost, ControlPlaneInput, ControlPlaneService, ControlPlaneTarget } from './controlPlane.js';
 export { ruleAppliesTo } from './internal/rules.js';
-export type { ExplainQuery, SideVerdict, Verdict, VerdictEnd } from './explain.js';
+export type { ExplainOptions, ExplainQuery, SideVerdict, Verdict, VerdictEnd } from './explain.js';
 
 export { policyFixtures } from './testing.js';
 export type { EndpointFixture, GroupFixture, KeyValue } from './testing.js';

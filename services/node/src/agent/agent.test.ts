@@ -3,7 +3,7 @@
  * handleStatus() (what the syncer calls), the kernel is a FakeKernel.
  */
 import type { Datastore, SyncBatch, SyncHandler, SyncStatus } from '@calico/datastore';
-import { bird6IpKey, birdIpKey, groupMemberKey, groupRuleKey } from '@calico/keyspace';
+import { bird6IpKey, birdIpKey, diagsUrlKey, groupMemberKey, groupRuleKey, masterApiUrlKey, masterIpKey } from '@calico/keyspace';
 import { createLogger } from '@calico/log';
 import { policyFixtures as fx, type KeyValue } from '@calico/policy';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -85,9 +85,13 @@ describe('agentKeyFilter', () => {
     [`${dir('h2')}/oldaddrs`, false],
     [`${dir('h2')}/laststate`, false],
     [`${dir('h2')}/adds`, false],
-    // Every host's bird_ip and bird6_ip (addresses no container may take), and nothing that only ends alike.
+    // Every host's bird_ip and bird6_ip (addresses no container may take; with diags_url the control
+    // plane), and nothing that only ends alike.
     ['/calico/host/h2/bird_ip', true],
     ['/calico/host/h2/bird6_ip', true],
+    ['/calico/host/h2/diags_url', true],
+    ['/calico/host/h2/bird7_ip', false],
+    ['/calico/host/h2/alive', false],
     ['/calico/host/h2/xbird_ip', false],
     ['/calico/host/h2/config/bird_ip', false],
     [`${dir('h2')}/bird_ip`, false],
@@ -208,7 +212,7 @@ describe('PolicyAgent', () => {
       expect(chains.sort()).toEqual(ifs.flatMap((i) => [fromChain(i), toChain(i)]).sort());
       expect(plain(kernel.rules(family, 'filter', 'cali-from-wl'))).toEqual([...ifs.map((i) => `-i ${i} -g ${fromChain(i)}`), '-j DROP']);
     }
-    expect(kernel.setNames()).toEqual([WEB4, WEB6].sort());
+    expect(kernel.setNames()).toEqual([WEB4, WEB6, 'cali4-ctl', 'cali6-ctl'].sort());
     expect(kernel.setMembers(WEB4)).toEqual(['10.65.0.1', '10.65.1.1']);
     expect(kernel.setMembers(WEB6)).toEqual(['fd00::1', 'fd00::1:1']);
     expect(plain(kernel.rules(4, 'filter', toChain(if2)))).toEqual([
@@ -312,7 +316,7 @@ describe('PolicyAgent', () => {
     expect([...kernel.conntrackFlushed].sort()).toEqual(['10.65.0.1', 'fd00::1']);
     // L2's rule still names web, whose only member left is remote; web's IPv6 set is no longer named.
     expect(kernel.setMembers(WEB4)).toEqual(['10.65.1.1']);
-    expect(kernel.setNames()).toEqual([WEB4]);
+    expect(kernel.setNames()).toEqual([WEB4, 'cali4-ctl', 'cali6-ctl'].sort());
     expect(agent.status().localEndpoints).toBe(1);
   });
 
@@ -455,19 +459,21 @@ describe('PolicyAgent', () => {
     const { kernel, agent } = await inSync(all.filter((kv) => kv.key !== ENDPOINT_TO_HOST_KEY));
     const toHost = () => plain(kernel.rules(4, 'filter', 'cali-wl-to-host'))!.slice(2);
     expect(toHost()).toEqual(['-j DROP']); // the default
-    const cases: [Update, string[]][] = [
-      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'accept' }, ['-j ACCEPT']],
-      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'Policy\n' }, ['-j cali-from-wl', '-j ACCEPT']],
-      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'bogus' }, ['-j DROP']],
-      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'ACCEPT' }, ['-j ACCEPT']],
-      [{ type: 'delete', key: ENDPOINT_TO_HOST_KEY }, ['-j DROP']],
+    // accept: the control plane on this host still meets the workload's outbound chain.
+    const accept = (f: 4 | 6) => [`-m set --match-set cali${f}-ctl dst,dst -j cali-from-wl`, '-j ACCEPT'];
+    const cases: [Update, (f: 4 | 6) => string[]][] = [
+      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'accept' }, accept],
+      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'Policy\n' }, () => ['-j cali-from-wl', '-j ACCEPT']],
+      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'bogus' }, () => ['-j DROP']],
+      [{ type: 'put', key: ENDPOINT_TO_HOST_KEY, value: 'ACCEPT' }, accept],
+      [{ type: 'delete', key: ENDPOINT_TO_HOST_KEY }, () => ['-j DROP']],
     ];
     for (const [update, expected] of cases) {
       kernel.resetCalls();
       agent.handleBatch(batch([update]));
       await agent.idle();
-      expect(toHost()).toEqual(expected);
-      expect(plain(kernel.rules(6, 'filter', 'cali-wl-to-host'))!.slice(8)).toEqual(expected);
+      expect(toHost()).toEqual(expected(4));
+      expect(plain(kernel.rules(6, 'filter', 'cali-wl-to-host'))!.slice(8)).toEqual(expected(6));
       const declared = kernel.received.flatMap((r) => r.text.split('\n').filter((l) => l.startsWith(':')));
       expect(declared).toEqual([':cali-wl-to-host - [0:0]', ':cali-wl-to-host - [0:0]']);
     }
@@ -506,5 +512,109 @@ describe('PolicyAgent', () => {
   it('start() without a datastore is refused', () => {
     const { agent } = newAgent();
     expect(() => agent.start()).toThrow(/needs a datastore/);
+  });
+});
+
+describe('PolicyAgent and the control plane', () => {
+  const cp: KeyValue[] = [
+    { key: birdIpKey('h1'), value: '198.18.0.11' },
+    { key: birdIpKey('h2'), value: '198.18.0.12' },
+    { key: bird6IpKey('h2'), value: 'fd00:198:18::12' },
+    { key: diagsUrlKey('h2'), value: 'http://198.18.0.12:9099/' },
+    { key: masterIpKey(), value: '198.18.0.1' },
+    { key: masterApiUrlKey(), value: 'http://198.18.0.1:7600/' },
+  ];
+  const etcdEndpoints = ['http://198.18.0.1:2379'];
+
+  it('fills cali4-ctl and cali6-ctl from the keys and etcd; L1 (0.0.0.0/0) is kept from them', async () => {
+    const { kernel, agent } = await inSync([...all, ...cp], { etcdEndpoints });
+    expect(kernel.setMembers('cali4-ctl')).toEqual([
+      '198.18.0.1,tcp:2379',
+      '198.18.0.1,tcp:2380',
+      '198.18.0.1,tcp:7600',
+      '198.18.0.11,tcp:179',
+      '198.18.0.12,tcp:179',
+      '198.18.0.12,tcp:9099',
+    ]);
+    expect(kernel.setMembers('cali6-ctl')).toEqual(['fd00:198:18::12,tcp:179']);
+    expect(agent.controlPlane()).toHaveLength(7);
+    const tables = {
+      rules: (f: 4 | 6, t: 'filter' | 'raw', c: string) => kernel.rules(f, t, c),
+      policy: (f: 4 | 6, t: 'filter' | 'raw', c: string) => kernel.chainPolicy(f, t, c),
+      setHas: (name: string, member: string) => kernel.setMembers(name)!.includes(member),
+    };
+    const walk = (dst: string, dport: number) =>
+      walkForward(tables, {
+        family: 4, src: '10.65.0.1', dst, protocol: 6, dport, sport: 40_000, inIf: if1, outIf: 'eth0',
+        srcMac: '02:00:00:00:00:01', reversePathOk: true, ctState: 'NEW',
+      }).accepted;
+    expect(walk('198.18.0.1', 2379)).toBe(false);
+    expect(walk('198.18.0.12', 9099)).toBe(false);
+    // The control: the same address on a port that is not the control plane's.
+    expect(walk('198.18.0.1', 8080)).toBe(true);
+  });
+
+  it('a target that comes, moves or goes is one ipset restore and no iptables call', async () => {
+    const { kernel, agent } = await inSync([...all, ...cp], { etcdEndpoints });
+    for (const update of [
+      { type: 'put', key: birdIpKey('h3'), value: '198.18.0.13' },
+      { type: 'put', key: diagsUrlKey('h2'), value: 'http://198.18.0.12:9100/' },
+      { type: 'delete', key: bird6IpKey('h2') },
+    ] satisfies Update[]) {
+      kernel.resetCalls();
+      agent.handleBatch(batch([update]));
+      await agent.idle();
+      expect(kernel.calls, JSON.stringify(update)).toEqual({ iptablesRestore: 0, ipsetRestore: 1, saves: 0 });
+    }
+    expect(kernel.setMembers('cali4-ctl')).toContain('198.18.0.13,tcp:179');
+    expect(kernel.setMembers('cali4-ctl')).toContain('198.18.0.12,tcp:9100');
+    expect(kernel.setMembers('cali4-ctl')).not.toContain('198.18.0.12,tcp:9099');
+    expect(kernel.setMembers('cali6-ctl')).toEqual([]);
+  });
+
+  it('a rule naming a target as a host prefix exempts it; taking it away cuts the workload\'s flows', async () => {
+    const named = fx.group({
+      groupId: 'web',
+      members: [L1, R1],
+      inbound: [{ group: 'web' }],
+      outbound: [{ cidr: '0.0.0.0/0' }, { cidr: '198.18.0.1/32' }],
+    });
+    const { kernel, agent } = await inSync([...ep.L1, ...ep.R1, ...named, ...cp], { etcdEndpoints });
+    const cx = `cali-cx-${if1.slice(4)}`;
+    expect(plain(kernel.rules(4, 'filter', cx))).toEqual(['-d 198.18.0.1/32 -j RETURN', '-j DROP']);
+    agent.handleBatch(batch([{ type: 'delete', key: groupRuleKey('web', 'outbound', 2) }]));
+    await agent.idle();
+    expect(kernel.rules(4, 'filter', cx)).toBeUndefined();
+    expect(plain(kernel.rules(4, 'filter', fromChain(if1)))).toContain('-m set --match-set cali4-ctl dst,dst -j DROP');
+    expect(kernel.conntrackFlushed).toContain('10.65.0.1');
+  });
+});
+
+describe('PolicyAgent and etcd\'s members', () => {
+  it('after a full sync, every member\'s client and peer URLs are control plane; a failure keeps them', async () => {
+    let answer: () => Promise<{ clientURLs: string[]; peerURLs: string[] }[]> = async () => [
+      { clientURLs: ['http://198.18.0.1:2379'], peerURLs: ['http://198.18.0.1:32380'] },
+      { clientURLs: ['http://198.18.0.2:2379'], peerURLs: ['http://198.18.0.2:32380'] },
+    ];
+    const opts = { etcdEndpoints: ['http://198.18.0.1:2379'], etcdMembers: () => answer() };
+    const { kernel, agent } = await inSync(all, opts);
+    await agent.refreshEtcdMembers();
+    await agent.idle();
+    expect(kernel.setMembers('cali4-ctl')).toEqual([
+      '198.18.0.1,tcp:2379',
+      '198.18.0.1,tcp:2380',
+      '198.18.0.1,tcp:32380',
+      '198.18.0.2,tcp:2379',
+      '198.18.0.2,tcp:2380',
+      '198.18.0.2,tcp:32380',
+    ]);
+    answer = async () => {
+      throw new Error('etcd is away');
+    };
+    agent.handleStatus('resyncing', 'test');
+    agent.handleStatus('in-sync', 'test');
+    await agent.refreshEtcdMembers();
+    await agent.idle();
+    expect(kernel.setMembers('cali4-ctl')).toContain('198.18.0.2,tcp:32380');
   });
 });

@@ -10,12 +10,27 @@ import {
   parseKey,
 } from '@calico/keyspace';
 import type { Logger } from '@calico/log';
-import { PolicyModel, endpointPolicy, type ModelUpdate } from '@calico/policy';
+import {
+  ControlPlaneKeys,
+  PolicyModel,
+  controlPlaneTargets,
+  endpointPolicy,
+  type ControlPlaneTarget,
+  type ModelUpdate,
+} from '@calico/policy';
 import { hostIfName } from '../plumber/names.js';
 import { Dataplane, type ApplyStats } from './dataplane.js';
 import type { KernelBackend } from './kernel.js';
-import { renderDispatch, renderEndpoint, renderRawChains, renderStaticChains, type EndpointToHostAction, type Family } from './desired.js';
-import { CHAIN, groupSetName } from './names.js';
+import {
+  controlSetMembers,
+  renderDispatch,
+  renderEndpoint,
+  renderRawChains,
+  renderStaticChains,
+  type EndpointToHostAction,
+  type Family,
+} from './desired.js';
+import { CHAIN, controlSetName, groupSetName } from './names.js';
 
 export const ENDPOINT_TO_HOST_KEY = configKey('EndpointToHostAction');
 
@@ -31,6 +46,14 @@ export interface PolicyAgentOptions {
   dataplaneResyncMs?: number;
   /** Safety-net full resync of the datastore (ms). */
   datastoreResyncMs?: number;
+  /** etcd's endpoints, part of the control plane workloads are kept from; by default the datastore's. */
+  etcdEndpoints?: readonly string[];
+  /**
+   * Asks etcd for its members' client and peer URLs (control plane too: the node may be given
+   * one member of three); by default the datastore's member list. Asked at start and after
+   * each full sync; a failure keeps what was known.
+   */
+  etcdMembers?: () => Promise<{ clientURLs: string[]; peerURLs: string[] }[]>;
   /** Told of every kernel apply (metrics). */
   onApply?: (ms: number, ok: boolean) => void;
 }
@@ -76,7 +99,8 @@ function isBirdIpKey(key: string): boolean {
 
 /**
  * Of other hosts the agent needs only the endpoints' addresses and states (they fill group
- * ipsets) and the hosts' bird_ip and bird6_ip (addresses no container may take); their MACs and
+ * ipsets) and the hosts' bird_ip and bird6_ip (addresses no container may take, and with
+ * diags_url the control plane workloads are kept from); their MACs and
  * everything else under their host directories would only cost memory.
  */
 export function agentKeyFilter(host: string): (key: string) => boolean {
@@ -86,6 +110,7 @@ export function agentKeyFilter(host: string): (key: string) => boolean {
     const last = key.charCodeAt(key.length - 1);
     if ((last === 115 /* s */ && key.endsWith('/addrs')) || (last === 101 /* e */ && key.endsWith('/state'))) return true;
     if (last === 112 /* p */ && isBirdIpKey(key)) return true;
+    if (last === 108 /* l */ && key.endsWith('/diags_url')) return true;
     return !key.startsWith(hostsPrefix) || key.startsWith(own);
   };
 }
@@ -98,7 +123,15 @@ export function agentKeyFilter(host: string): (key: string) => boolean {
  */
 export class PolicyAgent {
   readonly model = new PolicyModel();
+  /** The keys that say where the control plane is (bird_ip, diags_url, the master's). */
+  readonly controlKeys = new ControlPlaneKeys();
   readonly dataplane: Dataplane;
+  /** The control-plane set's members need recomputing. */
+  private controlDirty = true;
+  private controlTargets: ControlPlaneTarget[] = [];
+  /** What etcd last said of its members' URLs. */
+  private etcdMembers: { clients: string[]; peers: string[] } = { clients: [], peers: [] };
+  private membersAsked: Promise<void> | undefined;
   private syncer: Syncer | undefined;
   private everInSync = false;
   private programmed = false;
@@ -144,6 +177,46 @@ export class PolicyAgent {
     this.endpointToHost = opts.endpointToHost ?? 'drop';
   }
 
+  /** The control plane as last written to the kernel's sets. */
+  controlPlane(): readonly ControlPlaneTarget[] {
+    return this.controlTargets;
+  }
+
+  private etcdEndpoints(): readonly string[] {
+    return [...(this.opts.etcdEndpoints ?? this.opts.ds?.config?.endpoints ?? []), ...this.etcdMembers.clients];
+  }
+
+  /** Asks etcd for its members' URLs (one question at a time); a change refreshes the control-plane sets. */
+  refreshEtcdMembers(): Promise<void> {
+    const ds = this.opts.ds;
+    const fromDs = ds?.client ? async () => (await ds.client.cluster.memberList({})).members : undefined;
+    const ask = this.opts.etcdMembers ?? fromDs;
+    if (!ask || this.membersAsked) return this.membersAsked ?? Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5_000);
+    });
+    this.membersAsked = Promise.race([ask(), timeout])
+      .then((members) => {
+        const clients = members.flatMap((m) => m.clientURLs).sort();
+        const peers = members.flatMap((m) => m.peerURLs).sort();
+        const known = this.etcdMembers;
+        if (clients.join() === known.clients.join() && peers.join() === known.peers.join()) return;
+        this.etcdMembers = { clients, peers };
+        this.controlDirty = true;
+        this.schedule();
+      })
+      .catch((e: unknown) => {
+        const msg = 'etcd did not list its members; the control plane keeps the etcd addresses known so far';
+        this.opts.logger.warn({ err: String(e) }, msg);
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        this.membersAsked = undefined;
+      });
+    return this.membersAsked;
+  }
+
   /**
    * Before anything else on a start. A kernel with none of our hooks (empty, as after a reboot)
    * gets them at once, leading to chains that drop every packet to or from a workload
@@ -170,6 +243,12 @@ export class PolicyAgent {
 
   start(): this {
     if (!this.opts.ds) throw new Error('PolicyAgent.start() needs a datastore (options.ds)');
+    for (const e of this.etcdEndpoints()) {
+      if (controlPlaneTargets({ etcdEndpoints: [e], masterIp: null, masterApiUrl: null, hosts: [] }).length === 0) {
+        const msg = 'etcd endpoint is a name, not an address: workloads are not kept from it; give etcd as ip:port';
+        this.opts.logger.warn({ endpoint: e }, msg);
+      }
+    }
     this.syncer = this.opts.ds
       .syncer(
         '/calico/',
@@ -242,7 +321,9 @@ export class PolicyAgent {
 
   private hasWork(): boolean {
     // Out of sync (after having been in sync) the model's changes wait; repairs of what is programmed do not.
-    const modelWork = this.syncStatus === 'in-sync' && (this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty);
+    const dirty =
+      this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty || this.controlDirty;
+    const modelWork = this.syncStatus === 'in-sync' && dirty;
     return this.everInSync && (modelWork || this.dataplane.pending);
   }
 
@@ -254,6 +335,7 @@ export class PolicyAgent {
     else if (s === 'in-sync' && this.fullSyncPending) {
       this.fullSyncPending = false;
       this.lastFullSyncAt = Date.now();
+      void this.refreshEtcdMembers();
     }
     if (s === 'in-sync' && !this.everInSync) {
       this.everInSync = true;
@@ -277,6 +359,7 @@ export class PolicyAgent {
       this.dataplane.resync().catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'reading the kernel at start failed; the first write reads it again'));
     }
     for (const u of batch.updates) {
+      if (this.controlKeys.apply(u)) this.controlDirty = true;
       if (u.key.charCodeAt(u.key.length - 1) === 112 /* p */ && isBirdIpKey(u.key)) this.noteBirdIp(u);
       else if (u.key === ENDPOINT_TO_HOST_KEY) {
         const v = u.type === 'put' ? u.value.trim().toLowerCase() : '';
@@ -365,6 +448,15 @@ export class PolicyAgent {
         for (const [c, lines] of renderRawChains(family)) this.dataplane.setChain(family, 'raw', c, lines);
       }
       this.staticDirty = false;
+    }
+    if (this.controlDirty) {
+      // Set members only: the chains that match the set never change with it.
+      this.controlTargets = controlPlaneTargets(this.controlKeys.input(this.etcdEndpoints(), this.etcdMembers.peers));
+      for (const family of [4, 6] as const) {
+        const members = controlSetMembers(this.controlTargets, family);
+        this.dataplane.setIpset(controlSetName(family), family, members, 'hash:ip,port');
+      }
+      this.controlDirty = false;
     }
     const setsToRefresh = new Set<string>();
     if (this.renderAll) {

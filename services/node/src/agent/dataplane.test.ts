@@ -55,7 +55,7 @@ function want(dp: Dataplane, d: DesiredDataplane): void {
     }
   }
   for (const name of dp.ipsetNames()) if (!d.ipsets.has(name)) dp.setIpset(name, 4, null);
-  for (const [name, s] of d.ipsets) dp.setIpset(name, s.family, s.members);
+  for (const [name, s] of d.ipsets) dp.setIpset(name, s.family, s.members, s.type);
 }
 
 /** What an empty kernel holds after one apply of `d`: the state every test must converge to. */
@@ -89,7 +89,8 @@ describe('Dataplane', () => {
     // One restore per family, its filter and raw tables together.
     expect(kernel.received.map((r) => `${r.kind}${r.family ?? ''}:${r.ok}`)).toEqual(['ipsetRestore:true', 'iptablesRestore4:true', 'iptablesRestore6:true']);
     expect(kernel.texts('iptablesRestore', 6)[0]).toMatch(/^\*filter\n[^]*\nCOMMIT\n\*raw\n[^]*\nCOMMIT\n$/);
-    expect(kernel.setNames()).toEqual([G4, G2, G6].sort());
+    // The control plane's sets always, as the workloads' chains name them.
+    expect(kernel.setNames()).toEqual([G4, G2, G6, 'cali4-ctl', 'cali6-ctl'].sort());
     expect(kernel.setMembers(G4)).toEqual(['10.65.0.1', '10.65.1.1']);
     expect(kernel.setMembers(G6)).toEqual(['fd00::1', 'fd00::1:1']);
     expect(kernel.rules(4, 'filter', 'FORWARD')).toEqual([hook('cali-FORWARD')]);
@@ -125,11 +126,12 @@ describe('Dataplane', () => {
     expect(groupSetName('big2', 4)).toBe('cali4g-9xywuzgdPMszI3OECwQk');
     expect(d.tables[4].filter.get(sample)).toEqual([
       '! -s 10.65.2.188/32 -j DROP',
+      '-m set --match-set cali4-ctl dst,dst -j DROP',
       '-m set --match-set cali4g-9xywuzgdPMszI3OECwQk dst -j RETURN',
       '-j DROP',
     ]);
     const hashes = (kernel.rules(4, 'filter', sample) ?? []).map((r) => /cali:([A-Za-z0-9]+)/.exec(r)?.[1]);
-    expect(hashes).toEqual(['c7rxFpzru7iJIlCW', 'nMxMkDIHhGWtVlHC', '7dnBTabGoimE9FVG']);
+    expect(hashes).toEqual(['c7rxFpzru7iJIlCW', 'ctuGf69ZG5ucPCM9', 'xdjWOp7bAzFAxG46', 'dqB9IECsZvxvVfCP']);
     // The dispatch tree reaches each workload's chain once.
     const dispatched = kernel
       .chainNames(4, 'filter')
@@ -364,7 +366,9 @@ describe('Dataplane', () => {
       expect(kernel.injected).toEqual(['ipsetRestore']);
       expect(kernel.received.map((r) => `${r.kind}:${r.ok}`)).toEqual(['ipsetRestore:false']);
       expect(kernel.calls).toMatchObject({ iptablesRestore: 0, ipsetRestore: 1 }); // no rule before its set
-      expect(kernel.setNames()).toHaveLength(1);
+      // Two lines in: the (empty) IPv4 control-plane set and the first group set, none of its members.
+      expect(kernel.setNames()).toEqual(['cali4-ctl', G4]);
+      expect(kernel.setMembers(G4)).toEqual([]);
 
       await dp.apply();
       expect(kernel.dump()).toBe(await reference(d));

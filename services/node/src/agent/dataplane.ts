@@ -13,8 +13,12 @@ interface ChainState {
 export interface KernelView {
   chains: Map<string, string[]>; // key family|table|chain → rule hashes
   hooks: Map<string, number>; // key family|table|builtin|chain → jump count
-  ipsets: Map<string, { family: Family; members: Set<string>; maxelem: number }>;
+  /** type: as ipset save names it; one we never want under the name gets the set replaced. */
+  ipsets: Map<string, { family: Family; type: string; members: Set<string>; maxelem: number }>;
 }
+
+/** Group sets hold addresses; the control-plane set holds address,tcp:port pairs. */
+export type IpsetType = 'hash:ip' | 'hash:ip,port';
 
 /** ipset's own default size of a hash:ip set. */
 const DEFAULT_MAXELEM = 65_536;
@@ -96,7 +100,7 @@ export function parseIpsetSave(text: string, view: KernelView): void {
       const family: Family = parts.includes('inet6') ? 6 : 4;
       const at = parts.indexOf('maxelem');
       const maxelem = at > 0 ? Number(parts[at + 1]) || DEFAULT_MAXELEM : DEFAULT_MAXELEM;
-      view.ipsets.set(parts[1], { family, members: new Set(), maxelem });
+      view.ipsets.set(parts[1], { family, type: parts[2] ?? '', members: new Set(), maxelem });
     } else if (parts[0] === 'add' && parts[1]?.startsWith(OWNED_PREFIX) && parts[2]) {
       view.ipsets.get(parts[1])?.members.add(parts[2]);
     }
@@ -132,7 +136,7 @@ function ipsetParts(perSet: string[][], lineCount: number): string[] {
  */
 export class Dataplane {
   private readonly desiredChains = new Map<string, ChainState>();
-  private readonly desiredSets = new Map<string, { family: Family; members: Set<string> }>();
+  private readonly desiredSets = new Map<string, { family: Family; type: IpsetType; members: Set<string> }>();
   private view: KernelView | undefined;
   private readonly dirtyChains = new Set<string>();
   private readonly dirtySets = new Set<string>();
@@ -188,15 +192,16 @@ export class Dataplane {
   }
 
   /** Sets an ipset's members (null removes the set); returns the members it no longer wants. */
-  setIpset(name: string, family: Family, members: Iterable<string> | null): string[] {
+  setIpset(name: string, family: Family, members: Iterable<string> | null, type: IpsetType = 'hash:ip'): string[] {
     const cur = this.desiredSets.get(name);
     if (members === null) {
       if (this.desiredSets.delete(name)) this.dirtySets.add(name);
       return [];
     }
     const next = new Set(members);
-    if (cur && cur.family === family && cur.members.size === next.size && [...next].every((m) => cur.members.has(m))) return [];
-    this.desiredSets.set(name, { family, members: next });
+    const same = cur && cur.family === family && cur.type === type && cur.members.size === next.size;
+    if (same && [...next].every((m) => cur.members.has(m))) return [];
+    this.desiredSets.set(name, { family, type, members: next });
     this.dirtySets.add(name);
     const gone: string[] = [];
     if (cur) for (const m of cur.members) if (!next.has(m)) gone.push(m);
@@ -354,7 +359,7 @@ export class Dataplane {
           if (have) destroy.push(name);
           continue;
         }
-        if (have && have.family !== want.family) {
+        if (have && (have.family !== want.family || have.type !== want.type)) {
           destroy.push(name);
           continue;
         }
@@ -365,7 +370,7 @@ export class Dataplane {
           // naming it matches the old members until the instant it matches the new ones.
           const tmp = tempSetName(name);
           if (view.ipsets.has(tmp)) setLines.push(`destroy ${tmp}`);
-          setLines.push(`create ${tmp} hash:ip family ${inet} maxelem ${maxelemFor(want.members.size)}`);
+          setLines.push(`create ${tmp} ${want.type} family ${inet} maxelem ${maxelemFor(want.members.size)}`);
           for (const m of want.members) setLines.push(`add ${tmp} ${m}`);
           setLines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
           view.ipsets.delete(tmp);
@@ -373,7 +378,7 @@ export class Dataplane {
           replaced.add(name);
         } else {
           if (!have) {
-            setLines.push(`create ${name} hash:ip family ${inet} maxelem ${maxelemFor(want.members.size)}`);
+            setLines.push(`create ${name} ${want.type} family ${inet} maxelem ${maxelemFor(want.members.size)}`);
             stats.ipsetsCreated++;
           }
           for (const m of want.members) if (!have?.members.has(m)) setLines.push(`add ${name} ${m}`);
@@ -396,9 +401,9 @@ export class Dataplane {
       for (const name of this.dirtySets) {
         const want = this.desiredSets.get(name);
         const have = view.ipsets.get(name);
-        if (want && !(have && have.family !== want.family)) {
+        if (want && !(have && (have.family !== want.family || have.type !== want.type))) {
           const maxelem = !have || replaced.has(name) ? maxelemFor(want.members.size) : have.maxelem;
-          view.ipsets.set(name, { family: want.family, members: new Set(want.members), maxelem });
+          view.ipsets.set(name, { family: want.family, type: want.type, members: new Set(want.members), maxelem });
         }
       }
 

@@ -5,7 +5,8 @@
  */
 import type { Rule } from '@calico/keyspace';
 import { createLogger } from '@calico/log';
-import { endpointPolicy, policyFixtures as fx, type KeyValue, type PolicyModel } from '@calico/policy';
+import { controlPlaneTargets, endpointPolicy, policyFixtures as fx } from '@calico/policy';
+import type { KeyValue, PolicyModel } from '@calico/policy';
 import { describe, expect, it } from 'vitest';
 import { hostIfName } from '../plumber/names.js';
 import { Dataplane } from './dataplane.js';
@@ -23,7 +24,8 @@ import {
   type LocalEndpoint,
 } from './desired.js';
 import { FakeKernel } from './fakeKernel.js';
-import { chainSpan, fromChain, groupSetName, srcChain, toChain } from './names.js';
+import { chainSpan, controlChain, fromChain, groupSetName, ifSuffix, srcChain, toChain } from './names.js';
+import { walkChain, walkForward, type WalkPacket, type WalkTables } from './packetWalk.js';
 
 const logger = createLogger({ name: 'desired-test', level: 'silent' });
 
@@ -84,6 +86,8 @@ const if2 = hostIfName(E2);
 
 const ND = [130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`);
 const CT = ['-m conntrack --ctstate INVALID -j DROP', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+/** Each outbound chain drops tcp to the control plane before its rules. */
+const CTL = (family: Family) => `-m set --match-set cali${family}-ctl dst,dst -j DROP`;
 
 const STATIC_COMMON = {
   'cali-FORWARD': ['-i cali+ -g cali-wl-fwd', '-o cali+ -g cali-wl-fwd'],
@@ -130,8 +134,9 @@ describe('renderStaticChains', () => {
   it.each<[EndpointToHostAction, Family, string[]]>([
     ['drop', 4, [...CT, '-j DROP']],
     ['drop', 6, [...CT, ...ND, '-j DROP']],
-    ['accept', 4, [...CT, '-j ACCEPT']],
-    ['accept', 6, [...CT, ...ND, '-j ACCEPT']],
+    // accept: but the control plane on this host meets the workload's outbound chain.
+    ['accept', 4, [...CT, '-m set --match-set cali4-ctl dst,dst -j cali-from-wl', '-j ACCEPT']],
+    ['accept', 6, [...CT, ...ND, '-m set --match-set cali6-ctl dst,dst -j cali-from-wl', '-j ACCEPT']],
     ['policy', 4, [...CT, '-j cali-from-wl', '-j ACCEPT']],
     ['policy', 6, [...CT, ...ND, '-j cali-from-wl', '-j ACCEPT']],
   ])('%s in IPv%i', (action, family, toHost) => {
@@ -254,11 +259,11 @@ describe('renderEndpoint', () => {
   it('an endpoint in no group may only be spoof-checked and then dropped', () => {
     const hostIf = hostIfName(E4);
     expect(chainsOf(E4, 4)).toEqual({
-      chains: { [fromChain(hostIf)]: ['! -s 10.65.0.4/32 -j DROP', '-j DROP'], [toChain(hostIf)]: ['-j DROP'] },
+      chains: { [fromChain(hostIf)]: ['! -s 10.65.0.4/32 -j DROP', CTL(4), '-j DROP'], [toChain(hostIf)]: ['-j DROP'] },
       sets: {},
     });
     expect(chainsOf(E4, 6)).toEqual({
-      chains: { [fromChain(hostIf)]: ['! -s fd00::4/128 -j DROP', '-j DROP'], [toChain(hostIf)]: ['-j DROP'] },
+      chains: { [fromChain(hostIf)]: ['! -s fd00::4/128 -j DROP', CTL(6), '-j DROP'], [toChain(hostIf)]: ['-j DROP'] },
       sets: {},
     });
   });
@@ -268,7 +273,13 @@ describe('renderEndpoint', () => {
     expect(chainsOf(E5, 4)).toEqual({
       chains: {
         [srcChain(hostIf)]: ['-s 10.65.0.5/32 -j RETURN', '-s 10.65.0.6/32 -j RETURN', '-j DROP'],
-        [fromChain(hostIf)]: [`-j ${srcChain(hostIf)}`, `-m set --match-set ${S4web} dst -j RETURN`, '-j RETURN', '-j DROP'],
+        [fromChain(hostIf)]: [
+          `-j ${srcChain(hostIf)}`,
+          CTL(4),
+          `-m set --match-set ${S4web} dst -j RETURN`,
+          '-j RETURN',
+          '-j DROP',
+        ],
         [toChain(hostIf)]: [`-m set --match-set ${S4web} src -j RETURN`, '-p tcp -m tcp --dport 80 -j RETURN', '-j DROP'],
       },
       sets: { [S4web]: 'web' },
@@ -295,6 +306,7 @@ describe('renderDataplane for a small host', () => {
       [fromChain(if1)]: [
         '-m mac ! --mac-source 02:00:00:00:00:01 -j DROP',
         '! -s 10.65.0.1/32 -j DROP',
+        CTL(4),
         `-m set --match-set ${S4web} dst -j RETURN`,
         '-j RETURN',
         '-j DROP',
@@ -303,6 +315,7 @@ describe('renderDataplane for a small host', () => {
       [fromChain(if2)]: [
         '-m mac ! --mac-source 02:00:00:00:00:02 -j DROP',
         '! -s 10.65.0.2/32 -j DROP',
+        CTL(4),
         '-d 10.0.0.0/8 -p udplite -m multiport --dports 5000 -j RETURN',
         `-m set --match-set ${S4web} dst -j RETURN`,
         '-j RETURN',
@@ -329,6 +342,7 @@ describe('renderDataplane for a small host', () => {
       [fromChain(if2)]: [
         '-m mac ! --mac-source 02:00:00:00:00:02 -j DROP',
         '! -s fd00::2/128 -j DROP',
+        CTL(6),
         '-d 2001:db8::/32 -p udp -m udp --dport 53 -j RETURN',
         `-m set --match-set ${S6web} dst -j RETURN`,
         '-j RETURN',
@@ -353,6 +367,9 @@ describe('renderDataplane for a small host', () => {
   it('ipsets: one per group and family that a rule names, holding the active members of that family', () => {
     const sets = Object.fromEntries([...d.ipsets].map(([name, s]) => [name, { family: s.family, members: [...s.members] }]));
     expect(sets).toEqual({
+      // Always, for the chains that name them; empty here, as no control plane was given.
+      'cali4-ctl': { family: 4, members: [] },
+      'cali6-ctl': { family: 6, members: [] },
       // E3 is inactive: its address is not a member.
       [S4web]: { family: 4, members: ['10.65.0.1', '10.65.0.2', '10.65.0.5', '10.65.0.6', '10.65.1.1'] },
       [S4admin]: { family: 4, members: ['10.65.2.1'] },
@@ -376,7 +393,9 @@ describe('renderDataplane for a small host', () => {
       for (const line of v6) {
         expect(line).not.toMatch(/\d+\.\d+\.\d+\.\d+|cali4g-|-p icmp\b/);
       }
-      for (const [name, s] of full.ipsets) expect(name.startsWith(`cali${s.family}g-`)).toBe(true);
+      for (const [name, s] of full.ipsets) {
+        expect(name.startsWith(`cali${s.family}g-`) || name === `cali${s.family}-ctl`).toBe(true);
+      }
     }
   });
 
@@ -395,7 +414,7 @@ function load(dp: Dataplane, d: DesiredDataplane): void {
   for (const family of [4, 6] as const) {
     for (const table of ['filter', 'raw'] as const) for (const [chain, lines] of d.tables[family][table]) dp.setChain(family, table, chain, lines);
   }
-  for (const [name, s] of d.ipsets) dp.setIpset(name, s.family, s.members);
+  for (const [name, s] of d.ipsets) dp.setIpset(name, s.family, s.members, s.type);
 }
 
 describe('the text of a first apply to an empty kernel', () => {
@@ -432,7 +451,15 @@ describe('the text of a first apply to an empty kernel', () => {
       ['iptablesRestore', 4],
       ['iptablesRestore', 6],
     ]);
-    expect(kernel.texts('ipsetRestore')).toEqual([`create ${set} hash:ip family inet maxelem 65536\nadd ${set} 10.65.0.1\n`]);
+    expect(kernel.texts('ipsetRestore')).toEqual([
+      [
+        'create cali4-ctl hash:ip,port family inet maxelem 65536',
+        `create ${set} hash:ip family inet maxelem 65536`,
+        `add ${set} 10.65.0.1`,
+        'create cali6-ctl hash:ip,port family inet6 maxelem 65536',
+        '',
+      ].join('\n'),
+    ]);
 
     // wl null: the workload has no chains in the family (no address of it), and the dispatch drops.
     const filterText = (toHost: string[], wl: { fwLines: string[]; twLines: string[] } | null) =>
@@ -467,7 +494,10 @@ describe('the text of a first apply to an empty kernel', () => {
     expect(hashed(kernel.texts('iptablesRestore', 4)[0])).toBe(
       filterText(
         ['-m conntrack --ctstate INVALID -j DROP', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-j DROP'],
-        { fwLines: ['! -s 10.65.0.1/32 -j DROP', '-j RETURN', '-j DROP'], twLines: [`-m set --match-set ${set} src -j RETURN`, '-j DROP'] },
+        {
+          fwLines: ['! -s 10.65.0.1/32 -j DROP', CTL(4), '-j RETURN', '-j DROP'],
+          twLines: [`-m set --match-set ${set} src -j RETURN`, '-j DROP'],
+        },
       ),
     );
     expect(kernel.texts('iptablesRestore', 6).map(hashed)).toEqual([
@@ -494,10 +524,101 @@ describe('the text of a first apply to an empty kernel', () => {
         '',
       ].join('\n'),
     ]);
-    expect(stats).toEqual({ kernelCalls: 3, chainsWritten: 8 + 6 + 1, chainsDeleted: 0, ipsetEntries: 1, ipsetsCreated: 1, ipsetsDestroyed: 0 });
+    // The group's set and the two control-plane sets.
+    const created = { ipsetsCreated: 3, ipsetsDestroyed: 0 };
+    expect(stats).toEqual({ kernelCalls: 3, chainsWritten: 8 + 6 + 1, chainsDeleted: 0, ipsetEntries: 1, ...created });
     expect(kernel.received.every((r) => r.ok)).toBe(true);
     // What the kernel now holds, as iptables-save prints it: the hook first in FORWARD.
     expect(await kernel.iptablesSave(4, 'filter')).toContain('\n-A FORWARD -m comment --comment "cali:hook" -j cali-FORWARD\n');
-    expect(await kernel.ipsetSave()).toMatch(new RegExp(`^create ${set} hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x[0-9a-f]{8}\nadd ${set} 10.65.0.1\n$`));
+    const head = `\ncreate ${set} hash:ip family inet hashsize 1024 maxelem 65536 `;
+    const saved = `${head}bucketsize 12 initval 0x[0-9a-f]{8}\n`;
+    expect(await kernel.ipsetSave()).toMatch(new RegExp(`${saved}add ${set} 10.65.0.1\n`));
+  });
+});
+
+describe('the control plane', () => {
+  const E = 'abcdef0123456789';
+  const hostIf = hostIfName(E);
+  const targets = controlPlaneTargets({
+    etcdEndpoints: ['http://198.18.0.1:2379'],
+    masterIp: null,
+    masterApiUrl: 'http://198.18.0.1:7600/',
+    hosts: [{ host: 'h2', birdIp: '198.18.0.12', bird6Ip: 'fd00:198:18::12', diagsUrl: 'http://198.18.0.12:9099/' }],
+  });
+  const modelWith = (outbound: { cidr: string; protocol?: string }[]) =>
+    fx.model([
+      ...fx.endpoint({ host: HOST, endpointId: E, addrs: ['10.65.0.1', 'fd00::1'] }),
+      ...fx.group({ groupId: 'g', members: [E], outbound }),
+    ]);
+
+  it('a workload whose rules name addresses as host prefixes: a chain returns for them, drops the rest', () => {
+    const m = modelWith([
+      { cidr: '0.0.0.0/0' },
+      { cidr: '198.18.0.1/32', protocol: 'tcp' },
+      { cidr: '198.18.0.0/24' },
+      { cidr: 'fd00:198:18::12/128' },
+    ]);
+    const v4 = Object.fromEntries(renderEndpoint(local(m, E), 4).chains);
+    expect(v4[fromChain(hostIf)]?.slice(0, 2)).toEqual([
+      '! -s 10.65.0.1/32 -j DROP',
+      `-m set --match-set cali4-ctl dst,dst -j ${controlChain(hostIf)}`,
+    ]);
+    // The /24 names no address; 0.0.0.0/0 neither.
+    expect(v4[controlChain(hostIf)]).toEqual(['-d 198.18.0.1/32 -j RETURN', '-j DROP']);
+    const v6 = Object.fromEntries(renderEndpoint(local(m, E), 6).chains);
+    expect(v6[controlChain(hostIf)]).toEqual(['-d fd00:198:18::12/128 -j RETURN', '-j DROP']);
+    expect(chainSpan(controlChain(hostIf))).toBe(ifSuffix(hostIf));
+  });
+
+  it('the sets hold address,tcp:port pairs per family; the chains do not depend on them', () => {
+    const m = modelWith([{ cidr: '0.0.0.0/0' }]);
+    const withTargets = renderDataplane([local(m, E)], groupMembers(m), 'drop', targets);
+    const without = renderDataplane([local(m, E)], groupMembers(m), 'drop');
+    expect([...withTargets.ipsets.get('cali4-ctl')!.members]).toEqual([
+      '198.18.0.1,tcp:2379',
+      '198.18.0.1,tcp:2380',
+      '198.18.0.1,tcp:7600',
+      '198.18.0.12,tcp:179',
+      '198.18.0.12,tcp:9099',
+    ]);
+    expect([...withTargets.ipsets.get('cali6-ctl')!.members]).toEqual(['fd00:198:18::12,tcp:179']);
+    expect(withTargets.ipsets.get('cali6-ctl')?.type).toBe('hash:ip,port');
+    expect(withTargets.tables).toEqual(without.tables);
+  });
+
+  it('a walk drops tcp to a target; passes another port, udp, and the address under a host-prefix rule', async () => {
+    const kernelFor = async (outbound: { cidr: string }[], action: EndpointToHostAction = 'drop') => {
+      const m = modelWith(outbound);
+      const kernel = new FakeKernel();
+      const dp = new Dataplane(kernel, logger);
+      load(dp, renderDataplane([local(m, E)], groupMembers(m), action, targets));
+      await dp.apply();
+      return kernel;
+    };
+    const tables = (k: FakeKernel): WalkTables => ({
+      rules: (f, t, c) => k.rules(f, t, c),
+      policy: (f, t, c) => k.chainPolicy(f, t, c),
+      setHas: (name, member) => k.setMembers(name)!.includes(member),
+    });
+    const packet = (dst: string, dport: number, protocol = 6): WalkPacket => ({
+      family: 4, src: '10.65.0.1', dst, protocol, dport, sport: 40_000,
+      inIf: hostIf, outIf: 'eth0', srcMac: null, reversePathOk: true, ctState: 'NEW',
+    });
+    const open = await kernelFor([{ cidr: '0.0.0.0/0' }]);
+    const fwd = (k: FakeKernel, p: WalkPacket) => walkForward(tables(k), p).accepted;
+    expect(fwd(open, packet('198.18.0.1', 2379))).toBe(false);
+    expect(fwd(open, packet('198.18.0.12', 179))).toBe(false);
+    expect(fwd(open, packet('198.18.0.1', 2381))).toBe(true);
+    expect(fwd(open, packet('198.18.0.1', 2379, 17))).toBe(true);
+    const named = await kernelFor([{ cidr: '0.0.0.0/0' }, { cidr: '198.18.0.1/32' }]);
+    expect(fwd(named, packet('198.18.0.1', 2379))).toBe(true);
+    expect(fwd(named, packet('198.18.0.12', 179))).toBe(false);
+    // To this host with EndpointToHostAction accept: the control plane still meets the workload's chain.
+    const toHost = (k: FakeKernel, p: WalkPacket) => walkChain(tables(k), 'filter', 'INPUT', p);
+    const accepting = await kernelFor([{ cidr: '0.0.0.0/0' }], 'accept');
+    expect(toHost(accepting, packet('198.18.0.12', 9099))).toBe(false);
+    expect(toHost(accepting, packet('198.18.0.12', 8080))).toBe(true);
+    const acceptingNamed = await kernelFor([{ cidr: '198.18.0.12/32' }], 'accept');
+    expect(toHost(acceptingNamed, packet('198.18.0.12', 9099))).toBe(true);
   });
 });

@@ -1,7 +1,16 @@
 import type { Rule } from '@calico/keyspace';
-import { ruleAppliesTo, type EndpointPolicy, type RuleRef } from '@calico/policy';
+import {
+  controlPlaneExemptions,
+  ruleAppliesTo,
+  targetSetMember,
+  type ControlPlaneTarget,
+  type EndpointPolicy,
+  type RuleRef,
+} from '@calico/policy';
 import { HOST_IF_PREFIX } from '../plumber/names.js';
-import { CHAIN, dispatchChain, fromChain, groupSetName, ifSuffix, srcChain, toChain } from './names.js';
+import type { IpsetType } from './dataplane.js';
+import { CHAIN, controlChain, controlSetName, dispatchChain, fromChain, groupSetName, ifSuffix } from './names.js';
+import { srcChain, toChain } from './names.js';
 
 export type Family = 4 | 6;
 
@@ -22,8 +31,8 @@ export interface LocalEndpoint {
 export type Chains = Map<string, string[]>;
 
 export interface DesiredDataplane {
-  /** ipset name → family and members. */
-  ipsets: Map<string, { family: Family; members: Set<string> }>;
+  /** ipset name → family and members (type hash:ip unless given). */
+  ipsets: Map<string, { family: Family; members: Set<string>; type?: IpsetType }>;
   /** family → table → chains. */
   tables: Record<Family, { filter: Chains; raw: Chains }>;
 }
@@ -60,7 +69,21 @@ function ruleRefsToLines(refs: readonly RuleRef[], family: Family, peer: 'src' |
   return out;
 }
 
-/** The chains every host has whatever its workloads: the hooks' targets and the dispatch's frame. */
+/** The match of tcp to the control plane (controlSetName: address,tcp:port pairs). */
+export function controlMatch(family: Family): string {
+  return `-m set --match-set ${controlSetName(family)} dst,dst`;
+}
+
+/** The control-plane set's members of one family, as ipset prints them. */
+export function controlSetMembers(targets: readonly ControlPlaneTarget[], family: Family): string[] {
+  return targets.filter((t) => t.family === family).map(targetSetMember);
+}
+
+/**
+ * The chains every host has whatever its workloads: the hooks' targets and the dispatch's
+ * frame. With EndpointToHostAction accept, traffic to the control plane on this host still
+ * meets the workload's outbound chain (its control-plane drop and rules), as with policy.
+ */
 export function renderStaticChains(family: Family, endpointToHost: EndpointToHostAction): Chains {
   const f: Chains = new Map();
   f.set(CHAIN.forward, ['-i cali+ -g cali-wl-fwd', '-o cali+ -g cali-wl-fwd']);
@@ -75,7 +98,7 @@ export function renderStaticChains(family: Family, endpointToHost: EndpointToHos
   const toHost = ['-m conntrack --ctstate INVALID -j DROP', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
   // IPv6 needs neighbour discovery with the host (the workloads' gateway) whatever the policy.
   if (family === 6) for (const t of [130, 131, 132, 133, 135, 136]) toHost.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`);
-  if (endpointToHost === 'accept') toHost.push('-j ACCEPT');
+  if (endpointToHost === 'accept') toHost.push(`${controlMatch(family)} -j ${CHAIN.fromWorkload}`, '-j ACCEPT');
   else if (endpointToHost === 'policy') toHost.push(`-j ${CHAIN.fromWorkload}`, '-j ACCEPT');
   else toHost.push('-j DROP');
   f.set(CHAIN.workloadToHost, toHost);
@@ -149,6 +172,13 @@ export function renderEndpoint(ep: LocalEndpoint, family: Family): { chains: Cha
     chains.set(srcChain(ep.hostIf), [...addrs.map((a) => `-s ${a}/${plen} -j RETURN`), '-j DROP']);
     fw.push(`-j ${srcChain(ep.hostIf)}`);
   }
+  // The control plane: dropped before the rules, but for addresses a rule names as host prefixes.
+  const exempt = controlPlaneExemptions(ep.policy, family);
+  if (exempt.length === 0) fw.push(`${controlMatch(family)} -j DROP`);
+  else {
+    chains.set(controlChain(ep.hostIf), [...exempt.map((a) => `-d ${a}/${plen} -j RETURN`), '-j DROP']);
+    fw.push(`${controlMatch(family)} -j ${controlChain(ep.hostIf)}`);
+  }
   fw.push(...ruleRefsToLines(ep.policy.outbound, family, 'dst'), '-j DROP');
   const tw = [...ruleRefsToLines(ep.policy.inbound, family, 'src'), '-j DROP'];
   for (const r of [...ep.policy.outbound, ...ep.policy.inbound]) {
@@ -166,12 +196,14 @@ export function renderEndpoint(ep: LocalEndpoint, family: Family): { chains: Cha
  * A packet to or from a workload goes FORWARD → cali-FORWARD → cali-wl-fwd: invalid packets
  * drop, established ones pass; then the sender's outbound chain (cali-fw-*, reached by goto
  * from cali-from-wl) and the receiver's inbound chain (cali-tw-*) must each RETURN (allow) or
- * the packet drops. Group peers are ipsets, so membership changes never touch iptables.
+ * the packet drops. Group peers are ipsets, so membership changes never touch iptables; so is
+ * the control plane (cali4-ctl, cali6-ctl), which the outbound chains drop before their rules.
  */
 export function renderDataplane(
   endpoints: readonly LocalEndpoint[],
   groupMembers: (groupId: string, family: Family) => readonly string[],
   endpointToHost: EndpointToHostAction,
+  controlPlane: readonly ControlPlaneTarget[] = [],
 ): DesiredDataplane {
   const ipsets: DesiredDataplane['ipsets'] = new Map();
   const tables: DesiredDataplane['tables'] = {
@@ -180,6 +212,8 @@ export function renderDataplane(
   };
   for (const family of [4, 6] as const) {
     const f = tables[family].filter;
+    const controlMembers = new Set(controlSetMembers(controlPlane, family));
+    ipsets.set(controlSetName(family), { family, type: 'hash:ip,port', members: controlMembers });
     for (const [k, v] of renderStaticChains(family, endpointToHost)) f.set(k, v);
     const dispatched: string[] = [];
     for (const ep of endpoints) {

@@ -149,3 +149,23 @@ describe('FakeKernel ipset restore', () => {
     expect(k.held).toEqual(['iptablesRestore']);
   });
 });
+
+describe('FakeKernel hash:ip,port sets', () => {
+  it('hold addr,proto:port members of their family, and rules match them with two flags', async () => {
+    const k = new FakeKernel();
+    await k.ipsetRestore(restore('create cali4-ctl hash:ip,port family inet', 'add cali4-ctl 198.18.0.1,tcp:2379'));
+    expect(k.setMembers('cali4-ctl')).toEqual(['198.18.0.1,tcp:2379']);
+    const bads = ['198.18.0.1', '198.18.0.1,tcp', '198.18.0.1,icmp:0', '198.18.0.1,tcp:70000', 'fd00::1,tcp:179'];
+    for (const bad of bads) {
+      await expect(k.ipsetRestore(`add cali4-ctl ${bad}\n`), bad).rejects.toThrow();
+    }
+    await expect(k.ipsetRestore('create cali4-ctl hash:ip family inet\n')).rejects.toThrow(/different family, type/);
+    const rule = (flags: string) =>
+      restore('*filter', ':cali-x - [0:0]', `-A cali-x -m set --match-set cali4-ctl ${flags} -j DROP`, 'COMMIT');
+    await expect(k.iptablesRestore(4, rule('dst'))).rejects.toThrow(/2 flag/);
+    await k.iptablesRestore(4, rule('dst,dst'));
+    expect(k.rules(4, 'filter', 'cali-x')).toEqual(['-m set --match-set cali4-ctl dst,dst -j DROP']);
+    const saved = /^create cali4-ctl hash:ip,port family inet .*\nadd cali4-ctl 198\.18\.0\.1,tcp:2379\n$/;
+    expect(await k.ipsetSave()).toMatch(saved);
+  });
+});

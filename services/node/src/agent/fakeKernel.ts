@@ -46,9 +46,15 @@ type FakeTable = Map<string, FakeChain>;
 
 interface FakeSet {
   family: Family;
+  type: FakeSetType;
   members: Set<string>;
   maxelem: number;
 }
+
+/** hash:ip holds addresses; hash:ip,port holds "addr,proto:port" and is matched with two flags (dst,dst). */
+type FakeSetType = 'hash:ip' | 'hash:ip,port';
+const SET_DIMENSIONS: Record<FakeSetType, number> = { 'hash:ip': 1, 'hash:ip,port': 2 };
+const SET_PORT_PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'udplite']);
 
 const BUILTINS: Record<Table, readonly string[]> = {
   filter: ['INPUT', 'FORWARD', 'OUTPUT'],
@@ -474,6 +480,11 @@ export class FakeKernel implements KernelBackend {
         const set = this.sets.get(next!);
         if (!set) fail(`Set ${next!} doesn't exist`);
         if (set!.family !== family) fail(`the protocol family of set ${next!} is incompatible with IPv${family}`);
+        const flags = (rest[i + 2] ?? '').split(',');
+        if (!flags.every((f) => f === 'src' || f === 'dst')) fail(`--match-set ${next!} needs src/dst flags`);
+        // The kernel takes fewer flags than the set has dimensions; the fake wants them all, as the agent writes them.
+        const dims = SET_DIMENSIONS[set!.type];
+        if (flags.length !== dims) fail(`set ${next!} is ${set!.type}: ${dims} flag(s), not ${flags.length}`);
         sets.push(next!);
       } else if (word === '--comment') {
         if ((next ?? '').length > 256) fail('comment longer than 256 characters');
@@ -506,7 +517,8 @@ export class FakeKernel implements KernelBackend {
     switch (cmd) {
       case 'create': {
         if (name.length > 31) fail(`set name ${name} longer than 31 characters`);
-        if (w[2] !== 'hash:ip') fail(`only hash:ip sets are faked, not ${String(w[2])}`);
+        if (w[2] !== 'hash:ip' && w[2] !== 'hash:ip,port') fail(`only hash:ip(,port) sets are faked, not ${String(w[2])}`);
+        const type = w[2] as FakeSetType;
         const fi = w.indexOf('family');
         const fam = fi < 0 ? 'inet' : w[fi + 1];
         if (fam !== 'inet' && fam !== 'inet6') fail(`unknown family ${String(fam)}`);
@@ -516,16 +528,17 @@ export class FakeKernel implements KernelBackend {
         if (!Number.isInteger(maxelem) || maxelem < 1) fail(`bad maxelem ${String(w[mi + 1])}`);
         if (set) {
           // -exist: creating the very same set again is fine; a different one is not.
-          if (set.family !== family || set.maxelem !== maxelem) fail(`set ${name} already exists with a different family or size`);
+          const same = set.family === family && set.type === type && set.maxelem === maxelem;
+          if (!same) fail(`set ${name} already exists with a different family, type or size`);
           return;
         }
-        this.sets.set(name, { family, members: new Set(), maxelem });
+        this.sets.set(name, { family, type, members: new Set(), maxelem });
         return;
       }
       case 'swap': {
         const other = w[2] ? this.sets.get(w[2]) : undefined;
         if (!set || !other) return fail('both sets of a swap must exist');
-        if (set.family !== other.family) fail('swap of sets of different families');
+        if (set.family !== other.family || set.type !== other.type) fail('swap of sets of different families or types');
         this.sets.set(name, other);
         this.sets.set(w[2]!, set);
         return;
@@ -533,12 +546,19 @@ export class FakeKernel implements KernelBackend {
       case 'add':
       case 'del': {
         if (!set) return fail(`the set ${name} does not exist`);
-        const addr = w[2];
+        const member = w[2];
+        let addr = member;
+        if (set.type === 'hash:ip,port') {
+          const m = /^([^,]+),([a-z]+):([0-9]{1,5})$/.exec(member ?? '');
+          const ok = m !== null && SET_PORT_PROTOCOLS.has(m[2]!) && Number(m[3]) <= 65535;
+          if (!ok) return fail(`${String(member)} is not addr,proto:port`);
+          addr = m[1];
+        }
         if (addr === undefined || addrFamily(addr) !== set.family || addr.includes('/')) return fail(`${String(addr)} is not an IPv${set.family} address`);
         // -exist: adding a present member or deleting an absent one is fine.
-        if (cmd === 'add' && !set.members.has(addr) && set.members.size >= set.maxelem) fail('Hash is full, cannot add more elements');
-        if (cmd === 'add') set.members.add(addr);
-        else set.members.delete(addr);
+        if (cmd === 'add' && !set.members.has(member!) && set.members.size >= set.maxelem) fail('Hash is full, cannot add more elements');
+        if (cmd === 'add') set.members.add(member!);
+        else set.members.delete(member!);
         return;
       }
       case 'flush':
@@ -581,7 +601,7 @@ export class FakeKernel implements KernelBackend {
     for (const name of [...this.sets.keys()].sort()) {
       const s = this.sets.get(name)!;
       const initval = createHash('sha256').update(name).digest('hex').slice(0, 8);
-      lines.push(`create ${name} hash:ip family ${s.family === 4 ? 'inet' : 'inet6'} hashsize 1024 maxelem ${s.maxelem} bucketsize 12 initval 0x${initval}`);
+      lines.push(`create ${name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} hashsize 1024 maxelem ${s.maxelem} bucketsize 12 initval 0x${initval}`);
       for (const m of [...s.members].sort()) lines.push(`add ${name} ${m}`);
     }
     return lines.length ? `${lines.join('\n')}\n` : '';

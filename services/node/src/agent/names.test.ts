@@ -34,6 +34,7 @@ describe('ruleHash: 16 characters of the hash of "<chain>\\0<position>\\0<rule>"
     ['cali-fw-a00000002bc', 0, '! -s 10.65.2.188/32 -j DROP', 'c7rxFpzru7iJIlCW'],
     ['cali-fw-a00000002bc', 1, '-m set --match-set cali4g-9xywuzgdPMszI3OECwQk dst -j RETURN', 'nMxMkDIHhGWtVlHC'],
     ['cali-fw-a00000002bc', 2, '-j DROP', '7dnBTabGoimE9FVG'],
+    ['cali-fw-a00000002bc', 1, '-m set --match-set cali4-ctl dst,dst -j DROP', 'ctuGf69ZG5ucPCM9'],
   ] as const)('%s, rule %i: %j → %s', (chain, index, rule, hash) => {
     expect(ruleHash(chain, index, rule)).toBe(hash);
   });

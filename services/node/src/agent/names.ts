@@ -37,6 +37,8 @@ export const fromChain = (hostIf: string) => `cali-fw-${ifSuffix(hostIf)}`;
 export const toChain = (hostIf: string) => `cali-tw-${ifSuffix(hostIf)}`;
 /** Source-address check of a workload with several addresses of one family. */
 export const srcChain = (hostIf: string) => `cali-sa-${ifSuffix(hostIf)}`;
+/** Control-plane traffic of a workload whose rules name some addresses: those return, the rest drop. */
+export const controlChain = (hostIf: string) => `cali-cx-${ifSuffix(hostIf)}`;
 
 /**
  * A dispatch chain: the workloads whose interface suffix starts with prefix, in one direction.
@@ -47,7 +49,7 @@ export function dispatchChain(direction: 'from' | 'to', prefix: string): string 
   return prefix === '' ? top : `${top}-${prefix}`;
 }
 
-const SPANNED_CHAIN = /^cali-(?:fw|tw|sa|from-wl|to-wl)-([0-9a-f]+)$/;
+const SPANNED_CHAIN = /^cali-(?:fw|tw|sa|cx|from-wl|to-wl)-([0-9a-f]+)$/;
 
 /**
  * The interface-suffix prefix that every chain this one jumps to starts with: a workload's own
@@ -62,6 +64,11 @@ export function chainSpan(chain: string): string | null {
 /** The ipset of a group's member addresses of one family (31 characters at most). */
 export function groupSetName(groupId: string, family: 4 | 6): string {
   return `cali${family}g-${shortHash(groupId, 20)}`;
+}
+
+/** The control plane's address,tcp:port pairs of one family, which no workload reaches by default. */
+export function controlSetName(family: 4 | 6): string {
+  return `cali${family}-ctl`;
 }
 
 /** The hash comment that marks a rule as ours and lets us compare chains without parsing rules. */

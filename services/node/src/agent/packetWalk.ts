@@ -40,6 +40,9 @@ export interface WalkResult {
 
 const PROTOCOL_NUMBERS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, 'ipv6-icmp': 58, icmpv6: 58, sctp: 132, udplite: 136, gre: 47 };
 
+/** The protocols whose ports a hash:ip,port set holds, by number. */
+const PORT_PROTOCOL_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 132: 'sctp', 136: 'udplite' };
+
 function words(spec: string): string[] {
   const out: string[] = [];
   const re = /"((?:[^"\\]|\\.)*)"|(\S+)/g;
@@ -130,9 +133,19 @@ function parse(spec: string, tables: WalkTables): Parsed {
       }
       case '--match-set': {
         const name = need();
-        const dir = w[++i];
-        if (dir !== 'src' && dir !== 'dst') throw new Error(`packetWalk: --match-set ${name} ${String(dir)}`);
-        add((p) => tables.setHas(name, dir === 'src' ? p.src : p.dst));
+        const flags = (w[++i] ?? '').split(',');
+        const [ipDir, portDir] = flags;
+        if (flags.length > 2 || !flags.every((f) => f === 'src' || f === 'dst')) {
+          throw new Error(`packetWalk: --match-set ${name} ${flags.join(',')}`);
+        }
+        // One flag: a hash:ip set. Two: hash:ip,port, whose members ipset spells "addr,tcp:port".
+        add((p) => {
+          const addr = ipDir === 'src' ? p.src : p.dst;
+          if (portDir === undefined) return tables.setHas(name, addr);
+          const proto = PORT_PROTOCOL_NAMES[p.protocol];
+          const port = portDir === 'src' ? p.sport : p.dport;
+          return proto !== undefined && port !== null && tables.setHas(name, `${addr},${proto}:${port}`);
+        });
         break;
       }
       case '--mac-source': {
