@@ -26,12 +26,18 @@ function checkedRead(file: string, fd: number): string {
   if (!st.isFile()) throw new ApiTokenError(`API token file ${file} is not a regular file`);
   if (st.mode & 0o077) {
     const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-    throw new ApiTokenError(`API token file ${file} has mode ${mode}: others may read it; run "chmod 600 ${file}" (and consider making a new token)`);
+    throw new ApiTokenError(
+      `API token file ${file} has mode ${mode}: others may read it; run "chmod 600 ${file}" (and consider making a new token)`,
+    );
   }
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw new ApiTokenError(`API token file ${file} belongs to uid ${st.uid}, not to this process (uid ${uid}); run "chown ${uid} ${file}"`);
+  if (uid !== undefined && st.uid !== uid) {
+    throw new ApiTokenError(`API token file ${file} belongs to uid ${st.uid}, not to this process (uid ${uid}); run "chown ${uid} ${file}"`);
+  }
   const token = readFileSync(fd, 'utf8').trim();
-  if (!TOKEN_RE.test(token)) throw new ApiTokenError(`API token file ${file} does not hold a token (32 to 512 characters of A-Z a-z 0-9 - . _ ~ + /)`);
+  if (!TOKEN_RE.test(token)) {
+    throw new ApiTokenError(`API token file ${file} does not hold a token (32 to 512 characters of A-Z a-z 0-9 - . _ ~ + /)`);
+  }
   return token;
 }
 
@@ -42,8 +48,15 @@ export function readApiToken(file: string): string {
     fd = openSync(file, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new ApiTokenError(`no API token file at ${file}: calico-master makes it at first start; on another host copy it there (mode 0600), or say where it is with --api-token-file / CALICO_API_TOKEN_FILE`);
-    if (code === 'EACCES') throw new ApiTokenError(`cannot read the API token file ${file}: permission denied (it is readable by root only; run as root)`);
+    if (code === 'ENOENT') {
+      throw new ApiTokenError(
+        `no API token file at ${file}: calico-master makes it at first start; on another host copy it there (mode 0600), ` +
+          'or say where it is with --api-token-file / CALICO_API_TOKEN_FILE',
+      );
+    }
+    if (code === 'EACCES') {
+      throw new ApiTokenError(`cannot read the API token file ${file}: permission denied (it is readable by root only; run as root)`);
+    }
     throw new ApiTokenError(`cannot read the API token file ${file}: ${(e as Error).message}`);
   }
   try {

@@ -93,12 +93,14 @@ export class DiagsServer {
     }
     if (!bearerMatches(req.headers.authorization, token)) {
       this.log.warn({ peer: req.socket.remoteAddress }, 'GET /diags without the cluster API token; answered 401');
-      json(401, 'GET /diags needs "Authorization: Bearer <token>" with the cluster API token (/etc/calico/api-token, made by calico-master)', { 'www-authenticate': 'Bearer realm="calico-diags"' });
+      const why = 'GET /diags needs "Authorization: Bearer <token>" with the cluster API token (/etc/calico/api-token, made by calico-master)';
+      json(401, why, { 'www-authenticate': 'Bearer realm="calico-diags"' });
       return;
     }
     if (this.pendingCount > (this.opts.maxWaiting ?? 2)) {
       this.log.warn({ peer: req.socket.remoteAddress, pending: this.pendingCount }, 'diags queue full; answered 503');
-      json(503, `a collection is running and ${this.pendingCount - 1} more wait; try again later`, { 'retry-after': String(RETRY_AFTER_S) });
+      const why = `a collection is running and ${this.pendingCount - 1} more wait; try again later`;
+      json(503, why, { 'retry-after': String(RETRY_AFTER_S) });
       return;
     }
     const t = performance.now();

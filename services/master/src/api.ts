@@ -191,9 +191,15 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
     const answer = async (): Promise<Reply> => {
       try {
         // Before routing, so that without the token not even the list of routes is learnt.
-        if (!OPEN_ROUTES.has(`${req.method} ${url.pathname}`) && !bearerMatches(req.headers.authorization, deps.apiToken)) {
-          const e = new ApiError('UNAUTHORIZED', 'this API needs "Authorization: Bearer <token>" with the cluster API token (the file /etc/calico/api-token, or --api-token-file, on the master)');
-          return { status: e.status, body: e.toJSON(), headers: { 'www-authenticate': 'Bearer realm="calico-master"', connection: 'close' } };
+        const open = OPEN_ROUTES.has(`${req.method} ${url.pathname}`);
+        if (!open && !bearerMatches(req.headers.authorization, deps.apiToken)) {
+          const e = new ApiError(
+            'UNAUTHORIZED',
+            'this API needs "Authorization: Bearer <token>" with the cluster API token ' +
+              '(the file /etc/calico/api-token, or --api-token-file, on the master)',
+          );
+          const headers = { 'www-authenticate': 'Bearer realm="calico-master"', connection: 'close' };
+          return { status: e.status, body: e.toJSON(), headers };
         }
         const m = matchRoute(routes, req.method ?? 'GET', url.pathname);
         if (m.kind === 'not-found') throw new ApiError('NOT_FOUND', `no route ${req.method} ${url.pathname} (docs/master-api.md lists them)`);

@@ -47,7 +47,8 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   const logger = deps.logger ?? createLogger({ name: 'calico-master', level: config.logLevel });
   // First, so that a token file others may read stops the master before anything is served.
   const { token: apiToken, created } = ensureApiToken(config.apiTokenFile);
-  logger.info({ file: config.apiTokenFile }, created ? 'made the cluster API token (mode 0600); copy it to hosts that run calicoctl or diags' : 'read the cluster API token');
+  const made = 'made the cluster API token (mode 0600); copy it to hosts that run calicoctl or diags';
+  logger.info({ file: config.apiTokenFile }, created ? made : 'read the cluster API token');
   const ds = deps.ds ?? new Datastore(config.datastore, { logger });
   let stopped = false;
   // GC may trust the synced copy while in sync, and during the master's own safety-net resyncs
