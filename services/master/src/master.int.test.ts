@@ -90,7 +90,9 @@ describe('calico-master API on a real etcd', () => {
 
   it('every route but /healthz is a 401 without the token or with a wrong one, and answers with it', async () => {
     const refused = { status: 401, json: { error: { code: 'UNAUTHORIZED', message: expect.stringContaining('Authorization: Bearer <token>') } } };
-    for (const headers of <Record<string, string>[]>[{}, { authorization: `Bearer ${token.slice(0, -1)}A` }, { authorization: `Bearer ${token}${token}` }]) {
+    // One character off (never the token itself), twice the token, none at all.
+    const wrong = `${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`;
+    for (const headers of <Record<string, string>[]>[{}, { authorization: `Bearer ${wrong}` }, { authorization: `Bearer ${token}${token}` }]) {
       for (const path of ['/v1/hosts', '/v1/groups', '/metrics']) {
         const r = await api('GET', path, undefined, headers);
         expect(r).toMatchObject(refused);
