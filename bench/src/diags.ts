@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { ensureApiToken } from '@calico/datastore';
 import { DevCluster } from '@calico/devcluster';
 import { LABELS } from '@calico/node';
 import { waitFor } from '@calico/testkit';
@@ -27,7 +28,10 @@ async function main(): Promise<void> {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void cluster.stop().finally(() => process.exit(130)));
   const h1 = cluster.host('h1');
   const work = await mkdtemp(join(tmpdir(), 'bench-diags-'));
-  const common = ['--hostname=h1', `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`, `--run-dir=${join(work, 'run')}`, `--log-dir=${h1.ns.dir}`, `--state-dir=${dirname(h1.bird.config)}`];
+  // The cluster API token the service wants on GET /diags (calico-master would have made it).
+  const tokenFile = join(work, 'etc', 'api-token');
+  ensureApiToken(tokenFile);
+  const common = [`--api-token-file=${tokenFile}`, '--hostname=h1', `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`, `--run-dir=${join(work, 'run')}`, `--log-dir=${h1.ns.dir}`, `--state-dir=${dirname(h1.bird.config)}`];
   try {
     // 1. 200 endpoints, started through the proxy in parallel batches (one at a time takes ~4x longer).
     say(`starting ${ENDPOINTS} containers through the proxy, ${BATCH} at a time`);
@@ -92,7 +96,7 @@ async function main(): Promise<void> {
     const clusterMs: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       clusterMs.push(await timed(async () => {
-        const out = await h1.ns.execOk([process.execPath, DIAGS, 'collect', '--cluster', `--etcd=${cluster.etcd.endpoints}`, `--output=${work}/`, '--json']);
+        const out = await h1.ns.execOk([process.execPath, DIAGS, 'collect', '--cluster', `--api-token-file=${tokenFile}`, `--etcd=${cluster.etcd.endpoints}`, `--output=${work}/`, '--json']);
         await rm((JSON.parse(out) as { file: string }).file);
       }));
     }

@@ -166,7 +166,7 @@ describe('BGP faults while traffic flows between two hosts', () => {
     expect(n.sentAC).toBeGreaterThan(1_000);
     expect(n.heardAC).toBe(n.sentAC);
     expect(n.heardCA).toBe(n.sentCA);
-    const { hosts } = (await (await fetch(new URL('v1/hosts', cluster.masterUrl!))).json()) as { hosts: { name: string; state: string }[] };
+    const { hosts } = (await (await cluster.masterFetch('v1/hosts')).json()) as { hosts: { name: string; state: string }[] };
     expect(hosts.map((h) => `${h.name} ${h.state}`).sort()).toEqual(['h1 up', 'h2 up']);
   });
 });

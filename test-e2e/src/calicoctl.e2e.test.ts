@@ -23,10 +23,12 @@ describe('getting started with calicoctl and the docker CLI', () => {
   const hosts: Record<string, NamespaceHost> = {};
   let failed = false;
 
+  /** The cluster API token's file: the master makes it here, calicoctl and diags read it. */
+  const tokenFlag = () => `--api-token-file=${join(dir, 'etc-calico', 'api-token')}`;
   const dirsOf = (h: string) => [`--run-dir=${join(dir, h, 'run')}`, `--log-dir=${join(dir, h, 'log')}`, `--state-dir=${join(dir, h, 'state')}`];
   /** calicoctl as a person on host h would run it: in h's network namespace. */
   const calicoctl = (h: string, args: string[]): Promise<ExecResult> =>
-    hosts[h]!.exec([process.execPath, calicoctlJs, ...args, `--hostname=${h}`, `--etcd=${etcd.endpoints}`, ...dirsOf(h)], { timeoutMs: 120_000 });
+    hosts[h]!.exec([process.execPath, calicoctlJs, ...args, `--hostname=${h}`, `--etcd=${etcd.endpoints}`, tokenFlag(), ...dirsOf(h)], { timeoutMs: 120_000 });
   const docker = (h: string, args: string[]) => dockerd.docker(args, { host: `unix://${join(dir, h, 'run', 'docker.sock')}` });
   const ping = async (h: string, name: string, addr: string) => (await docker(h, ['exec', name, 'ping', '-c', '1', '-W', '1', addr])).code === 0;
 
@@ -61,7 +63,7 @@ describe('getting started with calicoctl and the docker CLI', () => {
   });
 
   it('starts the master and a node on each host, and status says so', async () => {
-    const m = await exec([process.execPath, calicoctlJs, 'master', `--ip=${fabric.rootLink!.ip}`, '--listen=198.18.0.1:0'.replace(':0', ':7655'), `--etcd=${etcd.endpoints}`, `--run-dir=${join(dir, 'master', 'run')}`, `--log-dir=${join(dir, 'master', 'log')}`], { timeoutMs: 90_000 });
+    const m = await exec([process.execPath, calicoctlJs, 'master', `--ip=${fabric.rootLink!.ip}`, '--listen=198.18.0.1:0'.replace(':0', ':7655'), `--etcd=${etcd.endpoints}`, tokenFlag(), `--run-dir=${join(dir, 'master', 'run')}`, `--log-dir=${join(dir, 'master', 'log')}`], { timeoutMs: 90_000 });
     expect(m.code, m.stderr).toBe(0);
     expect(m.stdout).toContain('calico-master is running');
     for (const [h, ns] of Object.entries(hosts)) {

@@ -28,11 +28,11 @@ describe('service images and the compose cluster', () => {
 
   const compose = (args: string[]) =>
     exec(['docker-compose', '-p', 'calicotest', '-f', join(deployDir, 'compose', 'docker-compose.yml'), ...args], {
-      env: { ...process.env, DOCKER_HOST: hostDockerd.host, CALICO_HOSTNAME: 'h1', CALICO_NODE_IP: h1.ip, CALICO_DOCKER_SOCKET: hostDockerd.socketPath },
+      env: { ...process.env, DOCKER_HOST: hostDockerd.host, CALICO_HOSTNAME: 'h1', CALICO_NODE_IP: h1.ip, CALICO_DOCKER_SOCKET: hostDockerd.socketPath, CALICO_CONFIG_DIR: join(dir, 'etc-calico') },
       timeoutMs: 300_000,
     });
   const viaNode = (args: string[]) => h1.exec(['docker', '-H', 'tcp://127.0.0.1:2375', ...args], { timeoutMs: 60_000 });
-  const calicoctl = (args: string[]) => h1.exec([process.execPath, calicoctlJs, ...args, `--etcd=${h1.ip}:2379`]);
+  const calicoctl = (args: string[]) => h1.exec([process.execPath, calicoctlJs, ...args, `--etcd=${h1.ip}:2379`, `--api-token-file=${join(dir, 'api-token')}`]);
 
   beforeAll(async () => {
     requireRoot();

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -38,7 +39,10 @@ describe('a node down for five minutes with the master running', () => {
 
   const masterDirs = () => [`--run-dir=${join(dir, 'master', 'run')}`, `--log-dir=${join(dir, 'master', 'log')}`];
   /** calicoctl as a person at the root namespace runs it, against the cluster's etcd. */
-  const calicoctl = (args: string[]): Promise<ExecResult> => exec([process.execPath, calicoctlJs, ...args, `--etcd=${cluster.etcd.endpoints}`], { timeoutMs: 120_000 });
+  const tokenFile = () => join(dir, 'api-token');
+  const calicoctl = (args: string[]): Promise<ExecResult> =>
+    exec([process.execPath, calicoctlJs, ...args, `--etcd=${cluster.etcd.endpoints}`, `--api-token-file=${tokenFile()}`], { timeoutMs: 120_000 });
+  const auth = () => ({ authorization: `Bearer ${readFileSync(tokenFile(), 'utf8').trim()}` });
   const masterLog = async () => (await readFile(join(dir, 'master', 'log', 'calico-master.log'), 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; time: string });
   /** Waits for the master to log a line that starts with `prefix`; resolves with it. */
   async function masterSays(prefix: string, timeoutMs = 30_000): Promise<{ msg: string; time: string }> {
@@ -47,7 +51,7 @@ describe('a node down for five minutes with the master running', () => {
     return found!;
   }
   const api = async (path: string) => {
-    const res = await fetch(new URL(path, masterUrl));
+    const res = await fetch(new URL(path, masterUrl), { headers: auth() });
     return { status: res.status, json: (await res.json()) as any };
   };
   const keyspace = async () => new Map((await cluster.ds.getPrefix('/calico/')).kvs.map((kv) => [kv.key, kv.value]));
@@ -115,7 +119,7 @@ describe('a node down for five minutes with the master running', () => {
       ['h1', 'up', null],
       ['h2', 'down', h2.downSince],
     ]);
-    const text = await (await fetch(new URL('metrics', masterUrl))).text();
+    const text = await (await fetch(new URL('metrics', masterUrl), { headers: auth() })).text();
     expect(text).toMatch(/^calico_master_host_up\{host="h2"\} 0$/m);
     expect((await api('v1/problems')).json.notices.map((n: { kind: string; key: string }) => `${n.kind} ${n.key}`)).toEqual([
       `host-down ${hostAliveKey('h2')}`,

@@ -333,7 +333,7 @@ describe('a workload keeps the network it was given', () => {
       await waitFor('the node refuses both', () => (h1().node!.log().match(/address 198.19.64.1 is reserved by container/g) ?? []).length >= 2, 15_000, () => h1().node!.log().slice(-3000));
       // Listed by the master as problems, one per container, naming the address and its holder.
       const problems = async () => {
-        const r = (await (await fetch(new URL('v1/problems', cluster.masterUrl)).then((x) => x.json())) as { problems: { key: string; errors: string[] }[] });
+        const r = (await (await cluster.masterFetch('v1/problems')).json()) as { problems: { key: string; errors: string[] }[] };
         return r.problems.filter((p) => p.key.startsWith('/calico/host/h1/refused/'));
       };
       await waitFor('the master lists both', async () => (await problems()).length === 2, 15_000);

@@ -46,7 +46,9 @@ Groups and rules:
   calicoctl version
 
 Every command: --etcd=<host:port,…> (else ETCD_ENDPOINTS, ETCD_AUTHORITY, 127.0.0.1:2379),
---etcd-ca/--etcd-cert/--etcd-key, --hostname=<NAME> (else CALICO_HOSTNAME), --json.
+--etcd-ca/--etcd-cert/--etcd-key, --hostname=<NAME> (else CALICO_HOSTNAME), --json,
+--api-token-file=<file> (else CALICO_API_TOKEN_FILE, /etc/calico/api-token): the cluster API token,
+made by calico-master, sent to the master API and to every host's diags service.
 A container is a full id, a unique id prefix or a name, on any host.`;
 
 /** Exit codes: 0 ok, 1 a "no" answer (check denied, node not running) or an internal error, 2 usage, 3+ see ClientErrorCode. */
@@ -63,6 +65,7 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
         'etcd-cert': { type: 'string' },
         'etcd-key': { type: 'string' },
         hostname: { type: 'string' },
+        'api-token-file': { type: 'string' },
         json: { type: 'boolean' },
         detailed: { type: 'boolean' },
         ip: { type: 'string' },
@@ -109,7 +112,7 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
     process.stdout.write(`${USAGE}\n`);
     return cmd || o.help ? 0 : 2;
   }
-  const ctx = ctxFactory({ etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'], json: o.json, hostname: o.hostname });
+  const ctx = ctxFactory({ etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'], json: o.json, hostname: o.hostname, apiTokenFile: o['api-token-file'] });
   const nf = {
     ip: o.ip,
     ip6: o.ip6,

@@ -1,5 +1,5 @@
 import { hostname as osHostname } from 'node:os';
-import { Datastore, resolveDatastoreConfig, DatastoreConfigError } from '@calico/datastore';
+import { Datastore, resolveDatastoreConfig, DatastoreConfigError, apiTokenFileFrom, readApiToken } from '@calico/datastore';
 import { CalicoClient, ClientError } from '@calico/client';
 import { hostNameError } from '@calico/keyspace';
 
@@ -11,6 +11,7 @@ export interface GlobalFlags {
   etcdKey?: string | undefined;
   json?: boolean | undefined;
   hostname?: string | undefined;
+  apiTokenFile?: string | undefined;
 }
 
 export class UsageError extends Error {
@@ -55,6 +56,16 @@ export class Context {
       this.dsInstance = new Datastore(cfg, { callTimeoutMs: 5_000 });
     }
     return this.dsInstance;
+  }
+
+  /** The cluster API token's file: --api-token-file, CALICO_API_TOKEN_FILE, else /etc/calico/api-token. */
+  get apiTokenFile(): string {
+    return apiTokenFileFrom(this.flags.apiTokenFile, this.env);
+  }
+
+  /** The cluster API token, for the master API and the diags services; an ApiTokenError says why not. */
+  apiToken(): string {
+    return readApiToken(this.apiTokenFile);
   }
 
   get client(): CalicoClient {

@@ -8,3 +8,6 @@ export { LeaseKeeper, LeaseConflictError } from './lease.js';
 export type { LeaseKeeperOptions } from './lease.js';
 export { silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
+export {
+  DEFAULT_API_TOKEN_FILE, ApiTokenError, apiTokenFileFrom, readApiToken, ensureApiToken, bearerMatches,
+} from './apiToken.js';

@@ -28,6 +28,8 @@ const STATE = join(ROOT, 'state.json');
 const FABRIC_ID = 'cdemo';
 const HOSTS = ['h1', 'h2'] as const;
 const MASTER_LISTEN = '198.18.0.1:7600';
+/** The cluster API token: the demo's own, never the machine's /etc/calico; the master makes it. */
+const TOKEN_FILE = join(ROOT, 'etc', 'api-token');
 
 interface DemoState {
   dockerdPid: number;
@@ -54,7 +56,7 @@ function hostDir(name: string): string {
 
 function calicoctlIn(netns: string | null, name: string | null, args: string[], etcd: string): Promise<ExecResult> {
   const dirs = name ? [`--hostname=${name}`, `--run-dir=${join(hostDir(name), 'run')}`, `--log-dir=${join(hostDir(name), 'log')}`, `--state-dir=${join(hostDir(name), 'state')}`] : [];
-  const argv = [process.execPath, calicoctlJs, ...args, `--etcd=${etcd}`, ...dirs];
+  const argv = [process.execPath, calicoctlJs, ...args, `--etcd=${etcd}`, `--api-token-file=${TOKEN_FILE}`, ...dirs];
   return exec(netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv, { timeoutMs: 180_000 });
 }
 
@@ -170,10 +172,10 @@ async function up(): Promise<void> {
   for (const h of state.hosts) {
     say(`  ${h.name}: DOCKER_HOST=unix://${join(h.dir, 'run', 'docker.sock')} docker ps`);
     say(`      or: ip netns exec ${h.netns} docker -H tcp://127.0.0.1:2375 ps`);
-    say(`      calicoctl status --hostname=${h.name} --etcd=${etcd.endpoints} --run-dir=${join(h.dir, 'run')} --state-dir=${join(h.dir, 'state')}   (run it with: ip netns exec ${h.netns} …)`);
+    say(`      calicoctl status --hostname=${h.name} --etcd=${etcd.endpoints} --api-token-file=${TOKEN_FILE} --run-dir=${join(h.dir, 'run')} --state-dir=${join(h.dir, 'state')}   (run it with: ip netns exec ${h.netns} …)`);
   }
   say(`  calicoctl showgroups --detailed --etcd=${etcd.endpoints}`);
-  say(`  master API: http://${MASTER_LISTEN}/v1/groups`);
+  say(`  master API: curl -H "Authorization: Bearer $(cat ${TOKEN_FILE})" http://${MASTER_LISTEN}/v1/groups`);
   say('  take it all down: bash scripts/demo.sh down');
   if (!ok) process.exitCode = 1;
 }

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
+import { Datastore, readApiToken, resolveDatastoreConfig } from '@calico/datastore';
 import { cmdlineNamesFile, stopProcess } from '@calico/proc';
 import { readFile } from 'node:fs/promises';
 import {
@@ -172,6 +172,7 @@ export class DevCluster {
       `--ip=${ip}`,
       `--listen=${ip}:${port}`,
       `--etcd=${this.etcd.endpoints}`,
+      `--api-token-file=${this.apiTokenFile}`,
       `--log-level=${this.opts.logLevel ?? 'info'}`,
     ];
     const p = this.control
@@ -193,6 +194,19 @@ export class DevCluster {
   }
 
   private masterPort: number | undefined;
+
+  /** The cluster API token's file, in the fabric's folder (never /etc/calico); the master makes it. */
+  get apiTokenFile(): string {
+    return join(this.fabric.dir, 'api-token');
+  }
+
+  /** A call to the master API with the cluster token, as calicoctl makes it. */
+  masterFetch(path: string, init: RequestInit = {}): Promise<Response> {
+    if (!this.masterUrl) throw new Error('no calico-master in this cluster (start it with master: true)');
+    const headers = new Headers(init.headers);
+    headers.set('authorization', `Bearer ${readApiToken(this.apiTokenFile)}`);
+    return fetch(new URL(path.replace(/^\//, ''), this.masterUrl), { ...init, headers });
+  }
 
   /** Starts (or restarts) bgp-config with --run-bird in the host; resolves once BIRD answers. */
   async startBgpConfig(name: string): Promise<ManagedProcess> {

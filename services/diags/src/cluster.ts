@@ -87,6 +87,8 @@ export interface FetchOptions {
   concurrency?: number;
   /** Largest archive taken from one host (DEFAULT_MAX_HOST_BYTES); unpacked, UNPACKED_FACTOR times that. */
   maxBytes?: number;
+  /** The cluster API token, sent to every host's diags service. */
+  apiToken: string;
   onHost?: (r: HostFetchResult) => void;
 }
 
@@ -138,7 +140,10 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
   let bytes = 0;
   try {
     // Host to host on the cluster network: never through an HTTP proxy from the environment.
-    const res = await axios.get(new URL('diags', h.url).href, { responseType: 'stream', signal, proxy: false, validateStatus: () => true, maxRedirects: 0 });
+    const res = await axios.get(new URL('diags', h.url).href, {
+      responseType: 'stream', signal, proxy: false, validateStatus: () => true, maxRedirects: 0,
+      headers: { authorization: `Bearer ${o.apiToken}` },
+    });
     const body = res.data as NodeJS.ReadableStream;
     if (res.status !== 200) {
       let text = '';

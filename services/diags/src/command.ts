@@ -1,7 +1,7 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Datastore } from '@calico/datastore';
+import { ApiTokenError, apiTokenFileFrom, readApiToken, type Datastore } from '@calico/datastore';
 import { archiveBaseName, writeArchive } from './archive.js';
 import {
   DEFAULT_MAX_HOST_BYTES, discoverDiagsHosts, fetchCluster, hostFolders, type ClusterSummary,
@@ -32,6 +32,8 @@ export interface DiagsCommandOptions {
   hostTimeout?: string | undefined;
   /** Largest archive taken from one host in cluster mode, in bytes or with a K/M/G suffix (256M). */
   maxHostBytes?: string | undefined;
+  /** The cluster API token's file, sent to every host with cluster (else CALICO_API_TOKEN_FILE, /etc/calico/api-token). */
+  apiTokenFile?: string | undefined;
   /** Allow an upload over plain http (a warning instead of a refusal). */
   insecure?: boolean | undefined;
   json?: boolean | undefined;
@@ -154,6 +156,14 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
     line = `archive: ${file} (${fmtBytes(bytes)})`;
   } else if (o.cluster) {
     if (!o.datastore) throw new DiagsUsageError('--cluster needs etcd (--etcd=…) to find the hosts');
+    let apiToken: string;
+    try {
+      apiToken = readApiToken(apiTokenFileFrom(o.apiTokenFile, o.env ?? process.env));
+    } catch (e) {
+      if (!(e instanceof ApiTokenError)) throw e;
+      io.error(`--cluster sends the cluster API token to every host's diags service: ${e.message}`);
+      return DIAGS_EXIT.FAILED;
+    }
     const ds = o.datastore();
     const hosts = await discoverDiagsHosts(ds);
     if (hosts.length === 0) {
@@ -171,6 +181,7 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
         workDir: work,
         timeoutMs: hostTimeoutMs,
         maxBytes: maxHostBytes,
+        apiToken,
         onHost: (r) => io.progress(`  ${r.host.padEnd(16)} ${r.status === 'ok' ? `${fmtBytes(r.bytes).padStart(9)}  ${(r.durationMs / 1000).toFixed(1)} s` : `${r.status.toUpperCase()}: ${r.error}`}`),
       });
       io.progress(`writing ${file}…`);

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { isIP } from 'node:net';
-import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
+import { apiTokenFileFrom, datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 import { hostNameError } from '@calico/keyspace';
 import { defaultHostDirs, type HostDirs } from './sources.js';
 
@@ -20,6 +20,9 @@ export const USAGE = `calico-diags: one host's diagnostics, with secrets redacte
   --max-host-bytes=<n>     with --cluster: the largest archive taken from one host (256M; K/M/G
                            suffixes), unpacked at most 8 times that; a host over it is not collected
 
+  --api-token-file=<file>  CALICO_API_TOKEN_FILE, else /etc/calico/api-token (made by calico-master;
+                           copy it to every host, mode 0600): serve wants it on GET /diags,
+                           --cluster sends it to every host
   --hostname=<name>        CALICO_HOSTNAME, else the machine's host name
   --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
   --etcd-ca/--etcd-cert/--etcd-key=<file>
@@ -36,6 +39,8 @@ interface Common {
   datastoreError: string | undefined;
   dirs: HostDirs;
   docker: string | undefined;
+  /** The cluster API token's file (read when needed: serve on each GET /diags, collect with --cluster). */
+  apiTokenFile: string;
   logLevel: string;
 }
 
@@ -70,6 +75,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
         'log-dir': { type: 'string' },
         'state-dir': { type: 'string' },
         docker: { type: 'string' },
+        'api-token-file': { type: 'string' },
         'log-level': { type: 'string' },
         listen: { type: 'string' },
         'advertise-url': { type: 'string' },
@@ -110,6 +116,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     datastoreError,
     dirs: defaultHostDirs(hostname, { runDir: str('run-dir'), logDir: str('log-dir'), stateDir: str('state-dir') }),
     docker: str('docker') ?? env.DOCKER_HOST,
+    apiTokenFile: apiTokenFileFrom(str('api-token-file'), env),
     logLevel: str('log-level') ?? env.LOG_LEVEL ?? 'info',
   };
   if (mode === 'collect') {

@@ -7,6 +7,7 @@ import { dirname, join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ensureApiToken } from '@calico/datastore';
 import { DevCluster, type DevHost } from '@calico/devcluster';
 import { diagsUrlKey } from '@calico/keyspace';
 import { exec, execOk, freePort, requireRoot, waitFor, type ExecResult, type ManagedProcess } from '@calico/testkit';
@@ -17,12 +18,15 @@ const SECRET = 'hunter2';
 
 let cluster: DevCluster;
 let work: string;
+/** The cluster API token, as calico-master would have made it; every service and command here is given its file. */
+let tokenFile: string;
+let token: string;
 let failed = false;
 // The node's logs are its ManagedProcess logs in the host's folder; BIRD's files are in bird/ under it.
 const dirsOf = (h: DevHost) => ({ run: join(work, `${h.name}-run`), log: h.ns.dir, state: dirname(h.bird.config) });
 const common = (h: DevHost) => {
   const d = dirsOf(h);
-  return [`--hostname=${h.name}`, `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`, `--run-dir=${d.run}`, `--log-dir=${d.log}`, `--state-dir=${d.state}`];
+  return [`--hostname=${h.name}`, `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`, `--run-dir=${d.run}`, `--log-dir=${d.log}`, `--state-dir=${d.state}`, `--api-token-file=${tokenFile}`];
 };
 /** `calico-diags collect` in the root namespace (where the test's HTTP servers are) or in a host's. */
 const collectCmd = (h: DevHost, args: string[], inHost = false, env?: NodeJS.ProcessEnv): Promise<ExecResult> => {
@@ -78,6 +82,8 @@ const closeServer = (s: Server) => new Promise<void>((r) => (s.closeAllConnectio
 beforeAll(async () => {
   requireRoot();
   work = await mkdtemp(join(tmpdir(), 'diags-int-'));
+  tokenFile = join(work, 'etc', 'api-token');
+  token = ensureApiToken(tokenFile).token;
   cluster = await DevCluster.start({ hosts: ['h1', 'h2'], bgp: true, logLevel: 'info' });
   const [h1, h2] = [cluster.host('h1'), cluster.host('h2')];
   const run = async (h: DevHost, args: string[]) => {
@@ -351,7 +357,8 @@ describe('cluster mode', () => {
     await cluster.ds.put('/calico/host/h4/alive', JSON.stringify({ since: new Date().toISOString() }));
     try {
       // h3 never answers: only its --host-timeout ends the wait for it (the command is killed at 60 s).
-      const r = await exec([process.execPath, MAIN, 'collect', '--cluster', `--etcd=${cluster.etcd.endpoints}`, '--host-timeout=5', `--output=${work}/`, '--json'], { timeoutMs: 60_000 });
+      const argv = ['collect', '--cluster', `--etcd=${cluster.etcd.endpoints}`, `--api-token-file=${tokenFile}`, '--host-timeout=5', `--output=${work}/`, '--json'];
+      const r = await exec([process.execPath, MAIN, ...argv], { timeoutMs: 60_000 });
       expect(r.code, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout) as { kind: string; file: string; failed: string[] };
       expect(out.kind).toBe('cluster');
@@ -390,7 +397,7 @@ describe('cluster mode', () => {
     await cluster.ds.put('/calico/host/h3/diags_url', `http://127.0.0.1:${(big.address() as AddressInfo).port}/`);
     const collectCluster = async (extra: string[]) => {
       const etcd = `--etcd=${cluster.etcd.endpoints}`;
-      const argv = ['collect', '--cluster', etcd, '--host-timeout=30', `--output=${work}/`, '--json'];
+      const argv = ['collect', '--cluster', etcd, `--api-token-file=${tokenFile}`, '--host-timeout=30', `--output=${work}/`, '--json'];
       const r = await exec([process.execPath, MAIN, ...argv, ...extra], { timeoutMs: 90_000 });
       expect(r.code, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout) as { file: string; failed: string[] };
@@ -415,6 +422,32 @@ describe('cluster mode', () => {
     } finally {
       await closeServer(big);
     }
+  });
+
+  it('GET /diags is a 401 without the cluster token or with a wrong one, and the archive with it', async () => {
+    const url = new URL('diags', (await cluster.ds.get(diagsUrlKey('h1')))!);
+    for (const headers of [{}, { authorization: `Bearer ${token.slice(1)}x` }, { authorization: `Basic ${token}` }] as Record<string, string>[]) {
+      const r = await fetch(url, { headers });
+      expect(r.status).toBe(401);
+      expect(r.headers.get('www-authenticate')).toBe('Bearer realm="calico-diags"');
+      expect(((await r.json()) as { message: string }).message).toMatch(/^GET \/diags needs "Authorization: Bearer <token>"/);
+    }
+    // Control: the same request with the token gets h1's archive.
+    const ok = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('x-calico-host')).toBe('h1');
+    expect((await ok.arrayBuffer()).byteLength).toBeGreaterThan(1000);
+    // /healthz stays open, for whoever checks the service is up.
+    expect((await fetch(new URL('healthz', url))).status).toBe(200);
+  });
+
+  it('--cluster without a readable token file says so and collects nothing', async () => {
+    const missing = join(work, 'no-such-token');
+    const argv = ['collect', '--cluster', `--etcd=${cluster.etcd.endpoints}`, `--api-token-file=${missing}`, `--output=${work}/`];
+    const r = await exec([process.execPath, MAIN, ...argv], { timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`--cluster sends the cluster API token to every host's diags service: no API token file at ${missing}`);
+    expect(r.stdout).toBe('');
   });
 
   it('a service that stops cleanly removes its registration', async () => {

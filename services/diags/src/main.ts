@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Datastore } from '@calico/datastore';
+import { Datastore, readApiToken } from '@calico/datastore';
 import { createLogger } from '@calico/log';
 import { loadConfig, USAGE } from './config.js';
 import { collect } from './collect.js';
@@ -43,6 +43,7 @@ if (c.mode === 'collect') {
         cluster: c.cluster,
         hostTimeout: c.hostTimeout,
         maxHostBytes: c.maxHostBytes,
+        apiTokenFile: c.apiTokenFile,
         json: c.json,
       },
       {
@@ -68,6 +69,7 @@ if (c.mode === 'serve') {
     host: c.listen.host,
     port: c.listen.port,
     logger,
+    apiToken: () => readApiToken(c.apiTokenFile),
     collect: () => collect({ host: c.hostname, dirs: c.dirs, docker: c.docker, datastore }),
   });
   const bound = await server.start();

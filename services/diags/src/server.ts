@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
-import { silentLogger, type Datastore, type LeaseKeeper, type Logger } from '@calico/datastore';
+import { bearerMatches, silentLogger, type Datastore, type LeaseKeeper, type Logger } from '@calico/datastore';
 import { diagsUrlKey, encodeUrl } from '@calico/keyspace';
 import { archiveBaseName, archiveStream } from './archive.js';
 import type { Collection } from './collect.js';
@@ -11,17 +11,29 @@ export interface DiagsServerOptions {
   port: number;
   /** Collects this host's diags; called once per GET /diags. */
   collect: () => Promise<Collection>;
+  /**
+   * The cluster API token GET /diags must carry (Authorization: Bearer); read on each request, so
+   * a token copied to the host later needs no restart. Throws when it cannot be read.
+   */
+  apiToken: () => string;
+  /** Requests that may wait while one collection runs (2); more are answered 503 with Retry-After. */
+  maxWaiting?: number;
   logger?: Logger;
 }
 
+/** Seconds a client turned away by a full queue is told to wait: about one collection. */
+const RETRY_AFTER_S = 10;
+
 /**
  * A host's diags over HTTP: `GET /diags` collects on request and streams the host's .tar.gz;
- * `GET /healthz` answers "ok". Requests are served one collection at a time, so a burst of
- * requests cannot run dozens of iptables-save at once on the host.
+ * `GET /healthz` answers "ok". GET /diags needs the cluster API token. Requests are served one
+ * collection at a time with a bounded queue, so a burst of requests cannot run dozens of
+ * iptables-save at once on the host, nor pile up collections in memory.
  */
 export class DiagsServer {
   private server: Server | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private pendingCount = 0;
   private readonly log: Logger;
 
   constructor(private readonly opts: DiagsServerOptions) {
@@ -36,6 +48,11 @@ export class DiagsServer {
     });
     this.server = s;
     return this.url;
+  }
+
+  /** Requests for a collection: the one running and those waiting for it. */
+  get pending(): number {
+    return this.pendingCount;
   }
 
   /** http://<address>:<port>/ as it is bound (the real port when 0 was asked for). */
@@ -64,15 +81,38 @@ export class DiagsServer {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'GET /diags for this host\'s archive, GET /healthz' }));
       return;
     }
+    const json = (status: number, message: string, headers: Record<string, string> = {}) =>
+      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ message }));
+    let token: string;
+    try {
+      token = this.opts.apiToken();
+    } catch (e) {
+      this.log.error({ err: String(e) }, 'cannot read the cluster API token; answered 503');
+      json(503, `this host's diags service cannot check the API token: ${(e as Error).message}`);
+      return;
+    }
+    if (!bearerMatches(req.headers.authorization, token)) {
+      this.log.warn({ peer: req.socket.remoteAddress }, 'GET /diags without the cluster API token; answered 401');
+      const why = 'GET /diags needs "Authorization: Bearer <token>" with the cluster API token (/etc/calico/api-token, made by calico-master)';
+      json(401, why, { 'www-authenticate': 'Bearer realm="calico-diags"' });
+      return;
+    }
+    if (this.pendingCount > (this.opts.maxWaiting ?? 2)) {
+      this.log.warn({ peer: req.socket.remoteAddress, pending: this.pendingCount }, 'diags queue full; answered 503');
+      const why = `a collection is running and ${this.pendingCount - 1} more wait; try again later`;
+      json(503, why, { 'retry-after': String(RETRY_AFTER_S) });
+      return;
+    }
     const t = performance.now();
     let c: Collection;
+    this.pendingCount++;
     try {
       const run = this.queue.then(() => this.opts.collect());
       this.queue = run.catch(() => undefined);
-      c = await run;
+      c = await run.finally(() => this.pendingCount--);
     } catch (e) {
       this.log.error({ err: String(e) }, 'collecting diags failed; answered 500, the service goes on');
-      res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ message: `collecting diags failed: ${(e as Error).message}` }));
+      json(500, `collecting diags failed: ${(e as Error).message}`);
       return;
     }
     const top = archiveBaseName(c.host, c.createdAt);

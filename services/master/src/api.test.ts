@@ -25,16 +25,18 @@ describe('API edge: errors, bodies and counting', () => {
     },
   } as unknown as CalicoClient;
   const removals: [string, boolean][] = [];
+  const TOKEN = 'k'.repeat(43);
+  const auth = { authorization: `Bearer ${TOKEN}` };
 
   beforeAll(async () => {
-    server = createServer(createApiHandler({ client: fake, health: () => ({ ok: false, etcd: 'wait-for-datastore' }), metrics, logger: createLogger({ name: 't', level: 'silent' }), maxBodyBytes: 64 }));
+    server = createServer(createApiHandler({ client: fake, health: () => ({ ok: false, etcd: 'wait-for-datastore' }), metrics, logger: createLogger({ name: 't', level: 'silent' }), maxBodyBytes: 64, apiToken: TOKEN }));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-  const call = async (method: string, path: string, body?: string) => {
-    const res = await fetch(base + path, { method, ...(body === undefined ? {} : { body }) });
+  const call = async (method: string, path: string, body?: string, headers: Record<string, string> = { ...auth, 'content-type': 'application/json' }) => {
+    const res = await fetch(base + path, { method, headers, ...(body === undefined ? {} : { body }) });
     return { status: res.status, json: (await res.json()) as unknown };
   };
 
@@ -54,6 +56,32 @@ describe('API edge: errors, bodies and counting', () => {
     expect(await call(method, path, body)).toEqual({ status, json });
   });
 
+  it('every route but GET /healthz wants the token; the same call with it is answered', async () => {
+    const unauthorized = { status: 401, json: { error: { code: 'UNAUTHORIZED', message: expect.stringMatching(/^this API needs "Authorization: Bearer <token>"/) } } };
+    for (const path of ['/v1/groups/x', '/metrics', '/no/such/route']) {
+      expect(await call('GET', path, undefined, {})).toEqual(unauthorized);
+      expect(await call('GET', path, undefined, { authorization: `Bearer ${TOKEN}x` })).toEqual(unauthorized);
+      expect(await call('GET', path, undefined, { authorization: `Basic ${TOKEN}` })).toEqual(unauthorized);
+    }
+    const res = await fetch(`${base}/v1/groups/x`);
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="calico-master"');
+    expect(await call('POST', '/v1/groups', '{"name": "web"}', { 'content-type': 'application/json' })).toEqual(unauthorized);
+    // Control: the token opens the same routes; /healthz needs none.
+    expect(await call('GET', '/v1/groups/x', undefined, auth)).toMatchObject({ status: 409 });
+    expect(await call('POST', '/v1/groups', '{"name": "web"}')).toMatchObject({ status: 201 });
+    expect(await call('GET', '/healthz', undefined, {})).toMatchObject({ status: 503 });
+  });
+
+  it('a body that is not sent as application/json is a 415 (a cross-site form post cannot make one)', async () => {
+    const form = { ...auth, 'content-type': 'application/x-www-form-urlencoded' };
+    const refused = { status: 415, json: { error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'a POST body must be sent as "Content-Type: application/json"' } } };
+    expect(await call('POST', '/v1/groups', '{"name": "web"}', form)).toEqual(refused);
+    expect(await call('POST', '/v1/groups', '{"name": "web"}', { ...auth, 'content-type': 'text/plain' })).toEqual(refused);
+    expect(await call('POST', '/v1/groups', '{"name": "web"}', auth)).toEqual(refused);
+    // Control: the same body as JSON, with or without a charset, is taken.
+    expect(await call('POST', '/v1/groups', '{"name": "web"}', { ...auth, 'content-type': 'Application/JSON; charset=utf-8' })).toMatchObject({ status: 201 });
+  });
+
   it('DELETE /v1/hosts/{host}: a bad name or query is a 400 that never reaches the client; a good one does', async () => {
     expect(await call('DELETE', '/v1/hosts/H2')).toEqual({ status: 400, json: { error: { code: 'INVALID', message: expect.stringMatching(/^host name "H2" is not valid; use lowercase/) } } });
     expect(await call('DELETE', '/v1/hosts/h2%2Falive')).toMatchObject({ status: 400 });
@@ -66,7 +94,7 @@ describe('API edge: errors, bodies and counting', () => {
 
   it('counts requests by route template and status', async () => {
     const text = await metrics.registry.metrics();
-    expect(text).toMatch(/^calico_master_api_requests_total\{route="\/v1\/groups\/\{group\}",code="409"\} 1$/m);
-    expect(text).toMatch(/^calico_master_api_requests_total\{route="\/healthz",code="503"\} 1$/m);
+    expect(text).toMatch(/^calico_master_api_requests_total\{route="\/v1\/groups\/\{group\}",code="409"\} 2$/m);
+    expect(text).toMatch(/^calico_master_api_requests_total\{route="\/healthz",code="503"\} 2$/m);
   });
 });

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CalicoClient, HostInfo } from '@calico/client';
-import type { SyncStatus } from '@calico/datastore';
+import { bearerMatches, type SyncStatus } from '@calico/datastore';
 import type { Logger } from '@calico/log';
 import { ApiError, toApiError } from './errors.js';
 import type { MasterMetrics } from './metrics.js';
@@ -33,6 +33,17 @@ export interface ApiDeps {
   hostsDown?: () => ReadonlyMap<string, number | null>;
   /** Largest request body accepted (bytes); 1 MiB by default. */
   maxBodyBytes?: number;
+  /** The cluster API token: every route but GET /healthz wants `Authorization: Bearer <it>`. */
+  apiToken: string;
+}
+
+/** Routes anyone may call: load balancers and `calicoctl master` ask whether the master is up. */
+const OPEN_ROUTES = new Set(['GET /healthz']);
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+/** `application/json`, with or without parameters (charset): anything else is not JSON to us. */
+function isJsonContentType(header: string | undefined): boolean {
+  return (header ?? '').split(';')[0]!.trim().toLowerCase() === 'application/json';
 }
 
 export interface RequestContext {
@@ -179,6 +190,17 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
     const url = new URL(`http://calico-master${req.url?.startsWith('/') ? req.url : '/'}`);
     const answer = async (): Promise<Reply> => {
       try {
+        // Before routing, so that without the token not even the list of routes is learnt.
+        const open = OPEN_ROUTES.has(`${req.method} ${url.pathname}`);
+        if (!open && !bearerMatches(req.headers.authorization, deps.apiToken)) {
+          const e = new ApiError(
+            'UNAUTHORIZED',
+            'this API needs "Authorization: Bearer <token>" with the cluster API token ' +
+              '(the file /etc/calico/api-token, or --api-token-file, on the master)',
+          );
+          const headers = { 'www-authenticate': 'Bearer realm="calico-master"', connection: 'close' };
+          return { status: e.status, body: e.toJSON(), headers };
+        }
         const m = matchRoute(routes, req.method ?? 'GET', url.pathname);
         if (m.kind === 'not-found') throw new ApiError('NOT_FOUND', `no route ${req.method} ${url.pathname} (docs/master-api.md lists them)`);
         if (m.kind === 'method-not-allowed') {
@@ -187,6 +209,10 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
           return { status: e.status, body: e.toJSON(), headers: { allow: m.allow.join(', ') } };
         }
         route = m.route.path;
+        // A browser may post a form cross-site without asking first; it cannot send application/json so.
+        if (BODY_METHODS.has(req.method ?? '') && !isJsonContentType(req.headers['content-type'])) {
+          throw new ApiError('UNSUPPORTED_MEDIA_TYPE', `a ${req.method} body must be sent as "Content-Type: application/json"`);
+        }
         let body: Promise<Record<string, unknown>> | undefined;
         return await m.route.handler({ params: m.params, query: url.searchParams, body: () => (body ??= readBody(req, limit).then(parseJsonObject)) });
       } catch (err) {

@@ -7,16 +7,16 @@ const load = (argv: string[], env: NodeJS.ProcessEnv = {}) => loadMasterConfig(a
 describe('loadMasterConfig', () => {
   it('takes defaults from --ip', () => {
     const r = load(['--ip=198.18.0.1']);
-    expect(r.ok && r.value).toMatchObject({ ip: '198.18.0.1', listen: { host: '198.18.0.1', port: 7600 }, gcDeadHostsAfterMs: null, gcIntervalMs: 5_000, logLevel: 'info' });
+    expect(r.ok && r.value).toMatchObject({ ip: '198.18.0.1', listen: { host: '198.18.0.1', port: 7600 }, gcDeadHostsAfterMs: null, gcIntervalMs: 5_000, apiTokenFile: '/etc/calico/api-token', logLevel: 'info' });
     expect(r.ok && r.value.datastore.endpoints).toEqual(['http://127.0.0.1:2379']);
   });
 
   it('flags win over the environment, which wins over defaults', () => {
-    const env = { CALICO_MASTER_IP: '198.18.0.9', CALICO_MASTER_LISTEN: '0.0.0.0:9000', CALICO_GC_DEAD_HOSTS_AFTER: '12h', ETCD_ENDPOINTS: '10.0.0.1:2379', LOG_LEVEL: 'debug' };
+    const env = { CALICO_MASTER_IP: '198.18.0.9', CALICO_MASTER_LISTEN: '0.0.0.0:9000', CALICO_GC_DEAD_HOSTS_AFTER: '12h', CALICO_API_TOKEN_FILE: '/e/t', ETCD_ENDPOINTS: '10.0.0.1:2379', LOG_LEVEL: 'debug' };
     const fromEnv = load([], env);
-    expect(fromEnv.ok && fromEnv.value).toMatchObject({ ip: '198.18.0.9', listen: { host: '0.0.0.0', port: 9000 }, gcDeadHostsAfterMs: 12 * 3_600_000, logLevel: 'debug' });
-    const r = load(['--ip=fd00::1', '--listen=127.0.0.1:0', '--gc-dead-hosts-after=1s', '--gc-interval=0.2', '--etcd=127.0.0.1:1234', '--log-level=warn'], env);
-    expect(r.ok && r.value).toMatchObject({ ip: 'fd00::1', listen: { host: '127.0.0.1', port: 0 }, gcDeadHostsAfterMs: 1_000, gcIntervalMs: 200, logLevel: 'warn' });
+    expect(fromEnv.ok && fromEnv.value).toMatchObject({ ip: '198.18.0.9', listen: { host: '0.0.0.0', port: 9000 }, gcDeadHostsAfterMs: 12 * 3_600_000, apiTokenFile: '/e/t', logLevel: 'debug' });
+    const r = load(['--ip=fd00::1', '--listen=127.0.0.1:0', '--gc-dead-hosts-after=1s', '--gc-interval=0.2', '--etcd=127.0.0.1:1234', '--api-token-file=/f/t', '--log-level=warn'], env);
+    expect(r.ok && r.value).toMatchObject({ ip: 'fd00::1', listen: { host: '127.0.0.1', port: 0 }, gcDeadHostsAfterMs: 1_000, gcIntervalMs: 200, apiTokenFile: '/f/t', logLevel: 'warn' });
     expect(r.ok && r.value.datastore.endpoints).toEqual(['http://127.0.0.1:1234']);
   });
 

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { canonicalIP, isIP } from '@calico/keyspace';
-import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
+import { apiTokenFileFrom, datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 
 export interface MasterConfig {
   /** This master's address, published as /calico/master/ip. */
@@ -14,6 +14,8 @@ export interface MasterConfig {
    */
   gcDeadHostsAfterMs: number | null;
   gcIntervalMs: number;
+  /** The cluster API token's file: read, or made at first start (0600). */
+  apiTokenFile: string;
   logLevel: string;
 }
 
@@ -31,6 +33,9 @@ export const MASTER_USAGE = `calico-master: the cluster's API, garbage collector
                            sync with etcd, with its workloads, memberships and addresses, as
                            "calicoctl node remove --remove-endpoints" does; e.g. 30m, 12h, 7d
   --gc-interval=<seconds>  CALICO_GC_INTERVAL, else 5: how often the master looks at hosts
+  --api-token-file=<file>  CALICO_API_TOKEN_FILE, else /etc/calico/api-token: the token every
+                           API call but GET /healthz must send (Authorization: Bearer); made
+                           (32 random bytes, mode 0600) if absent; a file others may read is refused
   --log-level=<level>      LOG_LEVEL, else info`;
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -81,6 +86,7 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     ...ETCD_FLAG_OPTIONS,
     'gc-dead-hosts-after': { type: 'string' },
     'gc-interval': { type: 'string' },
+    'api-token-file': { type: 'string' },
     'log-level': { type: 'string' },
     help: { type: 'boolean' },
   } as const;
@@ -118,8 +124,9 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     errors.push(`--gc-dead-hosts-after=${deadRaw}: ${DURATION_RULE}`);
   }
   const gcIntervalMs = seconds('gc-interval', 'CALICO_GC_INTERVAL', '5', 0.01, 'seconds, 0.01 to 86400 (decimals allowed)');
+  const apiTokenFile = apiTokenFileFrom(str('api-token-file'), env);
   const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
   if (!LEVELS.includes(logLevel)) errors.push(`--log-level=${logLevel}: one of ${LEVELS.join(', ')}`);
   if (errors.length || !ip || !listen || !datastore || gcDeadHostsAfterMs === undefined) return { ok: false, errors };
-  return { ok: true, value: { ip, listen, datastore, gcDeadHostsAfterMs, gcIntervalMs, logLevel } };
+  return { ok: true, value: { ip, listen, datastore, gcDeadHostsAfterMs, gcIntervalMs, apiTokenFile, logLevel } };
 }

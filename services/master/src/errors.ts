@@ -12,8 +12,10 @@ export const ApiErrorCode = {
   AMBIGUOUS: ClientErrorCode.AMBIGUOUS.http,
   CONFLICT: ClientErrorCode.CONFLICT.http,
   UNAVAILABLE: ClientErrorCode.UNAVAILABLE.http,
+  UNAUTHORIZED: 401,
   METHOD_NOT_ALLOWED: 405,
   PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   INTERNAL: 500,
 } as const;
 export type ApiErrorCode = keyof typeof ApiErrorCode;

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd, requireRoot, waitFor } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig, type LeaseKeeper } from '@calico/datastore';
@@ -46,7 +47,7 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
   /** A master whose GC looks every 0.2 s; afterS turns --gc-dead-hosts-after on. */
   async function start(afterS: number | null = null, safetyResyncMs?: number): Promise<RunningMaster> {
     const dead = afterS === null ? [] : [`--gc-dead-hosts-after=${afterS * 1000}ms`];
-    const cfg = loadMasterConfig(['--ip=127.0.0.1', '--listen=127.0.0.1:0', `--etcd=${etcd.endpoints}`, ...dead, '--gc-interval=0.2'], {});
+    const cfg = loadMasterConfig(['--ip=127.0.0.1', '--listen=127.0.0.1:0', `--etcd=${etcd.endpoints}`, `--api-token-file=${join(etcd.dir, 'api-token')}`, ...dead, '--gc-interval=0.2'], {});
     if (!cfg.ok) throw new Error(cfg.errors.join('\n'));
     const write = (s: string) => {
       const l = JSON.parse(s) as LogLine;

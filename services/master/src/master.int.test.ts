@@ -1,3 +1,5 @@
+import { statSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd, requireRoot } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
@@ -21,11 +23,14 @@ describe('calico-master API on a real etcd', () => {
   let etcd: Etcd;
   let ds: Datastore;
   let master: RunningMaster;
+  let tokenFile = '';
+  let token = '';
 
-  async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any; text: string; headers: Headers }> {
+  async function api(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any; text: string; headers: Headers }> {
     const res = await fetch(new URL(path.replace(/^\//, ''), master.url), {
       method,
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      headers: headers ?? { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
     });
     const text = await res.text();
     let json: unknown;
@@ -55,9 +60,12 @@ describe('calico-master API on a real etcd', () => {
     await workload('h1', 'aaaa1111', 'web', 'ep-a', '198.19.0.1');
     await workload('h1', 'bbbb2222', 'db', 'ep-b', '198.19.0.2');
     await workload('h2', 'aaaa3333', 'cache', 'ep-c', '198.19.0.3');
-    const cfg = loadMasterConfig(['--ip=127.0.0.1', '--listen=127.0.0.1:0', `--etcd=${etcd.endpoints}`], {});
+    // In a folder that does not exist yet: the master makes it.
+    tokenFile = join(etcd.dir, 'etc-calico', 'api-token');
+    const cfg = loadMasterConfig(['--ip=127.0.0.1', '--listen=127.0.0.1:0', `--etcd=${etcd.endpoints}`, `--api-token-file=${tokenFile}`], {});
     if (!cfg.ok) throw new Error(cfg.errors.join('\n'));
     master = await startMaster(cfg.value, { logger: createLogger({ name: 'calico-master', level: 'silent' }) });
+    token = readFileSync(tokenFile, 'utf8').trim();
     await master.published;
     await master.syncer.waitInSync();
   });
@@ -71,6 +79,43 @@ describe('calico-master API on a real etcd', () => {
     expect(await ds.get(masterIpKey())).toBe('127.0.0.1');
     expect(await ds.get(masterApiUrlKey())).toBe(master.url);
     expect(master.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+  });
+
+  it('made the API token at first start: 43 base64url characters, mode 0600, in a new 0700 folder', () => {
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    expect(statSync(tokenFile).uid).toBe(0);
+    expect(statSync(join(etcd.dir, 'etc-calico')).mode & 0o777).toBe(0o700);
+  });
+
+  it('every route but /healthz is a 401 without the token or with a wrong one, and answers with it', async () => {
+    const refused = { status: 401, json: { error: { code: 'UNAUTHORIZED', message: expect.stringContaining('Authorization: Bearer <token>') } } };
+    // One character off (never the token itself), twice the token, none at all.
+    const wrong = `${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`;
+    for (const headers of <Record<string, string>[]>[{}, { authorization: `Bearer ${wrong}` }, { authorization: `Bearer ${token}${token}` }]) {
+      for (const path of ['/v1/hosts', '/v1/groups', '/metrics']) {
+        const r = await api('GET', path, undefined, headers);
+        expect(r).toMatchObject(refused);
+        expect(r.headers.get('www-authenticate')).toBe('Bearer realm="calico-master"');
+      }
+      expect(await api('POST', '/v1/pools', { cidr: '198.19.9.0/24' }, { ...headers, 'content-type': 'application/json' })).toMatchObject(refused);
+    }
+    expect((await api('GET', '/v1/pools')).text).not.toContain('198.19.9.0');
+    // Control: the same calls with the token are answered; /healthz needs none.
+    expect(await api('POST', '/v1/pools', { cidr: '198.19.9.0/24' })).toMatchObject({ status: 201 });
+    expect((await api('GET', '/v1/pools')).text).toContain('198.19.9.0/24');
+    expect(await api('DELETE', '/v1/pools/198.19.9.0%2F24')).toMatchObject({ status: 200 });
+    expect(await api('GET', '/v1/hosts')).toMatchObject({ status: 200, json: { hosts: expect.any(Array) } });
+    expect((await api('GET', '/metrics')).status).toBe(200);
+    expect(await api('GET', '/healthz', undefined, {})).toMatchObject({ status: 200 });
+  });
+
+  it('a form post (what a browser sends cross-site) is a 415 and writes nothing; the same body as JSON is taken', async () => {
+    const form = { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' };
+    expect(await api('POST', '/v1/groups', '{"name": "formgroup"}', form)).toMatchObject({ status: 415, json: { error: { code: 'UNSUPPORTED_MEDIA_TYPE' } } });
+    expect((await api('GET', '/v1/groups/formgroup')).status).toBe(404);
+    expect(await api('POST', '/v1/groups', { name: 'formgroup' })).toMatchObject({ status: 201 });
+    expect(await api('DELETE', '/v1/groups/formgroup')).toMatchObject({ status: 200 });
   });
 
   it('GET /healthz answers in-sync', async () => {
@@ -203,7 +248,7 @@ describe('calico-master API on a real etcd', () => {
     line(/^calico_master_gc_deleted_total\{kind="membership"\} 0$/m);
     line(/^calico_master_gc_deleted_total\{kind="endpoint"\} 0$/m);
     line(/^calico_master_gc_deleted_total\{kind="assignment"\} 0$/m);
-    line(/^calico_master_api_requests_total\{route="\/v1\/groups",code="201"\} 2$/m);
+    line(/^calico_master_api_requests_total\{route="\/v1\/groups",code="201"\} 3$/m); // frontend, backend, formgroup
     line(/^calico_master_api_requests_total\{route="\/v1\/groups\/\{group\}\/rules\/\{direction\}",code="400"\} 2$/m);
     line(/^calico_master_api_requests_total\{route="unmatched",code="404"\} 1$/m);
     line(/^calico_master_in_sync 1$/m);

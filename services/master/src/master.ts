@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CalicoClient, buildView, type ClusterView } from '@calico/client';
-import { Datastore, type Syncer } from '@calico/datastore';
+import { Datastore, ensureApiToken, type Syncer } from '@calico/datastore';
 import { calicoRoot, encodeMasterIp, encodeUrl, isIP, masterApiUrlKey, masterIpKey } from '@calico/keyspace';
 import { createLogger, type Logger } from '@calico/log';
 import { createApiHandler } from './api.js';
@@ -45,6 +45,10 @@ export function apiUrl(config: Pick<MasterConfig, 'ip' | 'listen'>, port: number
  */
 export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): Promise<RunningMaster> {
   const logger = deps.logger ?? createLogger({ name: 'calico-master', level: config.logLevel });
+  // First, so that a token file others may read stops the master before anything is served.
+  const { token: apiToken, created } = ensureApiToken(config.apiTokenFile);
+  const made = 'made the cluster API token (mode 0600); copy it to hosts that run calicoctl or diags';
+  logger.info({ file: config.apiTokenFile }, created ? made : 'read the cluster API token');
   const ds = deps.ds ?? new Datastore(config.datastore, { logger });
   let stopped = false;
   // GC may trust the synced copy while in sync, and during the master's own safety-net resyncs
@@ -100,7 +104,7 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   const metrics = createMetrics({ view: liveView, inSync: trusted, gcPending: () => gc.pending, hostsDown });
 
   const health = () => ({ ok: trusted(), etcd: syncer.status });
-  const server = createServer(createApiHandler({ client, health, metrics, logger, hostsDown }));
+  const server = createServer(createApiHandler({ client, health, metrics, logger, hostsDown, apiToken }));
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

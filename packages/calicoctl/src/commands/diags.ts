@@ -59,6 +59,7 @@ export async function diags(ctx: Context, args: string[], f: DiagsFlags): Promis
         hostTimeout: f.hostTimeout,
         maxHostBytes: f.maxHostBytes,
         insecure: f.insecure,
+        apiTokenFile: ctx.apiTokenFile,
         json: ctx.flags.json,
         env: ctx.env,
       },

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { request } from 'node:http';
 import { isIP, bgpHostAsNumKey, encodeAsNum, hostNameError } from '@calico/keyspace';
 import { describeListen, listenConfig } from '@calico/node';
@@ -109,9 +109,9 @@ export function dockerCli(upstream: string | undefined, args: string[]): Promise
 }
 
 /** GET a JSON document over HTTP; undefined when nothing answers, the status is not 200 or the body is not JSON. */
-export function httpJson(url: URL, timeoutMs = 2_000): Promise<unknown> {
+export function httpJson(url: URL, timeoutMs = 2_000, headers: Record<string, string> = {}): Promise<unknown> {
   return new Promise((resolve) => {
-    const req = request(url, { timeout: timeoutMs }, (res) => {
+    const req = request(url, { timeout: timeoutMs, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
@@ -382,7 +382,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
       // Serves this host's diags to "calicoctl diags --cluster" run anywhere.
       {
         name: 'calico-diags',
-        argv: [process.execPath, serviceMain('@calico/diags'), 'serve', ...common, `--listen=${f.ip}:7601`, `--run-dir=${dirs.run}`, `--log-dir=${dirs.log}`, `--state-dir=${dirs.state}`, `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`],
+        argv: [process.execPath, serviceMain('@calico/diags'), 'serve', ...common, `--api-token-file=${ctx.apiTokenFile}`, `--listen=${f.ip}:7601`, `--run-dir=${dirs.run}`, `--log-dir=${dirs.log}`, `--state-dir=${dirs.state}`, `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`],
       },
     ],
     daemonPidFiles: [join(dirs.state, 'bird.pid')],
@@ -448,8 +448,10 @@ export async function master(
     await dockerCli(up, ['rm', '-f', MASTER_CONTAINER]);
     const r = await dockerCli(up, [
       'run', '-d', '--name', MASTER_CONTAINER, '--net=host', '--restart=unless-stopped',
+      // The token's folder, so that the master makes (or reads) the host's own token file.
+      '-v', `${dirname(ctx.apiTokenFile)}:${dirname(ctx.apiTokenFile)}`,
       `calico/master:${imageTag(ctx.env)}`,
-      `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...gcFlags,
+      `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags,
     ]);
     if (r.code !== 0) throw new Error(`docker run ${MASTER_CONTAINER} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
     for (let i = 0; i < 300; i++) {
@@ -470,7 +472,7 @@ export async function master(
         name: 'calico-master',
         argv: [
           process.execPath, serviceMain('@calico/master'),
-          `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...gcFlags,
+          `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags,
         ],
       },
     ],

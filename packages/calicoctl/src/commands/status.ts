@@ -87,7 +87,14 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     // Since when a host is down, only the master knows (it watched the liveness key go).
     type MasterHosts = { hosts?: { name: string; downSince?: string | null }[] } | undefined;
     const hostsUrl = v.masterApiUrl ? new URL('v1/hosts', v.masterApiUrl) : undefined;
-    const fromMaster = hostsUrl ? ((await httpJson(hostsUrl)) as MasterHosts) : undefined;
+    let tokenError: string | undefined;
+    let auth: Record<string, string> = {};
+    try {
+      if (hostsUrl) auth = { authorization: `Bearer ${ctx.apiToken()}` };
+    } catch (e) {
+      tokenError = (e as Error).message;
+    }
+    const fromMaster = hostsUrl && !tokenError ? ((await httpJson(hostsUrl, 2_000, auth)) as MasterHosts) : undefined;
     const downSince = new Map((fromMaster?.hosts ?? []).map((h) => [h.name, h.downSince ?? null]));
     hosts = v.hosts.map((h) => ({ ...h, downSince: h.state === 'down' ? (downSince.get(h.name) ?? null) : null }));
     endpoints = v.workloads
@@ -97,6 +104,8 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     if (v.masterApiUrl) {
       const u = new URL('healthz', v.masterApiUrl);
       masterState = (await httpStatus({ host: u.hostname, port: Number(u.port) || 80 }, u.pathname)) === 200 ? `reachable at ${v.masterApiUrl}` : `not answering at ${v.masterApiUrl}`;
+      // Without the token the master answers /healthz only: say why down times are unknown.
+      if (tokenError) masterState += `; its API is not asked (${tokenError})`;
     } else masterState = 'not started (no /calico/master/api_url)';
   } catch (e) {
     etcd = `unreachable: ${(e as Error).message}`;
