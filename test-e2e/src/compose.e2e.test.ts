@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +32,14 @@ describe('service images and the compose cluster', () => {
       timeoutMs: 300_000,
     });
   const viaNode = (args: string[]) => h1.exec(['docker', '-H', 'tcp://127.0.0.1:2375', ...args], { timeoutMs: 60_000 });
-  const calicoctl = (args: string[]) => h1.exec([process.execPath, calicoctlJs, ...args, `--etcd=${h1.ip}:2379`, `--api-token-file=${join(dir, 'api-token')}`]);
+  /** Where the compose cluster's etcd-certs step makes etcd's CA and the client certificate. */
+  const tlsDir = () => join(dir, 'etc-calico', 'etcd');
+  const etcdFlags = () => [
+    `--etcd=https://${h1.ip}:2379`, `--etcd-ca=${join(tlsDir(), 'ca.pem')}`,
+    `--etcd-cert=${join(tlsDir(), 'client.pem')}`, `--etcd-key=${join(tlsDir(), 'client-key.pem')}`,
+  ];
+  const calicoctl = (args: string[], etcd = etcdFlags()) =>
+    h1.exec([process.execPath, calicoctlJs, ...args, ...etcd, `--api-token-file=${join(dir, 'api-token')}`], { timeoutMs: 60_000 });
 
   beforeAll(async () => {
     requireRoot();
@@ -90,7 +97,13 @@ describe('service images and the compose cluster', () => {
       const r = await viaNode(['run', '-d', '--name', `wl-${n}`, '-e', `CALICO_IP=${ip}`, 'busybox:calico', 'sleep', '3600']);
       expect(r.code, r.stderr).toBe(0);
     }
+    // etcd is TLS only: its files were made at first start, keys for root only, and a client
+    // without the certificate gets nothing (the calls below, with it, are the control).
+    expect((await stat(join(tlsDir(), 'client-key.pem'))).mode & 0o777).toBe(0o600);
+    const noCert = await calicoctl(['addgroup', 'NO_CERT'], [`--etcd=https://${h1.ip}:2379`, `--etcd-ca=${join(tlsDir(), 'ca.pem')}`]);
+    expect(noCert.code).not.toBe(0);
     for (const g of ['AC', 'B']) expect((await calicoctl(['addgroup', g])).code).toBe(0);
+    expect((await calicoctl(['showgroups'])).stdout).not.toContain('NO_CERT');
     for (const [c, g] of [['wl-A', 'AC'], ['wl-C', 'AC'], ['wl-B', 'B']] as const) {
       const r = await calicoctl(['addtogroup', c, g]);
       expect(r.code, r.stderr).toBe(0);

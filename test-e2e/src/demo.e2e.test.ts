@@ -22,6 +22,15 @@ describe('the demo', () => {
       expect(up.code, up.stdout + up.stderr).toBe(0);
       expect(up.stdout).toContain('All 20 pairs match calicoctl check.');
       expect(up.stdout).toContain('As the guide says: A reaches C and E');
+      // etcd is TLS only: the etcdctl command the demo prints reaches it, and without its client
+      // certificate the same command gets nothing.
+      const line = up.stdout.split('\n').find((l) => l.includes('etcdctl --endpoints=https://'));
+      expect(line, up.stdout).toBeDefined();
+      const etcdctl = `${line!.slice(line!.indexOf('etcdctl '))} --keys-only --dial-timeout=2s --command-timeout=4s`;
+      expect((await exec(['sh', '-c', etcdctl], { timeoutMs: 30_000 })).stdout).toContain('/calico/host/h1/');
+      const noCert = await exec(['sh', '-c', etcdctl.replace(/ --cert=\S+ --key=\S+/, '')], { timeoutMs: 30_000 });
+      expect(noCert.code).not.toBe(0);
+      expect(noCert.stdout).not.toContain('/calico/');
       const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { dockerdPid: number; etcdPids: number[]; netns: string[] };
       const again = await exec([process.execPath, demoJs, 'up'], { env, timeoutMs: 300_000 });
       expect(again.code, again.stdout + again.stderr).toBe(0);

@@ -1,4 +1,5 @@
 import { hostname as osHostname } from 'node:os';
+import { resolve } from 'node:path';
 import { Datastore, resolveDatastoreConfig, DatastoreConfigError, apiTokenFileFrom, readApiToken } from '@calico/datastore';
 import { CalicoClient, ClientError } from '@calico/client';
 import { hostNameError } from '@calico/keyspace';
@@ -56,6 +57,28 @@ export class Context {
       this.dsInstance = new Datastore(cfg, { callTimeoutMs: 5_000 });
     }
     return this.dsInstance;
+  }
+
+  /**
+   * The etcd TLS files calicoctl connects with (flags, else ETCD_CA_CERT_FILE, ETCD_CERT_FILE,
+   * ETCD_KEY_FILE), absolute: the services it starts connect the same way from any folder.
+   */
+  get etcdTls(): { ca?: string; cert?: string; key?: string } {
+    void this.ds.config; // the whole etcd configuration is checked first
+    const abs = (flag: string | undefined, env: string | undefined) => {
+      const p = flag ?? env;
+      return p ? resolve(p) : undefined;
+    };
+    const ca = abs(this.flags.etcdCa, this.env.ETCD_CA_CERT_FILE);
+    const cert = abs(this.flags.etcdCert, this.env.ETCD_CERT_FILE);
+    const key = abs(this.flags.etcdKey, this.env.ETCD_KEY_FILE);
+    return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+  }
+
+  /** --etcd-ca/--etcd-cert/--etcd-key for a service calicoctl starts, from etcdTls. */
+  get etcdTlsFlags(): string[] {
+    const t = this.etcdTls;
+    return [...(t.ca ? [`--etcd-ca=${t.ca}`] : []), ...(t.cert ? [`--etcd-cert=${t.cert}`] : []), ...(t.key ? [`--etcd-key=${t.key}`] : [])];
   }
 
   /** The cluster API token's file: --api-token-file, CALICO_API_TOKEN_FILE, else /etc/calico/api-token. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseEndpoints, resolveDatastoreConfig } from './config.js';
+import { DatastoreConfigError, parseEndpoints, resolveDatastoreConfig, type DatastoreInput } from './config.js';
 
 describe('resolveDatastoreConfig', () => {
   it.each([
@@ -22,14 +22,49 @@ describe('resolveDatastoreConfig', () => {
     const d = mkdtempSync(join(tmpdir(), 'ds-tls-'));
     for (const f of ['ca', 'cert', 'key']) writeFileSync(join(d, f), `${f}-pem`);
     const cfg = resolveDatastoreConfig({
-      etcd: '10.0.0.1:2379,http://h:1',
+      etcd: '10.0.0.1:2379,https://h:1',
       etcdCa: join(d, 'ca'),
       env: { ETCD_CERT_FILE: join(d, 'cert'), ETCD_KEY_FILE: join(d, 'key') },
     });
-    expect(cfg.endpoints).toEqual(['https://10.0.0.1:2379', 'http://h:1']);
+    expect(cfg.endpoints).toEqual(['https://10.0.0.1:2379', 'https://h:1']);
     expect(cfg.tls?.ca?.toString()).toBe('ca-pem');
     expect(cfg.tls?.cert?.toString()).toBe('cert-pem');
     expect(cfg.tls?.key?.toString()).toBe('key-pem');
+  });
+
+  describe('schemes that disagree with the TLS files are refused, never a quiet fallback', () => {
+    const d = mkdtempSync(join(tmpdir(), 'ds-tls-'));
+    for (const f of ['ca', 'cert', 'key']) writeFileSync(join(d, f), `${f}-pem`);
+    const ca = join(d, 'ca');
+    const cert = join(d, 'cert');
+    const key = join(d, 'key');
+    const files = '--etcd-ca/--etcd-cert/--etcd-key (or ETCD_CA_CERT_FILE/ETCD_CERT_FILE/ETCD_KEY_FILE) given';
+    it.each<[string, DatastoreInput, string | string[]]>([
+      ['https with no CA', { etcd: 'https://e:2379', env: {} },
+        "etcd TLS: https://e:2379 needs the CA that signed etcd's certificate: --etcd-ca=<file> or ETCD_CA_CERT_FILE"],
+      ['  control: the same with --etcd-ca', { etcd: 'https://e:2379', etcdCa: ca, env: {} }, ['https://e:2379']],
+      ['a client certificate with no CA', { etcd: 'e:2379', etcdCert: cert, etcdKey: key, env: {} },
+        "etcd TLS: https://e:2379 needs the CA that signed etcd's certificate"],
+      ['  control: the same with ETCD_CA_CERT_FILE', { etcd: 'e:2379', etcdCert: cert, etcdKey: key, env: { ETCD_CA_CERT_FILE: ca } },
+        ['https://e:2379']],
+      ['TLS files with an http:// endpoint', { etcd: 'http://e:2379', etcdCa: ca, etcdCert: cert, etcdKey: key, env: {} },
+        `etcd TLS: ${files}, but --etcd names http://e:2379; use https:// (or host:port), or drop the TLS files`],
+      ['TLS files from the environment with http:// in ETCD_ENDPOINTS',
+        { env: { ETCD_ENDPOINTS: 'e:1,http://f:2', ETCD_CA_CERT_FILE: ca } },
+        `etcd TLS: ${files}, but ETCD_ENDPOINTS names http://f:2`],
+      ['  control: bare endpoints with TLS files', { etcd: 'e:1,f:2', etcdCa: ca, env: {} }, ['https://e:1', 'https://f:2']],
+      ['mixed schemes', { etcd: 'https://e:1,http://f:2', env: {} },
+        'etcd: --etcd mixes http:// and https:// endpoints (https://e:1, http://f:2); every endpoint is reached the same way'],
+      ['mixed schemes with TLS files', { env: { ETCD_AUTHORITY: 'http://e:1,https://f:2' }, etcdCa: ca },
+        'etcd: ETCD_AUTHORITY mixes http:// and https:// endpoints'],
+      ['  control: all http:// with no TLS files', { etcd: 'http://e:1,f:2', env: {} }, ['http://e:1', 'http://f:2']],
+    ])('%s', (_, input, want) => {
+      if (Array.isArray(want)) expect(resolveDatastoreConfig(input).endpoints).toEqual(want);
+      else {
+        expect(() => resolveDatastoreConfig(input)).toThrow(DatastoreConfigError);
+        expect(() => resolveDatastoreConfig(input)).toThrow(want);
+      }
+    });
   });
 
   it('refuses a certificate without its key, and unreadable files', () => {

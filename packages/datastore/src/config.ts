@@ -31,7 +31,8 @@ export class DatastoreConfigError extends Error {
 /**
  * Resolves endpoints in a fixed order: the --etcd flag, ETCD_ENDPOINTS, the seed's
  * ETCD_AUTHORITY, then 127.0.0.1:2379. TLS files come from flags or ETCD_CA_CERT_FILE,
- * ETCD_CERT_FILE, ETCD_KEY_FILE; with TLS, bare host:port entries become https.
+ * ETCD_CERT_FILE, ETCD_KEY_FILE; with TLS, bare host:port entries become https. Schemes that
+ * disagree with the TLS files, and https without a CA, are DatastoreConfigErrors.
  */
 export function resolveDatastoreConfig(input: DatastoreInput = {}): DatastoreConfig {
   const env = input.env ?? process.env;
@@ -58,6 +59,7 @@ export function resolveDatastoreConfig(input: DatastoreInput = {}): DatastoreCon
   }
   const tlsWanted = Boolean(caFile || certFile);
   const endpoints = parseEndpoints(raw, source, tlsWanted ? 'https' : 'http');
+  checkSchemes(raw, endpoints, source, tlsWanted, caFile !== undefined && caFile !== '');
   const cfg: DatastoreConfig = { endpoints, source };
   if (tlsWanted) {
     cfg.tls = {
@@ -67,6 +69,36 @@ export function resolveDatastoreConfig(input: DatastoreInput = {}): DatastoreCon
     };
   }
   return cfg;
+}
+
+const TLS_FILES = '--etcd-ca/--etcd-cert/--etcd-key (or ETCD_CA_CERT_FILE/ETCD_CERT_FILE/ETCD_KEY_FILE)';
+
+/**
+ * One client reaches every endpoint the same way (etcd3 and gRPC take one set of credentials), so
+ * the schemes must agree with the TLS files: a mix, TLS files with http://, or https:// with no CA
+ * to check etcd's certificate is refused rather than quietly connecting some other way.
+ */
+function checkSchemes(raw: string, endpoints: string[], source: DatastoreConfig['source'], tls: boolean, ca: boolean): void {
+  const from = source === 'flag' ? '--etcd' : source === 'default' ? 'the default endpoint' : source;
+  const explicit = raw.split(',').map((p) => /^\s*(https?):\/\//.exec(p)?.[1]).filter((x) => x !== undefined);
+  if (explicit.includes('http') && explicit.includes('https')) {
+    throw new DatastoreConfigError(
+      `etcd: ${from} mixes http:// and https:// endpoints (${endpoints.join(', ')}); ` +
+        'every endpoint is reached the same way: all https:// with TLS files, or all http://',
+    );
+  }
+  const plain = endpoints.find((e) => e.startsWith('http://'));
+  if (tls && plain !== undefined) {
+    throw new DatastoreConfigError(
+      `etcd TLS: ${TLS_FILES} given, but ${from} names ${plain}; use https:// (or host:port), or drop the TLS files`,
+    );
+  }
+  const secure = endpoints.find((e) => e.startsWith('https://'));
+  if (secure !== undefined && !ca) {
+    throw new DatastoreConfigError(
+      `etcd TLS: ${secure} needs the CA that signed etcd's certificate: --etcd-ca=<file> or ETCD_CA_CERT_FILE`,
+    );
+  }
 }
 
 function readTlsFile(what: string, path: string): Buffer {

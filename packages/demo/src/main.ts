@@ -41,6 +41,8 @@ interface DemoState {
   etcdPids: number[];
   etcdDir: string;
   etcdEndpoints: string;
+  /** --etcd and the client certificate's --etcd-ca/--etcd-cert/--etcd-key (none in an older state). */
+  etcdFlags?: string[];
   fabricId: string;
   rootLink: string | null;
   netns: string[];
@@ -54,9 +56,9 @@ function hostDir(name: string): string {
   return join(ROOT, 'hosts', name);
 }
 
-function calicoctlIn(netns: string | null, name: string | null, args: string[], etcd: string): Promise<ExecResult> {
+function calicoctlIn(netns: string | null, name: string | null, args: string[], etcd: string[]): Promise<ExecResult> {
   const dirs = name ? [`--hostname=${name}`, `--run-dir=${join(hostDir(name), 'run')}`, `--log-dir=${join(hostDir(name), 'log')}`, `--state-dir=${join(hostDir(name), 'state')}`] : [];
-  const argv = [process.execPath, calicoctlJs, ...args, `--etcd=${etcd}`, `--api-token-file=${TOKEN_FILE}`, ...dirs];
+  const argv = [process.execPath, calicoctlJs, ...args, ...etcd, `--api-token-file=${TOKEN_FILE}`, ...dirs];
   return exec(netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv, { timeoutMs: 180_000 });
 }
 
@@ -81,7 +83,9 @@ async function up(): Promise<void> {
   const rootIp = await fabric.linkRoot();
   const hosts = [];
   for (const h of HOSTS) hosts.push(await fabric.addHost(h));
-  const etcd = await Etcd.start({ dir: join(ROOT, 'etcd'), listenIp: rootIp });
+  // TLS only, with client certificates: a CA and certificates made now, in ROOT/etcd/tls.
+  const etcd = await Etcd.start({ dir: join(ROOT, 'etcd'), listenIp: rootIp, tls: true, tlsDays: 365 });
+  const etcdFlags = etcd.clientFlags;
   const state: DemoState = {
     dockerdPid: dockerd.pid,
     dockerdProc: recordProcess(dockerd.pid),
@@ -91,6 +95,7 @@ async function up(): Promise<void> {
     etcdPids: etcd.pids,
     etcdDir: etcd.dir,
     etcdEndpoints: etcd.endpoints,
+    etcdFlags,
     fabricId: fabric.id,
     rootLink: fabric.rootLink?.ifname ?? null,
     netns: [fabric.netns, ...hosts.map((h) => h.netns)],
@@ -100,9 +105,9 @@ async function up(): Promise<void> {
   await writeFile(STATE, JSON.stringify(state, null, 2));
 
   step(3, total, `starting calico-master on ${MASTER_LISTEN} and calico-node (proxy, agent, bgp-config, BIRD) on each host…`);
-  await must('calicoctl master', calicoctlIn(null, null, ['master', `--ip=${rootIp}`, `--listen=${MASTER_LISTEN}`, `--run-dir=${join(ROOT, 'master', 'run')}`, `--log-dir=${join(ROOT, 'master', 'log')}`], etcd.endpoints));
+  await must('calicoctl master', calicoctlIn(null, null, ['master', `--ip=${rootIp}`, `--listen=${MASTER_LISTEN}`, `--run-dir=${join(ROOT, 'master', 'run')}`, `--log-dir=${join(ROOT, 'master', 'log')}`], etcdFlags));
   for (const h of state.hosts) {
-    await must(`calicoctl node on ${h.name}`, calicoctlIn(h.netns, h.name, ['node', `--ip=${h.ip}`, `--docker=${dockerd.host}`], etcd.endpoints));
+    await must(`calicoctl node on ${h.name}`, calicoctlIn(h.netns, h.name, ['node', `--ip=${h.ip}`, `--docker=${dockerd.host}`], etcdFlags));
     say(`      ${h.name} (${h.ip}) is up`);
   }
 
@@ -121,14 +126,15 @@ async function up(): Promise<void> {
   }
 
   step(5, total, 'creating the groups A+C+E, B and D with calicoctl…');
-  const ctl = (args: string[]) => must(`calicoctl ${args.join(' ')}`, calicoctlIn('cdemo-h1', 'h1', args, etcd.endpoints));
+  const ctl = (args: string[]) => must(`calicoctl ${args.join(' ')}`, calicoctlIn('cdemo-h1', 'h1', args, etcdFlags));
   for (const g of ['GROUP_A_C_E', 'GROUP_B', 'GROUP_D']) await ctl(['addgroup', g]);
   for (const [c, g] of [['A', 'GROUP_A_C_E'], ['C', 'GROUP_A_C_E'], ['E', 'GROUP_A_C_E'], ['B', 'GROUP_B'], ['D', 'GROUP_D']] as const) await ctl(['addtogroup', `workload-${c}`, g]);
 
   step(6, total, 'asking calicoctl check who may ping whom, then measuring it (one ping per pair)…');
   // Expected is what the policy in etcd means (calicoctl check, i.e. explain()), not a list
   // written here; the guide's own answer is checked against it.
-  const ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
+  const t = etcd.clientTls!;
+  const ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, etcdCa: t.ca, etcdCert: t.cert, etcdKey: t.key, env: {} }));
   const expected = new Set<string>();
   try {
     const client = new CalicoClient(ds);
@@ -172,9 +178,10 @@ async function up(): Promise<void> {
   for (const h of state.hosts) {
     say(`  ${h.name}: DOCKER_HOST=unix://${join(h.dir, 'run', 'docker.sock')} docker ps`);
     say(`      or: ip netns exec ${h.netns} docker -H tcp://127.0.0.1:2375 ps`);
-    say(`      calicoctl status --hostname=${h.name} --etcd=${etcd.endpoints} --api-token-file=${TOKEN_FILE} --run-dir=${join(h.dir, 'run')} --state-dir=${join(h.dir, 'state')}   (run it with: ip netns exec ${h.netns} …)`);
+    say(`      calicoctl status --hostname=${h.name} ${etcdFlags.join(' ')} --api-token-file=${TOKEN_FILE} --run-dir=${join(h.dir, 'run')} --state-dir=${join(h.dir, 'state')}   (run it with: ip netns exec ${h.netns} …)`);
   }
-  say(`  calicoctl showgroups --detailed --etcd=${etcd.endpoints}`);
+  say(`  calicoctl showgroups --detailed ${etcdFlags.join(' ')}`);
+  say(`  etcd (TLS only, client certificates): etcdctl --endpoints=${etcd.endpoints} ${etcd.etcdctlTlsFlags.join(' ')} get --prefix /calico`);
   say(`  master API: curl -H "Authorization: Bearer $(cat ${TOKEN_FILE})" http://${MASTER_LISTEN}/v1/groups`);
   say('  take it all down: bash scripts/demo.sh down');
   if (!ok) process.exitCode = 1;
@@ -186,12 +193,13 @@ async function down(): Promise<void> {
     return;
   }
   const st = JSON.parse(await readFile(STATE, 'utf8')) as DemoState;
+  const etcdFlags = st.etcdFlags ?? [`--etcd=${st.etcdEndpoints}`];
   say('Taking the demo cluster down…');
   for (const h of st.hosts) {
-    const r = await calicoctlIn(h.netns, h.name, ['reset'], st.etcdEndpoints);
+    const r = await calicoctlIn(h.netns, h.name, ['reset'], etcdFlags);
     say(`  ${r.stdout.trim() || `reset ${h.name}: ${r.stderr.trim()}`}`);
   }
-  await calicoctlIn(null, null, ['master', 'stop', `--run-dir=${join(ROOT, 'master', 'run')}`], st.etcdEndpoints);
+  await calicoctlIn(null, null, ['master', 'stop', `--run-dir=${join(ROOT, 'master', 'run')}`], etcdFlags);
   const containers = (await exec(['docker', 'ps', '-aq'], { env: { ...process.env, DOCKER_HOST: st.dockerHost } })).stdout.split('\n').filter(Boolean);
   if (containers.length) await exec(['docker', 'rm', '-f', ...containers], { env: { ...process.env, DOCKER_HOST: st.dockerHost } });
   say(`  removed ${containers.length} container(s)`);

@@ -60,6 +60,11 @@ export interface DevClusterOptions {
   dockerdInFabric?: boolean;
   /** More flags for dockerd (a benchmark gives it a TLS listener of its own). */
   dockerdArgs?: string[];
+  /**
+   * etcd over TLS only, with client certificates (`--client-cert-auth`, peers too): every
+   * service started here, and the cluster's own Datastore, get `--etcd-ca/--etcd-cert/--etcd-key`.
+   */
+  etcdTls?: boolean;
 }
 
 export interface DevHost {
@@ -131,9 +136,11 @@ export class DevCluster {
       listenIp: control?.ip ?? rootIp,
       members: this.opts.etcdMembers ?? 1,
       ...(control ? { netns: control.netns } : {}),
+      ...(this.opts.etcdTls ? { tls: true as const } : {}),
     });
     this.cleanup.defer('etcd', () => this.etcd.stop());
-    this.ds = new Datastore(resolveDatastoreConfig({ etcd: this.etcd.endpoints, env: {} }));
+    const t = this.etcd.clientTls;
+    this.ds = new Datastore(resolveDatastoreConfig({ etcd: this.etcd.endpoints, etcdCa: t?.ca, etcdCert: t?.cert, etcdKey: t?.key, env: {} }));
     this.cleanup.defer('datastore client', () => this.ds.close());
     for (const name of this.opts.hosts) {
       const ns = await this.fabric.addHost(name);
@@ -171,7 +178,7 @@ export class DevCluster {
       masterMainJs(),
       `--ip=${ip}`,
       `--listen=${ip}:${port}`,
-      `--etcd=${this.etcd.endpoints}`,
+      ...this.etcdFlags,
       `--api-token-file=${this.apiTokenFile}`,
       `--log-level=${this.opts.logLevel ?? 'info'}`,
     ];
@@ -195,6 +202,11 @@ export class DevCluster {
 
   private masterPort: number | undefined;
 
+  /** --etcd, and with etcdTls the client certificate's flags: what every service and calicoctl get here. */
+  get etcdFlags(): string[] {
+    return this.etcd.clientFlags;
+  }
+
   /** The cluster API token's file, in the fabric's folder (never /etc/calico); the master makes it. */
   get apiTokenFile(): string {
     return join(this.fabric.dir, 'api-token');
@@ -215,7 +227,7 @@ export class DevCluster {
       process.execPath,
       bgpConfigMainJs(),
       `--hostname=${name}`,
-      `--etcd=${this.etcd.endpoints}`,
+      ...this.etcdFlags,
       `--state-dir=${dirname(h.bird.config)}`,
       '--run-bird',
       `--log-level=${this.opts.logLevel ?? 'info'}`,
@@ -269,7 +281,7 @@ export class DevCluster {
       nodeMainJs(),
       `--hostname=${name}`,
       `--ip=${h.ns.ip}`,
-      `--etcd=${this.etcd.endpoints}`,
+      ...this.etcdFlags,
       `--docker=${this.dockerd.host}`,
       `--listen=unix://${h.proxySocket}`,
       '--listen=127.0.0.1:2375',

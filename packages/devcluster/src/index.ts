@@ -1,2 +1,2 @@
-export { DevCluster } from './cluster.js';
+export { DevCluster, nodeMainJs, bgpConfigMainJs, masterMainJs } from './cluster.js';
 export type { DevClusterOptions, DevHost } from './cluster.js';

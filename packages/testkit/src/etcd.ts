@@ -5,6 +5,7 @@ import { request } from 'node:http';
 import { ManagedProcess, waitFor } from './internal/process.js';
 import { freePort } from './internal/ports.js';
 import { execOk } from './exec.js';
+import { TestCa } from './tls.js';
 
 export interface EtcdMember {
   name: string;
@@ -25,6 +26,20 @@ export interface EtcdOptions {
   /** Address the members listen on; 127.0.0.1 by default. */
   listenIp?: string;
   binary?: string;
+  /**
+   * TLS only, with client certificates: https client and peer URLs, `--client-cert-auth` and
+   * `--peer-client-cert-auth`, certificates from this CA (`true`: a CA of its own in the folder).
+   */
+  tls?: TestCa | true;
+  /** With `tls: true`: how many days its certificates are valid (1; the demo, which stays up, more). */
+  tlsDays?: number;
+}
+
+/** The files a client of a TLS etcd needs: the CA, and a client certificate of that CA. */
+export interface EtcdClientTls {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 /**
@@ -32,6 +47,11 @@ export interface EtcdOptions {
  * members by pid and removes the folder; restart() keeps data and ports.
  */
 export class Etcd {
+  /** With tls: the CA, the members' certificate, and a client certificate for tests and services. */
+  ca: TestCa | undefined;
+  clientTls: EtcdClientTls | undefined;
+  private memberTls: { cert: string; key: string } | undefined;
+
   private constructor(
     readonly dir: string,
     readonly members: EtcdMember[],
@@ -39,9 +59,24 @@ export class Etcd {
     private readonly ownsDir: boolean,
   ) {}
 
-  /** host:port list, the form --etcd and ETCD_ENDPOINTS take. */
+  /**
+   * The list --etcd and ETCD_ENDPOINTS take: host:port entries, or https:// URLs with tls (so that
+   * a client without the TLS files is refused by its config rather than trying plain http).
+   */
   get endpoints(): string {
     return this.members.map((m) => m.clientUrl.replace(/^http:\/\//, '')).join(',');
+  }
+
+  /** --etcd and, with tls, --etcd-ca/--etcd-cert/--etcd-key: what a service or calicoctl is given. */
+  get clientFlags(): string[] {
+    const t = this.clientTls;
+    return [`--etcd=${this.endpoints}`, ...(t ? [`--etcd-ca=${t.ca}`, `--etcd-cert=${t.cert}`, `--etcd-key=${t.key}`] : [])];
+  }
+
+  /** The etcdctl flags for the client certificate (none without tls). */
+  get etcdctlTlsFlags(): string[] {
+    const t = this.clientTls;
+    return t ? [`--cacert=${t.ca}`, `--cert=${t.cert}`, `--key=${t.key}`] : [];
   }
 
   get clientUrls(): string[] {
@@ -58,13 +93,14 @@ export class Etcd {
     const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'calico-etcd-')));
     await mkdir(dir, { recursive: true });
     const ip = opts.listenIp ?? '127.0.0.1';
+    const scheme = opts.tls ? 'https' : 'http';
     const members: EtcdMember[] = [];
     for (let i = 0; i < count; i++) {
       const name = `m${i + 1}`;
       members.push({
         name,
-        clientUrl: `http://${ip}:${await freePort()}`,
-        peerUrl: `http://${ip}:${await freePort()}`,
+        clientUrl: `${scheme}://${ip}:${await freePort()}`,
+        peerUrl: `${scheme}://${ip}:${await freePort()}`,
         dataDir: join(dir, `${name}.etcd`),
         logFile: join(dir, `${name}.log`),
         process: undefined,
@@ -72,12 +108,29 @@ export class Etcd {
     }
     const etcd = new Etcd(dir, members, opts, ownsDir);
     try {
+      if (opts.tls) await etcd.makeCertificates(ip);
       await etcd.startMembers(members, 'new');
     } catch (e) {
       await etcd.stop();
       throw e;
     }
     return etcd;
+  }
+
+  /**
+   * One certificate for every member, for clients (serverAuth) and for the other members
+   * (clientAuth on the peer URLs), naming the listen address; and one client certificate.
+   */
+  private async makeCertificates(ip: string): Promise<void> {
+    const own = this.opts.tls === true;
+    const ca = own ? await TestCa.create(join(this.dir, 'tls'), 'etcd-ca', { days: this.opts.tlsDays ?? 1 }) : (this.opts.tls as TestCa);
+    this.ca = ca;
+    // A CA of its own holds only these; a shared one may issue for several clusters.
+    const tag = own ? '' : `-${process.pid}-${Date.now() % 100000}`;
+    const ips = [...new Set([ip, '127.0.0.1'])];
+    this.memberTls = await ca.issue(`etcd-member${tag}`, { server: { ips, dns: ['localhost'] }, client: true });
+    const client = await ca.issue(`etcd-client${tag}`, { client: true });
+    this.clientTls = { ca: ca.cert, ...client };
   }
 
   private argv(m: EtcdMember, state: 'new' | 'existing'): string[] {
@@ -98,8 +151,19 @@ export class Etcd {
       // Tests restart members and expect them back quickly.
       '--heartbeat-interval=50',
       '--election-timeout=500',
+      ...this.tlsArgs(),
     ];
     return this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...base] : base;
+  }
+
+  private tlsArgs(): string[] {
+    const t = this.memberTls;
+    if (!t || !this.ca) return [];
+    const ca = this.ca.cert;
+    return [
+      `--cert-file=${t.cert}`, `--key-file=${t.key}`, `--trusted-ca-file=${ca}`, '--client-cert-auth',
+      `--peer-cert-file=${t.cert}`, `--peer-key-file=${t.key}`, `--peer-trusted-ca-file=${ca}`, '--peer-client-cert-auth',
+    ];
   }
 
   private async startMembers(members: EtcdMember[], state: 'new' | 'existing'): Promise<void> {
@@ -128,8 +192,9 @@ export class Etcd {
 
   /** GET /health of one member; false when it does not answer. */
   health(m: EtcdMember): Promise<boolean> {
-    if (this.opts.netns) {
-      return execOk(['ip', 'netns', 'exec', this.opts.netns, 'etcdctl', `--endpoints=${m.clientUrl}`, 'endpoint', 'health'])
+    if (this.opts.netns || this.clientTls) {
+      const argv = ['etcdctl', `--endpoints=${m.clientUrl}`, ...this.etcdctlTlsFlags, 'endpoint', 'health'];
+      return execOk(this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv, { env: { ...process.env, ETCDCTL_API: '3' } })
         .then(() => true)
         .catch(() => false);
     }
@@ -150,7 +215,7 @@ export class Etcd {
 
   /** Runs etcdctl (v3 API) against this cluster. */
   etcdctl(args: readonly string[]): Promise<string> {
-    const argv = ['etcdctl', `--endpoints=${this.clientUrls.join(',')}`, ...args];
+    const argv = ['etcdctl', `--endpoints=${this.clientUrls.join(',')}`, ...this.etcdctlTlsFlags, ...args];
     return execOk(this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv, {
       env: { ...process.env, ETCDCTL_API: '3' },
     });

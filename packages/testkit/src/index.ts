@@ -3,7 +3,7 @@ export type { ExecResult, ExecOptions } from './exec.js';
 export { ManagedProcess, waitFor } from './internal/process.js';
 export { freePort } from './internal/ports.js';
 export { Etcd } from './etcd.js';
-export type { EtcdOptions, EtcdMember } from './etcd.js';
+export type { EtcdOptions, EtcdMember, EtcdClientTls } from './etcd.js';
 export { Dockerd } from './dockerd.js';
 export type { DockerdOptions } from './dockerd.js';
 export { ensureBusyboxImage, busyboxBinary, BUSYBOX_IMAGE } from './busybox.js';

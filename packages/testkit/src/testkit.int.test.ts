@@ -47,6 +47,28 @@ describe('testkit on real parts', () => {
     }
   });
 
+  it('etcd with tls: 3 members peer over TLS; only a client certificate of its CA gets in', async () => {
+    const etcd = await Etcd.start({ members: 3, tls: true });
+    try {
+      expect(etcd.endpoints.split(',').every((e) => e.startsWith('https://'))).toBe(true);
+      await etcd.etcdctl(['put', '/t/tls', 'ok']);
+      const list = await etcd.etcdctl(['member', 'list']);
+      expect(list.split('\n').filter((l) => l.includes('started') && l.includes('https://'))).toHaveLength(3);
+      const ca = etcd.clientTls!.ca;
+      const get = (flags: string[]) =>
+        exec(['etcdctl', `--endpoints=${etcd.clientUrls[0]}`, '--dial-timeout=2s', ...flags, 'get', '/t/tls', '--print-value-only'], {
+          env: { ...process.env, ETCDCTL_API: '3' },
+        });
+      // The control: the same call with the client certificate is answered.
+      expect((await get(etcd.etcdctlTlsFlags)).stdout.trim()).toBe('ok');
+      const noCert = await get([`--cacert=${ca}`]);
+      expect(noCert.code).not.toBe(0);
+      expect(noCert.stdout).not.toContain('ok');
+    } finally {
+      await etcd.stop();
+    }
+  });
+
   it('teardown of etcd, dockerd, the busybox image and namespace hosts leaves nothing behind', async () => {
     const cleanup = new Cleanup();
     const pids: number[] = [];

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execOk } from './exec.js';
 
@@ -18,18 +18,21 @@ export class TestCa {
     /** The CA's certificate (PEM file). */
     readonly cert: string,
     private readonly key: string,
+    private readonly days: number,
   ) {}
 
-  /** A new CA in dir (made if missing), EC P-256, valid a day. */
-  static async create(dir: string, name = 'calico-test-ca'): Promise<TestCa> {
+  /** A new CA in dir (made if missing), EC P-256; it and what it issues are valid `days` (1). */
+  static async create(dir: string, name = 'calico-test-ca', opts: { days?: number } = {}): Promise<TestCa> {
+    const days = String(opts.days ?? 1);
     await mkdir(dir, { recursive: true });
     const key = join(dir, `${name}-key.pem`);
     const cert = join(dir, `${name}.pem`);
     await execOk(['openssl', 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
+    await chmod(key, 0o600);
     await execOk([
-      'openssl', 'req', '-x509', '-new', '-key', key, '-sha256', '-days', '1', '-subj', `/CN=${name}`, '-out', cert,
+      'openssl', 'req', '-x509', '-new', '-key', key, '-sha256', '-days', days, '-subj', `/CN=${name}`, '-out', cert,
     ]);
-    return new TestCa(dir, name, cert, key);
+    return new TestCa(dir, name, cert, key, Number(days));
   }
 
   /**
@@ -55,10 +58,11 @@ export class TestCa {
     if (usage.length) lines.push(`extendedKeyUsage=${usage.join(',')}`);
     await writeFile(ext, `${lines.join('\n')}\n`);
     await execOk(['openssl', 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
+    await chmod(key, 0o600);
     await execOk(['openssl', 'req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr]);
     await execOk([
       'openssl', 'x509', '-req', '-in', csr, '-CA', this.cert, '-CAkey', this.key, '-set_serial', String(this.serial++),
-      '-days', '1', '-sha256', '-extfile', ext, '-out', cert,
+      '-days', String(this.days), '-sha256', '-extfile', ext, '-out', cert,
     ]);
     return { cert, key };
   }

@@ -85,6 +85,19 @@ export function proxyListenFlags(f: NodeFlags): {
   return { listen: flags.listen, tlsArgs, files, dockerHost: describeListen(first), tlsHint };
 }
 
+/**
+ * etcd's TLS files for a container: mounted read-only where calicoctl has them, named by the
+ * ETCD_* variables, which every service in the image reads (the node image runs two).
+ */
+function etcdTlsDocker(ctx: Context): string[] {
+  const t = ctx.etcdTls;
+  const env = { ca: 'ETCD_CA_CERT_FILE', cert: 'ETCD_CERT_FILE', key: 'ETCD_KEY_FILE' } as const;
+  return (['ca', 'cert', 'key'] as const).flatMap((k) => {
+    const file = t[k];
+    return file ? ['-v', `${file}:${file}:ro`, '-e', `${env[k]}=${file}`] : [];
+  });
+}
+
 function checkRuntime(runtime: string | undefined): 'process' | 'docker' {
   const r = runtime ?? 'process';
   if (r !== 'process' && r !== 'docker') throw new UsageError(`--runtime=${r}: docker or process`);
@@ -173,6 +186,7 @@ async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: Host
     '-v', `${dirs.state}:/var/lib/calico/${host}`,
     // The TLS files where the flags name them, read-only.
     ...pl.files.flatMap((file) => ['-v', `${file}:${file}:ro`]),
+    ...etcdTlsDocker(ctx),
     '-e', `CALICO_HOSTNAME=${host}`, '-e', `CALICO_NODE_IP=${f.ip}`, '-e', `ETCD_ENDPOINTS=${ctx.etcdEndpoints}`,
     '-e', `CALICO_PROXY_LISTEN=${[...pl.listen, `unix:///var/lib/calico/${host}/docker.sock`].join(',')}`,
     `calico/node:${imageTag(ctx.env)}`,
@@ -359,6 +373,8 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
   if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
   const pl = proxyListenFlags(f);
+  // etcd's configuration too (schemes, TLS files) stops calicoctl before anything starts.
+  const etcdTlsFlags = ctx.etcdTlsFlags;
   const running = await alreadyRunning(ctx, dirs, 'node', `calico-node on ${host}`, host);
   if (running) {
     ctx.print(`calico-node is already running on ${host} (supervisor pid ${running.pid}); "calicoctl node stop" first to change it`);
@@ -368,7 +384,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   if (runtime === 'docker') return nodeInDocker(ctx, f, host, dirs);
   const proxySock = join(dirs.run, 'docker.sock');
   const etcd = ctx.etcdEndpoints;
-  const common = [`--hostname=${host}`, `--etcd=${etcd}`];
+  const common = [`--hostname=${host}`, `--etcd=${etcd}`, ...etcdTlsFlags];
   const spec: SupervisorSpec = {
     role: 'node',
     runDir: dirs.run,
@@ -435,6 +451,7 @@ export async function master(
     }
     gcFlags.push(`--gc-dead-hosts-after=${f.gcDeadHostsAfter}`);
   }
+  const etcdTlsFlags = ctx.etcdTlsFlags;
   const running = await alreadyRunning(ctx, dirs, 'master', 'calico-master', null);
   if (running) {
     ctx.print(`calico-master is already running (supervisor pid ${running.pid})`);
@@ -450,6 +467,7 @@ export async function master(
       'run', '-d', '--name', MASTER_CONTAINER, '--net=host', '--restart=unless-stopped',
       // The token's folder, so that the master makes (or reads) the host's own token file.
       '-v', `${dirname(ctx.apiTokenFile)}:${dirname(ctx.apiTokenFile)}`,
+      ...etcdTlsDocker(ctx),
       `calico/master:${imageTag(ctx.env)}`,
       `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags,
     ]);
@@ -472,7 +490,8 @@ export async function master(
         name: 'calico-master',
         argv: [
           process.execPath, serviceMain('@calico/master'),
-          `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags,
+          `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...etcdTlsFlags,
+          `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags,
         ],
       },
     ],
