@@ -48,11 +48,7 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
   // Docker turns IPv6 off in a --net=none container; an IPv6 workload needs it on.
   // Sysctl files answer for the writer's network namespace, so the same folder serves inside.
   const insidePre = v6.length ? `echo 0 > ${procSys}/net/ipv6/conf/all/disable_ipv6; echo 0 > ${procSys}/net/ipv6/conf/eth0/disable_ipv6; ` : '';
-  return [
-    'set -e',
-    // A leftover host side (a previous run of this container, a failed attempt) goes first.
-    `ip link del ${hostIf} 2>/dev/null || true`,
-    `ip link add ${hostIf} address ${HOST_IF_MAC} type veth peer name eth0 address ${spec.mac} netns ${spec.pid}`,
+  const sysctls = [
     sys(`net/ipv4/conf/${hostIf}/proxy_arp`, '1'),
     sys(`net/ipv4/neigh/${hostIf}/proxy_delay`, '0'),
     sys(`net/ipv4/conf/${hostIf}/forwarding`, '1'),
@@ -66,8 +62,20 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
           sys(`net/ipv6/conf/${hostIf}/accept_ra`, '0'),
         ]
       : []),
-    `printf '${host.join('\\n')}\\n' | ip -batch -`,
-    `printf '${inside.join('\\n')}\\n' | nsenter --net=/proc/${spec.pid}/ns/net sh -c '${insidePre}exec ip -batch -'`,
+  ];
+  const add = `link add ${hostIf} address ${HOST_IF_MAC} type veth peer name eth0 address ${spec.mac} netns ${spec.pid}`;
+  const batch = (lines: string[]) => `printf '${lines.join('\\n')}\\n' | ip -batch -`;
+  // Each process costs a container's start a few ms, so IPv4 takes one `ip` on the host: the
+  // sysctls may follow the link's coming up, as nothing can arrive before eth0 is up inside.
+  // IPv6 needs them first (no DAD on the host side's link-local, IPv6 on for its routes).
+  const hostSide = v6.length ? [`ip ${add}`, ...sysctls, batch(host)] : [batch([add, ...host]), ...sysctls];
+  const enter = `nsenter --net=/proc/${spec.pid}/ns/net`;
+  return [
+    'set -e',
+    // A leftover host side (a previous run of this container, a failed attempt) goes first.
+    `[ ! -e /sys/class/net/${hostIf} ] || ip link del ${hostIf} 2>/dev/null || true`,
+    ...hostSide,
+    `printf '${inside.join('\\n')}\\n' | ${insidePre ? `${enter} sh -c '${insidePre}exec ip -batch -'` : `${enter} ip -batch -`}`,
   ].join('\n');
 }
 
