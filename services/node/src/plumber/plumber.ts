@@ -69,8 +69,10 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys', opts: { keep
   // Each process costs a container's start a few ms, so IPv4 takes one `ip` on the host: the
   // sysctls may follow the link's coming up, as nothing can arrive before eth0 is up inside.
   // IPv6 needs them first (no DAD on the host side's link-local, IPv6 on for its routes).
+  // A kept veth's neighbour entries go: the host learns the workload's MAC afresh (a packet
+  // waits for the answer, none is lost) rather than trusting what it saw before.
   const hostSide = opts.keep
-    ? [...sysctls, batch(host)]
+    ? [...sysctls, batch([`neigh flush dev ${hostIf}`, ...host])]
     : v6.length
       ? [`ip ${add}`, ...sysctls, batch(host)]
       : [batch([add, ...host]), ...sysctls];
