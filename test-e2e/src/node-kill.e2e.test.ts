@@ -5,7 +5,7 @@ import { decodeIpAssignment, groupMemberKey, ipAssignmentKey, workloadPrefix, wo
 import { hostIfName, LABELS } from '@calico/node';
 import { exec, requireRoot, waitFor, type ExecResult } from '@calico/testkit';
 import { containersNamed, hostCounts, keyCounts, type ContainerState } from './counts.js';
-import { startNodeProgrammed, waitForMatrix, writeGroup, type Workload } from './helpers.js';
+import { startNodeProgrammed, startWorkload, waitForMatrix, writeGroup, type Workload } from './helpers.js';
 
 const RUNS = 50;
 const GROUP = 'g-kill';
@@ -214,5 +214,42 @@ describe('kill -9 of the node during 50 concurrent docker runs', () => {
     );
     console.log(`removed ${containers.length} containers; kernel and etcd back at the baseline ${Date.now() - tRemoved} ms after the rm answered`);
     expect((await reserved()).size).toBe(0);
+  });
+  it('a restart keeps running workloads networked in place; control: a veth lost meanwhile is plumbed anew', async () => {
+    const a = await startWorkload(cluster, h1(), 'KA', '198.19.29.1');
+    const b = await startWorkload(cluster, h1(), 'KB', '198.19.29.2');
+    await cluster.ds.batch([a, b].map((w) => ({ put: groupMemberKey(GROUP, w.endpointId), value: '' })));
+    await waitForMatrix([a, b], ['KA->KB', 'KB->KA'], 30_000);
+    const ifindex = async (w: Workload) => (await h1().ns.exec(['cat', `/sys/class/net/${hostIfName(w.endpointId)}/ifindex`])).stdout.trim();
+    const before = { a: await ifindex(a), b: await ifindex(b) };
+    expect(before.a).toMatch(/^\d+$/);
+    expect(before.b).toMatch(/^\d+$/);
+
+    await cluster.stopNode('h1');
+    // B's veth goes while the node is down, as a crash in the middle of a plumbing can leave it.
+    expect((await h1().ns.exec(['ip', 'link', 'del', hostIfName(b.endpointId)])).code).toBe(0);
+    // Pings to A from its host for the whole restart: a re-plumbing would take its veth away.
+    const pinger = h1().ns.exec(['busybox', 'ping', '-c', '150', '-i', '0.1', '-W', '1', a.addr]);
+    await startNodeProgrammed(cluster, 'h1');
+    const after = { a: await ifindex(a), b: await ifindex(b) };
+    expect(after.a).toBe(before.a);
+    // The control: B came back with a veth of its own, a new one.
+    expect(after.b).toMatch(/^\d+$/);
+    expect(after.b).not.toBe(before.b);
+    const log = h1().node!.log();
+    // The last word on each (the log runs on over the node's restarts).
+    const line = (w: Workload) => log.split('\n').filter((l) => l.includes(w.id.slice(0, 12)) && l.includes('its endpoint recorded as active')).pop() ?? '';
+    expect(line(a)).toContain('kept from before and converged in place');
+    expect(line(b)).toContain('"msg":"workload networked;');
+    await waitForMatrix([a, b], ['KA->KB', 'KB->KA'], 30_000);
+    const ping = await pinger;
+    const m = /(\d+) packets transmitted, (\d+) packets received/.exec(ping.stdout);
+    console.log(`pings to a kept workload across the node's restart: ${m?.[0] ?? ping.stdout}`);
+    expect(m?.[1]).toBe('150');
+    expect(m?.[2]).toBe('150');
+
+    const r = await h1().docker(['rm', '-f', a.id, b.id]);
+    expect(r.code, r.stderr).toBe(0);
+    await cluster.ds.batch([a, b].map((w) => ({ delete: groupMemberKey(GROUP, w.endpointId) })));
   });
 });

@@ -4,7 +4,7 @@ import { encodeRule, groupPrefix, groupRuleKey, groupsPrefix } from '@calico/key
 import { explain, policyFixtures, randomCluster, randomConnections, type RandomConnection, type RandomEndpoint } from '@calico/policy';
 import { execOk, requireRoot, waitFor, type NamespaceHost } from '@calico/testkit';
 import { startWorkload, writeGroup, type Workload } from './helpers.js';
-import { inWorkload, Listener, sendFrom, type Connection } from './traffic.js';
+import { inWorkload, Listener, sendFrom, workloadMac, type Connection } from './traffic.js';
 
 /** Ports the workloads listen on (tcp and udp); rules and connections use only these. */
 const PORTS = [443, 5000, 7000];
@@ -34,7 +34,7 @@ describe('explain() and real packets agree on random policies', () => {
     ];
     for (const [host, name, addr] of plan) {
       const w = await startWorkload(cluster, cluster.host(host), name, addr);
-      const mac = (await execOk(await inWorkload(cluster, w, ['cat', '/sys/class/net/eth0/address']))).trim();
+      const mac = await workloadMac(cluster, w);
       const v6 = addr.includes(':');
       workloads.push({ w, ep: { host, endpointId: w.endpointId, containerId: w.id, v4: v6 ? [] : [addr], v6: v6 ? [addr] : [], mac, state: 'active' } });
     }

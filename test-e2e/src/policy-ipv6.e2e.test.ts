@@ -5,7 +5,7 @@ import { encodeRule, groupPrefix, groupRuleKey } from '@calico/keyspace';
 import { hostIfName } from '@calico/node';
 import { connects, expectMatrix, pings, startNodeProgrammed, startWorkload, writeGroup, type Workload } from './helpers.js';
 import { expectEachGuardStops, inside, ruleGuard, udpArrives } from './spoof.js';
-import { Listener } from './traffic.js';
+import { Listener, workloadMac } from './traffic.js';
 
 /** IPv6 endpoints get the same policy, in ip6tables and IPv6 ipsets, and IPv4 rules never apply to them. */
 describe('policy for IPv6 endpoints on one host', () => {
@@ -85,7 +85,7 @@ describe('policy for IPv6 endpoints on one host', () => {
         ruleGuard(h1, 6, 'raw', 'cali-PREROUTING', /-m rpfilter --invert /),
       ]);
       await inside(cluster, A, ['ip', 'addr', 'del', 'fd00:198:19:1::99/128', 'dev', 'eth0']);
-      const mac = (await inside(cluster, A, ['cat', '/sys/class/net/eth0/address'])).trim();
+      const mac = await workloadMac(cluster, A);
       await inside(cluster, A, ['ip', 'link', 'set', 'eth0', 'address', '0e:00:00:00:00:99']);
       await expectEachGuardStops(cluster, { from: A, src: A.addr, to }, [ruleGuard(h1, 6, 'filter', fw, /--mac-source /)]);
       await inside(cluster, A, ['ip', 'link', 'set', 'eth0', 'address', mac]);

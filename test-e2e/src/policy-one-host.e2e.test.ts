@@ -5,7 +5,7 @@ import { groupPrefix, groupMemberKey, groupRuleKey, encodeRule } from '@calico/k
 import { hostIfName } from '@calico/node';
 import { connects, expectMatrix, pings, startNodeProgrammed, startWorkload, writeGroup, type Workload } from './helpers.js';
 import { expectEachGuardStops, inside, rpFilterGuard, ruleGuard, udpArrives } from './spoof.js';
-import { Listener } from './traffic.js';
+import { Listener, workloadMac } from './traffic.js';
 
 /**
  * The seed's getting-started scenario on one host, then the finer points of policy, all on
@@ -114,7 +114,7 @@ describe('policy on one host', () => {
       ]);
       await inside(cluster, A, ['ip', 'addr', 'del', '198.19.1.99/32', 'dev', 'eth0']);
       // A's own address from another MAC.
-      const mac = (await inside(cluster, A, ['cat', '/sys/class/net/eth0/address'])).trim();
+      const mac = await workloadMac(cluster, A);
       await inside(cluster, A, ['ip', 'link', 'set', 'eth0', 'address', '0e:00:00:00:00:99']);
       await expectEachGuardStops(cluster, { from: A, src: A.addr, to }, [ruleGuard(h1().ns, 4, 'filter', fw, /--mac-source /)]);
       await inside(cluster, A, ['ip', 'link', 'set', 'eth0', 'address', mac]);

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DevCluster } from '@calico/devcluster';
-import { exec, ManagedProcess, waitFor, type NamespaceHost } from '@calico/testkit';
+import { exec, execOk, ManagedProcess, waitFor, type NamespaceHost } from '@calico/testkit';
 import type { Workload } from './helpers.js';
 
 /** Real traffic from and to workloads: probe/traffic.mjs run with node in their network namespaces. */
@@ -23,6 +23,17 @@ export async function workloadPid(cluster: DevCluster, w: Workload): Promise<num
 /** argv run inside a workload's network namespace (with the machine's own binaries). */
 export async function inWorkload(cluster: DevCluster, w: Workload, argv: readonly string[]): Promise<string[]> {
   return ['nsenter', `--net=/proc/${await workloadPid(cluster, w)}/ns/net`, ...argv];
+}
+
+/**
+ * A workload's eth0 MAC, as its own namespace has it (nsenter enters only the network namespace:
+ * /sys there is still the caller's, so it cannot be read from /sys/class/net).
+ */
+export async function workloadMac(cluster: DevCluster, w: Workload): Promise<string> {
+  const out = await execOk(await inWorkload(cluster, w, ['ip', '-o', 'link', 'show', 'dev', 'eth0']));
+  const m = /link\/ether ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) /.exec(out);
+  if (!m) throw new Error(`no MAC for ${w.name}'s eth0 in: ${out}`);
+  return m[1]!;
 }
 
 /** TCP and UDP servers on ports inside a workload; it records every UDP datagram's payload. */

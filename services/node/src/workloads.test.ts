@@ -36,9 +36,20 @@ class FakeDocker {
 
 class FakePlumber {
   readonly ifs = new Set<string>();
-  async plumb(s: { endpointId: string }) {
+  /** Host sides whose peer is eth0 in the given pid's namespace. */
+  readonly peers = new Map<string, number>();
+  readonly calls: string[] = [];
+  async plumb(s: { endpointId: string; pid: number }) {
+    this.calls.push('plumb');
     this.ifs.add(hostIfName(s.endpointId));
+    this.peers.set(hostIfName(s.endpointId), s.pid);
     return { hostIf: hostIfName(s.endpointId) };
+  }
+  async keep(_s: { endpointId: string }) {
+    this.calls.push('keep');
+  }
+  async peerIsEth0(endpointId: string, pid: number) {
+    return this.ifs.has(hostIfName(endpointId)) && this.peers.get(hostIfName(endpointId)) === pid;
   }
   async isPlumbed(endpointId: string) {
     return this.ifs.has(hostIfName(endpointId));
@@ -162,6 +173,42 @@ describe('Workloads.reconcile while dockerd finishes what the previous node forw
     expect(plumber.ifs.size).toBe(0);
     expect(endpoints.eps.size).toBe(0);
     expect(addresses.held.size).toBe(0);
+  });
+});
+
+describe('a node restart', () => {
+  it('keeps a running workload\'s veth whose peer is its eth0, and converges it in place', async () => {
+    const before = setup();
+    before.docker.exists = true;
+    before.docker.running = true;
+    before.addresses.held.set(ADDR, { host: 'h1', containerId: ID, endpointId: EID });
+    await before.endpoints.write({ containerId: ID, endpointId: EID, addrs: [ADDR], state: 'active' });
+    expect(await before.w.ensureRunning(ID)).toBe(true);
+    expect(before.plumber.calls).toEqual(['plumb']);
+    // The next run of the node: the kernel still has the veth, the node's memory is new.
+    const after = new Workloads('h1', before.docker as unknown as Docker, before.plumber as unknown as Plumber,
+      before.endpoints as unknown as EndpointStore, before.addresses as unknown as AddressRegistry, logger);
+    expect(await after.ensureRunning(ID)).toBe(true);
+    expect(before.plumber.calls).toEqual(['plumb', 'keep']);
+    expect(before.endpoints.eps.get(ID)?.state).toBe('active');
+    // Remembered now: the next event finds it fresh and touches nothing.
+    expect(await after.ensureRunning(ID)).toBe(true);
+    expect(before.plumber.calls).toEqual(['plumb', 'keep']);
+  });
+
+  it('control: a veth that is not the container\'s (gone, or its peer elsewhere) is plumbed anew', async () => {
+    const { docker, plumber, addresses, endpoints, w } = setup();
+    docker.exists = true;
+    docker.running = true;
+    addresses.held.set(ADDR, { host: 'h1', containerId: ID, endpointId: EID });
+    await endpoints.write({ containerId: ID, endpointId: EID, addrs: [ADDR], state: 'active' });
+    // A host side left from the container's previous run (another namespace).
+    plumber.ifs.add(hostIfName(EID));
+    plumber.peers.set(hostIfName(EID), 1111);
+    expect(await w.ensureRunning(ID)).toBe(true);
+    expect(plumber.calls).toEqual(['plumb']);
+    expect(await w.ensureRunning(ID, { force: true })).toBe(true);
+    expect(plumber.calls).toEqual(['plumb', 'plumb']);
   });
 });
 

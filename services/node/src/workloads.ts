@@ -117,15 +117,20 @@ export class Workloads {
         await this.reserveOrRefuse(id, w);
         let tPlumbed = t0;
         let tRecorded = t0;
+        const spec = { endpointId: w.endpointId, pid, addrs: w.addrs, mac: w.mac };
+        // A node restart finds its workloads' veths in place: converged where they are, their
+        // traffic never stops; anything less than whole is plumbed anew.
+        const kept = !opts.force && (await this.plumber.peerIsEth0(w.endpointId, pid));
         // The kernel and etcd are independent here: do both at once. If plumbing fails the
         // caller marks the endpoint inactive again.
         await Promise.all([
-          this.plumber.plumb({ endpointId: w.endpointId, pid, addrs: w.addrs, mac: w.mac }).then(() => (tPlumbed = performance.now())),
+          (kept ? this.plumber.keep(spec) : this.plumber.plumb(spec)).then(() => (tPlumbed = performance.now())),
           this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name }).then(() => (tRecorded = performance.now())),
         ]);
         this.plumbedPid.set(id, pid);
         const ms = { plumb: +(tPlumbed - t0).toFixed(1), etcd: +(tRecorded - t0).toFixed(1) };
-        this.logger.info({ container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid, ms }, 'workload networked and its endpoint recorded as active');
+        const how = kept ? 'workload network kept from before and converged in place' : 'workload networked';
+        this.logger.info({ container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid, ms }, `${how}; its endpoint recorded as active`);
         return true;
       }
       await this.reserveOrRefuse(id, w);

@@ -23,7 +23,7 @@ describe('plumbScript', () => {
     const inside = lines.findIndex((l) => l.includes('nsenter'));
     expect(inside).toBe(lines.length - 1);
     expect(lines[inside]).toBe(
-      "printf 'addr add 198.19.0.2/32 dev eth0\\nlink set eth0 up\\nroute add default dev eth0\\n' | nsenter --net=/proc/42/ns/net ip -batch -",
+      "printf 'addr replace 198.19.0.2/32 dev eth0\\nlink set eth0 up\\nroute replace default dev eth0\\n' | nsenter --net=/proc/42/ns/net ip -batch -",
     );
     expect(lines.slice(3, inside)).toEqual([
       'echo 1 > /proc/sys/net/ipv4/conf/cali0123456789a/proxy_arp',
@@ -42,5 +42,17 @@ describe('plumbScript', () => {
     expect(dad).toBeGreaterThan(2);
     expect(up).toBeGreaterThan(dad);
     expect(lines[lines.length - 1]).toContain("nsenter --net=/proc/42/ns/net sh -c 'echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6;");
+  });
+
+  it('keeps a veth plumbed before: no delete, no add, the rest written as it is', () => {
+    const spec = { endpointId: '0123456789abcdef', pid: 42, addrs: ['198.19.0.2', 'fd00:198:19::2'], mac: '02:00:00:00:00:01' };
+    const full = plumbScript(spec).split('\n');
+    const kept = plumbScript(spec, '/proc/sys', { keep: true }).split('\n');
+    expect(kept.filter((l) => /link (del|add)/.test(l))).toEqual([]);
+    expect(full.filter((l) => /link (del|add)/.test(l))).toHaveLength(2);
+    const hostBatch = "printf 'link set cali0123456789a up\\n";
+    expect(kept).toEqual(
+      full.filter((l) => !/link (del|add)/.test(l)).map((l) => l.replace(hostBatch, "printf 'neigh flush dev cali0123456789a\\nlink set cali0123456789a up\\n")),
+    );
   });
 });

@@ -1,4 +1,4 @@
-import { readdir, access } from 'node:fs/promises';
+import { readdir, access, readFile } from 'node:fs/promises';
 import type { Logger } from '@calico/log';
 import { runTool, toolTimeoutMs } from '@calico/proc';
 import { isIP } from '@calico/keyspace';
@@ -28,7 +28,7 @@ export class PlumbError extends Error {
  * workload as soon as they exist. The host routes carry WORKLOAD_ROUTE_PROTO: BIRD exports
  * only routes with it. Every value in it is validated, nothing is quoted in.
  */
-export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
+export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys', opts: { keep?: boolean } = {}): string {
   const hostIf = hostIfName(spec.endpointId);
   if (!Number.isInteger(spec.pid) || spec.pid <= 0) throw new PlumbError(`bad pid ${spec.pid}`);
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(spec.mac)) throw new PlumbError(`bad MAC ${spec.mac}`);
@@ -38,12 +38,13 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
   const sys = (path: string, v: string) => `echo ${v} > ${procSys}/${path}`;
   const route = (a: string, len: number) => `route replace ${a}/${len} dev ${hostIf} proto ${WORKLOAD_ROUTE_PROTO}`;
   const host = [`link set ${hostIf} up`, ...v4.map((a) => route(a, 32)), ...v6.map((a) => route(a, 128))];
+  // replace, not add: the same lines converge a veth kept from before without touching it.
   const inside = [
-    ...v4.map((a) => `addr add ${a}/32 dev eth0`),
-    ...v6.map((a) => `addr add ${a}/128 dev eth0 nodad`),
+    ...v4.map((a) => `addr replace ${a}/32 dev eth0`),
+    ...v6.map((a) => `addr replace ${a}/128 dev eth0 nodad`),
     'link set eth0 up',
-    ...(v4.length ? ['route add default dev eth0'] : []),
-    ...(v6.length ? [`route add ::/0 via ${HOST_IF_LINK_LOCAL} dev eth0`] : []),
+    ...(v4.length ? ['route replace default dev eth0'] : []),
+    ...(v6.length ? [`route replace ::/0 via ${HOST_IF_LINK_LOCAL} dev eth0`] : []),
   ];
   // Docker turns IPv6 off in a --net=none container; an IPv6 workload needs it on.
   // Sysctl files answer for the writer's network namespace, so the same folder serves inside.
@@ -68,12 +69,18 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys'): string {
   // Each process costs a container's start a few ms, so IPv4 takes one `ip` on the host: the
   // sysctls may follow the link's coming up, as nothing can arrive before eth0 is up inside.
   // IPv6 needs them first (no DAD on the host side's link-local, IPv6 on for its routes).
-  const hostSide = v6.length ? [`ip ${add}`, ...sysctls, batch(host)] : [batch([add, ...host]), ...sysctls];
+  // A kept veth's neighbour entries go: the host learns the workload's MAC afresh (a packet
+  // waits for the answer, none is lost) rather than trusting what it saw before.
+  const hostSide = opts.keep
+    ? [...sysctls, batch([`neigh flush dev ${hostIf}`, ...host])]
+    : v6.length
+      ? [`ip ${add}`, ...sysctls, batch(host)]
+      : [batch([add, ...host]), ...sysctls];
   const enter = `nsenter --net=/proc/${spec.pid}/ns/net`;
   return [
     'set -e',
     // A leftover host side (a previous run of this container, a failed attempt) goes first.
-    `[ ! -e /sys/class/net/${hostIf} ] || ip link del ${hostIf} 2>/dev/null || true`,
+    ...(opts.keep ? [] : [`[ ! -e /sys/class/net/${hostIf} ] || ip link del ${hostIf} 2>/dev/null || true`]),
     ...hostSide,
     `printf '${inside.join('\\n')}\\n' | ${insidePre ? `${enter} sh -c '${insidePre}exec ip -batch -'` : `${enter} ip -batch -`}`,
   ].join('\n');
@@ -122,6 +129,40 @@ export class Plumber {
     }
     this.logger.debug({ endpoint: spec.endpointId, hostIf, pid: spec.pid, addrs: spec.addrs }, 'workload plumbed');
     return { hostIf };
+  }
+
+  /**
+   * Converges a workload plumbed before (by a previous run of the node) in place: the same
+   * settings, addresses and routes, written so that nothing that is already right changes.
+   * Only for a veth whose peer is the container's eth0 (peerIsEth0).
+   */
+  async keep(spec: PlumbSpec): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await run(['sh', '-c', plumbScript(spec, this.procSys, { keep: true })], this.timeoutMs);
+      this.onPlumb(performance.now() - t0, true);
+    } catch (e) {
+      this.onPlumb(performance.now() - t0, false);
+      throw e instanceof PlumbError ? e : new PlumbError(String(e), { cause: e });
+    }
+  }
+
+  /**
+   * Whether the endpoint's host side is up and its peer is eth0 in the network namespace of
+   * `pid`: what plumb() left, still whole. A veth goes when the namespace of either end does,
+   * so a host side whose peer index is that eth0's can only be the one plumbed into it.
+   */
+  async peerIsEth0(endpointId: string, pid: number): Promise<boolean> {
+    const hostIf = hostIfName(endpointId);
+    const read = (path: string) => readFile(path, 'utf8').catch(() => '');
+    const [iflink, operstate, igmp] = await Promise.all([
+      read(`/sys/class/net/${hostIf}/iflink`),
+      read(`/sys/class/net/${hostIf}/operstate`),
+      // Lists the namespace's interfaces that are up, with their indexes.
+      read(`/proc/${pid}/net/igmp`),
+    ]);
+    const eth0 = /^(\d+)\s+eth0\s*:/m.exec(igmp)?.[1];
+    return eth0 !== undefined && iflink.trim() === eth0 && operstate.trim() === 'up';
   }
 
   /** Whether the endpoint's host side exists (the container side goes with it). */
