@@ -241,6 +241,17 @@ describe(`fuzzing /calico/ (seed ${SEED})`, () => {
     const archive = await fetch(`${diagsBase}/diags`, { headers: { authorization: `Bearer ${token}` } });
     expect(archive.status).toBe(200);
     expect((await archive.arrayBuffer()).byteLength).toBeGreaterThan(0);
+    // What each service logged meanwhile, by level: no error (50) or fatal (60) line anywhere.
+    const levels = procs().map((p) => {
+      const count = new Map<number, number>();
+      for (const line of p.log().split('\n')) {
+        const level = /^\{"level":(\d+)/.exec(line)?.[1];
+        if (level !== undefined) count.set(Number(level), (count.get(Number(level)) ?? 0) + 1);
+      }
+      return [p.opts.name, Object.fromEntries(count)] as const;
+    });
+    console.log(`log lines by level: ${JSON.stringify(levels)}`);
+    expect(levels.filter(([, c]) => (c[50] ?? 0) + (c[60] ?? 0) > 0)).toEqual([]);
   });
 
   it('the master reports each bad key exactly once, in its log and in GET /v1/problems, and no valid key', async () => {
@@ -264,6 +275,26 @@ describe(`fuzzing /calico/ (seed ${SEED})`, () => {
     expect(valid.filter((kv) => lines.has(kv.key) || listedSet.has(kv.key))).toEqual([]);
     // Short reports whatever the value: the largest problem is kilobytes, however huge its value.
     expect(Math.max(...problems.map((p) => JSON.stringify(p).length))).toBeLessThan(16 * 1024);
+  });
+
+  it('etcd away and back: the master resyncs and reports no bad key again, and a new one once', async () => {
+    const before = badKeyLines();
+    const healthz = async () => (await cluster.masterFetch('/healthz').catch(() => undefined))?.status;
+    await cluster.etcd.stopMember();
+    try {
+      await waitFor('the master to see etcd gone', async () => (await healthz()) === 503, 30_000);
+    } finally {
+      await cluster.etcd.startMember();
+    }
+    await waitFor('the master back in sync', async () => (await healthz()) === 200, 30_000);
+    // The control that the log still says what is new: one more bad key, reported once.
+    const late = '/calico/host/h1/bird_ip/after-resync';
+    await cluster.ds.put(late, '198.18.0.11');
+    await waitFor('the new bad key reported', async () => badKeyLines().has(late), 15_000);
+    expect(badKeyLines()).toEqual(new Map([...before, [late, 1]]));
+    await cluster.ds.delete(late);
+    const procs = ['h1', 'h2'].map((h) => cluster.host(h).node!);
+    expect(procs.every((p) => p.running)).toBe(true);
   });
 
   it('services started over the fuzzed keyspace read it whole and come up; the master says nothing new', async () => {
