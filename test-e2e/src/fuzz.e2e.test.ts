@@ -201,8 +201,10 @@ describe(`fuzzing /calico/ (seed ${SEED})`, () => {
       await until(0.7);
       await putValid([{ key: birdIpKey(NEW_HOST.name), value: encodeBirdIp(NEW_HOST.ip) }]);
     })();
+    const started = performance.now();
     await Promise.all([writer(), writer(), writer(), writer(), changes]);
-    console.log(`wrote ${entries.length} bad keys in ${total} requests, ${valid.length} valid keys among them`);
+    const ms = Math.round(performance.now() - started);
+    console.log(`wrote ${entries.length} bad keys in ${total} requests, ${valid.length} valid keys among them, in ${ms} ms`);
 
     // Every valid change took effect.
     await waitFor('A to reach B on port 80 (the rule)', () => connects(A, B.addr, 80), 60_000);
@@ -257,6 +259,9 @@ describe(`fuzzing /calico/ (seed ${SEED})`, () => {
   it('the master reports each bad key exactly once, in its log and in GET /v1/problems, and no valid key', async () => {
     const fuzzKeys = new Set(entries.map((e) => e.key));
     let lines = new Map<string, number>();
+    const classes = new Map<string, number>();
+    for (const e of entries) classes.set(e.class, (classes.get(e.class) ?? 0) + 1);
+    console.log(`bad keys by class: ${JSON.stringify(Object.fromEntries(classes))}`);
     const all = async () => (lines = badKeyLines()).size >= fuzzKeys.size;
     await waitFor('the master to report every bad key', all, 60_000, () => `${lines.size} reported`);
     const twice = [...lines].filter(([, n]) => n !== 1);
