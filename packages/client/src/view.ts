@@ -7,6 +7,7 @@ import {
   decodeIpAssignment,
   decodeIpPool,
   decodeRefusal,
+  decodeValue,
   decodeWorkloadName,
   hostAliveKey,
   hostSegmentError,
@@ -90,8 +91,12 @@ function problemsOf(key: string, value: string): Problem[] {
  */
 export function keyProblems(key: string, value: string): string[] | undefined {
   if (!key.startsWith(calicoRoot)) return undefined;
-  if (parseKey(key).kind === 'unknown') return [unknownKeyProblem(key)];
-  const d = decodeEntry(key, value);
+  // decodeEntry's steps with the key parsed once: the master runs this on every key it syncs.
+  const k = parseKey(key);
+  if (k.kind === 'unknown') return [unknownKeyProblem(key)];
+  const badHost = hostSegmentError(k);
+  if (badHost !== undefined) return [`${key}: ${badHost}`];
+  const d = decodeValue(k, key, value);
   return d.ok ? undefined : d.errors;
 }
 
