@@ -7,6 +7,7 @@ import {
   bgpHostPrefix,
   bgpHostsPrefix,
   decodeIpAssignment,
+  hostNameError,
   hostPrefix,
   hostsPrefix,
   parseKey,
@@ -44,7 +45,27 @@ function add<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
   else m.set(k, new Set([v]));
 }
 
+/**
+ * Whether a host segment is a host name, remembering the last good one: keys come sorted by
+ * host, so nearly every key is answered by one comparison.
+ */
+function hostNameCheck(): (name: string) => boolean {
+  let lastGood = '';
+  return (name) => {
+    if (name === lastGood) return true;
+    if (hostNameError(name) !== undefined) return false;
+    lastGood = name;
+    return true;
+  };
+}
+
+/**
+ * Keys whose host segment is not a host name are problems (the view lists them) and hold
+ * nothing: no host, workload or endpoint is made of them, so nothing counts them as a host to
+ * report down or to remove.
+ */
 export function indexHosts(kvs: Iterable<IndexedKey>): HostIndex {
+  const isName = hostNameCheck();
   const ix: HostIndex = {
     alive: new Set(),
     hostDirs: new Set(),
@@ -59,7 +80,8 @@ export function indexHosts(kvs: Iterable<IndexedKey>): HostIndex {
     if (key.startsWith(hostsPrefix)) {
       const rest = key.slice(hostsPrefix.length);
       const slash = rest.indexOf('/');
-      if (slash > 0) ix.hostDirs.add(rest.slice(0, slash));
+      if (slash <= 0 || !isName(rest.slice(0, slash))) continue;
+      ix.hostDirs.add(rest.slice(0, slash));
       // Any key under an endpoint's directory makes it exist, even one that does not decode:
       // a bad value is a problem to report, never a reason to delete.
       const w = WORKLOAD_KEY.exec(rest);
@@ -76,7 +98,7 @@ export function indexHosts(kvs: Iterable<IndexedKey>): HostIndex {
     } else if (key.startsWith(bgpHostsPrefix)) {
       const rest = key.slice(bgpHostsPrefix.length);
       const slash = rest.indexOf('/');
-      if (slash > 0) ix.bgpDirs.add(rest.slice(0, slash));
+      if (slash > 0 && isName(rest.slice(0, slash))) ix.bgpDirs.add(rest.slice(0, slash));
       continue;
     }
     const k = parseKey(key);
@@ -84,7 +106,8 @@ export function indexHosts(kvs: Iterable<IndexedKey>): HostIndex {
     else if (k.kind === 'groupMember') ix.members.push({ ...kv, groupId: k.groupId, endpointId: k.endpointId });
     else if (k.kind === 'ipAssignment') {
       const d = decodeIpAssignment(key, kv.value);
-      if (d.ok) ix.assignments.push({ ...kv, addr: k.addr, host: d.value.host });
+      // A holder that is not a host name is no host's: nothing is removed or reported down for it.
+      if (d.ok && isName(d.value.host)) ix.assignments.push({ ...kv, addr: k.addr, host: d.value.host });
     }
   }
   return ix;

@@ -1,6 +1,6 @@
 export { CalicoClient } from './client.js';
 export type { GroupInfo, HostRemoval } from './client.js';
-export { buildView } from './view.js';
+export { buildView, keyProblems } from './view.js';
 export type { ClusterView, HostInfo, HostState, Notice, WorkloadInfo } from './view.js';
 export { indexHosts, knownHosts, membersWithoutEndpoint, planHostRemoval } from './hosts.js';
 export type { HostIndex, HostRemovalPlan, IndexedKey } from './hosts.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { policyFixtures } from '@calico/policy';
-import { buildView } from './view.js';
+import { buildView, keyProblems } from './view.js';
 
 describe('buildView', () => {
   it('gathers hosts, workloads with names and groups, pools, and every problem', () => {
@@ -82,5 +82,87 @@ describe('buildView', () => {
         errors: ['container c0ffee012345 on host h1 is not networked: address 198.19.0.1 is reserved by container aaaa on host h1'],
       },
     ]);
+  });
+});
+
+describe('buildView problems: every bad key once', () => {
+  const unread = (key: string) => ({ key, errors: [`${key}: not a key of the calico keyspace; nothing reads it`] });
+  it("an unknown key anywhere under /calico/ is a problem (nothing reads it), beside the model's under network/", () => {
+    const kvs = [
+      { key: '/calico/host/h1/bird-ip', value: '198.18.0.11' },
+      { key: '/calico/host/h1/bird_ip/x', value: '198.18.0.11' },
+      { key: '/calico/bgp/v1/global/as_num ', value: '64512' },
+      { key: '/calico/network/group/g1/rule/inbound/01', value: '{"cidr":"0.0.0.0/0"}' },
+      { key: '/calico//host', value: '' },
+      // the controls: a known key, and keys outside /calico/
+      { key: '/calico/host/h1/bird_ip', value: '198.18.0.11' },
+      { key: '/other/thing', value: 'x' },
+      { key: '/calicox/a', value: 'x' },
+    ];
+    const v = buildView(kvs, 1);
+    const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : 1);
+    expect([...v.problems].sort(byKey)).toEqual([
+      unread('/calico//host'),
+      unread('/calico/bgp/v1/global/as_num '),
+      unread('/calico/host/h1/bird-ip'),
+      unread('/calico/host/h1/bird_ip/x'),
+      {
+        key: '/calico/network/group/g1/rule/inbound/01',
+        errors: ['/calico/network/group/g1/rule/inbound/01: not a key of the calico keyspace'],
+      },
+    ]);
+    expect(v.hosts.map((h) => [h.name, h.birdIp])).toEqual([['h1', '198.18.0.11']]);
+  });
+
+  it('a refusal that does not decode is one problem, saying so and not quoting it', () => {
+    const key = '/calico/host/h1/refused/c0ffee0123456789';
+    const v = buildView([{ key, value: `first line\n${'x'.repeat(100_000)}` }], 1);
+    expect(v.problems).toEqual([{ key, errors: [`${key}: must be one non-empty line of at most 2000 characters`] }]);
+    // The control: a refusal that decodes is reported once, with its reason.
+    expect(buildView([{ key, value: 'no reservation' }], 1).problems).toEqual([
+      { key, errors: ['container c0ffee012345 on host h1 is not networked: no reservation'] },
+    ]);
+  });
+
+  it('a key whose host segment is not a host name makes no host, whatever its kind', () => {
+    const kvs = [
+      { key: '/calico/host/FZ-A/alive', value: '{"since":"2026-11-29T00:00:00.000Z"}' },
+      { key: '/calico/host/fz a/bird_ip', value: '198.18.0.50' },
+      { key: '/calico/host/fz\na/refused/c1', value: 'why' },
+      { key: '/calico/bgp/v1/host/fz_a/as_num', value: '64512' },
+      { key: '/calico/ipam/v4/assignment/198.19.0.9', value: '{"host":"FZ-A","containerId":"c9"}' },
+      { key: '/calico/host/h1/bird_ip', value: '198.18.0.11' },
+    ];
+    const v = buildView(kvs, 1);
+    expect(v.hosts.map((h) => h.name)).toEqual(['h1']);
+    expect(v.notices.map((n) => n.key)).toEqual(['/calico/host/h1/alive']);
+    expect(v.problems.map((p) => p.key).sort()).toEqual([
+      '/calico/bgp/v1/host/fz_a/as_num',
+      '/calico/host/FZ-A/alive',
+      '/calico/host/fz\na/refused/c1',
+      '/calico/host/fz a/bird_ip',
+    ]);
+    for (const p of v.problems) expect(p.errors).toEqual([expect.stringContaining('the host segment is not a host name')]);
+  });
+});
+
+describe('keyProblems: one key on its own, in the view\'s words', () => {
+  it.each([
+    ['/calico/host/h1/bird_ip', 'nonsense'],
+    ['/calico/host/h1/bird-ip', '198.18.0.11'],
+    ['/calico/network/group/g1/rule/inbound/01', '{"cidr":"0.0.0.0/0"}'],
+    ['/calico/network/group/g1/rule/inbound/1', '{'],
+    ['/calico/host/H1/workload/docker/c1/endpoint/e1/state', 'active'],
+    ['/calico/bgp/v1/global/node_mesh', '{"enabled":"yes"}'],
+  ])('%j = %j says what the view says', (key, value) => {
+    const errors = keyProblems(key, value);
+    expect(errors).toBeDefined();
+    expect(buildView([{ key, value }], 1).problems).toEqual([{ key, errors }]);
+  });
+
+  it('says nothing of a good key, or of one outside /calico/ (the controls)', () => {
+    expect(keyProblems('/calico/host/h1/bird_ip', '198.18.0.11')).toBeUndefined();
+    expect(keyProblems('/calico/network/group/g1/member/e1', 'anything')).toBeUndefined();
+    expect(keyProblems('/elsewhere/x', 'y')).toBeUndefined();
   });
 });

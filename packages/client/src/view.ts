@@ -1,12 +1,17 @@
 import {
+  calicoRoot,
   decodeBird6Ip,
   decodeBirdIp,
   decodeEntry,
   decodeHostAlive,
   decodeIpAssignment,
   decodeIpPool,
+  decodeRefusal,
+  decodeValue,
   decodeWorkloadName,
   hostAliveKey,
+  hostSegmentError,
+  networkPrefix,
   parseKey,
   type IpAssignment,
 } from '@calico/keyspace';
@@ -63,6 +68,55 @@ export interface ClusterView {
 
 const NOTHING_HELD = { endpoints: 0, workloads: 0, reservations: 0 } as const;
 
+/** Kinds the policy model decodes, and reports itself. */
+const MODEL_KINDS = new Set([
+  'endpointAddrs',
+  'endpointMac',
+  'endpointState',
+  'groupName',
+  'groupMember',
+  'groupRule',
+  'groupDefault',
+]);
+
+function problemsOf(key: string, value: string): Problem[] {
+  const d = decodeEntry(key, value);
+  return d.ok ? [] : [{ key, errors: d.errors }];
+}
+
+/**
+ * What is wrong with one key under /calico/ on its own, or undefined: its value does not decode,
+ * its host segment is not a host name, or it has no layout. The same messages as the view's
+ * problems (which add what only the whole keyspace shows, such as a rule naming a missing group).
+ */
+export function keyProblems(key: string, value: string): string[] | undefined {
+  if (!key.startsWith(calicoRoot)) return undefined;
+  // decodeEntry's steps with the key parsed once: the master runs this on every key it syncs.
+  const k = parseKey(key);
+  if (k.kind === 'unknown') return [unknownKeyProblem(key)];
+  const badHost = hostSegmentError(k);
+  if (badHost !== undefined) return [`${key}: ${badHost}`];
+  const d = decodeValue(k, key, value);
+  return d.ok ? undefined : d.errors;
+}
+
+/** The model's words under /calico/network/ (a mistyped group key); elsewhere no service reads the key at all. */
+function unknownKeyProblem(key: string): string {
+  const what = `${key}: not a key of the calico keyspace`;
+  return key.startsWith(networkPrefix) ? what : `${what}; nothing reads it`;
+}
+
+/** One entry per key, sorted by key: a key found wrong twice (a refusal that does not decode) is one problem. */
+function onePerKey(problems: readonly Problem[]): Problem[] {
+  const byKey = new Map<string, string[]>();
+  for (const p of problems) {
+    const errors = byKey.get(p.key);
+    if (errors === undefined) byKey.set(p.key, [...p.errors]);
+    else for (const e of p.errors) if (!errors.includes(e)) errors.push(e);
+  }
+  return [...byKey].sort(([a], [b]) => a.localeCompare(b)).map(([key, errors]) => ({ key, errors }));
+}
+
 export function buildView(kvs: readonly { key: string; value: string }[], revision: number): ClusterView {
   const model = new PolicyModel();
   model.applyAll(kvs.map((kv) => ({ type: 'put' as const, key: kv.key, value: kv.value })));
@@ -85,6 +139,19 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
   for (const { key, value } of kvs) {
     controlPlane.apply({ type: 'put', key, value });
     const k = parseKey(key);
+    if (k.kind === 'unknown') {
+      // Nothing reads such a key (a mistyped bird_ip leaves its host without BGP): a problem. The
+      // model reports those under /calico/network/ itself.
+      if (key.startsWith(calicoRoot) && !key.startsWith(networkPrefix)) {
+        extraProblems.push({ key, errors: [unknownKeyProblem(key)] });
+      }
+      continue;
+    }
+    // Reported below; a host segment that is not a host name makes no host.
+    if (hostSegmentError(k) !== undefined) {
+      if (!MODEL_KINDS.has(k.kind)) extraProblems.push(...problemsOf(key, value));
+      continue;
+    }
     switch (k.kind) {
       case 'birdIp': {
         const d = decodeBirdIp(key, value);
@@ -120,13 +187,16 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
         if (d.ok) assignments.set(k.addr, d.value);
         break;
       }
-      case 'refusedWorkload':
+      case 'refusedWorkload': {
         // A node refused to network a container that carries Calico labels: a problem to look at.
-        extraProblems.push({
-          key,
-          errors: [`container ${k.containerId.slice(0, 12)} on host ${k.host} is not networked: ${value.trim()}`],
-        });
+        // A reason that does not decode is reported as such below, never quoted whole.
+        const d = decodeRefusal(key, value);
+        if (d.ok) {
+          const why = `container ${k.containerId.slice(0, 12)} on host ${k.host} is not networked: ${d.value}`;
+          extraProblems.push({ key, errors: [why] });
+        }
         break;
+      }
       case 'masterIp':
         masterIp = value.trim();
         break;
@@ -137,10 +207,7 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
         break;
     }
     // Keys outside the policy model (hosts, BGP, IPAM…) are still validated for `status`.
-    if (k.kind !== 'unknown' && !['endpointAddrs', 'endpointMac', 'endpointState', 'groupName', 'groupMember', 'groupRule', 'groupDefault'].includes(k.kind)) {
-      const d = decodeEntry(key, value);
-      if (!d.ok) extraProblems.push({ key, errors: d.errors });
-    }
+    if (!MODEL_KINDS.has(k.kind)) extraProblems.push(...problemsOf(key, value));
   }
   const ix = indexHosts(kvs);
   for (const name of knownHosts(ix)) host(name);
@@ -175,7 +242,7 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
     masterIp,
     masterApiUrl,
     controlPlane,
-    problems: [...model.problems(), ...extraProblems].sort((a, b) => a.key.localeCompare(b.key)),
+    problems: onePerKey([...model.problems(), ...extraProblems]),
     notices,
   };
 }

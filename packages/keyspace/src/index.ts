@@ -155,3 +155,6 @@ export type {
   Rule,
   RuleInput,
 } from './values.js';
+
+export { fuzzClasses, fuzzEntries, fuzzRandom } from './fuzz.js';
+export type { FuzzClass, FuzzEntry, FuzzOptions } from './fuzz.js';

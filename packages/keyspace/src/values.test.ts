@@ -550,3 +550,52 @@ describe('addrs: the one-address fast path', () => {
     }
   });
 });
+
+describe('hostile values: decoders stay small and never throw', () => {
+  const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+  const aliveKey = '/calico/host/host1/alive';
+  const meshKey = '/calico/bgp/v1/global/node_mesh';
+
+  it('a field of 100,000 nested arrays is named by its kind (String() of it overflows the stack)', () => {
+    const nested = JSON.parse(deep(100_000)) as unknown;
+    // The control: what the message used to be built from.
+    expect(() => String(nested)).toThrow(RangeError);
+    failsWith(decodeHostAlive(aliveKey, `{"since":${deep(100_000)}}`), aliveKey, [
+      'since must be an ISO 8601 time like "2024-05-01T12:00:00.000Z", got array',
+    ]);
+    failsWith(decodeHostAlive(aliveKey, `{"since":"2024-05-01T12:00:00Z","pid":${deep(100_000)}}`), aliveKey, [
+      'pid must be a positive integer, got array',
+    ]);
+    const mesh = decodeNodeMesh(meshKey, `{"enabled":{"a":${deep(100_000)}}}`);
+    failsWith(mesh, meshKey, ['enabled must be true or false, got object']);
+    expect(decodeEntry(meshKey, `{"enabled":${deep(100_000)}}`).ok).toBe(false);
+  });
+
+  it('quotes at most 77 characters of a huge value', () => {
+    const key = '/calico/network/group/g1/rule/inbound_default';
+    const raw = `allow${'x'.repeat(1024 * 1024)}`;
+    const quoted = `"allow${'x'.repeat(72)}..."`;
+    failsWith(decodeDefault(key, raw), key, [`default must be "deny" (the only supported value), got ${quoted}`]);
+    // Cut on a code point: an emoji is never split into half a surrogate pair.
+    const emoji = `"${'😀'.repeat(77)}..."`;
+    failsWith(decodeMac('/k', '😀'.repeat(100)), '/k', [`mac ${emoji} is not of the form aa:bb:cc:dd:ee:ff`]);
+    const rule = decodeRule('/k', `{"${'f'.repeat(100_000)}":1,"cidr":"0.0.0.0/0"}`);
+    expect(rule).toEqual({ ok: false, errors: [`/k: unknown field "${'f'.repeat(77)}..."`] });
+    // The control: a short value is quoted whole.
+    failsWith(decodeDefault(key, 'allow'), key, ['default must be "deny" (the only supported value), got "allow"']);
+  });
+
+  it('gives a value at most ten messages and a count of the rest', () => {
+    const key = '/calico/host/host1/workload/docker/c1/endpoint/e1/addrs';
+    const raw = JSON.stringify(Array.from({ length: 50_000 }, () => 5));
+    const item = 'must be an object like {"addr": "198.19.0.1"}, got number';
+    const r = decodeAddrs(key, raw);
+    expect(r.ok ? [] : r.errors).toEqual([
+      ...Array.from({ length: 10 }, (_, i) => `${key}: addrs[${i}] ${item}`),
+      `${key}: and 49990 more problems in this value`,
+    ]);
+    // The control: ten problems are all shown, with no count.
+    const ten = decodeAddrs(key, JSON.stringify(Array.from({ length: 10 }, () => 5)));
+    expect(ten.ok ? [] : ten.errors).toHaveLength(10);
+  });
+});

@@ -21,6 +21,7 @@ import {
   parseJson,
   prefixed,
   show,
+  showText,
   unknownFields,
   type Check,
   type JsonObject,
@@ -140,7 +141,7 @@ function checkRuleObject(obj: JsonObject): Check<Rule> {
     errors.push(
       name === PORT_ALIAS
         ? `unknown field "port:" (it is read as "port" only when "port" is absent)`
-        : `unknown field ${JSON.stringify(name)}`,
+        : `unknown field ${showText(name)}`,
     );
   }
   const group = checkGroupRef(field(obj, 'group'));
@@ -189,7 +190,7 @@ export type DefaultAction = 'deny';
 function checkDefault(raw: string): Check<DefaultAction> {
   return raw.trim() === 'deny'
     ? good('deny')
-    : bad(`default must be "deny" (the only supported value), got ${JSON.stringify(raw)}`);
+    : bad(`default must be "deny" (the only supported value), got ${showText(raw)}`);
 }
 
 export function decodeDefault(key: string, raw: string): DecodeResult<DefaultAction> {
@@ -289,7 +290,7 @@ const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 function checkMac(raw: string): Check<string> {
   const mac = raw.trim();
-  return MAC.test(mac) ? good(mac.toLowerCase()) : bad(`mac ${JSON.stringify(raw)} is not of the form aa:bb:cc:dd:ee:ff`);
+  return MAC.test(mac) ? good(mac.toLowerCase()) : bad(`mac ${showText(raw)} is not of the form aa:bb:cc:dd:ee:ff`);
 }
 
 export function decodeMac(key: string, raw: string): DecodeResult<string> {
@@ -309,7 +310,7 @@ const STATE_RESULTS = new Map<string, Check<EndpointState>>(endpointStates.map((
 
 function checkState(raw: string): Check<EndpointState> {
   // The constant, not the text read: endpoints keep it.
-  return STATE_RESULTS.get(raw) ?? STATE_RESULTS.get(raw.trim()) ?? bad(`state must be "active" or "inactive", got ${JSON.stringify(raw)}`);
+  return STATE_RESULTS.get(raw) ?? STATE_RESULTS.get(raw.trim()) ?? bad(`state must be "active" or "inactive", got ${showText(raw)}`);
 }
 
 export function decodeState(key: string, raw: string): DecodeResult<EndpointState> {
@@ -498,7 +499,7 @@ function checkAsNumberText(raw: string): Check<number> {
   const n = Number(text);
   return AS_NUMBER_TEXT.test(text) && n <= MAX_AS_NUMBER
     ? good(n)
-    : bad(`value ${JSON.stringify(raw)} is not an AS number (an integer from 1 to ${MAX_AS_NUMBER})`);
+    : bad(`value ${showText(raw)} is not an AS number (an integer from 1 to ${MAX_AS_NUMBER})`);
 }
 
 /** /calico/bgp/v1/global/as_num and /calico/bgp/v1/host/<hostname>/as_num: plain decimal text. */
@@ -521,7 +522,7 @@ function checkRouteProto(raw: string): Check<number> {
   const n = Number(text);
   if (!ROUTE_PROTO_TEXT.test(text) || n < MIN_ROUTE_PROTO || n > 255) {
     const range = `an integer from ${MIN_ROUTE_PROTO} to 255`;
-    return bad(`value ${JSON.stringify(raw)} is not a kernel route protocol (${range})`);
+    return bad(`value ${showText(raw)} is not a kernel route protocol (${range})`);
   }
   return n === BIRD_ROUTE_PROTO ? bad(`value ${n} is BIRD's own route protocol`) : good(n);
 }
@@ -623,7 +624,7 @@ function checkUrl(raw: string): Check<string> {
     url = undefined;
   }
   if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    return bad(`value ${JSON.stringify(raw)} is not an absolute http or https URL`);
+    return bad(`value ${showText(raw)} is not an absolute http or https URL`);
   }
   return good(url.href);
 }
@@ -642,7 +643,7 @@ const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 /** /calico/host/<h>/workload/docker/<cid>/name: a Docker container name. */
 export function decodeWorkloadName(key: string, raw: string): DecodeResult<string> {
   const v = raw.trim().replace(/^\//, '');
-  return CONTAINER_NAME.test(v) ? { ok: true, value: v } : { ok: false, errors: [`${key}: container name must be letters, digits, "_", "." or "-", got ${JSON.stringify(raw)}`] };
+  return CONTAINER_NAME.test(v) ? { ok: true, value: v } : { ok: false, errors: [`${key}: container name must be letters, digits, "_", "." or "-", got ${showText(raw)}`] };
 }
 
 /** Why a node refused a container: one non-empty line. */

@@ -137,3 +137,26 @@ describe('decideGc: a membership whose endpoint exists nowhere', () => {
     expect([...d[2]!.tracker.orphans]).toEqual([groupMemberKey('g1', 'late')]);
   });
 });
+
+describe('decideGc: keys whose host segment is not a host name', () => {
+  it('make no host: none is reported down or removed, so the hosts after it in a round are still collected', () => {
+    const after = 10 * MINUTE;
+    // "-fz" sorts before "h2": removing it would fail (not a host name) and end the round there.
+    const bad: KV[] = [
+      ['/calico/host/-fz/bird_ip', '198.18.0.9'],
+      ['/calico/host/FZ A/workload/docker/c/endpoint/e/state', 'active'],
+    ];
+    const rounds = (extra: KV[]): Step[] => [
+      { t: 0, kvs: [...up, ...extra] },
+      { t: 1_000, kvs: [...down, ...extra] },
+      { t: 1_000 + after, kvs: [...down, ...extra] },
+    ];
+    const d = run(rounds(bad), after);
+    expect(removals(d)).toEqual([[], [], ['h2']]);
+    expect(d[0]!.changed.map((c) => c.host)).toEqual(['h1', 'h2']);
+    // The control: the same keys under a host name make a host that is down, and removed.
+    const named: KV[] = [['/calico/host/a-fz/bird_ip', '198.18.0.9']];
+    const c = run(rounds(named), after);
+    expect(removals(c)).toEqual([[], [], ['a-fz', 'h2']]);
+  });
+});

@@ -8,6 +8,7 @@ import { createApiHandler } from './api.js';
 import { GarbageCollector } from './collector.js';
 import { formatDuration, type MasterConfig } from './config.js';
 import { createMetrics, type MasterMetrics } from './metrics.js';
+import { ProblemReporter } from './problems.js';
 
 export interface MasterDeps {
   /** An open datastore to use (and leave open); by default one is made from config and closed on stop. */
@@ -60,10 +61,12 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   let statusEpoch = 0;
   const trusted = () => syncer.inSync || safetyResyncing;
   const epoch = () => statusEpoch + syncer.stats.watchErrors;
+  // Each bad key is logged once, as the syncer delivers it (resyncs deliver only differences).
+  const problems = new ProblemReporter(logger);
   const syncer: Syncer = ds.syncer(
     calicoRoot,
     {
-      onUpdates: () => undefined,
+      onUpdates: (batch) => problems.apply(batch),
       onStatus: (status, reason) => {
         if (reason === SAFETY_RESYNC && status !== 'stopped') return; // resyncing, then in-sync again: no blip
         if (status === 'in-sync') {

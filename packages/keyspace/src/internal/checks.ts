@@ -15,9 +15,29 @@ export function kindOf(value: unknown): string {
   return typeof value;
 }
 
-/** Shows a found value the way it was written in JSON (strings quoted, numbers bare). */
+/** Longest text a message quotes: a huge value must not make a huge message in every log and report. */
+const MAX_SHOWN = 80;
+
+/** Text as a JSON string, cut to MAX_SHOWN characters (code points, so no surrogate is split). */
+export function showText(text: string): string {
+  if (text.length <= MAX_SHOWN) return JSON.stringify(text);
+  let cut = '';
+  let n = 0;
+  for (const ch of text) {
+    if (n++ === MAX_SHOWN - 3) break;
+    cut += ch;
+  }
+  return JSON.stringify(`${cut}...`);
+}
+
+/**
+ * Shows a found value the way it was written in JSON (strings quoted, numbers bare). Arrays and
+ * objects by their kind only: String() of them is as long as they are, and recurses as deep as
+ * they nest (a value of 100,000 nested arrays overflows the stack).
+ */
 export function show(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  if (typeof value === 'string') return showText(value);
+  return typeof value === 'object' && value !== null ? kindOf(value) : String(value);
 }
 
 export function parseJson(raw: string): Check<unknown> {
@@ -25,7 +45,7 @@ export function parseJson(raw: string): Check<unknown> {
     return good(JSON.parse(raw) as unknown);
   } catch {
     // The engine's own message varies between Node versions; the raw text is what helps.
-    return bad(`value is not valid JSON: ${JSON.stringify(raw.length > 80 ? `${raw.slice(0, 77)}...` : raw)}`);
+    return bad(`value is not valid JSON: ${showText(raw)}`);
   }
 }
 
@@ -45,7 +65,7 @@ export function unknownFields(obj: JsonObject, allowed: readonly string[], label
   const at = label === '' ? '' : `${label}: `;
   return Object.keys(obj)
     .filter((k) => !allowed.includes(k))
-    .map((k) => `${at}unknown field ${JSON.stringify(k)}`);
+    .map((k) => `${at}unknown field ${showText(k)}`);
 }
 
 /** An id that will become a key segment elsewhere (group, host, container, endpoint). */
@@ -94,7 +114,14 @@ export function checkAsNumber(label: string, value: unknown): Check<number> {
   return checkIntegerish(label, value, 1, MAX_AS_NUMBER);
 }
 
-/** Applies a prefix to every error, leaving successes alone. */
+/** Most messages one value gets: a list of 100,000 bad items is one problem, not 100,000 lines. */
+export const MAX_ERRORS = 10;
+
+/** Applies a prefix to every error (at most MAX_ERRORS of them, then a count), leaving successes alone. */
 export function prefixed<T>(prefix: string, check: Check<T>): Check<T> {
-  return check.ok ? check : { ok: false, errors: check.errors.map((e) => `${prefix}: ${e}`) };
+  if (check.ok) return check;
+  const shown = check.errors.slice(0, MAX_ERRORS).map((e) => `${prefix}: ${e}`);
+  const more = check.errors.length - MAX_ERRORS;
+  if (more > 0) shown.push(`${prefix}: and ${more} more problem${more === 1 ? '' : 's'} in this value`);
+  return { ok: false, errors: shown };
 }

@@ -8,6 +8,7 @@ import {
   ipAssignmentsPrefix,
   ipPoolsPrefix,
   parseCidr,
+  parseKey,
   ipToBigInt,
   parseIPv4,
   parseIPv6,
@@ -68,24 +69,13 @@ export class AddressRegistry {
     return d.ok ? d.value : null;
   }
 
-  /** Every reservation of one family: address → holder (malformed values are skipped). */
+  /** Every reservation of one family: address → holder (malformed keys and values are skipped). */
   async list(family: 4 | 6): Promise<Map<string, IpAssignment>> {
-    const prefix = ipAssignmentsPrefix(family);
-    const snap = await this.ds.getPrefix(prefix);
-    const out = new Map<string, IpAssignment>();
-    for (const kv of snap.kvs) {
-      const d = decodeIpAssignment(kv.key, kv.value);
-      if (d.ok) out.set(kv.key.slice(prefix.length), d.value);
-    }
-    return out;
+    return reservationsIn((await this.ds.getPrefix(ipAssignmentsPrefix(family))).kvs, family);
   }
 
   async pools(family: 4 | 6): Promise<string[]> {
-    const snap = await this.ds.getPrefix(ipPoolsPrefix(family));
-    return snap.kvs.flatMap((kv) => {
-      const d = decodeIpPool(kv.key, kv.value);
-      return d.ok ? [d.value.cidr] : [];
-    });
+    return poolsIn((await this.ds.getPrefix(ipPoolsPrefix(family))).kvs, family);
   }
 
   /**
@@ -109,6 +99,33 @@ export class AddressRegistry {
     }
     throw new Error(`CALICO_IP=auto: every IPv${family} pool is full (${pools.join(', ')})`);
   }
+}
+
+/**
+ * The pools among keys read under a family's pool prefix. Only keys of the pool layout count: a
+ * prefix read also returns keys one level off (`…/pool/203.0.113.0-26/x`, `…/pool/203.0.113.1-24`),
+ * whose value the pool decoder cannot check against the key, and a pool taken from one would
+ * refuse every CALICO_IP outside it.
+ */
+export function poolsIn(kvs: readonly { key: string; value: string }[], family: 4 | 6): string[] {
+  return kvs.flatMap((kv) => {
+    const k = parseKey(kv.key);
+    if (k.kind !== 'ipPool' || k.family !== family) return [];
+    const d = decodeIpPool(kv.key, kv.value);
+    return d.ok ? [d.value.cidr] : [];
+  });
+}
+
+/** The reservations among keys read under a family's assignment prefix: address → holder, assignment keys only. */
+export function reservationsIn(kvs: readonly { key: string; value: string }[], family: 4 | 6): Map<string, IpAssignment> {
+  const out = new Map<string, IpAssignment>();
+  for (const kv of kvs) {
+    const k = parseKey(kv.key);
+    if (k.kind !== 'ipAssignment' || k.family !== family) continue;
+    const d = decodeIpAssignment(kv.key, kv.value);
+    if (d.ok) out.set(k.addr, d.value);
+  }
+  return out;
 }
 
 /** Up to `limit` free addresses of a pool in ascending order. */
