@@ -1,5 +1,8 @@
 import { hostname as osHostname } from 'node:os';
-import { Datastore, resolveDatastoreConfig, DatastoreConfigError, apiTokenFileFrom, readApiToken } from '@calico/datastore';
+import {
+  Datastore, resolveDatastoreConfig, DatastoreConfigError, apiTokenFileFrom, readApiToken, apiClientTls, ApiTlsError,
+  type ApiClientTls,
+} from '@calico/datastore';
 import { CalicoClient, ClientError } from '@calico/client';
 import { hostNameError } from '@calico/keyspace';
 
@@ -12,6 +15,10 @@ export interface GlobalFlags {
   json?: boolean | undefined;
   hostname?: string | undefined;
   apiTokenFile?: string | undefined;
+  /** For an https master and diags services: the CA that verifies them, a client certificate of theirs. */
+  apiCa?: string | undefined;
+  apiCert?: string | undefined;
+  apiKey?: string | undefined;
 }
 
 export class UsageError extends Error {
@@ -66,6 +73,19 @@ export class Context {
   /** The cluster API token, for the master API and the diags services; an ApiTokenError says why not. */
   apiToken(): string {
     return readApiToken(this.apiTokenFile);
+  }
+
+  /**
+   * --api-ca/--api-cert/--api-key (else CALICO_API_CA_FILE, CALICO_API_CERT_FILE,
+   * CALICO_API_KEY_FILE), read; undefined when none is given. A bad file is a usage error.
+   */
+  apiTls(): ApiClientTls | undefined {
+    try {
+      return apiClientTls({ apiCa: this.flags.apiCa, apiCert: this.flags.apiCert, apiKey: this.flags.apiKey }, this.env);
+    } catch (e) {
+      if (e instanceof ApiTlsError) throw new UsageError(e.message);
+      throw e;
+    }
   }
 
   get client(): CalicoClient {
