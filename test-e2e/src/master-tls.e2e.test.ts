@@ -77,6 +77,7 @@ describe('the master API and diags over TLS with client certificates', () => {
   afterAll(async () => {
     if (failed && cluster) console.error(`${cluster.master?.log().slice(-3000)}\n${diags?.log().slice(-3000)}`);
     await diags?.stop();
+    if (cluster) await calicoctl(['master', 'stop', `--run-dir=${join(dir, 'ctl-master', 'run')}`]).catch(() => undefined);
     await cluster?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -171,5 +172,27 @@ describe('the master API and diags over TLS with client certificates', () => {
     const refused = await calicoctl(['diags', '--cluster', '--no-upload', `--output=${out}/`, `--api-ca=${cluster.apiCa!.cert}`]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('--cluster sends the cluster API token (or a client certificate, --api-cert)');
+  });
+
+  // Last: this master publishes its own api_url over the cluster's.
+  it('calicoctl master --tls-* starts a master that serves https and takes the certificate', async () => {
+    const ip = cluster.fabric.rootLink!.ip;
+    const server = await cluster.apiCa!.issue('ctl-master', { server: { ips: [ip] } });
+    const runDirs = [`--run-dir=${join(dir, 'ctl-master', 'run')}`, `--log-dir=${join(dir, 'ctl-master', 'log')}`];
+    const tokenFile = join(dir, 'ctl-master', 'api-token');
+    const tls = [`--tls-cert=${server.cert}`, `--tls-key=${server.key}`, `--tls-ca=${cluster.apiCa!.cert}`];
+    // A flag without its partner stops calicoctl before anything starts.
+    const half = await calicoctl(['master', `--ip=${ip}`, `--listen=${ip}:7656`, `--tls-cert=${server.cert}`, ...runDirs], tokenFile);
+    expect(half.code).toBe(2);
+    expect(half.stderr).toContain('https needs --tls-cert and --tls-key together (given: --tls-cert)');
+    const r = await calicoctl(['master', `--ip=${ip}`, `--listen=${ip}:7656`, ...tls, ...runDirs], tokenFile);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toContain(`calico-master is running: API https://${ip}:7656/`);
+    const url = new URL(`https://${ip}:7656/v1/groups`);
+    expect((await apiCall(url, { tls: good })).status).toBe(200);
+    expect((await apiCall(url, { tls: caOnly })).status).toBe(401);
+    expect((await apiCall(url, { tls: caOnly, token: readApiToken(tokenFile) })).status).toBe(200);
+    const stop = await calicoctl(['master', 'stop', ...runDirs], tokenFile);
+    expect(stop.stdout).toContain('calico-master stopped');
   });
 });
