@@ -53,7 +53,9 @@ async function main(): Promise<void> {
     for (const a of agents) a.destroy();
     await rm(work, { recursive: true, force: true });
   };
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void stop().finally(() => process.exit(130)));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => void stop().finally(() => process.exit(130)));
+  }
   const load0 = loadavg().map((l) => l.toFixed(2)).join(' ');
   try {
     say('starting etcd and three masters on loopback: no auth, the token, and TLS with a client CA');
@@ -81,7 +83,8 @@ async function main(): Promise<void> {
     // The token master first: it makes the token file the others read.
     const tokenBase = await start('token', 'auth');
     const noneBase = await start('none', 'noauth');
-    const tlsBase = await start('tls', 'auth', [`--tls-cert=${server.cert}`, `--tls-key=${server.key}`, `--tls-ca=${ca.cert}`]);
+    const tlsFlags = [`--tls-cert=${server.cert}`, `--tls-key=${server.key}`, `--tls-ca=${ca.cert}`];
+    const tlsBase = await start('tls', 'auth', tlsFlags);
     const token = readApiToken(tokenFile);
     const caPem = await readFile(ca.cert);
     const certTls = { ca: caPem, cert: await readFile(client.cert), key: await readFile(client.key) };
@@ -124,7 +127,8 @@ async function main(): Promise<void> {
     say(`reads: GET /v1/groups and GET /v1/groups/{name}, ${CALLS} each per client, interleaved`);
     for (let i = 0; i < CALLS; i++) {
       for (const c of rotated(i)) add('GET /v1/groups', c, (await call(c, 'GET', 'v1/groups')).ms);
-      for (const c of rotated(i)) add('GET /v1/groups/{name}', c, (await call(c, 'GET', `v1/groups/seed-${i % GROUPS}`)).ms);
+      const one = `v1/groups/seed-${i % GROUPS}`;
+      for (const c of rotated(i)) add('GET /v1/groups/{name}', c, (await call(c, 'GET', one)).ms);
     }
     say(`writes: POST /v1/groups then DELETE /v1/groups/{id}, ${WRITES} each per client, interleaved`);
     for (let i = 0; i < WRITES; i++) {
@@ -146,9 +150,12 @@ async function main(): Promise<void> {
     const ratios = (x: { p50_ms: number; p99_ms: number }, b: { p50_ms: number; p99_ms: number }) =>
       `${ratio(x.p50_ms, b.p50_ms)} / ${ratio(x.p99_ms, b.p99_ms)}`;
     const w = [24, 20, 20, 18];
-    console.log(`p50 / p99 of each call; ratios p50 / p99. Load averages: ${load0} at the start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`);
+    const load1 = loadavg().map((l) => l.toFixed(2)).join(' ');
+    console.log(`p50 / p99 of each call; ratios p50 / p99. Load averages: ${load0} at the start, ${load1} at the end`);
     console.log(row(['call', 'no auth (http)', 'token (http)', 'token / no auth'], w));
-    for (const [what, r] of Object.entries(results)) console.log(row([what, pair(r.none!), pair(r.token!), ratios(r.token!, r.none!)], w));
+    for (const [what, r] of Object.entries(results)) {
+      console.log(row([what, pair(r.none!), pair(r.token!), ratios(r.token!, r.none!)], w));
+    }
     console.log('');
     const w2 = [24, 20, 18, 20, 18];
     console.log(row(['call', 'tls + token', 'vs token (http)', 'tls + cert', 'cert / token (tls)'], w2));
@@ -157,7 +164,8 @@ async function main(): Promise<void> {
       console.log(row([what, pair(tlsTok), ratios(tlsTok, tok), pair(tlsCert), ratios(tlsCert, tlsTok)], w2));
     }
     console.log(JSON.stringify({
-      bench: 'master', when: new Date().toISOString(), calls: CALLS, writes: WRITES, groups: GROUPS, load: { start: load0, end: loadavg() },
+      bench: 'master', when: new Date().toISOString(), calls: CALLS, writes: WRITES, groups: GROUPS,
+      load: { start: load0, end: load1 },
       refusedWithout: { token: refused.status, tls: refusedTls.status }, results,
     }));
   } finally {

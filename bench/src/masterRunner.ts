@@ -18,7 +18,8 @@ if (!cfg.ok) {
 }
 const logger = createLogger({ name: `calico-master-${mode}`, level: cfg.value.logLevel });
 const ds = new Datastore(cfg.value.datastore, { logger });
-const master = await startMaster(cfg.value, { ds, logger, ...(mode === 'noauth' ? { unauthenticatedApi: 'bench-only' as const } : {}) });
+const noAuth = mode === 'noauth' ? { unauthenticatedApi: 'bench-only' as const } : {};
+const master = await startMaster(cfg.value, { ds, logger, ...noAuth });
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.once(sig, () => void master.stop().finally(() => {
     ds.close();

@@ -122,8 +122,10 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
     process.stdout.write(`${USAGE}\n`);
     return cmd || o.help ? 0 : 2;
   }
-  const ctx = ctxFactory({ etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'], json: o.json, hostname: o.hostname, apiTokenFile: o['api-token-file'],
-    apiCa: o['api-ca'], apiCert: o['api-cert'], apiKey: o['api-key'],
+  const ctx = ctxFactory({
+    etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'],
+    json: o.json, hostname: o.hostname,
+    apiTokenFile: o['api-token-file'], apiCa: o['api-ca'], apiCert: o['api-cert'], apiKey: o['api-key'],
   });
   const nf = {
     ip: o.ip,

@@ -81,7 +81,8 @@ export class Context {
    */
   apiTls(): ApiClientTls | undefined {
     try {
-      return apiClientTls({ apiCa: this.flags.apiCa, apiCert: this.flags.apiCert, apiKey: this.flags.apiKey }, this.env);
+      const { apiCa, apiCert, apiKey } = this.flags;
+      return apiClientTls({ apiCa, apiCert, apiKey }, this.env);
     } catch (e) {
       if (e instanceof ApiTlsError) throw new UsageError(e.message);
       throw e;

@@ -5,7 +5,9 @@
  * of the CA, or the cluster API token. One rule for both services.
  */
 import { readFileSync } from 'node:fs';
-import { request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import {
+  request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage,
+} from 'node:http';
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import { createSecureContext, TLSSocket, type SecureContextOptions } from 'node:tls';
 import { bearerMatches } from './apiToken.js';
@@ -34,8 +36,9 @@ export const API_TLS_FLAG_OPTIONS = {
   'tls-ca': { type: 'string' },
 } as const;
 
-export const API_TLS_FLAGS_USAGE = `  --tls-cert=<file> --tls-key=<file>   serve https with this certificate (PEM; it must name
-                           the address clients use in its subjectAltName)
+export const API_TLS_FLAGS_USAGE = `  --tls-cert=<file> --tls-key=<file>
+                           serve https with this certificate (PEM; it must name the address
+                           clients use in its subjectAltName)
   --tls-ca=<file>          with them: a client certificate signed by this CA authenticates a
                            request as the API token does`;
 
@@ -83,8 +86,11 @@ export function apiServerTls(
  * client without one (or with one that does not verify) finish the handshake: the token still
  * works over TLS, and the request is answered 401 with the reason rather than cut.
  */
-export function httpsServerOptions(tls: ApiServerTls): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
-  return { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}), requestCert: tls.ca !== undefined, rejectUnauthorized: false };
+export function httpsServerOptions(
+  tls: ApiServerTls,
+): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
+  const ca = tls.ca ? { ca: tls.ca } : {};
+  return { cert: tls.cert, key: tls.key, ...ca, requestCert: tls.ca !== undefined, rejectUnauthorized: false };
 }
 
 /** Who a request comes from, or why it is refused. */
@@ -110,7 +116,8 @@ export function authenticateRequest(req: IncomingMessage, token: string | undefi
     }
   }
   if (token !== undefined && bearerMatches(req.headers.authorization, token)) return { ok: true, by: 'token' };
-  return { ok: false, reason: req.headers.authorization === undefined ? 'no token and no client certificate' : 'the token is not the cluster API token' };
+  const sent = req.headers.authorization !== undefined;
+  return { ok: false, reason: sent ? 'the token is not the cluster API token' : 'no token and no client certificate' };
 }
 
 /** What a client of the cluster API presents and trusts. */
@@ -142,9 +149,14 @@ export const API_CLIENT_TLS_FLAG_OPTIONS = {
  * --api-ca/--api-cert/--api-key, else CALICO_API_CA_FILE, CALICO_API_CERT_FILE,
  * CALICO_API_KEY_FILE; the files are read here. undefined: none given.
  */
-export function apiClientTls(input: ApiClientTlsInput, env: NodeJS.ProcessEnv = process.env, read: (file: string) => Buffer = readFileSync): ApiClientTls | undefined {
+export function apiClientTls(
+  input: ApiClientTlsInput,
+  env: NodeJS.ProcessEnv = process.env,
+  read: (file: string) => Buffer = readFileSync,
+): ApiClientTls | undefined {
   /** The path and where it came from, for messages: a flag, else its variable. */
-  const pick = (flag: string, value: string | undefined, variable: string): { path: string; from: string } | undefined => {
+  type Source = { path: string; from: string };
+  const pick = (flag: string, value: string | undefined, variable: string): Source | undefined => {
     if (value !== undefined) return { path: value, from: `--${flag}` };
     const v = env[variable];
     return v ? { path: v, from: variable } : undefined;
@@ -153,14 +165,17 @@ export function apiClientTls(input: ApiClientTlsInput, env: NodeJS.ProcessEnv = 
   const cert = pick('api-cert', input.apiCert, 'CALICO_API_CERT_FILE');
   const key = pick('api-key', input.apiKey, 'CALICO_API_KEY_FILE');
   if ((cert === undefined) !== (key === undefined)) {
-    throw new ApiTlsError(`${(cert ?? key)!.from} is given without ${cert ? '--api-key' : '--api-cert'}: a client certificate and its key go together`);
+    const missing = cert ? '--api-key' : '--api-cert';
+    const given = (cert ?? key)!.from;
+    throw new ApiTlsError(`${given} is given without ${missing}: a client certificate and its key go together`);
   }
   if (ca === undefined && cert === undefined) return undefined;
-  const file = (f: { path: string; from: string }): Buffer => {
+  const file = (f: Source): Buffer => {
     try {
       return read(f.path);
     } catch (e) {
-      throw new ApiTlsError(`${f.from}=${f.path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new ApiTlsError(`${f.from}=${f.path}: cannot read it (${why})`);
     }
   };
   const out: ApiClientTls = {
@@ -211,7 +226,8 @@ export function apiCall(url: URL | string, o: ApiCallOptions = {}): Promise<ApiA
   if (o.token !== undefined) headers.authorization = `Bearer ${o.token}`;
   if (o.body !== undefined) headers['content-length'] = String(Buffer.byteLength(o.body));
   return new Promise((resolve, reject) => {
-    const opts = { method: o.method ?? 'GET', headers, timeout: o.timeoutMs ?? 10_000, ...(o.agent ? { agent: o.agent } : {}) };
+    const agent = o.agent ? { agent: o.agent } : {};
+    const opts = { method: o.method ?? 'GET', headers, timeout: o.timeoutMs ?? 10_000, ...agent };
     const onAnswer = (res: IncomingMessage) => {
       let body = '';
       res.setEncoding('utf8');
@@ -219,7 +235,9 @@ export function apiCall(url: URL | string, o: ApiCallOptions = {}): Promise<ApiA
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       res.on('error', reject);
     };
-    const req = https ? httpsRequest(u, { ...opts, ...(o.agent ? {} : (o.tls ?? {})) }, onAnswer) : httpRequest(u, opts, onAnswer);
+    // With an agent, its own TLS options apply.
+    const tls = o.agent ? {} : (o.tls ?? {});
+    const req = https ? httpsRequest(u, { ...opts, ...tls }, onAnswer) : httpRequest(u, opts, onAnswer);
     req.on('timeout', () => req.destroy(new Error(`no answer from ${u.host} within ${opts.timeout} ms`)));
     req.on('error', reject);
     req.end(o.body);

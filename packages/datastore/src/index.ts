@@ -15,4 +15,6 @@ export {
   API_TLS_FLAG_OPTIONS, API_TLS_FLAGS_USAGE, API_CLIENT_TLS_FLAG_OPTIONS, ApiTlsError,
   apiServerTls, httpsServerOptions, authenticateRequest, apiClientTls, hasClientCertificate, apiCall,
 } from './apiTls.js';
-export type { ApiServerTls, ApiServerTlsFlags, ApiAuth, ApiClientTls, ApiClientTlsInput, ApiCallOptions, ApiAnswer } from './apiTls.js';
+export type {
+  ApiServerTls, ApiServerTlsFlags, ApiAuth, ApiClientTls, ApiClientTlsInput, ApiCallOptions, ApiAnswer,
+} from './apiTls.js';

@@ -206,8 +206,8 @@ export class DevCluster {
       'calico-master to answer',
       async () => {
         if (!p.running) throw new Error('calico-master exited');
-        const r = await apiCall(new URL('healthz', this.masterUrl), { tls: this.apiClientTls() }).catch(() => undefined);
-        return r?.status === 200;
+        const health = apiCall(new URL('healthz', this.masterUrl), { tls: this.apiClientTls() });
+        return (await health.catch(() => undefined))?.status === 200;
       },
       30_000,
       () => p.log().slice(-3000),
@@ -226,14 +226,18 @@ export class DevCluster {
   apiClientTls(): ApiClientTls | undefined {
     if (!this.apiCa) return undefined;
     const c = this.apiClient;
-    return { ca: readFileSync(this.apiCa.cert), ...(c ? { cert: readFileSync(c.cert), key: readFileSync(c.key) } : {}) };
+    const client = c ? { cert: readFileSync(c.cert), key: readFileSync(c.key) } : {};
+    return { ca: readFileSync(this.apiCa.cert), ...client };
   }
 
   /**
    * A call to the master API as calicoctl makes it: with the cluster token over http; over https
    * (masterTls) with the client certificate instead.
    */
-  async masterFetch(path: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}): Promise<Response> {
+  async masterFetch(
+    path: string,
+    init: { method?: string; body?: string; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
     if (!this.masterUrl) throw new Error('no calico-master in this cluster (start it with master: true)');
     const url = new URL(path.replace(/^\//, ''), this.masterUrl);
     const tls = this.apiClientTls();
@@ -242,7 +246,9 @@ export class DevCluster {
       ...(tls ? { tls } : { token: readApiToken(this.apiTokenFile) }),
     });
     const headers = new Headers();
-    for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+    for (const [k, v] of Object.entries(r.headers)) {
+      if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+    }
     return new Response(r.status === 204 ? null : r.body, { status: r.status, headers });
   }
 

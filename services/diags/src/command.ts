@@ -180,7 +180,8 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
       if (!(e instanceof ApiTokenError)) throw e;
       // A client certificate authenticates to an https diags service on its own.
       if (!hasClientCertificate(tls)) {
-        const why = "--cluster sends the cluster API token (or a client certificate, --api-cert) to every host's diags service";
+        const why =
+          "--cluster sends the cluster API token (or a client certificate, --api-cert) to every host's diags service";
         io.error(`${why}: ${e.message}`);
         return DIAGS_EXIT.FAILED;
       }

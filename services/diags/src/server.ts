@@ -3,7 +3,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import {
-  authenticateRequest, httpsServerOptions, silentLogger, type ApiServerTls, type Datastore, type LeaseKeeper, type Logger,
+  authenticateRequest, httpsServerOptions, silentLogger,
+  type ApiServerTls, type Datastore, type LeaseKeeper, type Logger,
 } from '@calico/datastore';
 import { diagsUrlKey, encodeUrl } from '@calico/keyspace';
 import { archiveBaseName, archiveStream } from './archive.js';
@@ -56,7 +57,8 @@ export class DiagsServer {
       https.on('tlsClientError', (err, socket) => {
         if (Date.now() - last < 10_000) return;
         last = Date.now();
-        this.log.warn({ peer: socket.remoteAddress, err: err.message }, 'TLS handshake refused (at most one line per 10 s)');
+        const context = { peer: socket.remoteAddress, err: err.message };
+        this.log.warn(context, 'TLS handshake refused (at most one line per 10 s)');
       });
       s = https;
     } else s = createServer(handler);
@@ -115,7 +117,8 @@ export class DiagsServer {
       return;
     }
     if (!auth.ok) {
-      this.log.warn({ peer: req.socket.remoteAddress, why: auth.reason }, 'GET /diags without the cluster API token or a client certificate; answered 401');
+      const context = { peer: req.socket.remoteAddress, why: auth.reason };
+      this.log.warn(context, 'GET /diags without the cluster API token or a client certificate; answered 401');
       const cert = this.opts.tls?.ca ? ', or a client certificate of the diags CA (--tls-ca)' : '';
       const why = 'GET /diags needs "Authorization: Bearer <token>" with the cluster API token ' +
         `(/etc/calico/api-token, made by calico-master)${cert}; ${auth.reason}`;

@@ -199,7 +199,8 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
       try {
         // Before routing, so that without the token not even the list of routes is learnt.
         const open = OPEN_ROUTES.has(`${req.method} ${url.pathname}`);
-        const auth = open ? { ok: true as const } : (deps.authenticate ?? ((r: IncomingMessage) => authenticateRequest(r, deps.apiToken)))(req);
+        const check = deps.authenticate ?? ((r: IncomingMessage) => authenticateRequest(r, deps.apiToken));
+        const auth = open ? { ok: true as const } : check(req);
         if (!auth.ok) {
           const cert = deps.clientCertificates ? ", or a client certificate of the master's CA (--tls-ca)" : '';
           const e = new ApiError(

@@ -142,7 +142,9 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   if (!tls.ok) errors.push(...tls.errors);
   const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
   if (!LEVELS.includes(logLevel)) errors.push(`--log-level=${logLevel}: one of ${LEVELS.join(', ')}`);
-  if (errors.length || !ip || !listen || !datastore || gcDeadHostsAfterMs === undefined || !tls.ok) return { ok: false, errors };
+  if (errors.length || !ip || !listen || !datastore || gcDeadHostsAfterMs === undefined || !tls.ok) {
+    return { ok: false, errors };
+  }
   const value = { ip, listen, datastore, gcDeadHostsAfterMs, gcIntervalMs, apiTokenFile, tls: tls.value, logLevel };
   return { ok: true, value };
 }

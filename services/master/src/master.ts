@@ -39,7 +39,10 @@ export interface RunningMaster {
 }
 
 /** The address clients should use: an unspecified listen address (0.0.0.0, ::) means "this master's --ip". */
-export function apiUrl(config: Pick<MasterConfig, 'ip' | 'listen'> & Partial<Pick<MasterConfig, 'tls'>>, port: number): string {
+export function apiUrl(
+  config: Pick<MasterConfig, 'ip' | 'listen'> & Partial<Pick<MasterConfig, 'tls'>>,
+  port: number,
+): string {
   const host = ['0.0.0.0', '::', ''].includes(config.listen.host) ? config.ip : config.listen.host;
   return `${config.tls ? 'https' : 'http'}://${isIP(host) === 6 ? `[${host}]` : host}:${port}/`;
 }
@@ -111,7 +114,10 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
 
   const health = () => ({ ok: trusted(), etcd: syncer.status });
   const unauthenticated = deps.unauthenticatedApi === 'bench-only';
-  if (unauthenticated) logger.warn('INSECURE: the API checks no token and no certificate (unauthenticatedApi: bench-only); never run so in a cluster');
+  if (unauthenticated) {
+    const why = 'the API checks no token and no certificate (unauthenticatedApi: bench-only)';
+    logger.warn(`INSECURE: ${why}; never run so in a cluster`);
+  }
   const handler = createApiHandler({
     client, health, metrics, logger, hostsDown, apiToken,
     clientCertificates: config.tls?.ca !== undefined,
@@ -125,7 +131,8 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
     https.on('tlsClientError', (err, socket) => {
       if (Date.now() - lastTlsLog < 10_000) return;
       lastTlsLog = Date.now();
-      logger.warn({ peer: socket.remoteAddress, err: err.message }, 'TLS handshake refused (at most one line per 10 s)');
+      const context = { peer: socket.remoteAddress, err: err.message };
+      logger.warn(context, 'TLS handshake refused (at most one line per 10 s)');
     });
     server = https;
   } else server = createServer(handler);

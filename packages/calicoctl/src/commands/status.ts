@@ -103,7 +103,9 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     if (hostsUrl && canAsk) {
       const r = await apiCall(hostsUrl, { token, tls: apiTls, timeoutMs: 2_000 }).catch(() => undefined);
       if (r?.status === 200) fromMaster = JSON.parse(r.body) as MasterHosts;
-      else if (r?.status === 401) refused = (JSON.parse(r.body) as { error?: { message?: string } }).error?.message ?? '401';
+      else if (r?.status === 401) {
+        refused = (JSON.parse(r.body) as { error?: { message?: string } }).error?.message ?? '401';
+      }
     }
     const downSince = new Map((fromMaster?.hosts ?? []).map((h) => [h.name, h.downSince ?? null]));
     hosts = v.hosts.map((h) => ({ ...h, downSince: h.state === 'down' ? (downSince.get(h.name) ?? null) : null }));
@@ -117,7 +119,8 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
         (r) => ({ status: r.status, error: undefined }),
         (e: unknown) => ({ status: 0, error: (e as Error).message }),
       );
-      masterState = health.status === 200 ? `reachable at ${url}` : `not answering at ${url}${health.error ? ` (${health.error})` : ''}`;
+      const why = health.error ? ` (${health.error})` : '';
+      masterState = health.status === 200 ? `reachable at ${url}` : `not answering at ${url}${why}`;
       // Without the token (or a certificate) the master answers /healthz only: say why down times are unknown.
       if (!canAsk) masterState += `; its API is not asked (${tokenError ?? 'no token and no client certificate'})`;
       else if (refused) masterState += `; its API refused calicoctl (${refused})`;
