@@ -24,6 +24,10 @@ describe('calicoctl usage errors', () => {
     [['node', '--ip=198.18.0.11', '--proxy-listen=127.0.0.1:2375', '--proxy-listen=tcp://198.18.0.11:2376'], 2, 'calicoctl: --proxy-listen=tcp://198.18.0.11:2376: not loopback'],
     [['node', '--ip=198.18.0.11', '--proxy-listen=unix://rel.sock'], 2, 'calicoctl: --proxy-listen=unix://rel.sock: a unix socket path must be absolute'],
     [['node', '--ip=198.18.0.11', '--tlsverify', '--tlscacert=/nonexistent/ca.pem', '--tlscert=/nonexistent/c.pem', '--tlskey=/nonexistent/k.pem'], 2, 'calicoctl: --tlscacert=/nonexistent/ca.pem: cannot read it (ENOENT)'],
+    [['master', '--ip=198.18.0.1', '--tls-cert=/nonexistent/c.pem'], 2, 'calicoctl: https needs --tls-cert and --tls-key together (given: --tls-cert)'],
+    [['master', '--ip=198.18.0.1', '--tls-cert=/nonexistent/c.pem', '--tls-key=/nonexistent/k.pem'], 2, 'calicoctl: --tls-cert=/nonexistent/c.pem: cannot read it (ENOENT)'],
+    [['status', '--hostname=h1', '--api-cert=/nonexistent/c.pem'], 2, 'calicoctl: --api-cert is given without --api-key'],
+    [['status', '--hostname=h1', '--api-ca=/nonexistent/ca.pem'], 2, 'calicoctl: --api-ca=/nonexistent/ca.pem: cannot read it (ENOENT)'],
     [['master', '--ip=198.18.0.1', '--gc-dead-hosts-after=10'], 2, 'calicoctl: --gc-dead-hosts-after=10: a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off'],
   ])('%j exits %i with the reason', async (argv, code, message) => {
     const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);

@@ -15,8 +15,9 @@ export const USAGE = `calicoctl: drive a Calico cluster
 
 Services (run on each host; --runtime=process runs them here, supervised):
   calicoctl master --ip=<IP> [--listen=<host:port>] [--gc-dead-hosts-after=<duration>]
-                   | calicoctl master stop
+                   [--tls-cert=<f> --tls-key=<f> [--tls-ca=<f>]] | calicoctl master stop
                    --gc-dead-hosts-after: remove a host down that long (e.g. 7d); off by default
+                   --tls-*: the API serves https; a client certificate of --tls-ca authenticates
   calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] [--docker=<upstream>]
                  [--proxy-listen=<addr:port>|unix:///path ...] [--log-dir=<dir>]
                  [--tlsverify --tlscacert=<f> --tlscert=<f> --tlskey=<f>] [--insecure-listen]
@@ -48,7 +49,10 @@ Groups and rules:
 Every command: --etcd=<host:port,…> (else ETCD_ENDPOINTS, ETCD_AUTHORITY, 127.0.0.1:2379),
 --etcd-ca/--etcd-cert/--etcd-key, --hostname=<NAME> (else CALICO_HOSTNAME), --json,
 --api-token-file=<file> (else CALICO_API_TOKEN_FILE, /etc/calico/api-token): the cluster API token,
-made by calico-master, sent to the master API and to every host's diags service.
+made by calico-master, sent to the master API and to every host's diags service;
+--api-ca=<file> (else CALICO_API_CA_FILE): the CA that verifies an https master and diags services;
+--api-cert/--api-key=<file> (else CALICO_API_CERT_FILE/CALICO_API_KEY_FILE): a client certificate
+of their CA, which authenticates without the token.
 A container is a full id, a unique id prefix or a name, on any host.`;
 
 /** Exit codes: 0 ok, 1 a "no" answer (check denied, node not running) or an internal error, 2 usage, 3+ see ClientErrorCode. */
@@ -66,6 +70,12 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
         'etcd-key': { type: 'string' },
         hostname: { type: 'string' },
         'api-token-file': { type: 'string' },
+        'api-ca': { type: 'string' },
+        'api-cert': { type: 'string' },
+        'api-key': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-ca': { type: 'string' },
         json: { type: 'boolean' },
         detailed: { type: 'boolean' },
         ip: { type: 'string' },
@@ -112,7 +122,11 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
     process.stdout.write(`${USAGE}\n`);
     return cmd || o.help ? 0 : 2;
   }
-  const ctx = ctxFactory({ etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'], json: o.json, hostname: o.hostname, apiTokenFile: o['api-token-file'] });
+  const ctx = ctxFactory({
+    etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'],
+    json: o.json, hostname: o.hostname,
+    apiTokenFile: o['api-token-file'], apiCa: o['api-ca'], apiCert: o['api-cert'], apiKey: o['api-key'],
+  });
   const nf = {
     ip: o.ip,
     ip6: o.ip6,
@@ -152,7 +166,10 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
       case 'node':
         return await node(ctx, args, nf);
       case 'master':
-        return await master(ctx, args, { ...nf, listen: o.listen, gcDeadHostsAfter: o['gc-dead-hosts-after'] });
+        return await master(ctx, args, {
+          ...nf, listen: o.listen, gcDeadHostsAfter: o['gc-dead-hosts-after'],
+          tlsCert: o['tls-cert'], tlsKey: o['tls-key'], tlsCa: o['tls-ca'],
+        });
       case 'status':
         return await status(ctx, args, nf);
       case 'reset':

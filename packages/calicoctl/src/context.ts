@@ -1,6 +1,9 @@
 import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
-import { Datastore, resolveDatastoreConfig, DatastoreConfigError, apiTokenFileFrom, readApiToken } from '@calico/datastore';
+import {
+  Datastore, resolveDatastoreConfig, DatastoreConfigError, apiTokenFileFrom, readApiToken, apiClientTls, ApiTlsError,
+  type ApiClientTls,
+} from '@calico/datastore';
 import { CalicoClient, ClientError } from '@calico/client';
 import { hostNameError } from '@calico/keyspace';
 
@@ -13,6 +16,10 @@ export interface GlobalFlags {
   json?: boolean | undefined;
   hostname?: string | undefined;
   apiTokenFile?: string | undefined;
+  /** For an https master and diags services: the CA that verifies them, a client certificate of theirs. */
+  apiCa?: string | undefined;
+  apiCert?: string | undefined;
+  apiKey?: string | undefined;
 }
 
 export class UsageError extends Error {
@@ -89,6 +96,20 @@ export class Context {
   /** The cluster API token, for the master API and the diags services; an ApiTokenError says why not. */
   apiToken(): string {
     return readApiToken(this.apiTokenFile);
+  }
+
+  /**
+   * --api-ca/--api-cert/--api-key (else CALICO_API_CA_FILE, CALICO_API_CERT_FILE,
+   * CALICO_API_KEY_FILE), read; undefined when none is given. A bad file is a usage error.
+   */
+  apiTls(): ApiClientTls | undefined {
+    try {
+      const { apiCa, apiCert, apiKey } = this.flags;
+      return apiClientTls({ apiCa, apiCert, apiKey }, this.env);
+    } catch (e) {
+      if (e instanceof ApiTlsError) throw new UsageError(e.message);
+      throw e;
+    }
   }
 
   get client(): CalicoClient {

@@ -11,3 +11,10 @@ export type { Logger } from './logger.js';
 export {
   DEFAULT_API_TOKEN_FILE, ApiTokenError, apiTokenFileFrom, readApiToken, ensureApiToken, bearerMatches,
 } from './apiToken.js';
+export {
+  API_TLS_FLAG_OPTIONS, API_TLS_FLAGS_USAGE, API_CLIENT_TLS_FLAG_OPTIONS, ApiTlsError,
+  apiServerTls, httpsServerOptions, authenticateRequest, apiClientTls, hasClientCertificate, apiCall,
+} from './apiTls.js';
+export type {
+  ApiServerTls, ApiServerTlsFlags, ApiAuth, ApiClientTls, ApiClientTlsInput, ApiCallOptions, ApiAnswer,
+} from './apiTls.js';

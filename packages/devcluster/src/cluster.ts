@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Datastore, readApiToken, resolveDatastoreConfig } from '@calico/datastore';
+import { apiCall, Datastore, readApiToken, resolveDatastoreConfig, type ApiClientTls } from '@calico/datastore';
 import { cmdlineNamesFile, stopProcess } from '@calico/proc';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import {
   Cleanup,
@@ -13,6 +14,8 @@ import {
   Fabric,
   ensureBusyboxImage,
   waitFor,
+  TestCa,
+  type CertFiles,
   type ExecResult,
   type NamespaceHost,
 } from '@calico/testkit';
@@ -43,6 +46,12 @@ export interface DevClusterOptions {
   etcdMembers?: number;
   /** Run calico-master too (in the root namespace, on the fabric). */
   master?: boolean;
+  /**
+   * The master serves https (--tls-cert/--tls-key, and --tls-ca for client certificates), from
+   * a CA the cluster makes (`apiCa`); masterFetch then presents `apiClient`, a client
+   * certificate of it, and no token.
+   */
+  masterTls?: boolean;
   /**
    * Run etcd and calico-master in a namespace host of their own on the fabric (`control`, the
    * first address) instead of the root namespace: there, workloads could reach them, which is
@@ -100,6 +109,10 @@ export class DevCluster {
   /** The namespace host etcd and the master run in, with controlHost. */
   control: NamespaceHost | undefined;
   masterUrl: string | undefined;
+  /** With masterTls: the CA of the master's certificate and of the client certificates it takes. */
+  apiCa: TestCa | undefined;
+  /** With masterTls: a client certificate of apiCa (files), as calicoctl's --api-cert/--api-key take it. */
+  apiClient: CertFiles | undefined;
 
   private constructor(private readonly opts: DevClusterOptions) {}
 
@@ -173,6 +186,13 @@ export class DevCluster {
     const ip = this.control?.ip ?? this.fabric.rootLink!.ip;
     // A new namespace has nothing listening: any port that is free here is free there.
     const port = this.masterPort ??= await freePort(this.control ? '127.0.0.1' : ip);
+    const tlsArgs: string[] = [];
+    if (this.opts.masterTls) {
+      this.apiCa ??= await TestCa.create(join(this.fabric.dir, 'api-tls'), 'calico-api-ca');
+      const server = await this.apiCa.issue('calico-master', { server: { ips: [ip] } });
+      this.apiClient ??= await this.apiCa.issue('calicoctl', { client: true });
+      tlsArgs.push(`--tls-cert=${server.cert}`, `--tls-key=${server.key}`, `--tls-ca=${this.apiCa.cert}`);
+    }
     const argv = [
       process.execPath,
       masterMainJs(),
@@ -181,18 +201,20 @@ export class DevCluster {
       ...this.etcdFlags,
       `--api-token-file=${this.apiTokenFile}`,
       `--log-level=${this.opts.logLevel ?? 'info'}`,
+      ...tlsArgs,
     ];
     const p = this.control
       ? this.control.spawn('calico-master', argv)
       : new ManagedProcess({ name: 'calico-master', argv, logFile: join(this.fabric.dir, 'calico-master.log') });
     if (!this.master) this.cleanup.defer('calico-master', () => this.master?.stop() ?? Promise.resolve());
     this.master = p;
-    this.masterUrl = `http://${ip}:${port}/`;
+    this.masterUrl = `${tlsArgs.length ? 'https' : 'http'}://${ip}:${port}/`;
     await waitFor(
       'calico-master to answer',
       async () => {
         if (!p.running) throw new Error('calico-master exited');
-        return (await fetch(new URL('healthz', this.masterUrl)).then((r) => r.status).catch(() => 0)) === 200;
+        const health = apiCall(new URL('healthz', this.masterUrl), { tls: this.apiClientTls() });
+        return (await health.catch(() => undefined))?.status === 200;
       },
       30_000,
       () => p.log().slice(-3000),
@@ -212,12 +234,34 @@ export class DevCluster {
     return join(this.fabric.dir, 'api-token');
   }
 
-  /** A call to the master API with the cluster token, as calicoctl makes it. */
-  masterFetch(path: string, init: RequestInit = {}): Promise<Response> {
+  /** With masterTls: apiCa to verify the master, apiClient to present; else undefined. */
+  apiClientTls(): ApiClientTls | undefined {
+    if (!this.apiCa) return undefined;
+    const c = this.apiClient;
+    const client = c ? { cert: readFileSync(c.cert), key: readFileSync(c.key) } : {};
+    return { ca: readFileSync(this.apiCa.cert), ...client };
+  }
+
+  /**
+   * A call to the master API as calicoctl makes it: with the cluster token over http; over https
+   * (masterTls) with the client certificate instead.
+   */
+  async masterFetch(
+    path: string,
+    init: { method?: string; body?: string; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
     if (!this.masterUrl) throw new Error('no calico-master in this cluster (start it with master: true)');
-    const headers = new Headers(init.headers);
-    headers.set('authorization', `Bearer ${readApiToken(this.apiTokenFile)}`);
-    return fetch(new URL(path.replace(/^\//, ''), this.masterUrl), { ...init, headers });
+    const url = new URL(path.replace(/^\//, ''), this.masterUrl);
+    const tls = this.apiClientTls();
+    const r = await apiCall(url, {
+      ...init,
+      ...(tls ? { tls } : { token: readApiToken(this.apiTokenFile) }),
+    });
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(r.headers)) {
+      if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+    }
+    return new Response(r.status === 204 ? null : r.body, { status: r.status, headers });
   }
 
   /** Starts (or restarts) bgp-config with --run-bird in the host; resolves once BIRD answers. */

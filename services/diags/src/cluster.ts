@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { Agent as HttpsAgent } from 'node:https';
 import axios from 'axios';
-import type { Datastore } from '@calico/datastore';
+import type { ApiClientTls, Datastore } from '@calico/datastore';
 import { decodeUrl, hostsPrefix, parseKey } from '@calico/keyspace';
 import { runTool } from '@calico/proc';
 import { TOOL } from './collect.js';
@@ -88,7 +89,9 @@ export interface FetchOptions {
   /** Largest archive taken from one host (DEFAULT_MAX_HOST_BYTES); unpacked, UNPACKED_FACTOR times that. */
   maxBytes?: number;
   /** The cluster API token, sent to every host's diags service. */
-  apiToken: string;
+  apiToken: string | undefined;
+  /** For https diags services: the CA that verifies them, and a client certificate of theirs. */
+  tls?: ApiClientTls | undefined;
   onHost?: (r: HostFetchResult) => void;
 }
 
@@ -102,15 +105,20 @@ export async function fetchCluster(hosts: ClusterHost[], o: FetchOptions): Promi
   const createdAt = new Date();
   const results: HostFetchResult[] = new Array(hosts.length);
   let next = 0;
+  const httpsAgent = new HttpsAgent({ ...o.tls });
   const worker = async () => {
     while (next < hosts.length) {
       const i = next++;
-      const r = await fetchHost(hosts[i]!, o);
+      const r = await fetchHost(hosts[i]!, o, httpsAgent);
       results[i] = r;
       o.onHost?.(r);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 16, hosts.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 16, hosts.length) }, worker));
+  } finally {
+    httpsAgent.destroy();
+  }
   const by = (s: HostFetchResult['status']) => results.filter((r) => r.status === s).length;
   return {
     kind: 'cluster',
@@ -123,7 +131,7 @@ export async function fetchCluster(hosts: ClusterHost[], o: FetchOptions): Promi
   };
 }
 
-async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResult> {
+async function fetchHost(h: ClusterHost, o: FetchOptions, httpsAgent: HttpsAgent): Promise<HostFetchResult> {
   const t = performance.now();
   const done = (status: HostFetchResult['status'], bytes: number, error?: string): HostFetchResult => ({
     host: h.host,
@@ -141,8 +149,8 @@ async function fetchHost(h: ClusterHost, o: FetchOptions): Promise<HostFetchResu
   try {
     // Host to host on the cluster network: never through an HTTP proxy from the environment.
     const res = await axios.get(new URL('diags', h.url).href, {
-      responseType: 'stream', signal, proxy: false, validateStatus: () => true, maxRedirects: 0,
-      headers: { authorization: `Bearer ${o.apiToken}` },
+      responseType: 'stream', signal, proxy: false, validateStatus: () => true, maxRedirects: 0, httpsAgent,
+      headers: o.apiToken === undefined ? {} : { authorization: `Bearer ${o.apiToken}` },
     });
     const body = res.data as NodeJS.ReadableStream;
     if (res.status !== 200) {

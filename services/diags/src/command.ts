@@ -1,7 +1,10 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiTokenError, apiTokenFileFrom, readApiToken, type Datastore } from '@calico/datastore';
+import {
+  apiClientTls, ApiTlsError, ApiTokenError, apiTokenFileFrom, hasClientCertificate, readApiToken,
+  type ApiClientTls, type Datastore,
+} from '@calico/datastore';
 import { archiveBaseName, writeArchive } from './archive.js';
 import {
   DEFAULT_MAX_HOST_BYTES, discoverDiagsHosts, fetchCluster, hostFolders, type ClusterSummary,
@@ -34,6 +37,13 @@ export interface DiagsCommandOptions {
   maxHostBytes?: string | undefined;
   /** The cluster API token's file, sent to every host with cluster (else CALICO_API_TOKEN_FILE, /etc/calico/api-token). */
   apiTokenFile?: string | undefined;
+  /**
+   * With cluster, for https diags services: the CA that verifies them and a client certificate
+   * of their CA (--api-ca/--api-cert/--api-key, else CALICO_API_CA_FILE, …_CERT_FILE, …_KEY_FILE).
+   */
+  apiCa?: string | undefined;
+  apiCert?: string | undefined;
+  apiKey?: string | undefined;
   /** Allow an upload over plain http (a warning instead of a refusal). */
   insecure?: boolean | undefined;
   json?: boolean | undefined;
@@ -156,13 +166,25 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
     line = `archive: ${file} (${fmtBytes(bytes)})`;
   } else if (o.cluster) {
     if (!o.datastore) throw new DiagsUsageError('--cluster needs etcd (--etcd=…) to find the hosts');
-    let apiToken: string;
+    let tls: ApiClientTls | undefined;
+    try {
+      tls = apiClientTls({ apiCa: o.apiCa, apiCert: o.apiCert, apiKey: o.apiKey }, o.env ?? process.env);
+    } catch (e) {
+      if (e instanceof ApiTlsError) throw new DiagsUsageError(e.message);
+      throw e;
+    }
+    let apiToken: string | undefined;
     try {
       apiToken = readApiToken(apiTokenFileFrom(o.apiTokenFile, o.env ?? process.env));
     } catch (e) {
       if (!(e instanceof ApiTokenError)) throw e;
-      io.error(`--cluster sends the cluster API token to every host's diags service: ${e.message}`);
-      return DIAGS_EXIT.FAILED;
+      // A client certificate authenticates to an https diags service on its own.
+      if (!hasClientCertificate(tls)) {
+        const why =
+          "--cluster sends the cluster API token (or a client certificate, --api-cert) to every host's diags service";
+        io.error(`${why}: ${e.message}`);
+        return DIAGS_EXIT.FAILED;
+      }
     }
     const ds = o.datastore();
     const hosts = await discoverDiagsHosts(ds);
@@ -182,6 +204,7 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
         timeoutMs: hostTimeoutMs,
         maxBytes: maxHostBytes,
         apiToken,
+        tls,
         onHost: (r) => io.progress(`  ${r.host.padEnd(16)} ${r.status === 'ok' ? `${fmtBytes(r.bytes).padStart(9)}  ${(r.durationMs / 1000).toFixed(1)} s` : `${r.status.toUpperCase()}: ${r.error}`}`),
       });
       io.progress(`writing ${file}…`);

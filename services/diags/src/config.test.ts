@@ -17,6 +17,21 @@ describe('loadConfig', () => {
     expect(c).toMatchObject({ ok: true, value: { mode: 'collect', insecure: true, maxHostBytes: '64M' } });
     expect(loadConfig(['collect'], env)).toMatchObject({ ok: true, value: { insecure: false, maxHostBytes: undefined } });
   });
+  it('serve: plain http without --tls-*; --tls-ca alone or a missing file is refused', () => {
+    const plain = loadConfig(['--listen=198.18.0.11:9300'], env);
+    expect(plain.ok && plain.value.mode === 'serve' && plain.value.tls).toBe(undefined);
+    const alone = loadConfig(['--listen=198.18.0.11:9300', '--tls-ca=/ca.pem'], env);
+    expect(alone.ok ? [] : alone.errors).toEqual([
+      'https needs --tls-cert and --tls-key together (given: --tls-ca)',
+      '--tls-ca=/ca.pem: cannot read it (ENOENT)',
+    ]);
+    const missing = loadConfig(['--listen=198.18.0.11:9300', '--tls-cert=/nope/c.pem', '--tls-key=/nope/k.pem'], env);
+    expect(missing.ok ? [] : missing.errors).toEqual(['--tls-cert=/nope/c.pem: cannot read it (ENOENT)', '--tls-key=/nope/k.pem: cannot read it (ENOENT)']);
+  });
+  it('collect takes the client TLS files for --cluster, read when it runs', () => {
+    const c = loadConfig(['collect', '--cluster', '--api-ca=/ca.pem', '--api-cert=/c.pem', '--api-key=/k.pem'], env);
+    expect(c).toMatchObject({ ok: true, value: { mode: 'collect', apiCa: '/ca.pem', apiCert: '/c.pem', apiKey: '/k.pem' } });
+  });
   it('lets collect run with a broken etcd config: only the sources needing etcd fail', () => {
     const c = loadConfig(['collect', '--etcd=nonsense'], env);
     expect(c.ok && c.value.datastore === undefined && c.value.datastoreError).toMatch(/not host:port/);

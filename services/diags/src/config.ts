@@ -1,7 +1,17 @@
 import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { isIP } from 'node:net';
-import { apiTokenFileFrom, datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
+import {
+  API_CLIENT_TLS_FLAG_OPTIONS,
+  API_TLS_FLAG_OPTIONS,
+  API_TLS_FLAGS_USAGE,
+  apiServerTls,
+  apiTokenFileFrom,
+  datastoreConfigFromFlags,
+  ETCD_FLAG_OPTIONS,
+  type ApiServerTls,
+  type DatastoreConfig,
+} from '@calico/datastore';
 import { hostNameError } from '@calico/keyspace';
 import { defaultHostDirs, type HostDirs } from './sources.js';
 
@@ -10,10 +20,11 @@ export const USAGE = `calico-diags: one host's diagnostics, with secrets redacte
   calico-diags [serve] --listen=<ip:port>   serve GET /diags (this host's .tar.gz) and register
         [--advertise-url=<url>]             /calico/host/<hostname>/diags_url (http://<listen>/)
         [--lease-ttl=<s>]                   the registration's lease (30)
+        [--tls-cert=<f> --tls-key=<f> [--tls-ca=<f>]]   serve https (below)
   calico-diags collect                      collect here and now, as "calicoctl diags" does:
         [--output=<file|dir>] [--upload-url=<url>] [--upload-method=put|post] [--no-upload]
-        [--upload-file=<archive>] [--insecure] [--cluster [--host-timeout=<s>] [--max-host-bytes=<n>]]
-        [--json]
+        [--upload-file=<archive>] [--insecure] [--cluster [--host-timeout=<s>] [--max-host-bytes=<n>]
+        [--api-ca=<f>] [--api-cert=<f> --api-key=<f>]] [--json]
 
   --upload-url=<url>       CALICO_DIAGS_UPLOAD_URL; https (plain http only with --insecure); its
                            password and signature values are masked wherever it is printed
@@ -23,6 +34,11 @@ export const USAGE = `calico-diags: one host's diagnostics, with secrets redacte
   --api-token-file=<file>  CALICO_API_TOKEN_FILE, else /etc/calico/api-token (made by calico-master;
                            copy it to every host, mode 0600): serve wants it on GET /diags,
                            --cluster sends it to every host
+${API_TLS_FLAGS_USAGE}
+  --api-ca=<file>          with --cluster: CALICO_API_CA_FILE; the CA that verifies https diags
+                           services (else the system's CAs)
+  --api-cert/--api-key=<file>   CALICO_API_CERT_FILE/CALICO_API_KEY_FILE: a client certificate
+                           of their CA, which authenticates without the token
   --hostname=<name>        CALICO_HOSTNAME, else the machine's host name
   --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD_AUTHORITY, else 127.0.0.1:2379
   --etcd-ca/--etcd-cert/--etcd-key=<file>
@@ -45,7 +61,15 @@ interface Common {
 }
 
 export type DiagsCli =
-  | ({ mode: 'serve'; listen: { host: string; port: number }; /** Else the bound address. */ advertiseUrl: string | undefined; leaseTtl: number } & Common)
+  | ({
+      mode: 'serve';
+      listen: { host: string; port: number };
+      /** Else the bound address. */
+      advertiseUrl: string | undefined;
+      leaseTtl: number;
+      /** https (--tls-cert/--tls-key); with --tls-ca, client certificates of it authenticate too. */
+      tls: ApiServerTls | undefined;
+    } & Common)
   | ({
       mode: 'collect';
       output: string | undefined;
@@ -58,6 +82,10 @@ export type DiagsCli =
       maxHostBytes: string | undefined;
       insecure: boolean;
       json: boolean;
+      /** --api-ca/--api-cert/--api-key, read by the command (else CALICO_API_*_FILE). */
+      apiCa: string | undefined;
+      apiCert: string | undefined;
+      apiKey: string | undefined;
     } & Common);
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): { ok: true; value: DiagsCli } | { ok: false; errors: string[] } {
@@ -80,6 +108,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
         listen: { type: 'string' },
         'advertise-url': { type: 'string' },
         'lease-ttl': { type: 'string' },
+        ...API_TLS_FLAG_OPTIONS,
+        ...API_CLIENT_TLS_FLAG_OPTIONS,
         output: { type: 'string' },
         'upload-url': { type: 'string' },
         'upload-method': { type: 'string' },
@@ -136,6 +166,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
         maxHostBytes: str('max-host-bytes'),
         insecure: values.insecure === true,
         json: values.json === true,
+        apiCa: str('api-ca'),
+        apiCert: str('api-cert'),
+        apiKey: str('api-key'),
       },
     };
   }
@@ -148,6 +181,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (m && !advertiseUrl && (m[1] === '0.0.0.0' || m[1] === '::')) errors.push(`--listen=${listen}: with a wildcard address, say where others reach it with --advertise-url`);
   const leaseTtl = Number(str('lease-ttl') ?? '30');
   if (!Number.isInteger(leaseTtl) || leaseTtl < 2) errors.push(`--lease-ttl=${str('lease-ttl')}: whole seconds, at least 2`);
-  if (errors.length || !m) return { ok: false, errors };
-  return { ok: true, value: { mode: 'serve', ...common, listen: { host: m[1]!, port: Number(m[2]) }, advertiseUrl, leaseTtl } };
+  const tls = apiServerTls({ tlsCert: str('tls-cert'), tlsKey: str('tls-key'), tlsCa: str('tls-ca') });
+  if (!tls.ok) errors.push(...tls.errors);
+  if (advertiseUrl !== undefined && tls.ok && tls.value && !advertiseUrl.startsWith('https://')) {
+    errors.push(`--advertise-url=${advertiseUrl}: the service serves https (--tls-cert), so its URL is https://…`);
+  }
+  if (errors.length || !m || !tls.ok) return { ok: false, errors };
+  const listenAt = { host: m[1]!, port: Number(m[2]) };
+  return { ok: true, value: { mode: 'serve', ...common, listen: listenAt, advertiseUrl, leaseTtl, tls: tls.value } };
 }

@@ -446,7 +446,10 @@ describe('cluster mode', () => {
     const argv = ['collect', '--cluster', `--etcd=${cluster.etcd.endpoints}`, `--api-token-file=${missing}`, `--output=${work}/`];
     const r = await exec([process.execPath, MAIN, ...argv], { timeoutMs: 60_000 });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`--cluster sends the cluster API token to every host's diags service: no API token file at ${missing}`);
+    expect(r.stderr).toContain(
+      "--cluster sends the cluster API token (or a client certificate, --api-cert) to every host's diags service: " +
+        `no API token file at ${missing}`,
+    );
     expect(r.stdout).toBe('');
   });
 

@@ -44,6 +44,9 @@ if (c.mode === 'collect') {
         hostTimeout: c.hostTimeout,
         maxHostBytes: c.maxHostBytes,
         apiTokenFile: c.apiTokenFile,
+        apiCa: c.apiCa,
+        apiCert: c.apiCert,
+        apiKey: c.apiKey,
         json: c.json,
       },
       {
@@ -70,6 +73,7 @@ if (c.mode === 'serve') {
     port: c.listen.port,
     logger,
     apiToken: () => readApiToken(c.apiTokenFile),
+    tls: c.tls,
     collect: () => collect({ host: c.hostname, dirs: c.dirs, docker: c.docker, datastore }),
   });
   const bound = await server.start();

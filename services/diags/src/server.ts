@@ -1,7 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
-import { bearerMatches, silentLogger, type Datastore, type LeaseKeeper, type Logger } from '@calico/datastore';
+import {
+  authenticateRequest, httpsServerOptions, silentLogger,
+  type ApiServerTls, type Datastore, type LeaseKeeper, type Logger,
+} from '@calico/datastore';
 import { diagsUrlKey, encodeUrl } from '@calico/keyspace';
 import { archiveBaseName, archiveStream } from './archive.js';
 import type { Collection } from './collect.js';
@@ -16,6 +20,8 @@ export interface DiagsServerOptions {
    * a token copied to the host later needs no restart. Throws when it cannot be read.
    */
   apiToken: () => string;
+  /** https with these files; with a CA, a client certificate of it authenticates as the token does. */
+  tls?: ApiServerTls | undefined;
   /** Requests that may wait while one collection runs (2); more are answered 503 with Retry-After. */
   maxWaiting?: number;
   logger?: Logger;
@@ -41,7 +47,21 @@ export class DiagsServer {
   }
 
   async start(): Promise<string> {
-    const s = createServer((req, res) => void this.handle(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    const tls = this.opts.tls;
+    let s: Server;
+    if (tls) {
+      const https = createHttpsServer(httpsServerOptions(tls), handler);
+      // Plain http to the https port, or a client that refuses our certificate: no request is read.
+      let last = 0;
+      https.on('tlsClientError', (err, socket) => {
+        if (Date.now() - last < 10_000) return;
+        last = Date.now();
+        const context = { peer: socket.remoteAddress, err: err.message };
+        this.log.warn(context, 'TLS handshake refused (at most one line per 10 s)');
+      });
+      s = https;
+    } else s = createServer(handler);
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
       s.listen(this.opts.port, this.opts.host, () => resolve());
@@ -55,12 +75,12 @@ export class DiagsServer {
     return this.pendingCount;
   }
 
-  /** http://<address>:<port>/ as it is bound (the real port when 0 was asked for). */
+  /** http(s)://<address>:<port>/ as it is bound (the real port when 0 was asked for). */
   get url(): string {
     const a = this.server?.address() as AddressInfo | null | undefined;
     if (!a) throw new Error('diags server not started');
     const host = a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]` : a.address;
-    return `http://${host}:${a.port}/`;
+    return `${this.opts.tls ? 'https' : 'http'}://${host}:${a.port}/`;
   }
 
   async stop(): Promise<void> {
@@ -83,17 +103,25 @@ export class DiagsServer {
     }
     const json = (status: number, message: string, headers: Record<string, string> = {}) =>
       res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ message }));
-    let token: string;
+    let token: string | undefined;
+    let tokenError: unknown;
     try {
       token = this.opts.apiToken();
     } catch (e) {
-      this.log.error({ err: String(e) }, 'cannot read the cluster API token; answered 503');
-      json(503, `this host's diags service cannot check the API token: ${(e as Error).message}`);
+      tokenError = e;
+    }
+    const auth = authenticateRequest(req, token);
+    if (!auth.ok && tokenError !== undefined && !auth.badCertificate && req.headers.authorization !== undefined) {
+      this.log.error({ err: String(tokenError) }, 'cannot read the cluster API token; answered 503');
+      json(503, `this host's diags service cannot check the API token: ${(tokenError as Error).message}`);
       return;
     }
-    if (!bearerMatches(req.headers.authorization, token)) {
-      this.log.warn({ peer: req.socket.remoteAddress }, 'GET /diags without the cluster API token; answered 401');
-      const why = 'GET /diags needs "Authorization: Bearer <token>" with the cluster API token (/etc/calico/api-token, made by calico-master)';
+    if (!auth.ok) {
+      const context = { peer: req.socket.remoteAddress, why: auth.reason };
+      this.log.warn(context, 'GET /diags without the cluster API token or a client certificate; answered 401');
+      const cert = this.opts.tls?.ca ? ', or a client certificate of the diags CA (--tls-ca)' : '';
+      const why = 'GET /diags needs "Authorization: Bearer <token>" with the cluster API token ' +
+        `(/etc/calico/api-token, made by calico-master)${cert}; ${auth.reason}`;
       json(401, why, { 'www-authenticate': 'Bearer realm="calico-diags"' });
       return;
     }

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CalicoClient, HostInfo } from '@calico/client';
-import { bearerMatches, type SyncStatus } from '@calico/datastore';
+import { authenticateRequest, type SyncStatus } from '@calico/datastore';
 import type { Logger } from '@calico/log';
 import { ApiError, toApiError } from './errors.js';
 import type { MasterMetrics } from './metrics.js';
@@ -33,8 +33,15 @@ export interface ApiDeps {
   hostsDown?: () => ReadonlyMap<string, number | null>;
   /** Largest request body accepted (bytes); 1 MiB by default. */
   maxBodyBytes?: number;
-  /** The cluster API token: every route but GET /healthz wants `Authorization: Bearer <it>`. */
+  /**
+   * The cluster API token: every route but GET /healthz wants `Authorization: Bearer <it>`, or,
+   * over https with a CA, a client certificate of that CA.
+   */
   apiToken: string;
+  /** Replaces that check (the master's bench-only switch); by default authenticateRequest. */
+  authenticate?: (req: IncomingMessage) => { ok: true } | { ok: false; reason: string };
+  /** Client certificates of a CA are taken (https with --tls-ca): the 401 says so. */
+  clientCertificates?: boolean;
 }
 
 /** Routes anyone may call: load balancers and `calicoctl master` ask whether the master is up. */
@@ -192,11 +199,14 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
       try {
         // Before routing, so that without the token not even the list of routes is learnt.
         const open = OPEN_ROUTES.has(`${req.method} ${url.pathname}`);
-        if (!open && !bearerMatches(req.headers.authorization, deps.apiToken)) {
+        const check = deps.authenticate ?? ((r: IncomingMessage) => authenticateRequest(r, deps.apiToken));
+        const auth = open ? { ok: true as const } : check(req);
+        if (!auth.ok) {
+          const cert = deps.clientCertificates ? ", or a client certificate of the master's CA (--tls-ca)" : '';
           const e = new ApiError(
             'UNAUTHORIZED',
             'this API needs "Authorization: Bearer <token>" with the cluster API token ' +
-              '(the file /etc/calico/api-token, or --api-token-file, on the master)',
+              `(the file /etc/calico/api-token, or --api-token-file, on the master)${cert}; ${auth.reason}`,
           );
           const headers = { 'www-authenticate': 'Bearer realm="calico-master"', connection: 'close' };
           return { status: e.status, body: e.toJSON(), headers };

@@ -86,4 +86,24 @@ describe('loadMasterConfig', () => {
     ['fd00::1', '::', 'http://[fd00::1]:7600/'],
     ['198.18.0.1', 'master.example', 'http://master.example:7600/'],
   ])('api_url for --ip=%s listening on %s', (ip, host, want) => expect(apiUrl({ ip, listen: { host, port: 7600 } }, 7600)).toBe(want));
+
+  it('api_url is https when the master serves TLS', () => {
+    const tls = { cert: Buffer.from(''), key: Buffer.from(''), ca: undefined, files: { cert: '/c', key: '/k', ca: undefined } };
+    expect(apiUrl({ ip: 'fd00::1', listen: { host: '::', port: 7600 }, tls }, 7600)).toBe('https://[fd00::1]:7600/');
+  });
+
+  it('serves plain http without --tls-*; TLS flags are checked with every other problem', () => {
+    const plain = load(['--ip=198.18.0.1']);
+    expect(plain.ok && plain.value.tls).toBe(undefined);
+    const r = load(['--tls-cert=/nope/cert.pem', '--tls-ca=/nope/ca.pem', '--log-level=loud']);
+    expect(r.ok ? [] : r.errors).toEqual([
+      '--ip is required: the address of this master on the management network',
+      'https needs --tls-cert and --tls-key together (given: --tls-cert, --tls-ca)',
+      '--tls-cert=/nope/cert.pem: cannot read it (ENOENT)',
+      '--tls-ca=/nope/ca.pem: cannot read it (ENOENT)',
+      '--log-level=loud: one of trace, debug, info, warn, error, fatal, silent',
+    ]);
+    const key = load(['--ip=198.18.0.1', '--tls-cert=/nope/cert.pem', '--tls-key=/nope/key.pem']);
+    expect(key.ok ? [] : key.errors).toEqual(['--tls-cert=/nope/cert.pem: cannot read it (ENOENT)', '--tls-key=/nope/key.pem: cannot read it (ENOENT)']);
+  });
 });

@@ -1,6 +1,15 @@
 import { parseArgs } from 'node:util';
 import { canonicalIP, isIP } from '@calico/keyspace';
-import { apiTokenFileFrom, datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
+import {
+  API_TLS_FLAG_OPTIONS,
+  API_TLS_FLAGS_USAGE,
+  apiServerTls,
+  apiTokenFileFrom,
+  datastoreConfigFromFlags,
+  ETCD_FLAG_OPTIONS,
+  type ApiServerTls,
+  type DatastoreConfig,
+} from '@calico/datastore';
 
 export interface MasterConfig {
   /** This master's address, published as /calico/master/ip. */
@@ -16,6 +25,8 @@ export interface MasterConfig {
   gcIntervalMs: number;
   /** The cluster API token's file: read, or made at first start (0600). */
   apiTokenFile: string;
+  /** https with these files (--tls-cert/--tls-key); with --tls-ca, client certificates of it authenticate too. */
+  tls: ApiServerTls | undefined;
   logLevel: string;
 }
 
@@ -36,6 +47,7 @@ export const MASTER_USAGE = `calico-master: the cluster's API, garbage collector
   --api-token-file=<file>  CALICO_API_TOKEN_FILE, else /etc/calico/api-token: the token every
                            API call but GET /healthz must send (Authorization: Bearer); made
                            (32 random bytes, mode 0600) if absent; a file others may read is refused
+${API_TLS_FLAGS_USAGE}
   --log-level=<level>      LOG_LEVEL, else info`;
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -87,6 +99,7 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     'gc-dead-hosts-after': { type: 'string' },
     'gc-interval': { type: 'string' },
     'api-token-file': { type: 'string' },
+    ...API_TLS_FLAG_OPTIONS,
     'log-level': { type: 'string' },
     help: { type: 'boolean' },
   } as const;
@@ -125,8 +138,13 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   }
   const gcIntervalMs = seconds('gc-interval', 'CALICO_GC_INTERVAL', '5', 0.01, 'seconds, 0.01 to 86400 (decimals allowed)');
   const apiTokenFile = apiTokenFileFrom(str('api-token-file'), env);
+  const tls = apiServerTls({ tlsCert: str('tls-cert'), tlsKey: str('tls-key'), tlsCa: str('tls-ca') });
+  if (!tls.ok) errors.push(...tls.errors);
   const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
   if (!LEVELS.includes(logLevel)) errors.push(`--log-level=${logLevel}: one of ${LEVELS.join(', ')}`);
-  if (errors.length || !ip || !listen || !datastore || gcDeadHostsAfterMs === undefined) return { ok: false, errors };
-  return { ok: true, value: { ip, listen, datastore, gcDeadHostsAfterMs, gcIntervalMs, apiTokenFile, logLevel } };
+  if (errors.length || !ip || !listen || !datastore || gcDeadHostsAfterMs === undefined || !tls.ok) {
+    return { ok: false, errors };
+  }
+  const value = { ip, listen, datastore, gcDeadHostsAfterMs, gcIntervalMs, apiTokenFile, tls: tls.value, logLevel };
+  return { ok: true, value };
 }

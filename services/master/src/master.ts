@@ -1,7 +1,8 @@
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { CalicoClient, buildView, type ClusterView } from '@calico/client';
-import { Datastore, ensureApiToken, type Syncer } from '@calico/datastore';
+import { Datastore, ensureApiToken, httpsServerOptions, type Syncer } from '@calico/datastore';
 import { calicoRoot, encodeMasterIp, encodeUrl, isIP, masterApiUrlKey, masterIpKey } from '@calico/keyspace';
 import { createLogger, type Logger } from '@calico/log';
 import { createApiHandler } from './api.js';
@@ -16,6 +17,11 @@ export interface MasterDeps {
   logger?: Logger;
   /** How often the syncer re-reads all of /calico/ as a safety net against missed watch events (5 min). */
   safetyResyncMs?: number;
+  /**
+   * The API answers every request without a token or certificate. Only bench/master sets it, to
+   * measure what the check costs; no flag or variable reaches it, and the master logs a warning.
+   */
+  unauthenticatedApi?: 'bench-only';
 }
 
 /** The reason the master gives its own safety-net resyncs, so they are not taken for etcd trouble. */
@@ -34,9 +40,12 @@ export interface RunningMaster {
 }
 
 /** The address clients should use: an unspecified listen address (0.0.0.0, ::) means "this master's --ip". */
-export function apiUrl(config: Pick<MasterConfig, 'ip' | 'listen'>, port: number): string {
+export function apiUrl(
+  config: Pick<MasterConfig, 'ip' | 'listen'> & Partial<Pick<MasterConfig, 'tls'>>,
+  port: number,
+): string {
   const host = ['0.0.0.0', '::', ''].includes(config.listen.host) ? config.ip : config.listen.host;
-  return `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}/`;
+  return `${config.tls ? 'https' : 'http'}://${isIP(host) === 6 ? `[${host}]` : host}:${port}/`;
 }
 
 /**
@@ -107,7 +116,29 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   const metrics = createMetrics({ view: liveView, inSync: trusted, gcPending: () => gc.pending, hostsDown });
 
   const health = () => ({ ok: trusted(), etcd: syncer.status });
-  const server = createServer(createApiHandler({ client, health, metrics, logger, hostsDown, apiToken }));
+  const unauthenticated = deps.unauthenticatedApi === 'bench-only';
+  if (unauthenticated) {
+    const why = 'the API checks no token and no certificate (unauthenticatedApi: bench-only)';
+    logger.warn(`INSECURE: ${why}; never run so in a cluster`);
+  }
+  const handler = createApiHandler({
+    client, health, metrics, logger, hostsDown, apiToken,
+    clientCertificates: config.tls?.ca !== undefined,
+    ...(unauthenticated ? { authenticate: () => ({ ok: true as const }) } : {}),
+  });
+  let server: Server;
+  if (config.tls) {
+    const https = createHttpsServer(httpsServerOptions(config.tls), handler);
+    // Plain http to the https port, or a client that refuses our certificate: no request is read.
+    let lastTlsLog = 0;
+    https.on('tlsClientError', (err, socket) => {
+      if (Date.now() - lastTlsLog < 10_000) return;
+      lastTlsLog = Date.now();
+      const context = { peer: socket.remoteAddress, err: err.message };
+      logger.warn(context, 'TLS handshake refused (at most one line per 10 s)');
+    });
+    server = https;
+  } else server = createServer(handler);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -137,7 +168,10 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   gc.start();
   const deadHosts = config.gcDeadHostsAfterMs === null ? 'off' : formatDuration(config.gcDeadHostsAfterMs);
   logger.info(
-    { url, ip: config.ip, gcDeadHostsAfter: deadHosts, gcIntervalS: config.gcIntervalMs / 1000 },
+    {
+      url, ip: config.ip, gcDeadHostsAfter: deadHosts, gcIntervalS: config.gcIntervalMs / 1000,
+      tls: config.tls ? { cert: config.tls.files.cert, clientCa: config.tls.files.ca ?? null } : null,
+    },
     'calico-master API listening; syncing with etcd, then publishing its address',
   );
 

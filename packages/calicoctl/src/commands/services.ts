@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { apiServerTls } from '@calico/datastore';
 import { isIP, bgpHostAsNumKey, encodeAsNum, hostNameError } from '@calico/keyspace';
 import { describeListen, listenConfig } from '@calico/node';
 import { UsageError, type Context } from '../context.js';
@@ -45,6 +47,50 @@ export function httpStatus(target: { socketPath: string } | { host: string; port
     });
     req.end();
   });
+}
+
+/**
+ * Whether the master we started answers GET /healthz with 200, over http or https. Its
+ * certificate is not checked: this asks our own child whether it is up and sends nothing secret.
+ */
+export function healthzUp(url: URL, timeoutMs = 2_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const u = new URL('healthz', url);
+    const opts = { timeout: timeoutMs, rejectUnauthorized: false };
+    const onRes = (res: IncomingMessage) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode === 200));
+    };
+    const req = u.protocol === 'https:' ? httpsRequest(u, opts, onRes) : request(u, { timeout: timeoutMs }, onRes);
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+/**
+ * The master's --tls-cert/--tls-key/--tls-ca, checked here as calico-master will check them, with
+ * paths made absolute; [] when none is given.
+ */
+export function masterTlsFlags(f: MasterTlsFlags): { args: string[]; files: string[] } {
+  const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
+  const files = { tlsCert: abs(f.tlsCert), tlsKey: abs(f.tlsKey), tlsCa: abs(f.tlsCa) };
+  const r = apiServerTls(files);
+  if (!r.ok) throw new UsageError(r.errors.join('\n'));
+  if (!r.value) return { args: [], files: [] };
+  const given = [['tls-cert', files.tlsCert], ['tls-key', files.tlsKey], ['tls-ca', files.tlsCa]] as const;
+  const args = given.flatMap(([k, v]) => (v === undefined ? [] : [`--${k}=${v}`]));
+  return { args, files: given.flatMap(([, v]) => (v === undefined ? [] : [v])) };
+}
+
+/** calicoctl master's TLS flags, passed to calico-master as they are. */
+export interface MasterTlsFlags {
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  tlsCa?: string | undefined;
 }
 
 /**
@@ -118,30 +164,6 @@ export function dockerCli(upstream: string | undefined, args: string[]): Promise
     p.stderr.on('data', (c: Buffer) => (out += c.toString()));
     p.on('error', (e) => resolve({ code: 127, out: e.message }));
     p.on('close', (code) => resolve({ code: code ?? 1, out }));
-  });
-}
-
-/** GET a JSON document over HTTP; undefined when nothing answers, the status is not 200 or the body is not JSON. */
-export function httpJson(url: URL, timeoutMs = 2_000, headers: Record<string, string> = {}): Promise<unknown> {
-  return new Promise((resolve) => {
-    const req = request(url, { timeout: timeoutMs, headers }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        try {
-          resolve(res.statusCode === 200 ? (JSON.parse(body) as unknown) : undefined);
-        } catch {
-          resolve(undefined);
-        }
-      });
-    });
-    req.on('error', () => resolve(undefined));
-    req.on('timeout', () => {
-      req.destroy();
-      resolve(undefined);
-    });
-    req.end();
   });
 }
 
@@ -427,7 +449,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
 export async function master(
   ctx: Context,
   args: string[],
-  f: NodeFlags & { listen?: string; gcDeadHostsAfter?: string },
+  f: NodeFlags & MasterTlsFlags & { listen?: string; gcDeadHostsAfter?: string },
 ): Promise<number> {
   const dirs = hostDirs('master', { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
@@ -452,14 +474,17 @@ export async function master(
     gcFlags.push(`--gc-dead-hosts-after=${f.gcDeadHostsAfter}`);
   }
   const etcdTlsFlags = ctx.etcdTlsFlags;
+  const listen = f.listen ?? (isIP(f.ip) === 6 ? `[${f.ip}]:7600` : `${f.ip}:7600`);
+  const m = /^\[?(.*?)\]?:(\d+)$/.exec(listen);
+  if (!m) throw new UsageError(`--listen=${listen}: host:port`);
+  const tls = masterTlsFlags(f);
+  const api = `${tls.args.length ? 'https' : 'http'}://${listen}/`;
+  const masterUp = () => healthzUp(new URL(api));
   const running = await alreadyRunning(ctx, dirs, 'master', 'calico-master', null);
   if (running) {
     ctx.print(`calico-master is already running (supervisor pid ${running.pid})`);
     return 0;
   }
-  const listen = f.listen ?? (isIP(f.ip) === 6 ? `[${f.ip}]:7600` : `${f.ip}:7600`);
-  const m = /^\[?(.*?)\]?:(\d+)$/.exec(listen);
-  if (!m) throw new UsageError(`--listen=${listen}: host:port`);
   if (runtime === 'docker') {
     const up = f.docker;
     await dockerCli(up, ['rm', '-f', MASTER_CONTAINER]);
@@ -468,13 +493,15 @@ export async function master(
       // The token's folder, so that the master makes (or reads) the host's own token file.
       '-v', `${dirname(ctx.apiTokenFile)}:${dirname(ctx.apiTokenFile)}`,
       ...etcdTlsDocker(ctx),
+      ...tls.files.flatMap((file) => ['-v', `${file}:${file}:ro`]),
       `calico/master:${imageTag(ctx.env)}`,
       `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags,
+      ...tls.args,
     ]);
     if (r.code !== 0) throw new Error(`docker run ${MASTER_CONTAINER} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
     for (let i = 0; i < 300; i++) {
-      if ((await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200) {
-        ctx.print(`calico-master is running in container ${MASTER_CONTAINER}: API http://${listen}/`);
+      if (await masterUp()) {
+        ctx.print(`calico-master is running in container ${MASTER_CONTAINER}: API ${api}`);
         return 0;
       }
       await new Promise((r2) => setTimeout(r2, 200));
@@ -491,7 +518,7 @@ export async function master(
         argv: [
           process.execPath, serviceMain('@calico/master'),
           `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...etcdTlsFlags,
-          `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags,
+          `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags, ...tls.args,
         ],
       },
     ],
@@ -499,10 +526,9 @@ export async function master(
   };
   ctx.progress(`starting calico-master (logs in ${dirs.log})…`);
   const sup = startSupervisor(spec);
-  const masterUp = async () => (await httpStatus({ host: m[1]!, port: Number(m[2]) }, '/healthz')) === 200;
   await waitReady(ctx, 'calico-master', masterUp, sup, [join(dirs.log, 'calico-master.log')]);
-  if (ctx.flags.json) ctx.json({ supervisorPid: sup.pid, api: `http://${listen}/`, logs: dirs.log });
-  else ctx.print(`calico-master is running: API http://${listen}/ , logs in ${dirs.log}`);
+  if (ctx.flags.json) ctx.json({ supervisorPid: sup.pid, api, logs: dirs.log });
+  else ctx.print(`calico-master is running: API ${api} , logs in ${dirs.log}`);
   return 0;
 }
 

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { UsageError, table, type Context } from '../context.js';
 import { hostDirs } from '../paths.js';
 import type { HostInfo, Notice } from '@calico/client';
-import { containerRunning, httpJson, httpStatus, inspectRole, nodeContainer, runQuiet, whyNot } from './services.js';
+import { apiCall, hasClientCertificate } from '@calico/datastore';
+import { containerRunning, inspectRole, nodeContainer, runQuiet, whyNot } from './services.js';
 import type { NodeFlags } from './services.js';
 
 export interface BgpSession {
@@ -60,6 +61,7 @@ function agentView(file: string): { policy: string; metrics: string | null; prox
 export async function status(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
   if (args.length) throw new UsageError('usage: calicoctl status [--hostname=<NAME>]');
   const host = ctx.hostname;
+  const apiTls = ctx.apiTls();
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   // Running means the recorded supervisor is alive and is the process calicoctl started: a
   // zombie or a reused pid is "not running" (see @calico/proc).
@@ -87,14 +89,24 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     // Since when a host is down, only the master knows (it watched the liveness key go).
     type MasterHosts = { hosts?: { name: string; downSince?: string | null }[] } | undefined;
     const hostsUrl = v.masterApiUrl ? new URL('v1/hosts', v.masterApiUrl) : undefined;
+    let token: string | undefined;
     let tokenError: string | undefined;
-    let auth: Record<string, string> = {};
     try {
-      if (hostsUrl) auth = { authorization: `Bearer ${ctx.apiToken()}` };
+      if (hostsUrl) token = ctx.apiToken();
     } catch (e) {
       tokenError = (e as Error).message;
     }
-    const fromMaster = hostsUrl && !tokenError ? ((await httpJson(hostsUrl, 2_000, auth)) as MasterHosts) : undefined;
+    // A client certificate (--api-cert) authenticates to an https master without the token.
+    const canAsk = token !== undefined || (hasClientCertificate(apiTls) && hostsUrl?.protocol === 'https:');
+    let refused: string | undefined;
+    let fromMaster: MasterHosts = undefined;
+    if (hostsUrl && canAsk) {
+      const r = await apiCall(hostsUrl, { token, tls: apiTls, timeoutMs: 2_000 }).catch(() => undefined);
+      if (r?.status === 200) fromMaster = JSON.parse(r.body) as MasterHosts;
+      else if (r?.status === 401) {
+        refused = (JSON.parse(r.body) as { error?: { message?: string } }).error?.message ?? '401';
+      }
+    }
     const downSince = new Map((fromMaster?.hosts ?? []).map((h) => [h.name, h.downSince ?? null]));
     hosts = v.hosts.map((h) => ({ ...h, downSince: h.state === 'down' ? (downSince.get(h.name) ?? null) : null }));
     endpoints = v.workloads
@@ -102,10 +114,16 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
       .flatMap((w) => w.endpoints.map((e) => ({ container: w.containerId.slice(0, 12), name: w.name, addrs: e.addrs.join(','), state: e.state })));
     problems = v.problems;
     if (v.masterApiUrl) {
-      const u = new URL('healthz', v.masterApiUrl);
-      masterState = (await httpStatus({ host: u.hostname, port: Number(u.port) || 80 }, u.pathname)) === 200 ? `reachable at ${v.masterApiUrl}` : `not answering at ${v.masterApiUrl}`;
-      // Without the token the master answers /healthz only: say why down times are unknown.
-      if (tokenError) masterState += `; its API is not asked (${tokenError})`;
+      const url = v.masterApiUrl;
+      const health = await apiCall(new URL('healthz', url), { tls: apiTls, timeoutMs: 2_000 }).then(
+        (r) => ({ status: r.status, error: undefined }),
+        (e: unknown) => ({ status: 0, error: (e as Error).message }),
+      );
+      const why = health.error ? ` (${health.error})` : '';
+      masterState = health.status === 200 ? `reachable at ${url}` : `not answering at ${url}${why}`;
+      // Without the token (or a certificate) the master answers /healthz only: say why down times are unknown.
+      if (!canAsk) masterState += `; its API is not asked (${tokenError ?? 'no token and no client certificate'})`;
+      else if (refused) masterState += `; its API refused calicoctl (${refused})`;
     } else masterState = 'not started (no /calico/master/api_url)';
   } catch (e) {
     etcd = `unreachable: ${(e as Error).message}`;
