@@ -123,6 +123,25 @@ const SIGNED: [string, string, string][] = [
   ['a path in a log line', 'PUT /upload?token=t0k3n&name=d.tgz 201', 'PUT /upload?token=[redacted]&name=d.tgz 201'],
 ];
 
+describe('user:password@ without a scheme, and a token as the user name', () => {
+  it.each([
+    ['https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@git.example/o/r.git', 'https://[redacted]@git.example/o/r.git'],
+    ['proxy=squid:s3cr3t@10.0.0.1:3128', 'proxy=squid:[redacted]@10.0.0.1:3128'],
+    ['dsn admin:hunter2@db.example:5432/app', 'dsn admin:[redacted]@db.example:5432/app'],
+  ])('%s', (text, want) => {
+    expect(maskUrl(text)).toBe(want);
+    expect(redactText(text)).toBe(want);
+  });
+  it.each([
+    // The controls: an image pinned by digest, an ssh user, an e-mail address and a time stay.
+    'busybox:1.36@sha256:0123abcd',
+    'ssh://git@github.com/o/r',
+    'mail ops@example.org at 10:30',
+  ])('%s is left as it is', (text) => {
+    expect(maskUrl(text)).toBe(text);
+  });
+});
+
 describe('secrets in URLs', () => {
   it.each(SIGNED)('%s: masked in text, JSON strings and keyspace values', (_what, url, want) => {
     expect(maskUrl(url)).toBe(want);

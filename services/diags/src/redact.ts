@@ -49,6 +49,10 @@ const ASSIGN = /(?<![\w.-])([A-Za-z_][\w.-]*)=("[^"]*"|'[^']*'|[^\s"',;&)\]}]*)/
 const JSON_PAIR = /"([^"\\]{1,100})"(\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
 // scheme://user:password@ (the user may be empty: redis://:pw@host); the password runs to the last "@" before the path
 const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s/:@"'?#]*):([^\s/"'?#]+)@/gi;
+// http(s)://token@host: a user name alone over http is a token (git and API clients put one there).
+const URL_TOKEN_USER = /\b(https?:\/\/)([^\s/:@"'?#]+)@(?=[A-Za-z0-9[])/gi;
+// user:password@host:port with no scheme (proxy settings, DSNs); not an image's name:tag@sha256:…
+const BARE_USERINFO = /(?<![\w.:/@-])([A-Za-z0-9._%+-]+):([^\s/@"':]+)@(?!sha\d+:)(?=[A-Za-z0-9[])/g;
 // ?name=value, &name=value, #name=value: a URL's query or fragment, or a path with a query in a log line.
 const QUERY_PARAM = /([?&#])([A-Za-z0-9_.%~-]+)=([^\s&#"'<>\\]*)/g;
 // Query parameters that carry a signature or a credential though their name alone would not say so:
@@ -74,12 +78,15 @@ export function isSecretQueryParam(name: string): boolean {
 }
 
 /**
- * Masks the secrets of every URL in a text: the password in `user:password@`, and the values of
+ * Masks the secrets of every URL in a text: the password in `user:password@` (with a scheme or
+ * without), a user name alone in http(s)://token@, and the values of
  * secret query or fragment parameters (names kept). Used for archives and for every URL diags prints.
  */
 export function maskUrl(text: string): string {
   return text
     .replace(URL_USERINFO, `$1:${REDACTED}@`)
+    .replace(URL_TOKEN_USER, (m, scheme: string, user: string) => (user.startsWith('[redacted') ? m : `${scheme}${REDACTED}@`))
+    .replace(BARE_USERINFO, (m, user: string, pw: string) => (pw.startsWith('[redacted') ? m : `${user}:${REDACTED}@`))
     .replace(QUERY_PARAM, (m, sep: string, name: string, v: string) =>
       v && !v.startsWith('[redacted') && isSecretQueryParam(name) ? `${sep}${name}=${REDACTED}` : m,
     );
@@ -98,6 +105,7 @@ export function urlSecrets(url: string): string[] {
     }
   };
   for (const m of url.matchAll(URL_USERINFO)) add(m[2]!);
+  for (const m of url.matchAll(URL_TOKEN_USER)) add(m[2]!);
   for (const m of url.matchAll(QUERY_PARAM)) if (isSecretQueryParam(m[2]!)) add(m[3]!);
   return [...out];
 }
