@@ -15,7 +15,9 @@ const TIMEOUT_MS = 8_000;
  * A tool that hangs: stand-ins for `ipset` and `nsenter` sit first on the node's PATH. Each is
  * the real tool, except while its marker file exists: then it says so on stderr, starts a sleep,
  * writes its own pid and the sleep's, and waits. `ipset` hangs for as long as the marker is
- * there; `nsenter` takes its marker away (mv is atomic), so that only one call hangs.
+ * there; `nsenter` hangs only for one container: the first that enters writes its pid into the
+ * marker, and every later call for that pid hangs too (the start's docker event and the proxy's
+ * own start both plumb it, in either order), while other containers go through.
  */
 describe('a hung tool times out, is killed with what it started, and stalls nothing else', () => {
   let cluster: DevCluster;
@@ -32,11 +34,18 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     return lines.map((l) => l.split(' ').map(Number));
   };
 
-  async function standIn(tool: string, once: boolean): Promise<void> {
+  async function standIn(tool: string, onePid: boolean): Promise<void> {
     const real = (await execOk(['sh', '-c', `command -v ${tool}`])).trim();
-    const hangs = once ? `mv ${marker(tool)} ${marker(tool)}.taken 2>/dev/null` : `[ -e ${marker(tool)} ]`;
+    const m = marker(tool);
+    // Plumbing runs one nsenter per container at a time, so claiming the marker cannot race.
+    const claim = [
+      `p=$(echo "$1" | sed -n 's|^--net=/proc/\\([0-9]*\\)/ns/net$|\\1|p')`,
+      `if [ -e ${m} ] && [ ! -s ${m} ]; then echo "$p" > ${m}; fi`,
+    ];
+    const hangs = onePid ? `[ -e ${m} ] && [ "$(cat ${m})" = "$p" ]` : `[ -e ${m} ]`;
     const script = [
       '#!/bin/sh',
+      ...(onePid ? claim : []),
       `if ${hangs}; then`,
       `  echo "${tool} stand-in: hanging" >&2`,
       '  sleep 600 &',
@@ -133,17 +142,21 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     let settled = false;
     const hung = run('tt-hung', '198.19.31.2').finally(() => (settled = true));
     await waitFor('the hung nsenter', () => pidsOf('nsenter').length === 1, 30_000, () => log().slice(-3000));
-    const [[shPid, sleepPid]] = pidsOf('nsenter') as [[number, number]];
+    const [[, firstSleep]] = pidsOf('nsenter') as [[number, number]];
 
     // While that start hangs in its plumbing, another container starts and is networked.
     const other = await run('tt-other', '198.19.31.3');
     expect(other.code, other.stderr).toBe(0);
     expect(settled).toBe(false);
-    expect(processExists(sleepPid)).toBe(true);
+    expect(processExists(firstSleep)).toBe(true);
     const otherAddr = await inContainer(other.stdout.trim(), ['ip', '-4', '-o', 'addr', 'show', 'eth0']);
     expect(otherAddr.stdout).toContain('inet 198.19.31.3/32');
 
     const r = await hung;
+    // The stand-in that hung the proxy's own attempt is the last (the event's may have come first).
+    const hungPids = pidsOf('nsenter');
+    expect(hungPids.length === 1 || hungPids.length === 2, JSON.stringify(hungPids)).toBe(true);
+    const [shPid] = hungPids[hungPids.length - 1] as [number, number];
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('was stopped because its network could not be set up');
     expect(r.stderr).toContain(`timed out after ${TIMEOUT_MS} ms and was killed with its process group`);
@@ -151,8 +164,7 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     expect(r.stderr).toContain('stderr so far: nsenter stand-in: hanging');
     const line = log().split('\n').find((l) => l.includes('networking failed; stopping the container'));
     expect(line).toContain(`timed out after ${TIMEOUT_MS} ms and was killed with its process group`);
-    expect(processExists(shPid)).toBe(false);
-    expect(processExists(sleepPid)).toBe(false);
+    for (const [sh, sleep] of hungPids) expect([processExists(sh!), processExists(sleep!)]).toEqual([false, false]);
     // Nothing behind: the container is stopped and its host veth gone.
     const id = await inspect('tt-hung', '{{.Id}}');
     const veth = hostIfName(await inspect(id, `{{index .Config.Labels "${LABELS.endpoint}"}}`));
@@ -160,11 +172,11 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     const vethGone = async () => (await cluster.host('h1').ns.exec(['ip', 'link', 'show', veth])).code !== 0;
     await waitFor('no veth of tt-hung', vethGone, 15_000);
 
-    // The same start with the real nsenter (the stand-in's marker is used up) networks it.
+    // The same start with the real nsenter (a new pid, not the one that hangs) networks it.
     const again = await docker(['start', 'tt-hung']);
     expect(again.code, again.stderr).toBe(0);
     const addr = await inContainer(id, ['ip', '-4', '-o', 'addr', 'show', 'eth0']);
     expect(addr.stdout).toContain('inet 198.19.31.2/32');
-    expect(pidsOf('nsenter')).toHaveLength(1);
+    expect(pidsOf('nsenter')).toEqual(hungPids);
   });
 });
