@@ -3,8 +3,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { createRequire } from 'node:module';
-import { Dockerd, Etcd, Fabric, ensureBusyboxImage, exec, requireRoot, waitFor, type ExecResult, type NamespaceHost } from '@calico/testkit';
+import { Dockerd, Etcd, Fabric, TestCa, ensureBusyboxImage, exec, requireRoot, waitFor, type ExecResult, type NamespaceHost } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
+import { decodeUrl, diagsUrlKey } from '@calico/keyspace';
 
 const require = createRequire(import.meta.url);
 const calicoctlJs = join(dirname(require.resolve('@calico/calicoctl/package.json')), 'dist', 'main.js');
@@ -20,6 +21,8 @@ describe('getting started with calicoctl and the docker CLI', () => {
   let ds: Datastore;
   let dir: string;
   let image: string;
+  /** The CA of h2's diags service, which serves https (calicoctl node --tls-*). */
+  let apiCa: TestCa;
   const hosts: Record<string, NamespaceHost> = {};
   let failed = false;
 
@@ -66,8 +69,14 @@ describe('getting started with calicoctl and the docker CLI', () => {
     const m = await exec([process.execPath, calicoctlJs, 'master', `--ip=${fabric.rootLink!.ip}`, '--listen=198.18.0.1:0'.replace(':0', ':7655'), `--etcd=${etcd.endpoints}`, tokenFlag(), `--run-dir=${join(dir, 'master', 'run')}`, `--log-dir=${join(dir, 'master', 'log')}`], { timeoutMs: 90_000 });
     expect(m.code, m.stderr).toBe(0);
     expect(m.stdout).toContain('calico-master is running');
+    apiCa = await TestCa.create(join(dir, 'api-ca'));
+    const h2Diags = await apiCa.issue('diags-h2', { server: { ips: [hosts.h2!.ip] } });
+    const diagsTls: Record<string, string[]> = {
+      h1: [],
+      h2: [`--tls-cert=${h2Diags.cert}`, `--tls-key=${h2Diags.key}`, `--tls-ca=${apiCa.cert}`],
+    };
     for (const [h, ns] of Object.entries(hosts)) {
-      const r = await calicoctl(h, ['node', `--ip=${ns.ip}`, `--docker=${dockerd.host}`]);
+      const r = await calicoctl(h, ['node', `--ip=${ns.ip}`, `--docker=${dockerd.host}`, ...diagsTls[h]!]);
       expect(r.code, r.stderr + r.stdout).toBe(0);
       expect(r.stdout).toContain(`calico-node is running on ${h}`);
     }
@@ -141,17 +150,33 @@ describe('getting started with calicoctl and the docker CLI', () => {
     expect(nf.stderr).toContain('no Calico container has the id, id prefix or name "no-such-container"');
   });
 
-  it('diags --cluster gathers every host into one archive', async () => {
-    const out = join(dir, 'diags-out');
-    await exec(['mkdir', '-p', out]);
-    const r = await calicoctl('h1', ['diags', '--cluster', '--no-upload', `--output=${out}`]);
-    expect(r.code, r.stderr + r.stdout).toBe(0);
-    const archive = (await exec(['sh', '-c', `ls ${out}/*.tar.gz`])).stdout.trim();
-    expect(archive).toMatch(/calico-diags-cluster-.*\.tar\.gz$/);
-    const list = (await exec(['tar', '-tzf', archive])).stdout;
+  it('diags --cluster gathers every host into one archive; h2 serves it over https', async () => {
+    const diagsUrl = async (h: string) => {
+      const v = await ds.get(diagsUrlKey(h));
+      const u = v === undefined ? undefined : decodeUrl(diagsUrlKey(h), v);
+      return u?.ok ? u.value : undefined;
+    };
+    await waitFor('both diags services to register their URLs', async () => (await diagsUrl('h1')) !== undefined && (await diagsUrl('h2')) !== undefined, 20_000);
+    expect(await diagsUrl('h1')).toBe(`http://${hosts.h1!.ip}:7601/`);
+    expect(await diagsUrl('h2')).toBe(`https://${hosts.h2!.ip}:7601/`);
+    const collect = async (name: string, extra: string[]) => {
+      const out = join(dir, name);
+      await exec(['mkdir', '-p', out]);
+      const r = await calicoctl('h1', ['diags', '--cluster', '--no-upload', `--output=${out}`, ...extra]);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      const archive = (await exec(['sh', '-c', `ls ${out}/*.tar.gz`])).stdout.trim();
+      expect(archive).toMatch(/calico-diags-cluster-.*\.tar\.gz$/);
+      const list = (await exec(['tar', '-tzf', archive])).stdout;
+      expect(list).toMatch(/summary\.json/);
+      return list;
+    };
+    // Without the CA, h2's certificate is not trusted: h1 alone is in the archive.
+    const untrusted = await collect('diags-out-no-ca', []);
+    expect(untrusted).toMatch(/\/h1\/.*iptables-save\.txt/);
+    expect(untrusted).not.toMatch(/\/h2\/.*iptables-save\.txt/);
+    const list = await collect('diags-out', [`--api-ca=${apiCa.cert}`]);
     expect(list).toMatch(/\/h1\/.*iptables-save\.txt/);
     expect(list).toMatch(/\/h2\/.*iptables-save\.txt/);
-    expect(list).toMatch(/summary\.json/);
   });
 
   it('showgroups --detailed, removegroup, pool remove, version and --json answer as documented', async () => {

@@ -26,6 +26,8 @@ describe('calicoctl usage errors', () => {
     [['node', '--ip=198.18.0.11', '--tlsverify', '--tlscacert=/nonexistent/ca.pem', '--tlscert=/nonexistent/c.pem', '--tlskey=/nonexistent/k.pem'], 2, 'calicoctl: --tlscacert=/nonexistent/ca.pem: cannot read it (ENOENT)'],
     [['master', '--ip=198.18.0.1', '--tls-cert=/nonexistent/c.pem'], 2, 'calicoctl: https needs --tls-cert and --tls-key together (given: --tls-cert)'],
     [['master', '--ip=198.18.0.1', '--tls-cert=/nonexistent/c.pem', '--tls-key=/nonexistent/k.pem'], 2, 'calicoctl: --tls-cert=/nonexistent/c.pem: cannot read it (ENOENT)'],
+    [['node', '--ip=198.18.0.11', '--tls-key=/nonexistent/k.pem'], 2, 'calicoctl: https needs --tls-cert and --tls-key together (given: --tls-key)'],
+    [['node', '--ip=198.18.0.11', '--runtime=docker', '--tls-cert=/nonexistent/c.pem'], 2, 'calicoctl: --tls-cert/--tls-key/--tls-ca are for the diags service, which --runtime=docker does not start'],
     [['status', '--hostname=h1', '--api-cert=/nonexistent/c.pem'], 2, 'calicoctl: --api-cert is given without --api-key'],
     [['status', '--hostname=h1', '--api-ca=/nonexistent/ca.pem'], 2, 'calicoctl: --api-ca=/nonexistent/ca.pem: cannot read it (ENOENT)'],
     [['master', '--ip=198.18.0.1', '--gc-dead-hosts-after=10'], 2, 'calicoctl: --gc-dead-hosts-after=10: a duration of at least 1s such as 30m, 12h or 7d (units ms, s, m, h, d), or off'],

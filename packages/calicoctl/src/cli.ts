@@ -21,9 +21,11 @@ Services (run on each host; --runtime=process runs them here, supervised):
   calicoctl node --ip=<IP> [--ip6=<IP6>] [--as=<AS>] [--docker=<upstream>]
                  [--proxy-listen=<addr:port>|unix:///path ...] [--log-dir=<dir>]
                  [--tlsverify --tlscacert=<f> --tlscert=<f> --tlskey=<f>] [--insecure-listen]
-                 | calicoctl node stop
+                 [--tls-cert=<f> --tls-key=<f> [--tls-ca=<f>]] | calicoctl node stop
                  --proxy-listen: tcp://host:port, host:port or unix:///path, repeatable
                  (127.0.0.1:2375); off loopback it needs --tlsverify, or --insecure-listen
+                 --tlsverify/--tlscacert/--tlscert/--tlskey: the proxy's TLS, as dockerd's
+                 --tls-*: this host's diags service serves https, as the master's API
   calicoctl node remove <HOSTNAME> [--remove-endpoints]
                                     forget a host that is down (refused while it is up); with
                                     --remove-endpoints also its workloads, their memberships
@@ -164,7 +166,7 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
       case 'check':
         return await check(ctx, args, { protocol: o.protocol, port: o.port });
       case 'node':
-        return await node(ctx, args, nf);
+        return await node(ctx, args, { ...nf, tlsCert: o['tls-cert'], tlsKey: o['tls-key'], tlsCa: o['tls-ca'] });
       case 'master':
         return await master(ctx, args, {
           ...nf, listen: o.listen, gcDeadHostsAfter: o['gc-dead-hosts-after'],

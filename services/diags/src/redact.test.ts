@@ -128,6 +128,9 @@ describe('user:password@ without a scheme, and a token as the user name', () => 
     ['https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@git.example/o/r.git', 'https://[redacted]@git.example/o/r.git'],
     ['proxy=squid:s3cr3t@10.0.0.1:3128', 'proxy=squid:[redacted]@10.0.0.1:3128'],
     ['dsn admin:hunter2@db.example:5432/app', 'dsn admin:[redacted]@db.example:5432/app'],
+    // JSON with escaped slashes, as some encoders write it.
+    ['{"url":"https:\\/\\/deploy:s3cr3t@reg.example\\/v2"}', '{"url":"https:\\/\\/deploy:[redacted]@reg.example\\/v2"}'],
+    ['{"remote":"https:\\/\\/ghp_abc123@git.example\\/o\\/r"}', '{"remote":"https:\\/\\/[redacted]@git.example\\/o\\/r"}'],
   ])('%s', (text, want) => {
     expect(maskUrl(text)).toBe(want);
     expect(redactText(text)).toBe(want);
@@ -136,6 +139,7 @@ describe('user:password@ without a scheme, and a token as the user name', () => 
     // The controls: an image pinned by digest, an ssh user, an e-mail address and a time stay.
     'busybox:1.36@sha256:0123abcd',
     'ssh://git@github.com/o/r',
+    '{"remote":"ssh:\\/\\/git@github.com\\/o\\/r"}',
     'mail ops@example.org at 10:30',
   ])('%s is left as it is', (text) => {
     expect(maskUrl(text)).toBe(text);

@@ -47,10 +47,11 @@ const FLAG = /(?<![\w-])(--?[A-Za-z][\w.-]*)(=|[ \t]+(?=[^\s-])|"\s*,\s*"(?=[^-]
 const ASSIGN = /(?<![\w.-])([A-Za-z_][\w.-]*)=("[^"]*"|'[^']*'|[^\s"',;&)\]}]*)/g;
 // "name": "value" in JSON text (log lines, configs).
 const JSON_PAIR = /"([^"\\]{1,100})"(\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
-// scheme://user:password@ (the user may be empty: redis://:pw@host); the password runs to the last "@" before the path
-const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s/:@"'?#]*):([^\s/"'?#]+)@/gi;
+// scheme://user:password@ (the user may be empty: redis://:pw@host); the password runs to the last "@" before the path.
+// The "//" may be JSON-escaped as "\/\/" (encoders that escape slashes).
+const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:(?:\/\/|\\\/\\\/)[^\s/:@"'?#]*):([^\s/"'?#]+)@/gi;
 // http(s)://token@host: a user name alone over http is a token (git and API clients put one there).
-const URL_TOKEN_USER = /\b(https?:\/\/)([^\s/:@"'?#]+)@(?=[A-Za-z0-9[])/gi;
+const URL_TOKEN_USER = /\b(https?:(?:\/\/|\\\/\\\/))([^\s/:@"'?#]+)@(?=[A-Za-z0-9[])/gi;
 // user:password@host:port with no scheme (proxy settings, DSNs); not an image's name:tag@sha256:…
 const BARE_USERINFO = /(?<![\w.:/@-])([A-Za-z0-9._%+-]+):([^\s/@"':]+)@(?!sha\d+:)(?=[A-Za-z0-9[])/g;
 // ?name=value, &name=value, #name=value: a URL's query or fragment, or a path with a query in a log line.

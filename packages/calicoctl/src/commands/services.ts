@@ -72,10 +72,10 @@ export function healthzUp(url: URL, timeoutMs = 2_000): Promise<boolean> {
 }
 
 /**
- * The master's --tls-cert/--tls-key/--tls-ca, checked here as calico-master will check them, with
- * paths made absolute; [] when none is given.
+ * --tls-cert/--tls-key/--tls-ca of an API server (the master's, or a host's diags service), checked
+ * here as the service will check them, with paths made absolute; [] when none is given.
  */
-export function masterTlsFlags(f: MasterTlsFlags): { args: string[]; files: string[] } {
+export function apiTlsFlags(f: ApiTlsFlags): { args: string[]; files: string[] } {
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
   const files = { tlsCert: abs(f.tlsCert), tlsKey: abs(f.tlsKey), tlsCa: abs(f.tlsCa) };
   const r = apiServerTls(files);
@@ -86,8 +86,8 @@ export function masterTlsFlags(f: MasterTlsFlags): { args: string[]; files: stri
   return { args, files: given.flatMap(([, v]) => (v === undefined ? [] : [v])) };
 }
 
-/** calicoctl master's TLS flags, passed to calico-master as they are. */
-export interface MasterTlsFlags {
+/** calicoctl master's and node's TLS flags, passed to calico-master or calico-diags serve as they are. */
+export interface ApiTlsFlags {
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
   tlsCa?: string | undefined;
@@ -374,7 +374,7 @@ async function nodeRemove(ctx: Context, args: string[], removeEndpoints: boolean
 }
 
 /** calicoctl node --ip=… | calicoctl node stop | calicoctl node remove <HOSTNAME> */
-export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<number> {
+export async function node(ctx: Context, args: string[], f: NodeFlags & ApiTlsFlags): Promise<number> {
   if (args[0] === 'remove') return nodeRemove(ctx, args.slice(1), f.removeEndpoints === true);
   const host = ctx.hostname;
   const dirs = hostDirs(host, { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
@@ -395,6 +395,11 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
   if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
   if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
   const pl = proxyListenFlags(f);
+  // The diags service's https: the same flags as calicoctl master's API.
+  if (runtime === 'docker' && (f.tlsCert ?? f.tlsKey ?? f.tlsCa) !== undefined) {
+    throw new UsageError('--tls-cert/--tls-key/--tls-ca are for the diags service, which --runtime=docker does not start');
+  }
+  const diagsTls = apiTlsFlags(f);
   // etcd's configuration too (schemes, TLS files) stops calicoctl before anything starts.
   const etcdTlsFlags = ctx.etcdTlsFlags;
   const running = await alreadyRunning(ctx, dirs, 'node', `calico-node on ${host}`, host);
@@ -420,7 +425,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
       // Serves this host's diags to "calicoctl diags --cluster" run anywhere.
       {
         name: 'calico-diags',
-        argv: [process.execPath, serviceMain('@calico/diags'), 'serve', ...common, `--api-token-file=${ctx.apiTokenFile}`, `--listen=${f.ip}:7601`, `--run-dir=${dirs.run}`, `--log-dir=${dirs.log}`, `--state-dir=${dirs.state}`, `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`],
+        argv: [process.execPath, serviceMain('@calico/diags'), 'serve', ...common, `--api-token-file=${ctx.apiTokenFile}`, `--listen=${f.ip}:7601`, `--run-dir=${dirs.run}`, `--log-dir=${dirs.log}`, `--state-dir=${dirs.state}`, `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, ...diagsTls.args],
       },
     ],
     daemonPidFiles: [join(dirs.state, 'bird.pid')],
@@ -449,7 +454,7 @@ export async function node(ctx: Context, args: string[], f: NodeFlags): Promise<
 export async function master(
   ctx: Context,
   args: string[],
-  f: NodeFlags & MasterTlsFlags & { listen?: string; gcDeadHostsAfter?: string },
+  f: NodeFlags & ApiTlsFlags & { listen?: string; gcDeadHostsAfter?: string },
 ): Promise<number> {
   const dirs = hostDirs('master', { runDir: f.runDir, logDir: f.logDir, stateDir: f.stateDir });
   const runtime = checkRuntime(f.runtime);
@@ -477,7 +482,7 @@ export async function master(
   const listen = f.listen ?? (isIP(f.ip) === 6 ? `[${f.ip}]:7600` : `${f.ip}:7600`);
   const m = /^\[?(.*?)\]?:(\d+)$/.exec(listen);
   if (!m) throw new UsageError(`--listen=${listen}: host:port`);
-  const tls = masterTlsFlags(f);
+  const tls = apiTlsFlags(f);
   const api = `${tls.args.length ? 'https' : 'http'}://${listen}/`;
   const masterUp = () => healthzUp(new URL(api));
   const running = await alreadyRunning(ctx, dirs, 'master', 'calico-master', null);
