@@ -1,12 +1,14 @@
-// Benchmark of what authentication costs the master API. Three calico-masters on one etcd, each
-// started by bench/dist/masterRunner.js as calico-master's main.ts starts it:
-//   none   the API checks nothing (MasterDeps.unauthenticatedApi, reachable from no flag): the baseline;
-//   token  as calico-master runs, over http: every call sends the cluster API token;
-//   tls    --tls-cert/--tls-key/--tls-ca: https, called once with the token and once with a client
-//          certificate of the CA instead.
-// The same reads and writes go to each, interleaved call by call (the order rotates), over one
-// keep-alive connection per client as an orchestrator makes them. Prints p50/p99 and ratios;
-// asserts nothing.
+// Benchmark of what authentication costs the master API. Two calico-masters on one etcd, each
+// started by bench/dist/masterRunner.js as calico-master's main.ts starts it, and each with a second,
+// plain-http listener that serves the same API with no check (MasterDeps.unauthenticatedApi, which
+// no flag reaches): the baseline, in the same process as the check it is compared with.
+//   http master  token over http (as calico-master runs by default) | its unchecked listener
+//   tls master   --tls-cert/--tls-key/--tls-ca: https with the token, and with a client certificate
+//                instead | its unchecked listener
+// The unchecked listeners of the two masters, compared with each other, are the control: what
+// two processes doing the same thing differ by. The same reads and writes go to every client,
+// interleaved call by call (the order rotates), over one keep-alive connection per client as an
+// orchestrator makes them. Prints p50/p99 and ratios; asserts nothing.
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -58,16 +60,17 @@ async function main(): Promise<void> {
   }
   const load0 = loadavg().map((l) => l.toFixed(2)).join(' ');
   try {
-    say('starting etcd and three masters on loopback: no auth, the token, and TLS with a client CA');
+    say('starting etcd and two masters on loopback, each with an unchecked listener: the token over http, and TLS with a client CA');
     etcd = await Etcd.start({ dir: join(work, 'etcd') });
     const ca = await TestCa.create(join(work, 'tls'));
     const server = await ca.issue('master', { server: { ips: ['127.0.0.1'] } });
     const client = await ca.issue('orchestrator', { client: true });
     const tokenFile = join(work, 'api-token');
-    const start = async (name: string, mode: 'auth' | 'noauth', extra: string[] = []): Promise<string> => {
+    const start = async (name: string, extra: string[] = []): Promise<{ base: string; bare: string }> => {
       const port = await freePort('127.0.0.1');
+      const barePort = await freePort('127.0.0.1');
       const argv = [
-        process.execPath, RUNNER, mode, '--ip=127.0.0.1', `--listen=127.0.0.1:${port}`, `--etcd=${etcd!.endpoints}`,
+        process.execPath, RUNNER, String(barePort), '--ip=127.0.0.1', `--listen=127.0.0.1:${port}`, `--etcd=${etcd!.endpoints}`,
         `--api-token-file=${tokenFile}`, '--log-level=warn', ...extra,
       ];
       const p = new ManagedProcess({ name, argv, logFile: join(work, `${name}.log`) });
@@ -78,13 +81,14 @@ async function main(): Promise<void> {
         if (!p.running) throw new Error(`master ${name} exited`);
         return (await apiCall(new URL('healthz', base), { tls }).then((r) => r.status, () => 0)) === 200;
       }, 30_000, () => p.log().slice(-2000));
-      return base;
+      return { base, bare: `http://127.0.0.1:${barePort}/` };
     };
-    // The token master first: it makes the token file the others read.
-    const tokenBase = await start('token', 'auth');
-    const noneBase = await start('none', 'noauth');
+    // The http master first: it makes the token file the other reads.
+    const httpMaster = await start('http');
     const tlsFlags = [`--tls-cert=${server.cert}`, `--tls-key=${server.key}`, `--tls-ca=${ca.cert}`];
-    const tlsBase = await start('tls', 'auth', tlsFlags);
+    const tlsMaster = await start('tls', tlsFlags);
+    const tokenBase = httpMaster.base;
+    const tlsBase = tlsMaster.base;
     const token = readApiToken(tokenFile);
     const caPem = await readFile(ca.cert);
     const certTls = { ca: caPem, cert: await readFile(client.cert), key: await readFile(client.key) };
@@ -99,15 +103,18 @@ async function main(): Promise<void> {
       return a;
     };
     const clients: Client[] = [
-      { name: 'none', base: noneBase, opts: { agent: http() } },
+      { name: 'none', base: httpMaster.bare, opts: { agent: http() } },
       { name: 'token', base: tokenBase, opts: { agent: http(), token } },
+      { name: 'tls-none', base: tlsMaster.bare, opts: { agent: http() } },
       { name: 'tls+token', base: tlsBase, opts: { agent: https({ ca: caPem }), token } },
       { name: 'tls+cert', base: tlsBase, opts: { agent: https(certTls) } },
     ];
-    // Control: without the token the token master refuses, and the TLS master refuses a client with neither.
+    // Control: without credentials each master refuses on its API, and answers on its unchecked listener.
     const refused = await apiCall(new URL('v1/groups', tokenBase));
     const refusedTls = await apiCall(new URL('v1/groups', tlsBase), { tls: { ca: caPem } });
-    say(`without credentials: token master ${refused.status}, TLS master ${refusedTls.status}`);
+    const bareStatus = [(await apiCall(new URL('v1/groups', httpMaster.bare))).status, (await apiCall(new URL('v1/groups', tlsMaster.bare))).status];
+    say(`without credentials: http master ${refused.status}, TLS master ${refusedTls.status}; their unchecked listeners ${bareStatus.join(', ')}`);
+    if (refused.status !== 401 || refusedTls.status !== 401 || bareStatus.some((x) => x !== 200)) throw new Error('the masters do not check as they should; nothing measured');
 
     say(`seeding ${GROUPS} groups; warming up each client`);
     for (let i = 0; i < GROUPS; i++) await call(clients[1]!, 'POST', 'v1/groups', { name: `seed-${i}` });
@@ -149,24 +156,24 @@ async function main(): Promise<void> {
     const pair = (x: { p50_ms: number; p99_ms: number }) => `${fmtMs(x.p50_ms)} / ${fmtMs(x.p99_ms)}`;
     const ratios = (x: { p50_ms: number; p99_ms: number }, b: { p50_ms: number; p99_ms: number }) =>
       `${ratio(x.p50_ms, b.p50_ms)} / ${ratio(x.p99_ms, b.p99_ms)}`;
-    const w = [24, 20, 20, 18];
+    const w = [24, 20, 20, 18, 20];
     const load1 = loadavg().map((l) => l.toFixed(2)).join(' ');
     console.log(`p50 / p99 of each call; ratios p50 / p99. Load averages: ${load0} at the start, ${load1} at the end`);
-    console.log(row(['call', 'no auth (http)', 'token (http)', 'token / no auth'], w));
+    console.log(row(['call', 'no check (http)', 'token (http)', 'token / no check', 'control: no check, tls master / http master'], w));
     for (const [what, r] of Object.entries(results)) {
-      console.log(row([what, pair(r.none!), pair(r.token!), ratios(r.token!, r.none!)], w));
+      console.log(row([what, pair(r.none!), pair(r.token!), ratios(r.token!, r.none!), ratios(r['tls-none']!, r.none!)], w));
     }
     console.log('');
-    const w2 = [24, 20, 18, 20, 18];
-    console.log(row(['call', 'tls + token', 'vs token (http)', 'tls + cert', 'cert / token (tls)'], w2));
+    const w2 = [24, 20, 18, 20, 18, 18];
+    console.log(row(['call (tls master)', 'https + token', 'vs its no check', 'https + cert', 'vs its no check', 'cert / token'], w2));
     for (const [what, r] of Object.entries(results)) {
-      const [tok, tlsTok, tlsCert] = [r.token!, r['tls+token']!, r['tls+cert']!];
-      console.log(row([what, pair(tlsTok), ratios(tlsTok, tok), pair(tlsCert), ratios(tlsCert, tlsTok)], w2));
+      const [bare, tlsTok, tlsCert] = [r['tls-none']!, r['tls+token']!, r['tls+cert']!];
+      console.log(row([what, pair(tlsTok), ratios(tlsTok, bare), pair(tlsCert), ratios(tlsCert, bare), ratios(tlsCert, tlsTok)], w2));
     }
     console.log(JSON.stringify({
       bench: 'master', when: new Date().toISOString(), calls: CALLS, writes: WRITES, groups: GROUPS,
       load: { start: load0, end: load1 },
-      refusedWithout: { token: refused.status, tls: refusedTls.status }, results,
+      refusedWithout: { token: refused.status, tls: refusedTls.status, uncheckedListeners: bareStatus }, results,
     }));
   } finally {
     await stop();

@@ -18,10 +18,11 @@ export interface MasterDeps {
   /** How often the syncer re-reads all of /calico/ as a safety net against missed watch events (5 min). */
   safetyResyncMs?: number;
   /**
-   * The API answers every request without a token or certificate. Only bench/master sets it, to
-   * measure what the check costs; no flag or variable reaches it, and the master logs a warning.
+   * A second listener, plain http, whose requests skip the token and certificate check; the API
+   * on config.listen stays as configured. Only bench/master sets it, to measure what the check
+   * costs within one process; no flag or variable reaches it, and the master logs a warning.
    */
-  unauthenticatedApi?: 'bench-only';
+  unauthenticatedApi?: { use: 'bench-only'; host: string; port: number };
 }
 
 /** The reason the master gives its own safety-net resyncs, so they are not taken for etcd trouble. */
@@ -31,6 +32,8 @@ export interface RunningMaster {
   /** The API's base URL, as published in /calico/master/api_url. */
   url: string;
   port: number;
+  /** The port of MasterDeps.unauthenticatedApi's listener, when there is one. */
+  unauthenticatedPort?: number;
   /** Resolves once /calico/master/ip and api_url are written (retried until etcd answers). */
   published: Promise<void>;
   syncer: Syncer;
@@ -116,16 +119,8 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   const metrics = createMetrics({ view: liveView, inSync: trusted, gcPending: () => gc.pending, hostsDown });
 
   const health = () => ({ ok: trusted(), etcd: syncer.status });
-  const unauthenticated = deps.unauthenticatedApi === 'bench-only';
-  if (unauthenticated) {
-    const why = 'the API checks no token and no certificate (unauthenticatedApi: bench-only)';
-    logger.warn(`INSECURE: ${why}; never run so in a cluster`);
-  }
-  const handler = createApiHandler({
-    client, health, metrics, logger, hostsDown, apiToken,
-    clientCertificates: config.tls?.ca !== undefined,
-    ...(unauthenticated ? { authenticate: () => ({ ok: true as const }) } : {}),
-  });
+  const apiDeps = { client, health, metrics, logger, hostsDown, apiToken, clientCertificates: config.tls?.ca !== undefined };
+  const handler = createApiHandler(apiDeps);
   let server: Server;
   if (config.tls) {
     const https = createHttpsServer(httpsServerOptions(config.tls), handler);
@@ -153,6 +148,17 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   }
   const port = (server.address() as AddressInfo).port;
   const url = apiUrl(config, port);
+  const bare = deps.unauthenticatedApi?.use === 'bench-only' ? deps.unauthenticatedApi : undefined;
+  let unauthenticatedServer: Server | undefined;
+  if (bare) {
+    unauthenticatedServer = createServer(createApiHandler({ ...apiDeps, authenticate: () => ({ ok: true as const }) }));
+    await new Promise<void>((resolve, reject) => {
+      unauthenticatedServer!.once('error', reject);
+      unauthenticatedServer!.listen(bare.port, bare.host, () => resolve());
+    });
+    const at = `${bare.host}:${(unauthenticatedServer.address() as AddressInfo).port}`;
+    logger.warn(`INSECURE: http://${at}/ serves the API with no token and no certificate check (unauthenticatedApi: bench-only); never run so in a cluster`);
+  }
   syncer.start();
   const safetyResync = setInterval(() => {
     if (!syncer.inSync || safetyResyncing) return; // a syncer out of sync is retrying on its own
@@ -199,6 +205,7 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   return {
     url,
     port,
+    ...(unauthenticatedServer ? { unauthenticatedPort: (unauthenticatedServer.address() as AddressInfo).port } : {}),
     published,
     syncer,
     gc,
@@ -210,10 +217,12 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
       clearInterval(safetyResync);
       wake?.();
       await gc.stop();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      for (const srv of unauthenticatedServer ? [server, unauthenticatedServer] : [server]) {
+        await new Promise<void>((resolve) => {
+          srv.close(() => resolve());
+          srv.closeAllConnections();
+        });
+      }
       await syncer.stop();
       if (!deps.ds) ds.close();
       logger.info({ url }, 'calico-master stopped; nodes and policy carry on from etcd alone');
