@@ -4,6 +4,7 @@
 // through the CLI; `docker logs` of a 100 MB stream; the cost of TLS: CLI `docker ps` through
 // the proxy with --tlsverify vs dockerd's own --tlsverify listener. Prints ratios; asserts nothing.
 import { request, Agent } from 'node:http';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,10 +69,18 @@ async function main(): Promise<void> {
     }
     results.run = { direct_p50_ms: median(tDirect), proxy_p50_ms: median(tProxy), ratio_p50: median(tProxy) / median(tDirect) };
 
-    // 2. ps and inspect over the API (keep-alive, as orchestrators call it), interleaved.
+    // 2. ps and inspect over the API (keep-alive, as orchestrators call it), interleaved, and
+    // through the floor: the leanest Node relay that reads requests with node:http (relayFloor.ts).
     const target = ids[ids.length - 1]!;
     const dAgent = new Agent({ keepAlive: true, maxSockets: 1 });
     const pAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const fAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const floorSocket = join(tlsDir, 'floor.sock');
+    const floor = spawn(process.execPath, [new URL('./relayFloor.js', import.meta.url).pathname, cluster.dockerd.socketPath, floorSocket], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      floor.stdout.once('data', () => resolve());
+      floor.once('exit', (code) => reject(new Error(`relayFloor exited (${code})`)));
+    });
     for (const [name, path] of [
       ['ps', '/v1.41/containers/json'],
       ['inspect', `/v1.41/containers/${target}/json`],
@@ -79,13 +88,16 @@ async function main(): Promise<void> {
       say(`${name} over the API, ${CALLS} calls each`);
       const d: number[] = [];
       const p: number[] = [];
+      const f: number[] = [];
       for (let i = 0; i < CALLS; i++) {
         d.push(await timed(() => httpGet(dAgent, cluster.dockerd.socketPath, path)));
         p.push(await timed(() => httpGet(pAgent, h1.proxySocket, path)));
+        f.push(await timed(() => httpGet(fAgent, floorSocket, path)));
       }
       results[`${name}_api`] = {
         direct_p50_ms: median(d), proxy_p50_ms: median(p), ratio_p50: median(p) / median(d),
         direct_p99_ms: percentile(d, 99), proxy_p99_ms: percentile(p, 99), ratio_p99: percentile(p, 99) / percentile(d, 99),
+        floor_p50_ms: median(f), floor_ratio_p50: median(f) / median(d), proxy_over_floor_p50: median(p) / median(f),
       };
       say(`${name} with the docker CLI, ${CLI_CALLS} calls each`);
       const dc: number[] = [];
@@ -102,6 +114,8 @@ async function main(): Promise<void> {
     }
     dAgent.destroy();
     pAgent.destroy();
+    fAgent.destroy();
+    floor.kill();
 
     // 3. The cost of TLS: the node restarted with --tlsverify on its fabric address; `docker ps`
     // with DOCKER_TLS_VERIFY through it and to dockerd's own TLS listener, interleaved.
@@ -150,6 +164,10 @@ async function main(): Promise<void> {
       const x = r[k]!;
       const n = k.endsWith('api') ? CALLS : k.endsWith('tls') ? TLS_CALLS : CLI_CALLS;
       console.log(row([`${k} (${n})`, fmtMs(x.direct_p50_ms!), fmtMs(x.proxy_p50_ms!), ratio(x.proxy_p50_ms!, x.direct_p50_ms!), fmtMs(x.direct_p99_ms!), fmtMs(x.proxy_p99_ms!), ratio(x.proxy_p99_ms!, x.direct_p99_ms!)], w));
+    }
+    for (const k of ['ps_api', 'inspect_api']) {
+      const x = r[k]!;
+      console.log(row([`${k} floor`, fmtMs(x.direct_p50_ms!), fmtMs(x.floor_p50_ms!), ratio(x.floor_p50_ms!, x.direct_p50_ms!), 'proxy / floor', ratio(x.proxy_p50_ms!, x.floor_p50_ms!)], w));
     }
     console.log(row([`logs ${LOG_MB} MB`, `${r.logs!.direct_MBps!.toFixed(0)} MB/s`, `${r.logs!.proxy_MBps!.toFixed(0)} MB/s`, `${r.logs!.ratio_throughput!.toFixed(3)}x thr`], w));
     console.log(JSON.stringify({ bench: 'proxy', when: new Date().toISOString(), results }));
