@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on real parts: installs what is missing (Debian packages, pnpm, node
-# modules), builds, then unit tests (pure), integration tests (real etcd, dockerd, kernel)
-# and end-to-end scenarios, and closes with one summary line. Run as root on Debian.
+# modules), checks lint and format (Biome), builds, then unit tests (pure), integration tests
+# (real etcd, dockerd, kernel) and end-to-end scenarios, and closes with one summary line.
+# Run as root on Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +21,19 @@ export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 find packages services test-e2e bench -maxdepth 3 -type d -name .test-results -prune -exec rm -rf {} + 2>/dev/null || true
 
 status=0
+# Lint and format first (seconds): a failure fails the run, the tests still run, and the
+# verdict is repeated in the summary.
+echo "[test] lint and format (biome ci)"
+lint=passed
+biome ci --error-on-warnings . || lint=failed
+if [ "$lint" = failed ]; then
+  echo "[test] lint failed: 'pnpm lint:fix' formats and applies the safe fixes; fix the rest by hand (docs/testing.md)" >&2
+  status=1
+fi
 echo "[test] build and typecheck"
-turbo run build typecheck --output-logs=errors-only || status=$?
-if [ "$status" = 0 ]; then
+built=yes
+turbo run build typecheck --output-logs=errors-only || { status=1; built=no; }
+if [ "$built" = yes ]; then
   bash scripts/link-calicoctl.sh
   echo "[test] unit tests"
   turbo run test --output-logs=full --continue || status=$?
@@ -31,5 +42,6 @@ if [ "$status" = 0 ]; then
   flock /tmp/calico-e2e.lock turbo run test:int test:e2e --concurrency=1 --output-logs=full --continue || status=$?
 fi
 echo "[test] summary"
+echo "lint: $lint"
 node scripts/test-summary.mjs || status=1
 exit "$status"

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ensureApiToken } from '@calico/datastore';
 import { DevCluster } from '@calico/devcluster';
+import { diagsUrlKey, groupMemberKey, groupRuleKey } from '@calico/keyspace';
 import { LABELS } from '@calico/node';
 import { waitFor } from '@calico/testkit';
 import { fmtMs, median, row, timed } from './stats.js';
@@ -50,9 +51,9 @@ async function main(): Promise<void> {
     });
     for (const id of ids) {
       const ep = (await cluster.dockerd.dockerOk(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).trim();
-      await cluster.ds.put(`/calico/network/group/bench/member/${ep}`, '');
+      await cluster.ds.put(groupMemberKey('bench', ep), '');
     }
-    await cluster.ds.put('/calico/network/group/bench/rule/inbound/1', JSON.stringify({ group: 'bench', cidr: null, protocol: null, port: null }));
+    await cluster.ds.put(groupRuleKey('bench', 'inbound', 1), JSON.stringify({ group: 'bench', cidr: null, protocol: null, port: null }));
     await waitFor('the agent to program every endpoint and the group', async () => {
       const save = await h1.ns.execOk(['iptables-save']);
       return (save.match(/^:cali-tw-/gm)?.length ?? 0) >= ENDPOINTS && (await h1.ns.execOk(['ipset', 'list'])).includes(v4(ENDPOINTS - 1));
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
     // 3. Cluster mode: the same host through its diags service (collect + stream + unpack + repack).
     say('cluster mode: fetching that host through its diags service');
     const svc = h1.ns.spawn('calico-diags', [process.execPath, DIAGS, 'serve', ...common, `--listen=${h1.ns.ip}:9300`]);
-    await waitFor('diags service registered', async () => (await cluster.ds.get('/calico/host/h1/diags_url')) !== undefined, 20_000, () => svc.log());
+    await waitFor('diags service registered', async () => (await cluster.ds.get(diagsUrlKey('h1'))) !== undefined, 20_000, () => svc.log());
     const clusterMs: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       clusterMs.push(await timed(async () => {

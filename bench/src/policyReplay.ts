@@ -6,6 +6,7 @@
 // render and apply after it (against a kernel that takes anything). Asserts nothing.
 import { EventEmitter } from 'node:events';
 import { Syncer, silentLogger, type Datastore, type PrefixPage, type SyncHandler, type SyncerOptions } from '@calico/datastore';
+import { networkPrefix } from '@calico/keyspace';
 import { createLogger } from '@calico/log';
 import { PolicyAgent, type KernelBackend } from '@calico/node';
 import { policyFixtures } from '@calico/policy';
@@ -41,13 +42,15 @@ const pagesOf = (list: typeof kvs): Page[] => {
     const items = list.slice(i, i + size);
     const parts = items.flatMap((kv) => [Buffer.from(kv.key), Buffer.from(kv.value)]);
     const at = new Uint32Array(parts.length + 1);
-    parts.forEach((b, j) => (at[j + 1] = at[j]! + b.length));
+    parts.forEach((b, j) => {
+      at[j + 1] = at[j]! + b.length;
+    });
     out.push({ bytes: Buffer.concat(parts), at });
   }
   return out;
 };
 const keys = kvs.length;
-const cut = kvs.findIndex((kv) => kv.key.startsWith('/calico/network/'));
+const cut = kvs.findIndex((kv) => kv.key.startsWith(networkPrefix));
 const [hosts, groups] = [pagesOf(kvs.slice(0, cut)), pagesOf(kvs.slice(cut))];
 const order: Page[] = [];
 for (let i = 0; i < Math.max(hosts.length, groups.length); i++) order.push(...[hosts[i], groups[i]].filter((p) => p !== undefined));

@@ -6,7 +6,7 @@
 // - read: the floor of a full resync's read: the same pages as the agent's syncer, counted, kept nowhere.
 import { readFileSync } from 'node:fs';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
-import { hostsPrefix, networkPrefix } from '@calico/keyspace';
+import { calicoRoot, hostsPrefix, networkPrefix } from '@calico/keyspace';
 import { PolicyAgent, RealKernel, type KernelBackend } from '@calico/node';
 import { createLogger } from '@calico/log';
 
@@ -69,7 +69,7 @@ async function startBaseline(ds: Datastore): Promise<() => Promise<void>> {
 async function readFloor(ds: Datastore): Promise<void> {
   const t0 = now();
   let keys = 0;
-  for await (const page of ds.pages('/calico/', undefined, [hostsPrefix, networkPrefix])) keys += page.kvs.length;
+  for await (const page of ds.pages(calicoRoot, undefined, [hostsPrefix, networkPrefix])) keys += page.kvs.length;
   emit({ type: 'read', keys, ms: now() - t0, rssHwm: hwm() });
 }
 

@@ -1,4 +1,5 @@
 import type { DevCluster } from '@calico/devcluster';
+import { groupMemberKey, groupRuleKey } from '@calico/keyspace';
 import { LABELS } from '@calico/node';
 import { waitFor, execOk } from '@calico/testkit';
 
@@ -17,9 +18,9 @@ export async function startServerWorkload(cluster: DevCluster, host: string, nam
   const id = r.stdout.trim();
   const pid = Number((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.State.Pid}}', id])).trim());
   const endpointId = (await cluster.dockerd.dockerOk(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).trim();
-  await cluster.ds.put(`/calico/network/group/bench-open/member/${endpointId}`, '');
-  await cluster.ds.put('/calico/network/group/bench-open/rule/inbound/1', JSON.stringify({ group: null, cidr: '0.0.0.0/0', protocol: null, port: null }));
-  await cluster.ds.put('/calico/network/group/bench-open/rule/outbound/1', JSON.stringify({ group: null, cidr: '0.0.0.0/0', protocol: null, port: null }));
+  await cluster.ds.put(groupMemberKey('bench-open', endpointId), '');
+  await cluster.ds.put(groupRuleKey('bench-open', 'inbound', 1), JSON.stringify({ group: null, cidr: '0.0.0.0/0', protocol: null, port: null }));
+  await cluster.ds.put(groupRuleKey('bench-open', 'outbound', 1), JSON.stringify({ group: null, cidr: '0.0.0.0/0', protocol: null, port: null }));
   return { id, addr, pid, endpointId };
 }
 

@@ -74,7 +74,7 @@ describe('churn: 1,000 create/remove cycles over 400 running containers', () => 
   async function endpointOf(h: DevHost, id: string): Promise<string> {
     const { kvs } = await cluster.ds.getPrefix(endpointsPrefix(h.name, id));
     const k = kvs.map((kv) => parseKey(kv.key)).find((x) => x.kind === 'endpointState');
-    if (!k || k.kind !== 'endpointState') throw new Error(`no endpoint recorded for ${id.slice(0, 12)} on ${h.name}`);
+    if (k?.kind !== 'endpointState') throw new Error(`no endpoint recorded for ${id.slice(0, 12)} on ${h.name}`);
     return k.endpointId;
   }
 

@@ -1,4 +1,4 @@
-import { parseKey } from '@calico/keyspace';
+import { calicoRoot, parseKey } from '@calico/keyspace';
 import type { DevCluster, DevHost } from '@calico/devcluster';
 import { HOST_IF_PREFIX } from '@calico/node';
 
@@ -48,7 +48,7 @@ export async function hostCounts(host: DevHost): Promise<HostCounts> {
 
 /** Keys under /calico by kind (endpointState, ipAssignment, groupMember, …). */
 export async function keyCounts(cluster: DevCluster): Promise<Record<string, number>> {
-  const { kvs } = await cluster.ds.getPrefix('/calico/');
+  const { kvs } = await cluster.ds.getPrefix(calicoRoot);
   const out: Record<string, number> = {};
   for (const kv of kvs) {
     const kind = parseKey(kv.key).kind;

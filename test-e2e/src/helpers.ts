@@ -1,5 +1,5 @@
-import { explain, PolicyModel, policyFixtures, type GroupFixture } from '@calico/policy';
-import { isIP } from '@calico/keyspace';
+import { explain, type PolicyModel, policyFixtures, type GroupFixture } from '@calico/policy';
+import { calicoRoot, isIP } from '@calico/keyspace';
 import type { DevCluster, DevHost } from '@calico/devcluster';
 import { LABELS } from '@calico/node';
 import { waitFor } from '@calico/testkit';
@@ -53,7 +53,7 @@ export async function pingMatrix(workloads: readonly Workload[]): Promise<string
 
 /** The policy model of everything under /calico/ now, read back from etcd. */
 export async function modelFromEtcd(cluster: DevCluster): Promise<PolicyModel> {
-  const { kvs } = await cluster.ds.getPrefix('/calico/');
+  const { kvs } = await cluster.ds.getPrefix(calicoRoot);
   return policyFixtures.model(kvs);
 }
 

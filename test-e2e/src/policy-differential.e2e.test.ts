@@ -2,9 +2,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DevCluster } from '@calico/devcluster';
 import { encodeRule, groupPrefix, groupRuleKey, groupsPrefix } from '@calico/keyspace';
 import { explain, policyFixtures, randomCluster, randomConnections, type RandomConnection, type RandomEndpoint } from '@calico/policy';
-import { execOk, requireRoot, waitFor, type NamespaceHost } from '@calico/testkit';
+import { requireRoot, waitFor, type NamespaceHost } from '@calico/testkit';
 import { startWorkload, writeGroup, type Workload } from './helpers.js';
-import { inWorkload, Listener, sendFrom, workloadMac, type Connection } from './traffic.js';
+import { Listener, sendFrom, workloadMac, type Connection } from './traffic.js';
 
 /** Ports the workloads listen on (tcp and udp); rules and connections use only these. */
 const PORTS = [443, 5000, 7000];
@@ -72,13 +72,17 @@ describe('explain() and real packets agree on random policies', () => {
   /** Sends every connection from its source at once; for each, whether it got through. */
   async function send(conns: readonly RandomConnection[]): Promise<boolean[]> {
     const bySrc = new Map<string, number[]>();
-    conns.forEach((c, i) => bySrc.set(c.src, [...(bySrc.get(c.src) ?? []), i]));
+    conns.forEach((c, i) => {
+      bySrc.set(c.src, [...(bySrc.get(c.src) ?? []), i]);
+    });
     const results: { id: string; ok: boolean }[] = [];
     await Promise.all(
       [...bySrc].map(async ([src, at]) => {
         const from = workloads.find((x) => x.ep.v4.includes(src) || x.ep.v6.includes(src))?.w ?? out;
         const sent = await sendFrom(cluster, from, src, at.map((i) => conns[i] as Connection));
-        sent.forEach((r, j) => (results[at[j]!] = r));
+        sent.forEach((r, j) => {
+          results[at[j]!] = r;
+        });
       }),
     );
     // UDP has no answer: what counts is what the listeners heard.

@@ -111,7 +111,7 @@ describe('the proxy reads each request as dockerd does', () => {
     await cluster.dockerd.dockerOk(['rm', '-f', id]);
     await waitFor('the control leaves nothing behind', async () => JSON.stringify(await snapshot()) === JSON.stringify(before), 15_000);
     const env = doc.Config.Env.filter((e) => !e.startsWith('PATH='));
-    return { networkMode: doc.HostConfig.NetworkMode, privileged: doc.HostConfig.Privileged, calico: (doc.Config.Labels ?? {})[LABELS.host] === 'h1', env };
+    return { networkMode: doc.HostConfig.NetworkMode, privileged: doc.HostConfig.Privileged, calico: doc.Config.Labels?.[LABELS.host] === 'h1', env };
   }
 
   it('encoded paths: %63reate is intercepted like create, an encoded "/" is refused; dockerd would create both', async () => {

@@ -51,7 +51,7 @@ describe('CalicoClient on a real etcd', () => {
     expect(g.outbound.map((r) => r.rule.cidr ?? `group:${r.rule.group}`)).toEqual([`group:${g.id}`, '0.0.0.0/0', '::/0']);
     expect(await ds.get(`/calico/network/group/${g.id}/rule/inbound_default`)).toBe('deny');
     expect(await code(c.addGroup('frontend'))).toBe('CONFLICT: a group named "frontend" already exists');
-    expect(await code(c.addGroup('  '))).toMatch(/^INVALID: group name "  "/);
+    expect(await code(c.addGroup('  '))).toMatch(/^INVALID: group name " {2}"/);
   });
 
   it('finds containers by id, prefix or name on any host; ambiguity and absence are named', async () => {

@@ -147,7 +147,7 @@ export function planHostRemoval(ix: HostIndex, host: string): HostRemovalPlan {
     .sort((a, b) => a.containerId.localeCompare(b.containerId));
   const memberships = ix.members.filter((m) => {
     const where = ix.endpointHosts.get(m.endpointId);
-    return where !== undefined && where.has(host) && where.size === 1;
+    return where?.has(host) && where.size === 1;
   });
   const assignments = ix.assignments.filter((a) => a.host === host);
   const dirs = [

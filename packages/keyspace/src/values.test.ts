@@ -43,7 +43,6 @@ import {
   encodeNodeMesh,
   encodeRouteReflector,
   encodeRule,
-  encodeState,
   encodeUrl,
   type DecodeResult,
   type Rule,

@@ -140,7 +140,7 @@ export function controlPlaneExemptions(policy: EndpointPolicy, family: IPFamily)
   const out = new Set<string>();
   for (const ref of policy.outbound) {
     const { cidr } = ref.rule;
-    const addr = cidr !== null && cidr.endsWith(host) ? cidr.slice(0, -host.length) : null;
+    const addr = cidr?.endsWith(host) ? cidr.slice(0, -host.length) : null;
     if (addr !== null && isIP(addr) === family && ruleAppliesTo(ref.rule, family)) out.add(addr);
   }
   return [...out].sort(compareAddrs);

@@ -19,13 +19,13 @@ const groups: KeyValue[] = [
 /** "src->dst" for every ordered pair of distinct endpoints that explain() allows. */
 function reachable(m: PolicyModel, by: 'id' | 'addr'): string[] {
   const out: string[] = [];
-  names.forEach((src, i) =>
+  names.forEach((src, i) => {
     names.forEach((dst, j) => {
       if (i === j) return;
       const q = by === 'id' ? { src, dst } : { src: ip(i), dst: ip(j) };
       if (explain(m, q).allowed) out.push(`${src}->${dst}`);
-    }),
-  );
+    });
+  });
   return out;
 }
 

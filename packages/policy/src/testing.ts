@@ -66,8 +66,12 @@ function group(f: GroupFixture): KeyValue[] {
   const name = f.name === undefined ? f.groupId : f.name;
   if (name !== null) out.push({ key: groupNameKey(f.groupId), value: encodeGroupName(name) });
   for (const m of f.members ?? []) out.push({ key: groupMemberKey(f.groupId, m), value: encodeMember() });
-  (f.inbound ?? []).forEach((r, i) => out.push({ key: groupRuleKey(f.groupId, 'inbound', i + 1), value: encodeRule(r) }));
-  (f.outbound ?? []).forEach((r, i) => out.push({ key: groupRuleKey(f.groupId, 'outbound', i + 1), value: encodeRule(r) }));
+  (f.inbound ?? []).forEach((r, i) => {
+    out.push({ key: groupRuleKey(f.groupId, 'inbound', i + 1), value: encodeRule(r) });
+  });
+  (f.outbound ?? []).forEach((r, i) => {
+    out.push({ key: groupRuleKey(f.groupId, 'outbound', i + 1), value: encodeRule(r) });
+  });
   if (f.defaults ?? true) {
     out.push({ key: groupDefaultKey(f.groupId, 'inbound'), value: encodeDefault() });
     out.push({ key: groupDefaultKey(f.groupId, 'outbound'), value: encodeDefault() });

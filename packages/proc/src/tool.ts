@@ -105,7 +105,7 @@ export function groupMembers(pgid: number, procRoot = '/proc'): { pid: number; c
     .sort((a, b) => (a === pgid ? -1 : b === pgid ? 1 : a - b))
     .map((pid) => {
       const argv = readCmdline(pid, o);
-      return { pid, command: argv && argv.length ? describeArgv(argv) : `(${readProcStat(pid, o)?.comm ?? '?'})` };
+      return { pid, command: argv?.length ? describeArgv(argv) : `(${readProcStat(pid, o)?.comm ?? '?'})` };
     });
 }
 

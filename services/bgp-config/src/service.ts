@@ -1,5 +1,6 @@
 import { access, readFile } from 'node:fs/promises';
 import type { Datastore, Syncer } from '@calico/datastore';
+import { birdIpKey, calicoRoot } from '@calico/keyspace';
 import type { Logger } from '@calico/log';
 import { cmdlineNamesFile, stopProcess } from '@calico/proc';
 import { bgpInputFrom, bgpKeyFilter, birdView, type BirdView } from './model.js';
@@ -58,7 +59,7 @@ export class BgpConfigService {
   start(): this {
     this.syncer = this.opts.ds
       .syncer(
-        '/calico/',
+        calicoRoot,
         {
           onUpdates: () => this.changed(),
           onStatus: (s) => {
@@ -133,7 +134,7 @@ export class BgpConfigService {
     let view: BirdView;
     try {
       view = birdView(input, host, { logFile: paths.log });
-      for (const s of view.skipped) problems.push({ key: `/calico/host/${s.host}/bird_ip`, errors: [s.reason] });
+      for (const s of view.skipped) problems.push({ key: birdIpKey(s.host), errors: [s.reason] });
       text = renderBirdConf(view);
       this.st.renders++;
     } catch (e) {

@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureApiToken } from '@calico/datastore';
+// biome-ignore lint/style/noRestrictedImports: this integration test runs diags against a whole dev cluster (a devDependency).
 import { DevCluster, type DevHost } from '@calico/devcluster';
 import { diagsUrlKey } from '@calico/keyspace';
 import { exec, execOk, freePort, requireRoot, waitFor, type ExecResult, type ManagedProcess } from '@calico/testkit';

@@ -3,6 +3,7 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { hostname as osHostname, release } from 'node:os';
 import { join, relative } from 'node:path';
 import type { Datastore } from '@calico/datastore';
+import { calicoRoot } from '@calico/keyspace';
 import { isKeyFile, redactKeyspaceValue, type SecretSink } from './redact.js';
 import { run } from './run.js';
 
@@ -199,7 +200,7 @@ async function keyspace(c: SourceContext): Promise<string> {
   const ds = c.datastore();
   let snap;
   try {
-    snap = await ds.getPrefix('/calico/');
+    snap = await ds.getPrefix(calicoRoot);
   } catch (e) {
     // The etcd3 client's own message ("circuit breaker is open") does not say which etcd.
     throw new Error(`reading /calico/ from etcd at ${ds.config.endpoints.join(',')}: ${(e as Error).message}`);

@@ -33,7 +33,7 @@ describe('ProblemReporter: each bad key once', () => {
     ]);
     expect(lines[0]).toEqual({
       level: 'warn',
-      ctx: { etcdKey: rule, errors: [`${rule}: cidr "300.0.0.0/8" is not valid: octet \"300\" is greater than 255`] },
+      ctx: { etcdKey: rule, errors: [`${rule}: cidr "300.0.0.0/8" is not valid: octet "300" is greater than 255`] },
       msg: BAD_KEY_MESSAGE,
     });
     expect(p.size).toBe(2);

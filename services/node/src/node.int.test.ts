@@ -448,7 +448,7 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
 
   it('refuses a second node with the same host name or the same address', async () => {
     const h2 = await fabric.addHost('h2');
-    const dupName = startNode(h2, 'h1', ['--listen=unix://' + join(h2.dir, 'dup.sock')]);
+    const dupName = startNode(h2, 'h1', [`--listen=unix://${join(h2.dir, 'dup.sock')}`]);
     await dupName.waitExit(20_000);
     expect(dupName.running).toBe(false);
     expect(dupName.log()).toContain('host name "h1" is already in use by a live node');

@@ -99,7 +99,7 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     // A client certificate (--api-cert) authenticates to an https master without the token.
     const canAsk = token !== undefined || (hasClientCertificate(apiTls) && hostsUrl?.protocol === 'https:');
     let refused: string | undefined;
-    let fromMaster: MasterHosts = undefined;
+    let fromMaster: MasterHosts;
     if (hostsUrl && canAsk) {
       const r = await apiCall(hostsUrl, { token, tls: apiTls, timeoutMs: 2_000 }).catch(() => undefined);
       if (r?.status === 200) fromMaster = JSON.parse(r.body) as MasterHosts;

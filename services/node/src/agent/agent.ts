@@ -6,6 +6,7 @@ import {
   endpointPrefix,
   hostPrefix,
   hostsPrefix,
+  calicoRoot,
   networkPrefix,
   parseKey,
 } from '@calico/keyspace';
@@ -251,7 +252,7 @@ export class PolicyAgent {
     }
     this.syncer = this.opts.ds
       .syncer(
-        '/calico/',
+        calicoRoot,
         { onUpdates: (b) => this.handleBatch(b), onStatus: (s, r) => this.handleStatus(s, r) },
         {
           resyncIntervalMs: this.opts.datastoreResyncMs ?? 5 * 60_000,

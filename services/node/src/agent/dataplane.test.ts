@@ -88,7 +88,7 @@ describe('Dataplane', () => {
     // The fake refuses a rule naming a missing set; so had the order been wrong, this would be false.
     // One restore per family, its filter and raw tables together.
     expect(kernel.received.map((r) => `${r.kind}${r.family ?? ''}:${r.ok}`)).toEqual(['ipsetRestore:true', 'iptablesRestore4:true', 'iptablesRestore6:true']);
-    expect(kernel.texts('iptablesRestore', 6)[0]).toMatch(/^\*filter\n[^]*\nCOMMIT\n\*raw\n[^]*\nCOMMIT\n$/);
+    expect(kernel.texts('iptablesRestore', 6)[0]).toMatch(/^\*filter\n[\s\S]*\nCOMMIT\n\*raw\n[\s\S]*\nCOMMIT\n$/);
     // The control plane's sets always, as the workloads' chains name them.
     expect(kernel.setNames()).toEqual([G4, G2, G6, 'cali4-ctl', 'cali6-ctl'].sort());
     expect(kernel.setMembers(G4)).toEqual(['10.65.0.1', '10.65.1.1']);
@@ -104,8 +104,12 @@ describe('Dataplane', () => {
     const keys: KeyValue[] = [];
     const locals = Array.from({ length: 1_200 }, (_, i) => `${(0xa0000000000 + i).toString(16)}00001`);
     const remotes = Array.from({ length: 6_000 }, (_, i) => `remote${i}`);
-    locals.forEach((id, i) => keys.push(...fx.endpoint({ host: 'h1', endpointId: id, addrs: [`10.65.${i >> 8}.${i & 255}`] })));
-    remotes.forEach((id, i) => keys.push(...fx.endpoint({ host: 'h2', endpointId: id, addrs: [`10.66.${i >> 8}.${i & 255}`] })));
+    locals.forEach((id, i) => {
+      keys.push(...fx.endpoint({ host: 'h1', endpointId: id, addrs: [`10.65.${i >> 8}.${i & 255}`] }));
+    });
+    remotes.forEach((id, i) => {
+      keys.push(...fx.endpoint({ host: 'h2', endpointId: id, addrs: [`10.66.${i >> 8}.${i & 255}`] }));
+    });
     keys.push(...fx.group({ groupId: 'g', members: locals, inbound: [{ group: 'big' }], outbound: [{ group: 'big2' }] }));
     keys.push(...fx.group({ groupId: 'big', members: remotes.slice(0, 3_000) }));
     keys.push(...fx.group({ groupId: 'big2', members: remotes.slice(3_000) }));

@@ -249,7 +249,9 @@ export class Dataplane {
     const tables = ([4, 6] as const).flatMap((family) => (['filter', 'raw'] as const).map((table) => ({ family, table })));
     // The reads are independent: all at once.
     const [ipsets, ...saved] = await Promise.all([this.kernel.ipsetSave(), ...tables.map((t) => this.kernel.iptablesSave(t.family, t.table))]);
-    tables.forEach((t, i) => parseIptablesSave(saved[i] as string, t.family, t.table, view));
+    tables.forEach((t, i) => {
+      parseIptablesSave(saved[i] as string, t.family, t.table, view);
+    });
     parseIpsetSave(ipsets, view);
     this.view = view;
     for (const k of new Set([...this.desiredChains.keys(), ...view.chains.keys()])) this.dirtyChains.add(k);
@@ -286,7 +288,9 @@ export class Dataplane {
           to = w;
         }
         to.declare.push(`:${chain} - [0:0]`);
-        want.lines.forEach((l, i) => to.rules.push(`-A ${chain} -m comment --comment "cali:${want.hashes[i]}" ${l}`));
+        want.lines.forEach((l, i) => {
+          to.rules.push(`-A ${chain} -m comment --comment "cali:${want.hashes[i]}" ${l}`);
+        });
         ruleCount += want.lines.length;
         written.push([k, want.hashes]);
       } else if (have) {

@@ -277,7 +277,7 @@ function networkGuard(route: 'network-connect' | 'network-disconnect'): Intercep
       const c = json(info) as { Id?: string; Config?: { Labels?: Record<string, string> | null } } | undefined;
       if (!c?.Id) throw new ProxyError('UPSTREAM', `calico: dockerd's inspect of container ${ref} has no Id`);
       const network = Buffer.from(ctx.route.params[0]!, 'latin1').toString('utf8');
-      if ((c.Config?.Labels ?? {})[LABELS.host] !== undefined) {
+      if (c.Config?.Labels?.[LABELS.host] !== undefined) {
         const what =
           route === 'network-connect'
             ? `connecting it to network ${network} would give it a second network`

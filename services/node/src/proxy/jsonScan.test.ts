@@ -17,7 +17,7 @@ function randomValue(r: () => number, depth: number): unknown {
     case 1:
       return r() < 0.5;
     case 2:
-      return [0, -1, 1.5, 9007199254740993, -2.5e-7, 1e300][Math.floor(r() * 6)];
+      return [0, -1, 1.5, 2 ** 53, -2.5e-7, 1e300][Math.floor(r() * 6)];
     case 3:
     case 4:
       return str();

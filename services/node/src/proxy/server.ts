@@ -365,7 +365,7 @@ export class DockerProxy {
       const h: OutgoingHttpHeaders = { ...headers };
       for (const k of Object.keys(h)) if (k.toLowerCase() === 'content-length' || k.toLowerCase() === 'host') delete h[k];
       h.host = 'docker';
-      if (body && body.length) h['content-length'] = body.length;
+      if (body?.length) h['content-length'] = body.length;
       else if (method !== 'GET' && method !== 'HEAD') h['content-length'] = 0;
       const up = httpRequest({ ...upstreamTarget(this.opts.upstream), agent: this.agent, method, path, headers: h }, (r) => {
         const chunks: Buffer[] = [];

@@ -54,7 +54,7 @@ export async function joinsCalicoWorkload(
       return { ok: false, kind: 'upstream', status: r.status, ref: next };
     }
     const id = r.doc.Id;
-    if ((r.doc.Config?.Labels ?? {})[LABELS.host] !== undefined) return { ok: false, kind: 'calico', chain, id };
+    if (r.doc.Config?.Labels?.[LABELS.host] !== undefined) return { ok: false, kind: 'calico', chain, id };
     // A cycle cannot run (dockerd refuses to join a container that is not running).
     if (seen.has(id)) return { ok: true };
     seen.add(id);
