@@ -12,7 +12,12 @@ import { pingsOk, startServerWorkload } from './workloads.js';
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
 function renderMs(hosts: number, rounds: number): number {
-  const kvs = new Map(Array.from({ length: hosts }, (_, i): [string, string] => [birdIpKey(`h${i}`), `10.${Math.floor(i / 250)}.${i % 250}.1`]));
+  const kvs = new Map(
+    Array.from({ length: hosts }, (_, i): [string, string] => [
+      birdIpKey(`h${i}`),
+      `10.${Math.floor(i / 250)}.${i % 250}.1`,
+    ]),
+  );
   const samples: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const t = performance.now();
@@ -23,7 +28,9 @@ function renderMs(hosts: number, rounds: number): number {
 }
 
 async function iperf(clientNetns: string, server: string): Promise<number> {
-  const r = await execOk(['nsenter', `--net=${clientNetns}`, 'iperf3', '-c', server, '-t', '5', '-J'], { timeoutMs: 30_000 });
+  const r = await execOk(['nsenter', `--net=${clientNetns}`, 'iperf3', '-c', server, '-t', '5', '-J'], {
+    timeoutMs: 30_000,
+  });
   const j = JSON.parse(r) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
 }
@@ -36,14 +43,21 @@ async function main(): Promise<void> {
 
   say('two hosts with calico-node, bgp-config and BIRD');
   const cluster = await DevCluster.start({ hosts: ['h1', 'h2'], bgp: true, logLevel: 'info' });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void cluster.stop().finally(() => process.exit(130)));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => void cluster.stop().finally(() => process.exit(130)));
   try {
     // A burst of 100 host changes, as when a hundred nodes join at once.
     say('burst of 100 host changes');
     const h1 = cluster.host('h1');
     const installsBefore = (h1.bgpConfig!.log().match(/bird\.conf written/g) ?? []).length;
-    await Promise.all(Array.from({ length: 100 }, (_, i) => cluster.ds.put(birdIpKey(`burst${i}`), `198.18.0.${100 + i}`)));
-    await waitFor('the burst rendered', async () => (await exec(['grep', '-c', 'protocol bgp', h1.bird.config])).stdout.trim() === '101', 20_000);
+    await Promise.all(
+      Array.from({ length: 100 }, (_, i) => cluster.ds.put(birdIpKey(`burst${i}`), `198.18.0.${100 + i}`)),
+    );
+    await waitFor(
+      'the burst rendered',
+      async () => (await exec(['grep', '-c', 'protocol bgp', h1.bird.config])).stdout.trim() === '101',
+      20_000,
+    );
     await new Promise((r) => setTimeout(r, 1500));
     const installs = (h1.bgpConfig!.log().match(/bird\.conf written/g) ?? []).length - installsBefore;
     await Promise.all(Array.from({ length: 100 }, (_, i) => cluster.ds.delete(birdIpKey(`burst${i}`))));
@@ -60,17 +74,47 @@ async function main(): Promise<void> {
     const calico = await iperf(xNet, Y.addr);
 
     say('iperf3: a plain veth pair between the same two namespaces');
-    await execOk(['ip', 'link', 'add', 'bench-va', 'netns', String(X.pid), 'type', 'veth', 'peer', 'name', 'bench-vb', 'netns', String(Y.pid)]);
-    await execOk(['nsenter', `--net=${xNet}`, 'sh', '-c', 'ip addr add 198.18.0.251/32 dev bench-va && ip link set bench-va up && ip route add 198.18.0.252/32 dev bench-va']);
-    await execOk(['nsenter', `--net=${yNet}`, 'sh', '-c', 'ip addr add 198.18.0.252/32 dev bench-vb && ip link set bench-vb up && ip route add 198.18.0.251/32 dev bench-vb']);
+    await execOk([
+      'ip',
+      'link',
+      'add',
+      'bench-va',
+      'netns',
+      String(X.pid),
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'bench-vb',
+      'netns',
+      String(Y.pid),
+    ]);
+    await execOk([
+      'nsenter',
+      `--net=${xNet}`,
+      'sh',
+      '-c',
+      'ip addr add 198.18.0.251/32 dev bench-va && ip link set bench-va up && ip route add 198.18.0.252/32 dev bench-va',
+    ]);
+    await execOk([
+      'nsenter',
+      `--net=${yNet}`,
+      'sh',
+      '-c',
+      'ip addr add 198.18.0.252/32 dev bench-vb && ip link set bench-vb up && ip route add 198.18.0.251/32 dev bench-vb',
+    ]);
     await execOk(['nsenter', `--net=${yNet}`, 'iperf3', '-s', '-D', '-1', '-p', '5201']);
     await new Promise((r) => setTimeout(r, 300));
     const plain = await iperf(xNet, '198.18.0.252');
     results.iperf_gbps = { calico, plain_veth: plain, ratio: calico / plain };
 
-    console.log(`render: 10 hosts ${(results.render_ms as { hosts_10: number }).hosts_10.toFixed(2)} ms, 1000 hosts ${(results.render_ms as { hosts_1000: number }).hosts_1000.toFixed(2)} ms`);
+    console.log(
+      `render: 10 hosts ${(results.render_ms as { hosts_10: number }).hosts_10.toFixed(2)} ms, 1000 hosts ${(results.render_ms as { hosts_1000: number }).hosts_1000.toFixed(2)} ms`,
+    );
     console.log(`burst of 100 host changes -> ${installs} reload(s)`);
-    console.log(`TCP across two hosts: ${calico.toFixed(2)} Gbit/s vs plain veth ${plain.toFixed(2)} Gbit/s = ${(calico / plain).toFixed(3)}x`);
+    console.log(
+      `TCP across two hosts: ${calico.toFixed(2)} Gbit/s vs plain veth ${plain.toFixed(2)} Gbit/s = ${(calico / plain).toFixed(3)}x`,
+    );
     console.log(JSON.stringify({ bench: 'bgp', when: new Date().toISOString(), results }));
   } finally {
     await cluster.stop();

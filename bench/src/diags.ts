@@ -26,13 +26,22 @@ const mb = (n: number) => `${(n / 1024 / 1024).toFixed(2)} MB`;
 async function main(): Promise<void> {
   say('starting dockerd, etcd and one namespace host with calico-node, bgp-config and BIRD');
   const cluster = await DevCluster.start({ hosts: ['h1'], bgp: true, logLevel: 'warn' });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void cluster.stop().finally(() => process.exit(130)));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => void cluster.stop().finally(() => process.exit(130)));
   const h1 = cluster.host('h1');
   const work = await mkdtemp(join(tmpdir(), 'bench-diags-'));
   // The cluster API token the service wants on GET /diags (calico-master would have made it).
   const tokenFile = join(work, 'etc', 'api-token');
   ensureApiToken(tokenFile);
-  const common = [`--api-token-file=${tokenFile}`, '--hostname=h1', `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`, `--run-dir=${join(work, 'run')}`, `--log-dir=${h1.ns.dir}`, `--state-dir=${dirname(h1.bird.config)}`];
+  const common = [
+    `--api-token-file=${tokenFile}`,
+    '--hostname=h1',
+    `--etcd=${cluster.etcd.endpoints}`,
+    `--docker=${cluster.dockerd.host}`,
+    `--run-dir=${join(work, 'run')}`,
+    `--log-dir=${h1.ns.dir}`,
+    `--state-dir=${dirname(h1.bird.config)}`,
+  ];
   try {
     // 1. 200 endpoints, started through the proxy in parallel batches (one at a time takes ~4x longer).
     say(`starting ${ENDPOINTS} containers through the proxy, ${BATCH} at a time`);
@@ -41,7 +50,17 @@ async function main(): Promise<void> {
       for (let i = 0; i < ENDPOINTS; i += BATCH) {
         const batch = await Promise.all(
           Array.from({ length: Math.min(BATCH, ENDPOINTS - i) }, async (_, j) => {
-            const r = await h1.docker(['run', '-d', '-e', `CALICO_IP=${v4(i + j)}`, '-e', 'DB_PASSWORD=bench-secret', cluster.image, 'sleep', '3600']);
+            const r = await h1.docker([
+              'run',
+              '-d',
+              '-e',
+              `CALICO_IP=${v4(i + j)}`,
+              '-e',
+              'DB_PASSWORD=bench-secret',
+              cluster.image,
+              'sleep',
+              '3600',
+            ]);
             if (r.code !== 0) throw new Error(r.stderr);
             return r.stdout.trim();
           }),
@@ -50,14 +69,26 @@ async function main(): Promise<void> {
       }
     });
     for (const id of ids) {
-      const ep = (await cluster.dockerd.dockerOk(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).trim();
+      const ep = (
+        await cluster.dockerd.dockerOk(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])
+      ).trim();
       await cluster.ds.put(groupMemberKey('bench', ep), '');
     }
-    await cluster.ds.put(groupRuleKey('bench', 'inbound', 1), JSON.stringify({ group: 'bench', cidr: null, protocol: null, port: null }));
-    await waitFor('the agent to program every endpoint and the group', async () => {
-      const save = await h1.ns.execOk(['iptables-save']);
-      return (save.match(/^:cali-tw-/gm)?.length ?? 0) >= ENDPOINTS && (await h1.ns.execOk(['ipset', 'list'])).includes(v4(ENDPOINTS - 1));
-    }, 120_000);
+    await cluster.ds.put(
+      groupRuleKey('bench', 'inbound', 1),
+      JSON.stringify({ group: 'bench', cidr: null, protocol: null, port: null }),
+    );
+    await waitFor(
+      'the agent to program every endpoint and the group',
+      async () => {
+        const save = await h1.ns.execOk(['iptables-save']);
+        return (
+          (save.match(/^:cali-tw-/gm)?.length ?? 0) >= ENDPOINTS &&
+          (await h1.ns.execOk(['ipset', 'list'])).includes(v4(ENDPOINTS - 1))
+        );
+      },
+      120_000,
+    );
 
     // 2. Baseline: the same reads, bare, in one shell in the host's namespace.
     const bare = [
@@ -78,7 +109,12 @@ async function main(): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       baseline.push(await timed(() => h1.ns.execOk(['sh', '-c', `{ ${bare}; } > /dev/null 2>&1`])));
       let out = '';
-      collectMs.push(await timed(async () => (out = await h1.ns.execOk([process.execPath, DIAGS, 'collect', ...common, `--output=${work}/`, '--json']))));
+      collectMs.push(
+        await timed(
+          async () =>
+            (out = await h1.ns.execOk([process.execPath, DIAGS, 'collect', ...common, `--output=${work}/`, '--json'])),
+        ),
+      );
       const file = (JSON.parse(out) as { file: string }).file;
       archiveBytes = (await stat(file)).size;
       const dir = await mkdtemp(join(work, 'x-'));
@@ -93,26 +129,90 @@ async function main(): Promise<void> {
     // 3. Cluster mode: the same host through its diags service (collect + stream + unpack + repack).
     say('cluster mode: fetching that host through its diags service');
     const svc = h1.ns.spawn('calico-diags', [process.execPath, DIAGS, 'serve', ...common, `--listen=${h1.ns.ip}:9300`]);
-    await waitFor('diags service registered', async () => (await cluster.ds.get(diagsUrlKey('h1'))) !== undefined, 20_000, () => svc.log());
+    await waitFor(
+      'diags service registered',
+      async () => (await cluster.ds.get(diagsUrlKey('h1'))) !== undefined,
+      20_000,
+      () => svc.log(),
+    );
     const clusterMs: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      clusterMs.push(await timed(async () => {
-        const out = await h1.ns.execOk([process.execPath, DIAGS, 'collect', '--cluster', `--api-token-file=${tokenFile}`, `--etcd=${cluster.etcd.endpoints}`, `--output=${work}/`, '--json']);
-        await rm((JSON.parse(out) as { file: string }).file);
-      }));
+      clusterMs.push(
+        await timed(async () => {
+          const out = await h1.ns.execOk([
+            process.execPath,
+            DIAGS,
+            'collect',
+            '--cluster',
+            `--api-token-file=${tokenFile}`,
+            `--etcd=${cluster.etcd.endpoints}`,
+            `--output=${work}/`,
+            '--json',
+          ]);
+          await rm((JSON.parse(out) as { file: string }).file);
+        }),
+      );
     }
     await svc.stop();
 
     const w = [48, 14, 14, 10];
     console.log(row(['benchmark', 'diags', 'baseline', 'ratio'], w));
-    console.log(row([`collect, ${ENDPOINTS} endpoints (median of ${RUNS})`, fmtMs(median(collectMs)), fmtMs(median(baseline)), `${(median(collectMs) / median(baseline)).toFixed(2)}x`], w));
+    console.log(
+      row(
+        [
+          `collect, ${ENDPOINTS} endpoints (median of ${RUNS})`,
+          fmtMs(median(collectMs)),
+          fmtMs(median(baseline)),
+          `${(median(collectMs) / median(baseline)).toFixed(2)}x`,
+        ],
+        w,
+      ),
+    );
     console.log(row(['  of which running the sources (summary.json)', fmtMs(median(inside)), '', ''], w));
-    console.log(row([`cluster mode, 1 host (median of ${RUNS})`, fmtMs(median(clusterMs)), fmtMs(median(collectMs)), `${(median(clusterMs) / median(collectMs)).toFixed(2)}x`], w));
-    console.log(row(['archive (.tar.gz) / content before gzip', mb(archiveBytes), mb(rawBytes), `${(rawBytes / archiveBytes).toFixed(1)}x`], w));
-    console.log(`setup: ${ENDPOINTS} containers through the proxy in ${(setupMs / 1000).toFixed(1)} s (${BATCH} at a time)`);
+    console.log(
+      row(
+        [
+          `cluster mode, 1 host (median of ${RUNS})`,
+          fmtMs(median(clusterMs)),
+          fmtMs(median(collectMs)),
+          `${(median(clusterMs) / median(collectMs)).toFixed(2)}x`,
+        ],
+        w,
+      ),
+    );
+    console.log(
+      row(
+        [
+          'archive (.tar.gz) / content before gzip',
+          mb(archiveBytes),
+          mb(rawBytes),
+          `${(rawBytes / archiveBytes).toFixed(1)}x`,
+        ],
+        w,
+      ),
+    );
+    console.log(
+      `setup: ${ENDPOINTS} containers through the proxy in ${(setupMs / 1000).toFixed(1)} s (${BATCH} at a time)`,
+    );
     const slow = [...summary!.sources].sort((a, b) => b.durationMs - a.durationMs).slice(0, 6);
-    console.log(`slowest sources (last run): ${slow.map((s) => `${s.name} ${s.durationMs} ms / ${mb(s.bytes)}`).join(', ')}`);
-    console.log(JSON.stringify({ bench: 'diags', when: new Date().toISOString(), endpoints: ENDPOINTS, setup_ms: setupMs, collect_p50_ms: median(collectMs), sources_p50_ms: median(inside), baseline_p50_ms: median(baseline), cluster_p50_ms: median(clusterMs), archive_bytes: archiveBytes, content_bytes: rawBytes, sources: summary!.sources.map((s) => ({ name: s.name, ms: s.durationMs, bytes: s.bytes })) }));
+    console.log(
+      `slowest sources (last run): ${slow.map((s) => `${s.name} ${s.durationMs} ms / ${mb(s.bytes)}`).join(', ')}`,
+    );
+    console.log(
+      JSON.stringify({
+        bench: 'diags',
+        when: new Date().toISOString(),
+        endpoints: ENDPOINTS,
+        setup_ms: setupMs,
+        collect_p50_ms: median(collectMs),
+        sources_p50_ms: median(inside),
+        baseline_p50_ms: median(baseline),
+        cluster_p50_ms: median(clusterMs),
+        archive_bytes: archiveBytes,
+        content_bytes: rawBytes,
+        sources: summary!.sources.map((s) => ({ name: s.name, ms: s.durationMs, bytes: s.bytes })),
+      }),
+    );
     for (let i = 0; i < ids.length; i += 50) await cluster.dockerd.docker(['rm', '-f', ...ids.slice(i, i + 50)]);
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -58,9 +58,13 @@ async function main(): Promise<void> {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => void stop().finally(() => process.exit(130)));
   }
-  const load0 = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const load0 = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   try {
-    say('starting etcd and two masters on loopback, each with an unchecked listener: the token over http, and TLS with a client CA');
+    say(
+      'starting etcd and two masters on loopback, each with an unchecked listener: the token over http, and TLS with a client CA',
+    );
     etcd = await Etcd.start({ dir: join(work, 'etcd') });
     const ca = await TestCa.create(join(work, 'tls'));
     const server = await ca.issue('master', { server: { ips: ['127.0.0.1'] } });
@@ -70,17 +74,34 @@ async function main(): Promise<void> {
       const port = await freePort('127.0.0.1');
       const barePort = await freePort('127.0.0.1');
       const argv = [
-        process.execPath, RUNNER, String(barePort), '--ip=127.0.0.1', `--listen=127.0.0.1:${port}`, `--etcd=${etcd!.endpoints}`,
-        `--api-token-file=${tokenFile}`, '--log-level=warn', ...extra,
+        process.execPath,
+        RUNNER,
+        String(barePort),
+        '--ip=127.0.0.1',
+        `--listen=127.0.0.1:${port}`,
+        `--etcd=${etcd!.endpoints}`,
+        `--api-token-file=${tokenFile}`,
+        '--log-level=warn',
+        ...extra,
       ];
       const p = new ManagedProcess({ name, argv, logFile: join(work, `${name}.log`) });
       procs.push(p);
       const base = `${extra.length ? 'https' : 'http'}://127.0.0.1:${port}/`;
       const tls = { ca: await readFile(ca.cert) };
-      await waitFor(`master ${name} to answer`, async () => {
-        if (!p.running) throw new Error(`master ${name} exited`);
-        return (await apiCall(new URL('healthz', base), { tls }).then((r) => r.status, () => 0)) === 200;
-      }, 30_000, () => p.log().slice(-2000));
+      await waitFor(
+        `master ${name} to answer`,
+        async () => {
+          if (!p.running) throw new Error(`master ${name} exited`);
+          return (
+            (await apiCall(new URL('healthz', base), { tls }).then(
+              (r) => r.status,
+              () => 0,
+            )) === 200
+          );
+        },
+        30_000,
+        () => p.log().slice(-2000),
+      );
       return { base, bare: `http://127.0.0.1:${barePort}/` };
     };
     // The http master first: it makes the token file the other reads.
@@ -112,9 +133,15 @@ async function main(): Promise<void> {
     // Control: without credentials each master refuses on its API, and answers on its unchecked listener.
     const refused = await apiCall(new URL('v1/groups', tokenBase));
     const refusedTls = await apiCall(new URL('v1/groups', tlsBase), { tls: { ca: caPem } });
-    const bareStatus = [(await apiCall(new URL('v1/groups', httpMaster.bare))).status, (await apiCall(new URL('v1/groups', tlsMaster.bare))).status];
-    say(`without credentials: http master ${refused.status}, TLS master ${refusedTls.status}; their unchecked listeners ${bareStatus.join(', ')}`);
-    if (refused.status !== 401 || refusedTls.status !== 401 || bareStatus.some((x) => x !== 200)) throw new Error('the masters do not check as they should; nothing measured');
+    const bareStatus = [
+      (await apiCall(new URL('v1/groups', httpMaster.bare))).status,
+      (await apiCall(new URL('v1/groups', tlsMaster.bare))).status,
+    ];
+    say(
+      `without credentials: http master ${refused.status}, TLS master ${refusedTls.status}; their unchecked listeners ${bareStatus.join(', ')}`,
+    );
+    if (refused.status !== 401 || refusedTls.status !== 401 || bareStatus.some((x) => x !== 200))
+      throw new Error('the masters do not check as they should; nothing measured');
 
     say(`seeding ${GROUPS} groups; warming up each client`);
     for (let i = 0; i < GROUPS; i++) await call(clients[1]!, 'POST', 'v1/groups', { name: `seed-${i}` });
@@ -157,24 +184,50 @@ async function main(): Promise<void> {
     const ratios = (x: { p50_ms: number; p99_ms: number }, b: { p50_ms: number; p99_ms: number }) =>
       `${ratio(x.p50_ms, b.p50_ms)} / ${ratio(x.p99_ms, b.p99_ms)}`;
     const w = [24, 20, 20, 18, 20];
-    const load1 = loadavg().map((l) => l.toFixed(2)).join(' ');
+    const load1 = loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ');
     console.log(`p50 / p99 of each call; ratios p50 / p99. Load averages: ${load0} at the start, ${load1} at the end`);
-    console.log(row(['call', 'no check (http)', 'token (http)', 'token / no check', 'control: no check, tls master / http master'], w));
+    console.log(
+      row(
+        ['call', 'no check (http)', 'token (http)', 'token / no check', 'control: no check, tls master / http master'],
+        w,
+      ),
+    );
     for (const [what, r] of Object.entries(results)) {
-      console.log(row([what, pair(r.none!), pair(r.token!), ratios(r.token!, r.none!), ratios(r['tls-none']!, r.none!)], w));
+      console.log(
+        row([what, pair(r.none!), pair(r.token!), ratios(r.token!, r.none!), ratios(r['tls-none']!, r.none!)], w),
+      );
     }
     console.log('');
     const w2 = [24, 20, 18, 20, 18, 18];
-    console.log(row(['call (tls master)', 'https + token', 'vs its no check', 'https + cert', 'vs its no check', 'cert / token'], w2));
+    console.log(
+      row(
+        ['call (tls master)', 'https + token', 'vs its no check', 'https + cert', 'vs its no check', 'cert / token'],
+        w2,
+      ),
+    );
     for (const [what, r] of Object.entries(results)) {
       const [bare, tlsTok, tlsCert] = [r['tls-none']!, r['tls+token']!, r['tls+cert']!];
-      console.log(row([what, pair(tlsTok), ratios(tlsTok, bare), pair(tlsCert), ratios(tlsCert, bare), ratios(tlsCert, tlsTok)], w2));
+      console.log(
+        row(
+          [what, pair(tlsTok), ratios(tlsTok, bare), pair(tlsCert), ratios(tlsCert, bare), ratios(tlsCert, tlsTok)],
+          w2,
+        ),
+      );
     }
-    console.log(JSON.stringify({
-      bench: 'master', when: new Date().toISOString(), calls: CALLS, writes: WRITES, groups: GROUPS,
-      load: { start: load0, end: load1 },
-      refusedWithout: { token: refused.status, tls: refusedTls.status, uncheckedListeners: bareStatus }, results,
-    }));
+    console.log(
+      JSON.stringify({
+        bench: 'master',
+        when: new Date().toISOString(),
+        calls: CALLS,
+        writes: WRITES,
+        groups: GROUPS,
+        load: { start: load0, end: load1 },
+        refusedWithout: { token: refused.status, tls: refusedTls.status, uncheckedListeners: bareStatus },
+        results,
+      }),
+    );
   } finally {
     await stop();
   }

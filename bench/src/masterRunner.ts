@@ -20,10 +20,18 @@ if (!cfg.ok) {
 }
 const logger = createLogger({ name: 'calico-master', level: cfg.value.logLevel });
 const ds = new Datastore(cfg.value.datastore, { logger });
-const master = await startMaster(cfg.value, { ds, logger, unauthenticatedApi: { use: 'bench-only', host: '127.0.0.1', port } });
+const master = await startMaster(cfg.value, {
+  ds,
+  logger,
+  unauthenticatedApi: { use: 'bench-only', host: '127.0.0.1', port },
+});
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-  process.once(sig, () => void master.stop().finally(() => {
-    ds.close();
-    process.exit(0);
-  }));
+  process.once(
+    sig,
+    () =>
+      void master.stop().finally(() => {
+        ds.close();
+        process.exit(0);
+      }),
+  );
 }

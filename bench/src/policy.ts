@@ -45,7 +45,8 @@ function v4(n: number): string {
 /** What policyRunner's baseline watcher watches. */
 const BASE_PREFIX = '/bench/base/';
 /** Endpoint ids whose first 11 hex digits differ (interface names are made of them). */
-const eid = (host: number, i: number) => `${(host * 100_000 + i).toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`;
+const eid = (host: number, i: number) =>
+  `${(host * 100_000 + i).toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`;
 
 type Line = Record<string, unknown> & { type: string };
 
@@ -56,7 +57,11 @@ class Runner {
   constructor(netns: string, etcd: string, host: string, mode: string) {
     // BENCH_NODE_ARGS: flags for the agent's Node (e.g. --cpu-prof), which NODE_OPTIONS refuses.
     const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    this.proc = spawn('ip', ['netns', 'exec', netns, process.execPath, ...nodeArgs, join(here, 'policyRunner.js'), etcd, host, mode], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.proc = spawn(
+      'ip',
+      ['netns', 'exec', netns, process.execPath, ...nodeArgs, join(here, 'policyRunner.js'), etcd, host, mode],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
     createInterface({ input: this.proc.stdout! }).on('line', (s) => {
       let l: Line;
       try {
@@ -67,10 +72,11 @@ class Runner {
         return;
       }
       this.lines.push(l);
-      for (const w of [...this.waiters]) if (w.pred(l)) {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        w.resolve(l);
-      }
+      for (const w of [...this.waiters])
+        if (w.pred(l)) {
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
     });
   }
   next(pred: (l: Line) => boolean, timeoutMs = 60_000): Promise<Line> {
@@ -104,11 +110,19 @@ function clusterKeys(hosts: number, perHost: number, groups: number): { key: str
   for (let h = 0; h < hosts; h++) {
     for (let i = 0; i < perHost; i++) {
       const id = eid(h, i);
-      kvs.push(...policyFixtures.endpoint({ host: `host${h}`, endpointId: id, addrs: [v4(h * perHost + i)], mac: '0e:00:00:00:00:01' }));
+      kvs.push(
+        ...policyFixtures.endpoint({
+          host: `host${h}`,
+          endpointId: id,
+          addrs: [v4(h * perHost + i)],
+          mac: '0e:00:00:00:00:01',
+        }),
+      );
       members[(h * perHost + i) % groups]!.push(id);
     }
   }
-  for (let g = 0; g < groups; g++) kvs.push(...policyFixtures.group({ ...policyFixtures.addgroup(`group${g}`, members[g]) }));
+  for (let g = 0; g < groups; g++)
+    kvs.push(...policyFixtures.group({ ...policyFixtures.addgroup(`group${g}`, members[g]) }));
   return kvs;
 }
 
@@ -140,7 +154,9 @@ async function main(): Promise<void> {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
       say(`${sig}: cleaning up`);
-      void Promise.allSettled([etcd?.stop()]).then(() => fabric.destroy()).finally(() => process.exit(130));
+      void Promise.allSettled([etcd?.stop()])
+        .then(() => fabric.destroy())
+        .finally(() => process.exit(130));
     });
   }
   let etcd: Etcd | undefined;
@@ -267,15 +283,28 @@ async function main(): Promise<void> {
       const { renderDataplane } = await import(pathToNodeAgent());
       const { endpointPolicy, endpointsOnHost } = await import('@calico/policy');
       const growth: { local: number; cluster: number; rules: number }[] = [];
-      for (const [local, cluster] of [[100, 10_000], [100, 100_000], [1000, 10_000], [1000, 100_000]] as const) {
+      for (const [local, cluster] of [
+        [100, 10_000],
+        [100, 100_000],
+        [1000, 10_000],
+        [1000, 100_000],
+      ] as const) {
         const m = new PolicyModel();
         const kvs = clusterKeys(cluster / local, local, 100);
         distinctAddrs(kvs, 'host0');
         m.applyAll(policyFixtures.puts(kvs));
-        const eps = endpointsOnHost(m, 'host0').map((e) => ({ endpointId: e.endpointId, hostIf: `cali${e.endpointId.replace(/-/g, '').slice(0, 11)}`, mac: e.mac, v4: e.addrs.v4, v6: e.addrs.v6, policy: endpointPolicy(m, e.endpointId) }));
+        const eps = endpointsOnHost(m, 'host0').map((e) => ({
+          endpointId: e.endpointId,
+          hostIf: `cali${e.endpointId.replace(/-/g, '').slice(0, 11)}`,
+          mac: e.mac,
+          v4: e.addrs.v4,
+          v6: e.addrs.v6,
+          policy: endpointPolicy(m, e.endpointId),
+        }));
         const d = renderDataplane(eps, (g: string, f: 4 | 6) => m.groupAddrs(g, f), 'drop');
         let rules = 0;
-        for (const f of [4, 6] as const) for (const lines of d.tables[f].filter.values()) rules += (lines as string[]).length;
+        for (const f of [4, 6] as const)
+          for (const lines of d.tables[f].filter.values()) rules += (lines as string[]).length;
         growth.push({ local, cluster, rules });
       }
       results.rule_growth = growth;
@@ -297,7 +326,15 @@ async function main(): Promise<void> {
       const loadS = ((performance.now() - tLoad) / 1000).toFixed(1);
       say(`loaded ${big.length} keys (${addrs.all} distinct addresses) in ${loadS} s`);
       const FIGURES = [
-        ...['read_ms', 'read_rss_mb', 'snapshot_and_model_ms', 'to_kernel_ms', 'after_sync_ms', 'kernel_ms', 'rss_peak_mb'],
+        ...[
+          'read_ms',
+          'read_rss_mb',
+          'snapshot_and_model_ms',
+          'to_kernel_ms',
+          'after_sync_ms',
+          'kernel_ms',
+          'rss_peak_mb',
+        ],
         ...['agent_cpu_ms', 'etcd_cpu_ms', 'tools_cpu_ms', 'other_cpu_ms', 'machine_busy_pct'],
         ...['ipset_lines', 'ipset_entries', 'ipset_restores', 'iptables_lines', 'iptables_restores'],
       ] as const;
@@ -342,9 +379,14 @@ async function main(): Promise<void> {
           // The machine is shared: CPU of everything else from the agent's launch to its report (its Node
           // starting, this process, the kernel's own work, other work), and how busy the machine was.
           tools_cpu_ms: sReady.toolsCpuMs as number,
-          other_cpu_ms: Math.max(0, machineCpu - etcdCpu - Math.round(Number(sReady.cpuMs) + Number(sReady.toolsCpuMs))),
+          other_cpu_ms: Math.max(
+            0,
+            machineCpu - etcdCpu - Math.round(Number(sReady.cpuMs) + Number(sReady.toolsCpuMs)),
+          ),
           machine_busy_pct: Math.round((100 * machineCpu) / (cpus * wall)),
-          kernel_ms: Math.round(Math.max(...writes.map((l) => Number(l.t))) - Math.min(...writes.map((l) => Number(l.start)))),
+          kernel_ms: Math.round(
+            Math.max(...writes.map((l) => Number(l.t))) - Math.min(...writes.map((l) => Number(l.start))),
+          ),
           ipset_lines: sum(of('ipset'), 'lines'),
           ipset_entries: sum(of('ipset'), 'entries'),
           ipset_restores: of('ipset').length,
@@ -379,7 +421,9 @@ async function main(): Promise<void> {
         other_cpu_ms: mid('other_cpu_ms'),
         machine_busy_pct: mid('machine_busy_pct'),
         ranges: Object.fromEntries(FIGURES.slice(0, 7).map((k) => [k, span(k)])),
-        first_write_same_in_every_run: runs.every((x) => x.ipset_lines === last.ipset_lines && x.iptables_lines === last.iptables_lines),
+        first_write_same_in_every_run: runs.every(
+          (x) => x.ipset_lines === last.ipset_lines && x.iptables_lines === last.iptables_lines,
+        ),
         // The last run's.
         first_write: {
           ipset_lines: last.ipset_lines,
@@ -425,7 +469,11 @@ async function main(): Promise<void> {
       );
     }
 
-    out.push(`load averages at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    out.push(
+      `load averages at the end: ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
     for (const l of out) console.log(l);
     console.log(JSON.stringify({ bench: 'policy', when: new Date().toISOString(), machine, results }));
   } finally {

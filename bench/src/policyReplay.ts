@@ -5,7 +5,14 @@
 // a shared machine by the minimum of their runs. Prints CPU and wall time to in sync, and the
 // render and apply after it (against a kernel that takes anything). Asserts nothing.
 import { EventEmitter } from 'node:events';
-import { Syncer, silentLogger, type Datastore, type PrefixPage, type SyncHandler, type SyncerOptions } from '@calico/datastore';
+import {
+  Syncer,
+  silentLogger,
+  type Datastore,
+  type PrefixPage,
+  type SyncHandler,
+  type SyncerOptions,
+} from '@calico/datastore';
 import { networkPrefix } from '@calico/keyspace';
 import { createLogger } from '@calico/log';
 import { PolicyAgent, type KernelBackend } from '@calico/node';
@@ -18,7 +25,8 @@ const v4 = (n: number) => {
   const a = V4_FIRST + n;
   return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
 };
-const eid = (host: number, i: number) => `${(host * 100_000 + i).toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`;
+const eid = (host: number, i: number) =>
+  `${(host * 100_000 + i).toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`;
 
 // The full resync's keyspace: 100 hosts x 1,000 endpoints in 1,000 groups, sorted as etcd holds it.
 const kvs: { key: string; value: string }[] = [];
@@ -26,7 +34,14 @@ const members: string[][] = Array.from({ length: 1000 }, () => []);
 for (let h = 0; h < 100; h++) {
   for (let i = 0; i < 1000; i++) {
     const id = eid(h, i);
-    kvs.push(...policyFixtures.endpoint({ host: `host${h}`, endpointId: id, addrs: [v4(h * 1000 + i)], mac: '0e:00:00:00:00:01' }));
+    kvs.push(
+      ...policyFixtures.endpoint({
+        host: `host${h}`,
+        endpointId: id,
+        addrs: [v4(h * 1000 + i)],
+        mac: '0e:00:00:00:00:01',
+      }),
+    );
     members[(h * 1000 + i) % 1000]!.push(id);
   }
 }
@@ -53,17 +68,25 @@ const keys = kvs.length;
 const cut = kvs.findIndex((kv) => kv.key.startsWith(networkPrefix));
 const [hosts, groups] = [pagesOf(kvs.slice(0, cut)), pagesOf(kvs.slice(cut))];
 const order: Page[] = [];
-for (let i = 0; i < Math.max(hosts.length, groups.length); i++) order.push(...[hosts[i], groups[i]].filter((p) => p !== undefined));
+for (let i = 0; i < Math.max(hosts.length, groups.length); i++)
+  order.push(...[hosts[i], groups[i]].filter((p) => p !== undefined));
 kvs.length = 0;
 const REVISION = 406_001;
 
 /** A page's keys made as they are iterated, the way the range decoder's iterable does. */
-function decoded({ bytes, at }: Page): Iterable<{ key: string; value: string; modRevision: number }> & { length: number } {
+function decoded({
+  bytes,
+  at,
+}: Page): Iterable<{ key: string; value: string; modRevision: number }> & { length: number } {
   return {
     length: (at.length - 1) / 2,
     *[Symbol.iterator]() {
       for (let j = 0; j + 2 < at.length; j += 2) {
-        yield { key: bytes.toString('utf8', at[j], at[j + 1]), value: bytes.toString('utf8', at[j + 1], at[j + 2]), modRevision: REVISION - 1 };
+        yield {
+          key: bytes.toString('utf8', at[j], at[j + 1]),
+          value: bytes.toString('utf8', at[j + 1], at[j + 2]),
+          modRevision: REVISION - 1,
+        };
       }
     },
   };
@@ -80,7 +103,11 @@ const store = {
   },
   client: {
     watch: () => ({
-      prefix: () => ({ startRevision: () => ({ create: async () => Object.assign(new EventEmitter(), { cancel: async () => undefined }) }) }),
+      prefix: () => ({
+        startRevision: () => ({
+          create: async () => Object.assign(new EventEmitter(), { cancel: async () => undefined }),
+        }),
+      }),
     }),
   },
   revision: async () => REVISION,
@@ -99,7 +126,13 @@ const kernel: KernelBackend = {
 const runs: { cpu: number; sync: number; after: number }[] = [];
 for (let i = 0; i < RUNS; i++) {
   const logger = createLogger({ name: 'replay', level: 'silent' });
-  const agent = new PolicyAgent({ host: 'host0', ds: store as unknown as Datastore, kernel, logger, dataplaneResyncMs: 0 });
+  const agent = new PolicyAgent({
+    host: 'host0',
+    ds: store as unknown as Datastore,
+    kernel,
+    logger,
+    dataplaneResyncMs: 0,
+  });
   let inSync!: (t: number) => void;
   const synced = new Promise<number>((r) => (inSync = r));
   const handleStatus = agent.handleStatus.bind(agent);
@@ -121,4 +154,6 @@ const fig = (k: keyof (typeof runs)[number]) => {
   return `min ${Math.min(...xs).toFixed(0)} median ${median(xs).toFixed(0)} ms`;
 };
 console.log(`replayed first sync, ${keys} keys, ${RUNS} runs (absolute; compare builds by their minimum)`);
-console.log(`  CPU to in sync: ${fig('cpu')}; wall to in sync: ${fig('sync')}; render and apply after it: ${fig('after')}`);
+console.log(
+  `  CPU to in sync: ${fig('cpu')}; wall to in sync: ${fig('sync')}; render and apply after it: ${fig('after')}`,
+);

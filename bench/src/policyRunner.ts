@@ -130,7 +130,13 @@ async function main(): Promise<void> {
   const tracer = process.env.BENCH_TRACE
     ? setInterval(() => {
         const m = process.memoryUsage();
-        trace.push([Math.round(now() - t0), Math.round(rss()), Math.round(m.heapUsed / 1e6), Math.round(m.heapTotal / 1e6), Math.round(m.arrayBuffers / 1e6)]);
+        trace.push([
+          Math.round(now() - t0),
+          Math.round(rss()),
+          Math.round(m.heapUsed / 1e6),
+          Math.round(m.heapTotal / 1e6),
+          Math.round(m.arrayBuffers / 1e6),
+        ]);
       }, 50)
     : undefined;
   // BENCH_TRACE also notes when each snapshot page reaches the agent.
@@ -160,7 +166,9 @@ async function main(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   if (tracer) {
     clearInterval(tracer);
-    process.stderr.write(`[runner] memory (ms, rss, heapUsed, heapTotal, arrayBuffers MB): ${trace.map((r) => r.join(':')).join(' ')}\n`);
+    process.stderr.write(
+      `[runner] memory (ms, rss, heapUsed, heapTotal, arrayBuffers MB): ${trace.map((r) => r.join(':')).join(' ')}\n`,
+    );
     const pages = marks.map(([what, t]) => `${what} at ${t}`).join(', ');
     process.stderr.write(`[runner] pages (ms): ${pages}; in sync at ${Math.round(tSynced - t0)}\n`);
   }

@@ -85,7 +85,9 @@ function udp(c) {
 
 function icmp(c) {
   return new Promise((resolve) => {
-    const p = spawn('busybox', ['ping', '-c', '1', '-W', String(TIMEOUT_MS / 1000), '-I', addr, c.dst], { stdio: 'ignore' });
+    const p = spawn('busybox', ['ping', '-c', '1', '-W', String(TIMEOUT_MS / 1000), '-I', addr, c.dst], {
+      stdio: 'ignore',
+    });
     p.on('close', (code) => resolve(code === 0));
     p.on('error', () => resolve(false));
   });
@@ -154,6 +156,8 @@ else if (mode === 'chat') chat();
 else if (mode === 'send') await send();
 else if (mode === 'flood') await flood();
 else {
-  process.stderr.write('usage: traffic.mjs listen <addr> <ports> | send <addr> <cases.json> | flood <addr> <dst> <port> <tag> <ms>\n');
+  process.stderr.write(
+    'usage: traffic.mjs listen <addr> <ports> | send <addr> <cases.json> | flood <addr> <dst> <port> <tag> <ms>\n',
+  );
   process.exit(2);
 }

@@ -55,7 +55,10 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
         for (const c of ['show route all', 'show protocols all']) {
           console.error(`--- birdc ${c} on ${h}\n`, (await cluster.host(h).birdc(c)).stdout);
         }
-        const text = await cluster.host(h).ns.execOk(['cat', cluster.host(h).bird.config]).catch(String);
+        const text = await cluster
+          .host(h)
+          .ns.execOk(['cat', cluster.host(h).bird.config])
+          .catch(String);
         console.error(`--- bird.conf of ${h}\n`, text);
       }
     }
@@ -102,10 +105,14 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
       await cluster.ds.delete(k97);
       await cluster.ds.delete(k98);
     }
-    await waitFor('the hand-made routes gone from h2', async () => {
-      const r = await learnt(cluster);
-      return !has(r, '198.19.5.98') && !has(r, '198.19.5.97');
-    }, 30_000);
+    await waitFor(
+      'the hand-made routes gone from h2',
+      async () => {
+        const r = await learnt(cluster);
+        return !has(r, '198.19.5.98') && !has(r, '198.19.5.97');
+      },
+      30_000,
+    );
   });
 
   it('adding endpoints announces each new route once and withdraws or re-announces no other (no flap)', async () => {
@@ -137,7 +144,10 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
     const after = await received(cluster);
     expect(after.updates - before.updates).toBe(10);
     expect(after.withdraws - before.withdraws).toBe(0);
-    const events = monitor.log().split('\n').filter((l) => l.startsWith('198.19.') || l.startsWith('Deleted'));
+    const events = monitor
+      .log()
+      .split('\n')
+      .filter((l) => l.startsWith('198.19.') || l.startsWith('Deleted'));
     expect(events.filter((l) => l.startsWith('Deleted'))).toEqual([]);
     expect(events.map((l) => l.split(' ')[0]).sort()).toEqual(added.map((w) => w.addr).sort());
     const routes = await learnt(cluster);
@@ -186,9 +196,13 @@ describe('BIRD announces only the routes the node programmed to its own endpoint
     await waitFor("h1 takes in only the node's protocol", strict, 30_000);
     const mine = await h1.execOk(['ip', '-4', 'route', 'show', 'proto', String(WORKLOAD_ROUTE_PROTO)]);
     for (const w of running) expect(mine).toContain(`${w.addr} dev ${hostIfName(w.endpointId)}`);
-    await waitFor('h2 has every route of h1 again', async () => {
-      const r = await learnt(cluster);
-      return running.every((w) => has(r, w.addr));
-    }, 30_000);
+    await waitFor(
+      'h2 has every route of h1 again',
+      async () => {
+        const r = await learnt(cluster);
+        return running.every((w) => has(r, w.addr));
+      },
+      30_000,
+    );
   });
 });

@@ -80,7 +80,11 @@ describe('BGP faults while traffic flows between two hosts', () => {
         sentCA = await toA.stop();
       }
       // The last datagram sent is the last to arrive, when it arrives at all.
-      await waitFor('the last datagrams', () => atC.heard().has(`ac-${sentAC - 1}`) && atA.heard().has(`ca-${sentCA - 1}`), 5_000).catch(() => undefined);
+      await waitFor(
+        'the last datagrams',
+        () => atC.heard().has(`ac-${sentAC - 1}`) && atA.heard().has(`ca-${sentCA - 1}`),
+        5_000,
+      ).catch(() => undefined);
       const heardAC = [...atC.heard()].filter((id) => id.startsWith('ac-')).length;
       const heardCA = [...atA.heard()].filter((id) => id.startsWith('ca-')).length;
       return { sentAC, heardAC, sentCA, heardCA };
@@ -113,14 +117,26 @@ describe('BGP faults while traffic flows between two hosts', () => {
     const n = await underFlood(async () => {
       process.kill(old, 'SIGKILL');
       await waitFor('BIRD on h1 gone', () => !pidAlive(old), 5_000);
-      await waitFor('a new BIRD on h1', async () => {
-        const p = await cluster.birdPid('h1');
-        return p !== undefined && p !== old && (await cluster.host('h1').birdc('show status')).stdout.includes('up and running');
-      }, 20_000);
+      await waitFor(
+        'a new BIRD on h1',
+        async () => {
+          const p = await cluster.birdPid('h1');
+          return (
+            p !== undefined &&
+            p !== old &&
+            (await cluster.host('h1').birdc('show status')).stdout.includes('up and running')
+          );
+        },
+        20_000,
+      );
       await waitFor('both BGP sessions Established again', sessionsUp, 30_000);
       // The recovery ends once h2 has sent its routes again (End-of-RIB); only then does the
       // kernel protocol synchronise, finding the kept route to C current.
-      await waitFor('the recovery over', async () => !/graceful restart/i.test((await cluster.host('h1').birdc('show status')).stdout), 30_000);
+      await waitFor(
+        'the recovery over',
+        async () => !/graceful restart/i.test((await cluster.host('h1').birdc('show status')).stdout),
+        30_000,
+      );
     });
     console.log(`BIRD kill -9: A→C ${n.heardAC} of ${n.sentAC} arrived, C→A ${n.heardCA} of ${n.sentCA}`);
     expect(cluster.host('h1').bgpConfig!.log()).toContain('started it in graceful restart recovery');
@@ -166,7 +182,9 @@ describe('BGP faults while traffic flows between two hosts', () => {
     expect(n.sentAC).toBeGreaterThan(1_000);
     expect(n.heardAC).toBe(n.sentAC);
     expect(n.heardCA).toBe(n.sentCA);
-    const { hosts } = (await (await cluster.masterFetch('v1/hosts')).json()) as { hosts: { name: string; state: string }[] };
+    const { hosts } = (await (await cluster.masterFetch('v1/hosts')).json()) as {
+      hosts: { name: string; state: string }[];
+    };
     expect(hosts.map((h) => `${h.name} ${h.state}`).sort()).toEqual(['h1 up', 'h2 up']);
   });
 });

@@ -37,16 +37,28 @@ describe('two hosts with BIRD: the getting-started scenario across hosts', () =>
   afterAll(async () => {
     if (failed && cluster) {
       console.error(await cluster.dump());
-      for (const h of ['h1', 'h2']) console.error(`--- birdc show protocols all on ${h}\n`, (await cluster.host(h).birdc('show protocols all')).stdout);
+      for (const h of ['h1', 'h2'])
+        console.error(
+          `--- birdc show protocols all on ${h}\n`,
+          (await cluster.host(h).birdc('show protocols all')).stdout,
+        );
     }
     await cluster?.stop();
   });
 
   it("each host learns the other's workload routes over BGP", async () => {
-    await waitFor('h2 learns A, B, C', async () => (await birdRoutes(cluster, 'h2')).includes('198.19.1.3 via 198.18.0.11'), 30_000);
+    await waitFor(
+      'h2 learns A, B, C',
+      async () => (await birdRoutes(cluster, 'h2')).includes('198.19.1.3 via 198.18.0.11'),
+      30_000,
+    );
     const r2 = await birdRoutes(cluster, 'h2');
     for (const a of ['198.19.1.1', '198.19.1.2', '198.19.1.3']) expect(r2).toContain(`${a} via 198.18.0.11 dev eth0`);
-    await waitFor('h1 learns D, E', async () => (await birdRoutes(cluster, 'h1')).includes('198.19.2.5 via 198.18.0.12'), 30_000);
+    await waitFor(
+      'h1 learns D, E',
+      async () => (await birdRoutes(cluster, 'h1')).includes('198.19.2.5 via 198.18.0.12'),
+      30_000,
+    );
     expect(await birdRoutes(cluster, 'h1')).toContain('198.19.2.4 via 198.18.0.12 dev eth0');
   });
 
@@ -58,7 +70,11 @@ describe('two hosts with BIRD: the getting-started scenario across hosts', () =>
     await cluster.ds.put('/calico/host/h-new/bird_ip', '198.18.0.40');
     try {
       for (const h of ['h1', 'h2']) {
-        await waitFor(`h-new in ${h}'s bird.conf`, async () => (await conf(h)).includes('neighbor 198.18.0.40 '), 20_000);
+        await waitFor(
+          `h-new in ${h}'s bird.conf`,
+          async () => (await conf(h)).includes('neighbor 198.18.0.40 '),
+          20_000,
+        );
         const text = await conf(h);
         expect(text).not.toContain('evil');
         expect(text).not.toContain('198.18.0.98');
@@ -70,7 +86,8 @@ describe('two hosts with BIRD: the getting-started scenario across hosts', () =>
       await cluster.ds.delete(`/calico/host/${evil}/bird_ip`);
       await cluster.ds.delete('/calico/host/h-new/bird_ip');
     }
-    for (const h of ['h1', 'h2']) await waitFor(`h-new gone from ${h}'s bird.conf`, async () => !(await conf(h)).includes('198.18.0.40'), 20_000);
+    for (const h of ['h1', 'h2'])
+      await waitFor(`h-new gone from ${h}'s bird.conf`, async () => !(await conf(h)).includes('198.18.0.40'), 20_000);
   });
 
   it('before groups nobody reaches anybody; with A+C+E, B and D: A reaches C and E, B and D reach no one', async () => {
@@ -83,24 +100,40 @@ describe('two hosts with BIRD: the getting-started scenario across hosts', () =>
 
   it('a route disappears from the other host when its workload goes', async () => {
     await cluster.host('h2').docker(['rm', '-f', D.id]);
-    await waitFor('D\'s route withdrawn on h1', async () => !(await birdRoutes(cluster, 'h1')).includes('198.19.2.4'), 20_000);
+    await waitFor(
+      "D's route withdrawn on h1",
+      async () => !(await birdRoutes(cluster, 'h1')).includes('198.19.2.4'),
+      20_000,
+    );
     expect(await birdRoutes(cluster, 'h1')).toContain('198.19.2.5 via 198.18.0.12');
   });
 
   it('a BIRD restart heals by itself: bgp-config starts it again and the routes come back', async () => {
     const pid = (await cluster.birdPid('h1'))!;
     process.kill(pid, 'SIGKILL');
-    await waitFor('a new BIRD on h1', async () => {
-      const p = await cluster.birdPid('h1');
-      return p !== undefined && p !== pid && (await cluster.host('h1').birdc('show status')).stdout.includes('up and running');
-    }, 20_000);
+    await waitFor(
+      'a new BIRD on h1',
+      async () => {
+        const p = await cluster.birdPid('h1');
+        return (
+          p !== undefined &&
+          p !== pid &&
+          (await cluster.host('h1').birdc('show status')).stdout.includes('up and running')
+        );
+      },
+      20_000,
+    );
     await waitFor('the session back and A reaching E', () => pings(A, E.addr), 30_000);
-    await waitFor('h1 relearns E', async () => (await birdRoutes(cluster, 'h1')).includes('198.19.2.5 via 198.18.0.12'), 30_000);
+    await waitFor(
+      'h1 relearns E',
+      async () => (await birdRoutes(cluster, 'h1')).includes('198.19.2.5 via 198.18.0.12'),
+      30_000,
+    );
   });
 
   it('a bgp-config restart heals without manual steps and keeps BIRD as it is', async () => {
     const pid = await cluster.birdPid('h2');
-    const conf = (await cluster.host('h2').ns.execOk(['cat', cluster.host('h2').bird.config]));
+    const conf = await cluster.host('h2').ns.execOk(['cat', cluster.host('h2').bird.config]);
     await cluster.stopBgpConfig('h2');
     await cluster.startBgpConfig('h2');
     expect(await cluster.birdPid('h2')).toBe(pid);
@@ -108,13 +141,17 @@ describe('two hosts with BIRD: the getting-started scenario across hosts', () =>
     expect(await pings(E, A.addr)).toBe(true);
   });
 
-  it("routes of a host that goes away disappear from the others", async () => {
+  it('routes of a host that goes away disappear from the others', async () => {
     await cluster.stopBgpConfig('h2');
     await cluster.stopNode('h2');
     await cluster.stopBird('h2');
     // What calicoctl reset (or the master's garbage collection) does for a host that is gone.
     await cluster.ds.deleteDir('/calico/host/h2/');
-    await waitFor('h2\'s routes gone from h1', async () => !(await birdRoutes(cluster, 'h1')).includes('198.19.2.'), 30_000);
+    await waitFor(
+      "h2's routes gone from h1",
+      async () => !(await birdRoutes(cluster, 'h1')).includes('198.19.2.'),
+      30_000,
+    );
   });
 });
 
@@ -127,7 +164,8 @@ describe('three hosts with a route reflector', () => {
   afterAll(async () => {
     if (failed && cluster) {
       console.error(await cluster.dump());
-      for (const h of ['h1', 'h2', 'h3']) console.error(`--- birdc show protocols on ${h}\n`, (await cluster.host(h).birdc('show protocols')).stdout);
+      for (const h of ['h1', 'h2', 'h3'])
+        console.error(`--- birdc show protocols on ${h}\n`, (await cluster.host(h).birdc('show protocols')).stdout);
     }
     await cluster?.stop();
   });
@@ -139,8 +177,16 @@ describe('three hosts with a route reflector', () => {
     await cluster.ds.put(bgpHostRouteReflectorKey('h1'), JSON.stringify({ cluster_id: '1.0.0.1' }));
     const X = await startWorkload(cluster, cluster.host('h2'), 'X', '198.19.2.1');
     const Y = await startWorkload(cluster, cluster.host('h3'), 'Y', '198.19.3.1');
-    await waitFor('h3 learns X through the reflector, next hop h2', async () => (await birdRoutes(cluster, 'h3')).includes('198.19.2.1 via 198.18.0.12'), 30_000);
-    await waitFor('h2 learns Y, next hop h3', async () => (await birdRoutes(cluster, 'h2')).includes('198.19.3.1 via 198.18.0.13'), 30_000);
+    await waitFor(
+      'h3 learns X through the reflector, next hop h2',
+      async () => (await birdRoutes(cluster, 'h3')).includes('198.19.2.1 via 198.18.0.12'),
+      30_000,
+    );
+    await waitFor(
+      'h2 learns Y, next hop h3',
+      async () => (await birdRoutes(cluster, 'h2')).includes('198.19.3.1 via 198.18.0.13'),
+      30_000,
+    );
     // Clients have one BGP session each: with the reflector.
     const p2 = (await cluster.host('h2').birdc('show protocols')).stdout;
     expect(p2.match(/^RR_\S+\s+BGP/gm)).toHaveLength(1);

@@ -3,7 +3,18 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { createRequire } from 'node:module';
-import { Dockerd, Etcd, Fabric, TestCa, ensureBusyboxImage, exec, requireRoot, waitFor, type ExecResult, type NamespaceHost } from '@calico/testkit';
+import {
+  Dockerd,
+  Etcd,
+  Fabric,
+  TestCa,
+  ensureBusyboxImage,
+  exec,
+  requireRoot,
+  waitFor,
+  type ExecResult,
+  type NamespaceHost,
+} from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
 import { decodeUrl, diagsUrlKey } from '@calico/keyspace';
 
@@ -28,12 +39,29 @@ describe('getting started with calicoctl and the docker CLI', () => {
 
   /** The cluster API token's file: the master makes it here, calicoctl and diags read it. */
   const tokenFlag = () => `--api-token-file=${join(dir, 'etc-calico', 'api-token')}`;
-  const dirsOf = (h: string) => [`--run-dir=${join(dir, h, 'run')}`, `--log-dir=${join(dir, h, 'log')}`, `--state-dir=${join(dir, h, 'state')}`];
+  const dirsOf = (h: string) => [
+    `--run-dir=${join(dir, h, 'run')}`,
+    `--log-dir=${join(dir, h, 'log')}`,
+    `--state-dir=${join(dir, h, 'state')}`,
+  ];
   /** calicoctl as a person on host h would run it: in h's network namespace. */
   const calicoctl = (h: string, args: string[]): Promise<ExecResult> =>
-    hosts[h]!.exec([process.execPath, calicoctlJs, ...args, `--hostname=${h}`, `--etcd=${etcd.endpoints}`, tokenFlag(), ...dirsOf(h)], { timeoutMs: 120_000 });
-  const docker = (h: string, args: string[]) => dockerd.docker(args, { host: `unix://${join(dir, h, 'run', 'docker.sock')}` });
-  const ping = async (h: string, name: string, addr: string) => (await docker(h, ['exec', name, 'ping', '-c', '1', '-W', '1', addr])).code === 0;
+    hosts[h]!.exec(
+      [
+        process.execPath,
+        calicoctlJs,
+        ...args,
+        `--hostname=${h}`,
+        `--etcd=${etcd.endpoints}`,
+        tokenFlag(),
+        ...dirsOf(h),
+      ],
+      { timeoutMs: 120_000 },
+    );
+  const docker = (h: string, args: string[]) =>
+    dockerd.docker(args, { host: `unix://${join(dir, h, 'run', 'docker.sock')}` });
+  const ping = async (h: string, name: string, addr: string) =>
+    (await docker(h, ['exec', name, 'ping', '-c', '1', '-W', '1', addr])).code === 0;
 
   beforeAll(async () => {
     requireRoot();
@@ -53,11 +81,19 @@ describe('getting started with calicoctl and the docker CLI', () => {
   afterAll(async () => {
     if (failed && fabric) {
       console.error(await fabric.dump());
-      for (const h of ['h1', 'h2']) console.error((await exec(['sh', '-c', `tail -n 30 ${join(dir, h, 'log')}/*.log`])).stdout);
+      for (const h of ['h1', 'h2'])
+        console.error((await exec(['sh', '-c', `tail -n 30 ${join(dir, h, 'log')}/*.log`])).stdout);
     }
     // Whatever a failed test left running: reset stops it.
     for (const h of Object.keys(hosts)) await calicoctl(h, ['reset']).catch(() => undefined);
-    await exec([process.execPath, calicoctlJs, 'master', 'stop', `--etcd=${etcd?.endpoints}`, `--run-dir=${join(dir, 'master', 'run')}`]).catch(() => undefined);
+    await exec([
+      process.execPath,
+      calicoctlJs,
+      'master',
+      'stop',
+      `--etcd=${etcd?.endpoints}`,
+      `--run-dir=${join(dir, 'master', 'run')}`,
+    ]).catch(() => undefined);
     ds?.close();
     await fabric?.destroy();
     await etcd?.stop();
@@ -66,7 +102,20 @@ describe('getting started with calicoctl and the docker CLI', () => {
   });
 
   it('starts the master and a node on each host, and status says so', async () => {
-    const m = await exec([process.execPath, calicoctlJs, 'master', `--ip=${fabric.rootLink!.ip}`, '--listen=198.18.0.1:0'.replace(':0', ':7655'), `--etcd=${etcd.endpoints}`, tokenFlag(), `--run-dir=${join(dir, 'master', 'run')}`, `--log-dir=${join(dir, 'master', 'log')}`], { timeoutMs: 90_000 });
+    const m = await exec(
+      [
+        process.execPath,
+        calicoctlJs,
+        'master',
+        `--ip=${fabric.rootLink!.ip}`,
+        '--listen=198.18.0.1:0'.replace(':0', ':7655'),
+        `--etcd=${etcd.endpoints}`,
+        tokenFlag(),
+        `--run-dir=${join(dir, 'master', 'run')}`,
+        `--log-dir=${join(dir, 'master', 'log')}`,
+      ],
+      { timeoutMs: 90_000 },
+    );
     expect(m.code, m.stderr).toBe(0);
     expect(m.stdout).toContain('calico-master is running');
     apiCa = await TestCa.create(join(dir, 'api-ca'));
@@ -80,10 +129,21 @@ describe('getting started with calicoctl and the docker CLI', () => {
       expect(r.code, r.stderr + r.stdout).toBe(0);
       expect(r.stdout).toContain(`calico-node is running on ${h}`);
     }
-    await waitFor('the BGP session up on h1', async () => (await calicoctl('h1', ['status'])).stdout.includes('Established'), 30_000);
+    await waitFor(
+      'the BGP session up on h1',
+      async () => (await calicoctl('h1', ['status'])).stdout.includes('Established'),
+      30_000,
+    );
     const st = await calicoctl('h1', ['status', '--json']);
     expect(st.code).toBe(0);
-    const j = JSON.parse(st.stdout) as { node: string; bgp: { peer: string; type: string; state: string }[]; master: string; etcd: string; policy: string; metrics: string };
+    const j = JSON.parse(st.stdout) as {
+      node: string;
+      bgp: { peer: string; type: string; state: string }[];
+      master: string;
+      etcd: string;
+      policy: string;
+      metrics: string;
+    };
     expect(j.node).toBe('running');
     expect(j.bgp).toEqual([expect.objectContaining({ peer: hosts.h2!.ip, type: 'mesh', state: 'up' })]);
     expect(j.master).toMatch(/^reachable at http:\/\/198\.18\.0\.1:7655\//);
@@ -93,26 +153,60 @@ describe('getting started with calicoctl and the docker CLI', () => {
     expect(j.metrics).toBe('http://127.0.0.1:9091/metrics');
     const text = (await calicoctl('h1', ['status'])).stdout;
     expect(text).toContain('metrics: http://127.0.0.1:9091/metrics');
-    const scraped = await hosts.h1!.execOk([process.execPath, '-e', "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+    const scraped = await hosts.h1!.execOk([
+      process.execPath,
+      '-e',
+      "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))",
+    ]);
     expect(scraped).toMatch(/^calico_node_dataplane_programmed 1$/m);
   });
 
   it('runs the getting-started scenario: A, B, C on host 1, D, E on host 2', async () => {
-    const workloads = [['A', 'h1', '198.19.1.1'], ['B', 'h1', '198.19.1.2'], ['C', 'h1', '198.19.1.3'], ['D', 'h2', '198.19.2.4'], ['E', 'h2', '198.19.2.5']] as const;
+    const workloads = [
+      ['A', 'h1', '198.19.1.1'],
+      ['B', 'h1', '198.19.1.2'],
+      ['C', 'h1', '198.19.1.3'],
+      ['D', 'h2', '198.19.2.4'],
+      ['E', 'h2', '198.19.2.5'],
+    ] as const;
     const pairs = workloads.flatMap((a) => workloads.filter((b) => b !== a).map((b) => [a, b] as const));
-    const sorted = async (results: Promise<string | null>[]) => (await Promise.all(results)).filter((x): x is string => x !== null).sort();
+    const sorted = async (results: Promise<string | null>[]) =>
+      (await Promise.all(results)).filter((x): x is string => x !== null).sort();
     /** What `calicoctl check` (explain over etcd) says of a ping between each pair. */
-    const checked = () => sorted(pairs.map(async ([a, b]) => ((await calicoctl('h1', ['check', a[2], b[2], '--protocol=icmp'])).code === 0 ? `${a[0]}->${b[0]}` : null)));
-    const observed = () => sorted(pairs.map(async ([a, b]) => ((await ping(a[1], `workload-${a[0]}`, b[2])) ? `${a[0]}->${b[0]}` : null)));
+    const checked = () =>
+      sorted(
+        pairs.map(async ([a, b]) =>
+          (await calicoctl('h1', ['check', a[2], b[2], '--protocol=icmp'])).code === 0 ? `${a[0]}->${b[0]}` : null,
+        ),
+      );
+    const observed = () =>
+      sorted(pairs.map(async ([a, b]) => ((await ping(a[1], `workload-${a[0]}`, b[2])) ? `${a[0]}->${b[0]}` : null)));
     for (const [name, h, ip] of workloads) {
-      const r = await docker(h, ['run', '-d', '--name', `workload-${name}`, '-e', `CALICO_IP=${ip}`, image, 'sleep', '3600']);
+      const r = await docker(h, [
+        'run',
+        '-d',
+        '--name',
+        `workload-${name}`,
+        '-e',
+        `CALICO_IP=${ip}`,
+        image,
+        'sleep',
+        '3600',
+      ]);
       expect(r.code, r.stderr).toBe(0);
     }
     expect(await checked()).toEqual([]);
     expect(await observed()).toEqual([]);
 
-    for (const g of ['GROUP_A_C_E', 'GROUP_B', 'GROUP_D']) expect((await calicoctl('h1', ['addgroup', g])).code).toBe(0);
-    for (const [h, c, g] of [['h1', 'workload-A', 'GROUP_A_C_E'], ['h1', 'workload-C', 'GROUP_A_C_E'], ['h2', 'workload-E', 'GROUP_A_C_E'], ['h1', 'workload-B', 'GROUP_B'], ['h2', 'workload-D', 'GROUP_D']] as const) {
+    for (const g of ['GROUP_A_C_E', 'GROUP_B', 'GROUP_D'])
+      expect((await calicoctl('h1', ['addgroup', g])).code).toBe(0);
+    for (const [h, c, g] of [
+      ['h1', 'workload-A', 'GROUP_A_C_E'],
+      ['h1', 'workload-C', 'GROUP_A_C_E'],
+      ['h2', 'workload-E', 'GROUP_A_C_E'],
+      ['h1', 'workload-B', 'GROUP_B'],
+      ['h2', 'workload-D', 'GROUP_D'],
+    ] as const) {
       const r = await calicoctl(h, ['addtogroup', c, g]);
       expect(r.code, r.stderr).toBe(0);
     }
@@ -123,7 +217,12 @@ describe('getting started with calicoctl and the docker CLI', () => {
     const want = await checked();
     expect(want).toEqual(['A->C', 'A->E', 'C->A', 'C->E', 'E->A', 'E->C']);
     let last: string[] = [];
-    await waitFor('the ping matrix to match calicoctl check', async () => JSON.stringify((last = await observed())) === JSON.stringify(want), 30_000, () => `last seen: ${JSON.stringify(last)}`);
+    await waitFor(
+      'the ping matrix to match calicoctl check',
+      async () => JSON.stringify((last = await observed())) === JSON.stringify(want),
+      30_000,
+      () => `last seen: ${JSON.stringify(last)}`,
+    );
 
     const ok = await calicoctl('h1', ['check', 'workload-A', 'workload-E']);
     expect(ok.code).toBe(0);
@@ -134,7 +233,15 @@ describe('getting started with calicoctl and the docker CLI', () => {
   });
 
   it('rules and pools through calicoctl, with clear errors for bad input', async () => {
-    const bad = await calicoctl('h1', ['rule', 'add', 'GROUP_B', 'inbound', '--cidr=0.0.0.0/0', '--protocol=icmp', '--port=80']);
+    const bad = await calicoctl('h1', [
+      'rule',
+      'add',
+      'GROUP_B',
+      'inbound',
+      '--cidr=0.0.0.0/0',
+      '--protocol=icmp',
+      '--port=80',
+    ]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('port must be null for protocol icmp');
     const add = await calicoctl('h1', ['rule', 'add', 'GROUP_B', 'inbound', '--cidr=0.0.0.0/0', '--protocol=icmp']);
@@ -142,9 +249,21 @@ describe('getting started with calicoctl and the docker CLI', () => {
     await waitFor('A pings B now', () => ping('h1', 'workload-A', '198.19.1.2'), 20_000);
     expect((await calicoctl('h1', ['rule', 'show', 'GROUP_B'])).stdout).toContain('cidr 0.0.0.0/0 icmp');
     expect((await calicoctl('h1', ['pool', 'add', '198.19.100.0/24'])).code).toBe(0);
-    const auto = await docker('h2', ['run', '-d', '--name', 'workload-auto', '-e', 'CALICO_IP=auto', image, 'sleep', '3600']);
+    const auto = await docker('h2', [
+      'run',
+      '-d',
+      '--name',
+      'workload-auto',
+      '-e',
+      'CALICO_IP=auto',
+      image,
+      'sleep',
+      '3600',
+    ]);
     expect(auto.code, auto.stderr).toBe(0);
-    expect((await docker('h2', ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'workload-auto'])).stdout.trim()).toBe('198.19.100.1');
+    expect(
+      (await docker('h2', ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'workload-auto'])).stdout.trim(),
+    ).toBe('198.19.100.1');
     const nf = await calicoctl('h1', ['addtogroup', 'no-such-container', 'GROUP_B']);
     expect(nf.code).toBe(3);
     expect(nf.stderr).toContain('no Calico container has the id, id prefix or name "no-such-container"');
@@ -156,7 +275,11 @@ describe('getting started with calicoctl and the docker CLI', () => {
       const u = v === undefined ? undefined : decodeUrl(diagsUrlKey(h), v);
       return u?.ok ? u.value : undefined;
     };
-    await waitFor('both diags services to register their URLs', async () => (await diagsUrl('h1')) !== undefined && (await diagsUrl('h2')) !== undefined, 20_000);
+    await waitFor(
+      'both diags services to register their URLs',
+      async () => (await diagsUrl('h1')) !== undefined && (await diagsUrl('h2')) !== undefined,
+      20_000,
+    );
     expect(await diagsUrl('h1')).toBe(`http://${hosts.h1!.ip}:7601/`);
     expect(await diagsUrl('h2')).toBe(`https://${hosts.h2!.ip}:7601/`);
     const collect = async (name: string, extra: string[]) => {
@@ -184,7 +307,8 @@ describe('getting started with calicoctl and the docker CLI', () => {
     expect(detailed.code).toBe(0);
     expect(detailed.stdout).toMatch(/^GROUP_A_C_E {2}[0-9a-f-]{36}\n {2}members:$/m);
     // Members are listed by endpoint id, so their order is not fixed.
-    for (const w of ['workload-A on h1', 'workload-C on h1', 'workload-E on h2']) expect(detailed.stdout).toMatch(new RegExp(`^ {4}[0-9a-f-]{36} {2}${w}$`, 'm'));
+    for (const w of ['workload-A on h1', 'workload-C on h1', 'workload-E on h2'])
+      expect(detailed.stdout).toMatch(new RegExp(`^ {4}[0-9a-f-]{36} {2}${w}$`, 'm'));
     expect(detailed.stdout).toContain('inbound (default deny):');
     const json = JSON.parse((await calicoctl('h1', ['showgroups', '--json'])).stdout) as { name: string }[];
     expect(json.map((g) => g.name).sort()).toEqual(['GROUP_A_C_E', 'GROUP_B', 'GROUP_D']);
@@ -202,14 +326,20 @@ describe('getting started with calicoctl and the docker CLI', () => {
 
   it('a crashed service is restarted by its supervisor', async () => {
     const stateFile = join(dir, 'h1', 'run', 'node.state.json');
-    const before = JSON.parse(await readFile(stateFile, 'utf8')) as { services: Record<string, { pid: number; restarts: number }> };
+    const before = JSON.parse(await readFile(stateFile, 'utf8')) as {
+      services: Record<string, { pid: number; restarts: number }>;
+    };
     const pid = before.services['calico-node']!.pid;
     process.kill(pid, 'SIGKILL');
-    await waitFor('calico-node restarted', async () => {
-      const now = JSON.parse(await readFile(stateFile, 'utf8')) as typeof before;
-      const s = now.services['calico-node']!;
-      return s.pid !== null && s.pid !== pid && s.restarts === before.services['calico-node']!.restarts + 1;
-    }, 20_000);
+    await waitFor(
+      'calico-node restarted',
+      async () => {
+        const now = JSON.parse(await readFile(stateFile, 'utf8')) as typeof before;
+        const s = now.services['calico-node']!;
+        return s.pid !== null && s.pid !== pid && s.restarts === before.services['calico-node']!.restarts + 1;
+      },
+      20_000,
+    );
     await waitFor('the proxy answering again', async () => (await docker('h1', ['ps', '-q'])).code === 0, 30_000);
     expect(await ping('h1', 'workload-A', '198.19.1.3')).toBe(true);
   });
@@ -223,7 +353,14 @@ describe('getting started with calicoctl and the docker CLI', () => {
     expect(st.stdout).toContain('calico-node NOT running');
     const again = await calicoctl('h2', ['node', `--ip=${hosts.h2!.ip}`, `--docker=${dockerd.host}`]);
     expect(again.code, again.stderr).toBe(0);
-    const ms = await exec([process.execPath, calicoctlJs, 'master', 'stop', `--etcd=${etcd.endpoints}`, `--run-dir=${join(dir, 'master', 'run')}`]);
+    const ms = await exec([
+      process.execPath,
+      calicoctlJs,
+      'master',
+      'stop',
+      `--etcd=${etcd.endpoints}`,
+      `--run-dir=${join(dir, 'master', 'run')}`,
+    ]);
     expect(ms.stdout).toContain('calico-master stopped');
   });
 
@@ -244,13 +381,28 @@ describe('getting started with calicoctl and the docker CLI', () => {
         'echo "rc=$?"',
         'find /var/lib /run | sort',
       ].join('\n');
-      return (await h9.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], { timeoutMs: 60_000 })).stdout;
+      return (
+        await h9.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], { timeoutMs: 60_000 })
+      ).stdout;
     };
-    const everything = ['/run/calico/h9/node.pid', '/run/marker', '/var/lib/calico/h7', '/var/lib/calico/h8/keep', '/var/lib/calico/h9/bird.conf', '/var/lib/marker'];
+    const everything = [
+      '/run/calico/h9/node.pid',
+      '/run/marker',
+      '/var/lib/calico/h7',
+      '/var/lib/calico/h8/keep',
+      '/var/lib/calico/h9/bird.conf',
+      '/var/lib/marker',
+    ];
     const refused: [string, RegExp][] = [
       ['--hostname=..', /calicoctl: --hostname: host name "\.\." is not valid; use lowercase letters.*\nrc=2\n/],
-      ['--hostname=h7', /calicoctl: reset of h7 refused, nothing was changed: \/var\/lib\/calico\/h7 resolves to \/var\/lib; .*\nrc=1\n/],
-      ['--hostname=h9 --state-dir=/var/lib/calico/..', /calicoctl: reset of h9 refused, nothing was changed: \/var\/lib\/calico\/\.\. is too near the root.*\nrc=1\n/],
+      [
+        '--hostname=h7',
+        /calicoctl: reset of h7 refused, nothing was changed: \/var\/lib\/calico\/h7 resolves to \/var\/lib; .*\nrc=1\n/,
+      ],
+      [
+        '--hostname=h9 --state-dir=/var/lib/calico/..',
+        /calicoctl: reset of h9 refused, nothing was changed: \/var\/lib\/calico\/\.\. is too near the root.*\nrc=1\n/,
+      ],
     ];
     for (const [args, said] of refused) {
       const out = await inThrowaway(args);
@@ -261,7 +413,8 @@ describe('getting started with calicoctl and the docker CLI', () => {
     const out = await inThrowaway('--hostname=h9');
     expect(out).toMatch(/reset h9: removed .* 2 file\(s\).*\nrc=0\n/);
     for (const f of ['/run/calico/h9/node.pid', '/var/lib/calico/h9/bird.conf']) expect(out).not.toContain(f);
-    for (const f of ['/run/marker', '/var/lib/calico/h7', '/var/lib/calico/h8/keep', '/var/lib/marker']) expect(out).toContain(`${f}\n`);
+    for (const f of ['/run/marker', '/var/lib/calico/h7', '/var/lib/calico/h8/keep', '/var/lib/marker'])
+      expect(out).toContain(`${f}\n`);
   });
 
   it('reset on both hosts leaves no veth, route, chain, ipset or key', async () => {
@@ -277,9 +430,15 @@ describe('getting started with calicoctl and the docker CLI', () => {
       expect(await ns.execOk(['ipset', 'list', '-n'])).toBe('');
     }
     const keys = (await ds.getPrefix('/calico/')).kvs.map((kv) => kv.key);
-    expect(keys.filter((k) => k.startsWith('/calico/host/') || k.startsWith('/calico/ipam/v4/assignment/') || k.includes('/member/'))).toEqual([]);
+    expect(
+      keys.filter(
+        (k) => k.startsWith('/calico/host/') || k.startsWith('/calico/ipam/v4/assignment/') || k.includes('/member/'),
+      ),
+    ).toEqual([]);
     // Safe to run twice.
     const again = await calicoctl('h1', ['reset']);
-    expect(again.stdout).toContain('removed 0 service(s), 0 interface(s), 0 route(s), 0 chain(s), 0 ipset(s), 0 file(s), 0 etcd key(s)');
+    expect(again.stdout).toContain(
+      'removed 0 service(s), 0 interface(s), 0 route(s), 0 chain(s), 0 ipset(s), 0 file(s), 0 etcd key(s)',
+    );
   });
 });

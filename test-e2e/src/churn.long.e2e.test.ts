@@ -32,7 +32,11 @@ describe('churn: 1,000 create/remove cycles over 400 running containers', () => 
     cluster = await DevCluster.start({ hosts: [...HOSTS] });
     for (let g = 0; g < GROUPS; g++) {
       // Each group takes traffic from its own members; all may send anywhere in the test range.
-      await writeGroup(cluster, { groupId: group(g), inbound: [{ group: group(g) }], outbound: [{ group: group(g) }, { cidr: '198.19.0.0/16' }] });
+      await writeGroup(cluster, {
+        groupId: group(g),
+        inbound: [{ group: group(g) }],
+        outbound: [{ group: group(g) }, { cidr: '198.19.0.0/16' }],
+      });
     }
     await cluster.ds.put(ipPoolKey(POOL), encodeIpPool(POOL));
   });
@@ -89,14 +93,29 @@ describe('churn: 1,000 create/remove cycles over 400 running containers', () => 
     for (const h of HOSTS) {
       // ip netns exec execs: the managed process is calico-node itself.
       const cmdline = readFileSync(`/proc/${host(h).node!.pid}/cmdline`, 'utf8').split('\0');
-      expect(cmdline.some((a) => a.endsWith('/main.js')) && cmdline.includes(`--hostname=${h}`), cmdline.join(' ')).toBe(true);
+      expect(
+        cmdline.some((a) => a.endsWith('/main.js')) && cmdline.includes(`--hostname=${h}`),
+        cmdline.join(' '),
+      ).toBe(true);
     }
 
     // The standing load: 200 per host, each a member of one of the 8 groups.
     const t0 = Date.now();
-    const standing = HOSTS.flatMap((h, hi) => Array.from({ length: PER_HOST }, (_, i) => ({ h, i, addr: `198.19.${hi + 1}.${i + 1}` })));
+    const standing = HOSTS.flatMap((h, hi) =>
+      Array.from({ length: PER_HOST }, (_, i) => ({ h, i, addr: `198.19.${hi + 1}.${i + 1}` })),
+    );
     const workloads = await pool(standing, IN_FLIGHT, async ({ h, i, addr }) => {
-      const id = await runOk(host(h), ['run', '-d', '--name', `stand-${h}-${i}`, '-e', `CALICO_IP=${addr}`, cluster.image, 'sleep', '36000']);
+      const id = await runOk(host(h), [
+        'run',
+        '-d',
+        '--name',
+        `stand-${h}-${i}`,
+        '-e',
+        `CALICO_IP=${addr}`,
+        cluster.image,
+        'sleep',
+        '36000',
+      ]);
       const endpointId = await endpointOf(host(h), id);
       await cluster.ds.put(groupMemberKey(group(i), endpointId), '');
       return { h, i, id, endpointId, addr };
@@ -110,14 +129,21 @@ describe('churn: 1,000 create/remove cycles over 400 running containers', () => 
         seen = JSON.stringify(s.hosts);
         return HOSTS.every((h) => {
           const c = s.hosts[h]!;
-          return c.veths === PER_HOST && c.workloadChains === 2 * PER_HOST && c.ipsets === GROUPS && c.ipsetMembers === GROUPS * members;
+          return (
+            c.veths === PER_HOST &&
+            c.workloadChains === 2 * PER_HOST &&
+            c.ipsets === GROUPS &&
+            c.ipsetMembers === GROUPS * members
+          );
         });
       },
       120_000,
       () => seen,
     );
     const before = await snapshot();
-    console.log(`standing load: ${standing.length} containers in ${((Date.now() - t0) / 1000).toFixed(1)} s\nbefore: ${JSON.stringify(before)}`);
+    console.log(
+      `standing load: ${standing.length} containers in ${((Date.now() - t0) / 1000).toFixed(1)} s\nbefore: ${JSON.stringify(before)}`,
+    );
 
     // Policy holds over the load: same group reaches, another group does not.
     const asWorkload = (w: (typeof workloads)[number], name: string): Workload => ({
@@ -128,7 +154,11 @@ describe('churn: 1,000 create/remove cycles over 400 running containers', () => 
       addr: w.addr,
       exec: (args) => cluster.dockerd.docker(['exec', w.id, ...args]),
     });
-    const sample = [asWorkload(workloads[0]!, 'A'), asWorkload(workloads[GROUPS]!, 'B'), asWorkload(workloads[1]!, 'C')];
+    const sample = [
+      asWorkload(workloads[0]!, 'A'),
+      asWorkload(workloads[GROUPS]!, 'B'),
+      asWorkload(workloads[1]!, 'C'),
+    ];
     await expectMatrix(cluster, sample, ['A->B', 'B->A'], 30_000);
 
     // The churn: run, join a group, remove, through either host's proxy, 8 at a time.
@@ -138,38 +168,64 @@ describe('churn: 1,000 create/remove cycles over 400 running containers', () => 
     let done = 0;
     let checked = 0;
     const unreachable: string[] = [];
-    const cpu = () => ({ h1: cpuSeconds(host('h1').node!.pid), h2: cpuSeconds(host('h2').node!.pid), dockerd: cpuSeconds(cluster.dockerd.pid) });
+    const cpu = () => ({
+      h1: cpuSeconds(host('h1').node!.pid),
+      h2: cpuSeconds(host('h2').node!.pid),
+      dockerd: cpuSeconds(cluster.dockerd.pid),
+    });
     const cpuBefore = cpu();
     const tCycles = Date.now();
-    await pool(Array.from({ length: CYCLES }, (_, i) => i), IN_FLIGHT, async (i) => {
-      const h = host(HOSTS[i % HOSTS.length]!);
-      const ip = i % 3 === 0 ? 'auto' : `198.19.${64 + Math.floor(i / 250)}.${(i % 250) + 1}`;
-      const id = await runOk(h, ['run', '-d', '--name', `cycle-${i}`, '-e', `CALICO_IP=${ip}`, cluster.image, 'sleep', '3600']);
-      await cluster.ds.put(groupMemberKey(group(i), await endpointOf(h, id)), '');
-      // Every 25th is checked for real: its host reaches it at the address it was given.
-      if (i % 25 === 0) {
-        const addr = await runOk(h, ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', id]);
-        const r = await h.ns.exec(['busybox', 'ping', '-c', '1', '-W', '2', addr]);
-        if (r.code !== 0) unreachable.push(`cycle-${i} (${addr}) on ${h.name}`);
-        checked++;
-      }
-      await runOk(h, ['rm', '-f', id]);
-      const at = ++done;
-      if (sampleAt.has(at)) {
-        for (const name of HOSTS) {
-          rss[name]!.push({ at, kb: rssKb(host(name)) });
-          heap[name]!.push({ at, kb: await heapKb(host(name)) });
+    await pool(
+      Array.from({ length: CYCLES }, (_, i) => i),
+      IN_FLIGHT,
+      async (i) => {
+        const h = host(HOSTS[i % HOSTS.length]!);
+        const ip = i % 3 === 0 ? 'auto' : `198.19.${64 + Math.floor(i / 250)}.${(i % 250) + 1}`;
+        const id = await runOk(h, [
+          'run',
+          '-d',
+          '--name',
+          `cycle-${i}`,
+          '-e',
+          `CALICO_IP=${ip}`,
+          cluster.image,
+          'sleep',
+          '3600',
+        ]);
+        await cluster.ds.put(groupMemberKey(group(i), await endpointOf(h, id)), '');
+        // Every 25th is checked for real: its host reaches it at the address it was given.
+        if (i % 25 === 0) {
+          const addr = await runOk(h, ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', id]);
+          const r = await h.ns.exec(['busybox', 'ping', '-c', '1', '-W', '2', addr]);
+          if (r.code !== 0) unreachable.push(`cycle-${i} (${addr}) on ${h.name}`);
+          checked++;
         }
-      }
-    });
+        await runOk(h, ['rm', '-f', id]);
+        const at = ++done;
+        if (sampleAt.has(at)) {
+          for (const name of HOSTS) {
+            rss[name]!.push({ at, kb: rssKb(host(name)) });
+            heap[name]!.push({ at, kb: await heapKb(host(name)) });
+          }
+        }
+      },
+    );
     const cycleSeconds = (Date.now() - tCycles) / 1000;
     const cpuAfter = cpu();
     const used = Object.fromEntries(
-      (['h1', 'h2', 'dockerd'] as const).map((k) => [k, { self: +(cpuAfter[k].self - cpuBefore[k].self).toFixed(1), children: +(cpuAfter[k].children - cpuBefore[k].children).toFixed(1) }]),
+      (['h1', 'h2', 'dockerd'] as const).map((k) => [
+        k,
+        {
+          self: +(cpuAfter[k].self - cpuBefore[k].self).toFixed(1),
+          children: +(cpuAfter[k].children - cpuBefore[k].children).toFixed(1),
+        },
+      ]),
     );
     expect(checked).toBe(CYCLES / 25);
     expect(unreachable).toEqual([]);
-    console.log(`${CYCLES} cycles in ${cycleSeconds.toFixed(1)} s: ${(CYCLES / cycleSeconds).toFixed(2)} cycles/s with ${IN_FLIGHT} in flight; CPU seconds (self, children): ${JSON.stringify(used)}; load ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
+    console.log(
+      `${CYCLES} cycles in ${cycleSeconds.toFixed(1)} s: ${(CYCLES / cycleSeconds).toFixed(2)} cycles/s with ${IN_FLIGHT} in flight; CPU seconds (self, children): ${JSON.stringify(used)}; load ${readFileSync('/proc/loadavg', 'utf8').trim()}`,
+    );
 
     // Idle again: every count back where it was, within a ceiling.
     const tIdle = Date.now();
@@ -199,7 +255,10 @@ describe('churn: 1,000 create/remove cycles over 400 running containers', () => 
         `${name} node RSS: after warm-up ${warm} kB, late ${late} kB (${(((late - warm) / warm) * 100).toFixed(1)}%), idle ${idle} kB; ` +
           `heap used ${heapWarm} → ${heapLate} kB; samples ${JSON.stringify(rss[name])}`,
       );
-      expect(Math.min(late, idle), `${name}: RSS grew from ${warm} kB to ${late} kB late in the churn and ${idle} kB idle`).toBeLessThanOrEqual(warm * 1.1);
+      expect(
+        Math.min(late, idle),
+        `${name}: RSS grew from ${warm} kB to ${late} kB late in the churn and ${idle} kB idle`,
+      ).toBeLessThanOrEqual(warm * 1.1);
     }
   });
 });

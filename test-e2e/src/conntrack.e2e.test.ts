@@ -31,7 +31,11 @@ describe('a long-lived TCP connection when what allowed it goes', () => {
     // B takes tcp/7000 from members of "clients"; A sends through "out" (clients has no rules).
     await writeGroup(cluster, { groupId: 'out', members: [A.endpointId], outbound: [{ cidr: '0.0.0.0/0' }] });
     await writeGroup(cluster, { groupId: 'clients', members: [A.endpointId] });
-    await writeGroup(cluster, { groupId: 'server', members: [B.endpointId], inbound: [{ group: 'clients', protocol: 'tcp', port: PORT }] });
+    await writeGroup(cluster, {
+      groupId: 'server',
+      members: [B.endpointId],
+      inbound: [{ group: 'clients', protocol: 'tcp', port: PORT }],
+    });
     echo = await startEcho(cluster, B, B.addr, PORT);
   });
   afterEach((ctx) => {
@@ -46,7 +50,14 @@ describe('a long-lived TCP connection when what allowed it goes', () => {
 
   const h1 = () => cluster.host('h1').ns;
   const tw = () => `cali-tw-${hostIfName(B.endpointId).slice(4)}`;
-  const flows = async () => (await h1().execOk(['conntrack', '-L', '-p', 'tcp', '--dport', String(PORT), '-d', B.addr]).catch(() => '')).split('\n').filter((l) => l.includes('ESTABLISHED'));
+  const flows = async () =>
+    (
+      await h1()
+        .execOk(['conntrack', '-L', '-p', 'tcp', '--dport', String(PORT), '-d', B.addr])
+        .catch(() => '')
+    )
+      .split('\n')
+      .filter((l) => l.includes('ESTABLISHED'));
   const connect = async () => {
     const c = await Chat.open(cluster, A, A.addr, B.addr, PORT);
     chats.push(c);
@@ -91,15 +102,22 @@ describe('a long-lived TCP connection when what allowed it goes', () => {
     await waitFor('the flow forgotten', async () => (await flows()).length === 0, 15_000);
     expect(await dropped(c, 'after')).toBe(true);
     // Put back for the next test.
-    await cluster.ds.put(groupRuleKey('server', 'inbound', 1), encodeRule({ group: 'clients', protocol: 'tcp', port: PORT }));
+    await cluster.ds.put(
+      groupRuleKey('server', 'inbound', 1),
+      encodeRule({ group: 'clients', protocol: 'tcp', port: PORT }),
+    );
   });
 
   it('taking the membership away (the ipset loses the address) cuts it too', async () => {
     let c: Chat | undefined;
-    await waitFor('a connection once the rule is back', async () => {
-      c = await connect().catch(() => undefined);
-      return c !== undefined;
-    }, 15_000);
+    await waitFor(
+      'a connection once the rule is back',
+      async () => {
+        c = await connect().catch(() => undefined);
+        return c !== undefined;
+      },
+      15_000,
+    );
     c!.send('before');
     expect(await c!.echoed('before')).toBe(true);
     const rules = await h1().execOk(['iptables-save', '-t', 'filter']);

@@ -58,7 +58,12 @@ describe('a workload and the control plane', () => {
   /** Which of targets() A can open a TCP connection to. */
   const reached = async (): Promise<Record<string, boolean>> => {
     const t = Object.entries(targets());
-    const r = await sendFrom(cluster, A, A.addr, t.map(([, c]) => c));
+    const r = await sendFrom(
+      cluster,
+      A,
+      A.addr,
+      t.map(([, c]) => c),
+    );
     return Object.fromEntries(t.map(([name], i) => [name, r[i]!.ok]));
   };
 
@@ -70,9 +75,16 @@ describe('a workload and the control plane', () => {
     // The control host runs no BIRD: it routes A's address back to h1 by hand (h2 learns it over BGP).
     await control().execOk(['ip', 'route', 'add', `${A.addr}/32`, 'via', h1().ns.ip]);
     const diags = h2().ns.spawn('calico-diags', [
-      process.execPath, diagsJs, 'serve', '--hostname=h2',
-      `--listen=${h2().ns.ip}:${DIAGS_PORT}`, `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`,
-      `--run-dir=${join(dir, 'run')}`, `--log-dir=${join(dir, 'log')}`, `--state-dir=${join(dir, 'state')}`,
+      process.execPath,
+      diagsJs,
+      'serve',
+      '--hostname=h2',
+      `--listen=${h2().ns.ip}:${DIAGS_PORT}`,
+      `--etcd=${cluster.etcd.endpoints}`,
+      `--docker=${cluster.dockerd.host}`,
+      `--run-dir=${join(dir, 'run')}`,
+      `--log-dir=${join(dir, 'log')}`,
+      `--state-dir=${join(dir, 'state')}`,
     ]);
     procs.push(diags);
     const registered = async () => (await cluster.ds.get(diagsUrlKey('h2'))) !== undefined;
@@ -80,7 +92,12 @@ describe('a workload and the control plane', () => {
     for (const ns of [control(), h2().ns]) {
       const p = ns.spawn(`listen-${OTHER_PORT}`, [process.execPath, PROBE, 'listen', ns.ip, String(OTHER_PORT)]);
       procs.push(p);
-      await waitFor(`the listener on ${ns.ip}`, () => p.log().includes('ready'), 10_000, () => p.log());
+      await waitFor(
+        `the listener on ${ns.ip}`,
+        () => p.log().includes('ready'),
+        10_000,
+        () => p.log(),
+      );
     }
     const session = async () => (await h1().birdc('show protocols')).stdout.includes('Established');
     await waitFor('h1 and h2 in BGP session', session, 30_000);
@@ -98,14 +115,23 @@ describe('a workload and the control plane', () => {
 
   it('with outbound 0.0.0.0/0, A opens none of etcd, master, diags or BGP, but other ports there', async () => {
     let members: string[] = [];
-    await waitFor('h1 to know the whole control plane', async () => {
-      members = (await h1().ns.execOk(['ipset', 'list', 'cali4-ctl'])).split('\n');
-      return [
-        `${control().ip},tcp:${etcdPort()}`, `${control().ip},tcp:2380`,
-        `${control().ip},tcp:${peerPort()}`, `${control().ip},tcp:${masterPort()}`,
-        `${h2().ns.ip},tcp:179`, `${h2().ns.ip},tcp:${DIAGS_PORT}`, `${h1().ns.ip},tcp:179`,
-      ].every((m) => members.includes(m));
-    }, 20_000, () => members.join('\n'));
+    await waitFor(
+      'h1 to know the whole control plane',
+      async () => {
+        members = (await h1().ns.execOk(['ipset', 'list', 'cali4-ctl'])).split('\n');
+        return [
+          `${control().ip},tcp:${etcdPort()}`,
+          `${control().ip},tcp:2380`,
+          `${control().ip},tcp:${peerPort()}`,
+          `${control().ip},tcp:${masterPort()}`,
+          `${h2().ns.ip},tcp:179`,
+          `${h2().ns.ip},tcp:${DIAGS_PORT}`,
+          `${h1().ns.ip},tcp:179`,
+        ].every((m) => members.includes(m));
+      },
+      20_000,
+      () => members.join('\n'),
+    );
     // Before any group, nothing at all: the controls below are this rule's doing.
     expect(Object.values(await reached()).some(Boolean)).toBe(false);
     const outbound = [{ cidr: '0.0.0.0/0' }];
@@ -167,9 +193,13 @@ describe('a workload and the control plane', () => {
     // Taken away again: closed again.
     await cluster.ds.delete(groupRuleKey('g-out', 'outbound', 2));
     await cluster.ds.delete(groupRuleKey('g-out', 'outbound', 3));
-    await waitFor('etcd and BGP closed again', async () => {
-      const r = await reached();
-      return !r.etcd && !r['etcd peer'] && !r.master && !r.bgp && !r.diags && r['h2, another port'] === true;
-    }, 15_000);
+    await waitFor(
+      'etcd and BGP closed again',
+      async () => {
+        const r = await reached();
+        return !r.etcd && !r['etcd peer'] && !r.master && !r.bgp && !r.diags && r['h2, another port'] === true;
+      },
+      15_000,
+    );
   });
 });

@@ -28,7 +28,9 @@ export async function hostCounts(host: DevHost): Promise<HostCounts> {
   const routes4 = lines(await ns.execOk(['ip', '-4', 'route', 'show', 'table', 'all'])).length;
   // Link-local and multicast routes come and go with each interface's IPv6 (eth0's settles a
   // moment after the host is made; a veth's come with it): counted by the veths already.
-  const routes6 = lines(await ns.execOk(['ip', '-6', 'route', 'show', 'table', 'all'])).filter((l) => !/^(local |multicast |anycast )?f[ef][0-9a-f]{2}:/.test(l)).length;
+  const routes6 = lines(await ns.execOk(['ip', '-6', 'route', 'show', 'table', 'all'])).filter(
+    (l) => !/^(local |multicast |anycast )?f[ef][0-9a-f]{2}:/.test(l),
+  ).length;
   let chains = 0;
   let workloadChains = 0;
   let rules = 0;
@@ -69,7 +71,9 @@ export interface ContainerState {
 
 /** Every container whose name starts with prefix, inspected in one call. */
 export async function containersNamed(cluster: DevCluster, prefix: string): Promise<ContainerState[]> {
-  const ids = (await cluster.dockerd.dockerOk(['ps', '-aq', '--no-trunc', '--filter', `name=^/${prefix}`])).split('\n').filter(Boolean);
+  const ids = (await cluster.dockerd.dockerOk(['ps', '-aq', '--no-trunc', '--filter', `name=^/${prefix}`]))
+    .split('\n')
+    .filter(Boolean);
   if (ids.length === 0) return [];
   const out: ContainerState[] = [];
   // Inspect in chunks: a long argv is fine, a long answer is too.
@@ -81,14 +85,25 @@ export async function containersNamed(cluster: DevCluster, prefix: string): Prom
       Config: { Labels: Record<string, string> | null };
     }[];
     for (const d of docs) {
-      out.push({ id: d.Id, name: d.Name.replace(/^\//, ''), running: d.State.Running, pid: d.State.Pid, status: d.State.Status, labels: d.Config.Labels ?? {} });
+      out.push({
+        id: d.Id,
+        name: d.Name.replace(/^\//, ''),
+        running: d.State.Running,
+        pid: d.State.Pid,
+        status: d.State.Status,
+        labels: d.Config.Labels ?? {},
+      });
     }
   }
   return out;
 }
 
 /** Runs fn over items with at most `width` at once, in order of start; returns results in item order. */
-export async function pool<T, R>(items: readonly T[], width: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function pool<T, R>(
+  items: readonly T[],
+  width: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   await Promise.all(

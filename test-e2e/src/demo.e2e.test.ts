@@ -31,7 +31,11 @@ describe('the demo', () => {
       const noCert = await exec(['sh', '-c', etcdctl.replace(/ --cert=\S+ --key=\S+/, '')], { timeoutMs: 30_000 });
       expect(noCert.code).not.toBe(0);
       expect(noCert.stdout).not.toContain('/calico/');
-      const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { dockerdPid: number; etcdPids: number[]; netns: string[] };
+      const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as {
+        dockerdPid: number;
+        etcdPids: number[];
+        netns: string[];
+      };
       const again = await exec([process.execPath, demoJs, 'up'], { env, timeoutMs: 300_000 });
       expect(again.code, again.stdout + again.stderr).toBe(0);
       expect(again.stdout).toContain('taking it down first');
@@ -46,7 +50,13 @@ describe('the demo', () => {
       expect(after.rootLinks.filter((l) => l.startsWith('cdemo'))).toEqual([]);
       expect(before.rootLinks.filter((l) => l.startsWith('cdemo'))).toEqual([]);
       expect(existsSync(dir)).toBe(false);
-      expect((await exec(['sh', '-c', 'ps -eo args | grep -E "^(bird|etcd|dockerd|containerd)" | grep -v grep || true'])).stdout.split('\n').filter((l) => l.includes(dir))).toEqual([]);
+      expect(
+        (
+          await exec(['sh', '-c', 'ps -eo args | grep -E "^(bird|etcd|dockerd|containerd)" | grep -v grep || true'])
+        ).stdout
+          .split('\n')
+          .filter((l) => l.includes(dir)),
+      ).toEqual([]);
     } finally {
       await exec([process.execPath, demoJs, 'down'], { env, timeoutMs: 300_000 });
       await rm(parent, { recursive: true, force: true });

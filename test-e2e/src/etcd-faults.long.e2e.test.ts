@@ -2,7 +2,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DevCluster } from '@calico/devcluster';
 import { groupMemberKey } from '@calico/keyspace';
 import { pidAlive, requireRoot, waitFor } from '@calico/testkit';
-import { expectMatrix, nodeMetrics, pingMatrix, startWorkload, waitForMatrix, writeGroup, type Workload } from './helpers.js';
+import {
+  expectMatrix,
+  nodeMetrics,
+  pingMatrix,
+  startWorkload,
+  waitForMatrix,
+  writeGroup,
+  type Workload,
+} from './helpers.js';
 
 const HOSTS = ['h1', 'h2'] as const;
 const addgroup = (groupId: string, members: Workload[]) => ({
@@ -38,7 +46,12 @@ describe('etcd faults on two hosts with BGP and the master', () => {
     if (ctx.task.result?.state === 'fail') failed = true;
   });
   afterAll(async () => {
-    if (failed && cluster) console.error(await cluster.dump(), `\n--- master log\n${cluster.master?.log().slice(-5000)}`, `\n--- node logs\n${HOSTS.map((h) => cluster.host(h).node?.log().slice(-30000)).join("\n")}`);
+    if (failed && cluster)
+      console.error(
+        await cluster.dump(),
+        `\n--- master log\n${cluster.master?.log().slice(-5000)}`,
+        `\n--- node logs\n${HOSTS.map((h) => cluster.host(h).node?.log().slice(-30000)).join('\n')}`,
+      );
     await cluster?.stop();
   });
 
@@ -53,8 +66,16 @@ describe('etcd faults on two hosts with BGP and the master', () => {
     Promise.all(
       HOSTS.map(async (h) => {
         const ns = cluster.host(h).ns;
-        const strip = (t: string) => t.split('\n').filter((l) => !l.startsWith('#')).join('\n');
-        return [strip(await ns.execOk(['iptables-save'])), await ns.execOk(['ipset', 'save']), await ns.execOk(['ip', 'route'])].join('\n');
+        const strip = (t: string) =>
+          t
+            .split('\n')
+            .filter((l) => !l.startsWith('#'))
+            .join('\n');
+        return [
+          strip(await ns.execOk(['iptables-save'])),
+          await ns.execOk(['ipset', 'save']),
+          await ns.execOk(['ip', 'route']),
+        ].join('\n');
       }),
     );
 
@@ -64,7 +85,12 @@ describe('etcd faults on two hosts with BGP and the master', () => {
     try {
       const E = await startWorkload(cluster, cluster.host('h1'), 'E', '198.19.11.5');
       await cluster.ds.put(groupMemberKey('g-ac', E.endpointId), '');
-      await expectMatrix(cluster, [A, B, C, D, E], ['A->C', 'A->E', 'B->D', 'C->A', 'C->E', 'D->B', 'E->A', 'E->C'], 30_000);
+      await expectMatrix(
+        cluster,
+        [A, B, C, D, E],
+        ['A->C', 'A->E', 'B->D', 'C->A', 'C->E', 'D->B', 'E->A', 'E->C'],
+        30_000,
+      );
       expect(pids()).toEqual(before);
       expect(allAlive(before)).toBe(true);
       await cluster.ds.delete(groupMemberKey('g-ac', E.endpointId));
@@ -84,7 +110,12 @@ describe('etcd faults on two hosts with BGP and the master', () => {
     const down = Date.now();
     try {
       // Out of sync on every host (their own word), and otherwise nothing changes.
-      for (const h of HOSTS) await waitFor(`${h} to see etcd gone`, async () => (await nodeMetrics(cluster, h)).get('calico_node_datastore_in_sync') === 0, 30_000);
+      for (const h of HOSTS)
+        await waitFor(
+          `${h} to see etcd gone`,
+          async () => (await nodeMetrics(cluster, h)).get('calico_node_datastore_in_sync') === 0,
+          30_000,
+        );
       while (Date.now() - down < 30_000) {
         expect(allAlive(before)).toBe(true);
         expect(await pingMatrix([A, B, C, D])).toEqual(matrix);
@@ -99,20 +130,30 @@ describe('etcd faults on two hosts with BGP and the master', () => {
     const inSyncAfter: Record<string, number> = {};
     await Promise.all(
       HOSTS.map((h) =>
-        waitFor(`${h} back in sync within 5 s`, async () => {
-          const ok = (await nodeMetrics(cluster, h)).get('calico_node_datastore_in_sync') === 1;
-          if (ok) inSyncAfter[h] = Date.now() - back;
-          return ok;
-        }, 5_000),
+        waitFor(
+          `${h} back in sync within 5 s`,
+          async () => {
+            const ok = (await nodeMetrics(cluster, h)).get('calico_node_datastore_in_sync') === 1;
+            if (ok) inSyncAfter[h] = Date.now() - back;
+            return ok;
+          },
+          5_000,
+        ),
       ),
     );
     // A change right after the return: D joins A and C.
     await cluster.ds.put(groupMemberKey('g-ac', D.endpointId), '');
     const changed = Date.now();
     await waitForMatrix([A, B, C, D], ['A->C', 'A->D', 'B->D', 'C->A', 'C->D', 'D->A', 'D->B', 'D->C'], 30_000);
-    console.log(`etcd outage: back in sync ${JSON.stringify(inSyncAfter)} ms after etcd returned; a change made then applied everywhere in ${Date.now() - changed} ms`);
+    console.log(
+      `etcd outage: back in sync ${JSON.stringify(inSyncAfter)} ms after etcd returned; a change made then applied everywhere in ${Date.now() - changed} ms`,
+    );
     expect(pids()).toEqual(before);
     expect(allAlive(before)).toBe(true);
-    await waitFor('the master in sync again', async () => (await fetch(new URL('healthz', cluster.masterUrl)).then((r) => r.status)) === 200, 30_000);
+    await waitFor(
+      'the master in sync again',
+      async () => (await fetch(new URL('healthz', cluster.masterUrl)).then((r) => r.status)) === 200,
+      30_000,
+    );
   });
 });

@@ -56,9 +56,17 @@ describe('a TLS-only etcd with client certificates', () => {
     other = await TestCa.create(join(dir, 'other-ca'), 'other-ca');
     cluster = await DevCluster.start({ hosts: ['h1', 'h2'], bgp: true, master: true, etcdTls: true });
     const diags = h2().ns.spawn('calico-diags', [
-      process.execPath, diagsJs, 'serve', '--hostname=h2', `--listen=${h2().ns.ip}:${DIAGS_PORT}`, ...cluster.etcdFlags,
-      `--docker=${cluster.dockerd.host}`, `--api-token-file=${cluster.apiTokenFile}`,
-      `--run-dir=${join(dir, 'run')}`, `--log-dir=${join(dir, 'log')}`, `--state-dir=${join(dir, 'state')}`,
+      process.execPath,
+      diagsJs,
+      'serve',
+      '--hostname=h2',
+      `--listen=${h2().ns.ip}:${DIAGS_PORT}`,
+      ...cluster.etcdFlags,
+      `--docker=${cluster.dockerd.host}`,
+      `--api-token-file=${cluster.apiTokenFile}`,
+      `--run-dir=${join(dir, 'run')}`,
+      `--log-dir=${join(dir, 'log')}`,
+      `--state-dir=${join(dir, 'state')}`,
     ]);
     procs.push(diags);
     const registered = async () => (await value(diagsUrlKey('h2'))) !== null;
@@ -88,8 +96,11 @@ describe('a TLS-only etcd with client certificates', () => {
 
   it('runs the getting-started scenario on it: proxy, agent, BGP peers from etcd, calicoctl', async () => {
     const plan = [
-      ['A', h1(), '198.19.1.1'], ['B', h1(), '198.19.1.2'], ['C', h1(), '198.19.1.3'],
-      ['D', h2(), '198.19.2.4'], ['E', h2(), '198.19.2.5'],
+      ['A', h1(), '198.19.1.1'],
+      ['B', h1(), '198.19.1.2'],
+      ['C', h1(), '198.19.1.3'],
+      ['D', h2(), '198.19.2.4'],
+      ['E', h2(), '198.19.2.5'],
     ] as const;
     for (const [name, host, addr] of plan) wl[name] = await startWorkload(cluster, host, name, addr);
     const all = Object.values(wl);
@@ -100,7 +111,11 @@ describe('a TLS-only etcd with client certificates', () => {
       expect(r.code, r.stderr).toBe(0);
     }
     const members = [
-      ['A', 'GROUP_A_C_E'], ['C', 'GROUP_A_C_E'], ['E', 'GROUP_A_C_E'], ['B', 'GROUP_B'], ['D', 'GROUP_D'],
+      ['A', 'GROUP_A_C_E'],
+      ['C', 'GROUP_A_C_E'],
+      ['E', 'GROUP_A_C_E'],
+      ['B', 'GROUP_B'],
+      ['D', 'GROUP_D'],
     ] as const;
     for (const [w, g] of members) {
       const r = await calicoctl(['addtogroup', wl[w]!.id, g]);
@@ -148,7 +163,10 @@ describe('a TLS-only etcd with client certificates', () => {
   it('a certificate of another CA is refused, by etcd and for calicoctl', async () => {
     const stranger = await other.issue('stranger', { client: true });
     const key = '/calico/tls-probe/other-ca';
-    const r = await etcdctl([`--cacert=${tls().ca}`, `--cert=${stranger.cert}`, `--key=${stranger.key}`], ['put', key, 'x']);
+    const r = await etcdctl(
+      [`--cacert=${tls().ca}`, `--cert=${stranger.cert}`, `--key=${stranger.key}`],
+      ['put', key, 'x'],
+    );
     expect(r.code).not.toBe(0);
     const flags = [`--etcd=${cluster.etcd.endpoints}`, `--etcd-ca=${tls().ca}`];
     flags.push(`--etcd-cert=${stranger.cert}`, `--etcd-key=${stranger.key}`);
@@ -164,8 +182,10 @@ describe('a TLS-only etcd with client certificates', () => {
     const plain = url().replace(/^https:/, 'http:');
     const key = '/calico/tls-probe/plain';
     expect((await etcdctl([], ['put', key, 'x'], plain)).code).not.toBe(0);
-    const health = await fetch(`${plain}/health`, { signal: AbortSignal.timeout(5_000) })
-      .then((res) => res.status, (e: unknown) => String(e));
+    const health = await fetch(`${plain}/health`, { signal: AbortSignal.timeout(5_000) }).then(
+      (res) => res.status,
+      (e: unknown) => String(e),
+    );
     expect(health).not.toBe(200);
     const ctl = await calicoctl(['addgroup', 'PLAIN'], [`--etcd=${plain}`]);
     expect(ctl.code).not.toBe(0);
@@ -184,20 +204,32 @@ describe('a TLS-only etcd with client certificates', () => {
     const ip = h1().ns.ip;
     const token = `--api-token-file=${join(dir, 'h9-token')}`;
     const services: Record<string, string[]> = {
-      'calico-node': [nodeMainJs(), '--hostname=h9', `--ip=${ip}`, `--docker=${cluster.dockerd.host}`, `--listen=unix://${sock}`],
+      'calico-node': [
+        nodeMainJs(),
+        '--hostname=h9',
+        `--ip=${ip}`,
+        `--docker=${cluster.dockerd.host}`,
+        `--listen=unix://${sock}`,
+      ],
       'calico-bgp-config': [bgpConfigMainJs(), '--hostname=h9', `--state-dir=${join(dir, 'h9-bird')}`],
       'calico-master': [masterMainJs(), `--ip=${ip}`, `--listen=${ip}:7699`, token],
       'calico-diags': [diagsJs, 'serve', '--hostname=h9', `--listen=${ip}:${DIAGS_PORT}`, token],
     };
     for (const [name, argv] of Object.entries(services)) {
-      for (const [flags, reason] of [[httpWithTls, HTTP_WITH_TLS], [httpsNoCa, NEEDS_CA]] as const) {
+      for (const [flags, reason] of [
+        [httpWithTls, HTTP_WITH_TLS],
+        [httpsNoCa, NEEDS_CA],
+      ] as const) {
         const r = await h1().ns.exec([process.execPath, ...argv, ...flags], { timeoutMs: 20_000 });
         expect({ name, code: r.code }).toEqual({ name, code: 2 });
         expect(r.stderr).toContain(`${name}: etcd`);
         expect(r.stderr).toContain(reason);
       }
     }
-    for (const [flags, reason] of [[httpWithTls, HTTP_WITH_TLS], [httpsNoCa, NEEDS_CA]] as const) {
+    for (const [flags, reason] of [
+      [httpWithTls, HTTP_WITH_TLS],
+      [httpsNoCa, NEEDS_CA],
+    ] as const) {
       const r = await calicoctl(['addgroup', 'REFUSED'], flags);
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(reason);

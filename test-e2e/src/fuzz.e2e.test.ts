@@ -120,10 +120,17 @@ describe(`fuzzing /calico/ (seed ${SEED})`, () => {
     dir = await mkdtemp(join(tmpdir(), 'calico-fuzz-'));
     cluster = await DevCluster.start({ hosts: ['h1', 'h2'], bgp: true, master: true });
     diags = h1().ns.spawn('calico-diags', [
-      process.execPath, diagsJs, 'serve', '--hostname=h1',
-      `--listen=${h1().ns.ip}:${DIAGS_PORT}`, `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`,
+      process.execPath,
+      diagsJs,
+      'serve',
+      '--hostname=h1',
+      `--listen=${h1().ns.ip}:${DIAGS_PORT}`,
+      `--etcd=${cluster.etcd.endpoints}`,
+      `--docker=${cluster.dockerd.host}`,
       `--api-token-file=${cluster.apiTokenFile}`,
-      `--run-dir=${join(dir, 'run')}`, `--log-dir=${join(dir, 'log')}`, `--state-dir=${join(dir, 'state')}`,
+      `--run-dir=${join(dir, 'run')}`,
+      `--log-dir=${join(dir, 'log')}`,
+      `--state-dir=${join(dir, 'state')}`,
     ]);
     const registered = async () => (await cluster.ds.get(diagsUrlKey('h1'))) !== undefined;
     await waitFor('diags to register', registered, 20_000, () => diags.log().slice(-2000));
@@ -197,14 +204,18 @@ describe(`fuzzing /calico/ (seed ${SEED})`, () => {
       // Before the rule, with B routed: denied (the control that counts comes last: the rule deleted).
       await waitFor('h1 to learn the route to B', async () => (await routeToB()) !== '', 30_000);
       expect(await connects(A, B.addr, 80)).toBe(false);
-      await putValid([{ key: groupRuleKey(GROUP, 'inbound', 1), value: encodeRule({ group: GROUP, protocol: 'tcp', port: 80 }) }]);
+      await putValid([
+        { key: groupRuleKey(GROUP, 'inbound', 1), value: encodeRule({ group: GROUP, protocol: 'tcp', port: 80 }) },
+      ]);
       await until(0.7);
       await putValid([{ key: birdIpKey(NEW_HOST.name), value: encodeBirdIp(NEW_HOST.ip) }]);
     })();
     const started = performance.now();
     await Promise.all([writer(), writer(), writer(), writer(), changes]);
     const ms = Math.round(performance.now() - started);
-    console.log(`wrote ${entries.length} bad keys in ${total} requests, ${valid.length} valid keys among them, in ${ms} ms`);
+    console.log(
+      `wrote ${entries.length} bad keys in ${total} requests, ${valid.length} valid keys among them, in ${ms} ms`,
+    );
 
     // Every valid change took effect.
     await waitFor('A to reach B on port 80 (the rule)', () => connects(A, B.addr, 80), 60_000);
@@ -225,7 +236,11 @@ describe(`fuzzing /calico/ (seed ${SEED})`, () => {
     pinging = false;
     await pinger;
     expect(procs().map((p) => [p.opts.name, p.pid] as const)).toEqual(pids);
-    expect(procs().filter((p) => !p.running || !processExists(p.pid)).map((p) => p.opts.name)).toEqual([]);
+    expect(
+      procs()
+        .filter((p) => !p.running || !processExists(p.pid))
+        .map((p) => p.opts.name),
+    ).toEqual([]);
     expect([await cluster.birdPid('h1'), await cluster.birdPid('h2')]).toEqual(birdPids);
     expect(birdPids.every((p) => p !== undefined && processExists(p))).toBe(true);
     // Nothing stalled: each answers, and the agents are in sync with etcd.

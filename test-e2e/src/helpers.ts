@@ -18,12 +18,22 @@ export interface Workload {
 export async function startWorkload(cluster: DevCluster, host: DevHost, name: string, addr: string): Promise<Workload> {
   const image = cluster.image;
   const r = await host.docker([
-    'run', '-d', '--name', `wl-${name}-${Date.now() % 100000}`, '-e', `CALICO_IP=${addr}`, image,
-    'sh', '-c', 'nc -ll -p 80 -e echo port80 & nc -ll -p 8080 -e echo port8080 & exec sleep 3600',
+    'run',
+    '-d',
+    '--name',
+    `wl-${name}-${Date.now() % 100000}`,
+    '-e',
+    `CALICO_IP=${addr}`,
+    image,
+    'sh',
+    '-c',
+    'nc -ll -p 80 -e echo port80 & nc -ll -p 8080 -e echo port8080 & exec sleep 3600',
   ]);
   if (r.code !== 0) throw new Error(`starting ${name}: ${r.stderr}`);
   const id = r.stdout.trim();
-  const endpointId = (await host.docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).stdout.trim();
+  const endpointId = (
+    await host.docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])
+  ).stdout.trim();
   return { name, host, id, endpointId, addr, exec: (args) => cluster.dockerd.docker(['exec', id, ...args]) };
 }
 
@@ -62,7 +72,9 @@ export async function explainedMatrix(cluster: DevCluster, workloads: readonly W
   const m = await modelFromEtcd(cluster);
   const pairs = workloads.flatMap((a) => workloads.filter((b) => b !== a).map((b) => [a, b] as const));
   return pairs
-    .filter(([a, b]) => explain(m, { src: a.addr, dst: b.addr, protocol: isIP(a.addr) === 6 ? 'icmpv6' : 'icmp' }).allowed)
+    .filter(
+      ([a, b]) => explain(m, { src: a.addr, dst: b.addr, protocol: isIP(a.addr) === 6 ? 'icmpv6' : 'icmp' }).allowed,
+    )
     .map(([a, b]) => `${a.name}->${b.name}`)
     .sort();
 }
@@ -72,10 +84,17 @@ export async function explainedMatrix(cluster: DevCluster, workloads: readonly W
  * takes a moment to reach the kernel). `want`, when given, is what the test's scenario says:
  * explain() must say the same, so a wrong explain() cannot make a wrong kernel pass.
  */
-export async function expectMatrix(cluster: DevCluster, workloads: readonly Workload[], want?: string[], timeoutMs = 15_000): Promise<void> {
+export async function expectMatrix(
+  cluster: DevCluster,
+  workloads: readonly Workload[],
+  want?: string[],
+  timeoutMs = 15_000,
+): Promise<void> {
   const explained = await explainedMatrix(cluster, workloads);
   if (want !== undefined && JSON.stringify(explained) !== JSON.stringify([...want].sort())) {
-    throw new Error(`explain() says ${JSON.stringify(explained)} where the scenario says ${JSON.stringify([...want].sort())}`);
+    throw new Error(
+      `explain() says ${JSON.stringify(explained)} where the scenario says ${JSON.stringify([...want].sort())}`,
+    );
   }
   await waitForMatrix(workloads, explained, timeoutMs);
 }
@@ -99,12 +118,23 @@ export async function startNodeProgrammed(cluster: DevCluster, host: string): Pr
   const count = (log: string) => log.split(PROGRAMMED).length - 1;
   const before = count(cluster.host(host).node?.log() ?? '');
   const node = await cluster.startNode(host);
-  await waitFor(`the agent on ${host} to program the first full sync`, () => count(node.log()) > before, 30_000, () => node.log().slice(-3000));
+  await waitFor(
+    `the agent on ${host} to program the first full sync`,
+    () => count(node.log()) > before,
+    30_000,
+    () => node.log().slice(-3000),
+  );
 }
 
 /** A host's node metrics (GET /metrics in its namespace): sample name with labels → value. */
 export async function nodeMetrics(cluster: DevCluster, host: string): Promise<Map<string, number>> {
-  const text = await cluster.host(host).ns.execOk([process.execPath, '-e', "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+  const text = await cluster
+    .host(host)
+    .ns.execOk([
+      process.execPath,
+      '-e',
+      "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))",
+    ]);
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;

@@ -38,12 +38,25 @@ describe('the master API and diags over TLS with client certificates', () => {
   const master = (path: string) => new URL(path, cluster.masterUrl);
   /** calicoctl in the root namespace, with no readable token file unless one is given. */
   const calicoctl = (args: string[], tokenFile = join(dir, 'no-such-token')) =>
-    exec([
-      process.execPath, calicoctlJs, ...args, '--hostname=h1', `--etcd=${cluster.etcd.endpoints}`,
-      `--api-token-file=${tokenFile}`, `--run-dir=${join(dir, 'ctl', 'run')}`, `--log-dir=${join(dir, 'ctl', 'log')}`,
-      `--state-dir=${join(dir, 'ctl', 'state')}`,
-    ], { timeoutMs: 60_000 });
-  const clientFlags = () => [`--api-ca=${cluster.apiCa!.cert}`, `--api-cert=${cluster.apiClient!.cert}`, `--api-key=${cluster.apiClient!.key}`];
+    exec(
+      [
+        process.execPath,
+        calicoctlJs,
+        ...args,
+        '--hostname=h1',
+        `--etcd=${cluster.etcd.endpoints}`,
+        `--api-token-file=${tokenFile}`,
+        `--run-dir=${join(dir, 'ctl', 'run')}`,
+        `--log-dir=${join(dir, 'ctl', 'log')}`,
+        `--state-dir=${join(dir, 'ctl', 'state')}`,
+      ],
+      { timeoutMs: 60_000 },
+    );
+  const clientFlags = () => [
+    `--api-ca=${cluster.apiCa!.cert}`,
+    `--api-cert=${cluster.apiClient!.cert}`,
+    `--api-key=${cluster.apiClient!.key}`,
+  ];
 
   beforeAll(async () => {
     requireRoot();
@@ -59,17 +72,32 @@ describe('the master API and diags over TLS with client certificates', () => {
     // h1's diags service, https with a server certificate of the cluster's CA for h1's address.
     const server = await cluster.apiCa!.issue('diags-h1', { server: { ips: [h1().ns.ip] } });
     diags = h1().ns.spawn('calico-diags', [
-      process.execPath, diagsJs, 'serve', '--hostname=h1', `--listen=${h1().ns.ip}:7601`,
-      `--tls-cert=${server.cert}`, `--tls-key=${server.key}`, `--tls-ca=${cluster.apiCa!.cert}`,
-      `--api-token-file=${cluster.apiTokenFile}`, `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`,
-      `--run-dir=${join(dir, 'run')}`, `--log-dir=${join(dir, 'log')}`, `--state-dir=${join(dir, 'state')}`,
+      process.execPath,
+      diagsJs,
+      'serve',
+      '--hostname=h1',
+      `--listen=${h1().ns.ip}:7601`,
+      `--tls-cert=${server.cert}`,
+      `--tls-key=${server.key}`,
+      `--tls-ca=${cluster.apiCa!.cert}`,
+      `--api-token-file=${cluster.apiTokenFile}`,
+      `--etcd=${cluster.etcd.endpoints}`,
+      `--docker=${cluster.dockerd.host}`,
+      `--run-dir=${join(dir, 'run')}`,
+      `--log-dir=${join(dir, 'log')}`,
+      `--state-dir=${join(dir, 'state')}`,
     ]);
-    await waitFor('diags to register its URL', async () => {
-      const v = await cluster.ds.get(diagsUrlKey('h1'));
-      const u = v === undefined ? undefined : decodeUrl(diagsUrlKey('h1'), v);
-      if (u?.ok) diagsUrl = u.value;
-      return u?.ok === true;
-    }, 20_000, () => diags!.log().slice(-2000));
+    await waitFor(
+      'diags to register its URL',
+      async () => {
+        const v = await cluster.ds.get(diagsUrlKey('h1'));
+        const u = v === undefined ? undefined : decodeUrl(diagsUrlKey('h1'), v);
+        if (u?.ok) diagsUrl = u.value;
+        return u?.ok === true;
+      },
+      20_000,
+      () => diags!.log().slice(-2000),
+    );
   });
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail') failed = true;
@@ -77,7 +105,8 @@ describe('the master API and diags over TLS with client certificates', () => {
   afterAll(async () => {
     if (failed && cluster) console.error(`${cluster.master?.log().slice(-3000)}\n${diags?.log().slice(-3000)}`);
     await diags?.stop();
-    if (cluster) await calicoctl(['master', 'stop', `--run-dir=${join(dir, 'ctl-master', 'run')}`]).catch(() => undefined);
+    if (cluster)
+      await calicoctl(['master', 'stop', `--run-dir=${join(dir, 'ctl-master', 'run')}`]).catch(() => undefined);
     await cluster?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -92,12 +121,18 @@ describe('the master API and diags over TLS with client certificates', () => {
     const read = await apiCall(master('v1/groups'), { tls: good });
     expect(read.status, read.body).toBe(200);
     const write = await apiCall(master('v1/groups'), {
-      tls: good, method: 'POST', body: JSON.stringify({ name: 'by-cert' }), headers: { 'content-type': 'application/json' },
+      tls: good,
+      method: 'POST',
+      body: JSON.stringify({ name: 'by-cert' }),
+      headers: { 'content-type': 'application/json' },
     });
     expect(write.status, write.body).toBe(201);
     // Neither a token nor a certificate: 401, and the write it would have made is not made.
     const none = await apiCall(master('v1/groups'), {
-      tls: caOnly, method: 'POST', body: JSON.stringify({ name: 'by-nobody' }), headers: { 'content-type': 'application/json' },
+      tls: caOnly,
+      method: 'POST',
+      body: JSON.stringify({ name: 'by-nobody' }),
+      headers: { 'content-type': 'application/json' },
     });
     expect(none.status).toBe(401);
     expect(none.body).toContain('no token and no client certificate');
@@ -141,7 +176,9 @@ describe('the master API and diags over TLS with client certificates', () => {
 
   it('calicoctl status asks the TLS master with a client certificate alone', async () => {
     const asked = async () => {
-      const m = (await (await cluster.masterFetch('metrics')).text()).match(/^calico_master_api_requests_total\{route="\/v1\/hosts",code="200"\} (\d+)$/m);
+      const m = (await (await cluster.masterFetch('metrics')).text()).match(
+        /^calico_master_api_requests_total\{route="\/v1\/hosts",code="200"\} (\d+)$/m,
+      );
       return Number(m?.[1] ?? 0);
     };
     const before = await asked();
@@ -152,7 +189,9 @@ describe('the master API and diags over TLS with client certificates', () => {
     expect(await asked()).toBe(before + 1);
     // Controls: without the certificate (and no token) its API is not asked; without the CA the
     // master's certificate does not verify.
-    const noCert = JSON.parse((await calicoctl(['status', '--json', `--api-ca=${cluster.apiCa!.cert}`])).stdout) as { master: string };
+    const noCert = JSON.parse((await calicoctl(['status', '--json', `--api-ca=${cluster.apiCa!.cert}`])).stdout) as {
+      master: string;
+    };
     expect(noCert.master).toMatch(/^reachable at https:.*; its API is not asked \(no API token file at /);
     const noCa = JSON.parse((await calicoctl(['status', '--json'])).stdout) as { master: string };
     expect(noCa.master).toMatch(/^not answering at https:\/\/.*certificate/);
@@ -169,7 +208,13 @@ describe('the master API and diags over TLS with client certificates', () => {
     const listing = (await exec(['tar', '-tzf', report.file])).stdout;
     expect(listing).toMatch(/\/h1\/summary\.json$/m);
     // The control: with neither the token nor a certificate it stops before fetching anything.
-    const refused = await calicoctl(['diags', '--cluster', '--no-upload', `--output=${out}/`, `--api-ca=${cluster.apiCa!.cert}`]);
+    const refused = await calicoctl([
+      'diags',
+      '--cluster',
+      '--no-upload',
+      `--output=${out}/`,
+      `--api-ca=${cluster.apiCa!.cert}`,
+    ]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('--cluster sends the cluster API token (or a client certificate, --api-cert)');
   });
@@ -182,7 +227,10 @@ describe('the master API and diags over TLS with client certificates', () => {
     const tokenFile = join(dir, 'ctl-master', 'api-token');
     const tls = [`--tls-cert=${server.cert}`, `--tls-key=${server.key}`, `--tls-ca=${cluster.apiCa!.cert}`];
     // A flag without its partner stops calicoctl before anything starts.
-    const half = await calicoctl(['master', `--ip=${ip}`, `--listen=${ip}:7656`, `--tls-cert=${server.cert}`, ...runDirs], tokenFile);
+    const half = await calicoctl(
+      ['master', `--ip=${ip}`, `--listen=${ip}:7656`, `--tls-cert=${server.cert}`, ...runDirs],
+      tokenFile,
+    );
     expect(half.code).toBe(2);
     expect(half.stderr).toContain('https needs --tls-cert and --tls-key together (given: --tls-cert)');
     const r = await calicoctl(['master', `--ip=${ip}`, `--listen=${ip}:7656`, ...tls, ...runDirs], tokenFile);

@@ -3,7 +3,15 @@ import { DevCluster } from '@calico/devcluster';
 import { requireRoot, waitFor } from '@calico/testkit';
 import { encodeRule, groupPrefix, groupRuleKey } from '@calico/keyspace';
 import { hostIfName } from '@calico/node';
-import { connects, expectMatrix, pings, startNodeProgrammed, startWorkload, writeGroup, type Workload } from './helpers.js';
+import {
+  connects,
+  expectMatrix,
+  pings,
+  startNodeProgrammed,
+  startWorkload,
+  writeGroup,
+  type Workload,
+} from './helpers.js';
 import { expectEachGuardStops, inside, ruleGuard, udpArrives } from './spoof.js';
 import { Listener, workloadMac } from './traffic.js';
 
@@ -37,7 +45,12 @@ describe('policy for IPv6 endpoints on one host', () => {
 
   it('an IPv4-only rule set opens nothing for IPv6 endpoints', async () => {
     // With an IPv6 rule beside them the group does open; taking it away leaves the IPv4 rules alone.
-    await writeGroup(cluster, { groupId: 'g4', members: [A.endpointId, B.endpointId, C.endpointId], inbound: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }], outbound: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }] });
+    await writeGroup(cluster, {
+      groupId: 'g4',
+      members: [A.endpointId, B.endpointId, C.endpointId],
+      inbound: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }],
+      outbound: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }],
+    });
     await expectMatrix(cluster, [A, B, C], ['A->B', 'A->C', 'B->A', 'B->C', 'C->A', 'C->B']);
     await cluster.ds.delete(groupRuleKey('g4', 'inbound', 2));
     await cluster.ds.delete(groupRuleKey('g4', 'outbound', 2));
@@ -46,8 +59,18 @@ describe('policy for IPv6 endpoints on one host', () => {
   });
 
   it('groups A+C and B: A and C reach each other over IPv6, B is isolated', async () => {
-    await writeGroup(cluster, { groupId: 'g-ac', members: [A.endpointId, C.endpointId], inbound: [{ group: 'g-ac' }], outbound: [{ group: 'g-ac' }, { cidr: '::/0' }] });
-    await writeGroup(cluster, { groupId: 'g-b', members: [B.endpointId], inbound: [{ group: 'g-b' }], outbound: [{ group: 'g-b' }, { cidr: '::/0' }] });
+    await writeGroup(cluster, {
+      groupId: 'g-ac',
+      members: [A.endpointId, C.endpointId],
+      inbound: [{ group: 'g-ac' }],
+      outbound: [{ group: 'g-ac' }, { cidr: '::/0' }],
+    });
+    await writeGroup(cluster, {
+      groupId: 'g-b',
+      members: [B.endpointId],
+      inbound: [{ group: 'g-b' }],
+      outbound: [{ group: 'g-b' }, { cidr: '::/0' }],
+    });
     await expectMatrix(cluster, [A, B, C], ['A->C', 'C->A']);
     const sets = await cluster.host('h1').ns.execOk(['ipset', 'save']);
     expect(sets).toMatch(/create cali6g-\S+ hash:ip family inet6/);
@@ -56,12 +79,18 @@ describe('policy for IPv6 endpoints on one host', () => {
   });
 
   it('a tcp/80 rule over IPv6 opens that port only', async () => {
-    await cluster.ds.put(groupRuleKey('g-b', 'inbound', 2), encodeRule({ cidr: 'fd00:198:19::/48', protocol: 'tcp', port: 80 }));
+    await cluster.ds.put(
+      groupRuleKey('g-b', 'inbound', 2),
+      encodeRule({ cidr: 'fd00:198:19::/48', protocol: 'tcp', port: 80 }),
+    );
     await waitFor('tcp/80 open on B over IPv6', () => connects(A, B.addr, 80), 15_000);
     expect(await connects(A, B.addr, 8080)).toBe(false);
     expect(await pings(A, B.addr)).toBe(false);
     // B does serve 8080: a rule for it opens it too.
-    await cluster.ds.put(groupRuleKey('g-b', 'inbound', 3), encodeRule({ cidr: 'fd00:198:19::/48', protocol: 'tcp', port: 8080 }));
+    await cluster.ds.put(
+      groupRuleKey('g-b', 'inbound', 3),
+      encodeRule({ cidr: 'fd00:198:19::/48', protocol: 'tcp', port: 8080 }),
+    );
     await waitFor('tcp/8080 open on B over IPv6', () => connects(A, B.addr, 8080), 15_000);
     await cluster.ds.delete(groupRuleKey('g-b', 'inbound', 3));
   });
@@ -69,7 +98,12 @@ describe('policy for IPv6 endpoints on one host', () => {
   it('a spoofed IPv6 source or MAC is dropped: each guard alone stops what passes without them', async () => {
     const h1 = cluster.host('h1').ns;
     // C takes anything from anywhere, so that only the guards can stop a spoofed source.
-    await writeGroup(cluster, { groupId: 'g-all', members: [A.endpointId, B.endpointId, C.endpointId], inbound: [{ cidr: '::/0' }], outbound: [{ cidr: '::/0' }] });
+    await writeGroup(cluster, {
+      groupId: 'g-all',
+      members: [A.endpointId, B.endpointId, C.endpointId],
+      inbound: [{ cidr: '::/0' }],
+      outbound: [{ cidr: '::/0' }],
+    });
     await waitFor('A reaches C', () => pings(A, C.addr), 15_000);
     const before = await h1.execOk(['ip6tables-save']);
     const listener = await Listener.start(cluster, C, C.addr, [5000]);
@@ -87,13 +121,19 @@ describe('policy for IPv6 endpoints on one host', () => {
       await inside(cluster, A, ['ip', 'addr', 'del', 'fd00:198:19:1::99/128', 'dev', 'eth0']);
       const mac = await workloadMac(cluster, A);
       await inside(cluster, A, ['ip', 'link', 'set', 'eth0', 'address', '0e:00:00:00:00:99']);
-      await expectEachGuardStops(cluster, { from: A, src: A.addr, to }, [ruleGuard(h1, 6, 'filter', fw, /--mac-source /)]);
+      await expectEachGuardStops(cluster, { from: A, src: A.addr, to }, [
+        ruleGuard(h1, 6, 'filter', fw, /--mac-source /),
+      ]);
       await inside(cluster, A, ['ip', 'link', 'set', 'eth0', 'address', mac]);
     } finally {
       await listener.stop();
       await startNodeProgrammed(cluster, 'h1');
     }
-    const strip = (t: string) => t.split('\n').filter((l) => !l.startsWith('#')).join('\n');
+    const strip = (t: string) =>
+      t
+        .split('\n')
+        .filter((l) => !l.startsWith('#'))
+        .join('\n');
     expect(strip(await h1.execOk(['ip6tables-save']))).toBe(strip(before));
     expect(await pings(A, C.addr)).toBe(true);
   });

@@ -3,7 +3,15 @@ import { DevCluster } from '@calico/devcluster';
 import { requireRoot, waitFor } from '@calico/testkit';
 import { groupPrefix, groupMemberKey, groupRuleKey, encodeRule } from '@calico/keyspace';
 import { hostIfName } from '@calico/node';
-import { connects, expectMatrix, pings, startNodeProgrammed, startWorkload, writeGroup, type Workload } from './helpers.js';
+import {
+  connects,
+  expectMatrix,
+  pings,
+  startNodeProgrammed,
+  startWorkload,
+  writeGroup,
+  type Workload,
+} from './helpers.js';
 import { expectEachGuardStops, inside, rpFilterGuard, ruleGuard, udpArrives } from './spoof.js';
 import { Listener, workloadMac } from './traffic.js';
 
@@ -45,20 +53,38 @@ describe('policy on one host', () => {
   });
 
   it('after groups A+C and B: A and C reach each other, B reaches no one and no one reaches B', async () => {
-    await writeGroup(cluster, { groupId: 'g-ac', name: 'AC', members: [A.endpointId, C.endpointId], inbound: [{ group: 'g-ac' }], outbound: [{ group: 'g-ac' }, { cidr: '0.0.0.0/0' }] });
-    await writeGroup(cluster, { groupId: 'g-b', name: 'B', members: [B.endpointId], inbound: [{ group: 'g-b' }], outbound: [{ group: 'g-b' }, { cidr: '0.0.0.0/0' }] });
+    await writeGroup(cluster, {
+      groupId: 'g-ac',
+      name: 'AC',
+      members: [A.endpointId, C.endpointId],
+      inbound: [{ group: 'g-ac' }],
+      outbound: [{ group: 'g-ac' }, { cidr: '0.0.0.0/0' }],
+    });
+    await writeGroup(cluster, {
+      groupId: 'g-b',
+      name: 'B',
+      members: [B.endpointId],
+      inbound: [{ group: 'g-b' }],
+      outbound: [{ group: 'g-b' }, { cidr: '0.0.0.0/0' }],
+    });
     await expectMatrix(cluster, [A, B, C], ['A->C', 'C->A']);
   });
 
   it('a tcp/port rule opens that port only, shown with real TCP connections', async () => {
     // B's group lets anyone reach tcp/80 on B.
-    await cluster.ds.put(groupRuleKey('g-b', 'inbound', 2), encodeRule({ cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 }));
+    await cluster.ds.put(
+      groupRuleKey('g-b', 'inbound', 2),
+      encodeRule({ cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 }),
+    );
     await waitFor('tcp/80 open on B', () => connects(A, B.addr, 80), 15_000);
     expect(await connects(A, B.addr, 8080)).toBe(false);
     expect(await pings(A, B.addr)).toBe(false);
     expect(await connects(C, B.addr, 80)).toBe(true);
     // B does serve 8080: a rule for it opens it too.
-    await cluster.ds.put(groupRuleKey('g-b', 'inbound', 3), encodeRule({ cidr: '0.0.0.0/0', protocol: 'tcp', port: 8080 }));
+    await cluster.ds.put(
+      groupRuleKey('g-b', 'inbound', 3),
+      encodeRule({ cidr: '0.0.0.0/0', protocol: 'tcp', port: 8080 }),
+    );
     await waitFor('tcp/8080 open on B', () => connects(A, B.addr, 8080), 15_000);
     await cluster.ds.delete(groupRuleKey('g-b', 'inbound', 2));
     await cluster.ds.delete(groupRuleKey('g-b', 'inbound', 3));
@@ -89,13 +115,18 @@ describe('policy on one host', () => {
     // The seed's "recursively delete the directory".
     await cluster.ds.deleteDir(groupPrefix('g-ac'));
     await expectMatrix(cluster, [A, B, C], []);
-    await waitFor('the deleted group\'s ipset gone', async () => (await sets()) === 1, 10_000);
+    await waitFor("the deleted group's ipset gone", async () => (await sets()) === 1, 10_000);
     await cluster.ds.deleteDir(groupPrefix('g-b'));
     await waitFor('no group ipsets at all', async () => (await sets()) === 0, 10_000);
   });
 
   it('a spoofed source address or MAC is dropped: each guard alone stops what passes without them', async () => {
-    await writeGroup(cluster, { groupId: 'g-all', members: [A.endpointId, B.endpointId, C.endpointId], inbound: [{ cidr: '0.0.0.0/0' }], outbound: [{ cidr: '0.0.0.0/0' }] });
+    await writeGroup(cluster, {
+      groupId: 'g-all',
+      members: [A.endpointId, B.endpointId, C.endpointId],
+      inbound: [{ cidr: '0.0.0.0/0' }],
+      outbound: [{ cidr: '0.0.0.0/0' }],
+    });
     await waitFor('A reaches B', () => pings(A, B.addr), 15_000);
     const before = await kernel();
     const listener = await Listener.start(cluster, B, B.addr, [5000]);
@@ -105,7 +136,7 @@ describe('policy on one host', () => {
     // The node is stopped: the kernel keeps its rules, and nothing repairs what the test takes out.
     await cluster.stopNode('h1');
     try {
-      expect(await udpArrives(cluster, A, A.addr, to), 'a datagram from A\'s own address arrives').toBe(true);
+      expect(await udpArrives(cluster, A, A.addr, to), "a datagram from A's own address arrives").toBe(true);
       // The container has no NET_ADMIN: a second address is given to its eth0 from outside.
       await inside(cluster, A, ['ip', 'addr', 'add', '198.19.1.99/32', 'dev', 'eth0']);
       await expectEachGuardStops(cluster, { from: A, src: '198.19.1.99', to }, [
@@ -116,7 +147,9 @@ describe('policy on one host', () => {
       // A's own address from another MAC.
       const mac = await workloadMac(cluster, A);
       await inside(cluster, A, ['ip', 'link', 'set', 'eth0', 'address', '0e:00:00:00:00:99']);
-      await expectEachGuardStops(cluster, { from: A, src: A.addr, to }, [ruleGuard(h1().ns, 4, 'filter', fw, /--mac-source /)]);
+      await expectEachGuardStops(cluster, { from: A, src: A.addr, to }, [
+        ruleGuard(h1().ns, 4, 'filter', fw, /--mac-source /),
+      ]);
       await inside(cluster, A, ['ip', 'link', 'set', 'eth0', 'address', mac]);
     } finally {
       await listener.stop();

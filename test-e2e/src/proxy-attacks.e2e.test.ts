@@ -12,7 +12,12 @@ interface RawResponse {
 }
 
 /** One request written byte for byte on a unix socket (the proxy's or dockerd's), and its answer. */
-function rawRequest(socketPath: string, head: string, body: Buffer | string = '', opts: { chunked?: boolean } = {}): Promise<RawResponse> {
+function rawRequest(
+  socketPath: string,
+  head: string,
+  body: Buffer | string = '',
+  opts: { chunked?: boolean } = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const s = connect(socketPath);
     const chunks: Buffer[] = [];
@@ -34,7 +39,11 @@ function rawRequest(socketPath: string, head: string, body: Buffer | string = ''
         }
         rest = out;
       }
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]), headers, body: Buffer.from(rest, 'latin1').toString('utf8') });
+      resolve({
+        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]),
+        headers,
+        body: Buffer.from(rest, 'latin1').toString('utf8'),
+      });
     };
     s.on('data', (c: Buffer) => {
       answered = true;
@@ -47,7 +56,9 @@ function rawRequest(socketPath: string, head: string, body: Buffer | string = ''
     s.on('connect', () => {
       const b = typeof body === 'string' ? Buffer.from(body) : body;
       const framing = opts.chunked ? 'Transfer-Encoding: chunked\r\n' : `Content-Length: ${b.length}\r\n`;
-      const h = Buffer.from(`${head}\r\nHost: docker\r\nContent-Type: application/json\r\n${framing}Connection: close\r\n\r\n`);
+      const h = Buffer.from(
+        `${head}\r\nHost: docker\r\nContent-Type: application/json\r\n${framing}Connection: close\r\n\r\n`,
+      );
       // One write, never half-closed: like the docker CLI, the client waits for the answer.
       if (!opts.chunked) return void s.write(Buffer.concat([h, b]));
       s.write(h);
@@ -89,13 +100,23 @@ describe('the proxy reads each request as dockerd does', () => {
 
   const proxy = () => cluster.host('h1').proxySocket;
   const dockerd = () => cluster.dockerd.socketPath;
-  const createBody = (extra: string) => `{"Image":"${cluster.image}","Cmd":["sleep","60"],"Env":["CALICO_IP=198.19.7.${++n}"]${extra}}`;
+  const createBody = (extra: string) =>
+    `{"Image":"${cluster.image}","Cmd":["sleep","60"],"Env":["CALICO_IP=198.19.7.${++n}"]${extra}}`;
 
   async function snapshot() {
-    return { containers: (await containersNamed(cluster, 'pa-')).map((c) => c.name), keys: await keyCounts(cluster), veths: (await hostCounts(cluster.host('h1'))).veths };
+    return {
+      containers: (await containersNamed(cluster, 'pa-')).map((c) => c.name),
+      keys: await keyCounts(cluster),
+      veths: (await hostCounts(cluster.host('h1'))).veths,
+    };
   }
   /** Refused by the proxy with a 4xx that says why, and nothing of ours left behind. */
-  async function expectRefused(r: RawResponse, status: number, why: RegExp, before: Awaited<ReturnType<typeof snapshot>>) {
+  async function expectRefused(
+    r: RawResponse,
+    status: number,
+    why: RegExp,
+    before: Awaited<ReturnType<typeof snapshot>>,
+  ) {
     expect(r.status, r.body).toBe(status);
     expect((JSON.parse(r.body) as { message: string }).message).toMatch(why);
     expect(await snapshot()).toEqual(before);
@@ -109,23 +130,59 @@ describe('the proxy reads each request as dockerd does', () => {
       Config: { Labels: Record<string, string> | null; Env: string[] };
     };
     await cluster.dockerd.dockerOk(['rm', '-f', id]);
-    await waitFor('the control leaves nothing behind', async () => JSON.stringify(await snapshot()) === JSON.stringify(before), 15_000);
+    await waitFor(
+      'the control leaves nothing behind',
+      async () => JSON.stringify(await snapshot()) === JSON.stringify(before),
+      15_000,
+    );
     const env = doc.Config.Env.filter((e) => !e.startsWith('PATH='));
-    return { networkMode: doc.HostConfig.NetworkMode, privileged: doc.HostConfig.Privileged, calico: doc.Config.Labels?.[LABELS.host] === 'h1', env };
+    return {
+      networkMode: doc.HostConfig.NetworkMode,
+      privileged: doc.HostConfig.Privileged,
+      calico: doc.Config.Labels?.[LABELS.host] === 'h1',
+      env,
+    };
   }
 
   it('encoded paths: %63reate is intercepted like create, an encoded "/" is refused; dockerd would create both', async () => {
     const before = await snapshot();
     const hostNet = ',"HostConfig":{"NetworkMode":"host"}';
-    for (const target of ['/containers/%63reate?name=pa-enc', '/%63ontainers/create?name=pa-enc', '/v1.41/containers/cr%65ate?name=pa-enc', 'http://docker/containers/create?name=pa-enc']) {
-      await expectRefused(await rawRequest(proxy(), `POST ${target} HTTP/1.1`, createBody(hostNet)), 400, /CALICO_IP cannot be used with --net=host/, before);
+    for (const target of [
+      '/containers/%63reate?name=pa-enc',
+      '/%63ontainers/create?name=pa-enc',
+      '/v1.41/containers/cr%65ate?name=pa-enc',
+      'http://docker/containers/create?name=pa-enc',
+    ]) {
+      await expectRefused(
+        await rawRequest(proxy(), `POST ${target} HTTP/1.1`, createBody(hostNet)),
+        400,
+        /CALICO_IP cannot be used with --net=host/,
+        before,
+      );
       // Control: dockerd routes the same path to create and gives the container the host's network.
-      expect(await inspectAndRemove(await rawRequest(dockerd(), `POST ${target} HTTP/1.1`, createBody(hostNet)), before)).toMatchObject({ networkMode: 'host' });
+      expect(
+        await inspectAndRemove(await rawRequest(dockerd(), `POST ${target} HTTP/1.1`, createBody(hostNet)), before),
+      ).toMatchObject({ networkMode: 'host' });
     }
     // Intercepted exactly like /containers/create: the Calico rewrite happens.
-    expect(await inspectAndRemove(await rawRequest(proxy(), 'POST /containers/%63reate?name=pa-enc HTTP/1.1', createBody('')), before)).toMatchObject({ networkMode: 'none', privileged: false, calico: true });
-    await expectRefused(await rawRequest(proxy(), 'POST /containers%2Fcreate?name=pa-enc HTTP/1.1', createBody(hostNet)), 400, /encoded "\/" \(%2F\)/, before);
-    expect(await inspectAndRemove(await rawRequest(dockerd(), 'POST /containers%2Fcreate?name=pa-enc HTTP/1.1', createBody(hostNet)), before)).toMatchObject({ networkMode: 'host' });
+    expect(
+      await inspectAndRemove(
+        await rawRequest(proxy(), 'POST /containers/%63reate?name=pa-enc HTTP/1.1', createBody('')),
+        before,
+      ),
+    ).toMatchObject({ networkMode: 'none', privileged: false, calico: true });
+    await expectRefused(
+      await rawRequest(proxy(), 'POST /containers%2Fcreate?name=pa-enc HTTP/1.1', createBody(hostNet)),
+      400,
+      /encoded "\/" \(%2F\)/,
+      before,
+    );
+    expect(
+      await inspectAndRemove(
+        await rawRequest(dockerd(), 'POST /containers%2Fcreate?name=pa-enc HTTP/1.1', createBody(hostNet)),
+        before,
+      ),
+    ).toMatchObject({ networkMode: 'host' });
   });
 
   it('dot segments and "//": refused; dockerd redirects them to create', async () => {
@@ -137,12 +194,22 @@ describe('the proxy reads each request as dockerd does', () => {
       ['/containers/./create', '/containers/create'],
       ['//containers/create', '/containers/create'],
     ] as const) {
-      await expectRefused(await rawRequest(proxy(), `POST ${target}?name=pa-dot HTTP/1.1`, createBody(hostNet)), 400, /not in canonical form/, before);
+      await expectRefused(
+        await rawRequest(proxy(), `POST ${target}?name=pa-dot HTTP/1.1`, createBody(hostNet)),
+        400,
+        /not in canonical form/,
+        before,
+      );
       // Control: dockerd answers 301 to the create route; a client that follows it with its body gets a host-network container.
       const d = await rawRequest(dockerd(), `POST ${target}?name=pa-dot HTTP/1.1`, createBody(hostNet));
       expect(d.status).toBe(301);
       expect(d.headers).toContain(`Location: ${clean}?name=pa-dot`);
-      expect(await inspectAndRemove(await rawRequest(dockerd(), `POST ${clean}?name=pa-dot HTTP/1.1`, createBody(hostNet)), before)).toMatchObject({ networkMode: 'host' });
+      expect(
+        await inspectAndRemove(
+          await rawRequest(dockerd(), `POST ${clean}?name=pa-dot HTTP/1.1`, createBody(hostNet)),
+          before,
+        ),
+      ).toMatchObject({ networkMode: 'host' });
     }
   });
 
@@ -150,11 +217,26 @@ describe('the proxy reads each request as dockerd does', () => {
     const before = await snapshot();
     const hostNet = ',"HostConfig":{"NetworkMode":"host"}';
     for (const v of ['/v1.041', '/v01.41', '/v1.41.', '/v1.41.0', '/v1.40']) {
-      await expectRefused(await rawRequest(proxy(), `POST ${v}/containers/create?name=pa-ver HTTP/1.1`, createBody(hostNet)), 400, /--net=host/, before);
-      expect(await inspectAndRemove(await rawRequest(dockerd(), `POST ${v}/containers/create?name=pa-ver HTTP/1.1`, createBody(hostNet)), before)).toMatchObject({ networkMode: 'host' });
+      await expectRefused(
+        await rawRequest(proxy(), `POST ${v}/containers/create?name=pa-ver HTTP/1.1`, createBody(hostNet)),
+        400,
+        /--net=host/,
+        before,
+      );
+      expect(
+        await inspectAndRemove(
+          await rawRequest(dockerd(), `POST ${v}/containers/create?name=pa-ver HTTP/1.1`, createBody(hostNet)),
+          before,
+        ),
+      ).toMatchObject({ networkMode: 'host' });
     }
     // dockerd's router is case-sensitive: these reach no route, through the proxy or not.
-    for (const target of ['/V1.41/containers/create', '/CONTAINERS/create', '/containers/Create', '/v/containers/create']) {
+    for (const target of [
+      '/V1.41/containers/create',
+      '/CONTAINERS/create',
+      '/containers/Create',
+      '/v/containers/create',
+    ]) {
       for (const socket of [proxy(), dockerd()]) {
         const r = await rawRequest(socket, `POST ${target}?name=pa-ver HTTP/1.1`, createBody(hostNet));
         expect(r.status, `${target}: ${r.body}`).toBe(404);
@@ -168,30 +250,77 @@ describe('the proxy reads each request as dockerd does', () => {
     const head = 'POST /containers/create?name=pa-up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: tcp';
     const body = createBody(',"HostConfig":{"NetworkMode":"host"}');
     await expectRefused(await rawRequest(proxy(), head, body), 400, /does not upgrade the connection/, before);
-    expect(await inspectAndRemove(await rawRequest(dockerd(), head, body), before)).toMatchObject({ networkMode: 'host' });
+    expect(await inspectAndRemove(await rawRequest(dockerd(), head, body), before)).toMatchObject({
+      networkMode: 'host',
+    });
   });
 
   it('duplicate and case-variant keys are refused naming the key; dockerd acts on the last, merging', async () => {
     const before = await snapshot();
     const cases: [string, RegExp, { networkMode?: string; privileged?: boolean; env?: string[] }][] = [
       // dockerd merges the second HostConfig into the first: host network from the variant.
-      [',"HostConfig":{"NetworkMode":"none"},"hostconfig":{"NetworkMode":"host"}', /sets HostConfig twice \(as "HostConfig" and "hostconfig"\)/, { networkMode: 'host' }],
-      [',"HostConfig":{"NetworkMode":"none"},"Ho\u017ftConfig":{"NetworkMode":"host"}', /sets HostConfig twice/, { networkMode: 'host' }],
-      [',"HostConfig":{"Privileged":true},"HostConfig":{"NetworkMode":"none"}', /sets HostConfig twice/, { networkMode: 'none', privileged: true }],
-      [',"HostConfig":{"NetworkMode":"none","networkmode":"host"}', /sets HostConfig.NetworkMode twice/, { networkMode: 'host' }],
+      [
+        ',"HostConfig":{"NetworkMode":"none"},"hostconfig":{"NetworkMode":"host"}',
+        /sets HostConfig twice \(as "HostConfig" and "hostconfig"\)/,
+        { networkMode: 'host' },
+      ],
+      [
+        ',"HostConfig":{"NetworkMode":"none"},"Ho\u017ftConfig":{"NetworkMode":"host"}',
+        /sets HostConfig twice/,
+        { networkMode: 'host' },
+      ],
+      [
+        ',"HostConfig":{"Privileged":true},"HostConfig":{"NetworkMode":"none"}',
+        /sets HostConfig twice/,
+        { networkMode: 'none', privileged: true },
+      ],
+      [
+        ',"HostConfig":{"NetworkMode":"none","networkmode":"host"}',
+        /sets HostConfig.NetworkMode twice/,
+        { networkMode: 'host' },
+      ],
       // dockerd takes the last Env: the container runs without the CALICO_IP the proxy saw.
       [',"env":["A=1"]', /sets Env twice \(as "Env" and "env"\)/, { env: ['A=1'] }],
     ];
     for (const [extra, why, harm] of cases) {
-      await expectRefused(await rawRequest(proxy(), 'POST /containers/create?name=pa-dup HTTP/1.1', createBody(extra)), 400, why, before);
-      expect(await inspectAndRemove(await rawRequest(dockerd(), 'POST /containers/create?name=pa-dup HTTP/1.1', createBody(extra)), before)).toMatchObject(harm);
+      await expectRefused(
+        await rawRequest(proxy(), 'POST /containers/create?name=pa-dup HTTP/1.1', createBody(extra)),
+        400,
+        why,
+        before,
+      );
+      expect(
+        await inspectAndRemove(
+          await rawRequest(dockerd(), 'POST /containers/create?name=pa-dup HTTP/1.1', createBody(extra)),
+          before,
+        ),
+      ).toMatchObject(harm);
     }
     // Case variants alone are read as dockerd reads them: `env` is Env, so CALICO_IP in it is intercepted.
     const lower = `{"image":"${cluster.image}","cmd":["sleep","60"],"env":["CALICO_IP=198.19.7.${++n}"],"hostconfig":{"networkmode":"host"}}`;
-    await expectRefused(await rawRequest(proxy(), 'POST /containers/create?name=pa-dup HTTP/1.1', lower), 400, /--net=host/, before);
-    expect(await inspectAndRemove(await rawRequest(dockerd(), 'POST /containers/create?name=pa-dup HTTP/1.1', lower), before)).toMatchObject({ networkMode: 'host' });
+    await expectRefused(
+      await rawRequest(proxy(), 'POST /containers/create?name=pa-dup HTTP/1.1', lower),
+      400,
+      /--net=host/,
+      before,
+    );
+    expect(
+      await inspectAndRemove(
+        await rawRequest(dockerd(), 'POST /containers/create?name=pa-dup HTTP/1.1', lower),
+        before,
+      ),
+    ).toMatchObject({ networkMode: 'host' });
     // The same body without the variant is accepted and intercepted.
-    expect(await inspectAndRemove(await rawRequest(proxy(), 'POST /containers/create?name=pa-dup HTTP/1.1', createBody(',"HostConfig":{"NetworkMode":"none"}')), before)).toMatchObject({ networkMode: 'none', privileged: false, calico: true });
+    expect(
+      await inspectAndRemove(
+        await rawRequest(
+          proxy(),
+          'POST /containers/create?name=pa-dup HTTP/1.1',
+          createBody(',"HostConfig":{"NetworkMode":"none"}'),
+        ),
+        before,
+      ),
+    ).toMatchObject({ networkMode: 'none', privileged: false, calico: true });
   });
 
   it('a body that is not one JSON object is refused, not forwarded; dockerd would act on the first object', async () => {
@@ -201,24 +330,51 @@ describe('the proxy reads each request as dockerd does', () => {
       [`${first}{"Image":"x"}`, /more data after the first JSON value/],
       [`${first} trailing`, /more data after the first JSON value/],
     ] as const) {
-      await expectRefused(await rawRequest(proxy(), 'POST /containers/create?name=pa-obj HTTP/1.1', body), 400, why, before);
-      expect(await inspectAndRemove(await rawRequest(dockerd(), 'POST /containers/create?name=pa-obj HTTP/1.1', body), before)).toMatchObject({ networkMode: 'host' });
+      await expectRefused(
+        await rawRequest(proxy(), 'POST /containers/create?name=pa-obj HTTP/1.1', body),
+        400,
+        why,
+        before,
+      );
+      expect(
+        await inspectAndRemove(
+          await rawRequest(dockerd(), 'POST /containers/create?name=pa-obj HTTP/1.1', body),
+          before,
+        ),
+      ).toMatchObject({ networkMode: 'host' });
     }
     for (const [body, why] of [
       [`[${first}]`, /must be one JSON object, not a array/],
       ['"x"', /must be one JSON object, not a string/],
       ['', /has no body/],
     ] as const) {
-      await expectRefused(await rawRequest(proxy(), 'POST /containers/create?name=pa-obj HTTP/1.1', body), 400, why, before);
+      await expectRefused(
+        await rawRequest(proxy(), 'POST /containers/create?name=pa-obj HTTP/1.1', body),
+        400,
+        why,
+        before,
+      );
     }
   });
 
   it('an oversize create body gets 413, declared or chunked; dockerd would accept it', async () => {
     const before = await snapshot();
     const big = createBody(`,"Labels":{"big":"${'x'.repeat(17 * 1024 * 1024)}"}`);
-    await expectRefused(await rawRequest(proxy(), 'POST /containers/create?name=pa-big HTTP/1.1', big), 413, /over 16777216 bytes/, before);
-    await expectRefused(await rawRequest(proxy(), 'POST /containers/create?name=pa-big HTTP/1.1', big, { chunked: true }), 413, /over 16777216 bytes/, before);
-    expect(await inspectAndRemove(await rawRequest(dockerd(), 'POST /containers/create?name=pa-big HTTP/1.1', big), before)).toMatchObject({ networkMode: 'default' });
+    await expectRefused(
+      await rawRequest(proxy(), 'POST /containers/create?name=pa-big HTTP/1.1', big),
+      413,
+      /over 16777216 bytes/,
+      before,
+    );
+    await expectRefused(
+      await rawRequest(proxy(), 'POST /containers/create?name=pa-big HTTP/1.1', big, { chunked: true }),
+      413,
+      /over 16777216 bytes/,
+      before,
+    );
+    expect(
+      await inspectAndRemove(await rawRequest(dockerd(), 'POST /containers/create?name=pa-big HTTP/1.1', big), before),
+    ).toMatchObject({ networkMode: 'default' });
     // The proxy serves other clients on its next connections.
     expect((await cluster.host('h1').docker(['version', '--format', '{{.Server.Version}}'])).code).toBe(0);
   });
@@ -228,16 +384,29 @@ describe('the proxy reads each request as dockerd does', () => {
     const ours = await rawRequest(proxy(), 'POST /containers/create?name=pa-start HTTP/1.1', createBody(''));
     expect(ours.status, ours.body).toBe(201);
     const id = (JSON.parse(ours.body) as { Id: string }).Id;
-    for (const body of ['{"NetworkMode":"host"}', '{"networkmode":"host"}', '{"HostConfig":{"NetworkMode":"host"}}', '{"HostConfig":null,"NetworkMode":"host"}']) {
+    for (const body of [
+      '{"NetworkMode":"host"}',
+      '{"networkmode":"host"}',
+      '{"HostConfig":{"NetworkMode":"host"}}',
+      '{"HostConfig":null,"NetworkMode":"host"}',
+    ]) {
       const r = await rawRequest(proxy(), `POST /v1.23/containers/${id}/start HTTP/1.1`, body);
       expect(r.status, `${body}: ${r.body}`).toBe(400);
       expect((JSON.parse(r.body) as { message: string }).message).toMatch(/--net=host/);
-      expect((await cluster.dockerd.dockerOk(['inspect', '-f', '{{.State.Running}} {{.HostConfig.NetworkMode}}', id])).trim()).toBe('false none');
+      expect(
+        (
+          await cluster.dockerd.dockerOk(['inspect', '-f', '{{.State.Running}} {{.HostConfig.NetworkMode}}', id])
+        ).trim(),
+      ).toBe('false none');
     }
     await inspectAndRemove(ours, before);
     // Control: a plain container (not ours, so not plumbed) that exits at once, started straight on
     // dockerd with the top-level field: dockerd gives it the host's network.
-    const plain = await rawRequest(dockerd(), 'POST /containers/create?name=pa-start HTTP/1.1', `{"Image":"${cluster.image}","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}`);
+    const plain = await rawRequest(
+      dockerd(),
+      'POST /containers/create?name=pa-start HTTP/1.1',
+      `{"Image":"${cluster.image}","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}`,
+    );
     expect(plain.status, plain.body).toBe(201);
     const pid = (JSON.parse(plain.body) as { Id: string }).Id;
     const d = await rawRequest(dockerd(), `POST /v1.23/containers/${pid}/start HTTP/1.1`, '{"NetworkMode":"host"}');

@@ -66,7 +66,9 @@ describe('a workload keeps the network it was given', () => {
   async function networked(id: string): Promise<{ ip: string; routed: boolean }> {
     const format = '{{.NetworkSettings.IPAddress}}{{.NetworkSettings.GlobalIPv6Address}}';
     const ip = (await h1().docker(['inspect', '-f', format, id])).stdout.trim();
-    const route = await h1().ns.execOk(['ip', 'route', 'get', ip]).catch(() => '');
+    const route = await h1()
+      .ns.execOk(['ip', 'route', 'get', ip])
+      .catch(() => '');
     return { ip, routed: / dev cali[0-9a-f]{11}/.test(route) };
   }
   async function removeAndSettle(ids: string[], before: Awaited<ReturnType<typeof snapshot>>) {
@@ -164,12 +166,20 @@ describe('a workload keeps the network it was given', () => {
       const withOurs = await snapshot();
       const ipam = '"EndpointConfig":{"IPAMConfig":{"IPv4Address":"198.19.250.9"}}';
       const refusals: [string, string, RegExp][] = [
-        ['/networks/pn-net/connect', `{"Container":"${id}"}`, /is a Calico workload: connecting it to network pn-net would/],
+        [
+          '/networks/pn-net/connect',
+          `{"Container":"${id}"}`,
+          /is a Calico workload: connecting it to network pn-net would/,
+        ],
         ['/v1.41/networks/pn-net/connect', '{"Container":"pn-net-ours"}', /second network/],
         ['/networks/pn-net/connect', '{"container":"/pn-net-ours"}', /second network/],
         ['/networks/pn-net/connect', `{"Container":"${id.slice(0, 12)}",${ipam}}`, /second network/],
         ['/networks/%70n-net/connect', `{"Container":"${id}"}`, /second network/],
-        ['/networks/none/disconnect', `{"Container":"${id}","Force":true}`, /disconnecting it from network none would change/],
+        [
+          '/networks/none/disconnect',
+          `{"Container":"${id}","Force":true}`,
+          /disconnecting it from network none would change/,
+        ],
       ];
       for (const [path, body, why] of refusals) {
         const r = await api(proxy(), 'POST', path, body);
@@ -201,25 +211,48 @@ describe('a workload keeps the network it was given', () => {
       expect(await networks(id)).toEqual([]);
       // A workload created but not started yet (no veth of ours in it) is moved onto pn-net, and
       // starts there; through the proxy both calls are refused.
-      const created = (await h1().docker(['create', '--name', 'pn-net-created', '-e', 'CALICO_IP=198.19.63.2', cluster.image, 'sleep', '600'])).stdout.trim();
-      for (const [op, net] of [['disconnect', 'none'], ['connect', 'pn-net']] as const) {
+      const created = (
+        await h1().docker([
+          'create',
+          '--name',
+          'pn-net-created',
+          '-e',
+          'CALICO_IP=198.19.63.2',
+          cluster.image,
+          'sleep',
+          '600',
+        ])
+      ).stdout.trim();
+      for (const [op, net] of [
+        ['disconnect', 'none'],
+        ['connect', 'pn-net'],
+      ] as const) {
         const r = await api(proxy(), 'POST', `/networks/${net}/${op}`, '{"Container":"pn-net-created"}');
         expect(r.status, r.body).toBe(409);
       }
       expect(await networks(created)).toEqual(['none']);
-      for (const [op, net] of [['disconnect', 'none'], ['connect', 'pn-net']] as const) {
+      for (const [op, net] of [
+        ['disconnect', 'none'],
+        ['connect', 'pn-net'],
+      ] as const) {
         const r = await api(dockerd(), 'POST', `/networks/${net}/${op}`, '{"Container":"pn-net-created"}');
         expect(r.status, `${op}: ${r.body}`).toBe(200);
       }
       expect(await networks(created)).toEqual(['pn-net']);
       await cluster.dockerd.dockerOk(['start', created]);
-      expect(await cluster.dockerd.dockerOk(['exec', created, 'ip', '-o', '-4', 'addr'])).toMatch(/inet 198\.19\.250\./);
+      expect(await cluster.dockerd.dockerOk(['exec', created, 'ip', '-o', '-4', 'addr'])).toMatch(
+        /inet 198\.19\.250\./,
+      );
       ids.push(created);
       await removeAndSettle([id, plain, ...ids], before);
     } finally {
       await cluster.dockerd.docker(['rm', '-f', 'pn-net-ours', 'pn-net-plain', 'pn-net-created']);
       // dockerd lets go of a removed container's endpoints a moment after the removal.
-      await waitFor('pn-net removed', async () => (await cluster.dockerd.docker(['network', 'rm', net.trim()])).code === 0, 15_000);
+      await waitFor(
+        'pn-net removed',
+        async () => (await cluster.dockerd.docker(['network', 'rm', net.trim()])).code === 0,
+        15_000,
+      );
     }
   });
 
@@ -303,7 +336,7 @@ describe('a workload keeps the network it was given', () => {
     }
   });
 
-  it('network connect of a container that does not exist gets dockerd\'s own 404', async () => {
+  it("network connect of a container that does not exist gets dockerd's own 404", async () => {
     const r = await api(proxy(), 'POST', '/networks/none/connect', '{"Container":"pn-nonesuch"}');
     const d = await api(dockerd(), 'POST', '/networks/none/connect', '{"Container":"pn-nonesuch"}');
     expect(r.status).toBe(404);
@@ -319,32 +352,92 @@ describe('a workload keeps the network it was given', () => {
     const id = orig.stdout.trim();
     expect(await networked(id)).toEqual({ ip: '198.19.64.1', routed: true });
     const withOrig = await snapshot();
-    const labels = JSON.parse(await cluster.dockerd.dockerOk(['inspect', '-f', '{{json .Config.Labels}}', id])) as Record<string, string>;
+    const labels = JSON.parse(
+      await cluster.dockerd.dockerOk(['inspect', '-f', '{{json .Config.Labels}}', id]),
+    ) as Record<string, string>;
     // Straight to dockerd, as anyone with its socket could: a copy by commit, and a forgery by --label.
     await cluster.dockerd.dockerOk(['commit', id, 'pn-copy-img']);
     try {
-      const copy = (await cluster.dockerd.dockerOk(['run', '-d', '--name', 'pn-copy', '--net', 'none', '--entrypoint', 'sleep', 'pn-copy-img', '600'])).trim();
-      const forged = (await cluster.dockerd.dockerOk([
-        'run', '-d', '--name', 'pn-forged', '--net', 'none',
-        ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), cluster.image, 'sleep', '600',
-      ])).trim();
-      expect((JSON.parse(await cluster.dockerd.dockerOk(['inspect', '-f', '{{json .Config.Labels}}', copy])) as Record<string, string>)[LABELS.addrs]).toBe('198.19.64.1');
+      const copy = (
+        await cluster.dockerd.dockerOk([
+          'run',
+          '-d',
+          '--name',
+          'pn-copy',
+          '--net',
+          'none',
+          '--entrypoint',
+          'sleep',
+          'pn-copy-img',
+          '600',
+        ])
+      ).trim();
+      const forged = (
+        await cluster.dockerd.dockerOk([
+          'run',
+          '-d',
+          '--name',
+          'pn-forged',
+          '--net',
+          'none',
+          ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+          cluster.image,
+          'sleep',
+          '600',
+        ])
+      ).trim();
+      expect(
+        (
+          JSON.parse(await cluster.dockerd.dockerOk(['inspect', '-f', '{{json .Config.Labels}}', copy])) as Record<
+            string,
+            string
+          >
+        )[LABELS.addrs],
+      ).toBe('198.19.64.1');
       // The node saw both start and refused to network them.
-      await waitFor('the node refuses both', () => (h1().node!.log().match(/address 198.19.64.1 is reserved by container/g) ?? []).length >= 2, 15_000, () => h1().node!.log().slice(-3000));
+      await waitFor(
+        'the node refuses both',
+        () =>
+          (
+            h1()
+              .node!.log()
+              .match(/address 198.19.64.1 is reserved by container/g) ?? []
+          ).length >= 2,
+        15_000,
+        () => h1().node!.log().slice(-3000),
+      );
       // Listed by the master as problems, one per container, naming the address and its holder.
       const problems = async () => {
-        const r = (await (await cluster.masterFetch('v1/problems')).json()) as { problems: { key: string; errors: string[] }[] };
+        const r = (await (await cluster.masterFetch('v1/problems')).json()) as {
+          problems: { key: string; errors: string[] }[];
+        };
         return r.problems.filter((p) => p.key.startsWith('/calico/host/h1/refused/'));
       };
       await waitFor('the master lists both', async () => (await problems()).length === 2, 15_000);
-      expect((await problems()).map((p) => p.key).sort()).toEqual([copy, forged].sort().map((c) => `/calico/host/h1/refused/${c}`));
-      for (const p of await problems()) expect(p.errors[0]).toMatch(new RegExp(`is not networked: address 198.19.64.1 is reserved by container ${id.slice(0, 12)} on host h1`));
+      expect((await problems()).map((p) => p.key).sort()).toEqual(
+        [copy, forged].sort().map((c) => `/calico/host/h1/refused/${c}`),
+      );
+      for (const p of await problems())
+        expect(p.errors[0]).toMatch(
+          new RegExp(`is not networked: address 198.19.64.1 is reserved by container ${id.slice(0, 12)} on host h1`),
+        );
       const keys = { ...withOrig.keys, refusedWorkload: 2 };
       expect({ ...(await snapshot()), containers: withOrig.containers }).toEqual({ ...withOrig, keys });
-      for (const c of [copy, forged]) expect(await cluster.dockerd.dockerOk(['exec', c, 'ip', '-o', 'link'])).not.toMatch(/eth0/);
+      for (const c of [copy, forged])
+        expect(await cluster.dockerd.dockerOk(['exec', c, 'ip', '-o', 'link'])).not.toMatch(/eth0/);
       await cluster.dockerd.dockerOk(['stop', '-t', '0', copy, forged]);
       await cluster.dockerd.dockerOk(['rm', copy, forged]);
-      await waitFor('the node saw both go', () => (h1().node!.log().match(/that no reservation names was removed/g) ?? []).length >= 2, 15_000, () => h1().node!.log().slice(-3000));
+      await waitFor(
+        'the node saw both go',
+        () =>
+          (
+            h1()
+              .node!.log()
+              .match(/that no reservation names was removed/g) ?? []
+          ).length >= 2,
+        15_000,
+        () => h1().node!.log().slice(-3000),
+      );
       await waitFor('the master lists neither', async () => (await problems()).length === 0, 15_000);
       // The workload keeps its veth, route, endpoint and reservation.
       expect(await snapshot()).toEqual(withOrig);

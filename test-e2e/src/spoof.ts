@@ -16,15 +16,26 @@ export interface Guard {
 }
 
 /** A rule of ours, found by a pattern in iptables-save, that a test takes out and puts back in place. */
-export function ruleGuard(host: NamespaceHost, family: 4 | 6, table: 'filter' | 'raw', chain: string, pattern: RegExp): Guard {
+export function ruleGuard(
+  host: NamespaceHost,
+  family: 4 | 6,
+  table: 'filter' | 'raw',
+  chain: string,
+  pattern: RegExp,
+): Guard {
   const tool = family === 4 ? 'iptables' : 'ip6tables';
   let removed: { index: number; spec: string[] } | undefined;
   const find = async () => {
-    const lines = (await host.execOk([`${tool}-save`, '-t', table])).split('\n').filter((l) => l.startsWith(`-A ${chain} `));
+    const lines = (await host.execOk([`${tool}-save`, '-t', table]))
+      .split('\n')
+      .filter((l) => l.startsWith(`-A ${chain} `));
     const index = lines.findIndex((l) => pattern.test(l));
-    if (index < 0) throw new Error(`no rule matching ${pattern} in ${chain} (IPv${family} ${table}): ${lines.join('\n')}`);
+    if (index < 0)
+      throw new Error(`no rule matching ${pattern} in ${chain} (IPv${family} ${table}): ${lines.join('\n')}`);
     // Words of the rule without "-A <chain>"; the comment's quotes are iptables-save's, not part of it.
-    const spec = lines[index]!.split(' ').slice(2).map((w) => w.replace(/^"|"$/g, ''));
+    const spec = lines[index]!.split(' ')
+      .slice(2)
+      .map((w) => w.replace(/^"|"$/g, ''));
     return { index, spec };
   };
   return {
@@ -44,8 +55,14 @@ export function ruleGuard(host: NamespaceHost, family: 4 | 6, table: 'filter' | 
 
 /** The IPv4 reverse-path filter of one interface (the kernel counts its drops in TcpExt). */
 export function rpFilterGuard(host: NamespaceHost, ifname: string): Guard {
-  const set = (v: number) => host.execOk(['sysctl', '-qw', `net.ipv4.conf.${ifname}.rp_filter=${v}`]).then(() => undefined);
-  return { name: `rp_filter on ${ifname}`, off: () => set(0), on: () => set(1), drops: () => netstat(host, 'TcpExt', 'IPReversePathFilter') };
+  const set = (v: number) =>
+    host.execOk(['sysctl', '-qw', `net.ipv4.conf.${ifname}.rp_filter=${v}`]).then(() => undefined);
+  return {
+    name: `rp_filter on ${ifname}`,
+    off: () => set(0),
+    on: () => set(1),
+    drops: () => netstat(host, 'TcpExt', 'IPReversePathFilter'),
+  };
 }
 
 /**
@@ -53,11 +70,21 @@ export function rpFilterGuard(host: NamespaceHost, ifname: string): Guard {
  * says whether it arrived. `expectDropBy`: the datagram must not arrive, and that guard's drop
  * counter must rise (the event that says it is gone, rather than a wait).
  */
-export async function udpArrives(cluster: DevCluster, from: Workload, src: string, to: { addr: string; listener: Listener }, expectDropBy?: Guard): Promise<boolean> {
+export async function udpArrives(
+  cluster: DevCluster,
+  from: Workload,
+  src: string,
+  to: { addr: string; listener: Listener },
+  expectDropBy?: Guard,
+): Promise<boolean> {
   const before = expectDropBy ? await expectDropBy.drops() : 0;
   const { id } = (await sendFrom(cluster, from, src, [{ dst: to.addr, protocol: 'udp', port: 5000 }]))[0]!;
   if (expectDropBy) {
-    await waitFor(`${expectDropBy.name} to drop the datagram`, async () => (await expectDropBy.drops()) > before, 5_000);
+    await waitFor(
+      `${expectDropBy.name} to drop the datagram`,
+      async () => (await expectDropBy.drops()) > before,
+      5_000,
+    );
     return to.listener.heard().has(id);
   }
   return waitFor(`datagram ${id} from ${src} to arrive`, () => to.listener.heard().has(id), 5_000).then(
@@ -71,9 +98,16 @@ export async function udpArrives(cluster: DevCluster, from: Workload, src: strin
  * first (all off: it arrives), then each guard on by itself (it does not, and that guard
  * counted the drop). Guards are left as they were found.
  */
-export async function expectEachGuardStops(cluster: DevCluster, send: { from: Workload; src: string; to: { addr: string; listener: Listener } }, guards: readonly Guard[]): Promise<void> {
+export async function expectEachGuardStops(
+  cluster: DevCluster,
+  send: { from: Workload; src: string; to: { addr: string; listener: Listener } },
+  guards: readonly Guard[],
+): Promise<void> {
   for (const g of guards) await g.off();
-  expect(await udpArrives(cluster, send.from, send.src, send.to), 'with every guard off, the spoofed datagram arrives').toBe(true);
+  expect(
+    await udpArrives(cluster, send.from, send.src, send.to),
+    'with every guard off, the spoofed datagram arrives',
+  ).toBe(true);
   for (const g of guards) {
     await g.on();
     expect(await udpArrives(cluster, send.from, send.src, send.to, g), `${g.name} alone stops it`).toBe(false);

@@ -108,7 +108,10 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     expect(processExists(sleepPid!)).toBe(true);
     const timedOut = `ipset -exist restore timed out after ${TIMEOUT_MS} ms and was killed with its process group`;
     const retrying = 'dataplane update failed; retrying in';
-    const logLine = () => log().split('\n').find((l) => l.includes(timedOut) && l.includes(retrying));
+    const logLine = () =>
+      log()
+        .split('\n')
+        .find((l) => l.includes(timedOut) && l.includes(retrying));
     const tail = () => log().slice(-3000);
     await waitFor('the timeout in the log', () => logLine() !== undefined, TIMEOUT_MS + 10_000, tail);
     const line = logLine();
@@ -124,7 +127,12 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     expect(await setHas('tt-b', A.addr)).toBe(false);
 
     rmSync(marker('ipset'));
-    await waitFor('A in the set of tt-b', () => setHas('tt-b', A.addr), TIMEOUT_MS + 15_000, () => log().slice(-3000));
+    await waitFor(
+      'A in the set of tt-b',
+      () => setHas('tt-b', A.addr),
+      TIMEOUT_MS + 15_000,
+      () => log().slice(-3000),
+    );
     await waitFor('lastError cleared', () => lastError() === null, 15_000);
     for (const [sh, sleep] of pidsOf('ipset')) {
       expect([processExists(sh!), processExists(sleep!)]).toEqual([false, false]);
@@ -141,7 +149,12 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     writeFileSync(marker('nsenter'), '');
     let settled = false;
     const hung = run('tt-hung', '198.19.31.2').finally(() => (settled = true));
-    await waitFor('the hung nsenter', () => pidsOf('nsenter').length === 1, 30_000, () => log().slice(-3000));
+    await waitFor(
+      'the hung nsenter',
+      () => pidsOf('nsenter').length === 1,
+      30_000,
+      () => log().slice(-3000),
+    );
     const [[, firstSleep]] = pidsOf('nsenter') as [[number, number]];
 
     // While that start hangs in its plumbing, another container starts and is networked.
@@ -162,7 +175,9 @@ describe('a hung tool times out, is killed with what it started, and stalls noth
     expect(r.stderr).toContain(`timed out after ${TIMEOUT_MS} ms and was killed with its process group`);
     expect(r.stderr).toContain(`${shPid} /bin/sh ${join(dir, 'nsenter')} --net=/proc/`);
     expect(r.stderr).toContain('stderr so far: nsenter stand-in: hanging');
-    const line = log().split('\n').find((l) => l.includes('networking failed; stopping the container'));
+    const line = log()
+      .split('\n')
+      .find((l) => l.includes('networking failed; stopping the container'));
     expect(line).toContain(`timed out after ${TIMEOUT_MS} ms and was killed with its process group`);
     for (const [sh, sleep] of hungPids) expect([processExists(sh!), processExists(sleep!)]).toEqual([false, false]);
     // Nothing behind: the container is stopped and its host veth gone.

@@ -42,10 +42,19 @@ export class Listener {
 
   static async start(cluster: DevCluster, w: Workload, addr: string, ports: readonly number[]): Promise<Listener> {
     const argv = await inWorkload(cluster, w, [process.execPath, PROBE, 'listen', addr, ports.join(',')]);
-    const proc = new ManagedProcess({ name: `listen-${w.name}`, argv, logFile: join(cluster.fabric.dir, `listen-${w.name}-${Date.now()}.log`) });
+    const proc = new ManagedProcess({
+      name: `listen-${w.name}`,
+      argv,
+      logFile: join(cluster.fabric.dir, `listen-${w.name}-${Date.now()}.log`),
+    });
     const l = new Listener(proc);
     try {
-      await waitFor(`the listener in ${w.name}`, () => proc.log().includes('ready'), 10_000, () => proc.log());
+      await waitFor(
+        `the listener in ${w.name}`,
+        () => proc.log().includes('ready'),
+        10_000,
+        () => proc.log(),
+      );
     } catch (e) {
       await proc.stop();
       throw e;
@@ -66,8 +75,17 @@ export class Listener {
 /** A TCP echo server on addr:port inside a workload. */
 export async function startEcho(cluster: DevCluster, w: Workload, addr: string, port: number): Promise<ManagedProcess> {
   const argv = await inWorkload(cluster, w, [process.execPath, PROBE, 'echo', addr, String(port)]);
-  const proc = new ManagedProcess({ name: `echo-${w.name}`, argv, logFile: join(cluster.fabric.dir, `echo-${w.name}-${Date.now()}.log`) });
-  await waitFor(`the echo server in ${w.name}`, () => proc.log().includes('ready'), 10_000, () => proc.log());
+  const proc = new ManagedProcess({
+    name: `echo-${w.name}`,
+    argv,
+    logFile: join(cluster.fabric.dir, `echo-${w.name}-${Date.now()}.log`),
+  });
+  await waitFor(
+    `the echo server in ${w.name}`,
+    () => proc.log().includes('ready'),
+    10_000,
+    () => proc.log(),
+  );
   return proc;
 }
 
@@ -91,10 +109,21 @@ export class Chat {
     p.on('close', () => (this.closed ??= 'exited'));
   }
 
-  static async open(cluster: DevCluster, from: Workload, src: string, dst: string, port: number, timeoutMs = 10_000): Promise<Chat> {
+  static async open(
+    cluster: DevCluster,
+    from: Workload,
+    src: string,
+    dst: string,
+    port: number,
+    timeoutMs = 10_000,
+  ): Promise<Chat> {
     const argv = await inWorkload(cluster, from, [process.execPath, PROBE, 'chat', src, dst, String(port)]);
     const c = new Chat(spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'] }));
-    await waitFor(`a connection from ${src} to ${dst}:${port}`, () => c.connected || c.closed !== null, timeoutMs).catch(() => c.close());
+    await waitFor(
+      `a connection from ${src} to ${dst}:${port}`,
+      () => c.connected || c.closed !== null,
+      timeoutMs,
+    ).catch(() => c.close());
     if (!c.connected) throw new Error(`no connection from ${src} to ${dst}:${port}: ${c.closed}`);
     return c;
   }
@@ -145,15 +174,35 @@ export async function sendFrom(
  * new socket (a new flow, so each meets the rules rather than conntrack), until stop(); stop()
  * resolves with how many were sent. A listener on dst tells which arrived.
  */
-export async function startFlood(cluster: DevCluster, from: Workload, src: string, dst: string, port: number, tag: string): Promise<{ stop(): Promise<number> }> {
-  const argv = await inWorkload(cluster, from, [process.execPath, PROBE, 'flood', src, dst, String(port), tag, '600000']);
+export async function startFlood(
+  cluster: DevCluster,
+  from: Workload,
+  src: string,
+  dst: string,
+  port: number,
+  tag: string,
+): Promise<{ stop(): Promise<number> }> {
+  const argv = await inWorkload(cluster, from, [
+    process.execPath,
+    PROBE,
+    'flood',
+    src,
+    dst,
+    String(port),
+    tag,
+    '600000',
+  ]);
   const p = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   p.stdout.on('data', (c: Buffer) => (out += c.toString()));
   p.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const done = new Promise<number>((resolve, reject) =>
-    p.on('close', (code) => (code === 0 ? resolve((JSON.parse(out) as { sent: number }).sent) : reject(new Error(`flood from ${src}: exit ${code}: ${err}`)))),
+    p.on('close', (code) =>
+      code === 0
+        ? resolve((JSON.parse(out) as { sent: number }).sent)
+        : reject(new Error(`flood from ${src}: exit ${code}: ${err}`)),
+    ),
   );
   return {
     stop: () => {
@@ -164,7 +213,12 @@ export async function startFlood(cluster: DevCluster, from: Workload, src: strin
 }
 
 /** The packet counter of the first rule in a chain that matches `pattern` (iptables-save -c). */
-export async function ruleCounter(host: NamespaceHost, family: 4 | 6, table: 'filter' | 'raw', pattern: RegExp): Promise<number> {
+export async function ruleCounter(
+  host: NamespaceHost,
+  family: 4 | 6,
+  table: 'filter' | 'raw',
+  pattern: RegExp,
+): Promise<number> {
   const text = await host.execOk([family === 4 ? 'iptables-save' : 'ip6tables-save', '-c', '-t', table]);
   const line = text.split('\n').find((l) => pattern.test(l));
   if (line === undefined) throw new Error(`no rule matches ${pattern} in IPv${family} ${table}`);

@@ -58,7 +58,10 @@ of their CA, which authenticates without the token.
 A container is a full id, a unique id prefix or a name, on any host.`;
 
 /** Exit codes: 0 ok, 1 a "no" answer (check denied, node not running) or an internal error, 2 usage, 3+ see ClientErrorCode. */
-export async function run(argv: string[], ctxFactory: (flags: ConstructorParameters<typeof Context>[0]) => Context = (f) => new Context(f)): Promise<number> {
+export async function run(
+  argv: string[],
+  ctxFactory: (flags: ConstructorParameters<typeof Context>[0]) => Context = (f) => new Context(f),
+): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -125,9 +128,16 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
     return cmd || o.help ? 0 : 2;
   }
   const ctx = ctxFactory({
-    etcd: o.etcd, etcdCa: o['etcd-ca'], etcdCert: o['etcd-cert'], etcdKey: o['etcd-key'],
-    json: o.json, hostname: o.hostname,
-    apiTokenFile: o['api-token-file'], apiCa: o['api-ca'], apiCert: o['api-cert'], apiKey: o['api-key'],
+    etcd: o.etcd,
+    etcdCa: o['etcd-ca'],
+    etcdCert: o['etcd-cert'],
+    etcdKey: o['etcd-key'],
+    json: o.json,
+    hostname: o.hostname,
+    apiTokenFile: o['api-token-file'],
+    apiCa: o['api-ca'],
+    apiCert: o['api-cert'],
+    apiKey: o['api-key'],
   });
   const nf = {
     ip: o.ip,
@@ -169,8 +179,12 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
         return await node(ctx, args, { ...nf, tlsCert: o['tls-cert'], tlsKey: o['tls-key'], tlsCa: o['tls-ca'] });
       case 'master':
         return await master(ctx, args, {
-          ...nf, listen: o.listen, gcDeadHostsAfter: o['gc-dead-hosts-after'],
-          tlsCert: o['tls-cert'], tlsKey: o['tls-key'], tlsCa: o['tls-ca'],
+          ...nf,
+          listen: o.listen,
+          gcDeadHostsAfter: o['gc-dead-hosts-after'],
+          tlsCert: o['tls-cert'],
+          tlsKey: o['tls-key'],
+          tlsCa: o['tls-ca'],
         });
       case 'status':
         return await status(ctx, args, nf);
@@ -212,4 +226,3 @@ export async function run(argv: string[], ctxFactory: (flags: ConstructorParamet
     ctx.close();
   }
 }
-

@@ -1,7 +1,13 @@
 import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
 import {
-  Datastore, resolveDatastoreConfig, DatastoreConfigError, apiTokenFileFrom, readApiToken, apiClientTls, ApiTlsError,
+  Datastore,
+  resolveDatastoreConfig,
+  DatastoreConfigError,
+  apiTokenFileFrom,
+  readApiToken,
+  apiClientTls,
+  ApiTlsError,
   type ApiClientTls,
 } from '@calico/datastore';
 import { CalicoClient, ClientError } from '@calico/client';
@@ -48,7 +54,12 @@ export class Context {
     const name = this.flags.hostname ?? this.env.CALICO_HOSTNAME ?? osHostname();
     const bad = hostNameError(name);
     if (bad === undefined) return name;
-    const from = this.flags.hostname !== undefined ? '--hostname' : this.env.CALICO_HOSTNAME !== undefined ? 'CALICO_HOSTNAME' : "the machine's host name";
+    const from =
+      this.flags.hostname !== undefined
+        ? '--hostname'
+        : this.env.CALICO_HOSTNAME !== undefined
+          ? 'CALICO_HOSTNAME'
+          : "the machine's host name";
     throw new UsageError(`${from}: ${bad}; say which host with --hostname=<NAME>`);
   }
 
@@ -56,7 +67,13 @@ export class Context {
     if (!this.dsInstance) {
       let cfg;
       try {
-        cfg = resolveDatastoreConfig({ etcd: this.flags.etcd, etcdCa: this.flags.etcdCa, etcdCert: this.flags.etcdCert, etcdKey: this.flags.etcdKey, env: this.env });
+        cfg = resolveDatastoreConfig({
+          etcd: this.flags.etcd,
+          etcdCa: this.flags.etcdCa,
+          etcdCert: this.flags.etcdCert,
+          etcdKey: this.flags.etcdKey,
+          env: this.env,
+        });
       } catch (e) {
         if (e instanceof DatastoreConfigError) throw new UsageError(e.message);
         throw e;
@@ -85,7 +102,11 @@ export class Context {
   /** --etcd-ca/--etcd-cert/--etcd-key for a service calicoctl starts, from etcdTls. */
   get etcdTlsFlags(): string[] {
     const t = this.etcdTls;
-    return [...(t.ca ? [`--etcd-ca=${t.ca}`] : []), ...(t.cert ? [`--etcd-cert=${t.cert}`] : []), ...(t.key ? [`--etcd-key=${t.key}`] : [])];
+    return [
+      ...(t.ca ? [`--etcd-ca=${t.ca}`] : []),
+      ...(t.cert ? [`--etcd-cert=${t.cert}`] : []),
+      ...(t.key ? [`--etcd-key=${t.key}`] : []),
+    ];
   }
 
   /** The cluster API token's file: --api-token-file, CALICO_API_TOKEN_FILE, else /etc/calico/api-token. */

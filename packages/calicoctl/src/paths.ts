@@ -19,7 +19,10 @@ export interface HostDirs {
   state: string;
 }
 
-export function hostDirs(hostname: string, o: { runDir?: string | undefined; logDir?: string | undefined; stateDir?: string | undefined } = {}): HostDirs {
+export function hostDirs(
+  hostname: string,
+  o: { runDir?: string | undefined; logDir?: string | undefined; stateDir?: string | undefined } = {},
+): HostDirs {
   return {
     run: o.runDir ?? `/var/run/calico/${hostname}`,
     log: o.logDir ?? `/var/log/calico/${hostname}`,

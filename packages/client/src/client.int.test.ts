@@ -25,7 +25,10 @@ describe('CalicoClient on a real etcd', () => {
   /** What calico-node writes for a container: its endpoint keys and its name. */
   async function workload(host: string, containerId: string, name: string, endpointId: string, addr: string) {
     const kvs = policyFixtures.endpoint({ host, containerId, endpointId, addrs: [addr], mac: '0e:00:00:00:00:01' });
-    await ds.batch([...kvs.map((kv) => ({ put: kv.key, value: kv.value })), { put: workloadNameKey(host, containerId), value: encodeWorkloadName(name) }]);
+    await ds.batch([
+      ...kvs.map((kv) => ({ put: kv.key, value: kv.value })),
+      { put: workloadNameKey(host, containerId), value: encodeWorkloadName(name) },
+    ]);
   }
 
   beforeAll(async () => {
@@ -42,13 +45,21 @@ describe('CalicoClient on a real etcd', () => {
     await etcd?.stop();
   });
 
-  const code = async (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof ClientError ? `${e.code}: ${e.message}` : String(e)));
+  const code = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (e: unknown) => (e instanceof ClientError ? `${e.code}: ${e.message}` : String(e)),
+    );
 
   it('addgroup writes the original defaults, and refuses a duplicate name', async () => {
     const g = await c.addGroup('frontend');
     expect(g.name).toBe('frontend');
     expect(g.inbound).toEqual([{ index: 1, rule: { group: g.id, cidr: null, protocol: null, port: null } }]);
-    expect(g.outbound.map((r) => r.rule.cidr ?? `group:${r.rule.group}`)).toEqual([`group:${g.id}`, '0.0.0.0/0', '::/0']);
+    expect(g.outbound.map((r) => r.rule.cidr ?? `group:${r.rule.group}`)).toEqual([
+      `group:${g.id}`,
+      '0.0.0.0/0',
+      '::/0',
+    ]);
     expect(await ds.get(`/calico/network/group/${g.id}/rule/inbound_default`)).toBe('deny');
     expect(await code(c.addGroup('frontend'))).toBe('CONFLICT: a group named "frontend" already exists');
     expect(await code(c.addGroup('  '))).toMatch(/^INVALID: group name " {2}"/);
@@ -58,8 +69,12 @@ describe('CalicoClient on a real etcd', () => {
     expect((await c.findContainer('web')).containerId).toBe('aaaa1111');
     expect((await c.findContainer('bbbb')).containerId).toBe('bbbb2222');
     expect((await c.findContainer('aaaa3333')).host).toBe('h2');
-    expect(await code(c.findContainer('aaaa'))).toBe('AMBIGUOUS: "aaaa" matches 2 containers: aaaa1111 on h1, aaaa3333 on h2');
-    expect(await code(c.findContainer('nope'))).toMatch(/^NOT_FOUND: no Calico container has the id, id prefix or name "nope"/);
+    expect(await code(c.findContainer('aaaa'))).toBe(
+      'AMBIGUOUS: "aaaa" matches 2 containers: aaaa1111 on h1, aaaa3333 on h2',
+    );
+    expect(await code(c.findContainer('nope'))).toMatch(
+      /^NOT_FOUND: no Calico container has the id, id prefix or name "nope"/,
+    );
   });
 
   it('membership by container name or endpoint id, and removal', async () => {
@@ -70,17 +85,25 @@ describe('CalicoClient on a real etcd', () => {
     expect((await c.findGroup('frontend')).members).toEqual(['ep-a', 'ep-c']);
     await c.removeFromGroup('cache', 'frontend');
     expect((await c.findGroup('frontend')).members).toEqual(['ep-a']);
-    expect(await code(c.removeFromGroup('db', 'frontend'))).toBe('NOT_FOUND: endpoint ep-b is not a member of group frontend');
-    expect(await code(c.addToGroup('web', 'no-such-group'))).toMatch(/^NOT_FOUND: no group has the id or name "no-such-group"/);
+    expect(await code(c.removeFromGroup('db', 'frontend'))).toBe(
+      'NOT_FOUND: endpoint ep-b is not a member of group frontend',
+    );
+    expect(await code(c.addToGroup('web', 'no-such-group'))).toMatch(
+      /^NOT_FOUND: no group has the id or name "no-such-group"/,
+    );
   });
 
   it('rules: add with the next number, refuse bad ones with the reason, remove', async () => {
     const r = await c.addRule('frontend', 'inbound', { cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 });
     expect(r.index).toBe(2);
-    expect(await code(c.addRule('frontend', 'inbound', { cidr: '0.0.0.0/0', protocol: 'icmp', port: 80 }))).toMatch(/^INVALID: .*port must be null for protocol icmp/);
+    expect(await code(c.addRule('frontend', 'inbound', { cidr: '0.0.0.0/0', protocol: 'icmp', port: 80 }))).toMatch(
+      /^INVALID: .*port must be null for protocol icmp/,
+    );
     expect(await code(c.addRule('frontend', 'inbound', { group: 'x', cidr: '1.2.3.0/24' }))).toMatch(/^INVALID: /);
     await c.removeRule('frontend', 'inbound', 2);
-    expect(await code(c.removeRule('frontend', 'inbound', 2))).toBe('NOT_FOUND: group frontend has no inbound rule 2 (it has 1)');
+    expect(await code(c.removeRule('frontend', 'inbound', 2))).toBe(
+      'NOT_FOUND: group frontend has no inbound rule 2 (it has 1)',
+    );
   });
 
   it('check explains a verdict between containers given by name', async () => {
@@ -96,7 +119,9 @@ describe('CalicoClient on a real etcd', () => {
   it('pools: add, refuse a duplicate and a non-network, remove', async () => {
     expect(await c.addPool('198.19.0.7/16')).toEqual({ cidr: '198.19.0.0/16' });
     expect(await code(c.addPool('198.19.0.0/16'))).toBe('CONFLICT: pool 198.19.0.0/16 already exists');
-    expect(await code(c.addPool('banana'))).toBe('INVALID: "banana" is not an IPv4 or IPv6 network (e.g. 198.19.0.0/16)');
+    expect(await code(c.addPool('banana'))).toBe(
+      'INVALID: "banana" is not an IPv4 or IPv6 network (e.g. 198.19.0.0/16)',
+    );
     expect((await c.view()).pools.v4).toEqual(['198.19.0.0/16']);
     await c.removePool('198.19.0.0/16');
     expect((await c.view()).pools.v4).toEqual([]);
@@ -114,7 +139,9 @@ describe('CalicoClient on a real etcd', () => {
     await ds.put('/calico/network/group/bad/rule/inbound/1', '{"group": null, "cidr": "300.0.0.0/8"}');
     await ds.put('/calico/host/h9/bird_ip', 'not-an-ip');
     const keys = (await c.view()).problems.map((p) => p.key);
-    expect(keys).toEqual(expect.arrayContaining(['/calico/network/group/bad/rule/inbound/1', '/calico/host/h9/bird_ip']));
+    expect(keys).toEqual(
+      expect.arrayContaining(['/calico/network/group/bad/rule/inbound/1', '/calico/host/h9/bird_ip']),
+    );
   });
 });
 
@@ -134,7 +161,9 @@ describe('CalicoClient.removeHost on a real etcd', () => {
       const endpointId = `${name}-e${i}`;
       const addr = `198.19.${base}.${i + 1}`;
       ops.push(
-        ...policyFixtures.endpoint({ host: name, containerId, endpointId, addrs: [addr] }).map((kv) => ({ put: kv.key, value: kv.value })),
+        ...policyFixtures
+          .endpoint({ host: name, containerId, endpointId, addrs: [addr] })
+          .map((kv) => ({ put: kv.key, value: kv.value })),
         { put: workloadNameKey(name, containerId), value: encodeWorkloadName(`w-${endpointId}`) },
         { put: ipAssignmentKey(addr), value: encodeIpAssignment({ host: name, containerId, endpointId }) },
         { put: groupMemberKey('g1', endpointId), value: '' },
@@ -151,10 +180,20 @@ describe('CalicoClient.removeHost on a real etcd', () => {
   };
   const hostKeys = (before: Map<string, string>, name: string) =>
     [...before]
-      .filter(([k, v]) => k.startsWith(`/calico/host/${name}/`) || k.startsWith(`/calico/bgp/v1/host/${name}/`) || (k.startsWith('/calico/ipam/') && v.includes(`"host":"${name}"`)) || new RegExp(`/member/${name}-e\\d+$`).test(k))
+      .filter(
+        ([k, v]) =>
+          k.startsWith(`/calico/host/${name}/`) ||
+          k.startsWith(`/calico/bgp/v1/host/${name}/`) ||
+          (k.startsWith('/calico/ipam/') && v.includes(`"host":"${name}"`)) ||
+          new RegExp(`/member/${name}-e\\d+$`).test(k),
+      )
       .map(([k]) => k)
       .sort();
-  const code = async (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof ClientError ? `${e.code}: ${e.message}` : String(e)));
+  const code = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (e: unknown) => (e instanceof ClientError ? `${e.code}: ${e.message}` : String(e)),
+    );
 
   beforeAll(async () => {
     requireRoot();
@@ -186,7 +225,10 @@ describe('CalicoClient.removeHost on a real etcd', () => {
     await keeper.stop();
     const down = await keyspace();
     const r = await c.removeHost('h2', { removeEndpoints: true });
-    expect(r).toEqual({ host: 'h2', removed: { workloads: 2, endpoints: 2, memberships: 4, reservations: 2, keys: hostKeys(down, 'h2').length } });
+    expect(r).toEqual({
+      host: 'h2',
+      removed: { workloads: 2, endpoints: 2, memberships: 4, reservations: 2, keys: hostKeys(down, 'h2').length },
+    });
     expect(removedKeys(down, await keyspace())).toEqual(hostKeys(down, 'h2'));
   });
 
@@ -194,7 +236,11 @@ describe('CalicoClient.removeHost on a real etcd', () => {
     await host('h1', 2, 11);
     await host('h2', 3, 12);
     // A copy of h1's first endpoint on h2 (a container moved, say): its memberships stay for h1's copy.
-    await ds.batch(policyFixtures.endpoint({ host: 'h2', containerId: 'moved', endpointId: 'h1-e0', addrs: ['198.19.11.1'] }).map((kv) => ({ put: kv.key, value: kv.value })));
+    await ds.batch(
+      policyFixtures
+        .endpoint({ host: 'h2', containerId: 'moved', endpointId: 'h1-e0', addrs: ['198.19.11.1'] })
+        .map((kv) => ({ put: kv.key, value: kv.value })),
+    );
     // A membership written before its endpoint exists belongs to no host and stays.
     await ds.put(groupMemberKey('g1', 'not-yet'), '');
     const before = await keyspace();
@@ -206,16 +252,23 @@ describe('CalicoClient.removeHost on a real etcd', () => {
     const r = await c.removeHost('h2', { removeEndpoints: true });
     const gone = removedKeys(before, await keyspace());
     expect(gone).toEqual(hostKeys(before, 'h2'));
-    expect(gone.filter((k) => k.includes('/member/'))).toEqual([...['h2-e0', 'h2-e1', 'h2-e2'].flatMap((e) => [groupMemberKey('g1', e), groupMemberKey('g2', e)])].sort());
+    expect(gone.filter((k) => k.includes('/member/'))).toEqual(
+      [...['h2-e0', 'h2-e1', 'h2-e2'].flatMap((e) => [groupMemberKey('g1', e), groupMemberKey('g2', e)])].sort(),
+    );
     expect(r.removed).toEqual({ workloads: 4, endpoints: 4, memberships: 6, reservations: 3, keys: gone.length });
     expect((await c.view()).hosts.map((h) => h.name)).toEqual(['h1']);
-    expect(await code(c.removeHost('h2', { removeEndpoints: true }))).toBe('NOT_FOUND: no host "h2" in etcd: nothing under /calico/host/h2/ or /calico/bgp/v1/host/h2/, and no address reservation names it');
+    expect(await code(c.removeHost('h2', { removeEndpoints: true }))).toBe(
+      'NOT_FOUND: no host "h2" in etcd: nothing under /calico/host/h2/ or /calico/bgp/v1/host/h2/, and no address reservation names it',
+    );
   });
 
   it('a host with nothing but its directory needs no flag', async () => {
     await host('h3', 0, 13);
     const before = await keyspace();
-    expect(await c.removeHost('h3')).toEqual({ host: 'h3', removed: { workloads: 0, endpoints: 0, memberships: 0, reservations: 0, keys: 2 } });
+    expect(await c.removeHost('h3')).toEqual({
+      host: 'h3',
+      removed: { workloads: 0, endpoints: 0, memberships: 0, reservations: 0, keys: 2 },
+    });
     expect(removedKeys(before, await keyspace())).toEqual([bgpHostAsNumKey('h3'), birdIpKey('h3')].sort());
   });
 
@@ -253,7 +306,9 @@ describe('CalicoClient.removeHost on a real etcd', () => {
       },
     });
     const before = await keyspace();
-    expect(await code(new CalicoClient(racing).removeHost('h2', { removeEndpoints: true }))).toMatch(/^CONFLICT: host h2 is alive: its liveness key \/calico\/host\/h2\/alive exists/);
+    expect(await code(new CalicoClient(racing).removeHost('h2', { removeEndpoints: true }))).toMatch(
+      /^CONFLICT: host h2 is alive: its liveness key \/calico\/host\/h2\/alive exists/,
+    );
     const after = await keyspace();
     after.delete(hostAliveKey('h2'));
     expect(after).toEqual(before);
@@ -272,7 +327,10 @@ describe('CalicoClient.removeHost on a real etcd', () => {
             const snap = await target.getPrefix(prefix);
             if (!retaken) {
               retaken = true;
-              await target.put(ipAssignmentKey('198.19.12.1'), encodeIpAssignment({ host: 'h1', containerId: 'new', endpointId: 'e-new' }));
+              await target.put(
+                ipAssignmentKey('198.19.12.1'),
+                encodeIpAssignment({ host: 'h1', containerId: 'new', endpointId: 'e-new' }),
+              );
             }
             return snap;
           };
@@ -283,7 +341,9 @@ describe('CalicoClient.removeHost on a real etcd', () => {
     });
     const r = await new CalicoClient(racing).removeHost('h2', { removeEndpoints: true });
     expect(retaken).toBe(true);
-    expect(await ds.get(ipAssignmentKey('198.19.12.1'))).toBe(encodeIpAssignment({ host: 'h1', containerId: 'new', endpointId: 'e-new' }));
+    expect(await ds.get(ipAssignmentKey('198.19.12.1'))).toBe(
+      encodeIpAssignment({ host: 'h1', containerId: 'new', endpointId: 'e-new' }),
+    );
     expect(await ds.get(ipAssignmentKey('198.19.12.2'))).toBeUndefined();
     expect(r.removed).toMatchObject({ workloads: 2, reservations: 1 });
     expect((await ds.getPrefix('/calico/host/h2/')).kvs).toEqual([]);
@@ -294,10 +354,14 @@ describe('CalicoClient.removeHost on a real etcd', () => {
     const nowhere = new Datastore(resolveDatastoreConfig({ etcd: '127.0.0.1:1', env: {} }), { callTimeoutMs: 500 });
     try {
       for (const bad of ['H2', 'h2/alive', '../h2', '', 'h_2']) {
-        expect(await code(new CalicoClient(nowhere).removeHost(bad, { removeEndpoints: true }))).toMatch(/^INVALID: host name /);
+        expect(await code(new CalicoClient(nowhere).removeHost(bad, { removeEndpoints: true }))).toMatch(
+          /^INVALID: host name /,
+        );
       }
       // Control: a good name does go to etcd.
-      expect(await code(new CalicoClient(nowhere).removeHost('h2', { removeEndpoints: true }))).toMatch(/^UNAVAILABLE: /);
+      expect(await code(new CalicoClient(nowhere).removeHost('h2', { removeEndpoints: true }))).toMatch(
+        /^UNAVAILABLE: /,
+      );
     } finally {
       nowhere.close();
     }

@@ -66,8 +66,18 @@ const MAX_TXN_OPS = 128;
 type DeleteOp = { key: string } | { prefix: string };
 
 function groupInfo(g: Group): GroupInfo {
-  const rules = (refs: Group['inbound']) => refs.map((r) => ({ index: r.index, rule: { group: r.rule.group, cidr: r.rule.cidr, protocol: r.rule.protocol, port: r.rule.port } }));
-  return { id: g.groupId, name: g.name, members: [...g.members], inbound: rules(g.inbound), outbound: rules(g.outbound) };
+  const rules = (refs: Group['inbound']) =>
+    refs.map((r) => ({
+      index: r.index,
+      rule: { group: r.rule.group, cidr: r.rule.cidr, protocol: r.rule.protocol, port: r.rule.port },
+    }));
+  return {
+    id: g.groupId,
+    name: g.name,
+    members: [...g.members],
+    inbound: rules(g.inbound),
+    outbound: rules(g.outbound),
+  };
 }
 
 /**
@@ -82,7 +92,10 @@ export class CalicoClient {
       const snap = await this.ds.getPrefix(calicoRoot);
       return buildView(snap.kvs, snap.revision);
     } catch (e) {
-      throw new ClientError('UNAVAILABLE', `cannot reach etcd at ${this.ds.config.endpoints.join(',')}: ${shortReason(e)}`);
+      throw new ClientError(
+        'UNAVAILABLE',
+        `cannot reach etcd at ${this.ds.config.endpoints.join(',')}: ${shortReason(e)}`,
+      );
     }
   }
 
@@ -99,7 +112,11 @@ export class CalicoClient {
     if (byId) return groupInfo(byId);
     const named = v.model.groups().filter((g) => g.name === idOrName);
     if (named.length === 1) return groupInfo(named[0]!);
-    if (named.length > 1) throw new ClientError('AMBIGUOUS', `${named.length} groups are named "${idOrName}": give its id (${named.map((g) => g.groupId).join(', ')})`);
+    if (named.length > 1)
+      throw new ClientError(
+        'AMBIGUOUS',
+        `${named.length} groups are named "${idOrName}": give its id (${named.map((g) => g.groupId).join(', ')})`,
+      );
     throw new ClientError('NOT_FOUND', `no group has the id or name "${idOrName}" (calicoctl showgroups lists them)`);
   }
 
@@ -115,7 +132,8 @@ export class CalicoClient {
       throw new ClientError('INVALID', `group name ${JSON.stringify(name)}: ${(e as Error).message}`);
     }
     const v = await this.view();
-    if (v.model.groups().some((g) => g.name === name.trim())) throw new ClientError('CONFLICT', `a group named "${name.trim()}" already exists`);
+    if (v.model.groups().some((g) => g.name === name.trim()))
+      throw new ClientError('CONFLICT', `a group named "${name.trim()}" already exists`);
     const id = opts.id ?? randomUUID();
     if (v.model.group(id)) throw new ClientError('CONFLICT', `a group with id ${id} already exists`);
     // The name goes last and only if absent: two callers racing for one id cannot both win.
@@ -162,7 +180,10 @@ export class CalicoClient {
     const g = await this.findGroup(group);
     const list = direction === 'inbound' ? g.inbound : g.outbound;
     if (!list.some((r) => r.index === index)) {
-      throw new ClientError('NOT_FOUND', `group ${g.name ?? g.id} has no ${direction} rule ${index} (it has ${list.map((r) => r.index).join(', ') || 'none'})`);
+      throw new ClientError(
+        'NOT_FOUND',
+        `group ${g.name ?? g.id} has no ${direction} rule ${index} (it has ${list.map((r) => r.index).join(', ') || 'none'})`,
+      );
     }
     await this.ds.delete(groupRuleKey(g.id, direction, index));
     return { groupId: g.id };
@@ -179,15 +200,28 @@ export class CalicoClient {
     const matches = exact.length ? exact : v.workloads.filter((w) => q.length >= 3 && w.containerId.startsWith(q));
     if (matches.length === 1) return matches[0]!;
     if (matches.length > 1) {
-      throw new ClientError('AMBIGUOUS', `"${query}" matches ${matches.length} containers: ${matches.map((m) => `${m.containerId.slice(0, 12)} on ${m.host}`).join(', ')}`);
+      throw new ClientError(
+        'AMBIGUOUS',
+        `"${query}" matches ${matches.length} containers: ${matches.map((m) => `${m.containerId.slice(0, 12)} on ${m.host}`).join(', ')}`,
+      );
     }
-    throw new ClientError('NOT_FOUND', `no Calico container has the id, id prefix or name "${query}" (it must have been started with CALICO_IP through a calico-node)`);
+    throw new ClientError(
+      'NOT_FOUND',
+      `no Calico container has the id, id prefix or name "${query}" (it must have been started with CALICO_IP through a calico-node)`,
+    );
   }
 
   /** An endpoint id, or the (single) endpoint of a container given by id, prefix or name. */
-  async resolveEndpoint(target: string, view?: ClusterView): Promise<{ endpointId: string; workload: WorkloadInfo | null }> {
+  async resolveEndpoint(
+    target: string,
+    view?: ClusterView,
+  ): Promise<{ endpointId: string; workload: WorkloadInfo | null }> {
     const v = view ?? (await this.view());
-    if (v.model.endpoint(target)) return { endpointId: target, workload: v.workloads.find((w) => w.endpoints.some((e) => e.endpointId === target)) ?? null };
+    if (v.model.endpoint(target))
+      return {
+        endpointId: target,
+        workload: v.workloads.find((w) => w.endpoints.some((e) => e.endpointId === target)) ?? null,
+      };
     const w = await this.findContainer(target, v);
     const ep = w.endpoints[0];
     if (!ep) throw new ClientError('NOT_FOUND', `container ${w.containerId.slice(0, 12)} has no endpoint`);
@@ -206,7 +240,8 @@ export class CalicoClient {
     const v = await this.view();
     const { endpointId } = await this.resolveEndpoint(target, v);
     const g = await this.findGroup(group, v);
-    if (!g.members.includes(endpointId)) throw new ClientError('NOT_FOUND', `endpoint ${endpointId} is not a member of group ${g.name ?? g.id}`);
+    if (!g.members.includes(endpointId))
+      throw new ClientError('NOT_FOUND', `endpoint ${endpointId} is not a member of group ${g.name ?? g.id}`);
     await this.ds.delete(groupMemberKey(g.id, endpointId));
     return { endpointId, groupId: g.id };
   }
@@ -369,7 +404,11 @@ export class CalicoClient {
   }
 
   /** May src open a connection to dst? src and dst: addresses, endpoint ids, container ids, prefixes or names. */
-  async check(src: string, dst: string, opts: { protocol?: string | null; port?: number | null } = {}): Promise<Verdict> {
+  async check(
+    src: string,
+    dst: string,
+    opts: { protocol?: string | null; port?: number | null } = {},
+  ): Promise<Verdict> {
     const v = await this.view();
     const side = async (s: string) => {
       if (/^[0-9a-fA-F:.]+$/.test(s) && (s.includes('.') || s.includes(':'))) return s;
@@ -379,7 +418,12 @@ export class CalicoClient {
       // The control plane as the nodes see it: etcd's endpoints and members, and where the keys say the rest is.
       const members = await this.etcdMembers();
       const etcd = [...this.ds.config.endpoints, ...members.flatMap((m) => m.clientURLs)];
-      const controlPlane = controlPlaneTargets(v.controlPlane.input(etcd, members.flatMap((m) => m.peerURLs)));
+      const controlPlane = controlPlaneTargets(
+        v.controlPlane.input(
+          etcd,
+          members.flatMap((m) => m.peerURLs),
+        ),
+      );
       const [s, d] = [await side(src), await side(dst)];
       const query = { src: s, dst: d, protocol: opts.protocol ?? null, port: opts.port ?? null };
       return explain(v.model, query, { controlPlane });

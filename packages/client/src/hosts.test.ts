@@ -29,7 +29,12 @@ describe('planHostRemoval', () => {
 
   it('takes the memberships of endpoints only it holds, its workloads, its directories and its reservations', () => {
     const p = planHostRemoval(ix, 'h2');
-    expect(p).toMatchObject({ host: 'h2', alive: false, known: true, dirs: ['/calico/host/h2/', '/calico/bgp/v1/host/h2/'] });
+    expect(p).toMatchObject({
+      host: 'h2',
+      alive: false,
+      known: true,
+      dirs: ['/calico/host/h2/', '/calico/bgp/v1/host/h2/'],
+    });
     expect(p.workloads).toEqual([
       { containerId: 'c-copy', prefix: '/calico/host/h2/workload/docker/c-copy/', endpointIds: ['e1'] },
       { containerId: 'c-e2', prefix: '/calico/host/h2/workload/docker/c-e2/', endpointIds: ['e2'] },
@@ -40,12 +45,28 @@ describe('planHostRemoval', () => {
 
   it('knows a live host, an unknown one, and one known only by a reservation', () => {
     expect(planHostRemoval(ix, 'h1')).toMatchObject({ alive: true, known: true });
-    expect(planHostRemoval(ix, 'h7')).toMatchObject({ alive: false, known: false, workloads: [], memberships: [], assignments: [], dirs: [] });
-    const only = planHostRemoval(indexHosts([{ key: ipAssignmentKey('198.19.0.5'), value: encodeIpAssignment({ host: 'h5', containerId: 'c5' }) }]), 'h5');
-    expect(only).toMatchObject({ known: true, dirs: [], assignments: [expect.objectContaining({ addr: '198.19.0.5' })] });
+    expect(planHostRemoval(ix, 'h7')).toMatchObject({
+      alive: false,
+      known: false,
+      workloads: [],
+      memberships: [],
+      assignments: [],
+      dirs: [],
+    });
+    const only = planHostRemoval(
+      indexHosts([
+        { key: ipAssignmentKey('198.19.0.5'), value: encodeIpAssignment({ host: 'h5', containerId: 'c5' }) },
+      ]),
+      'h5',
+    );
+    expect(only).toMatchObject({
+      known: true,
+      dirs: [],
+      assignments: [expect.objectContaining({ addr: '198.19.0.5' })],
+    });
   });
 
-  it('lists hosts and memberships whose endpoint exists nowhere; a reservation that does not decode is no one\'s', () => {
+  it("lists hosts and memberships whose endpoint exists nowhere; a reservation that does not decode is no one's", () => {
     expect([...knownHosts(ix)].sort()).toEqual(['h1', 'h2']);
     expect(membersWithoutEndpoint(ix).map((m) => m.key)).toEqual([groupMemberKey('g1', 'ghost')]);
   });

@@ -17,12 +17,42 @@ describe('buildView', () => {
     const v = buildView(kvs, 42);
     expect(v.revision).toBe(42);
     expect(v.hosts).toEqual([
-      { name: 'h1', state: 'up', birdIp: '198.18.0.11', bird6Ip: null, alive: true, since: '2026-11-29T00:00:00.000Z', endpoints: 1, workloads: 1, reservations: 0 },
-      { name: 'h2', state: 'down', birdIp: null, bird6Ip: null, alive: false, since: null, endpoints: 0, workloads: 0, reservations: 0 },
+      {
+        name: 'h1',
+        state: 'up',
+        birdIp: '198.18.0.11',
+        bird6Ip: null,
+        alive: true,
+        since: '2026-11-29T00:00:00.000Z',
+        endpoints: 1,
+        workloads: 1,
+        reservations: 0,
+      },
+      {
+        name: 'h2',
+        state: 'down',
+        birdIp: null,
+        bird6Ip: null,
+        alive: false,
+        since: null,
+        endpoints: 0,
+        workloads: 0,
+        reservations: 0,
+      },
     ]);
-    expect(v.workloads).toEqual([{ host: 'h1', containerId: 'c1', name: 'web', endpoints: [{ endpointId: 'e1', addrs: ['198.19.0.1'], mac: null, state: 'active', groups: ['g1'] }] }]);
+    expect(v.workloads).toEqual([
+      {
+        host: 'h1',
+        containerId: 'c1',
+        name: 'web',
+        endpoints: [{ endpointId: 'e1', addrs: ['198.19.0.1'], mac: null, state: 'active', groups: ['g1'] }],
+      },
+    ]);
     expect(v.pools).toEqual({ v4: ['198.19.0.0/16'], v6: [] });
-    expect(v.problems.map((p) => p.key)).toEqual(['/calico/host/h2/bird_ip', '/calico/network/group/g1/rule/inbound/7']);
+    expect(v.problems.map((p) => p.key)).toEqual([
+      '/calico/host/h2/bird_ip',
+      '/calico/network/group/g1/rule/inbound/7',
+    ]);
     expect(v.notices.map((n) => [n.kind, n.key])).toEqual([['host-down', '/calico/host/h2/alive']]);
   });
 
@@ -44,7 +74,8 @@ describe('buildView', () => {
         kind: 'host-down',
         key: '/calico/host/h3/alive',
         host: 'h3',
-        message: 'host h3 is down: no liveness key /calico/host/h3/alive (its calico-node is stopped or cannot reach etcd); its 2 workload(s), their memberships and its 1 address reservation(s) are kept until it is back or removed (calicoctl node remove h3 --remove-endpoints)',
+        message:
+          'host h3 is down: no liveness key /calico/host/h3/alive (its calico-node is stopped or cannot reach etcd); its 2 workload(s), their memberships and its 1 address reservation(s) are kept until it is back or removed (calicoctl node remove h3 --remove-endpoints)',
       },
       expect.objectContaining({ kind: 'host-down', host: 'h9' }),
       {
@@ -52,7 +83,8 @@ describe('buildView', () => {
         key: '/calico/network/group/g1/member/ghost',
         groupId: 'g1',
         endpointId: 'ghost',
-        message: 'endpoint ghost exists on no host; the membership is kept (an orchestrator may write it before the container exists; it goes when the container is removed)',
+        message:
+          'endpoint ghost exists on no host; the membership is kept (an orchestrator may write it before the container exists; it goes when the container is removed)',
       },
     ]);
     expect(v.problems).toEqual([]);
@@ -71,15 +103,23 @@ describe('buildView', () => {
       '/calico/host/bad_host/workload/docker/c1/endpoint/e1/addrs',
       '/calico/host/bad_host/workload/docker/c1/endpoint/e1/state',
     ]);
-    for (const p of v.problems) expect(p.errors).toEqual([expect.stringContaining('the host segment is not a host name')]);
+    for (const p of v.problems)
+      expect(p.errors).toEqual([expect.stringContaining('the host segment is not a host name')]);
   });
 
   it('a container a node refused to network is a problem, saying why', () => {
-    const kvs = [{ key: '/calico/host/h1/refused/c0ffee0123456789', value: 'address 198.19.0.1 is reserved by container aaaa on host h1' }];
+    const kvs = [
+      {
+        key: '/calico/host/h1/refused/c0ffee0123456789',
+        value: 'address 198.19.0.1 is reserved by container aaaa on host h1',
+      },
+    ];
     expect(buildView(kvs, 1).problems).toEqual([
       {
         key: '/calico/host/h1/refused/c0ffee0123456789',
-        errors: ['container c0ffee012345 on host h1 is not networked: address 198.19.0.1 is reserved by container aaaa on host h1'],
+        errors: [
+          'container c0ffee012345 on host h1 is not networked: address 198.19.0.1 is reserved by container aaaa on host h1',
+        ],
       },
     ]);
   });
@@ -142,11 +182,12 @@ describe('buildView problems: every bad key once', () => {
       '/calico/host/fz\na/refused/c1',
       '/calico/host/fz a/bird_ip',
     ]);
-    for (const p of v.problems) expect(p.errors).toEqual([expect.stringContaining('the host segment is not a host name')]);
+    for (const p of v.problems)
+      expect(p.errors).toEqual([expect.stringContaining('the host segment is not a host name')]);
   });
 });
 
-describe('keyProblems: one key on its own, in the view\'s words', () => {
+describe("keyProblems: one key on its own, in the view's words", () => {
   it.each([
     ['/calico/host/h1/bird_ip', 'nonsense'],
     ['/calico/host/h1/bird-ip', '198.18.0.11'],

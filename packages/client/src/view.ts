@@ -218,8 +218,18 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
     host(ep.host).endpoints++;
     const id = `${ep.host}/${ep.containerId}`;
     let w = workloads.get(id);
-    if (!w) workloads.set(id, (w = { host: ep.host, containerId: ep.containerId, name: names.get(id) ?? null, endpoints: [] }));
-    w.endpoints.push({ endpointId: ep.endpointId, addrs: [...ep.addrs.v4, ...ep.addrs.v6], mac: ep.mac, state: ep.state, groups: model.groupIdsOf(ep.endpointId) });
+    if (!w)
+      workloads.set(
+        id,
+        (w = { host: ep.host, containerId: ep.containerId, name: names.get(id) ?? null, endpoints: [] }),
+      );
+    w.endpoints.push({
+      endpointId: ep.endpointId,
+      addrs: [...ep.addrs.v4, ...ep.addrs.v6],
+      mac: ep.mac,
+      state: ep.state,
+      groups: model.groupIdsOf(ep.endpointId),
+    });
   }
   const hostList = [...hosts.values()].sort((a, b) => a.name.localeCompare(b.name));
   const notices: Notice[] = [
@@ -236,7 +246,9 @@ export function buildView(kvs: readonly { key: string; value: string }[], revisi
     revision,
     model,
     hosts: hostList,
-    workloads: [...workloads.values()].sort((a, b) => a.host.localeCompare(b.host) || a.containerId.localeCompare(b.containerId)),
+    workloads: [...workloads.values()].sort(
+      (a, b) => a.host.localeCompare(b.host) || a.containerId.localeCompare(b.containerId),
+    ),
     pools: { v4: pools.v4.sort(), v6: pools.v6.sort() },
     assignments,
     masterIp,

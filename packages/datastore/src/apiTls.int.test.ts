@@ -5,7 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCa } from '@calico/testkit';
-import { apiCall, apiClientTls, apiServerTls, authenticateRequest, httpsServerOptions, type ApiClientTls } from './apiTls.js';
+import {
+  apiCall,
+  apiClientTls,
+  apiServerTls,
+  authenticateRequest,
+  httpsServerOptions,
+  type ApiClientTls,
+} from './apiTls.js';
 
 /** authenticateRequest behind a real https server on loopback, with certificates made by openssl. */
 describe('who a request over TLS comes from', () => {
@@ -47,11 +54,18 @@ describe('who a request over TLS comes from', () => {
     expect(await who({ tls: good })).toEqual({ ok: true, by: 'certificate', subject: 'orchestrator' });
     expect(await who({ tls: caOnly, token: TOKEN })).toEqual({ ok: true, by: 'token' });
     expect(await who({ tls: caOnly })).toEqual({ ok: false, reason: 'no token and no client certificate' });
-    expect(await who({ tls: caOnly, token: `${TOKEN}x` })).toEqual({ ok: false, reason: 'the token is not the cluster API token' });
+    expect(await who({ tls: caOnly, token: `${TOKEN}x` })).toEqual({
+      ok: false,
+      reason: 'the token is not the cluster API token',
+    });
   });
 
   it('a certificate of another CA is refused, with the token too; the same token alone is taken', async () => {
-    const refused = { ok: false, reason: expect.stringMatching(/^the client certificate is not one of this server's CA \(/), badCertificate: true };
+    const refused = {
+      ok: false,
+      reason: expect.stringMatching(/^the client certificate is not one of this server's CA \(/),
+      badCertificate: true,
+    };
     expect(await who({ tls: stranger })).toEqual(refused);
     expect(await who({ tls: stranger, token: TOKEN })).toEqual(refused);
     expect(await who({ tls: caOnly, token: TOKEN })).toEqual({ ok: true, by: 'token' });

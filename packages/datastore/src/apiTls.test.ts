@@ -14,7 +14,10 @@ describe('apiServerTls: --tls-cert, --tls-key, --tls-ca', () => {
 
   it.each<[Parameters<typeof apiServerTls>[0], string[]]>([
     [{ tlsCert: '/cert.pem' }, ['https needs --tls-cert and --tls-key together (given: --tls-cert)']],
-    [{ tlsKey: '/key.pem', tlsCa: '/ca.pem' }, ['https needs --tls-cert and --tls-key together (given: --tls-key, --tls-ca)']],
+    [
+      { tlsKey: '/key.pem', tlsCa: '/ca.pem' },
+      ['https needs --tls-cert and --tls-key together (given: --tls-key, --tls-ca)'],
+    ],
     [{ tlsCa: '/ca.pem' }, ['https needs --tls-cert and --tls-key together (given: --tls-ca)']],
     [{ tlsCert: '/cert.pem', tlsKey: '/nope.pem' }, ['--tls-key=/nope.pem: cannot read it (ENOENT)']],
     [
@@ -51,7 +54,9 @@ describe('apiClientTls: --api-ca, --api-cert, --api-key, else CALICO_API_*_FILE'
   it('a flag wins over its variable, and a file that cannot be read is named with where it came from', () => {
     const env = { CALICO_API_CA_FILE: '/env-ca.pem' };
     expect(() => apiClientTls({}, env, read)).toThrow('CALICO_API_CA_FILE=/env-ca.pem: cannot read it (ENOENT)');
-    expect(() => apiClientTls({ apiCa: '/flag-ca.pem' }, env, read)).toThrow('--api-ca=/flag-ca.pem: cannot read it (ENOENT)');
+    expect(() => apiClientTls({ apiCa: '/flag-ca.pem' }, env, read)).toThrow(
+      '--api-ca=/flag-ca.pem: cannot read it (ENOENT)',
+    );
   });
 
   it('files that are not PEM are refused', () => {

@@ -6,7 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import {
-  request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage,
+  request as httpRequest,
+  type Agent as HttpAgent,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
 } from 'node:http';
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import { createSecureContext, TLSSocket, type SecureContextOptions } from 'node:tls';
@@ -97,7 +100,7 @@ export function httpsServerOptions(
 export type ApiAuth =
   | { ok: true; by: 'certificate'; subject: string }
   | { ok: true; by: 'token' }
-  | { ok: false; reason: string; /** A certificate was presented and did not verify. */ badCertificate?: true };
+  | { ok: false; reason: string /** A certificate was presented and did not verify. */; badCertificate?: true };
 
 /**
  * A client certificate that verifies against the server's CA authenticates the request. One that

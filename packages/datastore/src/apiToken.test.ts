@@ -32,7 +32,9 @@ describe('the API token file', () => {
   });
 
   it('says what to do when the file is missing or holds no token', () => {
-    expect(() => readApiToken(join(dir, 'absent'))).toThrow(/^no API token file at .*absent: calico-master makes it at first start; on another host copy it/);
+    expect(() => readApiToken(join(dir, 'absent'))).toThrow(
+      /^no API token file at .*absent: calico-master makes it at first start; on another host copy it/,
+    );
     const file = join(dir, 'short');
     writeFileSync(file, 'abc\n', { mode: 0o600 });
     expect(() => readApiToken(file)).toThrow(`API token file ${file} does not hold a token`);

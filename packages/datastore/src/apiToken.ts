@@ -32,11 +32,15 @@ function checkedRead(file: string, fd: number): string {
   }
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) {
-    throw new ApiTokenError(`API token file ${file} belongs to uid ${st.uid}, not to this process (uid ${uid}); run "chown ${uid} ${file}"`);
+    throw new ApiTokenError(
+      `API token file ${file} belongs to uid ${st.uid}, not to this process (uid ${uid}); run "chown ${uid} ${file}"`,
+    );
   }
   const token = readFileSync(fd, 'utf8').trim();
   if (!TOKEN_RE.test(token)) {
-    throw new ApiTokenError(`API token file ${file} does not hold a token (32 to 512 characters of A-Z a-z 0-9 - . _ ~ + /)`);
+    throw new ApiTokenError(
+      `API token file ${file} does not hold a token (32 to 512 characters of A-Z a-z 0-9 - . _ ~ + /)`,
+    );
   }
   return token;
 }
@@ -55,7 +59,9 @@ export function readApiToken(file: string): string {
       );
     }
     if (code === 'EACCES') {
-      throw new ApiTokenError(`cannot read the API token file ${file}: permission denied (it is readable by root only; run as root)`);
+      throw new ApiTokenError(
+        `cannot read the API token file ${file}: permission denied (it is readable by root only; run as root)`,
+      );
     }
     throw new ApiTokenError(`cannot read the API token file ${file}: ${(e as Error).message}`);
   }

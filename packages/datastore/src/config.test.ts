@@ -40,23 +40,47 @@ describe('resolveDatastoreConfig', () => {
     const key = join(d, 'key');
     const files = '--etcd-ca/--etcd-cert/--etcd-key (or ETCD_CA_CERT_FILE/ETCD_CERT_FILE/ETCD_KEY_FILE) given';
     it.each<[string, DatastoreInput, string | string[]]>([
-      ['https with no CA', { etcd: 'https://e:2379', env: {} },
-        "etcd TLS: https://e:2379 needs the CA that signed etcd's certificate: --etcd-ca=<file> or ETCD_CA_CERT_FILE"],
+      [
+        'https with no CA',
+        { etcd: 'https://e:2379', env: {} },
+        "etcd TLS: https://e:2379 needs the CA that signed etcd's certificate: --etcd-ca=<file> or ETCD_CA_CERT_FILE",
+      ],
       ['  control: the same with --etcd-ca', { etcd: 'https://e:2379', etcdCa: ca, env: {} }, ['https://e:2379']],
-      ['a client certificate with no CA', { etcd: 'e:2379', etcdCert: cert, etcdKey: key, env: {} },
-        "etcd TLS: https://e:2379 needs the CA that signed etcd's certificate"],
-      ['  control: the same with ETCD_CA_CERT_FILE', { etcd: 'e:2379', etcdCert: cert, etcdKey: key, env: { ETCD_CA_CERT_FILE: ca } },
-        ['https://e:2379']],
-      ['TLS files with an http:// endpoint', { etcd: 'http://e:2379', etcdCa: ca, etcdCert: cert, etcdKey: key, env: {} },
-        `etcd TLS: ${files}, but --etcd names http://e:2379; use https:// (or host:port), or drop the TLS files`],
-      ['TLS files from the environment with http:// in ETCD_ENDPOINTS',
+      [
+        'a client certificate with no CA',
+        { etcd: 'e:2379', etcdCert: cert, etcdKey: key, env: {} },
+        "etcd TLS: https://e:2379 needs the CA that signed etcd's certificate",
+      ],
+      [
+        '  control: the same with ETCD_CA_CERT_FILE',
+        { etcd: 'e:2379', etcdCert: cert, etcdKey: key, env: { ETCD_CA_CERT_FILE: ca } },
+        ['https://e:2379'],
+      ],
+      [
+        'TLS files with an http:// endpoint',
+        { etcd: 'http://e:2379', etcdCa: ca, etcdCert: cert, etcdKey: key, env: {} },
+        `etcd TLS: ${files}, but --etcd names http://e:2379; use https:// (or host:port), or drop the TLS files`,
+      ],
+      [
+        'TLS files from the environment with http:// in ETCD_ENDPOINTS',
         { env: { ETCD_ENDPOINTS: 'e:1,http://f:2', ETCD_CA_CERT_FILE: ca } },
-        `etcd TLS: ${files}, but ETCD_ENDPOINTS names http://f:2`],
-      ['  control: bare endpoints with TLS files', { etcd: 'e:1,f:2', etcdCa: ca, env: {} }, ['https://e:1', 'https://f:2']],
-      ['mixed schemes', { etcd: 'https://e:1,http://f:2', env: {} },
-        'etcd: --etcd mixes http:// and https:// endpoints (https://e:1, http://f:2); every endpoint is reached the same way'],
-      ['mixed schemes with TLS files', { env: { ETCD_AUTHORITY: 'http://e:1,https://f:2' }, etcdCa: ca },
-        'etcd: ETCD_AUTHORITY mixes http:// and https:// endpoints'],
+        `etcd TLS: ${files}, but ETCD_ENDPOINTS names http://f:2`,
+      ],
+      [
+        '  control: bare endpoints with TLS files',
+        { etcd: 'e:1,f:2', etcdCa: ca, env: {} },
+        ['https://e:1', 'https://f:2'],
+      ],
+      [
+        'mixed schemes',
+        { etcd: 'https://e:1,http://f:2', env: {} },
+        'etcd: --etcd mixes http:// and https:// endpoints (https://e:1, http://f:2); every endpoint is reached the same way',
+      ],
+      [
+        'mixed schemes with TLS files',
+        { env: { ETCD_AUTHORITY: 'http://e:1,https://f:2' }, etcdCa: ca },
+        'etcd: ETCD_AUTHORITY mixes http:// and https:// endpoints',
+      ],
       ['  control: all http:// with no TLS files', { etcd: 'http://e:1,f:2', env: {} }, ['http://e:1', 'http://f:2']],
     ])('%s', (_, input, want) => {
       if (Array.isArray(want)) expect(resolveDatastoreConfig(input).endpoints).toEqual(want);
@@ -101,6 +125,8 @@ describe('datastoreConfigFromFlags', () => {
     expect(Object.keys(ETCD_FLAG_OPTIONS)).toEqual(['etcd', 'etcd-ca', 'etcd-cert', 'etcd-key']);
     expect(datastoreConfigFromFlags({ etcd: 'a:1', other: true }, {}).endpoints).toEqual(['http://a:1']);
     expect(datastoreConfigFromFlags({}, { ETCD_AUTHORITY: 'b:2' }).source).toBe('ETCD_AUTHORITY');
-    expect(() => datastoreConfigFromFlags({ 'etcd-cert': '/x' }, {})).toThrow('a client certificate and its key must be given together');
+    expect(() => datastoreConfigFromFlags({ 'etcd-cert': '/x' }, {})).toThrow(
+      'a client certificate and its key must be given together',
+    );
   });
 });

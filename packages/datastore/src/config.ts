@@ -78,9 +78,18 @@ const TLS_FILES = '--etcd-ca/--etcd-cert/--etcd-key (or ETCD_CA_CERT_FILE/ETCD_C
  * the schemes must agree with the TLS files: a mix, TLS files with http://, or https:// with no CA
  * to check etcd's certificate is refused rather than quietly connecting some other way.
  */
-function checkSchemes(raw: string, endpoints: string[], source: DatastoreConfig['source'], tls: boolean, ca: boolean): void {
+function checkSchemes(
+  raw: string,
+  endpoints: string[],
+  source: DatastoreConfig['source'],
+  tls: boolean,
+  ca: boolean,
+): void {
   const from = source === 'flag' ? '--etcd' : source === 'default' ? 'the default endpoint' : source;
-  const explicit = raw.split(',').map((p) => /^\s*(https?):\/\//.exec(p)?.[1]).filter((x) => x !== undefined);
+  const explicit = raw
+    .split(',')
+    .map((p) => /^\s*(https?):\/\//.exec(p)?.[1])
+    .filter((x) => x !== undefined);
   if (explicit.includes('http') && explicit.includes('https')) {
     throw new DatastoreConfigError(
       `etcd: ${from} mixes http:// and https:// endpoints (${endpoints.join(', ')}); ` +
@@ -139,7 +148,16 @@ export const ETCD_FLAGS_USAGE = `  --etcd=<host:port,...>   ETCD_ENDPOINTS, ETCD
   --etcd-ca/--etcd-cert/--etcd-key=<file>   TLS to etcd`;
 
 /** resolveDatastoreConfig from parsed flags; throws DatastoreConfigError naming what is wrong. */
-export function datastoreConfigFromFlags(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): DatastoreConfig {
+export function datastoreConfigFromFlags(
+  values: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): DatastoreConfig {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  return resolveDatastoreConfig({ etcd: str('etcd'), etcdCa: str('etcd-ca'), etcdCert: str('etcd-cert'), etcdKey: str('etcd-key'), env });
+  return resolveDatastoreConfig({
+    etcd: str('etcd'),
+    etcdCa: str('etcd-ca'),
+    etcdCert: str('etcd-cert'),
+    etcdKey: str('etcd-key'),
+    env,
+  });
 }

@@ -73,10 +73,14 @@ describe('datastore on a real etcd', () => {
     await syncer.drain();
 
     expect(rec.batches[0]?.kind).toBe('snapshot');
-    expect(rec.batches[0]?.updates).toEqual([{ type: 'put', key: '/order/pre', value: 'x', revision: expect.any(Number) }]);
+    expect(rec.batches[0]?.updates).toEqual([
+      { type: 'put', key: '/order/pre', value: 'x', revision: expect.any(Number) },
+    ]);
     const revs = rec.batches.flatMap((b) => b.updates.map((u) => u.revision));
     expect(revs).toEqual([...revs].sort((a, b) => a - b));
-    const counter = rec.batches.flatMap((b) => b.updates.filter((u) => u.key === '/order/counter').map((u) => (u.type === 'put' ? u.value : 'DEL')));
+    const counter = rec.batches.flatMap((b) =>
+      b.updates.filter((u) => u.key === '/order/counter').map((u) => (u.type === 'put' ? u.value : 'DEL')),
+    );
     expect(counter).toEqual(Array.from({ length: 300 }, (_, i) => String(i)));
     expect(rec.state).toEqual(await etcdState(writer, '/order/'));
     expect(rec.state.has('/outside/order')).toBe(false);
@@ -124,7 +128,12 @@ describe('datastore on a real etcd', () => {
     await waitFor('three periodic resyncs', () => syncer.stats.resyncs >= 3, 10_000);
     await syncer.drain();
     expect(rec.batches.map((b) => b.kind)).toEqual(['snapshot', 'watch']);
-    expect(rec.state).toEqual(new Map([['/periodic/a', '1'], ['/periodic/b', '2']]));
+    expect(rec.state).toEqual(
+      new Map([
+        ['/periodic/a', '1'],
+        ['/periodic/b', '2'],
+      ]),
+    );
   });
 
   it('a filter keeps only the keys the consumer wants, in snapshots and watches', async () => {
@@ -140,20 +149,30 @@ describe('datastore on a real etcd', () => {
     const last = await ds.put('/flt/h2/bird_ip', '2');
     await waitFor('the last write', () => syncer.revision >= last, 5_000);
     await syncer.drain();
-    expect(rec.state).toEqual(new Map([['/flt/h1/bird_ip', '1'], ['/flt/h2/bird_ip', '2']]));
+    expect(rec.state).toEqual(
+      new Map([
+        ['/flt/h1/bird_ip', '1'],
+        ['/flt/h2/bird_ip', '2'],
+      ]),
+    );
     expect(syncer.state.size).toBe(2);
   });
 
   it('takes a 10,000-key snapshot in pages at one revision, with writes going on', async () => {
     const ds = connect(etcd.endpoints);
     open.push(ds);
-    const ops = Array.from({ length: 10_000 }, (_, i) => ({ put: `/big/${String(i).padStart(5, '0')}`, value: `v${i}` }));
+    const ops = Array.from({ length: 10_000 }, (_, i) => ({
+      put: `/big/${String(i).padStart(5, '0')}`,
+      value: `v${i}`,
+    }));
     await ds.batch(ops);
     const rec = recorder();
     const syncer = ds.syncer('/big/', rec.handler, { pageSize: 999, keepValues: false }).start();
     stoppers.push(() => syncer.stop());
     // Writes while the pages are read land after the snapshot's revision and come by the watch.
-    const writes = Promise.all(Array.from({ length: 20 }, (_, i) => ds.put(`/big/${String(i * 500).padStart(5, '0')}`, `w${i}`)));
+    const writes = Promise.all(
+      Array.from({ length: 20 }, (_, i) => ds.put(`/big/${String(i * 500).padStart(5, '0')}`, `w${i}`)),
+    );
     await syncer.waitInSync(30_000);
     const last = Math.max(...(await writes));
     await waitFor('the writes', () => syncer.revision >= last, 10_000);
@@ -208,7 +227,11 @@ describe('datastore on a real etcd', () => {
     await syncer.waitInSync();
     await syncer.drain();
     const resync = rec.batches.find((b) => b.kind === 'resync')!;
-    expect(resync.updates.map((u) => `${u.type} ${u.key}`).sort()).toEqual(['delete /cmp/gone', 'put /cmp/added', 'put /cmp/keep']);
+    expect(resync.updates.map((u) => `${u.type} ${u.key}`).sort()).toEqual([
+      'delete /cmp/gone',
+      'put /cmp/added',
+      'put /cmp/keep',
+    ]);
     expect(rec.state).toEqual(await etcdState(ds, '/cmp/'));
     expect(syncer.stats.watchErrors).toBeGreaterThanOrEqual(1);
   });
@@ -234,7 +257,11 @@ describe('datastore on a real etcd', () => {
     open.push(writer);
     await writer.put('/restart/b', '2');
     await writer.delete('/restart/a');
-    await waitFor('convergence after restart', () => rec.state.get('/restart/b') === '2' && !rec.state.has('/restart/a'), 20_000);
+    await waitFor(
+      'convergence after restart',
+      () => rec.state.get('/restart/b') === '2' && !rec.state.has('/restart/a'),
+      20_000,
+    );
     await syncer.waitInSync(20_000);
     expect(rec.state).toEqual(await etcdState(writer, '/restart/'));
   });
@@ -282,7 +309,14 @@ describe('datastore on a real etcd', () => {
     // Someone revokes our lease behind our back: the keeper notices and puts the keys back.
     const id = BigInt(await k1.leaseId()).toString(16);
     await etcd.etcdctl(['lease', 'revoke', id]);
-    await waitFor('keys restored under a new lease', async () => (await other.get('/calico/host/h1/alive')) === 'pid-1' && k1.isHeld && (await k1.leaseId()) !== String(BigInt(`0x${id}`)), 20_000);
+    await waitFor(
+      'keys restored under a new lease',
+      async () =>
+        (await other.get('/calico/host/h1/alive')) === 'pid-1' &&
+        k1.isHeld &&
+        (await k1.leaseId()) !== String(BigInt(`0x${id}`)),
+      20_000,
+    );
     expect(await other.get('/calico/host/h1/info')).toBe('i');
     expect(held).toEqual([true, false, true]);
 
@@ -304,7 +338,10 @@ describe('datastore on a 3-member etcd cluster', () => {
 
   it('catches up on changes made while its member was away, then compacted', async () => {
     const member0 = etcd.clientUrls[0]!.replace('http://', '');
-    const rest = etcd.clientUrls.slice(1).map((u) => u.replace('http://', '')).join(',');
+    const rest = etcd.clientUrls
+      .slice(1)
+      .map((u) => u.replace('http://', ''))
+      .join(',');
     const ds = connect(member0);
     const writer = connect(rest);
     open.push(ds, writer);
@@ -322,7 +359,11 @@ describe('datastore on a 3-member etcd cluster', () => {
     await writer.compact(await writer.revision());
     await etcd.startMember(0);
 
-    await waitFor('catch-up', () => rec.state.get('/gap/a') === '2' && rec.state.get('/gap/c') === '3' && !rec.state.has('/gap/b'), 30_000);
+    await waitFor(
+      'catch-up',
+      () => rec.state.get('/gap/a') === '2' && rec.state.get('/gap/c') === '3' && !rec.state.has('/gap/b'),
+      30_000,
+    );
     await syncer.waitInSync(20_000);
     expect(rec.statuses).toContain('resyncing');
     expect(rec.state).toEqual(await etcdState(writer, '/gap/'));

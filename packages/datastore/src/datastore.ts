@@ -71,9 +71,12 @@ export class Datastore {
       faultHandling: {
         // etcd3's defaults: a host's breaker stays open 5 s after 3 failures, and a lost watch
         // stream is set up again after up to 30 s. Both cap how soon a sync resumes after etcd returns.
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }),
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }),
         // etcd3's type says a backoff; it calls next() on it, as on the factory it makes itself.
-        watchBackoff: new ExponentialBackoff({ initialDelay: 250, maxDelay: 2_000 }) as unknown as NonNullable<IOptions['faultHandling']>['watchBackoff'],
+        watchBackoff: new ExponentialBackoff({ initialDelay: 250, maxDelay: 2_000 }) as unknown as NonNullable<
+          IOptions['faultHandling']
+        >['watchBackoff'],
       },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     };
@@ -96,7 +99,9 @@ export class Datastore {
   async getWithRevision(key: string): Promise<KeyValue | undefined> {
     const r = await this.client.get(key).exec();
     const kv = r.kvs[0];
-    return kv ? { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) } : undefined;
+    return kv
+      ? { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) }
+      : undefined;
   }
 
   /**
@@ -158,7 +163,12 @@ export class Datastore {
   }
 
   /** The pages of [start, end) at revision (0: the newest, then kept for the later pages). */
-  private async *rangePages(start: Buffer, rangeEnd: Buffer, pageSize: number, atRevision: number): AsyncGenerator<PrefixPage> {
+  private async *rangePages(
+    start: Buffer,
+    rangeEnd: Buffer,
+    pageSize: number,
+    atRevision: number,
+  ): AsyncGenerator<PrefixPage> {
     // A small first page: the caller starts working while etcd reads the rest in full pages.
     let limit = Math.min(pageSize, FIRST_PAGE);
     const read = (key: Buffer, revision: number) => {
@@ -219,7 +229,8 @@ export class Datastore {
 
   /** Writes key only if it was last modified at modRevision (0: only if absent). */
   async putIfModRevision(key: string, value: string, modRevision: number): Promise<boolean> {
-    const cmp = modRevision === 0 ? this.client.if(key, 'Create', '==', 0) : this.client.if(key, 'Mod', '==', modRevision);
+    const cmp =
+      modRevision === 0 ? this.client.if(key, 'Create', '==', 0) : this.client.if(key, 'Mod', '==', modRevision);
     const r = await cmp.then(this.client.put(key).value(value)).commit();
     return r.succeeded;
   }
@@ -227,11 +238,13 @@ export class Datastore {
   /** Applies puts and deletes in one transaction (etcd caps a txn at 128 operations). */
   async batch(ops: ({ put: string; value: string } | { delete: string })[]): Promise<void> {
     for (let i = 0; i < ops.length; i += 128) {
-      const success = ops.slice(i, i + 128).map((o) =>
-        'put' in o
-          ? { request_put: { key: Buffer.from(o.put), value: Buffer.from(o.value) } }
-          : { request_delete_range: { key: Buffer.from(o.delete) } },
-      );
+      const success = ops
+        .slice(i, i + 128)
+        .map((o) =>
+          'put' in o
+            ? { request_put: { key: Buffer.from(o.put), value: Buffer.from(o.value) } }
+            : { request_delete_range: { key: Buffer.from(o.delete) } },
+        );
       await this.client.kv.txn({ compare: [], success, failure: [] });
     }
   }

@@ -136,7 +136,10 @@ export class LeaseKeeper {
   private onLost(lease: Lease, err: Error): void {
     if (this.stopped || lease !== this.lease) return;
     const log = this.opts.logger ?? this.ds.logger;
-    log.warn({ err: err.message, keys: [...this.entries.keys()] }, 'lease lost; granting a new one and putting its keys again');
+    log.warn(
+      { err: err.message, keys: [...this.entries.keys()] },
+      'lease lost; granting a new one and putting its keys again',
+    );
     this.setHeld(false, `lost: ${err.message}`);
     this.lease = undefined;
     lease.removeAllListeners();

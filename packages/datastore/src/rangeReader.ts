@@ -22,7 +22,9 @@ export class RangeReader {
   ) {
     this.clients = config.endpoints.map(() => undefined);
     const tls = config.tls;
-    this.creds = tls ? credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null) : credentials.createInsecure();
+    this.creds = tls
+      ? credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null)
+      : credentials.createInsecure();
   }
 
   /**
@@ -79,19 +81,31 @@ export class RangeReader {
       // closed under it (another call failed on the same endpoint) was seen never to answer.
       const guard = setTimeout(() => {
         call.cancel();
-        reject(Object.assign(new Error(`etcd at ${this.config.endpoints[at]} did not answer a range within ${this.timeoutMs} ms`), { code: status.DEADLINE_EXCEEDED }));
+        reject(
+          Object.assign(
+            new Error(`etcd at ${this.config.endpoints[at]} did not answer a range within ${this.timeoutMs} ms`),
+            { code: status.DEADLINE_EXCEEDED },
+          ),
+        );
       }, this.timeoutMs + 1_000);
-      const call = client.makeUnaryRequest(RANGE, identity, identity, encodeRangeRequest(req), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
-        clearTimeout(guard);
-        if (err || !res) reject(err ?? new Error('etcd answered a range with nothing'));
-        else {
-          try {
-            resolve(decodeRangeResponse(res));
-          } catch (e) {
-            reject(e);
+      const call = client.makeUnaryRequest(
+        RANGE,
+        identity,
+        identity,
+        encodeRangeRequest(req),
+        { deadline: Date.now() + this.timeoutMs },
+        (err, res) => {
+          clearTimeout(guard);
+          if (err || !res) reject(err ?? new Error('etcd answered a range with nothing'));
+          else {
+            try {
+              resolve(decodeRangeResponse(res));
+            } catch (e) {
+              reject(e);
+            }
           }
-        }
-      });
+        },
+      );
     });
   }
 }

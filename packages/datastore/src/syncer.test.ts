@@ -95,7 +95,12 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     const store = filled(8);
     const c = consumer();
     const inSyncAt: number[] = [];
-    const syncer = new Syncer(store.asDatastore(), '/p/', { onUpdates: (b) => c.onUpdates(b), onStatus: (s) => s === 'in-sync' && inSyncAt.push(c.batches.length) }, { keepValues, pageSize: 3, resyncIntervalMs: 0 });
+    const syncer = new Syncer(
+      store.asDatastore(),
+      '/p/',
+      { onUpdates: (b) => c.onUpdates(b), onStatus: (s) => s === 'in-sync' && inSyncAt.push(c.batches.length) },
+      { keepValues, pageSize: 3, resyncIntervalMs: 0 },
+    );
     syncer.start();
     await syncer.waitInSync(10_000);
     expect(c.batches.map((b) => [b.kind, b.updates.length])).toEqual([
@@ -112,7 +117,12 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     const store = filled(8);
     store.failAfterPages = 2;
     const c = consumer();
-    const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues, pageSize: 3, resyncIntervalMs: 0, retryMs: 5 });
+    const syncer = new Syncer(store.asDatastore(), '/p/', c, {
+      keepValues,
+      pageSize: 3,
+      resyncIntervalMs: 0,
+      retryMs: 5,
+    });
     syncer.start();
     await c.reached('wait-for-datastore');
     await syncer.drain();
@@ -135,7 +145,12 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
   it('a resync hands over only the difference, in one batch, even when an earlier resync was cut short', async () => {
     const store = filled(8);
     const c = consumer();
-    const syncer = new Syncer(store.asDatastore(), '/p/', c, { keepValues, pageSize: 3, resyncIntervalMs: 0, retryMs: 5 });
+    const syncer = new Syncer(store.asDatastore(), '/p/', c, {
+      keepValues,
+      pageSize: 3,
+      resyncIntervalMs: 0,
+      retryMs: 5,
+    });
     syncer.start();
     await syncer.waitInSync(10_000);
     // Changes the watch never reported.
@@ -154,7 +169,11 @@ describe.each([true, false])('syncer (keepValues: %s)', (keepValues) => {
     await syncer.drain();
     const resyncs = c.batches.filter((b) => b.kind === 'resync');
     expect(resyncs).toHaveLength(1);
-    expect(resyncs[0]!.updates.map((u) => `${u.type} ${u.key}`).sort()).toEqual(['delete /p/03', 'put /p/05', 'put /p/10']);
+    expect(resyncs[0]!.updates.map((u) => `${u.type} ${u.key}`).sort()).toEqual([
+      'delete /p/03',
+      'put /p/05',
+      'put /p/10',
+    ]);
     expect(c.state).toEqual(values(store));
     // Nothing missed: nothing handed over.
     await syncer.resync('again');
@@ -255,7 +274,13 @@ it('revisions only: segments of different lengths in one directory, next to look
 
 it('refuses to resume without values', () => {
   const store = new FakeStore();
-  expect(() => new Syncer(store.asDatastore(), '/p/', consumer(), { keepValues: false, resume: { revision: 1, state: new Map() } })).toThrow(/resume needs keepValues/);
+  expect(
+    () =>
+      new Syncer(store.asDatastore(), '/p/', consumer(), {
+        keepValues: false,
+        resume: { revision: 1, state: new Map() },
+      }),
+  ).toThrow(/resume needs keepValues/);
 });
 
 describe('a handler that throws', () => {
@@ -271,7 +296,8 @@ describe('a handler that throws', () => {
         onStatus: (s) => c.onStatus(s),
         onUpdates: (b) => {
           offered.push(b.updates.map((u) => u.key).join(','));
-          if (b.kind === 'watch' && b.updates.some((u) => u.key === '/p/bad') && fail++ < 2) throw new Error('handler broke');
+          if (b.kind === 'watch' && b.updates.some((u) => u.key === '/p/bad') && fail++ < 2)
+            throw new Error('handler broke');
           c.onUpdates(b);
         },
       },
@@ -299,7 +325,17 @@ describe('a handler that throws', () => {
   it('stops at once while waiting to offer a failed batch again', async () => {
     const store = filled(1);
     const c = consumer();
-    const syncer = new Syncer(store.asDatastore(), '/p/', { onStatus: (s) => c.onStatus(s), onUpdates: () => { throw new Error('always'); } }, { resyncIntervalMs: 0, retryMs: 60_000, maxRetryMs: 60_000 });
+    const syncer = new Syncer(
+      store.asDatastore(),
+      '/p/',
+      {
+        onStatus: (s) => c.onStatus(s),
+        onUpdates: () => {
+          throw new Error('always');
+        },
+      },
+      { resyncIntervalMs: 0, retryMs: 60_000, maxRetryMs: 60_000 },
+    );
     syncer.start();
     await c.reached('retrying');
     // The pause is 60 s, the test's own timeout 5 s: stop() must not wait it out.

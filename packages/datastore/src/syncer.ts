@@ -193,7 +193,8 @@ export class Syncer {
   private failures = 0;
   private stopped = false;
   private waiters: (() => void)[] = [];
-  private readonly opts: Required<Omit<SyncerOptions, 'resume' | 'filter' | 'pageSize' | 'splitAt'>> & Pick<SyncerOptions, 'resume' | 'filter' | 'pageSize' | 'splitAt'>;
+  private readonly opts: Required<Omit<SyncerOptions, 'resume' | 'filter' | 'pageSize' | 'splitAt'>> &
+    Pick<SyncerOptions, 'resume' | 'filter' | 'pageSize' | 'splitAt'>;
   private readonly keepValues: boolean;
   readonly stats: SyncerStats = { snapshots: 0, resyncs: 0, watchBatches: 0, watchErrors: 0, handlerErrors: 0 };
 
@@ -216,7 +217,8 @@ export class Syncer {
     };
     this.keepValues = this.opts.keepValues;
     // Without values the cache holds revisions, which a resumed state does not carry.
-    if (opts.resume && !this.keepValues) throw new Error('Syncer: resume needs keepValues (the state it resumes is values)');
+    if (opts.resume && !this.keepValues)
+      throw new Error('Syncer: resume needs keepValues (the state it resumes is values)');
   }
 
   get status(): SyncStatus {
@@ -261,7 +263,10 @@ export class Syncer {
   waitInSync(timeoutMs = 30_000): Promise<void> {
     if (this.inSync) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`syncer for ${this.prefix} not in sync after ${timeoutMs} ms (${this.reported})`)), timeoutMs);
+      const t = setTimeout(
+        () => reject(new Error(`syncer for ${this.prefix} not in sync after ${timeoutMs} ms (${this.reported})`)),
+        timeoutMs,
+      );
       this.waiters.push(() => {
         clearTimeout(t);
         resolve();
@@ -397,7 +402,8 @@ export class Syncer {
             if (changed) updates.push({ type: 'put', key: kv.key, value: kv.value, revision: kv.modRevision });
             if (first) {
               // Delivered now: the cache follows at once.
-              if (changed || trackDeletes) this.cache.set(kv.key, trackDeletes && typeof mark === 'number' ? -mark : mark);
+              if (changed || trackDeletes)
+                this.cache.set(kv.key, trackDeletes && typeof mark === 'number' ? -mark : mark);
             } else if (typeof had === 'number') this.cache.set(kv.key, -had);
             seen?.add(kv.key);
           }
@@ -452,7 +458,9 @@ export class Syncer {
     if (first || changes) {
       this.opts.logger.info(
         { prefix: this.prefix, revision, keys, changes, reason },
-        first ? 'snapshot taken; watching from the next revision' : 'resynced; delivering the difference and watching again',
+        first
+          ? 'snapshot taken; watching from the next revision'
+          : 'resynced; delivering the difference and watching again',
       );
     }
     if (tail.length) this.enqueue({ kind: first ? 'snapshot' : 'resync', revision, updates: tail });
@@ -467,16 +475,26 @@ export class Syncer {
   private async watchFrom(gen: number, reason: string): Promise<void> {
     let w: Watcher;
     try {
-      const creating = this.ds.client.watch().prefix(this.prefix).startRevision(String(this.rev + 1)).create();
+      const creating = this.ds.client
+        .watch()
+        .prefix(this.prefix)
+        .startRevision(String(this.rev + 1))
+        .create();
       // etcd3 waits as long as it takes for the watch to be set up; a cycle must not.
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the watch from revision ${this.rev + 1} was not set up within ${WATCH_SETUP_MS} ms`)), WATCH_SETUP_MS);
+        timer = setTimeout(
+          () => reject(new Error(`the watch from revision ${this.rev + 1} was not set up within ${WATCH_SETUP_MS} ms`)),
+          WATCH_SETUP_MS,
+        );
       });
       try {
         w = await Promise.race([creating, late]);
       } catch (e) {
-        creating.then((lateWatcher) => void lateWatcher.cancel().catch(() => undefined), () => undefined);
+        creating.then(
+          (lateWatcher) => void lateWatcher.cancel().catch(() => undefined),
+          () => undefined,
+        );
         throw e;
       } finally {
         clearTimeout(timer);
@@ -567,7 +585,14 @@ export class Syncer {
           this.stats.handlerErrors++;
           const delay = Math.min(this.opts.retryMs * 2 ** failures, this.opts.maxRetryMs);
           this.opts.logger.error(
-            { prefix: this.prefix, kind: batch.kind, revision: batch.revision, updates: batch.updates.length, err: errText(e), retryInMs: delay },
+            {
+              prefix: this.prefix,
+              kind: batch.kind,
+              revision: batch.revision,
+              updates: batch.updates.length,
+              err: errText(e),
+              retryInMs: delay,
+            },
             `sync handler threw; the batch is not delivered, offering it again in ${delay} ms`,
           );
           this.handlerFailing = true;
@@ -582,7 +607,10 @@ export class Syncer {
         }
         if (this.handlerFailing) {
           this.handlerFailing = false;
-          this.opts.logger.info({ prefix: this.prefix, kind: batch.kind, revision: batch.revision, failures }, 'sync handler took the batch it had failed on; delivering again');
+          this.opts.logger.info(
+            { prefix: this.prefix, kind: batch.kind, revision: batch.revision, failures },
+            'sync handler took the batch it had failed on; delivering again',
+          );
           this.report('handler took the batch');
         }
         return;

@@ -57,7 +57,14 @@ function hostDir(name: string): string {
 }
 
 function calicoctlIn(netns: string | null, name: string | null, args: string[], etcd: string[]): Promise<ExecResult> {
-  const dirs = name ? [`--hostname=${name}`, `--run-dir=${join(hostDir(name), 'run')}`, `--log-dir=${join(hostDir(name), 'log')}`, `--state-dir=${join(hostDir(name), 'state')}`] : [];
+  const dirs = name
+    ? [
+        `--hostname=${name}`,
+        `--run-dir=${join(hostDir(name), 'run')}`,
+        `--log-dir=${join(hostDir(name), 'log')}`,
+        `--state-dir=${join(hostDir(name), 'state')}`,
+      ]
+    : [];
   const argv = [process.execPath, calicoctlJs, ...args, ...etcd, `--api-token-file=${TOKEN_FILE}`, ...dirs];
   return exec(netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv, { timeoutMs: 180_000 });
 }
@@ -104,15 +111,37 @@ async function up(): Promise<void> {
   // Recorded before anything else starts, so that "down" can always clean up.
   await writeFile(STATE, JSON.stringify(state, null, 2));
 
-  step(3, total, `starting calico-master on ${MASTER_LISTEN} and calico-node (proxy, agent, bgp-config, BIRD) on each host…`);
-  await must('calicoctl master', calicoctlIn(null, null, ['master', `--ip=${rootIp}`, `--listen=${MASTER_LISTEN}`, `--run-dir=${join(ROOT, 'master', 'run')}`, `--log-dir=${join(ROOT, 'master', 'log')}`], etcdFlags));
+  step(
+    3,
+    total,
+    `starting calico-master on ${MASTER_LISTEN} and calico-node (proxy, agent, bgp-config, BIRD) on each host…`,
+  );
+  await must(
+    'calicoctl master',
+    calicoctlIn(
+      null,
+      null,
+      [
+        'master',
+        `--ip=${rootIp}`,
+        `--listen=${MASTER_LISTEN}`,
+        `--run-dir=${join(ROOT, 'master', 'run')}`,
+        `--log-dir=${join(ROOT, 'master', 'log')}`,
+      ],
+      etcdFlags,
+    ),
+  );
   for (const h of state.hosts) {
-    await must(`calicoctl node on ${h.name}`, calicoctlIn(h.netns, h.name, ['node', `--ip=${h.ip}`, `--docker=${dockerd.host}`], etcdFlags));
+    await must(
+      `calicoctl node on ${h.name}`,
+      calicoctlIn(h.netns, h.name, ['node', `--ip=${h.ip}`, `--docker=${dockerd.host}`], etcdFlags),
+    );
     say(`      ${h.name} (${h.ip}) is up`);
   }
 
-  step(4, total, 'starting workloads through each host\'s Docker API proxy with CALICO_IP…');
-  const docker = (h: string, args: string[]) => dockerd.docker(args, { host: `unix://${join(hostDir(h), 'run', 'docker.sock')}` });
+  step(4, total, "starting workloads through each host's Docker API proxy with CALICO_IP…");
+  const docker = (h: string, args: string[]) =>
+    dockerd.docker(args, { host: `unix://${join(hostDir(h), 'run', 'docker.sock')}` });
   const workloads = [
     { name: 'A', host: 'h1', ip: '198.19.1.1' },
     { name: 'B', host: 'h1', ip: '198.19.1.2' },
@@ -121,25 +150,49 @@ async function up(): Promise<void> {
     { name: 'E', host: 'h2', ip: '198.19.2.5' },
   ];
   for (const w of workloads) {
-    await must(`docker run ${w.name}`, docker(w.host, ['run', '-d', '--name', `workload-${w.name}`, '-e', `CALICO_IP=${w.ip}`, image, 'sleep', 'infinity']));
+    await must(
+      `docker run ${w.name}`,
+      docker(w.host, [
+        'run',
+        '-d',
+        '--name',
+        `workload-${w.name}`,
+        '-e',
+        `CALICO_IP=${w.ip}`,
+        image,
+        'sleep',
+        'infinity',
+      ]),
+    );
     say(`      docker run -e CALICO_IP=${w.ip} --name workload-${w.name}   (on ${w.host})`);
   }
 
   step(5, total, 'creating the groups A+C+E, B and D with calicoctl…');
   const ctl = (args: string[]) => must(`calicoctl ${args.join(' ')}`, calicoctlIn('cdemo-h1', 'h1', args, etcdFlags));
   for (const g of ['GROUP_A_C_E', 'GROUP_B', 'GROUP_D']) await ctl(['addgroup', g]);
-  for (const [c, g] of [['A', 'GROUP_A_C_E'], ['C', 'GROUP_A_C_E'], ['E', 'GROUP_A_C_E'], ['B', 'GROUP_B'], ['D', 'GROUP_D']] as const) await ctl(['addtogroup', `workload-${c}`, g]);
+  for (const [c, g] of [
+    ['A', 'GROUP_A_C_E'],
+    ['C', 'GROUP_A_C_E'],
+    ['E', 'GROUP_A_C_E'],
+    ['B', 'GROUP_B'],
+    ['D', 'GROUP_D'],
+  ] as const)
+    await ctl(['addtogroup', `workload-${c}`, g]);
 
   step(6, total, 'asking calicoctl check who may ping whom, then measuring it (one ping per pair)…');
   // Expected is what the policy in etcd means (calicoctl check, i.e. explain()), not a list
   // written here; the guide's own answer is checked against it.
   const t = etcd.clientTls!;
-  const ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, etcdCa: t.ca, etcdCert: t.cert, etcdKey: t.key, env: {} }));
+  const ds = new Datastore(
+    resolveDatastoreConfig({ etcd: etcd.endpoints, etcdCa: t.ca, etcdCert: t.cert, etcdKey: t.key, env: {} }),
+  );
   const expected = new Set<string>();
   try {
     const client = new CalicoClient(ds);
     for (const a of workloads) {
-      for (const b of workloads) if (a !== b && (await client.check(a.ip, b.ip, { protocol: 'icmp' })).allowed) expected.add(`${a.name}>${b.name}`);
+      for (const b of workloads)
+        if (a !== b && (await client.check(a.ip, b.ip, { protocol: 'icmp' })).allowed)
+          expected.add(`${a.name}>${b.name}`);
     }
   } finally {
     ds.close();
@@ -150,10 +203,12 @@ async function up(): Promise<void> {
     const seen = new Map<string, boolean>();
     await Promise.all(
       workloads.flatMap((a) =>
-        workloads.filter((b) => b !== a).map(async (b) => {
-          const r = await dockerd.docker(['exec', `workload-${a.name}`, 'ping', '-c', '1', '-W', '1', b.ip]);
-          seen.set(`${a.name}>${b.name}`, r.code === 0);
-        }),
+        workloads
+          .filter((b) => b !== a)
+          .map(async (b) => {
+            const r = await dockerd.docker(['exec', `workload-${a.name}`, 'ping', '-c', '1', '-W', '1', b.ip]);
+            seen.set(`${a.name}>${b.name}`, r.code === 0);
+          }),
       ),
     );
     return seen;
@@ -166,22 +221,34 @@ async function up(): Promise<void> {
   say('      expected / observed   (y = reaches, . = does not)');
   say(`      from\\to ${workloads.map((w) => `  ${w.name}  `).join('')}`);
   for (const a of workloads) {
-    const cells = workloads.map((b) => (a === b ? '  -  ' : ` ${expected.has(`${a.name}>${b.name}`) ? 'y' : '.'}/${seen.get(`${a.name}>${b.name}`) ? 'y' : '.'} `));
+    const cells = workloads.map((b) =>
+      a === b
+        ? '  -  '
+        : ` ${expected.has(`${a.name}>${b.name}`) ? 'y' : '.'}/${seen.get(`${a.name}>${b.name}`) ? 'y' : '.'} `,
+    );
     say(`      ${a.name} (${a.host})  ${cells.join('')}`);
   }
   const ok = matches(seen);
   say('');
   say(ok ? '      All 20 pairs match calicoctl check.' : '      MISMATCH: observed differs from expected (see above).');
-  say(asGuide ? '      As the guide says: A reaches C and E (E across hosts over BGP); B and D reach no one.' : `      NOTE: calicoctl check differs from the guide's A+C+E matrix (${guide.join(' ')}).`);
+  say(
+    asGuide
+      ? '      As the guide says: A reaches C and E (E across hosts over BGP); B and D reach no one.'
+      : `      NOTE: calicoctl check differs from the guide's A+C+E matrix (${guide.join(' ')}).`,
+  );
   say('');
   say('The cluster is left running. To use it:');
   for (const h of state.hosts) {
     say(`  ${h.name}: DOCKER_HOST=unix://${join(h.dir, 'run', 'docker.sock')} docker ps`);
     say(`      or: ip netns exec ${h.netns} docker -H tcp://127.0.0.1:2375 ps`);
-    say(`      calicoctl status --hostname=${h.name} ${etcdFlags.join(' ')} --api-token-file=${TOKEN_FILE} --run-dir=${join(h.dir, 'run')} --state-dir=${join(h.dir, 'state')}   (run it with: ip netns exec ${h.netns} …)`);
+    say(
+      `      calicoctl status --hostname=${h.name} ${etcdFlags.join(' ')} --api-token-file=${TOKEN_FILE} --run-dir=${join(h.dir, 'run')} --state-dir=${join(h.dir, 'state')}   (run it with: ip netns exec ${h.netns} …)`,
+    );
   }
   say(`  calicoctl showgroups --detailed ${etcdFlags.join(' ')}`);
-  say(`  etcd (TLS only, client certificates): etcdctl --endpoints=${etcd.endpoints} ${etcd.etcdctlTlsFlags.join(' ')} get --prefix /calico`);
+  say(
+    `  etcd (TLS only, client certificates): etcdctl --endpoints=${etcd.endpoints} ${etcd.etcdctlTlsFlags.join(' ')} get --prefix /calico`,
+  );
   say(`  master API: curl -H "Authorization: Bearer $(cat ${TOKEN_FILE})" http://${MASTER_LISTEN}/v1/groups`);
   say('  take it all down: bash scripts/demo.sh down');
   if (!ok) process.exitCode = 1;
@@ -200,8 +267,13 @@ async function down(): Promise<void> {
     say(`  ${r.stdout.trim() || `reset ${h.name}: ${r.stderr.trim()}`}`);
   }
   await calicoctlIn(null, null, ['master', 'stop', `--run-dir=${join(ROOT, 'master', 'run')}`], etcdFlags);
-  const containers = (await exec(['docker', 'ps', '-aq'], { env: { ...process.env, DOCKER_HOST: st.dockerHost } })).stdout.split('\n').filter(Boolean);
-  if (containers.length) await exec(['docker', 'rm', '-f', ...containers], { env: { ...process.env, DOCKER_HOST: st.dockerHost } });
+  const containers = (
+    await exec(['docker', 'ps', '-aq'], { env: { ...process.env, DOCKER_HOST: st.dockerHost } })
+  ).stdout
+    .split('\n')
+    .filter(Boolean);
+  if (containers.length)
+    await exec(['docker', 'rm', '-f', ...containers], { env: { ...process.env, DOCKER_HOST: st.dockerHost } });
   say(`  removed ${containers.length} container(s)`);
   // A pid in a file may since belong to another program: each is signalled only while it is
   // still the process recorded (a state of an older demo has bare pids: then its command line

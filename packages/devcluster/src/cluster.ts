@@ -153,13 +153,20 @@ export class DevCluster {
     });
     this.cleanup.defer('etcd', () => this.etcd.stop());
     const t = this.etcd.clientTls;
-    this.ds = new Datastore(resolveDatastoreConfig({ etcd: this.etcd.endpoints, etcdCa: t?.ca, etcdCert: t?.cert, etcdKey: t?.key, env: {} }));
+    this.ds = new Datastore(
+      resolveDatastoreConfig({ etcd: this.etcd.endpoints, etcdCa: t?.ca, etcdCert: t?.cert, etcdKey: t?.key, env: {} }),
+    );
     this.cleanup.defer('datastore client', () => this.ds.close());
     for (const name of this.opts.hosts) {
       const ns = await this.fabric.addHost(name);
       const proxySocket = join(ns.dir, 'docker-proxy.sock');
       const birdDir = join(ns.dir, 'bird');
-      const bird = { config: join(birdDir, 'bird.conf'), socket: join(birdDir, 'bird.ctl'), pid: join(birdDir, 'bird.pid'), log: join(birdDir, 'bird.log') };
+      const bird = {
+        config: join(birdDir, 'bird.conf'),
+        socket: join(birdDir, 'bird.ctl'),
+        pid: join(birdDir, 'bird.pid'),
+        log: join(birdDir, 'bird.log'),
+      };
       const h: DevHost = {
         name,
         ns,
@@ -185,7 +192,7 @@ export class DevCluster {
   async startMaster(): Promise<ManagedProcess> {
     const ip = this.control?.ip ?? this.fabric.rootLink!.ip;
     // A new namespace has nothing listening: any port that is free here is free there.
-    const port = this.masterPort ??= await freePort(this.control ? '127.0.0.1' : ip);
+    const port = (this.masterPort ??= await freePort(this.control ? '127.0.0.1' : ip));
     const tlsArgs: string[] = [];
     if (this.opts.masterTls) {
       this.apiCa ??= await TestCa.create(join(this.fabric.dir, 'api-tls'), 'calico-api-ca');
@@ -320,20 +327,24 @@ export class DevCluster {
    */
   async startNode(name: string, opts: { ready?: boolean; args?: string[] } = {}): Promise<ManagedProcess> {
     const h = this.host(name);
-    const p = h.ns.spawn(`calico-node`, [
-      process.execPath,
-      nodeMainJs(),
-      `--hostname=${name}`,
-      `--ip=${h.ns.ip}`,
-      ...this.etcdFlags,
-      `--docker=${this.dockerd.host}`,
-      `--listen=unix://${h.proxySocket}`,
-      '--listen=127.0.0.1:2375',
-      `--lease-ttl=${this.opts.leaseTtlSeconds ?? 5}`,
-      `--log-level=${this.opts.logLevel ?? 'info'}`,
-      ...(this.opts.nodeArgs ?? []),
-      ...(opts.args ?? []),
-    ], this.opts.nodeEnv ? { ...process.env, ...this.opts.nodeEnv } : undefined);
+    const p = h.ns.spawn(
+      `calico-node`,
+      [
+        process.execPath,
+        nodeMainJs(),
+        `--hostname=${name}`,
+        `--ip=${h.ns.ip}`,
+        ...this.etcdFlags,
+        `--docker=${this.dockerd.host}`,
+        `--listen=unix://${h.proxySocket}`,
+        '--listen=127.0.0.1:2375',
+        `--lease-ttl=${this.opts.leaseTtlSeconds ?? 5}`,
+        `--log-level=${this.opts.logLevel ?? 'info'}`,
+        ...(this.opts.nodeArgs ?? []),
+        ...(opts.args ?? []),
+      ],
+      this.opts.nodeEnv ? { ...process.env, ...this.opts.nodeEnv } : undefined,
+    );
     h.node = p;
     if (opts.ready === false) return p;
     await waitFor(
@@ -355,7 +366,9 @@ export class DevCluster {
 
   /** Kernel state of every host and the /calico keyspace, for a failure to explain itself. */
   async dump(): Promise<string> {
-    const keys = await this.etcd.etcdctl(['get', '--prefix', '/calico']).catch((e: unknown) => `etcdctl failed: ${String(e)}`);
+    const keys = await this.etcd
+      .etcdctl(['get', '--prefix', '/calico'])
+      .catch((e: unknown) => `etcdctl failed: ${String(e)}`);
     return `${await this.fabric.dump()}\n===== /calico =====\n${keys}\n===== dockerd log =====\n${this.dockerd.logs().slice(-5000)}`;
   }
 

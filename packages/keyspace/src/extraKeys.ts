@@ -157,7 +157,10 @@ export function buildExtraKey(key: ExtraKey): string {
     case 'ipPool': {
       const built = ipPoolKey(key.cidr);
       if (!built.startsWith(ipPoolsPrefix(key.family))) {
-        throw new KeyspaceError(KeyspaceErrorCode.INVALID_CIDR, `cidr "${key.cidr}" is not an IPv${key.family} network`);
+        throw new KeyspaceError(
+          KeyspaceErrorCode.INVALID_CIDR,
+          `cidr "${key.cidr}" is not an IPv${key.family} network`,
+        );
       }
       return built;
     }
@@ -213,7 +216,15 @@ export function parseExtraKey(parts: readonly string[]): ExtraKey | null {
   const [a, b, c, d, e, f] = parts;
   const n = parts.length;
   if (a === 'master' && n === 2 && b === 'api_url') return { kind: 'masterApiUrl' };
-  if (a === 'host' && n === 6 && b !== undefined && c === 'workload' && d === 'docker' && e !== undefined && f === 'name') {
+  if (
+    a === 'host' &&
+    n === 6 &&
+    b !== undefined &&
+    c === 'workload' &&
+    d === 'docker' &&
+    e !== undefined &&
+    f === 'name'
+  ) {
     return { kind: 'workloadName', host: b, containerId: e };
   }
   if (a === 'host' && n === 4 && b !== undefined && c === 'refused' && d !== undefined) {
@@ -271,7 +282,8 @@ export const extraKeySpecs: readonly KeySpec<ExtraKey['kind']>[] = [
     kind: 'workloadName',
     pattern: '/calico/host/<hostname>/workload/docker/<container-id>/name',
     example: '/calico/host/host1/workload/docker/c0ffee/name',
-    value: "the container's name as Docker shows it (without the leading /); outside endpoint/, so orchestrators listing endpoints never see it",
+    value:
+      "the container's name as Docker shows it (without the leading /); outside endpoint/, so orchestrators listing endpoints never see it",
     writer: 'node (plumber), beside the endpoint keys; removed with the workload',
   },
   {

@@ -140,16 +140,8 @@ const layouts = {
     json: false,
     good: v4,
     bad: {
-      'near-miss': (r) => pick(r, [
-        '300.1.1.1',
-        '203.0.113.010',
-        v6(r),
-        `${v4(r)}/32`,
-        'localhost',
-        '203.0.113',
-        `${v4(r)} 1`,
-        '0x7f.1',
-      ]),
+      'near-miss': (r) =>
+        pick(r, ['300.1.1.1', '203.0.113.010', v6(r), `${v4(r)}/32`, 'localhost', '203.0.113', `${v4(r)} 1`, '0x7f.1']),
       unicode: (r) => pick(r, ['\uff12\uff10\uff13.0.113.1', '203.0.113.\u0661', '203\u30020.113.1']),
       control: (r) => `${v4(r)}\u0000`,
       'newline-in-segment': (r) => `${v4(r)}\nprotocol bgp evil { neighbor 203.0.113.66 as 1; }`,
@@ -182,13 +174,14 @@ const layouts = {
           '[{"addr":"::ffff:zz"}]',
         ]);
       },
-      'wrong-type': (r) => pick(r, [
-        '[{"addr":5}]',
-        '[{"addr":null}]',
-        '[{"addr":["203.0.113.1"]}]',
-        '{"addr":"203.0.113.1"}',
-        '[{"addr":true}]',
-      ]),
+      'wrong-type': (r) =>
+        pick(r, [
+          '[{"addr":5}]',
+          '[{"addr":null}]',
+          '[{"addr":["203.0.113.1"]}]',
+          '{"addr":"203.0.113.1"}',
+          '[{"addr":true}]',
+        ]),
       unicode: () => '[{"addr":"\uff12\uff10\uff13.0.113.1"}]',
     },
   },
@@ -198,14 +191,15 @@ const layouts = {
     json: false,
     good: () => 'ee:ee:ee:ee:ee:ee',
     bad: {
-      'near-miss': (r) => pick(r, [
-        'ee:ee:ee:ee:ee',
-        'ee-ee-ee-ee-ee-ee',
-        'gg:ee:ee:ee:ee:ee',
-        'ee:ee:ee:ee:ee:ee:ee',
-        '"ee:ee:ee:ee:ee:ee"',
-        'eeeeeeeeeeee',
-      ]),
+      'near-miss': (r) =>
+        pick(r, [
+          'ee:ee:ee:ee:ee',
+          'ee-ee-ee-ee-ee-ee',
+          'gg:ee:ee:ee:ee:ee',
+          'ee:ee:ee:ee:ee:ee:ee',
+          '"ee:ee:ee:ee:ee:ee"',
+          'eeeeeeeeeeee',
+        ]),
       control: () => 'ee:ee:ee\r:ee:ee:ee',
     },
   },
@@ -215,15 +209,8 @@ const layouts = {
     json: false,
     good: () => 'active',
     bad: {
-      'near-miss': (r) => pick(r, [
-        'Active',
-        'running',
-        'ACTIVE',
-        '"active"',
-        'active,inactive',
-        'inactive!',
-        'deleted',
-      ]),
+      'near-miss': (r) =>
+        pick(r, ['Active', 'running', 'ACTIVE', '"active"', 'active,inactive', 'inactive!', 'deleted']),
       control: (r) => pick(r, ['active\u0000', '\u001b[31mactive']),
       unicode: (r) => pick(r, ['\u0430ctive', 'act\u200bive']),
     },
@@ -274,10 +261,8 @@ const layouts = {
           '{"cidr":["203.0.113.0/24"]}',
           '{"cidr":"203.0.113.0/24","protocol":"tcp","port":[80]}',
         ]),
-      unicode: (r) => pick(r, [
-        '{"cidr":"\uff12\uff10\uff13.0.113.0/24"}',
-        '{"cidr":"203.0.113.0/24","protocol":"t\u0441p"}',
-      ]),
+      unicode: (r) =>
+        pick(r, ['{"cidr":"\uff12\uff10\uff13.0.113.0/24"}', '{"cidr":"203.0.113.0/24","protocol":"t\u0441p"}']),
       control: () => '{"cidr":"203.0.113.0/24","protocol":"tcp\\u0000"}',
     },
   },
@@ -298,19 +283,21 @@ const layouts = {
     json: true,
     good: () => ALIVE_GOOD,
     bad: {
-      'near-miss': (r) => pick(r, [
-        '{"since":"yesterday"}',
-        '{"since":"2026-13-01T00:00:00Z"}',
-        '{"since":"2026-01-01T00:00:00Z","pid":0}',
-        '{"pid":1}',
-        '{"since":"2026-01-01T00:00:00Z","host":"fz-a"}',
-      ]),
-      'wrong-type': (r) => pick(r, [
-        '{"since":5}',
-        '{"since":"2026-01-01T00:00:00Z","pid":"1"}',
-        '{"since":null}',
-        '{"since":["2026-01-01T00:00:00Z"]}',
-      ]),
+      'near-miss': (r) =>
+        pick(r, [
+          '{"since":"yesterday"}',
+          '{"since":"2026-13-01T00:00:00Z"}',
+          '{"since":"2026-01-01T00:00:00Z","pid":0}',
+          '{"pid":1}',
+          '{"since":"2026-01-01T00:00:00Z","host":"fz-a"}',
+        ]),
+      'wrong-type': (r) =>
+        pick(r, [
+          '{"since":5}',
+          '{"since":"2026-01-01T00:00:00Z","pid":"1"}',
+          '{"since":null}',
+          '{"since":["2026-01-01T00:00:00Z"]}',
+        ]),
     },
   },
   diagsUrl: {
@@ -333,18 +320,20 @@ const layouts = {
     json: true,
     good: () => '{"host":"fz-a","containerId":"fzc1"}',
     bad: {
-      'near-miss': (r) => pick(r, [
-        '{"host":"fz-a"}',
-        '{"containerId":"fzc1"}',
-        '{"host":"a/b","containerId":"c"}',
-        '{"host":"","containerId":"c"}',
-        '{"host":"fz-a","containerId":"c","x":1}',
-      ]),
-      'wrong-type': (r) => pick(r, [
-        '{"host":5,"containerId":"c"}',
-        '{"host":"fz-a","containerId":["c"]}',
-        '{"host":"fz-a","containerId":"c","endpointId":7}',
-      ]),
+      'near-miss': (r) =>
+        pick(r, [
+          '{"host":"fz-a"}',
+          '{"containerId":"fzc1"}',
+          '{"host":"a/b","containerId":"c"}',
+          '{"host":"","containerId":"c"}',
+          '{"host":"fz-a","containerId":"c","x":1}',
+        ]),
+      'wrong-type': (r) =>
+        pick(r, [
+          '{"host":5,"containerId":"c"}',
+          '{"host":"fz-a","containerId":["c"]}',
+          '{"host":"fz-a","containerId":"c","endpointId":7}',
+        ]),
     },
   },
   ipPool: {
@@ -379,11 +368,8 @@ const layouts = {
     good: () => '{"ip":"203.0.113.200","as_num":64512}',
     bad: {
       'near-miss': (r) => pick(r, ['{"ip":"198.51.100.1","as_num":64512}', '{"ip":"203.0.113.1"}', '{"as_num":64512}']),
-      'wrong-type': (r) => pick(r, [
-        '{"ip":"203.0.113.1","as_num":"x"}',
-        '{"ip":5,"as_num":1}',
-        '{"ip":"203.0.113.1","as_num":0}',
-      ]),
+      'wrong-type': (r) =>
+        pick(r, ['{"ip":"203.0.113.1","as_num":"x"}', '{"ip":5,"as_num":1}', '{"ip":"203.0.113.1","as_num":0}']),
     },
   },
   bgpHostAsNum: {

@@ -82,7 +82,16 @@ export type { KeySpec } from './internal/layout.js';
 
 export { HOST_NAME_RULE, hostNameError, isHostName } from './names.js';
 
-export { bgpHostDir, calicoDir, dirRange, endpointDir, groupDir, hostDir, rangeContains, workloadDir } from './range.js';
+export {
+  bgpHostDir,
+  calicoDir,
+  dirRange,
+  endpointDir,
+  groupDir,
+  hostDir,
+  rangeContains,
+  workloadDir,
+} from './range.js';
 export type { KeyRange } from './range.js';
 
 export {

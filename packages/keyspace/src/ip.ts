@@ -39,7 +39,8 @@ export function isIP(text: string): 0 | 4 | 6 {
 }
 
 export function formatIPv4(bytes: Uint8Array): string {
-  if (bytes.length !== 4) throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `an IPv4 address has 4 bytes, got ${bytes.length}`);
+  if (bytes.length !== 4)
+    throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `an IPv4 address has 4 bytes, got ${bytes.length}`);
   return Array.from(bytes).join('.');
 }
 
@@ -49,7 +50,8 @@ export function formatIPv4(bytes: Uint8Array): string {
  * dotted tail, as section 5 of the RFC recommends.
  */
 export function formatIPv6(bytes: Uint8Array): string {
-  if (bytes.length !== 16) throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `an IPv6 address has 16 bytes, got ${bytes.length}`);
+  if (bytes.length !== 16)
+    throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `an IPv6 address has 16 bytes, got ${bytes.length}`);
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
 
@@ -115,7 +117,8 @@ export function cidrContains(cidr: string, addr: string): boolean {
   const net = readCidr(cidr);
   if (!net.ok) throw new KeyspaceError(KeyspaceErrorCode.INVALID_CIDR, `cidr "${cidr}" is not valid: ${net.reason}`);
   const ip = readIP(addr);
-  if (!ip.ok) throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `address "${addr}" is not valid: ${ip.reason}`);
+  if (!ip.ok)
+    throw new KeyspaceError(KeyspaceErrorCode.INVALID_ADDRESS, `address "${addr}" is not valid: ${ip.reason}`);
   if (net.value.family !== ip.value.family) return false;
   const bits = BigInt(net.value.family === 4 ? 32 : 128);
   const hostBits = bits - BigInt(net.value.prefixLen);

@@ -77,7 +77,11 @@ const seedKeys: [string, string, CalicoKey][] = [
     { kind: 'endpointState', host: 'host1', containerId: C, endpointId: EP },
   ],
   [groupNameKey(G), `/calico/network/group/${G}/name`, { kind: 'groupName', groupId: G }],
-  [groupMemberKey(G, EP), `/calico/network/group/${G}/member/${EP}`, { kind: 'groupMember', groupId: G, endpointId: EP }],
+  [
+    groupMemberKey(G, EP),
+    `/calico/network/group/${G}/member/${EP}`,
+    { kind: 'groupMember', groupId: G, endpointId: EP },
+  ],
   [
     groupRuleKey(G, 'inbound', 1),
     `/calico/network/group/${G}/rule/inbound/1`,
@@ -106,18 +110,34 @@ const extraKeys: [string, string, CalicoKey][] = [
   [hostAliveKey('host1'), '/calico/host/host1/alive', { kind: 'hostAlive', host: 'host1' }],
   [diagsUrlKey('host1'), '/calico/host/host1/diags_url', { kind: 'diagsUrl', host: 'host1' }],
   [routeProtoKey('host1'), '/calico/host/host1/route_proto', { kind: 'routeProto', host: 'host1' }],
-  [ipAssignmentKey('198.19.0.1'), '/calico/ipam/v4/assignment/198.19.0.1', { kind: 'ipAssignment', family: 4, addr: '198.19.0.1' }],
+  [
+    ipAssignmentKey('198.19.0.1'),
+    '/calico/ipam/v4/assignment/198.19.0.1',
+    { kind: 'ipAssignment', family: 4, addr: '198.19.0.1' },
+  ],
   [
     ipAssignmentKey('fd00:198:19::1'),
     '/calico/ipam/v6/assignment/fd00:198:19::1',
     { kind: 'ipAssignment', family: 6, addr: 'fd00:198:19::1' },
   ],
-  [ipPoolKey('198.19.0.0/16'), '/calico/ipam/v4/pool/198.19.0.0-16', { kind: 'ipPool', family: 4, cidr: '198.19.0.0/16' }],
-  [ipPoolKey('fd00:198:19::/48'), '/calico/ipam/v6/pool/fd00:198:19::-48', { kind: 'ipPool', family: 6, cidr: 'fd00:198:19::/48' }],
+  [
+    ipPoolKey('198.19.0.0/16'),
+    '/calico/ipam/v4/pool/198.19.0.0-16',
+    { kind: 'ipPool', family: 4, cidr: '198.19.0.0/16' },
+  ],
+  [
+    ipPoolKey('fd00:198:19::/48'),
+    '/calico/ipam/v6/pool/fd00:198:19::-48',
+    { kind: 'ipPool', family: 6, cidr: 'fd00:198:19::/48' },
+  ],
   [ipPoolKey('::/0'), '/calico/ipam/v6/pool/::-0', { kind: 'ipPool', family: 6, cidr: '::/0' }],
   [bgpGlobalAsNumKey(), '/calico/bgp/v1/global/as_num', { kind: 'bgpGlobalAsNum' }],
   [bgpGlobalNodeMeshKey(), '/calico/bgp/v1/global/node_mesh', { kind: 'bgpGlobalNodeMesh' }],
-  [bgpGlobalPeerKey('198.18.0.254'), '/calico/bgp/v1/global/peer_v4/198.18.0.254', { kind: 'bgpGlobalPeer', ip: '198.18.0.254' }],
+  [
+    bgpGlobalPeerKey('198.18.0.254'),
+    '/calico/bgp/v1/global/peer_v4/198.18.0.254',
+    { kind: 'bgpGlobalPeer', ip: '198.18.0.254' },
+  ],
   [bgpHostAsNumKey('host1'), '/calico/bgp/v1/host/host1/as_num', { kind: 'bgpHostAsNum', host: 'host1' }],
   [
     bgpHostPeerKey('host1', '198.18.0.254'),
@@ -254,16 +274,40 @@ describe('builders refuse bad parts', () => {
     ['rule index must be a positive integer, got 1.5', INVALID_INDEX, () => groupRuleKey(G, 'inbound', 1.5)],
     ['rule index must be a positive integer, got -1', INVALID_INDEX, () => groupRuleKey(G, 'inbound', -1)],
     ['rule index must be a positive integer, got NaN', INVALID_INDEX, () => groupRuleKey(G, 'inbound', Number.NaN)],
-    ['direction must be "inbound" or "outbound", got "sideways"', INVALID_SEGMENT, () => groupDefaultKey(G, 'sideways' as 'inbound')],
+    [
+      'direction must be "inbound" or "outbound", got "sideways"',
+      INVALID_SEGMENT,
+      () => groupDefaultKey(G, 'sideways' as 'inbound'),
+    ],
     ['name "a/b" must not contain "/"', INVALID_SEGMENT, () => configKey('a/b')],
     ['host must not be empty', INVALID_SEGMENT, () => bgpHostAsNumKey('')],
-    ['addr "198.19.0.256" is not an IPv4 or IPv6 address: octet "256" is greater than 255', INVALID_ADDRESS, () => ipAssignmentKey('198.19.0.256')],
+    [
+      'addr "198.19.0.256" is not an IPv4 or IPv6 address: octet "256" is greater than 255',
+      INVALID_ADDRESS,
+      () => ipAssignmentKey('198.19.0.256'),
+    ],
     ['ip "fd00::1" is not an IPv4 address: it is IPv6', INVALID_ADDRESS, () => bgpGlobalPeerKey('fd00::1')],
-    ['ip "1.2.3" is not an IPv4 address: expected four dot-separated decimal octets', INVALID_ADDRESS, () => bgpHostPeerKey('h', '1.2.3')],
-    ['cidr "198.19.0.0" is not valid: missing prefix length (expected address/length)', INVALID_CIDR, () => ipPoolKey('198.19.0.0')],
+    [
+      'ip "1.2.3" is not an IPv4 address: expected four dot-separated decimal octets',
+      INVALID_ADDRESS,
+      () => bgpHostPeerKey('h', '1.2.3'),
+    ],
+    [
+      'cidr "198.19.0.0" is not valid: missing prefix length (expected address/length)',
+      INVALID_CIDR,
+      () => ipPoolKey('198.19.0.0'),
+    ],
     ['family must be 4 or 6, got 5', INVALID_ADDRESS, () => ipAssignmentsPrefix(5 as 4)],
-    ['addr "fd00::1" is not an IPv4 address: it is IPv6', INVALID_ADDRESS, () => buildKey({ kind: 'ipAssignment', family: 4, addr: 'fd00::1' })],
-    ['cidr "10.0.0.0/8" is not an IPv6 network', INVALID_CIDR, () => buildKey({ kind: 'ipPool', family: 6, cidr: '10.0.0.0/8' })],
+    [
+      'addr "fd00::1" is not an IPv4 address: it is IPv6',
+      INVALID_ADDRESS,
+      () => buildKey({ kind: 'ipAssignment', family: 4, addr: 'fd00::1' }),
+    ],
+    [
+      'cidr "10.0.0.0/8" is not an IPv6 network',
+      INVALID_CIDR,
+      () => buildKey({ kind: 'ipPool', family: 6, cidr: '10.0.0.0/8' }),
+    ],
   ])('%s', (message, code, build) => {
     const e = thrown(build);
     expect(e).toBeInstanceOf(KeyspaceError);
@@ -352,7 +396,28 @@ describe('parts that are unusual but legal', () => {
 
 describe('the bulk fast path of parseKey', () => {
   it('answers what splitting the key answers, for keys near the endpoint and member layouts', () => {
-    const pieces = ['', '/', 'calico', 'host', 'h1', 'workload', 'docker', 'c1', 'endpoint', 'e1', 'addrs', 'mac', 'state', 'network', 'group', 'g1', 'member', 'name', 'rule', 'x'];
+    const pieces = [
+      '',
+      '/',
+      'calico',
+      'host',
+      'h1',
+      'workload',
+      'docker',
+      'c1',
+      'endpoint',
+      'e1',
+      'addrs',
+      'mac',
+      'state',
+      'network',
+      'group',
+      'g1',
+      'member',
+      'name',
+      'rule',
+      'x',
+    ];
     let seed = 11;
     // xorshift32: small, seeded, and random in its low bits.
     const rnd = (n: number) => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), (seed >>> 0) % n);

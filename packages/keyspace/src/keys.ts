@@ -35,14 +35,20 @@ export const groupsPrefix = `${networkPrefix}group/`;
 
 function direction(value: Direction): Direction {
   if (value !== 'inbound' && value !== 'outbound') {
-    throw new KeyspaceError(KeyspaceErrorCode.INVALID_SEGMENT, `direction must be "inbound" or "outbound", got "${String(value)}"`);
+    throw new KeyspaceError(
+      KeyspaceErrorCode.INVALID_SEGMENT,
+      `direction must be "inbound" or "outbound", got "${String(value)}"`,
+    );
   }
   return value;
 }
 
 function ruleIndex(value: number): number {
   if (!Number.isSafeInteger(value) || value < 1) {
-    throw new KeyspaceError(KeyspaceErrorCode.INVALID_INDEX, `rule index must be a positive integer, got ${String(value)}`);
+    throw new KeyspaceError(
+      KeyspaceErrorCode.INVALID_INDEX,
+      `rule index must be a positive integer, got ${String(value)}`,
+    );
   }
   return value;
 }

@@ -2,7 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { HOST_NAME_RULE, hostNameError, isHostName } from './names.js';
 
 describe('host names (RFC 1123, lowercase)', () => {
-  it.each(['h1', 'host-1', 'a', '0', 'node.example.com', 'x'.repeat(63), `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`])('%s is a host name', (name) => {
+  it.each([
+    'h1',
+    'host-1',
+    'a',
+    '0',
+    'node.example.com',
+    'x'.repeat(63),
+    `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`,
+  ])('%s is a host name', (name) => {
     expect(hostNameError(name)).toBeUndefined();
     expect(isHostName(name)).toBe(true);
   });
@@ -19,7 +27,10 @@ describe('host names (RFC 1123, lowercase)', () => {
     ['h1/alive', `host name "h1/alive" is not valid; use ${HOST_NAME_RULE}`],
     ['h1\nprotocol', `host name "h1\\nprotocol" is not valid; use ${HOST_NAME_RULE}`],
     ['x'.repeat(64), `host name "${'x'.repeat(64)}" has a label of 64 characters; use ${HOST_NAME_RULE}`],
-    [`${'a.'.repeat(126)}ab`, `host name "${`${'a.'.repeat(126)}ab`.slice(0, 77)}..." is 254 characters long; use ${HOST_NAME_RULE}`],
+    [
+      `${'a.'.repeat(126)}ab`,
+      `host name "${`${'a.'.repeat(126)}ab`.slice(0, 77)}..." is 254 characters long; use ${HOST_NAME_RULE}`,
+    ],
   ])('%j is refused with the reason', (name, message) => {
     expect(hostNameError(name)).toBe(message);
     expect(isHostName(name)).toBe(false);

@@ -3,7 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { KeyspaceError, KeyspaceErrorCode } from './errors.js';
 import { bgpHostPeerKey } from './extraKeys.js';
 import { birdIpKey, endpointAddrsKey, groupNameKey, groupPrefix, groupRuleKey } from './keys.js';
-import { bgpHostDir, calicoDir, dirRange, endpointDir, groupDir, hostDir, rangeContains, workloadDir } from './range.js';
+import {
+  bgpHostDir,
+  calicoDir,
+  dirRange,
+  endpointDir,
+  groupDir,
+  hostDir,
+  rangeContains,
+  workloadDir,
+} from './range.js';
 
 // etcd compares keys as bytes; this is the ground truth the string comparison must agree with.
 function etcdIncludes(range: { start: string; end: string }, key: string): boolean {
@@ -28,7 +37,10 @@ describe('dirRange', () => {
       error = e;
     }
     expect(error).toBeInstanceOf(KeyspaceError);
-    expect(error).toMatchObject({ code: KeyspaceErrorCode.INVALID_PREFIX, message: `prefix "${prefix}" must end in "/"` });
+    expect(error).toMatchObject({
+      code: KeyspaceErrorCode.INVALID_PREFIX,
+      message: `prefix "${prefix}" must end in "/"`,
+    });
   });
 });
 
@@ -67,8 +79,21 @@ describe('directory ranges of hosts, workloads and endpoints', () => {
   ];
 
   it.each([
-    ['hostDir(h1)', hostDir('h1'), [birdIpKey('h1'), endpointAddrsKey('h1', 'c1', 'e1'), endpointAddrsKey('h1', 'c1', 'e10'), endpointAddrsKey('h1', 'c10', 'e1')]],
-    ['workloadDir(h1, c1)', workloadDir('h1', 'c1'), [endpointAddrsKey('h1', 'c1', 'e1'), endpointAddrsKey('h1', 'c1', 'e10')]],
+    [
+      'hostDir(h1)',
+      hostDir('h1'),
+      [
+        birdIpKey('h1'),
+        endpointAddrsKey('h1', 'c1', 'e1'),
+        endpointAddrsKey('h1', 'c1', 'e10'),
+        endpointAddrsKey('h1', 'c10', 'e1'),
+      ],
+    ],
+    [
+      'workloadDir(h1, c1)',
+      workloadDir('h1', 'c1'),
+      [endpointAddrsKey('h1', 'c1', 'e1'), endpointAddrsKey('h1', 'c1', 'e10')],
+    ],
     ['endpointDir(h1, c1, e1)', endpointDir('h1', 'c1', 'e1'), [endpointAddrsKey('h1', 'c1', 'e1')]],
     ['bgpHostDir(h1)', bgpHostDir('h1'), [bgpHostPeerKey('h1', '198.18.0.1')]],
     ['calicoDir()', calicoDir(), keys],

@@ -91,19 +91,40 @@ describe('rules: the seed examples', () => {
 
 describe('rules that decode', () => {
   it.each<[string, Rule]>([
-    ['{"group":null,"cidr":"::/0","protocol":"icmpv6","port":null}', { group: null, cidr: '::/0', family: 6, protocol: 'icmpv6', port: null }],
+    [
+      '{"group":null,"cidr":"::/0","protocol":"icmpv6","port":null}',
+      { group: null, cidr: '::/0', family: 6, protocol: 'icmpv6', port: null },
+    ],
     ['{"cidr":"10.65.0.9/24"}', { group: null, cidr: '10.65.0.0/24', family: 4, protocol: null, port: null }],
-    ['{"cidr":"FD00:198:19::1/48","protocol":"UDP","port":53}', { group: null, cidr: 'fd00:198:19::/48', family: 6, protocol: 'udp', port: 53 }],
-    ['{"cidr":"::ffff:10.0.0.0/104","protocol":"tcp","port":1}', { group: null, cidr: '::ffff:10.0.0.0/104', family: 6, protocol: 'tcp', port: 1 }],
-    ['{"group":"g2","protocol":6,"port":65535}', { group: 'g2', cidr: null, family: null, protocol: 'tcp', port: 65535 }],
-    ['{"group":"g2","protocol":"17","port":"5353"}', { group: 'g2', cidr: null, family: null, protocol: 'udp', port: 5353 }],
+    [
+      '{"cidr":"FD00:198:19::1/48","protocol":"UDP","port":53}',
+      { group: null, cidr: 'fd00:198:19::/48', family: 6, protocol: 'udp', port: 53 },
+    ],
+    [
+      '{"cidr":"::ffff:10.0.0.0/104","protocol":"tcp","port":1}',
+      { group: null, cidr: '::ffff:10.0.0.0/104', family: 6, protocol: 'tcp', port: 1 },
+    ],
+    [
+      '{"group":"g2","protocol":6,"port":65535}',
+      { group: 'g2', cidr: null, family: null, protocol: 'tcp', port: 65535 },
+    ],
+    [
+      '{"group":"g2","protocol":"17","port":"5353"}',
+      { group: 'g2', cidr: null, family: null, protocol: 'udp', port: 5353 },
+    ],
     ['{"group":"g2","protocol":132,"port":9}', { group: 'g2', cidr: null, family: null, protocol: 'sctp', port: 9 }],
-    ['{"group":"g2","protocol":"UDPLite","port":9}', { group: 'g2', cidr: null, family: null, protocol: 'udplite', port: 9 }],
+    [
+      '{"group":"g2","protocol":"UDPLite","port":9}',
+      { group: 'g2', cidr: null, family: null, protocol: 'udplite', port: 9 },
+    ],
     ['{"group":"g2","protocol":1}', { group: 'g2', cidr: null, family: null, protocol: 'icmp', port: null }],
     ['{"group":"g2","protocol":47,"port":null}', { group: 'g2', cidr: null, family: null, protocol: '47', port: null }],
     ['{"group":"g2","protocol":"0"}', { group: 'g2', cidr: null, family: null, protocol: '0', port: null }],
     ['{"group":"g2","protocol":255}', { group: 'g2', cidr: null, family: null, protocol: '255', port: null }],
-    ['{"cidr":"0.0.0.0/0","protocol":"tcp","port:":443}', { group: null, cidr: '0.0.0.0/0', family: 4, protocol: 'tcp', port: 443 }],
+    [
+      '{"cidr":"0.0.0.0/0","protocol":"tcp","port:":443}',
+      { group: null, cidr: '0.0.0.0/0', family: 4, protocol: 'tcp', port: 443 },
+    ],
   ])('%s', (raw, rule) => {
     expect(decodeRule(RULE, raw)).toEqual({ ok: true, value: rule });
     // The canonical encoding decodes to the same rule.
@@ -118,8 +139,14 @@ describe('rules that do not decode', () => {
     ['null', ['value must be a JSON object, got null']],
     ['"x"', ['value must be a JSON object, got string']],
     ['{}', ['exactly one of group and cidr must be set, both are null']],
-    ['{"group":null,"cidr":null,"protocol":null,"port":null}', ['exactly one of group and cidr must be set, both are null']],
-    ['{"group":"g2","cidr":"10.0.0.0/8","protocol":null,"port":null}', ['exactly one of group and cidr must be set, both are set']],
+    [
+      '{"group":null,"cidr":null,"protocol":null,"port":null}',
+      ['exactly one of group and cidr must be set, both are null'],
+    ],
+    [
+      '{"group":"g2","cidr":"10.0.0.0/8","protocol":null,"port":null}',
+      ['exactly one of group and cidr must be set, both are set'],
+    ],
     ['{"group":""}', ['group must not be empty']],
     ['{"group":"a/b"}', ['group "a/b" must not contain "/"']],
     ['{"group":5}', ['group must be a string, got number']],
@@ -135,8 +162,14 @@ describe('rules that do not decode', () => {
     ['{"cidr":"0.0.0.0/0","protocol":47,"port":80}', ['port must be null for protocol 47']],
     ['{"cidr":"0.0.0.0/0","protocol":null,"port":80}', ['port must be null when protocol is null (any protocol)']],
     ['{"cidr":"0.0.0.0/0","port:":80}', ['port must be null when protocol is null (any protocol)']],
-    ['{"cidr":"0.0.0.0/0","protocol":"tcpx"}', ['protocol "tcpx" is not one of icmp, tcp, udp, icmpv6, sctp, udplite or a number from 0 to 255']],
-    ['{"cidr":"0.0.0.0/0","protocol":"256"}', ['protocol "256" is not one of icmp, tcp, udp, icmpv6, sctp, udplite or a number from 0 to 255']],
+    [
+      '{"cidr":"0.0.0.0/0","protocol":"tcpx"}',
+      ['protocol "tcpx" is not one of icmp, tcp, udp, icmpv6, sctp, udplite or a number from 0 to 255'],
+    ],
+    [
+      '{"cidr":"0.0.0.0/0","protocol":"256"}',
+      ['protocol "256" is not one of icmp, tcp, udp, icmpv6, sctp, udplite or a number from 0 to 255'],
+    ],
     ['{"cidr":"0.0.0.0/0","protocol":256}', ['protocol 256 is not a protocol number from 0 to 255']],
     ['{"cidr":"0.0.0.0/0","protocol":6.5}', ['protocol 6.5 is not a protocol number from 0 to 255']],
     ['{"cidr":"0.0.0.0/0","protocol":true}', ['protocol must be a string, a number or null, got boolean']],
@@ -168,7 +201,9 @@ describe('rules that do not decode', () => {
 
   it('names the key it was given', () => {
     const key = '/calico/network/group/g1/rule/outbound/7';
-    failsWith(decodeRule(key, '{"cidr":"0.0.0.0/0","protocol":"icmp","port":8}'), key, ['port must be null for protocol icmp']);
+    failsWith(decodeRule(key, '{"cidr":"0.0.0.0/0","protocol":"icmp","port":8}'), key, [
+      'port must be null for protocol icmp',
+    ]);
   });
 });
 
@@ -185,16 +220,21 @@ describe('encodeRule', () => {
     expect(e).toBeInstanceOf(KeyspaceError);
     expect(e).toMatchObject({
       code: KeyspaceErrorCode.INVALID_VALUE,
-      message: 'invalid rule: exactly one of group and cidr must be set, both are set; port must be null for protocol icmp',
+      message:
+        'invalid rule: exactly one of group and cidr must be set, both are set; port must be null for protocol icmp',
     });
   });
 });
 
 describe('defaults', () => {
   const key = '/calico/network/group/g1/rule/inbound_default';
-  it.each(['deny', ' deny\n'])('%j is deny', (raw) => expect(decodeDefault(key, raw)).toEqual({ ok: true, value: 'deny' }));
+  it.each(['deny', ' deny\n'])('%j is deny', (raw) =>
+    expect(decodeDefault(key, raw)).toEqual({ ok: true, value: 'deny' }),
+  );
   it.each(['DENY', 'allow', '', '"deny"'])('%j is refused', (raw) =>
-    failsWith(decodeDefault(key, raw), key, [`default must be "deny" (the only supported value), got ${JSON.stringify(raw)}`]),
+    failsWith(decodeDefault(key, raw), key, [
+      `default must be "deny" (the only supported value), got ${JSON.stringify(raw)}`,
+    ]),
   );
   it('encodes', () => expect(encodeDefault()).toBe('deny'));
 });
@@ -239,13 +279,19 @@ describe('endpoint addrs', () => {
     ['[{}]', ['addrs[0].addr is missing']],
     ['[{"addr":7}]', ['addrs[0].addr must be an IPv4 or IPv6 address string, got number']],
     ['[{"addr":"198.19.0.1/32"}]', ['addrs[0].addr "198.19.0.1/32" must be an address without a prefix length']],
-    ['[{"addr":"198.19.0.256"}]', ['addrs[0].addr "198.19.0.256" is not an IPv4 or IPv6 address: octet "256" is greater than 255']],
+    [
+      '[{"addr":"198.19.0.256"}]',
+      ['addrs[0].addr "198.19.0.256" is not an IPv4 or IPv6 address: octet "256" is greater than 255'],
+    ],
     ['[{"addr":"198.19.0.1","mask":32}]', ['addrs[0]: unknown field "mask"']],
     ['[{"addr":"fd00::1"},{"addr":"198.19.0.1"},{"addr":"FD00:0::1"}]', ['addrs[2].addr fd00::1 duplicates addrs[0]']],
-    ['[{"addr":"198.19.0.1"},null,{"addr":"x"}]', [
-      'addrs[1] must be an object like {"addr": "198.19.0.1"}, got null',
-      'addrs[2].addr "x" is not an IPv4 or IPv6 address: expected four dot-separated decimal octets',
-    ]],
+    [
+      '[{"addr":"198.19.0.1"},null,{"addr":"x"}]',
+      [
+        'addrs[1] must be an object like {"addr": "198.19.0.1"}, got null',
+        'addrs[2].addr "x" is not an IPv4 or IPv6 address: expected four dot-separated decimal octets',
+      ],
+    ],
   ])('%s', (raw, messages) => failsWith(decodeAddrs(key, raw), key, messages));
 
   it('encodes strings or {addr} objects canonically', () => {
@@ -260,8 +306,9 @@ describe('scalar endpoint values', () => {
     expect(decodeMac(key, 'AA:bb:CC:dd:ee:0F')).toEqual({ ok: true, value: 'aa:bb:cc:dd:ee:0f' });
     expect(encodeMac('EE:EE:EE:EE:EE:EE')).toBe('ee:ee:ee:ee:ee:ee');
   });
-  it.each(['aa:bb:cc:dd:ee', 'aa-bb-cc-dd-ee-ff', 'aabb.ccdd.eeff', 'gg:bb:cc:dd:ee:ff', 'aa:bb:cc:dd:ee:ff:00', ''])('mac %j is refused', (raw) =>
-    failsWith(decodeMac(key, raw), key, [`mac ${JSON.stringify(raw)} is not of the form aa:bb:cc:dd:ee:ff`]),
+  it.each(['aa:bb:cc:dd:ee', 'aa-bb-cc-dd-ee-ff', 'aabb.ccdd.eeff', 'gg:bb:cc:dd:ee:ff', 'aa:bb:cc:dd:ee:ff:00', ''])(
+    'mac %j is refused',
+    (raw) => failsWith(decodeMac(key, raw), key, [`mac ${JSON.stringify(raw)} is not of the form aa:bb:cc:dd:ee:ff`]),
   );
 
   const stateKey = '/calico/host/host1/workload/docker/c1/endpoint/e1/state';
@@ -271,7 +318,9 @@ describe('scalar endpoint values', () => {
     [' active\n', 'active'],
   ])('state %j', (raw, state) => expect(decodeState(stateKey, raw)).toEqual({ ok: true, value: state }));
   it.each(['Active', 'up', ''])('state %j is refused', (raw) =>
-    failsWith(decodeState(stateKey, raw), stateKey, [`state must be "active" or "inactive", got ${JSON.stringify(raw)}`]),
+    failsWith(decodeState(stateKey, raw), stateKey, [
+      `state must be "active" or "inactive", got ${JSON.stringify(raw)}`,
+    ]),
   );
 });
 
@@ -298,7 +347,8 @@ describe('group name and members', () => {
 
   it('ignores whatever value a member key holds', () => {
     const member = '/calico/network/group/g1/member/e1';
-    for (const raw of ['', 'x', '{"not":"checked"}']) expect(decodeMember(member, raw)).toEqual({ ok: true, value: null });
+    for (const raw of ['', 'x', '{"not":"checked"}'])
+      expect(decodeMember(member, raw)).toEqual({ ok: true, value: null });
     expect(encodeMember()).toBe('');
   });
 });
@@ -315,7 +365,12 @@ describe('addresses: master ip, bird_ip, bird6_ip', () => {
   });
 
   it.each([
-    [decodeMasterIp, master, 'x', 'value "x" is not an IPv4 or IPv6 address: expected four dot-separated decimal octets'],
+    [
+      decodeMasterIp,
+      master,
+      'x',
+      'value "x" is not an IPv4 or IPv6 address: expected four dot-separated decimal octets',
+    ],
     [decodeBirdIp, bird, 'fd00::1', 'value "fd00::1" is not an IPv4 address: it is IPv6'],
     [decodeBirdIp, bird, '198.18.0.0/24', 'value "198.18.0.0/24" must be an address without a prefix length'],
     [decodeBird6Ip, bird6, '198.18.0.1', 'value "198.18.0.1" is not an IPv6 address: it is IPv4'],
@@ -325,7 +380,9 @@ describe('addresses: master ip, bird_ip, bird6_ip', () => {
     expect(encodeMasterIp('FD00::1')).toBe('fd00::1');
     expect(encodeBirdIp('198.18.0.1')).toBe('198.18.0.1');
     expect(encodeBird6Ip('fd00::0:1')).toBe('fd00::1');
-    expect(() => encodeBirdIp('fd00::1')).toThrow('invalid bird_ip: value "fd00::1" is not an IPv4 address: it is IPv6');
+    expect(() => encodeBirdIp('fd00::1')).toThrow(
+      'invalid bird_ip: value "fd00::1" is not an IPv4 address: it is IPv6',
+    );
   });
 });
 
@@ -340,19 +397,30 @@ describe('IP reservations and pools', () => {
   it.each<[string, string[]]>([
     ['{"containerId":"c1"}', ['host is missing']],
     ['{"host":"","containerId":"c1"}', ['host must not be empty']],
-    ['{"host":"h","containerId":"c/1","endpointId":3}', ['containerId "c/1" must not contain "/"', 'endpointId must be a string, got number']],
+    [
+      '{"host":"h","containerId":"c/1","endpointId":3}',
+      ['containerId "c/1" must not contain "/"', 'endpointId must be a string, got number'],
+    ],
     ['{"host":"h","containerId":"c","pod":"x"}', ['unknown field "pod"']],
   ])('assignment %s is refused', (raw, messages) => failsWith(decodeIpAssignment(key, raw), key, messages));
 
   it('encodes assignments', () => {
     expect(encodeIpAssignment({ host: 'h', containerId: 'c' })).toBe('{"host":"h","containerId":"c"}');
-    expect(encodeIpAssignment({ host: 'h', containerId: 'c', endpointId: 'e' })).toBe('{"host":"h","containerId":"c","endpointId":"e"}');
+    expect(encodeIpAssignment({ host: 'h', containerId: 'c', endpointId: 'e' })).toBe(
+      '{"host":"h","containerId":"c","endpointId":"e"}',
+    );
   });
 
   const pool = '/calico/ipam/v4/pool/198.19.0.0-16';
   it('decodes a pool that matches its key', () => {
-    expect(decodeIpPool(pool, '{"cidr":"198.19.0.0/16"}')).toEqual({ ok: true, value: { cidr: '198.19.0.0/16', family: 4 } });
-    expect(decodeIpPool(pool, '{"cidr":"198.19.7.7/16"}')).toEqual({ ok: true, value: { cidr: '198.19.0.0/16', family: 4 } });
+    expect(decodeIpPool(pool, '{"cidr":"198.19.0.0/16"}')).toEqual({
+      ok: true,
+      value: { cidr: '198.19.0.0/16', family: 4 },
+    });
+    expect(decodeIpPool(pool, '{"cidr":"198.19.7.7/16"}')).toEqual({
+      ok: true,
+      value: { cidr: '198.19.0.0/16', family: 4 },
+    });
     expect(encodeIpPool('FD00:198:19::1/48')).toBe('{"cidr":"fd00:198:19::/48"}');
   });
   it.each<[string, string[]]>([
@@ -374,11 +442,16 @@ describe('host liveness', () => {
     ['{"since":"yesterday"}', ['since must be an ISO 8601 time like "2024-05-01T12:00:00.000Z", got "yesterday"']],
     ['{"since":1714564800}', ['since must be an ISO 8601 time like "2024-05-01T12:00:00.000Z", got 1714564800']],
     ['{"since":"2024-05-01T12:00:00Z","pid":0}', ['pid must be a positive integer, got 0']],
-    ['{"since":"2024-05-01T12:00:00Z","pid":"12","host":"h"}', ['unknown field "host"', 'pid must be a positive integer, got "12"']],
+    [
+      '{"since":"2024-05-01T12:00:00Z","pid":"12","host":"h"}',
+      ['unknown field "host"', 'pid must be a positive integer, got "12"'],
+    ],
   ])('%s is refused', (raw, messages) => failsWith(decodeHostAlive(key, raw), key, messages));
 
   it('encodes', () => {
-    expect(encodeHostAlive({ since: '2024-05-01T12:00:00Z', pid: 7 })).toBe('{"since":"2024-05-01T12:00:00.000Z","pid":7}');
+    expect(encodeHostAlive({ since: '2024-05-01T12:00:00Z', pid: 7 })).toBe(
+      '{"since":"2024-05-01T12:00:00.000Z","pid":7}',
+    );
     expect(encodeHostAlive({ since: '2024-05-01T12:00:00.000Z' })).toBe('{"since":"2024-05-01T12:00:00.000Z"}');
   });
 });
@@ -412,7 +485,9 @@ describe('BGP settings', () => {
     ['4294967295', 4294967295],
   ])('as_num %j', (raw, n) => expect(decodeAsNum(asKey, raw)).toEqual({ ok: true, value: n }));
   it.each(['0', '4294967296', '64512.5', 'AS64512', '064512', ''])('as_num %j is refused', (raw) =>
-    failsWith(decodeAsNum(asKey, raw), asKey, [`value ${JSON.stringify(raw)} is not an AS number (an integer from 1 to 4294967295)`]),
+    failsWith(decodeAsNum(asKey, raw), asKey, [
+      `value ${JSON.stringify(raw)} is not an AS number (an integer from 1 to 4294967295)`,
+    ]),
   );
 
   const meshKey = '/calico/bgp/v1/global/node_mesh';
@@ -430,24 +505,39 @@ describe('BGP settings', () => {
     expect(decodeBgpPeer(hostPeerKey, '{"ip":"198.18.0.254","as_num":"64512"}')).toEqual({ ok: true, value });
   });
   it.each<[string, string, string[]]>([
-    [peerKey, '{"ip":"198.18.0.1","as_num":64512}', ['ip 198.18.0.1 does not match the peer in the key (198.18.0.254)']],
-    [hostPeerKey, '{"ip":"198.18.0.1","as_num":64512}', ['ip 198.18.0.1 does not match the peer in the key (198.18.0.254)']],
+    [
+      peerKey,
+      '{"ip":"198.18.0.1","as_num":64512}',
+      ['ip 198.18.0.1 does not match the peer in the key (198.18.0.254)'],
+    ],
+    [
+      hostPeerKey,
+      '{"ip":"198.18.0.1","as_num":64512}',
+      ['ip 198.18.0.1 does not match the peer in the key (198.18.0.254)'],
+    ],
     [peerKey, '{"ip":"198.18.0.254","as_num":0}', ['as_num 0 is out of range 1 to 4294967295']],
     [peerKey, '{"ip":"fd00::1"}', ['ip "fd00::1" is not an IPv4 address: it is IPv6', 'as_num is missing']],
   ])('peer %s %s is refused', (key, raw, messages) => failsWith(decodeBgpPeer(key, raw), key, messages));
 
   const rrKey = '/calico/bgp/v1/host/host1/route_reflector';
   it('route_reflector', () => {
-    expect(decodeRouteReflector(rrKey, '{"cluster_id":"1.0.0.1"}')).toEqual({ ok: true, value: { clusterId: '1.0.0.1' } });
+    expect(decodeRouteReflector(rrKey, '{"cluster_id":"1.0.0.1"}')).toEqual({
+      ok: true,
+      value: { clusterId: '1.0.0.1' },
+    });
     failsWith(decodeRouteReflector(rrKey, '{"cluster_id":"1.0.0"}'), rrKey, [
       'cluster_id "1.0.0" is not a dotted quad: expected four dot-separated decimal octets',
     ]);
-    failsWith(decodeRouteReflector(rrKey, '{"cluster_id":1}'), rrKey, ['cluster_id must be a dotted-quad string like "1.0.0.1", got number']);
+    failsWith(decodeRouteReflector(rrKey, '{"cluster_id":1}'), rrKey, [
+      'cluster_id must be a dotted-quad string like "1.0.0.1", got number',
+    ]);
   });
 
   it('encodes', () => {
     expect(encodeAsNum(64512)).toBe('64512');
-    expect(() => encodeAsNum(0)).toThrow('invalid as_num: value "0" is not an AS number (an integer from 1 to 4294967295)');
+    expect(() => encodeAsNum(0)).toThrow(
+      'invalid as_num: value "0" is not an AS number (an integer from 1 to 4294967295)',
+    );
     expect(encodeNodeMesh({ enabled: true })).toBe('{"enabled":true}');
     expect(encodeBgpPeer({ ip: '198.18.0.254', asNum: 64512 })).toBe('{"ip":"198.18.0.254","as_num":64512}');
     expect(encodeRouteReflector({ clusterId: '1.0.0.1' })).toBe('{"cluster_id":"1.0.0.1"}');
@@ -530,19 +620,36 @@ describe('decodeEntry', () => {
     ]);
   });
 
-  it.each(['HOST1', 'a b', '..', '-x', 'h1\n', 'x'.repeat(64)])('refuses the host segment %j, whatever the value', (host) => {
-    const key = `/calico/host/${host}/bird_ip`;
-    const r = decodeEntry(key, '198.18.0.11');
-    expect(r.ok).toBe(false);
-    expect(r.ok ? [] : r.errors).toEqual([expect.stringMatching(/: the host segment is not a host name: host name .* (is not valid|has a label of 64 characters); use lowercase letters/)]);
-    // The control: the same key of a host name decodes.
-    expect(decodeEntry('/calico/host/host1/bird_ip', '198.18.0.11').ok).toBe(true);
-  });
+  it.each(['HOST1', 'a b', '..', '-x', 'h1\n', 'x'.repeat(64)])(
+    'refuses the host segment %j, whatever the value',
+    (host) => {
+      const key = `/calico/host/${host}/bird_ip`;
+      const r = decodeEntry(key, '198.18.0.11');
+      expect(r.ok).toBe(false);
+      expect(r.ok ? [] : r.errors).toEqual([
+        expect.stringMatching(
+          /: the host segment is not a host name: host name .* (is not valid|has a label of 64 characters); use lowercase letters/,
+        ),
+      ]);
+      // The control: the same key of a host name decodes.
+      expect(decodeEntry('/calico/host/host1/bird_ip', '198.18.0.11').ok).toBe(true);
+    },
+  );
 });
 
 describe('addrs: the one-address fast path', () => {
   it('decodes exactly like the full path (forced here by a leading space JSON allows)', () => {
-    const values = ['198.19.0.1', '0.0.0.0', '255.255.255.255', '198.19.0.01', '256.0.0.1', '1.2.3', '198.19.0.1"},{"addr":"198.19.0.2', 'fd00::1', ''];
+    const values = [
+      '198.19.0.1',
+      '0.0.0.0',
+      '255.255.255.255',
+      '198.19.0.01',
+      '256.0.0.1',
+      '1.2.3',
+      '198.19.0.1"},{"addr":"198.19.0.2',
+      'fd00::1',
+      '',
+    ];
     for (const v of values) {
       const raw = `[{"addr":"${v}"}]`;
       expect(decodeAddrs('/k', raw), raw).toEqual(decodeAddrs('/k', ` ${raw}`));

@@ -124,7 +124,9 @@ function checkProtocol(value: unknown): Check<string | null> {
   const lower = value.toLowerCase();
   if (Object.hasOwn(protocolNumbers, lower)) return good(lower);
   if (PROTOCOL_NUMBER.test(value) && Number(value) <= 255) return good(protocolFromNumber(Number(value)));
-  return bad(`protocol ${show(value)} is not one of ${Object.keys(protocolNumbers).join(', ')} or a number from 0 to 255`);
+  return bad(
+    `protocol ${show(value)} is not one of ${Object.keys(protocolNumbers).join(', ')} or a number from 0 to 255`,
+  );
 }
 
 function checkPort(value: unknown): Check<number | null> {
@@ -151,8 +153,10 @@ function checkRuleObject(obj: JsonObject): Check<Rule> {
   for (const c of [group, cidr, protocol, port]) if (!c.ok) errors.push(...c.errors);
 
   if (group.ok && cidr.ok) {
-    if (group.value === null && cidr.value === null) errors.push('exactly one of group and cidr must be set, both are null');
-    if (group.value !== null && cidr.value !== null) errors.push('exactly one of group and cidr must be set, both are set');
+    if (group.value === null && cidr.value === null)
+      errors.push('exactly one of group and cidr must be set, both are null');
+    if (group.value !== null && cidr.value !== null)
+      errors.push('exactly one of group and cidr must be set, both are set');
   }
   if (protocol.ok && port.ok && port.value !== null) {
     if (protocol.value === null) errors.push('port must be null when protocol is null (any protocol)');
@@ -310,7 +314,11 @@ const STATE_RESULTS = new Map<string, Check<EndpointState>>(endpointStates.map((
 
 function checkState(raw: string): Check<EndpointState> {
   // The constant, not the text read: endpoints keep it.
-  return STATE_RESULTS.get(raw) ?? STATE_RESULTS.get(raw.trim()) ?? bad(`state must be "active" or "inactive", got ${showText(raw)}`);
+  return (
+    STATE_RESULTS.get(raw) ??
+    STATE_RESULTS.get(raw.trim()) ??
+    bad(`state must be "active" or "inactive", got ${showText(raw)}`)
+  );
 }
 
 export function decodeState(key: string, raw: string): DecodeResult<EndpointState> {
@@ -332,7 +340,8 @@ function checkGroupName(raw: string): Check<string> {
   if (name === '') return bad('name must not be empty');
   // Counted in code points so a name's limit does not depend on how many emoji it holds.
   const length = [...name].length;
-  if (length > MAX_GROUP_NAME_LENGTH) return bad(`name is ${length} characters long, more than ${MAX_GROUP_NAME_LENGTH}`);
+  if (length > MAX_GROUP_NAME_LENGTH)
+    return bad(`name is ${length} characters long, more than ${MAX_GROUP_NAME_LENGTH}`);
   const control = CONTROL.exec(name);
   if (control !== null) {
     const code = (control[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
@@ -409,7 +418,8 @@ function checkIpAssignment(obj: JsonObject): Check<IpAssignment> {
   const containerId = checkSegmentString('containerId', field(obj, 'containerId'));
   const rawEndpoint = field(obj, 'endpointId');
   // null is read as absent: other writers' JSON libraries often emit null for "no value".
-  const endpointId = rawEndpoint === undefined || rawEndpoint === null ? good(undefined) : checkSegmentString('endpointId', rawEndpoint);
+  const endpointId =
+    rawEndpoint === undefined || rawEndpoint === null ? good(undefined) : checkSegmentString('endpointId', rawEndpoint);
   for (const c of [host, containerId, endpointId]) if (!c.ok) errors.push(...c.errors);
   if (errors.length > 0 || !host.ok || !containerId.ok || !endpointId.ok) return bad(...errors);
   const value: IpAssignment = { host: host.value, containerId: containerId.value };
@@ -597,7 +607,8 @@ function checkRouteReflector(obj: JsonObject): Check<RouteReflector> {
   const errors = unknownFields(obj, ['cluster_id']);
   const id = field(obj, 'cluster_id');
   if (id === undefined) errors.push('cluster_id is missing');
-  else if (typeof id !== 'string') errors.push(`cluster_id must be a dotted-quad string like "1.0.0.1", got ${kindOf(id)}`);
+  else if (typeof id !== 'string')
+    errors.push(`cluster_id must be a dotted-quad string like "1.0.0.1", got ${kindOf(id)}`);
   else {
     const r = readIPv4(id);
     if (!r.ok) errors.push(`cluster_id ${show(id)} is not a dotted quad: ${r.reason}`);
@@ -643,7 +654,9 @@ const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 /** /calico/host/<h>/workload/docker/<cid>/name: a Docker container name. */
 export function decodeWorkloadName(key: string, raw: string): DecodeResult<string> {
   const v = raw.trim().replace(/^\//, '');
-  return CONTAINER_NAME.test(v) ? { ok: true, value: v } : { ok: false, errors: [`${key}: container name must be letters, digits, "_", "." or "-", got ${showText(raw)}`] };
+  return CONTAINER_NAME.test(v)
+    ? { ok: true, value: v }
+    : { ok: false, errors: [`${key}: container name must be letters, digits, "_", "." or "-", got ${showText(raw)}`] };
 }
 
 /** Why a node refused a container: one non-empty line. */
@@ -657,7 +670,8 @@ export function decodeRefusal(key: string, raw: string): DecodeResult<string> {
 
 export function encodeWorkloadName(name: string): string {
   const v = name.replace(/^\//, '');
-  if (!CONTAINER_NAME.test(v)) throw new KeyspaceError(KeyspaceErrorCode.INVALID_VALUE, `container name ${JSON.stringify(name)} is not valid`);
+  if (!CONTAINER_NAME.test(v))
+    throw new KeyspaceError(KeyspaceErrorCode.INVALID_VALUE, `container name ${JSON.stringify(name)} is not valid`);
   return v;
 }
 
@@ -753,7 +767,11 @@ export function decodeEntry(key: string, raw: string): DecodeResult<DecodedEntry
 }
 
 /** Just the value of a parsed key (parsed must be parseKey(key)): what a bulk reader needs, no wrapper. */
-export function decodeValue<K extends CalicoKey>(parsed: K, key: string, raw: string): DecodeResult<KeyValueMap[K['kind']]> {
+export function decodeValue<K extends CalicoKey>(
+  parsed: K,
+  key: string,
+  raw: string,
+): DecodeResult<KeyValueMap[K['kind']]> {
   const decode = decoders[parsed.kind] as (key: string, raw: string) => DecodeResult<KeyValueMap[K['kind']]>;
   return decode(key, raw);
 }

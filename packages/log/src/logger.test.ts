@@ -30,8 +30,20 @@ describe('createLogger', () => {
   it('masks secrets in contexts', () => {
     const { lines, stream } = capture();
     const log = createLogger({ name: 't', destination: stream });
-    log.warn({ password: 'p', etcd: { tls: { key: 'PRIVATE' } }, headers: { authorization: 'Bearer x' }, key: '/calico/host/h1/bird_ip' }, 'x');
+    log.warn(
+      {
+        password: 'p',
+        etcd: { tls: { key: 'PRIVATE' } },
+        headers: { authorization: 'Bearer x' },
+        key: '/calico/host/h1/bird_ip',
+      },
+      'x',
+    );
     expect(JSON.stringify(lines[0])).not.toMatch(/PRIVATE|Bearer|"p"/);
-    expect(lines[0]).toMatchObject({ password: '[redacted]', etcd: { tls: { key: '[redacted]' } }, key: '/calico/host/h1/bird_ip' });
+    expect(lines[0]).toMatchObject({
+      password: '[redacted]',
+      etcd: { tls: { key: '[redacted]' } },
+      key: '/calico/host/h1/bird_ip',
+    });
   });
 });

@@ -17,7 +17,7 @@ const short = (i: ControlPlaneInput) =>
   controlPlaneTargets(i).map((t) => `${t.service} ${targetSetMember(t)}${t.host ? ` ${t.host}` : ''}`);
 
 describe('controlPlaneTargets', () => {
-  it('etcd: each endpoint\'s client port and the peer port 2380, whatever way the endpoint is written', () => {
+  it("etcd: each endpoint's client port and the peer port 2380, whatever way the endpoint is written", () => {
     const etcdEndpoints = ['http://198.18.0.1:2379', '198.18.0.2:32379', 'https://[FD00:198:18::1]:2379/'];
     expect(short({ ...none, etcdEndpoints })).toEqual([
       'etcd-client 198.18.0.1,tcp:2379',
@@ -29,7 +29,7 @@ describe('controlPlaneTargets', () => {
     ]);
   });
 
-  it('etcd members\' peer URLs, when known, are targets too', () => {
+  it("etcd members' peer URLs, when known, are targets too", () => {
     const etcdEndpoints = ['198.18.0.1:2379', 'http://198.18.0.2:2379'];
     const etcdPeers = ['http://198.18.0.1:32380', 'http://198.18.0.2:2380'];
     expect(short({ ...none, etcdEndpoints, etcdPeers })).toEqual([
@@ -46,7 +46,7 @@ describe('controlPlaneTargets', () => {
     expect(short(named)).toEqual([]);
   });
 
-  it('the master: api_url\'s address and port; master/ip with port 7600 only when api_url says nothing usable', () => {
+  it("the master: api_url's address and port; master/ip with port 7600 only when api_url says nothing usable", () => {
     const both = { ...none, masterIp: '198.18.0.1', masterApiUrl: 'http://198.18.0.1:17600/' };
     expect(short(both)).toEqual(['master-api 198.18.0.1,tcp:17600']);
     expect(short({ ...none, masterIp: '198.18.0.1', masterApiUrl: null })).toEqual(['master-api 198.18.0.1,tcp:7600']);

@@ -9,8 +9,18 @@ const cluster = () =>
     ...fx.endpoint({ host: 'h1', endpointId: 'a', addrs: ['198.19.0.10', '198.19.0.9', 'fd00:198:19::a'] }),
     ...fx.endpoint({ host: 'h1', endpointId: 'b', addrs: ['198.19.0.2'], state: 'inactive' }),
     ...fx.endpoint({ host: 'h2', endpointId: 'c', addrs: ['198.19.0.3'] }),
-    ...fx.group({ groupId: 'web', members: ['a', 'c'], inbound: [{ group: 'lb', protocol: 'tcp', port: 80 }, { cidr: '10.0.0.0/8' }], outbound: [{ group: 'db' }] }),
-    ...fx.group({ groupId: 'app', members: ['a', 'b'], inbound: [{ group: 'web' }, { cidr: '0.0.0.0/0', protocol: 0 }], outbound: [{ group: 'gone' }] }),
+    ...fx.group({
+      groupId: 'web',
+      members: ['a', 'c'],
+      inbound: [{ group: 'lb', protocol: 'tcp', port: 80 }, { cidr: '10.0.0.0/8' }],
+      outbound: [{ group: 'db' }],
+    }),
+    ...fx.group({
+      groupId: 'app',
+      members: ['a', 'b'],
+      inbound: [{ group: 'web' }, { cidr: '0.0.0.0/0', protocol: 0 }],
+      outbound: [{ group: 'gone' }],
+    }),
     ...fx.group({ groupId: 'db', members: ['c'], inbound: [{ group: 'web' }] }),
     ...fx.group({ groupId: 'lb', members: ['ghost'] }),
   ]);
@@ -31,16 +41,30 @@ describe('endpointPolicy', () => {
   });
 
   it('gives an inactive endpoint no rules at all', () => {
-    expect(endpointPolicy(cluster(), 'b')).toEqual({ endpointId: 'b', active: false, groups: ['app'], inbound: [], outbound: [] });
+    expect(endpointPolicy(cluster(), 'b')).toEqual({
+      endpointId: 'b',
+      active: false,
+      groups: ['app'],
+      inbound: [],
+      outbound: [],
+    });
   });
 
   it('gives an endpoint in no group no rules (default deny)', () => {
     const m = fx.model(fx.endpoint({ host: 'h', endpointId: 'lonely', addrs: ['198.19.0.1'] }));
-    expect(endpointPolicy(m, 'lonely')).toEqual({ endpointId: 'lonely', active: true, groups: [], inbound: [], outbound: [] });
+    expect(endpointPolicy(m, 'lonely')).toEqual({
+      endpointId: 'lonely',
+      active: true,
+      groups: [],
+      inbound: [],
+      outbound: [],
+    });
   });
 
   it('refuses an unknown endpoint', () => {
-    expect(() => endpointPolicy(cluster(), 'ghost')).toThrow(expect.objectContaining({ code: PolicyErrorCode.UNKNOWN_ENDPOINT, message: 'no endpoint has id ghost' }));
+    expect(() => endpointPolicy(cluster(), 'ghost')).toThrow(
+      expect.objectContaining({ code: PolicyErrorCode.UNKNOWN_ENDPOINT, message: 'no endpoint has id ghost' }),
+    );
   });
 });
 

@@ -10,7 +10,10 @@ const A = fx.endpoint({ host: 'h1', endpointId: 'A', addrs: ['198.19.0.1', 'fd00
 const B = fx.endpoint({ host: 'h2', endpointId: 'B', addrs: ['198.19.0.2', 'fd00:198:19::2'] });
 
 /** Group `ga` holds A and group `gb` holds B, with the rules given (nothing else allowed). */
-function twoGroups(rules: { aOut?: RuleInput[]; aIn?: RuleInput[]; bOut?: RuleInput[]; bIn?: RuleInput[] }, extra: KeyValue[] = []): PolicyModel {
+function twoGroups(
+  rules: { aOut?: RuleInput[]; aIn?: RuleInput[]; bOut?: RuleInput[]; bIn?: RuleInput[] },
+  extra: KeyValue[] = [],
+): PolicyModel {
   return fx.model([
     ...A,
     ...B,
@@ -41,7 +44,9 @@ describe('default deny', () => {
 
   it('a group with no rules denies both ways, and says which groups had nothing', () => {
     const m = twoGroups({ bIn: [{ cidr: '0.0.0.0/0' }] });
-    expect(explain(m, { src: 'A', dst: 'B' }).reason).toBe('denied: no outbound rule of groups [web (ga)] of A matches; default deny');
+    expect(explain(m, { src: 'A', dst: 'B' }).reason).toBe(
+      'denied: no outbound rule of groups [web (ga)] of A matches; default deny',
+    );
     expect(explain(m, { src: 'A', dst: 'B' }).outbound?.reason).toBe('default-deny');
   });
 });
@@ -59,7 +64,9 @@ describe('directions', () => {
 
   it('an inbound rule naming the destination instead of the source does not match', () => {
     const m = twoGroups({ aOut: [{ cidr: '0.0.0.0/0' }], bIn: [{ cidr: '198.19.0.2/32' }] });
-    expect(explain(m, { src: 'A', dst: 'B' }).reason).toBe('denied: no inbound rule of groups [db (gb)] of B matches; default deny');
+    expect(explain(m, { src: 'A', dst: 'B' }).reason).toBe(
+      'denied: no inbound rule of groups [db (gb)] of B matches; default deny',
+    );
   });
 
   it('traffic needs both the sender outbound and the receiver inbound', () => {
@@ -92,7 +99,10 @@ describe('groups', () => {
   });
 
   it('an endpoint in several groups may do what any of them allows', () => {
-    const m = twoGroups({ bIn: [{ cidr: '0.0.0.0/0' }] }, fx.group({ groupId: 'gc', name: null, members: ['A'], outbound: [{ cidr: '198.19.0.0/24', protocol: 'udp' }] }));
+    const m = twoGroups(
+      { bIn: [{ cidr: '0.0.0.0/0' }] },
+      fx.group({ groupId: 'gc', name: null, members: ['A'], outbound: [{ cidr: '198.19.0.0/24', protocol: 'udp' }] }),
+    );
     const v = explain(m, { src: 'A', dst: 'B', protocol: 'udp' });
     expect(v.allowed).toBe(true);
     expect(v.outbound).toMatchObject({ groups: ['ga', 'gc'], decidedBy: { groupId: 'gc', index: 1 } });
@@ -104,14 +114,21 @@ describe('groups', () => {
     const m = fx.model([
       ...A,
       ...fx.group({ groupId: 'g2', members: ['A'], outbound: [{ cidr: '0.0.0.0/0' }] }),
-      ...fx.group({ groupId: 'g1', members: ['A'], outbound: [{ cidr: '10.0.0.0/8' }, { cidr: '192.0.2.0/24' }, { cidr: '192.0.2.0/28' }] }),
+      ...fx.group({
+        groupId: 'g1',
+        members: ['A'],
+        outbound: [{ cidr: '10.0.0.0/8' }, { cidr: '192.0.2.0/24' }, { cidr: '192.0.2.0/28' }],
+      }),
     ]);
     expect(explain(m, { src: 'A', dst: '192.0.2.1' }).outbound?.decidedBy).toMatchObject({ groupId: 'g1', index: 2 });
     expect(explain(m, { src: 'A', dst: '8.8.8.8' }).outbound?.decidedBy).toMatchObject({ groupId: 'g2', index: 1 });
   });
 
   it('a member that is not an endpoint contributes no addresses but stays a member', () => {
-    const m = twoGroups({ aOut: [{ group: 'gb' }], bIn: [{ group: 'ga' }] }, fx.group({ groupId: 'gb', members: ['ghost'] }));
+    const m = twoGroups(
+      { aOut: [{ group: 'gb' }], bIn: [{ group: 'ga' }] },
+      fx.group({ groupId: 'gb', members: ['ghost'] }),
+    );
     expect(m.group('gb')?.members).toEqual(['B', 'ghost']);
     expect(m.groupAddrs('gb', 4)).toEqual(['198.19.0.2']);
     expect(ok(m, { src: 'A', dst: 'B' })).toBe(true);
@@ -144,12 +161,16 @@ describe('protocol and port', () => {
 
   it('a rule with no protocol allows anything, asked with or without a protocol', () => {
     const m = twoGroups({ aOut: [{ group: 'gb' }], bIn: [{ group: 'ga' }] });
-    for (const q of [{}, { protocol: 'tcp', port: 443 }, { protocol: 'icmp' }, { protocol: '47' }]) expect(ok(m, { src: 'A', dst: 'B', ...q })).toBe(true);
+    for (const q of [{}, { protocol: 'tcp', port: 443 }, { protocol: 'icmp' }, { protocol: '47' }])
+      expect(ok(m, { src: 'A', dst: 'B', ...q })).toBe(true);
   });
 
   it('the port is the destination port in both directions', () => {
     // A client (A) connecting to port 5432 on B: both sides' rules name 5432, the server's port.
-    const m = twoGroups({ aOut: [{ group: 'gb', protocol: 'tcp', port: 5432 }], bIn: [{ group: 'ga', protocol: 'tcp', port: 5432 }] });
+    const m = twoGroups({
+      aOut: [{ group: 'gb', protocol: 'tcp', port: 5432 }],
+      bIn: [{ group: 'ga', protocol: 'tcp', port: 5432 }],
+    });
     expect(ok(m, { src: 'A', dst: 'B', protocol: 'tcp', port: 5432 })).toBe(true);
     expect(ok(m, { src: 'B', dst: 'A', protocol: 'tcp', port: 5432 })).toBe(false);
   });
@@ -160,7 +181,9 @@ describe('protocol and port', () => {
     expect(ok(m, { src: 'A', dst: 'B' })).toBe(false);
     expect(ok(m, { src: 'A', dst: 'B', protocol: '0' })).toBe(false);
     const key = groupRuleKey('gb', 'inbound', 1);
-    expect(m.problems()).toEqual([{ key, errors: [`${key}: protocol 0 cannot be enforced (iptables reads it as "all")`] }]);
+    expect(m.problems()).toEqual([
+      { key, errors: [`${key}: protocol 0 cannot be enforced (iptables reads it as "all")`] },
+    ]);
   });
 
   it('numbered protocols without names are kept as text and match the same number', () => {
@@ -182,7 +205,13 @@ describe('IPv4 and IPv6 are separate', () => {
   });
 
   it('icmp is IPv4 and icmpv6 IPv6: a rule of one never opens the other family', () => {
-    const m = twoGroups({ aOut: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }], bIn: [{ group: 'ga', protocol: 'icmp' }, { group: 'ga', protocol: 'icmpv6' }] });
+    const m = twoGroups({
+      aOut: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }],
+      bIn: [
+        { group: 'ga', protocol: 'icmp' },
+        { group: 'ga', protocol: 'icmpv6' },
+      ],
+    });
     expect(ok(m, { src: 'A', dst: 'B', protocol: 'icmp', family: 4 })).toBe(true);
     expect(ok(m, { src: 'A', dst: 'B', protocol: 'icmpv6', family: 6 })).toBe(true);
     // The same protocol numbers in the other family match neither rule (the renderer skips them too).
@@ -207,7 +236,11 @@ describe('IPv4 and IPv6 are separate', () => {
     ]);
     expect(m.groupAddrs('g6', 4)).toEqual([]);
     expect(m.groupAddrs('ga', 6)).toEqual(['fd00:198:19::1']);
-    expect(explain(m, { src: 'A', dst: 'V6' })).toMatchObject({ allowed: true, family: 6, src: { addr: 'fd00:198:19::1' } });
+    expect(explain(m, { src: 'A', dst: 'V6' })).toMatchObject({
+      allowed: true,
+      family: 6,
+      src: { addr: 'fd00:198:19::1' },
+    });
     expect(ok(m, { src: 'fd00:198:19::6', dst: 'fd00:198:19::1' })).toBe(true);
     // IPv4 traffic from A finds no address in g6, so the same group rule allows nothing.
     expect(ok(m, { src: 'A', dst: '198.19.0.6' })).toBe(false);
@@ -217,7 +250,10 @@ describe('IPv4 and IPv6 are separate', () => {
   it('resolves an endpoint id to its first address of the other side family', () => {
     const m = twoGroups({});
     expect(explain(m, { src: 'A', dst: 'fd00:198:19::99' }).src.addr).toBe('fd00:198:19::1');
-    expect(explain(m, { src: '0:0::FFFF:198.19.0.2', dst: 'A' })).toMatchObject({ family: 6, src: { addr: '::ffff:198.19.0.2', endpointId: null } });
+    expect(explain(m, { src: '0:0::FFFF:198.19.0.2', dst: 'A' })).toMatchObject({
+      family: 6,
+      src: { addr: '::ffff:198.19.0.2', endpointId: null },
+    });
     expect(explain(m, { src: 'fd00:198:19:0::2', dst: 'A' }).src).toEqual({ addr: 'fd00:198:19::2', endpointId: 'B' });
   });
 });
@@ -225,10 +261,18 @@ describe('IPv4 and IPv6 are separate', () => {
 describe('endpoint state', () => {
   it('an inactive endpoint neither sends nor receives, whatever its groups allow', () => {
     const open: RuleInput[] = [{ cidr: '0.0.0.0/0' }];
-    const m = twoGroups({ aOut: open, aIn: open, bOut: open, bIn: open }, fx.endpoint({ host: 'h2', endpointId: 'B', addrs: ['198.19.0.2', 'fd00:198:19::2'], state: 'inactive' }));
+    const m = twoGroups(
+      { aOut: open, aIn: open, bOut: open, bIn: open },
+      fx.endpoint({ host: 'h2', endpointId: 'B', addrs: ['198.19.0.2', 'fd00:198:19::2'], state: 'inactive' }),
+    );
     expect(ok(m, { src: 'A', dst: 'B' })).toBe(false);
     expect(explain(m, { src: 'A', dst: 'B' }).reason).toBe('denied: endpoint B is inactive');
-    expect(explain(m, { src: 'B', dst: 'A' }).outbound).toEqual({ allowed: false, decidedBy: null, groups: ['gb'], reason: 'inactive' });
+    expect(explain(m, { src: 'B', dst: 'A' }).outbound).toEqual({
+      allowed: false,
+      decidedBy: null,
+      groups: ['gb'],
+      reason: 'inactive',
+    });
     expect(ok(m, { src: '198.19.0.2', dst: '203.0.113.1' })).toBe(false);
   });
 
@@ -274,16 +318,48 @@ describe('errors', () => {
   const m = twoGroups({}, fx.endpoint({ host: 'h3', endpointId: 'V4', addrs: ['198.19.0.4'] }));
 
   it.each<[ExplainQuery, string, string]>([
-    [{ src: 'nobody', dst: 'A' }, PolicyErrorCode.UNKNOWN_ENDPOINT, 'source "nobody" is neither an IP address nor the id of a known endpoint'],
-    [{ src: 'A', dst: 'nobody' }, PolicyErrorCode.UNKNOWN_ENDPOINT, 'destination "nobody" is neither an IP address nor the id of a known endpoint'],
-    [{ src: '198.19.0.1', dst: 'fd00::1' }, PolicyErrorCode.FAMILY_MISMATCH, 'cannot mix IPv4 198.19.0.1 with IPv6 fd00::1'],
-    [{ src: '198.19.0.1', dst: 'B', family: 6 }, PolicyErrorCode.FAMILY_MISMATCH, '198.19.0.1 is an IPv4 address, but IPv6 was asked for'],
+    [
+      { src: 'nobody', dst: 'A' },
+      PolicyErrorCode.UNKNOWN_ENDPOINT,
+      'source "nobody" is neither an IP address nor the id of a known endpoint',
+    ],
+    [
+      { src: 'A', dst: 'nobody' },
+      PolicyErrorCode.UNKNOWN_ENDPOINT,
+      'destination "nobody" is neither an IP address nor the id of a known endpoint',
+    ],
+    [
+      { src: '198.19.0.1', dst: 'fd00::1' },
+      PolicyErrorCode.FAMILY_MISMATCH,
+      'cannot mix IPv4 198.19.0.1 with IPv6 fd00::1',
+    ],
+    [
+      { src: '198.19.0.1', dst: 'B', family: 6 },
+      PolicyErrorCode.FAMILY_MISMATCH,
+      '198.19.0.1 is an IPv4 address, but IPv6 was asked for',
+    ],
     [{ src: 'V4', dst: 'fd00::1' }, PolicyErrorCode.NO_ADDRESS, 'endpoint V4 has no IPv6 address'],
     [{ src: 'V4', dst: 'B', family: 6 }, PolicyErrorCode.NO_ADDRESS, 'endpoint V4 has no IPv6 address'],
-    [{ src: 'A', dst: 'B', protocol: 'gre' }, PolicyErrorCode.INVALID_QUERY, 'protocol "gre" is not one of icmp, tcp, udp, icmpv6, sctp, udplite or a number from 0 to 255'],
-    [{ src: 'A', dst: 'B', port: 80 }, PolicyErrorCode.INVALID_QUERY, 'port 80 needs a protocol (tcp, udp, sctp or udplite)'],
-    [{ src: 'A', dst: 'B', protocol: 'icmp', port: 80 }, PolicyErrorCode.INVALID_QUERY, 'protocol icmp has no ports, so port must be null'],
-    [{ src: 'A', dst: 'B', protocol: 'tcp', port: 0 }, PolicyErrorCode.INVALID_QUERY, 'port 0 is not an integer from 1 to 65535'],
+    [
+      { src: 'A', dst: 'B', protocol: 'gre' },
+      PolicyErrorCode.INVALID_QUERY,
+      'protocol "gre" is not one of icmp, tcp, udp, icmpv6, sctp, udplite or a number from 0 to 255',
+    ],
+    [
+      { src: 'A', dst: 'B', port: 80 },
+      PolicyErrorCode.INVALID_QUERY,
+      'port 80 needs a protocol (tcp, udp, sctp or udplite)',
+    ],
+    [
+      { src: 'A', dst: 'B', protocol: 'icmp', port: 80 },
+      PolicyErrorCode.INVALID_QUERY,
+      'protocol icmp has no ports, so port must be null',
+    ],
+    [
+      { src: 'A', dst: 'B', protocol: 'tcp', port: 0 },
+      PolicyErrorCode.INVALID_QUERY,
+      'port 0 is not an integer from 1 to 65535',
+    ],
     [{ src: '198.19.0.1', dst: 'B', family: 5 as 4 }, PolicyErrorCode.INVALID_QUERY, 'family must be 4 or 6, got 5'],
   ])('%j -> %s', (q, code, message) => {
     let thrown: unknown;
@@ -297,12 +373,19 @@ describe('errors', () => {
   });
 
   it('two endpoints with no family in common', () => {
-    const m6 = fx.model([...fx.endpoint({ host: 'h', endpointId: 'X', addrs: ['198.19.0.1'] }), ...fx.endpoint({ host: 'h', endpointId: 'Y', addrs: ['fd00::1'] })]);
+    const m6 = fx.model([
+      ...fx.endpoint({ host: 'h', endpointId: 'X', addrs: ['198.19.0.1'] }),
+      ...fx.endpoint({ host: 'h', endpointId: 'Y', addrs: ['fd00::1'] }),
+    ]);
     expect(() => explain(m6, { src: 'X', dst: 'Y' })).toThrow('endpoints X and Y have no address family in common');
   });
 
   it('malformed rules never reach explain', () => {
-    const bad = fx.model([...A, ...fx.group({ groupId: 'g', members: ['A'] }), { key: groupRuleKey('g', 'outbound', 1), value: '{"cidr":"0.0.0.0/0","port":80}' }]);
+    const bad = fx.model([
+      ...A,
+      ...fx.group({ groupId: 'g', members: ['A'] }),
+      { key: groupRuleKey('g', 'outbound', 1), value: '{"cidr":"0.0.0.0/0","port":80}' },
+    ]);
     expect(ok(bad, { src: 'A', dst: '8.8.8.8' })).toBe(false);
     expect(bad.problems()[0]?.key).toBe(groupRuleKey('g', 'outbound', 1));
   });

@@ -2,7 +2,15 @@
  * explain(): may a connection be opened from src to dst, and which rule (or missing rule) says so.
  * It judges the initiating direction only; replies ride on conntrack, as in the dataplane.
  */
-import { canonicalIP, cidrContains, isIP, protocolNumbers, protocolsWithPorts, type IPFamily, type ProtocolName } from '@calico/keyspace';
+import {
+  canonicalIP,
+  cidrContains,
+  isIP,
+  protocolNumbers,
+  protocolsWithPorts,
+  type IPFamily,
+  type ProtocolName,
+} from '@calico/keyspace';
 import { controlPlaneExemptions, describeTarget, type ControlPlaneTarget } from './controlPlane.js';
 import { endpointPolicy } from './endpointPolicy.js';
 import { PolicyError, PolicyErrorCode } from './errors.js';
@@ -91,7 +99,8 @@ function checkPort(port: number | null | undefined, protocol: string | null): nu
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new PolicyError(PolicyErrorCode.INVALID_QUERY, `port ${port} is not an integer from 1 to 65535`);
   }
-  if (protocol === null) throw new PolicyError(PolicyErrorCode.INVALID_QUERY, `port ${port} needs a protocol (tcp, udp, sctp or udplite)`);
+  if (protocol === null)
+    throw new PolicyError(PolicyErrorCode.INVALID_QUERY, `port ${port} needs a protocol (tcp, udp, sctp or udplite)`);
   if (!(protocolsWithPorts as readonly string[]).includes(protocol)) {
     throw new PolicyError(PolicyErrorCode.INVALID_QUERY, `protocol ${protocol} has no ports, so port must be null`);
   }
@@ -146,7 +155,10 @@ function party(model: PolicyModel, text: string, role: string): Party {
   if (family !== 0) return { kind: 'addr', addr: canonicalIP(text) ?? text, family };
   const endpoint = model.endpoint(text);
   if (endpoint === undefined) {
-    throw new PolicyError(PolicyErrorCode.UNKNOWN_ENDPOINT, `${role} "${text}" is neither an IP address nor the id of a known endpoint`);
+    throw new PolicyError(
+      PolicyErrorCode.UNKNOWN_ENDPOINT,
+      `${role} "${text}" is neither an IP address nor the id of a known endpoint`,
+    );
   }
   return { kind: 'endpoint', endpoint };
 }
@@ -161,11 +173,17 @@ function chooseFamily(src: Party, dst: Party, wanted: IPFamily | null | undefine
   }
   const [first, second] = [src, dst].flatMap((p) => (p.kind === 'addr' ? [p] : []));
   if (first !== undefined && second !== undefined && first.family !== second.family) {
-    throw new PolicyError(PolicyErrorCode.FAMILY_MISMATCH, `cannot mix IPv${first.family} ${first.addr} with IPv${second.family} ${second.addr}`);
+    throw new PolicyError(
+      PolicyErrorCode.FAMILY_MISMATCH,
+      `cannot mix IPv${first.family} ${first.addr} with IPv${second.family} ${second.addr}`,
+    );
   }
   if (first !== undefined) {
     if (wanted !== null && wanted !== undefined && wanted !== first.family) {
-      throw new PolicyError(PolicyErrorCode.FAMILY_MISMATCH, `${first.addr} is an IPv${first.family} address, but IPv${wanted} was asked for`);
+      throw new PolicyError(
+        PolicyErrorCode.FAMILY_MISMATCH,
+        `${first.addr} is an IPv${first.family} address, but IPv${wanted} was asked for`,
+      );
     }
     return first.family;
   }
@@ -173,7 +191,10 @@ function chooseFamily(src: Party, dst: Party, wanted: IPFamily | null | undefine
   const eps = [src, dst].flatMap((p) => (p.kind === 'endpoint' ? [p.endpoint] : []));
   const common = ([4, 6] as const).find((f) => eps.every((ep) => addrsOf(ep, f).length > 0));
   if (common === undefined) {
-    throw new PolicyError(PolicyErrorCode.NO_ADDRESS, `endpoints ${eps.map((ep) => ep.endpointId).join(' and ')} have no address family in common`);
+    throw new PolicyError(
+      PolicyErrorCode.NO_ADDRESS,
+      `endpoints ${eps.map((ep) => ep.endpointId).join(' and ')} have no address family in common`,
+    );
   }
   return common;
 }
@@ -182,7 +203,10 @@ function resolve(model: PolicyModel, p: Party, family: IPFamily): VerdictEnd {
   if (p.kind === 'endpoint') {
     const addr = addrsOf(p.endpoint, family)[0];
     if (addr === undefined) {
-      throw new PolicyError(PolicyErrorCode.NO_ADDRESS, `endpoint ${p.endpoint.endpointId} has no IPv${family} address`);
+      throw new PolicyError(
+        PolicyErrorCode.NO_ADDRESS,
+        `endpoint ${p.endpoint.endpointId} has no IPv${family} address`,
+      );
     }
     return { addr, endpointId: p.endpoint.endpointId };
   }
@@ -220,8 +244,10 @@ function denial(model: PolicyModel, endpointId: string, direction: 'inbound' | '
 
 function sentence(model: PolicyModel, v: Omit<Verdict, 'reason'>): string {
   const { src, dst, outbound, inbound } = v;
-  if (outbound !== null && !outbound.allowed && src.endpointId !== null) return denial(model, src.endpointId, 'outbound', outbound);
-  if (inbound !== null && !inbound.allowed && dst.endpointId !== null) return denial(model, dst.endpointId, 'inbound', inbound);
+  if (outbound !== null && !outbound.allowed && src.endpointId !== null)
+    return denial(model, src.endpointId, 'outbound', outbound);
+  if (inbound !== null && !inbound.allowed && dst.endpointId !== null)
+    return denial(model, dst.endpointId, 'inbound', inbound);
   const because = [outbound?.decidedBy, inbound?.decidedBy].flatMap((r) => (r ? [ruleLabel(model, r)] : []));
   if (because.length === 0) return `allowed: neither ${src.addr} nor ${dst.addr} is an endpoint, so no policy applies`;
   const outside = outbound === null ? src.addr : inbound === null ? dst.addr : null;

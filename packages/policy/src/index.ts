@@ -1,7 +1,16 @@
 export { PolicyError, PolicyErrorCode } from './errors.js';
 
 export { PolicyModel, emptyChange } from './model.js';
-export type { Endpoint, EndpointAddrs, Group, ModelChange, ModelUpdate, PolicySnapshot, Problem, RuleRef } from './model.js';
+export type {
+  Endpoint,
+  EndpointAddrs,
+  Group,
+  ModelChange,
+  ModelUpdate,
+  PolicySnapshot,
+  Problem,
+  RuleRef,
+} from './model.js';
 
 export { endpointPolicy, endpointsOnHost, groupAddrs, groupsOfEndpoint, referencedGroups } from './endpointPolicy.js';
 export type { EndpointPolicy } from './endpointPolicy.js';
@@ -25,4 +34,11 @@ export { policyFixtures } from './testing.js';
 export type { EndpointFixture, GroupFixture, KeyValue } from './testing.js';
 
 export { OUTSIDE, addrsOf, randomCluster, randomConnections } from './randomCluster.js';
-export type { RandomCluster, RandomClusterOptions, RandomConnection, RandomConnectionOptions, RandomEndpoint, RandomGroup } from './randomCluster.js';
+export type {
+  RandomCluster,
+  RandomClusterOptions,
+  RandomConnection,
+  RandomConnectionOptions,
+  RandomEndpoint,
+  RandomGroup,
+} from './randomCluster.js';

@@ -19,7 +19,12 @@ const ids = (s: Set<string>): string[] => [...s].sort();
 describe('endpoints', () => {
   it('builds an endpoint from its keys, addresses canonical and sorted per family', () => {
     const m = new PolicyModel();
-    m.apply(put(endpointAddrsKey('h1', 'c1', 'e1'), '[{"addr":"198.19.0.10"},{"addr":"FD00:198:19:0:0:0:0:1"},{"addr":"198.19.0.9"}]'));
+    m.apply(
+      put(
+        endpointAddrsKey('h1', 'c1', 'e1'),
+        '[{"addr":"198.19.0.10"},{"addr":"FD00:198:19:0:0:0:0:1"},{"addr":"198.19.0.9"}]',
+      ),
+    );
     m.apply(put(endpointMacKey('h1', 'c1', 'e1'), 'AA:BB:CC:DD:EE:FF'));
     m.apply(put(endpointStateKey('h1', 'c1', 'e1'), 'active\n'));
     expect(m.endpoint('e1')).toEqual({
@@ -53,7 +58,9 @@ describe('endpoints', () => {
     expect(m.problems()).toEqual([
       {
         key: '/calico/host/h2/workload/docker/c9/endpoint/e1/',
-        errors: ['/calico/host/h2/workload/docker/c9/endpoint/e1/: endpoint e1 is also recorded under host h1, container c5; only that one is used'],
+        errors: [
+          '/calico/host/h2/workload/docker/c9/endpoint/e1/: endpoint e1 is also recorded under host h1, container c5; only that one is used',
+        ],
       },
     ]);
   });
@@ -69,7 +76,13 @@ describe('groups', () => {
     m.apply(put(groupMemberKey('g', 'a'), 'ignored'));
     m.apply(put(groupNameKey('g'), 'web'));
     const g = m.group('g');
-    expect(g).toMatchObject({ groupId: 'g', name: 'web', members: ['a', 'z'], inboundDefault: 'deny', outboundDefault: 'deny' });
+    expect(g).toMatchObject({
+      groupId: 'g',
+      name: 'web',
+      members: ['a', 'z'],
+      inboundDefault: 'deny',
+      outboundDefault: 'deny',
+    });
     expect(g?.inbound.map((r) => r.index)).toEqual([2, 10]);
     expect(g?.outbound).toEqual([
       {
@@ -102,7 +115,10 @@ describe('groups', () => {
   });
 
   it('tracks memberships from the endpoint side, sorted, for ids that are not endpoints too', () => {
-    const m = fx.model([...fx.group({ groupId: 'g2', members: ['e'] }), ...fx.group({ groupId: 'g1', members: ['e'] })]);
+    const m = fx.model([
+      ...fx.group({ groupId: 'g2', members: ['e'] }),
+      ...fx.group({ groupId: 'g1', members: ['e'] }),
+    ]);
     expect(m.groupIdsOf('e')).toEqual(['g1', 'g2']);
   });
 
@@ -121,8 +137,16 @@ describe('validation filter', () => {
     [ruleKey, 'not json', `${ruleKey}: value is not valid JSON: "not json"`],
     [ruleKey, '{"group":null,"cidr":null}', `${ruleKey}: exactly one of group and cidr must be set, both are null`],
     [endpointAddrsKey('h', 'c', 'e'), '[]', `${endpointAddrsKey('h', 'c', 'e')}: addrs must not be empty`],
-    [endpointStateKey('h', 'c', 'e'), 'running', `${endpointStateKey('h', 'c', 'e')}: state must be "active" or "inactive", got "running"`],
-    [groupDefaultKey('g', 'outbound'), 'allow', `${groupDefaultKey('g', 'outbound')}: default must be "deny" (the only supported value), got "allow"`],
+    [
+      endpointStateKey('h', 'c', 'e'),
+      'running',
+      `${endpointStateKey('h', 'c', 'e')}: state must be "active" or "inactive", got "running"`,
+    ],
+    [
+      groupDefaultKey('g', 'outbound'),
+      'allow',
+      `${groupDefaultKey('g', 'outbound')}: default must be "deny" (the only supported value), got "allow"`,
+    ],
     [groupNameKey('g'), '  ', `${groupNameKey('g')}: name must not be empty`],
   ];
 
@@ -153,7 +177,9 @@ describe('validation filter', () => {
     m.apply(put(bad, '[{"addr":"198.19.0.2"}]'));
     m.apply(put(endpointAddrsKey('h2', 'c3', 'e3'), '[{"addr":"198.19.0.3"}]'));
     expect(m.endpoints().map((e) => e.endpointId)).toEqual(['e1', 'e3']);
-    expect(m.problems()).toEqual([{ key: bad, errors: [expect.stringContaining(`${bad}: the host segment is not a host name: host name "H 1"`)] }]);
+    expect(m.problems()).toEqual([
+      { key: bad, errors: [expect.stringContaining(`${bad}: the host segment is not a host name: host name "H 1"`)] },
+    ]);
     m.apply(del(bad));
     expect(m.problems()).toEqual([]);
   });
@@ -188,7 +214,10 @@ describe('validation filter', () => {
     m.apply(put(typo, encodeRule({ group: 'g' })));
     m.apply(put('/calico/network/group/g/rule/inbound/01', '{}'));
     expect(m.problems()).toEqual([
-      { key: '/calico/network/group/g/rule/inbound/01', errors: ['/calico/network/group/g/rule/inbound/01: not a key of the calico keyspace'] },
+      {
+        key: '/calico/network/group/g/rule/inbound/01',
+        errors: ['/calico/network/group/g/rule/inbound/01: not a key of the calico keyspace'],
+      },
       { key: typo, errors: [`${typo}: not a key of the calico keyspace`] },
     ]);
     expect(m.groups()).toEqual([]);
@@ -216,7 +245,10 @@ describe('version and change tracking', () => {
   });
 
   it('an endpoint change touches the endpoint and the groups whose addresses it feeds', () => {
-    const m = fx.model([...fx.group({ groupId: 'g1', members: ['e1'] }), ...fx.group({ groupId: 'g2', members: ['e2'] })]);
+    const m = fx.model([
+      ...fx.group({ groupId: 'g1', members: ['e1'] }),
+      ...fx.group({ groupId: 'g2', members: ['e2'] }),
+    ]);
     const c = m.apply(put(addrs, '[{"addr":"198.19.0.1"}]'));
     expect({ endpoints: ids(c.endpoints), groups: ids(c.groups) }).toEqual({ endpoints: ['e1'], groups: ['g1'] });
     const gone = m.apply(del(addrs));
@@ -232,7 +264,10 @@ describe('version and change tracking', () => {
     const c = m.apply(put(groupMemberKey('g', 'e1'), ''));
     expect({ endpoints: ids(c.endpoints), groups: ids(c.groups) }).toEqual({ endpoints: ['e1'], groups: ['g'] });
     const notEndpoint = m.apply(put(groupMemberKey('g', 'ghost'), ''));
-    expect({ endpoints: ids(notEndpoint.endpoints), groups: ids(notEndpoint.groups) }).toEqual({ endpoints: [], groups: ['g'] });
+    expect({ endpoints: ids(notEndpoint.endpoints), groups: ids(notEndpoint.groups) }).toEqual({
+      endpoints: [],
+      groups: ['g'],
+    });
   });
 
   it('a rule change touches the group and every member that is an endpoint', () => {
@@ -246,7 +281,11 @@ describe('version and change tracking', () => {
   });
 
   it('a batch changing several keys of a group lists its members, including one that joins in the same batch', () => {
-    const m = fx.model([...fx.endpoint({ host: 'h', endpointId: 'a' }), ...fx.endpoint({ host: 'h', endpointId: 'b' }), ...fx.group({ groupId: 'g', members: ['a'] })]);
+    const m = fx.model([
+      ...fx.endpoint({ host: 'h', endpointId: 'a' }),
+      ...fx.endpoint({ host: 'h', endpointId: 'b' }),
+      ...fx.group({ groupId: 'g', members: ['a'] }),
+    ]);
     const c = m.applyAll([
       put(groupRuleKey('g', 'inbound', 7), encodeRule({ cidr: '10.0.0.0/8' })),
       put(groupNameKey('g'), 'renamed'),
@@ -257,7 +296,11 @@ describe('version and change tracking', () => {
   });
 
   it('lists the endpoint ids of one host', () => {
-    const m = fx.model([...fx.endpoint({ host: 'h1', endpointId: 'a' }), ...fx.endpoint({ host: 'h2', endpointId: 'b' }), ...fx.endpoint({ host: 'h1', endpointId: 'c' })]);
+    const m = fx.model([
+      ...fx.endpoint({ host: 'h1', endpointId: 'a' }),
+      ...fx.endpoint({ host: 'h2', endpointId: 'b' }),
+      ...fx.endpoint({ host: 'h1', endpointId: 'c' }),
+    ]);
     expect(m.endpointIdsOn('h1').sort()).toEqual(['a', 'c']);
     expect(m.endpointIdsOn('h3')).toEqual([]);
   });
@@ -269,12 +312,20 @@ describe('version and change tracking', () => {
 
   it('applyAll returns the union of what each update touched', () => {
     const m = new PolicyModel();
-    const c = m.applyAll(fx.puts([...fx.endpoint({ host: 'h', endpointId: 'e', addrs: ['198.19.0.1'] }), ...fx.group({ groupId: 'g', members: ['e'] })]));
+    const c = m.applyAll(
+      fx.puts([
+        ...fx.endpoint({ host: 'h', endpointId: 'e', addrs: ['198.19.0.1'] }),
+        ...fx.group({ groupId: 'g', members: ['e'] }),
+      ]),
+    );
     expect({ endpoints: ids(c.endpoints), groups: ids(c.groups) }).toEqual({ endpoints: ['e'], groups: ['g'] });
   });
 
   it('drops cached views of what changed', () => {
-    const m = fx.model([...fx.endpoint({ host: 'h', endpointId: 'e', addrs: ['198.19.0.1'] }), ...fx.group({ groupId: 'g', members: ['e'] })]);
+    const m = fx.model([
+      ...fx.endpoint({ host: 'h', endpointId: 'e', addrs: ['198.19.0.1'] }),
+      ...fx.group({ groupId: 'g', members: ['e'] }),
+    ]);
     expect(m.groupAddrs('g', 4)).toEqual(['198.19.0.1']);
     m.apply(put(endpointAddrsKey('h', 'c-e', 'e'), '[{"addr":"198.19.0.7"}]'));
     expect(m.endpoint('e')?.addrs.v4).toEqual(['198.19.0.7']);
@@ -292,7 +343,10 @@ describe('order independence', () => {
 
   /** The snapshot and every group's ipset contents: all a consumer can see. */
   function seen(m: PolicyModel) {
-    return { ...m.snapshot(), addrs: m.groups().map((g) => [g.groupId, m.groupAddrs(g.groupId, 4), m.groupAddrs(g.groupId, 6)]) };
+    return {
+      ...m.snapshot(),
+      addrs: m.groups().map((g) => [g.groupId, m.groupAddrs(g.groupId, 4), m.groupAddrs(g.groupId, 6)]),
+    };
   }
 
   function fed(updates: readonly ModelUpdate[]) {
@@ -323,7 +377,11 @@ describe('order independence', () => {
       [put(groupRuleKey('g', 'outbound', 1), encodeRule({ cidr: '0.0.0.0/0' }))],
       [put(groupRuleKey('g', 'inbound', 3), '{"group":"g","port":1}')],
     ];
-    const finals = [put(endpointAddrsKey('h1', 'c', 'a'), '[{"addr":"198.19.0.1"}]'), put(groupRuleKey('g', 'outbound', 1), encodeRule({ cidr: '0.0.0.0/0' })), put(groupRuleKey('g', 'inbound', 3), '{"group":"g","port":1}')];
+    const finals = [
+      put(endpointAddrsKey('h1', 'c', 'a'), '[{"addr":"198.19.0.1"}]'),
+      put(groupRuleKey('g', 'outbound', 1), encodeRule({ cidr: '0.0.0.0/0' })),
+      put(groupRuleKey('g', 'inbound', 3), '{"group":"g","port":1}'),
+    ];
     const expected = fed(finals);
     expect(expected.problems.map((p) => p.key)).toEqual([groupRuleKey('g', 'inbound', 3)]);
     const all = histories.flat();
@@ -369,11 +427,23 @@ describe('order independence', () => {
   it('seeded shuffles of a bigger cluster give the same model', () => {
     const entries: KeyValue[] = [...scenario];
     for (let i = 1; i <= 30; i++) {
-      entries.push(...fx.endpoint({ host: `h${i % 4}`, endpointId: `e${i}`, addrs: [`198.19.1.${i}`, `fd00:198:19::${i.toString(16)}`], mac: '02:00:00:00:00:01' }));
+      entries.push(
+        ...fx.endpoint({
+          host: `h${i % 4}`,
+          endpointId: `e${i}`,
+          addrs: [`198.19.1.${i}`, `fd00:198:19::${i.toString(16)}`],
+          mac: '02:00:00:00:00:01',
+        }),
+      );
     }
     for (let g = 1; g <= 6; g++) {
       const members = Array.from({ length: 30 }, (_, i) => `e${i + 1}`).filter((_, i) => i % g === 0);
-      entries.push(...fx.group({ ...fx.addgroup(`grp${g}`, members), inbound: [{ group: `grp${g + 1}`, protocol: 'tcp', port: 8000 + g }, { cidr: '::/0' }] }));
+      entries.push(
+        ...fx.group({
+          ...fx.addgroup(`grp${g}`, members),
+          inbound: [{ group: `grp${g + 1}`, protocol: 'tcp', port: 8000 + g }, { cidr: '::/0' }],
+        }),
+      );
     }
     const expected = fed(fx.puts(entries));
     expect(expected.endpoints).toHaveLength(31);
@@ -385,7 +455,10 @@ describe('order independence', () => {
     const snap = fed(fx.puts(scenario));
     expect(JSON.parse(JSON.stringify(snap))).toEqual(snap);
     expect(snap.problems).toEqual([
-      { key: groupRuleKey('h', 'inbound', 1), errors: [`${groupRuleKey('h', 'inbound', 1)}: refers to group missing, which does not exist`] },
+      {
+        key: groupRuleKey('h', 'inbound', 1),
+        errors: [`${groupRuleKey('h', 'inbound', 1)}: refers to group missing, which does not exist`],
+      },
     ]);
   });
 });

@@ -138,7 +138,8 @@ export function emptyChange(): ModelChange {
 function findCopy(node: EndpointNode | undefined, host: string, containerId: string): EndpointCopy | undefined {
   const copies = node?.copies;
   // Twice per endpoint key of a snapshot: the usual single copy is checked without a list.
-  if (copies === undefined || !Array.isArray(copies)) return copies?.host === host && copies.containerId === containerId ? copies : undefined;
+  if (copies === undefined || !Array.isArray(copies))
+    return copies?.host === host && copies.containerId === containerId ? copies : undefined;
   for (const c of copies) if (c.host === host && c.containerId === containerId) return c;
   return undefined;
 }
@@ -179,7 +180,11 @@ function copyIsEmpty(c: EndpointCopy): boolean {
 
 function groupIsEmpty(g: GroupRecord): boolean {
   return (
-    g.name === undefined && g.members.size === 0 && g.rules.inbound.size === 0 && g.rules.outbound.size === 0 && g.defaults.size === 0
+    g.name === undefined &&
+    g.members.size === 0 &&
+    g.rules.inbound.size === 0 &&
+    g.rules.outbound.size === 0 &&
+    g.defaults.size === 0
   );
 }
 
@@ -276,10 +281,14 @@ export class PolicyModel {
     }
     const problemChanged = this.#setInvalid(key, errors);
     // Address order carries no meaning: held sorted, so a reordered list is a repeat.
-    if (parsed.kind === 'endpointAddrs' && next !== ABSENT && typeof next !== 'string') next = heldAddrs(next as EndpointAddr[]);
+    if (parsed.kind === 'endpointAddrs' && next !== ABSENT && typeof next !== 'string')
+      next = heldAddrs(next as EndpointAddr[]);
     // The endpoint id's node, looked up once for the checks and the change below.
     const node =
-      parsed.kind === 'endpointAddrs' || parsed.kind === 'endpointState' || parsed.kind === 'groupMember' || parsed.kind === 'endpointMac'
+      parsed.kind === 'endpointAddrs' ||
+      parsed.kind === 'endpointState' ||
+      parsed.kind === 'groupMember' ||
+      parsed.kind === 'endpointMac'
         ? this.#nodes.get(parsed.endpointId)
         : undefined;
     if (this.#holds(parsed, next, node)) {
@@ -425,7 +434,8 @@ export class PolicyModel {
    */
   problems(): Problem[] {
     // Status reports ask often; the answer only moves with the version.
-    if (this.#problems?.version !== this.#version) this.#problems = { version: this.#version, list: this.#findProblems() };
+    if (this.#problems?.version !== this.#version)
+      this.#problems = { version: this.#version, list: this.#findProblems() };
     return this.#problems.list.map((p) => ({ key: p.key, errors: [...p.errors] }));
   }
 
@@ -541,7 +551,9 @@ export class PolicyModel {
       case 'groupName':
         return this.#groups.get(key.groupId)?.name === value;
       case 'groupMember':
-        return (node !== undefined && (this.#groups.get(key.groupId)?.members.has(node) ?? false)) === (next !== ABSENT);
+        return (
+          (node !== undefined && (this.#groups.get(key.groupId)?.members.has(node) ?? false)) === (next !== ABSENT)
+        );
       case 'groupDefault':
         return (this.#groups.get(key.groupId)?.defaults.has(key.direction) ?? false) === (next !== ABSENT);
       case 'groupRule':

@@ -96,7 +96,12 @@ class Dice {
   }
 }
 
-function randomRule(d: Dice, endpoints: readonly RandomEndpoint[], groupIds: readonly string[], ports: readonly number[]): RuleInput {
+function randomRule(
+  d: Dice,
+  endpoints: readonly RandomEndpoint[],
+  groupIds: readonly string[],
+  ports: readonly number[],
+): RuleInput {
   const rule: RuleInput = {};
   if (d.chance(0.55)) {
     // Mostly groups that exist, sometimes one that does not (its ipset is empty).
@@ -112,7 +117,24 @@ function randomRule(d: Dice, endpoints: readonly RandomEndpoint[], groupIds: rea
     } else rule.cidr = family === 4 ? d.pick(['10.0.0.0/8', '0.0.0.0/0']) : d.pick(['2001:db8::/32', '::/0']);
   }
   const r = d.next();
-  const protocol = r < 0.5 ? null : r < 0.66 ? 'tcp' : r < 0.76 ? 'udp' : r < 0.83 ? 'icmp' : r < 0.88 ? 'icmpv6' : r < 0.91 ? 'sctp' : r < 0.94 ? 'udplite' : r < 0.98 ? '47' : '0';
+  const protocol =
+    r < 0.5
+      ? null
+      : r < 0.66
+        ? 'tcp'
+        : r < 0.76
+          ? 'udp'
+          : r < 0.83
+            ? 'icmp'
+            : r < 0.88
+              ? 'icmpv6'
+              : r < 0.91
+                ? 'sctp'
+                : r < 0.94
+                  ? 'udplite'
+                  : r < 0.98
+                    ? '47'
+                    : '0';
   rule.protocol = protocol;
   rule.port = protocol !== null && PORTED.has(protocol) && d.chance(0.6) ? d.pick(ports) : null;
   return rule;
@@ -128,30 +150,31 @@ export function randomCluster(seed: number, opts: RandomClusterOptions = {}): Ra
   const v6 = opts.v6 ?? ((h: number, n: number) => `fd00:198:19:${(h + 1).toString(16)}::${(n + 1).toString(16)}`);
   const endpoints: RandomEndpoint[] = opts.endpoints ? [...opts.endpoints] : [];
   const usedIfs = new Set<string>();
-  if (!opts.endpoints) hosts.forEach((host, h) => {
-    let n = 0;
-    const count = d.int(1, opts.maxEndpointsPerHost ?? 4);
-    for (let i = 0; i < count; i++) {
-      let hex: string;
-      // Interface names are made of the first 11 hex digits: keep them apart.
-      do hex = d.hex(32);
-      while (usedIfs.has(hex.slice(0, 11)));
-      usedIfs.add(hex.slice(0, 11));
-      const endpointId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-      const kind = d.pick(['v4', 'v4', 'v4', 'v6', 'dual', 'dual'] as const);
-      const many = (opts.multiAddress ?? true) && d.chance(0.15) ? 2 : 1;
-      const ep: RandomEndpoint = {
-        host,
-        endpointId,
-        containerId: d.hex(64),
-        v4: kind === 'v6' ? [] : Array.from({ length: many }, () => v4(h, n++)),
-        v6: kind === 'v4' ? [] : Array.from({ length: many }, () => v6(h, n++)),
-        mac: `0e:${Array.from({ length: 5 }, () => d.hex(2)).join(':')}`,
-        state: (opts.inactive ?? true) && d.chance(0.05) ? 'inactive' : 'active',
-      };
-      endpoints.push(ep);
-    }
-  });
+  if (!opts.endpoints)
+    hosts.forEach((host, h) => {
+      let n = 0;
+      const count = d.int(1, opts.maxEndpointsPerHost ?? 4);
+      for (let i = 0; i < count; i++) {
+        let hex: string;
+        // Interface names are made of the first 11 hex digits: keep them apart.
+        do hex = d.hex(32);
+        while (usedIfs.has(hex.slice(0, 11)));
+        usedIfs.add(hex.slice(0, 11));
+        const endpointId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+        const kind = d.pick(['v4', 'v4', 'v4', 'v6', 'dual', 'dual'] as const);
+        const many = (opts.multiAddress ?? true) && d.chance(0.15) ? 2 : 1;
+        const ep: RandomEndpoint = {
+          host,
+          endpointId,
+          containerId: d.hex(64),
+          v4: kind === 'v6' ? [] : Array.from({ length: many }, () => v4(h, n++)),
+          v6: kind === 'v4' ? [] : Array.from({ length: many }, () => v6(h, n++)),
+          mac: `0e:${Array.from({ length: 5 }, () => d.hex(2)).join(':')}`,
+          state: (opts.inactive ?? true) && d.chance(0.05) ? 'inactive' : 'active',
+        };
+        endpoints.push(ep);
+      }
+    });
   const groupIds = Array.from({ length: d.int(1, opts.maxGroups ?? 5) }, (_, i) => `g${i}`);
   const groups: RandomGroup[] = groupIds.map((groupId) => ({
     groupId,
@@ -170,8 +193,19 @@ export function randomCluster(seed: number, opts: RandomClusterOptions = {}): Ra
 
 function clusterKeys(endpoints: readonly RandomEndpoint[], groups: readonly RandomGroup[]): KeyValue[] {
   return [
-    ...endpoints.flatMap((e) => policyFixtures.endpoint({ host: e.host, endpointId: e.endpointId, containerId: e.containerId, addrs: [...e.v4, ...e.v6], mac: e.mac, state: e.state })),
-    ...groups.flatMap((g) => policyFixtures.group({ groupId: g.groupId, members: g.members, inbound: g.inbound, outbound: g.outbound })),
+    ...endpoints.flatMap((e) =>
+      policyFixtures.endpoint({
+        host: e.host,
+        endpointId: e.endpointId,
+        containerId: e.containerId,
+        addrs: [...e.v4, ...e.v6],
+        mac: e.mac,
+        state: e.state,
+      }),
+    ),
+    ...groups.flatMap((g) =>
+      policyFixtures.group({ groupId: g.groupId, members: g.members, inbound: g.inbound, outbound: g.outbound }),
+    ),
   ];
 }
 
@@ -184,7 +218,12 @@ export function addrsOf(ep: RandomEndpoint, family: 4 | 6): string[] {
  * Random connections in a cluster: endpoint to endpoint (on one host or across hosts), and
  * between endpoints and an outside address, with a protocol and, where it has ports, a port.
  */
-export function randomConnections(cluster: RandomCluster, n: number, seed: number, opts: RandomConnectionOptions = {}): RandomConnection[] {
+export function randomConnections(
+  cluster: RandomCluster,
+  n: number,
+  seed: number,
+  opts: RandomConnectionOptions = {},
+): RandomConnection[] {
   const d = new Dice(policyFixtures.random(seed));
   const ports = opts.ports ?? [80, 443, 5000, 8080];
   const outside = opts.outside ?? OUTSIDE;

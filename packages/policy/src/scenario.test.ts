@@ -9,7 +9,9 @@ import { policyFixtures as fx, type KeyValue } from './testing.js';
 
 const names = ['A', 'B', 'C', 'D', 'E'] as const;
 const ip = (i: number): string => `198.19.0.${i + 1}`;
-const endpoints: KeyValue[] = names.flatMap((n, i) => fx.endpoint({ host: i < 3 ? 'host1' : 'host2', endpointId: n, addrs: [ip(i)] }));
+const endpoints: KeyValue[] = names.flatMap((n, i) =>
+  fx.endpoint({ host: i < 3 ? 'host1' : 'host2', endpointId: n, addrs: [ip(i)] }),
+);
 const groups: KeyValue[] = [
   ...fx.group(fx.addgroup('g-ace', ['A', 'C', 'E'], 'ACE')),
   ...fx.group(fx.addgroup('g-b', ['B'], 'B')),
@@ -43,13 +45,17 @@ describe('getting started', () => {
 
   it('explains why A reaches C and E but neither B nor D', () => {
     const m = fx.model([...endpoints, ...groups]);
-    expect(explain(m, { src: 'A', dst: 'C' }).reason).toBe('allowed: outbound rule 1 of group ACE (g-ace) and inbound rule 1 of group ACE (g-ace)');
+    expect(explain(m, { src: 'A', dst: 'C' }).reason).toBe(
+      'allowed: outbound rule 1 of group ACE (g-ace) and inbound rule 1 of group ACE (g-ace)',
+    );
     expect(explain(m, { src: 'A', dst: 'E' }).dst).toEqual({ addr: '198.19.0.5', endpointId: 'E' });
     // A's 0.0.0.0/0 outbound rule lets the packet leave; B's inbound only admits B's own members.
     const toB = explain(m, { src: 'A', dst: 'B' });
     expect(toB.outbound?.decidedBy).toMatchObject({ groupId: 'g-ace', index: 2 });
     expect(toB.reason).toBe('denied: no inbound rule of groups [B (g-b)] of B matches; default deny');
-    expect(explain(m, { src: 'B', dst: 'D' }).reason).toBe('denied: no inbound rule of groups [D (g-d)] of D matches; default deny');
+    expect(explain(m, { src: 'B', dst: 'D' }).reason).toBe(
+      'denied: no inbound rule of groups [D (g-d)] of D matches; default deny',
+    );
   });
 
   it('members may leave for the outside world over IPv4, but nothing outside may come in', () => {

@@ -54,8 +54,10 @@ export interface GroupFixture {
 function endpoint(f: EndpointFixture): KeyValue[] {
   const cid = f.containerId ?? `c-${f.endpointId}`;
   const out: KeyValue[] = [];
-  if (f.addrs !== undefined) out.push({ key: endpointAddrsKey(f.host, cid, f.endpointId), value: encodeAddrs(f.addrs) });
-  if (f.mac !== undefined && f.mac !== null) out.push({ key: endpointMacKey(f.host, cid, f.endpointId), value: encodeMac(f.mac) });
+  if (f.addrs !== undefined)
+    out.push({ key: endpointAddrsKey(f.host, cid, f.endpointId), value: encodeAddrs(f.addrs) });
+  if (f.mac !== undefined && f.mac !== null)
+    out.push({ key: endpointMacKey(f.host, cid, f.endpointId), value: encodeMac(f.mac) });
   const state = f.state === undefined ? 'active' : f.state;
   if (state !== null) out.push({ key: endpointStateKey(f.host, cid, f.endpointId), value: encodeState(state) });
   return out;
@@ -125,7 +127,9 @@ function shuffle<T>(items: readonly T[], seed: number): T[] {
 /** Every order of a small list (n! of them; keep n small). */
 function permutations<T>(items: readonly T[]): T[][] {
   if (items.length <= 1) return [[...items]];
-  return items.flatMap((item, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]));
+  return items.flatMap((item, i) =>
+    permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]),
+  );
 }
 
 /**
@@ -145,4 +149,14 @@ function interleave<T>(histories: readonly (readonly T[])[], seed: number): T[] 
   return out;
 }
 
-export const policyFixtures = { endpoint, group, addgroup, puts, model, random, shuffle, permutations, interleave } as const;
+export const policyFixtures = {
+  endpoint,
+  group,
+  addgroup,
+  puts,
+  model,
+  random,
+  shuffle,
+  permutations,
+  interleave,
+} as const;

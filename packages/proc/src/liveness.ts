@@ -15,7 +15,8 @@ export interface ProcessRecord {
 }
 
 export type Liveness =
-  { alive: true; pid: number } | { alive: false; pid: number; reason: 'gone' | 'zombie' | 'reused'; detail: string };
+  | { alive: true; pid: number }
+  | { alive: false; pid: number; reason: 'gone' | 'zombie' | 'reused'; detail: string };
 
 export interface ProcOptions {
   /** Where procfs is mounted; tests point it at a crafted tree. */

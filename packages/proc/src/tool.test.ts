@@ -160,7 +160,11 @@ describe('runTool', () => {
     expect(r.error?.kind).toBe('input');
     expect(r.error?.message).toBe('cat: its input failed (connection reset); killed');
     // A tool that stops reading early is judged by its own exit, not by the broken pipe.
-    const endless = new Readable({ read() { this.push(Buffer.alloc(65_536)); } });
+    const endless = new Readable({
+      read() {
+        this.push(Buffer.alloc(65_536));
+      },
+    });
     const early = await runTool(['sh', '-c', 'head -c 10 >/dev/null; echo enough >&2; exit 2'], { input: endless });
     expect(early.error?.message).toMatch(/exited 2: enough$/);
     const unread = Readable.from(['x']);

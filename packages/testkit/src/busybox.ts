@@ -35,7 +35,9 @@ export async function ensureBusyboxImage(dockerHost: string, name = BUSYBOX_IMAG
     await mkdir(join(root, 'usr'));
     await symlink('../bin', join(root, 'usr', 'bin'));
     await symlink('bin', join(root, 'sbin'));
-    const r = await exec(['sh', '-c', `tar -C '${root}' -c . | docker import --change 'CMD ["sh"]' - '${name}'`], { env });
+    const r = await exec(['sh', '-c', `tar -C '${root}' -c . | docker import --change 'CMD ["sh"]' - '${name}'`], {
+      env,
+    });
     if (r.code !== 0) throw new Error(`docker import of ${name} failed: ${r.stderr.trim()}`);
     return name;
   } finally {

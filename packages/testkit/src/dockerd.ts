@@ -97,7 +97,11 @@ export class Dockerd {
    */
   async restart(): Promise<void> {
     await this.process.stop(20_000);
-    this.process = new ManagedProcess({ name: 'dockerd', argv: this.process.opts.argv, logFile: this.process.opts.logFile });
+    this.process = new ManagedProcess({
+      name: 'dockerd',
+      argv: this.process.opts.argv,
+      logFile: this.process.opts.logFile,
+    });
     await this.waitReady();
   }
 
@@ -144,4 +148,3 @@ export class Dockerd {
     return Number((await readFile(f, 'utf8')).trim());
   }
 }
-

@@ -70,7 +70,10 @@ export class Etcd {
   /** --etcd and, with tls, --etcd-ca/--etcd-cert/--etcd-key: what a service or calicoctl is given. */
   get clientFlags(): string[] {
     const t = this.clientTls;
-    return [`--etcd=${this.endpoints}`, ...(t ? [`--etcd-ca=${t.ca}`, `--etcd-cert=${t.cert}`, `--etcd-key=${t.key}`] : [])];
+    return [
+      `--etcd=${this.endpoints}`,
+      ...(t ? [`--etcd-ca=${t.ca}`, `--etcd-cert=${t.cert}`, `--etcd-key=${t.key}`] : []),
+    ];
   }
 
   /** The etcdctl flags for the client certificate (none without tls). */
@@ -123,7 +126,9 @@ export class Etcd {
    */
   private async makeCertificates(ip: string): Promise<void> {
     const own = this.opts.tls === true;
-    const ca = own ? await TestCa.create(join(this.dir, 'tls'), 'etcd-ca', { days: this.opts.tlsDays ?? 1 }) : (this.opts.tls as TestCa);
+    const ca = own
+      ? await TestCa.create(join(this.dir, 'tls'), 'etcd-ca', { days: this.opts.tlsDays ?? 1 })
+      : (this.opts.tls as TestCa);
     this.ca = ca;
     // A CA of its own holds only these; a shared one may issue for several clusters.
     const tag = own ? '' : `-${process.pid}-${Date.now() % 100000}`;
@@ -161,8 +166,14 @@ export class Etcd {
     if (!t || !this.ca) return [];
     const ca = this.ca.cert;
     return [
-      `--cert-file=${t.cert}`, `--key-file=${t.key}`, `--trusted-ca-file=${ca}`, '--client-cert-auth',
-      `--peer-cert-file=${t.cert}`, `--peer-key-file=${t.key}`, `--peer-trusted-ca-file=${ca}`, '--peer-client-cert-auth',
+      `--cert-file=${t.cert}`,
+      `--key-file=${t.key}`,
+      `--trusted-ca-file=${ca}`,
+      '--client-cert-auth',
+      `--peer-cert-file=${t.cert}`,
+      `--peer-key-file=${t.key}`,
+      `--peer-trusted-ca-file=${ca}`,
+      '--peer-client-cert-auth',
     ];
   }
 
@@ -194,7 +205,9 @@ export class Etcd {
   health(m: EtcdMember): Promise<boolean> {
     if (this.opts.netns || this.clientTls) {
       const argv = ['etcdctl', `--endpoints=${m.clientUrl}`, ...this.etcdctlTlsFlags, 'endpoint', 'health'];
-      return execOk(this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv, { env: { ...process.env, ETCDCTL_API: '3' } })
+      return execOk(this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv, {
+        env: { ...process.env, ETCDCTL_API: '3' },
+      })
         .then(() => true)
         .catch(() => false);
     }

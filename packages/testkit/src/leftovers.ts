@@ -40,7 +40,8 @@ export async function findLeftovers(q: LeftoverQuery): Promise<string[]> {
   for (const pid of q.pids) if (pidAlive(pid)) out.push(`process ${pid} still running`);
   const now = await snapshotSystem();
   for (const ns of now.netns) if (!q.before.netns.includes(ns)) out.push(`netns ${ns} left behind`);
-  for (const l of now.rootLinks) if (!q.before.rootLinks.includes(l)) out.push(`interface ${l} left in the root namespace`);
+  for (const l of now.rootLinks)
+    if (!q.before.rootLinks.includes(l)) out.push(`interface ${l} left in the root namespace`);
   for (const d of q.dirs) {
     for (const m of await mountsUnder(d)) out.push(`mount ${m} left behind`);
     if (existsSync(d)) out.push(`folder ${d} left behind`);

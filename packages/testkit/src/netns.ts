@@ -106,7 +106,8 @@ export class Fabric {
 
   /** A new fabric; `id` (letters and digits, at most 6) names its namespaces, random by default. */
   static async create(opts: { id?: string; dir?: string } = {}): Promise<Fabric> {
-    if (opts.id !== undefined && !/^[a-z][a-z0-9]{0,5}$/.test(opts.id)) throw new Error(`fabric id must be 1-6 of [a-z0-9], starting with a letter: ${opts.id}`);
+    if (opts.id !== undefined && !/^[a-z][a-z0-9]{0,5}$/.test(opts.id))
+      throw new Error(`fabric id must be 1-6 of [a-z0-9], starting with a letter: ${opts.id}`);
     const id = opts.id ?? `${NETNS_PREFIX}${randomBytes(2).toString('hex')}`;
     const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), `calico-${id}-`)));
     if (opts.dir) await mkdir(opts.dir, { recursive: true });

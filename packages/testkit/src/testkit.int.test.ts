@@ -56,9 +56,20 @@ describe('testkit on real parts', () => {
       expect(list.split('\n').filter((l) => l.includes('started') && l.includes('https://'))).toHaveLength(3);
       const ca = etcd.clientTls!.ca;
       const get = (flags: string[]) =>
-        exec(['etcdctl', `--endpoints=${etcd.clientUrls[0]}`, '--dial-timeout=2s', ...flags, 'get', '/t/tls', '--print-value-only'], {
-          env: { ...process.env, ETCDCTL_API: '3' },
-        });
+        exec(
+          [
+            'etcdctl',
+            `--endpoints=${etcd.clientUrls[0]}`,
+            '--dial-timeout=2s',
+            ...flags,
+            'get',
+            '/t/tls',
+            '--print-value-only',
+          ],
+          {
+            env: { ...process.env, ETCDCTL_API: '3' },
+          },
+        );
       // The control: the same call with the client certificate is answered.
       expect((await get(etcd.etcdctlTlsFlags)).stdout.trim()).toBe('ok');
       const noCert = await get([`--cacert=${ca}`]);

@@ -30,7 +30,19 @@ export class TestCa {
     await execOk(['openssl', 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
     await chmod(key, 0o600);
     await execOk([
-      'openssl', 'req', '-x509', '-new', '-key', key, '-sha256', '-days', days, '-subj', `/CN=${name}`, '-out', cert,
+      'openssl',
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      key,
+      '-sha256',
+      '-days',
+      days,
+      '-subj',
+      `/CN=${name}`,
+      '-out',
+      cert,
     ]);
     return new TestCa(dir, name, cert, key, Number(days));
   }
@@ -61,8 +73,24 @@ export class TestCa {
     await chmod(key, 0o600);
     await execOk(['openssl', 'req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr]);
     await execOk([
-      'openssl', 'x509', '-req', '-in', csr, '-CA', this.cert, '-CAkey', this.key, '-set_serial', String(this.serial++),
-      '-days', String(this.days), '-sha256', '-extfile', ext, '-out', cert,
+      'openssl',
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      this.cert,
+      '-CAkey',
+      this.key,
+      '-set_serial',
+      String(this.serial++),
+      '-days',
+      String(this.days),
+      '-sha256',
+      '-extfile',
+      ext,
+      '-out',
+      cert,
     ]);
     return { cert, key };
   }

@@ -85,7 +85,10 @@ export async function installConfig(path: string, text: string): Promise<boolean
 /** Asks the running BIRD to load its config file. false when BIRD is not answering. */
 export async function reloadBird(socket: string): Promise<{ ok: boolean; out: string }> {
   const r = await run(['birdc', '-s', socket, 'configure']);
-  return { ok: r.code === 0 && /Reconfigured|Reconfiguration in progress|Reconfiguration already in progress/.test(r.out), out: r.out.trim() };
+  return {
+    ok: r.code === 0 && /Reconfigured|Reconfiguration in progress|Reconfiguration already in progress/.test(r.out),
+    out: r.out.trim(),
+  };
 }
 
 /**

@@ -27,7 +27,10 @@ export const USAGE = `calico-bgp-config: keeps BIRD's configuration equal to etc
   --debounce-ms=<ms>       quiet time that ends a burst of changes (100)
   --log-level=<level>      LOG_LEVEL, else info`;
 
-export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): { ok: true; value: BgpConfigConfig } | { ok: false; errors: string[] } {
+export function loadConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { ok: true; value: BgpConfigConfig } | { ok: false; errors: string[] } {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -69,8 +72,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     ...(str('bird-log') ? { log: str('bird-log')! } : {}),
   });
   const debounceMs = Number(str('debounce-ms') ?? '100');
-  if (!Number.isFinite(debounceMs) || debounceMs < 0) errors.push(`--debounce-ms=${str('debounce-ms')}: a number of milliseconds`);
+  if (!Number.isFinite(debounceMs) || debounceMs < 0)
+    errors.push(`--debounce-ms=${str('debounce-ms')}: a number of milliseconds`);
   const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
   if (errors.length || !datastore) return { ok: false, errors };
-  return { ok: true, value: { hostname, datastore, paths, runBird: values['run-bird'] === true, debounceMs, logLevel } };
+  return {
+    ok: true,
+    value: { hostname, datastore, paths, runBird: values['run-bird'] === true, debounceMs, logLevel },
+  };
 }

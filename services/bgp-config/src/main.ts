@@ -20,8 +20,18 @@ const c = cfg.value;
 const logger = createLogger({ name: 'calico-bgp-config', level: c.logLevel, base: { host: c.hostname } });
 for (const p of Object.values(c.paths)) mkdirSync(dirname(p), { recursive: true });
 const ds = new Datastore(c.datastore, { logger });
-const svc = new BgpConfigService({ ds, host: c.hostname, paths: c.paths, logger, debounceMs: c.debounceMs, runBird: c.runBird }).start();
-logger.info({ paths: c.paths, runBird: c.runBird }, 'calico-bgp-config started; rendering bird.conf once etcd is in sync');
+const svc = new BgpConfigService({
+  ds,
+  host: c.hostname,
+  paths: c.paths,
+  logger,
+  debounceMs: c.debounceMs,
+  runBird: c.runBird,
+}).start();
+logger.info(
+  { paths: c.paths, runBird: c.runBird },
+  'calico-bgp-config started; rendering bird.conf once etcd is in sync',
+);
 const shutdown = (sig: string) => {
   logger.info({ signal: sig }, 'stopping; BIRD keeps its routes (persist) until it is stopped too');
   void svc.stop().finally(() => {

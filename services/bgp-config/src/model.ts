@@ -83,7 +83,9 @@ export function bgpInputFrom(keys: ReadonlyMap<string, string>): BgpInput {
     // A host segment is rendered into bird.conf (its comments): only a host name may get there.
     const badHost = 'host' in k && typeof k.host === 'string' ? hostNameError(k.host) : undefined;
     if (badHost !== undefined) {
-      input.problems.set(key, [`host segment ${JSON.stringify((k as { host: string }).host)} is not a host name: ${badHost}`]);
+      input.problems.set(key, [
+        `host segment ${JSON.stringify((k as { host: string }).host)} is not a host name: ${badHost}`,
+      ]);
       continue;
     }
     switch (k.kind) {
@@ -215,7 +217,9 @@ export function birdView(input: BgpInput, host: string, opts: { logFile?: string
   const mesh = input.global.mesh ?? true;
   const peers: BirdPeer[] = [];
   const skipped: { host: string; reason: string }[] = [];
-  const others = [...input.hosts.entries()].filter(([n, h]) => n !== host && h.ip).sort(([, a], [, b]) => compareIp(a.ip!, b.ip!));
+  const others = [...input.hosts.entries()]
+    .filter(([n, h]) => n !== host && h.ip)
+    .sort(([, a], [, b]) => compareIp(a.ip!, b.ip!));
   const meReflector = me.clusterId !== undefined;
   for (const [name, h] of others) {
     const otherReflector = h.clusterId !== undefined;
@@ -224,21 +228,47 @@ export function birdView(input: BgpInput, host: string, opts: { logFile?: string
     else if (meReflector) type = otherReflector ? 'reflector' : 'rr-client';
     else if (otherReflector) type = 'reflector';
     if (!type) continue;
-    const base = { type, asNum: asOf(h), rrClient: type === 'rr-client', clusterId: meReflector && type !== 'mesh' ? me.clusterId! : null, description: comment(`${type} peer ${name}`) };
+    const base = {
+      type,
+      asNum: asOf(h),
+      rrClient: type === 'rr-client',
+      clusterId: meReflector && type !== 'mesh' ? me.clusterId! : null,
+      description: comment(`${type} peer ${name}`),
+    };
     // A second host claiming an address already peered with (or this host's own) is left out,
     // not peered with twice; the rest of the cluster keeps its sessions.
     const taken = h.ip === me.ip ? host : others.find(([n2, h2]) => n2 !== name && h2.ip === h.ip && n2 < name)?.[0];
     if (taken !== undefined) {
-      skipped.push({ host: name, reason: `bird_ip ${h.ip!} is also host ${taken}'s; host ${name} is left out of this host's BGP sessions` });
+      skipped.push({
+        host: name,
+        reason: `bird_ip ${h.ip!} is also host ${taken}'s; host ${name} is left out of this host's BGP sessions`,
+      });
       continue;
     }
-    peers.push({ ...base, name: protoName(type === 'mesh' ? 'Mesh' : type === 'rr-client' ? 'RRClient' : 'RR', h.ip!), family: 4, ip: h.ip!, passive: compareIp(me.ip, h.ip!) > 0, multihop: asOf(h) !== myAs });
+    peers.push({
+      ...base,
+      name: protoName(type === 'mesh' ? 'Mesh' : type === 'rr-client' ? 'RRClient' : 'RR', h.ip!),
+      family: 4,
+      ip: h.ip!,
+      passive: compareIp(me.ip, h.ip!) > 0,
+      multihop: asOf(h) !== myAs,
+    });
     if (me.ip6 && h.ip6) {
-      peers.push({ ...base, name: protoName(type === 'mesh' ? 'Mesh' : type === 'rr-client' ? 'RRClient' : 'RR', h.ip6), family: 6, ip: h.ip6, passive: compareIp(me.ip6, h.ip6) > 0, multihop: asOf(h) !== myAs });
+      peers.push({
+        ...base,
+        name: protoName(type === 'mesh' ? 'Mesh' : type === 'rr-client' ? 'RRClient' : 'RR', h.ip6),
+        family: 6,
+        ip: h.ip6,
+        passive: compareIp(me.ip6, h.ip6) > 0,
+        multihop: asOf(h) !== myAs,
+      });
     }
   }
   const seen = new Set(peers.map((p) => p.ip));
-  for (const [type, list] of [['node', me.peers], ['global', input.global.peers]] as const) {
+  for (const [type, list] of [
+    ['node', me.peers],
+    ['global', input.global.peers],
+  ] as const) {
     for (const p of list) {
       // A host's own peer list wins over the global one for the same address.
       if (seen.has(p.ip) || p.ip === me.ip) continue;

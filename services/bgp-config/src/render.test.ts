@@ -35,12 +35,51 @@ function birdAccepts(text: string): { ok: boolean; out: string } {
 
 const cases: [string, [string, string][], string][] = [
   ['full mesh of three hosts, no pools', hosts(3), 'h2'],
-  ['pools restrict what is carried', [...hosts(2), ['/calico/ipam/v4/pool/198.19.0.0-16', j({ cidr: '198.19.0.0/16' })], ['/calico/ipam/v6/pool/fd00:198:19::-48', j({ cidr: 'fd00:198:19::/48' })]], 'h1'],
+  [
+    'pools restrict what is carried',
+    [
+      ...hosts(2),
+      ['/calico/ipam/v4/pool/198.19.0.0-16', j({ cidr: '198.19.0.0/16' })],
+      ['/calico/ipam/v6/pool/fd00:198:19::-48', j({ cidr: 'fd00:198:19::/48' })],
+    ],
+    'h1',
+  ],
   ['IPv6: a second session and kernel6 when both hosts have IPv6 addresses', [...hosts(3, true)], 'h1'],
-  ['AS numbers: global, and per host (eBGP between different ASes)', [...hosts(3), ['/calico/bgp/v1/global/as_num', '65001'], ['/calico/bgp/v1/host/h3/as_num', '65003']], 'h1'],
-  ['global and per-host peers; a host peer overrides the global one for the same address', [...hosts(2), ['/calico/bgp/v1/global/peer_v4/198.18.0.100', j({ ip: '198.18.0.100', as_num: 65100 })], ['/calico/bgp/v1/global/peer_v4/198.18.0.101', j({ ip: '198.18.0.101', as_num: 64511 })], ['/calico/bgp/v1/host/h1/peer_v4/198.18.0.101', j({ ip: '198.18.0.101', as_num: 65101 })]], 'h1'],
-  ['route reflector: the reflector side', [...hosts(4), ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })], ['/calico/bgp/v1/host/h1/route_reflector', j({ cluster_id: '1.0.0.1' })], ['/calico/bgp/v1/host/h2/route_reflector', j({ cluster_id: '1.0.0.1' })]], 'h1'],
-  ['route reflector: a client peers only with the reflectors', [...hosts(4), ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })], ['/calico/bgp/v1/host/h1/route_reflector', j({ cluster_id: '1.0.0.1' })], ['/calico/bgp/v1/host/h2/route_reflector', j({ cluster_id: '1.0.0.1' })]], 'h4'],
+  [
+    'AS numbers: global, and per host (eBGP between different ASes)',
+    [...hosts(3), ['/calico/bgp/v1/global/as_num', '65001'], ['/calico/bgp/v1/host/h3/as_num', '65003']],
+    'h1',
+  ],
+  [
+    'global and per-host peers; a host peer overrides the global one for the same address',
+    [
+      ...hosts(2),
+      ['/calico/bgp/v1/global/peer_v4/198.18.0.100', j({ ip: '198.18.0.100', as_num: 65100 })],
+      ['/calico/bgp/v1/global/peer_v4/198.18.0.101', j({ ip: '198.18.0.101', as_num: 64511 })],
+      ['/calico/bgp/v1/host/h1/peer_v4/198.18.0.101', j({ ip: '198.18.0.101', as_num: 65101 })],
+    ],
+    'h1',
+  ],
+  [
+    'route reflector: the reflector side',
+    [
+      ...hosts(4),
+      ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })],
+      ['/calico/bgp/v1/host/h1/route_reflector', j({ cluster_id: '1.0.0.1' })],
+      ['/calico/bgp/v1/host/h2/route_reflector', j({ cluster_id: '1.0.0.1' })],
+    ],
+    'h1',
+  ],
+  [
+    'route reflector: a client peers only with the reflectors',
+    [
+      ...hosts(4),
+      ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })],
+      ['/calico/bgp/v1/host/h1/route_reflector', j({ cluster_id: '1.0.0.1' })],
+      ['/calico/bgp/v1/host/h2/route_reflector', j({ cluster_id: '1.0.0.1' })],
+    ],
+    'h4',
+  ],
   [
     "only this host's endpoint addresses are taken from the kernel, with the node's route protocol",
     [
@@ -60,12 +99,18 @@ const cases: [string, [string, string][], string][] = [
     [...hosts(2), endpoint('h1', 1, '198.19.0.2')],
     'h1',
   ],
-  ['mesh off and no reflector: no BGP sessions at all', [...hosts(3), ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })]], 'h1'],
+  [
+    'mesh off and no reflector: no BGP sessions at all',
+    [...hosts(3), ['/calico/bgp/v1/global/node_mesh', j({ enabled: false })]],
+    'h1',
+  ],
 ];
 
 describe('bird.conf rendering', () => {
   it.each(cases)('%s', (_name, kvs, host) => {
-    const text = renderBirdConf(birdView(bgpInputFrom(new Map(kvs)), host, { logFile: '/var/lib/calico/test/bird.log' }));
+    const text = renderBirdConf(
+      birdView(bgpInputFrom(new Map(kvs)), host, { logFile: '/var/lib/calico/test/bird.log' }),
+    );
     expect(text).toMatchSnapshot();
     const r = birdAccepts(text);
     expect(r.ok, r.out).toBe(true);
@@ -75,24 +120,48 @@ describe('bird.conf rendering', () => {
     const input = bgpInputFrom(new Map(hosts(3)));
     const h1 = birdView(input, 'h1').peers;
     const h3 = birdView(input, 'h3').peers;
-    expect(h1.map((p) => [p.ip, p.passive])).toEqual([['198.18.0.12', false], ['198.18.0.13', false]]);
-    expect(h3.map((p) => [p.ip, p.passive])).toEqual([['198.18.0.11', true], ['198.18.0.12', true]]);
+    expect(h1.map((p) => [p.ip, p.passive])).toEqual([
+      ['198.18.0.12', false],
+      ['198.18.0.13', false],
+    ]);
+    expect(h3.map((p) => [p.ip, p.passive])).toEqual([
+      ['198.18.0.11', true],
+      ['198.18.0.12', true],
+    ]);
   });
 
   it('a host without bird_ip cannot be rendered, with a reason', () => {
-    expect(() => birdView(bgpInputFrom(new Map(hosts(2))), 'h9')).toThrow('host "h9" has no bird_ip yet: start calico-node on it with --ip');
+    expect(() => birdView(bgpInputFrom(new Map(hosts(2))), 'h9')).toThrow(
+      'host "h9" has no bird_ip yet: start calico-node on it with --ip',
+    );
   });
 
   it('bad keys are reported and skipped, never fatal', () => {
-    const input = bgpInputFrom(new Map([...hosts(2), ['/calico/bgp/v1/global/as_num', 'sixty-four'], ['/calico/bgp/v1/global/node_mesh', '{']]));
-    expect([...input.problems.keys()].sort()).toEqual(['/calico/bgp/v1/global/as_num', '/calico/bgp/v1/global/node_mesh']);
+    const input = bgpInputFrom(
+      new Map([...hosts(2), ['/calico/bgp/v1/global/as_num', 'sixty-four'], ['/calico/bgp/v1/global/node_mesh', '{']]),
+    );
+    expect([...input.problems.keys()].sort()).toEqual([
+      '/calico/bgp/v1/global/as_num',
+      '/calico/bgp/v1/global/node_mesh',
+    ]);
     expect(birdView(input, 'h1').asNum).toBe(64511);
   });
 
   it('a host segment that is not a host name never reaches bird.conf; a valid host beside it still does', () => {
     const evil = 'x\nprotocol bgp evil { local as 1; neighbor 203.0.113.9 as 2; ipv4 { import all; export all; }; }\n#';
-    const bad = [`/calico/host/${evil}/bird_ip`, `/calico/host/UPPER/bird_ip`, `/calico/host/a..b/bird_ip`, `/calico/host/${'a'.repeat(64)}/bird_ip`];
-    const input = bgpInputFrom(new Map([...hosts(2), ...bad.map((k, i): [string, string] => [k, `198.18.0.${50 + i}`]), ['/calico/host/h-new/bird_ip', '198.18.0.40']]));
+    const bad = [
+      `/calico/host/${evil}/bird_ip`,
+      `/calico/host/UPPER/bird_ip`,
+      `/calico/host/a..b/bird_ip`,
+      `/calico/host/${'a'.repeat(64)}/bird_ip`,
+    ];
+    const input = bgpInputFrom(
+      new Map([
+        ...hosts(2),
+        ...bad.map((k, i): [string, string] => [k, `198.18.0.${50 + i}`]),
+        ['/calico/host/h-new/bird_ip', '198.18.0.40'],
+      ]),
+    );
     expect([...input.problems.keys()].sort()).toEqual([...bad].sort());
     const text = renderBirdConf(birdView(input, 'h1'));
     expect(text).not.toContain('evil');
@@ -103,7 +172,9 @@ describe('bird.conf rendering', () => {
   });
 
   it('a host claiming a bird_ip that is taken is left out and reported; the rest keep their sessions', () => {
-    const input = bgpInputFrom(new Map([...hosts(3), ['/calico/host/h9/bird_ip', '198.18.0.12'], ['/calico/host/h0/bird_ip', '198.18.0.11']]));
+    const input = bgpInputFrom(
+      new Map([...hosts(3), ['/calico/host/h9/bird_ip', '198.18.0.12'], ['/calico/host/h0/bird_ip', '198.18.0.11']]),
+    );
     const view = birdView(input, 'h1');
     expect(view.skipped.map((s) => s.host).sort()).toEqual(['h0', 'h9']);
     expect(view.peers.map((p) => p.ip)).toEqual(['198.18.0.12', '198.18.0.13']);
@@ -111,7 +182,7 @@ describe('bird.conf rendering', () => {
     expect(birdAccepts(renderBirdConf(view)).ok).toBe(true);
   });
 
-  it("reads endpoint addresses and the route protocol of its own host only", () => {
+  it('reads endpoint addresses and the route protocol of its own host only', () => {
     const mine = endpoint('h1', 1, '198.19.0.2');
     const theirs = endpoint('h2', 2, '198.19.1.2');
     const keep = bgpKeyFilter('h1');
@@ -148,7 +219,10 @@ describe('bird.conf rendering', () => {
   });
 
   it('a thousand-host mesh renders and BIRD accepts it', () => {
-    const kvs = Array.from({ length: 1000 }, (_, i): [string, string] => [`/calico/host/h${i}/bird_ip`, `10.${Math.floor(i / 250)}.${i % 250}.1`]);
+    const kvs = Array.from({ length: 1000 }, (_, i): [string, string] => [
+      `/calico/host/h${i}/bird_ip`,
+      `10.${Math.floor(i / 250)}.${i % 250}.1`,
+    ]);
     const text = renderBirdConf(birdView(bgpInputFrom(new Map(kvs)), 'h0'));
     expect((text.match(/^protocol bgp /gm) ?? []).length).toBe(999);
     expect(birdAccepts(text).ok).toBe(true);

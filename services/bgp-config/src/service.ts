@@ -5,7 +5,15 @@ import type { Logger } from '@calico/log';
 import { cmdlineNamesFile, stopProcess } from '@calico/proc';
 import { bgpInputFrom, bgpKeyFilter, birdView, type BirdView } from './model.js';
 import { renderBirdConf } from './render.js';
-import { BirdConfigRejected, birdc, installConfig, kernelRoutesOfBird, reloadBird, runBird, type BirdPaths } from './bird.js';
+import {
+  BirdConfigRejected,
+  birdc,
+  installConfig,
+  kernelRoutesOfBird,
+  reloadBird,
+  runBird,
+  type BirdPaths,
+} from './bird.js';
 
 export interface BgpConfigOptions {
   ds: Datastore;
@@ -48,7 +56,16 @@ export class BgpConfigService {
   private again = false;
   private stopped = false;
   private birdTimer: NodeJS.Timeout | undefined;
-  private readonly st: BgpConfigStatus = { inSync: false, renders: 0, installs: 0, reloads: 0, birdStarts: 0, birdRecoveries: 0, lastError: null, problems: [] };
+  private readonly st: BgpConfigStatus = {
+    inSync: false,
+    renders: 0,
+    installs: 0,
+    reloads: 0,
+    birdStarts: 0,
+    birdRecoveries: 0,
+    lastError: null,
+    problems: [],
+  };
 
   constructor(private readonly opts: BgpConfigOptions) {}
 
@@ -152,7 +169,8 @@ export class BgpConfigService {
       const counts = { peers: (text.match(/^protocol bgp /gm) ?? []).length, endpointAddrs: view.endpoints.count };
       logger.info({ config: paths.config, ...counts }, 'bird.conf written; asking BIRD to reload it');
     } catch (e) {
-      this.st.lastError = e instanceof BirdConfigRejected ? e.message : `writing ${paths.config}: ${(e as Error).message}`;
+      this.st.lastError =
+        e instanceof BirdConfigRejected ? e.message : `writing ${paths.config}: ${(e as Error).message}`;
       logger.error({ err: this.st.lastError }, 'new BGP configuration refused; BIRD keeps running the previous one');
       return;
     }
@@ -161,7 +179,10 @@ export class BgpConfigService {
     if (r.ok) {
       this.st.reloads++;
     } else {
-      logger.warn({ socket: paths.socket, birdc: r.out }, 'BIRD did not take the reload (not running?); it reads the new file when it starts');
+      logger.warn(
+        { socket: paths.socket, birdc: r.out },
+        'BIRD did not take the reload (not running?); it reads the new file when it starts',
+      );
     }
   }
 
@@ -171,7 +192,10 @@ export class BgpConfigService {
     this.st.problems = problems;
     for (const p of problems) {
       if (before.has(`${p.key}\n${p.errors.join('\n')}`)) continue;
-      this.opts.logger.warn({ key: p.key, errors: p.errors }, 'BGP key ignored: it does not decode or conflicts; the rest of the config is rendered without it');
+      this.opts.logger.warn(
+        { key: p.key, errors: p.errors },
+        'BGP key ignored: it does not decode or conflicts; the rest of the config is rendered without it',
+      );
     }
   }
 
@@ -191,11 +215,20 @@ export class BgpConfigService {
       logger.error({ socket: paths.socket, err: alive.out }, msg);
       return;
     }
-    if (!(await access(paths.config).then(() => true, () => false))) return;
+    if (
+      !(await access(paths.config).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
     // Routes of an earlier BIRD still in the kernel (it crashed, or stopped with persist): the
     // new one recovers them gracefully instead of pruning them before its peers are back.
     const kept = await kernelRoutesOfBird().catch((e: unknown) => {
-      logger.warn({ err: (e as Error).message }, 'cannot read the kernel routes; BIRD starts without graceful restart recovery');
+      logger.warn(
+        { err: (e as Error).message },
+        'cannot read the kernel routes; BIRD starts without graceful restart recovery',
+      );
       return 0;
     });
     const argv = ['bird', '-c', paths.config, '-s', paths.socket, '-P', paths.pid, ...(kept > 0 ? ['-R'] : [])];
@@ -205,7 +238,10 @@ export class BgpConfigService {
     const where = { config: paths.config, socket: paths.socket, pidFile: paths.pid };
     if (r.code !== 0) logger.error({ out: r.out }, 'BIRD failed to start; trying again shortly');
     else if (kept > 0) {
-      logger.info({ ...where, kernelRoutes: kept }, 'BIRD was not running; started it in graceful restart recovery: the kernel keeps its routes until the peers have sent theirs again');
+      logger.info(
+        { ...where, kernelRoutes: kept },
+        'BIRD was not running; started it in graceful restart recovery: the kernel keeps its routes until the peers have sent theirs again',
+      );
     } else logger.info(where, 'BIRD was not running; started it');
   }
 

@@ -29,5 +29,12 @@ export interface AgentStatus {
     /** Local endpoints whose dataplane differs from the desired one, and why. */
     pending: { endpoint: string; interface: string; reason: string }[];
   };
-  endpoints: { endpoint: string; container: string; interface: string; addrs: string[]; state: 'active' | 'inactive'; programmed: boolean }[];
+  endpoints: {
+    endpoint: string;
+    container: string;
+    interface: string;
+    addrs: string[];
+    state: 'active' | 'inactive';
+    programmed: boolean;
+  }[];
 }

@@ -11,7 +11,11 @@ function untar(buf: Buffer): Map<string, string> {
   for (let off = 0; off + 512 <= buf.length; ) {
     const h = buf.subarray(off, off + 512);
     if (h.every((b) => b === 0)) break;
-    const str = (a: number, n: number) => h.subarray(a, a + n).toString('utf8').replace(/\0.*$/s, '');
+    const str = (a: number, n: number) =>
+      h
+        .subarray(a, a + n)
+        .toString('utf8')
+        .replace(/\0.*$/s, '');
     const name = (str(345, 155) ? `${str(345, 155)}/` : '') + str(0, 100);
     const size = parseInt(str(124, 12).trim() || '0', 8);
     const type = str(156, 1);
@@ -37,11 +41,21 @@ describe('archive', () => {
     await mkdir(join(dir, 'bird'), { recursive: true });
     await writeFile(join(dir, 'bird', 'routes.txt'), 'r\n');
     const file = join(work, 'x.tar.gz');
-    const r = await writeArchive(file, 'top', { entries: [{ name: 'summary.json', data: Buffer.from('{"kind":"cluster"}\n') }, { name: 'h1/ip4-addr.txt', data: Buffer.from('1: lo\n') }], dirs: [{ path: dir, as: 'h2' }] });
+    const r = await writeArchive(file, 'top', {
+      entries: [
+        { name: 'summary.json', data: Buffer.from('{"kind":"cluster"}\n') },
+        { name: 'h1/ip4-addr.txt', data: Buffer.from('1: lo\n') },
+      ],
+      dirs: [{ path: dir, as: 'h2' }],
+    });
     expect(r).toEqual({ file, bytes: (await stat(file)).size });
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const files = untar(gunzipSync(await readFile(file)));
-    expect(Object.fromEntries(files)).toEqual({ 'top/summary.json': '{"kind":"cluster"}\n', 'top/h1/ip4-addr.txt': '1: lo\n', 'top/h2/bird/routes.txt': 'r\n' });
+    expect(Object.fromEntries(files)).toEqual({
+      'top/summary.json': '{"kind":"cluster"}\n',
+      'top/h1/ip4-addr.txt': '1: lo\n',
+      'top/h2/bird/routes.txt': 'r\n',
+    });
     await expect(stat(`${file}.part`)).rejects.toThrow();
   });
 

@@ -12,7 +12,10 @@ export interface ArchiveContent {
 
 /** 2026-11-29T10:15:00.123Z → 20261129T101500Z: sortable, and safe in a file name. */
 export function timestamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** calico-diags-<what>-<stamp>: the archive's file name without .tar.gz, and its top folder. */
@@ -34,7 +37,12 @@ export function archiveStream(topDir: string, content: ArchiveContent, date = ne
  * Writes the archive to file. It goes to file.part first and is renamed when complete, so a file
  * with the final name is never half written.
  */
-export async function writeArchive(file: string, topDir: string, content: ArchiveContent, date = new Date()): Promise<{ file: string; bytes: number }> {
+export async function writeArchive(
+  file: string,
+  topDir: string,
+  content: ArchiveContent,
+  date = new Date(),
+): Promise<{ file: string; bytes: number }> {
   const part = `${file}.part`;
   try {
     await pipeline(archiveStream(topDir, content, date), createWriteStream(part, { mode: 0o600 }));

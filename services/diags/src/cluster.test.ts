@@ -46,7 +46,12 @@ afterAll(async () => {
 describe('fetchCluster bounds what it takes from each host', () => {
   it('records a host over the bound as failed, leaves none of its files, and still collects the rest', async () => {
     const dir = await mkdtemp(join(work, 'bounded-'));
-    const s = await fetchCluster(hosts, { workDir: dir, timeoutMs: 20_000, maxBytes: 1 * MiB, apiToken: 'x'.repeat(43) });
+    const s = await fetchCluster(hosts, {
+      workDir: dir,
+      timeoutMs: 20_000,
+      maxBytes: 1 * MiB,
+      apiToken: 'x'.repeat(43),
+    });
     const by = Object.fromEntries(s.hosts.map((h) => [h.host, h]));
     expect(by.small).toMatchObject({ status: 'ok', failedSources: [] });
     const left = '(--max-host-bytes); what arrived is left out';
@@ -64,8 +69,17 @@ describe('fetchCluster bounds what it takes from each host', () => {
 
   it('the control: with room enough, the same hosts are collected whole', async () => {
     const dir = await mkdtemp(join(work, 'roomy-'));
-    const s = await fetchCluster(hosts, { workDir: dir, timeoutMs: 20_000, maxBytes: 8 * MiB, apiToken: 'x'.repeat(43) });
-    expect(s.hosts.map((h) => [h.host, h.status])).toEqual([['small', 'ok'], ['big', 'ok'], ['bomb', 'ok']]);
+    const s = await fetchCluster(hosts, {
+      workDir: dir,
+      timeoutMs: 20_000,
+      maxBytes: 8 * MiB,
+      apiToken: 'x'.repeat(43),
+    });
+    expect(s.hosts.map((h) => [h.host, h.status])).toEqual([
+      ['small', 'ok'],
+      ['big', 'ok'],
+      ['bomb', 'ok'],
+    ]);
     expect((await readdir(dir)).sort()).toEqual(['big', 'bomb', 'small']);
     expect((await stat(join(dir, 'big', 'logs', 'big.bin'))).size).toBe(3 * MiB);
     expect((await stat(join(dir, 'bomb', 'logs', 'zeros.bin'))).size).toBe(16 * MiB);

@@ -149,7 +149,12 @@ async function fetchHost(h: ClusterHost, o: FetchOptions, httpsAgent: HttpsAgent
   try {
     // Host to host on the cluster network: never through an HTTP proxy from the environment.
     const res = await axios.get(new URL('diags', h.url).href, {
-      responseType: 'stream', signal, proxy: false, validateStatus: () => true, maxRedirects: 0, httpsAgent,
+      responseType: 'stream',
+      signal,
+      proxy: false,
+      validateStatus: () => true,
+      maxRedirects: 0,
+      httpsAgent,
       headers: o.apiToken === undefined ? {} : { authorization: `Bearer ${o.apiToken}` },
     });
     const body = res.data as NodeJS.ReadableStream;
@@ -192,7 +197,11 @@ async function fetchHost(h: ClusterHost, o: FetchOptions, httpsAgent: HttpsAgent
     return r;
   } catch (e) {
     await rmdir(dir).catch(() => undefined); // only if nothing arrived
-    const msg = signal.aborted ? `no complete answer within ${Math.round(o.timeoutMs / 1000)} s` : axios.isAxiosError(e) ? `${e.code ?? ''} ${e.message}`.trim() : (e as Error).message;
+    const msg = signal.aborted
+      ? `no complete answer within ${Math.round(o.timeoutMs / 1000)} s`
+      : axios.isAxiosError(e)
+        ? `${e.code ?? ''} ${e.message}`.trim()
+        : (e as Error).message;
     return done('error', bytes, msg);
   }
 }
@@ -200,6 +209,7 @@ async function fetchHost(h: ClusterHost, o: FetchOptions, httpsAgent: HttpsAgent
 /** Lists the host folders that hold something, for the archive. */
 export async function hostFolders(workDir: string): Promise<{ path: string; as: string }[]> {
   const out: { path: string; as: string }[] = [];
-  for (const d of await readdir(workDir, { withFileTypes: true })) if (d.isDirectory()) out.push({ path: join(workDir, d.name), as: d.name });
+  for (const d of await readdir(workDir, { withFileTypes: true }))
+    if (d.isDirectory()) out.push({ path: join(workDir, d.name), as: d.name });
   return out;
 }

@@ -1,7 +1,15 @@
 import { createRequire } from 'node:module';
 import type { Datastore } from '@calico/datastore';
 import { redactJsonText, redactText, scrubSecrets } from './redact.js';
-import { SOURCES, SourceAbsent, SourceFailed, type HostDirs, type OutputFile, type Source, type SourceContext } from './sources.js';
+import {
+  SOURCES,
+  SourceAbsent,
+  SourceFailed,
+  type HostDirs,
+  type OutputFile,
+  type Source,
+  type SourceContext,
+} from './sources.js';
 
 const require = createRequire(import.meta.url);
 export const TOOL = `@calico/diags ${(require('../package.json') as { version: string }).version}`;
@@ -132,7 +140,11 @@ export async function collect(o: CollectOptions): Promise<Collection> {
     durationMs: Math.round(performance.now() - t0),
     dirs: o.dirs,
     docker: ctx.docker,
-    counts: { ok: list.filter((r) => r.status === 'ok').length, absent: list.filter((r) => r.status === 'absent').length, error: list.filter((r) => r.status === 'error').length },
+    counts: {
+      ok: list.filter((r) => r.status === 'ok').length,
+      absent: list.filter((r) => r.status === 'absent').length,
+      error: list.filter((r) => r.status === 'error').length,
+    },
     failed: list.filter((r) => r.status === 'error').map((r) => r.name),
     absent: list.filter((r) => r.status === 'absent').map((r) => r.name),
     redaction: REDACTION_NOTE,

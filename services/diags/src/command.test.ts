@@ -107,7 +107,8 @@ describe('the upload URL is shown masked', () => {
       expect(said).not.toContain(PW);
       expect(text.said).toContain(`progress: uploading 2.0 kB to ${shown} (PUT, try 1/2)…`);
       expect(text.said).toContain(`err: ${WARNING} ${shown} and the archive travel unencrypted`);
-      const refusal = 'HTTP 503 Service Unavailable: cannot store http://127.0.0.1/up?sv=2022-11-02&sp=cw&sig=[redacted]';
+      const refusal =
+        'HTTP 503 Service Unavailable: cannot store http://127.0.0.1/up?sv=2022-11-02&sp=cw&sig=[redacted]';
       expect(text.said).toContain(`err: upload failed after 2 tries: ${refusal}`);
       expect(text.said).toContain(
         `err: the archive is kept at ${file}; to retry the upload: ` +
@@ -124,7 +125,9 @@ describe('the upload URL is shown masked', () => {
   });
   it('in the result line, the upload URL and a URL the server answered alike', async () => {
     const srv = await server((req, res) =>
-      req.url!.startsWith('/named') ? res.writeHead(201, { location: '/d/1?sig=dl-sig-1' }).end() : res.writeHead(201).end(),
+      req.url!.startsWith('/named')
+        ? res.writeHead(201, { location: '/d/1?sig=dl-sig-1' }).end()
+        : res.writeHead(201).end(),
     );
     try {
       const r = recorder();
@@ -141,9 +144,17 @@ describe('the upload URL is shown masked', () => {
 
 describe('parseBytes', () => {
   it.each([
-    ['4096', 4096], ['1k', 1024], ['1KiB', 1024], ['256M', 256 * 1024 ** 2], ['256mb', 256 * 1024 ** 2],
+    ['4096', 4096],
+    ['1k', 1024],
+    ['1KiB', 1024],
+    ['256M', 256 * 1024 ** 2],
+    ['256mb', 256 * 1024 ** 2],
     ['2G', 2 * 1024 ** 3],
-    ['0', undefined], ['-1', undefined], ['1.5M', undefined], ['M', undefined], ['1T', undefined],
+    ['0', undefined],
+    ['-1', undefined],
+    ['1.5M', undefined],
+    ['M', undefined],
+    ['1T', undefined],
   ] as const)('%s', (s, want) => expect(parseBytes(s)).toBe(want));
   it('is what --max-host-bytes reads', () => {
     expect(checkOptions(opts('https://x/', { maxHostBytes: '1M' })).maxHostBytes).toBe(1024 * 1024);

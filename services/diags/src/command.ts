@@ -2,12 +2,22 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  apiClientTls, ApiTlsError, ApiTokenError, apiTokenFileFrom, hasClientCertificate, readApiToken,
-  type ApiClientTls, type Datastore,
+  apiClientTls,
+  ApiTlsError,
+  ApiTokenError,
+  apiTokenFileFrom,
+  hasClientCertificate,
+  readApiToken,
+  type ApiClientTls,
+  type Datastore,
 } from '@calico/datastore';
 import { archiveBaseName, writeArchive } from './archive.js';
 import {
-  DEFAULT_MAX_HOST_BYTES, discoverDiagsHosts, fetchCluster, hostFolders, type ClusterSummary,
+  DEFAULT_MAX_HOST_BYTES,
+  discoverDiagsHosts,
+  fetchCluster,
+  hostFolders,
+  type ClusterSummary,
 } from './cluster.js';
 import { collect, type HostSummary } from './collect.js';
 import { SOURCES, type HostDirs } from './sources.js';
@@ -70,7 +80,8 @@ export class DiagsUsageError extends Error {
 /** Exit codes: 0 archive written (and uploaded when asked); 1 nothing could be written; 2 usage; 6 upload failed, archive kept. */
 export const DIAGS_EXIT = { OK: 0, FAILED: 1, USAGE: 2, UPLOAD_FAILED: 6 } as const;
 
-export const fmtBytes = (n: number) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} kB` : `${(n / 1024 / 1024).toFixed(1)} MB`);
+export const fmtBytes = (n: number) =>
+  n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} kB` : `${(n / 1024 / 1024).toFixed(1)} MB`;
 
 /** Quotes for a POSIX shell only when needed, so the printed retry command can be pasted. */
 export function shellQuote(s: string): string {
@@ -78,7 +89,11 @@ export function shellQuote(s: string): string {
 }
 
 export function retryCommand(
-  prefix: string, file: string, url: string, method: UploadMethod, insecure = false,
+  prefix: string,
+  file: string,
+  url: string,
+  method: UploadMethod,
+  insecure = false,
 ): string {
   const flags = `${method === 'post' ? ' --upload-method=post' : ''}${insecure ? ' --insecure' : ''}`;
   return `${prefix} --upload-file=${shellQuote(file)} --upload-url=${shellQuote(url)}${flags}`;
@@ -102,7 +117,8 @@ interface Checked {
 /** Validates the options before anything is collected or sent; a DiagsUsageError says what is wrong. */
 export function checkOptions(o: DiagsCommandOptions): Checked {
   const method = (o.uploadMethod ?? 'put').toLowerCase();
-  if (method !== 'put' && method !== 'post') throw new DiagsUsageError(`--upload-method=${o.uploadMethod}: put or post`);
+  if (method !== 'put' && method !== 'post')
+    throw new DiagsUsageError(`--upload-method=${o.uploadMethod}: put or post`);
   const url = o.uploadUrl ?? (o.env ?? process.env).CALICO_DIAGS_UPLOAD_URL ?? undefined;
   if (url !== undefined) {
     let u: URL;
@@ -122,9 +138,12 @@ export function checkOptions(o: DiagsCommandOptions): Checked {
       );
     }
   }
-  if (o.uploadFile !== undefined && o.noUpload) throw new DiagsUsageError('--upload-file uploads an archive; it cannot go with --no-upload');
-  if (o.uploadFile !== undefined && !url) throw new DiagsUsageError('--upload-file needs --upload-url (or CALICO_DIAGS_UPLOAD_URL)');
-  if (o.uploadFile !== undefined && o.cluster) throw new DiagsUsageError('--upload-file uploads an existing archive; it cannot go with --cluster');
+  if (o.uploadFile !== undefined && o.noUpload)
+    throw new DiagsUsageError('--upload-file uploads an archive; it cannot go with --no-upload');
+  if (o.uploadFile !== undefined && !url)
+    throw new DiagsUsageError('--upload-file needs --upload-url (or CALICO_DIAGS_UPLOAD_URL)');
+  if (o.uploadFile !== undefined && o.cluster)
+    throw new DiagsUsageError('--upload-file uploads an existing archive; it cannot go with --cluster');
   const hostTimeoutMs = Number(o.hostTimeout ?? '60') * 1000;
   if (!(hostTimeoutMs > 0)) throw new DiagsUsageError(`--host-timeout=${o.hostTimeout}: seconds, more than 0`);
   const maxHostBytes = o.maxHostBytes === undefined ? DEFAULT_MAX_HOST_BYTES : parseBytes(o.maxHostBytes);
@@ -135,12 +154,24 @@ export function checkOptions(o: DiagsCommandOptions): Checked {
 }
 
 async function outputFile(output: string | undefined, base: string): Promise<string> {
-  const dir = output === undefined || output.endsWith('/') || (await stat(output).then((s) => s.isDirectory()).catch(() => false)) ? (output ?? tmpdir()) : undefined;
+  const dir =
+    output === undefined ||
+    output.endsWith('/') ||
+    (await stat(output)
+      .then((s) => s.isDirectory())
+      .catch(() => false))
+      ? (output ?? tmpdir())
+      : undefined;
   if (dir === undefined) return output!;
   // Names carry the second: two runs within one must not overwrite each other.
   for (let i = 0; ; i++) {
     const f = join(dir, `${base}${i ? `-${i}` : ''}.tar.gz`);
-    if (!(await stat(f).then(() => true).catch(() => false))) return f;
+    if (
+      !(await stat(f)
+        .then(() => true)
+        .catch(() => false))
+    )
+      return f;
   }
 }
 
@@ -159,9 +190,11 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
 
   if (o.uploadFile !== undefined) {
     file = o.uploadFile;
-    bytes = (await stat(file).catch(() => {
-      throw new DiagsUsageError(`--upload-file=${file}: no such file`);
-    })).size;
+    bytes = (
+      await stat(file).catch(() => {
+        throw new DiagsUsageError(`--upload-file=${file}: no such file`);
+      })
+    ).size;
     report = { file, bytes };
     line = `archive: ${file} (${fmtBytes(bytes)})`;
   } else if (o.cluster) {
@@ -205,15 +238,39 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
         maxBytes: maxHostBytes,
         apiToken,
         tls,
-        onHost: (r) => io.progress(`  ${r.host.padEnd(16)} ${r.status === 'ok' ? `${fmtBytes(r.bytes).padStart(9)}  ${(r.durationMs / 1000).toFixed(1)} s` : `${r.status.toUpperCase()}: ${r.error}`}`),
+        onHost: (r) =>
+          io.progress(
+            `  ${r.host.padEnd(16)} ${r.status === 'ok' ? `${fmtBytes(r.bytes).padStart(9)}  ${(r.durationMs / 1000).toFixed(1)} s` : `${r.status.toUpperCase()}: ${r.error}`}`,
+          ),
       });
       io.progress(`writing ${file}…`);
-      ({ bytes } = await writeArchive(file, base, { entries: [{ name: 'summary.json', data: Buffer.from(`${JSON.stringify(summary, null, 2)}\n`) }], dirs: await hostFolders(work) }, createdAt));
+      ({ bytes } = await writeArchive(
+        file,
+        base,
+        {
+          entries: [{ name: 'summary.json', data: Buffer.from(`${JSON.stringify(summary, null, 2)}\n`) }],
+          dirs: await hostFolders(work),
+        },
+        createdAt,
+      ));
     } finally {
       await rm(work, { recursive: true, force: true });
     }
-    report = { kind: 'cluster', file, bytes, hosts: summary.hosts.map((h) => ({ host: h.host, status: h.status, ...(h.error ? { error: h.error } : {}) })), failed: summary.failed };
-    line = `archive: ${file} (${fmtBytes(bytes)}; ${summary.counts.ok} of ${summary.hosts.length} host(s)${summary.failed.length ? `; not collected: ${summary.hosts.filter((h) => h.status !== 'ok').map((h) => `${h.host} (${h.error})`).join(', ')}` : ''})`;
+    report = {
+      kind: 'cluster',
+      file,
+      bytes,
+      hosts: summary.hosts.map((h) => ({ host: h.host, status: h.status, ...(h.error ? { error: h.error } : {}) })),
+      failed: summary.failed,
+    };
+    line = `archive: ${file} (${fmtBytes(bytes)}; ${summary.counts.ok} of ${summary.hosts.length} host(s)${
+      summary.failed.length
+        ? `; not collected: ${summary.hosts
+            .filter((h) => h.status !== 'ok')
+            .map((h) => `${h.host} (${h.error})`)
+            .join(', ')}`
+        : ''
+    })`;
   } else {
     io.progress(`collecting the diags of ${o.host} (${SOURCES.length} sources)…`);
     let n = 0;
@@ -222,7 +279,10 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
       dirs: o.dirs,
       docker: o.docker,
       datastore: o.datastore,
-      onSource: (r) => io.progress(`  [${String(++n).padStart(2)}/${SOURCES.length}] ${r.name.padEnd(16)} ${r.status === 'ok' ? `${fmtBytes(r.bytes).padStart(9)}  ${r.durationMs} ms` : `${r.status === 'absent' ? 'absent' : 'FAILED'}: ${r.error}`}`),
+      onSource: (r) =>
+        io.progress(
+          `  [${String(++n).padStart(2)}/${SOURCES.length}] ${r.name.padEnd(16)} ${r.status === 'ok' ? `${fmtBytes(r.bytes).padStart(9)}  ${r.durationMs} ms` : `${r.status === 'absent' ? 'absent' : 'FAILED'}: ${r.error}`}`,
+        ),
     });
     const base = archiveBaseName(o.host, c.createdAt);
     file = await outputFile(o.output, base);
@@ -239,7 +299,9 @@ export async function runDiags(o: DiagsCommandOptions, io: DiagsIO): Promise<num
   };
   if (!o.json) io.print(line);
   if (o.noUpload || !url) {
-    const reason = o.noUpload ? 'not uploaded (--no-upload)' : 'not uploaded: no --upload-url given (nor CALICO_DIAGS_UPLOAD_URL)';
+    const reason = o.noUpload
+      ? 'not uploaded (--no-upload)'
+      : 'not uploaded: no --upload-url given (nor CALICO_DIAGS_UPLOAD_URL)';
     if (!o.json) io.print(reason);
     return finish({ skipped: reason }, DIAGS_EXIT.OK);
   }

@@ -88,7 +88,10 @@ export type DiagsCli =
       apiKey: string | undefined;
     } & Common);
 
-export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): { ok: true; value: DiagsCli } | { ok: false; errors: string[] } {
+export function loadConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { ok: true; value: DiagsCli } | { ok: false; errors: string[] } {
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
@@ -129,7 +132,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const errors: string[] = [];
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const mode = positionals[0] ?? 'serve';
-  if ((mode !== 'serve' && mode !== 'collect') || positionals.length > 1) errors.push(`unexpected "${positionals.join(' ')}": serve or collect`);
+  if ((mode !== 'serve' && mode !== 'collect') || positionals.length > 1)
+    errors.push(`unexpected "${positionals.join(' ')}": serve or collect`);
   const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
   const badName = hostNameError(hostname);
   if (badName) errors.push(`${badName} (--hostname, else CALICO_HOSTNAME, else the machine's name)`);
@@ -176,11 +180,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (datastoreError) errors.push(datastoreError);
   const listen = str('listen');
   const m = listen ? /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(listen) : null;
-  if (!m || !isIP(m[1]!) || Number(m[2]) > 65535) errors.push(`--listen=${listen ?? ''}: <ip>:<port> of this host, e.g. 198.18.0.11:9300`);
+  if (!m || !isIP(m[1]!) || Number(m[2]) > 65535)
+    errors.push(`--listen=${listen ?? ''}: <ip>:<port> of this host, e.g. 198.18.0.11:9300`);
   const advertiseUrl = str('advertise-url');
-  if (m && !advertiseUrl && (m[1] === '0.0.0.0' || m[1] === '::')) errors.push(`--listen=${listen}: with a wildcard address, say where others reach it with --advertise-url`);
+  if (m && !advertiseUrl && (m[1] === '0.0.0.0' || m[1] === '::'))
+    errors.push(`--listen=${listen}: with a wildcard address, say where others reach it with --advertise-url`);
   const leaseTtl = Number(str('lease-ttl') ?? '30');
-  if (!Number.isInteger(leaseTtl) || leaseTtl < 2) errors.push(`--lease-ttl=${str('lease-ttl')}: whole seconds, at least 2`);
+  if (!Number.isInteger(leaseTtl) || leaseTtl < 2)
+    errors.push(`--lease-ttl=${str('lease-ttl')}: whole seconds, at least 2`);
   const tls = apiServerTls({ tlsCert: str('tls-cert'), tlsKey: str('tls-key'), tlsCa: str('tls-ca') });
   if (!tls.ok) errors.push(...tls.errors);
   if (advertiseUrl !== undefined && tls.ok && tls.value && !advertiseUrl.startsWith('https://')) {

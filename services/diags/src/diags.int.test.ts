@@ -27,7 +27,15 @@ let failed = false;
 const dirsOf = (h: DevHost) => ({ run: join(work, `${h.name}-run`), log: h.ns.dir, state: dirname(h.bird.config) });
 const common = (h: DevHost) => {
   const d = dirsOf(h);
-  return [`--hostname=${h.name}`, `--etcd=${cluster.etcd.endpoints}`, `--docker=${cluster.dockerd.host}`, `--run-dir=${d.run}`, `--log-dir=${d.log}`, `--state-dir=${d.state}`, `--api-token-file=${tokenFile}`];
+  return [
+    `--hostname=${h.name}`,
+    `--etcd=${cluster.etcd.endpoints}`,
+    `--docker=${cluster.dockerd.host}`,
+    `--run-dir=${d.run}`,
+    `--log-dir=${d.log}`,
+    `--state-dir=${d.state}`,
+    `--api-token-file=${tokenFile}`,
+  ];
 };
 /** `calico-diags collect` in the root namespace (where the test's HTTP servers are) or in a host's. */
 const collectCmd = (h: DevHost, args: string[], inHost = false, env?: NodeJS.ProcessEnv): Promise<ExecResult> => {
@@ -64,7 +72,9 @@ function expectNoSecret(files: Map<string, string>): void {
 }
 
 /** A local upload server: records what it receives, answers with answer(). */
-async function uploadServer(answer: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void): Promise<{ url: string; got: { method: string; body: Buffer; type: string | undefined }[]; server: Server }> {
+async function uploadServer(
+  answer: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void,
+): Promise<{ url: string; got: { method: string; body: Buffer; type: string | undefined }[]; server: Server }> {
   const got: { method: string; body: Buffer; type: string | undefined }[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -92,23 +102,64 @@ beforeAll(async () => {
     if (r.code !== 0) throw new Error(r.stderr);
     return r.stdout.trim();
   };
-  const db = await run(h1, ['--name', 'db', '-e', 'CALICO_IP=198.19.0.2', '-e', `DB_PASSWORD=${SECRET}`, '-e', 'PLAIN=visible', cluster.image, 'sleep', '3600']);
+  const db = await run(h1, [
+    '--name',
+    'db',
+    '-e',
+    'CALICO_IP=198.19.0.2',
+    '-e',
+    `DB_PASSWORD=${SECRET}`,
+    '-e',
+    'PLAIN=visible',
+    cluster.image,
+    'sleep',
+    '3600',
+  ]);
   await run(h2, ['--name', 'far', '-e', 'CALICO_IP=198.19.1.2', cluster.image, 'sleep', '3600']);
   // A group that names db, so h1 has an ipset of its own to show.
-  const endpoint = (await cluster.dockerd.dockerOk(['inspect', '-f', '{{index .Config.Labels "org.projectcalico.endpoint"}}', db])).trim();
+  const endpoint = (
+    await cluster.dockerd.dockerOk(['inspect', '-f', '{{index .Config.Labels "org.projectcalico.endpoint"}}', db])
+  ).trim();
   await cluster.ds.put('/calico/network/group/g-diags/name', 'diags');
   await cluster.ds.put(`/calico/network/group/g-diags/member/${endpoint}`, '');
-  await cluster.ds.put('/calico/network/group/g-diags/rule/inbound/1', JSON.stringify({ group: 'g-diags', cidr: null, protocol: null, port: null }));
+  await cluster.ds.put(
+    '/calico/network/group/g-diags/rule/inbound/1',
+    JSON.stringify({ group: 'g-diags', cidr: null, protocol: null, port: null }),
+  );
   // A secret in the keyspace: its value must not be in the dump.
   await cluster.ds.put('/calico/config/DiagsTestPassword', SECRET);
   // What calicoctl's supervisor and an operator leave in the host's directories.
   const d = dirsOf(h1);
   await mkdir(d.run, { recursive: true });
-  await writeFile(join(d.run, 'node.state.json'), JSON.stringify({ role: 'node', pid: 1, startedAt: new Date().toISOString(), services: { 'calico-node': { pid: 2, restarts: 0, startedAt: null, lastExit: null } }, argv: ['--etcd-key', '/etc/calico/etcd.key'], token: 'state-token-1234' }));
-  await writeFile(join(d.log, 'operator.log'), `started by: docker run -e DB_PASSWORD=${SECRET} busybox\nthen: calico-node --etcd-key=/etc/calico/etcd.key\n`);
-  await writeFile(join(d.log, 'etcd-client.key'), `-----BEGIN PRIVATE KEY-----\nMIIEv${SECRET}\n-----END PRIVATE KEY-----\n`);
-  await waitFor('h1 learns far over BGP', async () => (await h1.ns.execOk(['ip', 'route', 'show', 'proto', 'bird'])).includes('198.19.1.2 via 198.18.0.12'), 30_000);
-  await waitFor("db's group in h1's ipsets", async () => (await h1.ns.execOk(['ipset', 'list', '-n'])).includes('cali4g-'), 30_000);
+  await writeFile(
+    join(d.run, 'node.state.json'),
+    JSON.stringify({
+      role: 'node',
+      pid: 1,
+      startedAt: new Date().toISOString(),
+      services: { 'calico-node': { pid: 2, restarts: 0, startedAt: null, lastExit: null } },
+      argv: ['--etcd-key', '/etc/calico/etcd.key'],
+      token: 'state-token-1234',
+    }),
+  );
+  await writeFile(
+    join(d.log, 'operator.log'),
+    `started by: docker run -e DB_PASSWORD=${SECRET} busybox\nthen: calico-node --etcd-key=/etc/calico/etcd.key\n`,
+  );
+  await writeFile(
+    join(d.log, 'etcd-client.key'),
+    `-----BEGIN PRIVATE KEY-----\nMIIEv${SECRET}\n-----END PRIVATE KEY-----\n`,
+  );
+  await waitFor(
+    'h1 learns far over BGP',
+    async () => (await h1.ns.execOk(['ip', 'route', 'show', 'proto', 'bird'])).includes('198.19.1.2 via 198.18.0.12'),
+    30_000,
+  );
+  await waitFor(
+    "db's group in h1's ipsets",
+    async () => (await h1.ns.execOk(['ipset', 'list', '-n'])).includes('cali4g-'),
+    30_000,
+  );
 });
 
 afterEach((ctx) => {
@@ -127,21 +178,37 @@ describe('calico-diags collect on a namespace host', () => {
     const h1 = cluster.host('h1');
     const r = await collectCmd(h1, [`--output=${work}/`, '--json'], true);
     expect(r.code, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { file: string; bytes: number; failed: string[]; absent: string[]; upload: { skipped: string } };
+    const out = JSON.parse(r.stdout) as {
+      file: string;
+      bytes: number;
+      failed: string[];
+      absent: string[];
+      upload: { skipped: string };
+    };
     expect(out.failed).toEqual([]);
     expect(out.absent).toEqual(['agent-status']);
     expect(out.upload.skipped).toMatch(/no --upload-url/);
     expect((await stat(out.file)).size).toBe(out.bytes);
     const files = await extract(out.file);
 
-    const summary = JSON.parse(files.get('summary.json')!) as { host: string; sources: { name: string; status: string; bytes: number; durationMs: number; error?: string; notes?: string[] }[] };
+    const summary = JSON.parse(files.get('summary.json')!) as {
+      host: string;
+      sources: { name: string; status: string; bytes: number; durationMs: number; error?: string; notes?: string[] }[];
+    };
     expect(summary.host).toBe('h1');
     for (const s of summary.sources) {
       expect(s.durationMs, s.name).toBeGreaterThanOrEqual(0);
-      if (s.name === 'agent-status') expect(s).toMatchObject({ status: 'absent', bytes: 0, error: expect.stringContaining('agent-status.json does not exist') });
+      if (s.name === 'agent-status')
+        expect(s).toMatchObject({
+          status: 'absent',
+          bytes: 0,
+          error: expect.stringContaining('agent-status.json does not exist'),
+        });
       else expect(s.status, `${s.name}: ${s.error}`).toBe('ok');
     }
-    expect(summary.sources.find((s) => s.name === 'logs')!.notes).toContain('etcd-client.key: left out (looks like a key file)');
+    expect(summary.sources.find((s) => s.name === 'logs')!.notes).toContain(
+      'etcd-client.key: left out (looks like a key file)',
+    );
 
     // File by file: present, non-empty, and showing this host (the commands ran in its namespace).
     const want: [string, RegExp][] = [
@@ -180,36 +247,52 @@ describe('calico-diags collect on a namespace host', () => {
     expect([...files.keys()].filter((f) => /\.key$/.test(f))).toEqual([]);
 
     // Redaction: structured where the shape is known…
-    const inspect = JSON.parse(files.get('docker/inspect.json')!) as { Name: string; Config: { Env: string[]; Labels: Record<string, string> } }[];
+    const inspect = JSON.parse(files.get('docker/inspect.json')!) as {
+      Name: string;
+      Config: { Env: string[]; Labels: Record<string, string> };
+    }[];
     expect(inspect.map((c) => c.Name)).toEqual(['/db']); // only h1's Calico containers
-    expect(inspect[0]!.Config.Env).toEqual(expect.arrayContaining(['DB_PASSWORD=[redacted]', 'PLAIN=visible', 'CALICO_IP=198.19.0.2']));
+    expect(inspect[0]!.Config.Env).toEqual(
+      expect.arrayContaining(['DB_PASSWORD=[redacted]', 'PLAIN=visible', 'CALICO_IP=198.19.0.2']),
+    );
     const keys = (JSON.parse(files.get('etcd/calico.json')!) as { keys: Record<string, string> }).keys;
     expect(keys['/calico/config/DiagsTestPassword']).toBe('[redacted]');
     expect(keys['/calico/network/group/g-diags/name']).toBe('diags');
     const state = JSON.parse(files.get('node/node.state.json')!) as { argv: string[]; token: string };
     expect(state).toMatchObject({ argv: ['--etcd-key', '[redacted]'], token: '[redacted]' });
     // …and as text in logs and command lines.
-    expect(files.get('logs/operator.log')).toBe('started by: docker run -e DB_PASSWORD=[redacted] busybox\nthen: calico-node --etcd-key=[redacted]\n');
+    expect(files.get('logs/operator.log')).toBe(
+      'started by: docker run -e DB_PASSWORD=[redacted] busybox\nthen: calico-node --etcd-key=[redacted]\n',
+    );
     expectNoSecret(files);
   });
 
   it('prints the archive only on stdout and no progress in a pipe', async () => {
     const r = await collectCmd(cluster.host('h1'), [`--output=${work}/quiet.tar.gz`, '--no-upload'], true);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^archive: \S+quiet\.tar\.gz \([\d.]+ kB; 24 sources: 23 ok, 1 absent, 0 failed; see summary\.json\)\nnot uploaded \(--no-upload\)\n$/);
+    expect(r.stdout).toMatch(
+      /^archive: \S+quiet\.tar\.gz \([\d.]+ kB; 24 sources: 23 ok, 1 absent, 0 failed; see summary\.json\)\nnot uploaded \(--no-upload\)\n$/,
+    );
     expect(r.stderr).toBe('');
   });
 
   it('records a failing source and still delivers the rest', async () => {
     // BIRD's socket moved away: the BIRD sources fail, everything else is collected.
-    const r = await collectCmd(cluster.host('h2'), [`--output=${work}/`, '--json', `--state-dir=${work}/nothing-here`], true);
+    const r = await collectCmd(
+      cluster.host('h2'),
+      [`--output=${work}/`, '--json', `--state-dir=${work}/nothing-here`],
+      true,
+    );
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { file: string; failed: string[]; absent: string[] };
     expect(out.failed).toEqual(['bird-status', 'bird-protocols', 'bird-routes']);
     expect(out.absent).toEqual(['bird-conf', 'node-state', 'agent-status']);
     const files = await extract(out.file);
     const s = JSON.parse(files.get('summary.json')!) as { sources: { name: string; status: string; error?: string }[] };
-    expect(s.sources.find((x) => x.name === 'bird-routes')).toMatchObject({ status: 'error', error: expect.stringContaining('Unable to connect to server control socket') });
+    expect(s.sources.find((x) => x.name === 'bird-routes')).toMatchObject({
+      status: 'error',
+      error: expect.stringContaining('Unable to connect to server control socket'),
+    });
     expect(files.get('network/ip4-addr.txt')).toContain('198.18.0.12/24');
     expect(files.get('iptables/iptables-save.txt')).toContain('cali-FORWARD');
   });
@@ -234,9 +317,16 @@ describe('upload', () => {
 
   it('POSTs an existing archive (the retry form), with the URL from CALICO_DIAGS_UPLOAD_URL and from the JSON answer', async () => {
     const file = `${work}/quiet.tar.gz`;
-    const srv = await uploadServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ url: 'http://127.0.0.1/d/xyz' })));
+    const srv = await uploadServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ url: 'http://127.0.0.1/d/xyz' })),
+    );
     try {
-      const r = await collectCmd(cluster.host('h1'), [`--upload-file=${file}`, '--upload-method=post', '--insecure'], false, { CALICO_DIAGS_UPLOAD_URL: srv.url });
+      const r = await collectCmd(
+        cluster.host('h1'),
+        [`--upload-file=${file}`, '--upload-method=post', '--insecure'],
+        false,
+        { CALICO_DIAGS_UPLOAD_URL: srv.url },
+      );
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/^archive: .*quiet\.tar\.gz \([\d.]+ kB\)\nurl: http:\/\/127\.0\.0\.1\/d\/xyz\n$/);
       expect(srv.got.map((g) => g.method)).toEqual(['POST']);
@@ -249,7 +339,12 @@ describe('upload', () => {
   it('keeps the file after 4 failed tries (HTTP 500) and prints the calicoctl command that retries; that command works', async () => {
     const srv = await uploadServer((_req, res) => res.writeHead(500).end('disk full'));
     try {
-      const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${srv.url}`, '--insecure', '--json']);
+      const r = await collectCmd(cluster.host('h1'), [
+        `--output=${work}/`,
+        `--upload-url=${srv.url}`,
+        '--insecure',
+        '--json',
+      ]);
       expect(r.code).toBe(6);
       // The server refused every one of the 4 tries.
       expect(srv.got.map((g) => g.method)).toEqual(['PUT', 'PUT', 'PUT', 'PUT']);
@@ -271,12 +366,18 @@ describe('upload', () => {
         expect(gap, `try ${t.attempt}`).toBeGreaterThanOrEqual(before.retryInMs!);
       }
       expect(r.stderr).toContain('upload failed after 4 tries: HTTP 500 Internal Server Error: disk full');
-      expect(r.stderr).toContain(`the archive is kept at ${file}; to retry the upload: calicoctl diags --upload-file=${file} --upload-url=${srv.url} --insecure\n`);
+      expect(r.stderr).toContain(
+        `the archive is kept at ${file}; to retry the upload: calicoctl diags --upload-file=${file} --upload-url=${srv.url} --insecure\n`,
+      );
       expect((await stat(file)).size).toBeGreaterThan(0);
       // The same retry, through calico-diags (calicoctl's diags command runs the same code).
       const ok = await uploadServer((_req, res) => res.writeHead(201).end());
       try {
-        const again = await collectCmd(cluster.host('h1'), [`--upload-file=${file}`, `--upload-url=${ok.url}`, '--insecure']);
+        const again = await collectCmd(cluster.host('h1'), [
+          `--upload-file=${file}`,
+          `--upload-url=${ok.url}`,
+          '--insecure',
+        ]);
         expect(again.code, again.stderr).toBe(0);
         expect(again.stdout).toContain(`url: ${ok.url}\n`);
         expect(ok.got[0]!.body.equals(await readFile(file))).toBe(true);
@@ -290,16 +391,27 @@ describe('upload', () => {
 
   it('keeps the file when nothing listens', async () => {
     const url = `http://127.0.0.1:${await freePort()}/upload`;
-    const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${url}`, '--upload-method=post', '--insecure']);
+    const r = await collectCmd(cluster.host('h1'), [
+      `--output=${work}/`,
+      `--upload-url=${url}`,
+      '--upload-method=post',
+      '--insecure',
+    ]);
     expect(r.code).toBe(6);
     const [, file] = /^archive: (\S+)/m.exec(r.stdout)!;
     expect(r.stderr).toMatch(/upload failed after 4 tries: .*ECONNREFUSED/);
-    expect(r.stderr).toContain(`to retry the upload: calicoctl diags --upload-file=${file} --upload-url=${url} --upload-method=post --insecure`);
+    expect(r.stderr).toContain(
+      `to retry the upload: calicoctl diags --upload-file=${file} --upload-url=${url} --upload-method=post --insecure`,
+    );
     expect((await stat(file!)).isFile()).toBe(true);
   });
 
   it('refuses bad options with exit 2', async () => {
-    for (const args of [['--upload-method=patch'], ['--upload-url=ftp://x/'], ['--upload-file=/nonexistent.tar.gz', '--upload-url=https://127.0.0.1:1/']]) {
+    for (const args of [
+      ['--upload-method=patch'],
+      ['--upload-url=ftp://x/'],
+      ['--upload-file=/nonexistent.tar.gz', '--upload-url=https://127.0.0.1:1/'],
+    ]) {
       const r = await collectCmd(cluster.host('h1'), args);
       expect(r.code, args.join(' ')).toBe(2);
     }
@@ -313,7 +425,9 @@ describe('upload', () => {
       const r = await collectCmd(cluster.host('h1'), [`--output=${work}/`, `--upload-url=${url}`]);
       expect(r.code).toBe(2);
       const masked = `${srv.url}?sv=1&sig=[redacted]`;
-      expect(r.stderr).toContain(`upload URL "${masked}" is plain http: the archive would travel unencrypted; use https`);
+      expect(r.stderr).toContain(
+        `upload URL "${masked}" is plain http: the archive would travel unencrypted; use https`,
+      );
       expect(r.stdout + r.stderr).not.toContain('SIGNATURE-VALUE');
       expect(srv.got).toEqual([]);
       expect(await readdir(work)).toEqual(before);
@@ -334,12 +448,24 @@ describe('cluster mode', () => {
   const services = new Map<string, ManagedProcess>();
   const serve = async (name: string) => {
     const h = cluster.host(name);
-    const p = h.ns.spawn(`calico-diags-${Date.now()}`, [process.execPath, MAIN, 'serve', ...common(h), `--listen=${h.ns.ip}:9300`, '--lease-ttl=30']);
+    const p = h.ns.spawn(`calico-diags-${Date.now()}`, [
+      process.execPath,
+      MAIN,
+      'serve',
+      ...common(h),
+      `--listen=${h.ns.ip}:9300`,
+      '--lease-ttl=30',
+    ]);
     services.set(name, p);
-    await waitFor(`${name}'s diags service registered`, async () => {
-      if (!p.running) throw new Error(p.log());
-      return (await cluster.ds.get(diagsUrlKey(name))) === `http://${h.ns.ip}:9300/`;
-    }, 20_000, () => p.log());
+    await waitFor(
+      `${name}'s diags service registered`,
+      async () => {
+        if (!p.running) throw new Error(p.log());
+        return (await cluster.ds.get(diagsUrlKey(name))) === `http://${h.ns.ip}:9300/`;
+      },
+      20_000,
+      () => p.log(),
+    );
   };
   afterAll(async () => {
     for (const p of services.values()) await p.stop();
@@ -358,7 +484,15 @@ describe('cluster mode', () => {
     await cluster.ds.put('/calico/host/h4/alive', JSON.stringify({ since: new Date().toISOString() }));
     try {
       // h3 never answers: only its --host-timeout ends the wait for it (the command is killed at 60 s).
-      const argv = ['collect', '--cluster', `--etcd=${cluster.etcd.endpoints}`, `--api-token-file=${tokenFile}`, '--host-timeout=5', `--output=${work}/`, '--json'];
+      const argv = [
+        'collect',
+        '--cluster',
+        `--etcd=${cluster.etcd.endpoints}`,
+        `--api-token-file=${tokenFile}`,
+        '--host-timeout=5',
+        `--output=${work}/`,
+        '--json',
+      ];
       const r = await exec([process.execPath, MAIN, ...argv], { timeoutMs: 60_000 });
       expect(r.code, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout) as { kind: string; file: string; failed: string[] };
@@ -366,13 +500,31 @@ describe('cluster mode', () => {
       expect(out.failed).toEqual(['h2', 'h3', 'h4']);
       expect(out.file).toMatch(/calico-diags-cluster-\d{8}T\d{6}Z\.tar\.gz$/);
       const files = await extract(out.file);
-      const summary = JSON.parse(files.get('summary.json')!) as { kind: string; hosts: { host: string; status: string; url: string | null; error?: string; bytes: number; failedSources?: string[] }[] };
+      const summary = JSON.parse(files.get('summary.json')!) as {
+        kind: string;
+        hosts: {
+          host: string;
+          status: string;
+          url: string | null;
+          error?: string;
+          bytes: number;
+          failedSources?: string[];
+        }[];
+      };
       const by = Object.fromEntries(summary.hosts.map((h) => [h.host, h]));
       expect(by.h1).toMatchObject({ status: 'ok', url: 'http://198.18.0.11:9300/', failedSources: [] });
       expect(by.h1!.bytes).toBeGreaterThan(1000);
-      expect(by.h2).toMatchObject({ status: 'error', url: 'http://198.18.0.12:9300/', error: expect.stringContaining('ECONNREFUSED') });
+      expect(by.h2).toMatchObject({
+        status: 'error',
+        url: 'http://198.18.0.12:9300/',
+        error: expect.stringContaining('ECONNREFUSED'),
+      });
       expect(by.h3).toMatchObject({ status: 'error', error: 'no complete answer within 5 s' });
-      expect(by.h4).toMatchObject({ status: 'missing', url: null, error: expect.stringContaining('no diags service registered') });
+      expect(by.h4).toMatchObject({
+        status: 'missing',
+        url: null,
+        error: expect.stringContaining('no diags service registered'),
+      });
       // h1's folder is the same host archive as collected locally; the others have none.
       expect(JSON.parse(files.get('h1/summary.json')!)).toMatchObject({ kind: 'host', host: 'h1', failed: [] });
       expect(files.get('h1/network/ip4-addr.txt')).toContain('198.18.0.11/24');
@@ -398,7 +550,15 @@ describe('cluster mode', () => {
     await cluster.ds.put('/calico/host/h3/diags_url', `http://127.0.0.1:${(big.address() as AddressInfo).port}/`);
     const collectCluster = async (extra: string[]) => {
       const etcd = `--etcd=${cluster.etcd.endpoints}`;
-      const argv = ['collect', '--cluster', etcd, `--api-token-file=${tokenFile}`, '--host-timeout=30', `--output=${work}/`, '--json'];
+      const argv = [
+        'collect',
+        '--cluster',
+        etcd,
+        `--api-token-file=${tokenFile}`,
+        '--host-timeout=30',
+        `--output=${work}/`,
+        '--json',
+      ];
       const r = await exec([process.execPath, MAIN, ...argv, ...extra], { timeoutMs: 90_000 });
       expect(r.code, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout) as { file: string; failed: string[] };
@@ -427,11 +587,17 @@ describe('cluster mode', () => {
 
   it('GET /diags is a 401 without the cluster token or with a wrong one, and the archive with it', async () => {
     const url = new URL('diags', (await cluster.ds.get(diagsUrlKey('h1')))!);
-    for (const headers of [{}, { authorization: `Bearer ${token.slice(1)}x` }, { authorization: `Basic ${token}` }] as Record<string, string>[]) {
+    for (const headers of [
+      {},
+      { authorization: `Bearer ${token.slice(1)}x` },
+      { authorization: `Basic ${token}` },
+    ] as Record<string, string>[]) {
       const r = await fetch(url, { headers });
       expect(r.status).toBe(401);
       expect(r.headers.get('www-authenticate')).toBe('Bearer realm="calico-diags"');
-      expect(((await r.json()) as { message: string }).message).toMatch(/^GET \/diags needs "Authorization: Bearer <token>"/);
+      expect(((await r.json()) as { message: string }).message).toMatch(
+        /^GET \/diags needs "Authorization: Bearer <token>"/,
+      );
     }
     // Control: the same request with the token gets h1's archive.
     const ok = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
@@ -444,7 +610,13 @@ describe('cluster mode', () => {
 
   it('--cluster without a readable token file says so and collects nothing', async () => {
     const missing = join(work, 'no-such-token');
-    const argv = ['collect', '--cluster', `--etcd=${cluster.etcd.endpoints}`, `--api-token-file=${missing}`, `--output=${work}/`];
+    const argv = [
+      'collect',
+      '--cluster',
+      `--etcd=${cluster.etcd.endpoints}`,
+      `--api-token-file=${missing}`,
+      `--output=${work}/`,
+    ];
     const r = await exec([process.execPath, MAIN, ...argv], { timeoutMs: 60_000 });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(

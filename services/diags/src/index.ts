@@ -13,8 +13,18 @@ export type { ClusterHost, ClusterSummary, HostFetchResult, FetchOptions } from 
 export { runDiags, DiagsUsageError, DIAGS_EXIT, retryCommand, shellQuote, fmtBytes } from './command.js';
 export type { DiagsCommandOptions, DiagsIO } from './command.js';
 export {
-  redactText, redactJson, redactJsonText, redactKeyspaceValue, redactDockerInspect, scrubSecrets, isSecretName,
-  isKeyFile, REDACTED, maskUrl, urlSecrets, isSecretQueryParam,
+  redactText,
+  redactJson,
+  redactJsonText,
+  redactKeyspaceValue,
+  redactDockerInspect,
+  scrubSecrets,
+  isSecretName,
+  isKeyFile,
+  REDACTED,
+  maskUrl,
+  urlSecrets,
+  isSecretQueryParam,
 } from './redact.js';
 export type { SecretSink } from './redact.js';
 export { loadConfig, USAGE } from './config.js';

@@ -1,19 +1,64 @@
 import { describe, expect, it } from 'vitest';
 import {
-  isKeyFile, isSecretName, isSecretQueryParam, maskUrl, redactDockerInspect, redactJson, redactKeyspaceValue,
-  redactText, scrubSecrets, urlSecrets,
+  isKeyFile,
+  isSecretName,
+  isSecretQueryParam,
+  maskUrl,
+  redactDockerInspect,
+  redactJson,
+  redactKeyspaceValue,
+  redactText,
+  scrubSecrets,
+  urlSecrets,
 } from './redact.js';
 
 describe('isSecretName', () => {
   it.each([
-    'PASSWORD', 'DB_PASSWORD', 'db_password', 'MYSQL_ROOT_PASSWORD', 'dbPassword', 'PASSWD', 'DB_PASS', 'passphrase',
-    'TOKEN', 'GITHUB_TOKEN', 'accessToken', 'SECRET', 'CLIENT_SECRET', 'AWS_SECRET_ACCESS_KEY', 'CREDENTIALS',
-    'GOOGLE_APPLICATION_CREDENTIALS', 'KEY', 'key', 'API_KEY', 'apiKey', 'SSHKEY', 'ETCD_KEY_FILE', '--etcd-key', 'etcdKey',
-    'privateKey', 'tls.key', 'Authorization', 'x-registry-auth', 'Cookie',
+    'PASSWORD',
+    'DB_PASSWORD',
+    'db_password',
+    'MYSQL_ROOT_PASSWORD',
+    'dbPassword',
+    'PASSWD',
+    'DB_PASS',
+    'passphrase',
+    'TOKEN',
+    'GITHUB_TOKEN',
+    'accessToken',
+    'SECRET',
+    'CLIENT_SECRET',
+    'AWS_SECRET_ACCESS_KEY',
+    'CREDENTIALS',
+    'GOOGLE_APPLICATION_CREDENTIALS',
+    'KEY',
+    'key',
+    'API_KEY',
+    'apiKey',
+    'SSHKEY',
+    'ETCD_KEY_FILE',
+    '--etcd-key',
+    'etcdKey',
+    'privateKey',
+    'tls.key',
+    'Authorization',
+    'x-registry-auth',
+    'Cookie',
   ])('%s is secret', (n) => expect(isSecretName(n)).toBe(true));
   it.each([
-    'ETCD_AUTHORITY', 'ETCD_ENDPOINTS', 'CALICO_IP', 'HOSTNAME', 'PATH', '--etcd-cert', '--etcd-ca', 'passive', 'keyspace',
-    'KEEPALIVE', 'bird_ip', 'LOG_LEVEL', 'restarts', 'Labels',
+    'ETCD_AUTHORITY',
+    'ETCD_ENDPOINTS',
+    'CALICO_IP',
+    'HOSTNAME',
+    'PATH',
+    '--etcd-cert',
+    '--etcd-ca',
+    'passive',
+    'keyspace',
+    'KEEPALIVE',
+    'bird_ip',
+    'LOG_LEVEL',
+    'restarts',
+    'Labels',
   ])('%s is not', (n) => expect(isSecretName(n)).toBe(false));
 });
 
@@ -23,21 +68,39 @@ const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
 describe('redactText', () => {
   it.each([
     // command lines
-    ['calico-node --etcd=1.2.3.4:2379 --etcd-key=/etc/calico/key.pem --ip=198.18.0.11', 'calico-node --etcd=1.2.3.4:2379 --etcd-key=[redacted] --ip=198.18.0.11'],
-    ['calico-node --etcd-key /etc/calico/key.pem --ip 198.18.0.11', 'calico-node --etcd-key [redacted] --ip 198.18.0.11'],
+    [
+      'calico-node --etcd=1.2.3.4:2379 --etcd-key=/etc/calico/key.pem --ip=198.18.0.11',
+      'calico-node --etcd=1.2.3.4:2379 --etcd-key=[redacted] --ip=198.18.0.11',
+    ],
+    [
+      'calico-node --etcd-key /etc/calico/key.pem --ip 198.18.0.11',
+      'calico-node --etcd-key [redacted] --ip 198.18.0.11',
+    ],
     ['mysql --password="p4ss word" -h db', 'mysql --password=[redacted] -h db'],
     ['cli --token abc123 --verbose', 'cli --token [redacted] --verbose'],
     ['cli --no-key --verbose', 'cli --no-key --verbose'],
     ['run --etcd-cert=/c.pem --etcd-ca=/ca.pem', 'run --etcd-cert=/c.pem --etcd-ca=/ca.pem'],
     // environment assignments
-    ['docker run -e DB_PASSWORD=hunter2 -e CALICO_IP=198.19.0.2 busybox', 'docker run -e DB_PASSWORD=[redacted] -e CALICO_IP=198.19.0.2 busybox'],
-    ['ETCD_AUTHORITY=127.0.0.1:2379 ETCD_KEY_FILE=/k.pem calicoctl', 'ETCD_AUTHORITY=127.0.0.1:2379 ETCD_KEY_FILE=[redacted] calicoctl'],
+    [
+      'docker run -e DB_PASSWORD=hunter2 -e CALICO_IP=198.19.0.2 busybox',
+      'docker run -e DB_PASSWORD=[redacted] -e CALICO_IP=198.19.0.2 busybox',
+    ],
+    [
+      'ETCD_AUTHORITY=127.0.0.1:2379 ETCD_KEY_FILE=/k.pem calicoctl',
+      'ETCD_AUTHORITY=127.0.0.1:2379 ETCD_KEY_FILE=[redacted] calicoctl',
+    ],
     ["export API_TOKEN='a b c'", 'export API_TOKEN=[redacted]'],
     ['GET /x?user=bob&token=s3cr3t&n=1', 'GET /x?user=bob&token=[redacted]&n=1'],
     // JSON text, such as a pino log line or the supervisor's spec
     ['{"level":30,"password":"hunter2","msg":"x"}', '{"level":30,"password":"[redacted]","msg":"x"}'],
-    ['{"argv":["node","--etcd-key=/k.pem","--ip=1.2.3.4"]}', '{"argv":["node","--etcd-key=[redacted]","--ip=1.2.3.4"]}'],
-    ['{"argv":["node","--etcd-key","/k.pem","--ip","1.2.3.4"]}', '{"argv":["node","--etcd-key","[redacted]","--ip","1.2.3.4"]}'],
+    [
+      '{"argv":["node","--etcd-key=/k.pem","--ip=1.2.3.4"]}',
+      '{"argv":["node","--etcd-key=[redacted]","--ip=1.2.3.4"]}',
+    ],
+    [
+      '{"argv":["node","--etcd-key","/k.pem","--ip","1.2.3.4"]}',
+      '{"argv":["node","--etcd-key","[redacted]","--ip","1.2.3.4"]}',
+    ],
     ['{"Env":["DB_PASSWORD=hunter2","A=b"]}', '{"Env":["DB_PASSWORD=[redacted]","A=b"]}'],
     ['{"etcdKey": "/secret/k.pem", "etcdCert": "/c.pem"}', '{"etcdKey": "[redacted]", "etcdCert": "/c.pem"}'],
     // URLs and headers
@@ -50,7 +113,10 @@ describe('redactText', () => {
     ['authorization=Basic dXNlcjpwYXNz', 'authorization=[redacted]'],
     ['{"headers":{"authorization":"Bearer x.y"}}', '{"headers":{"authorization":"[redacted]"}}'],
     // BIRD's peer passwords
-    ['protocol bgp p1 { password "hunter2"; neighbor 1.2.3.4 as 64511; }', 'protocol bgp p1 { password "[redacted]"; neighbor 1.2.3.4 as 64511; }'],
+    [
+      'protocol bgp p1 { password "hunter2"; neighbor 1.2.3.4 as 64511; }',
+      'protocol bgp p1 { password "[redacted]"; neighbor 1.2.3.4 as 64511; }',
+    ],
     // private keys
     ['a\n-----BEGIN RSA PRIVATE KEY-----\nMIIE\nabc\n-----END RSA PRIVATE KEY-----\nb', 'a\n[redacted private key]\nb'],
     // a cut key goes as far as its base64 does, and the text after it stays
@@ -60,10 +126,7 @@ describe('redactText', () => {
       String.raw`{"tls":"-----BEGIN PRIVATE KEY-----\nMIIEvQ+/=\n-----END PRIVATE KEY-----\n","n":1}`,
       String.raw`{"tls":"[redacted private key]\n","n":1}`,
     ],
-    [
-      String.raw`{"tls":"-----BEGIN EC PRIVATE KEY-----\nMHcCAQ\nBBQ","n":1}`,
-      '{"tls":"[redacted private key]","n":1}',
-    ],
+    [String.raw`{"tls":"-----BEGIN EC PRIVATE KEY-----\nMHcCAQ\nBBQ","n":1}`, '{"tls":"[redacted private key]","n":1}'],
     [
       String.raw`"{\"k\":\"-----BEGIN RSA PRIVATE KEY-----\\nMIIE\\n-----END RSA PRIVATE KEY-----\"}"`,
       String.raw`"{\"k\":\"[redacted private key]\"}"`,
@@ -76,7 +139,10 @@ describe('redactText', () => {
     [CERT, CERT],
     // nothing secret: untouched
     ['198.19.0.2 dev cali1234567890a scope link', '198.19.0.2 dev cali1234567890a scope link'],
-    ['-A cali-fw-cali1234 -m comment --comment "cali:abc" -j DROP', '-A cali-fw-cali1234 -m comment --comment "cali:abc" -j DROP'],
+    [
+      '-A cali-fw-cali1234 -m comment --comment "cali:abc" -j DROP',
+      '-A cali-fw-cali1234 -m comment --comment "cali:abc" -j DROP',
+    ],
     ['passive on; keepalive time 3;', 'passive on; keepalive time 3;'],
   ])('%j', (input, want) => expect(redactText(input)).toBe(want));
 });
@@ -129,8 +195,14 @@ describe('user:password@ without a scheme, and a token as the user name', () => 
     ['proxy=squid:s3cr3t@10.0.0.1:3128', 'proxy=squid:[redacted]@10.0.0.1:3128'],
     ['dsn admin:hunter2@db.example:5432/app', 'dsn admin:[redacted]@db.example:5432/app'],
     // JSON with escaped slashes, as some encoders write it.
-    ['{"url":"https:\\/\\/deploy:s3cr3t@reg.example\\/v2"}', '{"url":"https:\\/\\/deploy:[redacted]@reg.example\\/v2"}'],
-    ['{"remote":"https:\\/\\/ghp_abc123@git.example\\/o\\/r"}', '{"remote":"https:\\/\\/[redacted]@git.example\\/o\\/r"}'],
+    [
+      '{"url":"https:\\/\\/deploy:s3cr3t@reg.example\\/v2"}',
+      '{"url":"https:\\/\\/deploy:[redacted]@reg.example\\/v2"}',
+    ],
+    [
+      '{"remote":"https:\\/\\/ghp_abc123@git.example\\/o\\/r"}',
+      '{"remote":"https:\\/\\/[redacted]@git.example\\/o\\/r"}',
+    ],
   ])('%s', (text, want) => {
     expect(maskUrl(text)).toBe(want);
     expect(redactText(text)).toBe(want);
@@ -159,11 +231,28 @@ describe('secrets in URLs', () => {
     expect(redactText(plain)).toBe(plain);
   });
   it.each([
-    ['sig', true], ['Signature', true], ['X-Amz-Signature', true], ['x-goog-signature', true],
-    ['X-Amz-Credential', true], ['X-Amz-Security-Token', true], ['token', true], ['access_token', true],
-    ['code', true], ['key', true], ['apikey', true], ['password', true], ['%73ig', true],
-    ['se', false], ['sp', false], ['sv', false], ['sr', false], ['X-Amz-SignedHeaders', false], ['X-Amz-Date', false],
-    ['X-Amz-Expires', false], ['state', false], ['name', false],
+    ['sig', true],
+    ['Signature', true],
+    ['X-Amz-Signature', true],
+    ['x-goog-signature', true],
+    ['X-Amz-Credential', true],
+    ['X-Amz-Security-Token', true],
+    ['token', true],
+    ['access_token', true],
+    ['code', true],
+    ['key', true],
+    ['apikey', true],
+    ['password', true],
+    ['%73ig', true],
+    ['se', false],
+    ['sp', false],
+    ['sv', false],
+    ['sr', false],
+    ['X-Amz-SignedHeaders', false],
+    ['X-Amz-Date', false],
+    ['X-Amz-Expires', false],
+    ['state', false],
+    ['name', false],
   ] as const)('query parameter %s secret: %s', (name, want) => expect(isSecretQueryParam(name)).toBe(want));
   it('finds the secret values of a URL, as written and decoded', () => {
     const want = ['p%40ss', 'p@ss', 'a%2Bb', 'a+b', 'tok'];
@@ -211,7 +300,13 @@ describe('redactDockerInspect', () => {
     ];
     const sink = new Set<string>();
     const out = JSON.parse(redactDockerInspect(JSON.stringify(inspect), sink)) as typeof inspect;
-    expect(out[0]!.Config.Env).toEqual(['DB_PASSWORD=[redacted]', 'api_token=[redacted]', 'MyCredential=[redacted]', 'CALICO_IP=198.19.0.2', 'PATH=/usr/bin']);
+    expect(out[0]!.Config.Env).toEqual([
+      'DB_PASSWORD=[redacted]',
+      'api_token=[redacted]',
+      'MyCredential=[redacted]',
+      'CALICO_IP=198.19.0.2',
+      'PATH=/usr/bin',
+    ]);
     expect(out[0]!.Config.Labels).toEqual(inspect[0]!.Config.Labels);
     expect(sink).toEqual(new Set(['hunter2', 't0k', 'c']));
   });
@@ -224,10 +319,18 @@ describe('redactKeyspaceValue', () => {
   it.each([
     ['/calico/host/h1/bird_ip', '198.18.0.11', '198.18.0.11'],
     ['/calico/host/monkey/bird_ip', '198.18.0.12', '198.18.0.12'],
-    ['/calico/network/group/g1/rule/inbound/1', '{"group":null,"cidr":"10.0.0.0/8","protocol":"tcp","port":80}', '{"group":null,"cidr":"10.0.0.0/8","protocol":"tcp","port":80}'],
+    [
+      '/calico/network/group/g1/rule/inbound/1',
+      '{"group":null,"cidr":"10.0.0.0/8","protocol":"tcp","port":80}',
+      '{"group":null,"cidr":"10.0.0.0/8","protocol":"tcp","port":80}',
+    ],
     ['/calico/config/EtcdPassword', 'hunter2', '[redacted]'],
     ['/calico/config/DockerAuthToken', 'abc', '[redacted]'],
-    ['/calico/config/Upstream', '{"url":"https://u:pw@x/","token":"t"}', '{"url":"https://u:[redacted]@x/","token":"[redacted]"}'],
+    [
+      '/calico/config/Upstream',
+      '{"url":"https://u:pw@x/","token":"t"}',
+      '{"url":"https://u:[redacted]@x/","token":"[redacted]"}',
+    ],
     ['/calico/config/Cmd', 'run --password=pw', 'run --password=[redacted]'],
     ['/calico/config/Broken', '{not json password="x"', '{not json password=[redacted]'],
   ])('%s', (key, value, want) => expect(redactKeyspaceValue(key, value)).toBe(want));

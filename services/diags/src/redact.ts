@@ -18,7 +18,17 @@ function words(name: string): string[] {
 }
 
 // Long, unambiguous words are matched anywhere in the name (DBPASSWORD, githubtoken).
-const SECRET_SUBSTRINGS = ['passw', 'passphrase', 'token', 'secret', 'credential', 'apikey', 'privatekey', 'authorization', 'cookie'];
+const SECRET_SUBSTRINGS = [
+  'passw',
+  'passphrase',
+  'token',
+  'secret',
+  'credential',
+  'apikey',
+  'privatekey',
+  'authorization',
+  'cookie',
+];
 // Short ones only as whole words, or "key" at the end (SSHKEY): ETCD_AUTHORITY, "passive" and "keyspace" stay.
 const SECRET_WORDS = new Set(['pass', 'pwd', 'key', 'keys', 'keyfile', 'creds', 'cred', 'auth', 'bearer']);
 
@@ -59,10 +69,22 @@ const QUERY_PARAM = /([?&#])([A-Za-z0-9_.%~-]+)=([^\s&#"'<>\\]*)/g;
 // Query parameters that carry a signature or a credential though their name alone would not say so:
 // Azure SAS `sig`, S3 `X-Amz-Signature`, GCS `X-Goog-Signature`, OAuth `code`. SAS `se`, `sp`, `sv` and the like stay.
 const SECRET_QUERY_NAMES = new Set([
-  'sig', 'signature', 'code', 'key', 'apikey', 'api_key', 'access_token', 'password', 'pass', 'pwd', 'auth', 'session',
+  'sig',
+  'signature',
+  'code',
+  'key',
+  'apikey',
+  'api_key',
+  'access_token',
+  'password',
+  'pass',
+  'pwd',
+  'auth',
+  'session',
 ]);
 // The scheme goes too: "Basic" alone would be a hint, and NAME=value below must not split it off.
-const AUTH_HEADER = /\b(authorization|proxy-authorization)(["']?\s*[:=]\s*["']?)(?:(?:basic|bearer|token|digest|negotiate)\s+)?[^\s"',;]+/gi;
+const AUTH_HEADER =
+  /\b(authorization|proxy-authorization)(["']?\s*[:=]\s*["']?)(?:(?:basic|bearer|token|digest|negotiate)\s+)?[^\s"',;]+/gi;
 // BIRD's `password "…";` in a protocol, and the like.
 const QUOTED_AFTER_WORD = /\b(password|passphrase|secret|token)(\s+)("[^"]*"|'[^']*')/gi;
 
@@ -86,7 +108,9 @@ export function isSecretQueryParam(name: string): boolean {
 export function maskUrl(text: string): string {
   return text
     .replace(URL_USERINFO, `$1:${REDACTED}@`)
-    .replace(URL_TOKEN_USER, (m, scheme: string, user: string) => (user.startsWith('[redacted') ? m : `${scheme}${REDACTED}@`))
+    .replace(URL_TOKEN_USER, (m, scheme: string, user: string) =>
+      user.startsWith('[redacted') ? m : `${scheme}${REDACTED}@`,
+    )
     .replace(BARE_USERINFO, (m, user: string, pw: string) => (pw.startsWith('[redacted') ? m : `${user}:${REDACTED}@`))
     .replace(QUERY_PARAM, (m, sep: string, name: string, v: string) =>
       v && !v.startsWith('[redacted') && isSecretQueryParam(name) ? `${sep}${name}=${REDACTED}` : m,
@@ -121,15 +145,15 @@ function redactBase64Pem(b64: string): string {
  * query secrets, auth headers.
  */
 export function redactText(text: string): string {
-  return maskUrl(
-    text
-      .replace(PEM_PRIVATE, `[redacted private key]`)
-      .replace(PEM_BASE64, redactBase64Pem),
-  )
+  return maskUrl(text.replace(PEM_PRIVATE, `[redacted private key]`).replace(PEM_BASE64, redactBase64Pem))
     .replace(QUOTED_AFTER_WORD, `$1$2"${REDACTED}"`)
     .replace(AUTH_HEADER, `$1$2${REDACTED}`)
-    .replace(FLAG, (m, flag: string, sep: string, v: string) => (isSecretName(flag) && !v.startsWith('[redacted') ? `${flag}${sep}${REDACTED}` : m))
-    .replace(ASSIGN, (m, name: string, v: string) => (isSecretName(name) && !v.startsWith('[redacted') ? `${name}=${REDACTED}` : m))
+    .replace(FLAG, (m, flag: string, sep: string, v: string) =>
+      isSecretName(flag) && !v.startsWith('[redacted') ? `${flag}${sep}${REDACTED}` : m,
+    )
+    .replace(ASSIGN, (m, name: string, v: string) =>
+      isSecretName(name) && !v.startsWith('[redacted') ? `${name}=${REDACTED}` : m,
+    )
     .replace(JSON_PAIR, (m, name: string, sep: string) => (isSecretName(name) ? `"${name}"${sep}"${REDACTED}"` : m));
 }
 
@@ -154,7 +178,12 @@ export function redactJson(value: unknown, sink?: SecretSink): unknown {
   if (Array.isArray(value)) {
     return value.map((v, i) => {
       const prev = value[i - 1];
-      if (typeof v === 'string' && typeof prev === 'string' && /^--?[A-Za-z][\w.-]*$/.test(prev) && isSecretName(prev)) {
+      if (
+        typeof v === 'string' &&
+        typeof prev === 'string' &&
+        /^--?[A-Za-z][\w.-]*$/.test(prev) &&
+        isSecretName(prev)
+      ) {
         sink?.add(v);
         return REDACTED;
       }
@@ -226,5 +255,9 @@ export function scrubSecrets(text: string, secrets: Iterable<string>): string {
 
 /** Files that must never be archived, whatever directory they sit in: keys and certificates' private halves. */
 export function isKeyFile(name: string, head: string): boolean {
-  return /\.(key|pem|p12|pfx|jks)$/i.test(name) || /(^|[-_.])(private|secret)/i.test(name.split('/').pop() ?? '') || /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(head);
+  return (
+    /\.(key|pem|p12|pfx|jks)$/i.test(name) ||
+    /(^|[-_.])(private|secret)/i.test(name.split('/').pop() ?? '') ||
+    /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(head)
+  );
 }

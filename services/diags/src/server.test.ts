@@ -16,7 +16,12 @@ function gatedCollect() {
     await new Promise<void>((r) => gates.push(r));
     running--;
     const summary = { failed: [] } as unknown as Collection['summary'];
-    return { host: 'h1', createdAt: new Date('2026-12-01T00:00:00Z'), entries: [{ name: 'summary.json', data: Buffer.from('{}') }], summary };
+    return {
+      host: 'h1',
+      createdAt: new Date('2026-12-01T00:00:00Z'),
+      entries: [{ name: 'summary.json', data: Buffer.from('{}') }],
+      summary,
+    };
   };
   return { collect, gates, most: () => most };
 }
@@ -45,7 +50,10 @@ describe('DiagsServer: the token and a bounded queue', () => {
   };
 
   it('answers 401 without the token or with a wrong one, and collects with it', async () => {
-    for (const headers of [{}, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }] as Record<string, string>[]) {
+    for (const headers of [{}, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }] as Record<
+      string,
+      string
+    >[]) {
       const r = await fetch(url, { headers });
       expect(r.status).toBe(401);
       expect(r.headers.get('www-authenticate')).toBe('Bearer realm="calico-diags"');
@@ -68,7 +76,9 @@ describe('DiagsServer: the token and a bounded queue', () => {
       const r = await fetch(url, { headers: auth });
       expect(r.status).toBe(503);
       expect(r.headers.get('retry-after')).toBe('10');
-      expect(((await r.json()) as { message: string }).message).toBe('a collection is running and 2 more wait; try again later');
+      expect(((await r.json()) as { message: string }).message).toBe(
+        'a collection is running and 2 more wait; try again later',
+      );
     }
     for (let done = 0; done < 3; done++) {
       await until(() => gated.gates.length === 1);
@@ -91,7 +101,9 @@ describe('DiagsServer: the token and a bounded queue', () => {
     const r = await fetch(url, { headers: auth });
     tokenError = undefined;
     expect(r.status).toBe(503);
-    expect(((await r.json()) as { message: string }).message).toBe("this host's diags service cannot check the API token: no API token file at /x");
+    expect(((await r.json()) as { message: string }).message).toBe(
+      "this host's diags service cannot check the API token: no API token file at /x",
+    );
   });
 
   it('keeps /healthz open', async () => {

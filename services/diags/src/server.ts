@@ -3,8 +3,13 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import {
-  authenticateRequest, httpsServerOptions, silentLogger,
-  type ApiServerTls, type Datastore, type LeaseKeeper, type Logger,
+  authenticateRequest,
+  httpsServerOptions,
+  silentLogger,
+  type ApiServerTls,
+  type Datastore,
+  type LeaseKeeper,
+  type Logger,
 } from '@calico/datastore';
 import { diagsUrlKey, encodeUrl } from '@calico/keyspace';
 import { archiveBaseName, archiveStream } from './archive.js';
@@ -98,7 +103,9 @@ export class DiagsServer {
       return;
     }
     if (req.method !== 'GET' || path !== '/diags') {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'GET /diags for this host\'s archive, GET /healthz' }));
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ message: "GET /diags for this host's archive, GET /healthz" }));
       return;
     }
     const json = (status: number, message: string, headers: Record<string, string> = {}) =>
@@ -120,7 +127,8 @@ export class DiagsServer {
       const context = { peer: req.socket.remoteAddress, why: auth.reason };
       this.log.warn(context, 'GET /diags without the cluster API token or a client certificate; answered 401');
       const cert = this.opts.tls?.ca ? ', or a client certificate of the diags CA (--tls-ca)' : '';
-      const why = 'GET /diags needs "Authorization: Bearer <token>" with the cluster API token ' +
+      const why =
+        'GET /diags needs "Authorization: Bearer <token>" with the cluster API token ' +
         `(/etc/calico/api-token, made by calico-master)${cert}; ${auth.reason}`;
       json(401, why, { 'www-authenticate': 'Bearer realm="calico-diags"' });
       return;
@@ -144,10 +152,17 @@ export class DiagsServer {
       return;
     }
     const top = archiveBaseName(c.host, c.createdAt);
-    res.writeHead(200, { 'content-type': 'application/gzip', 'content-disposition': `attachment; filename="${top}.tar.gz"`, 'x-calico-host': c.host });
+    res.writeHead(200, {
+      'content-type': 'application/gzip',
+      'content-disposition': `attachment; filename="${top}.tar.gz"`,
+      'x-calico-host': c.host,
+    });
     try {
       await pipeline(archiveStream(top, { entries: c.entries }, c.createdAt), res);
-      this.log.info({ peer: req.socket.remoteAddress, ms: Math.round(performance.now() - t), failed: c.summary.failed }, 'diags sent');
+      this.log.info(
+        { peer: req.socket.remoteAddress, ms: Math.round(performance.now() - t), failed: c.summary.failed },
+        'diags sent',
+      );
     } catch (e) {
       // The client went away or the archive broke mid-stream: its tar will say so; we carry on.
       this.log.warn({ peer: req.socket.remoteAddress, err: String(e) }, 'diags stream ended early');
@@ -159,7 +174,12 @@ export class DiagsServer {
  * Publishes `/calico/host/<host>/diags_url` under a lease: kept alive while the service runs,
  * revoked on a clean stop, and gone by itself one TTL after a crash.
  */
-export async function registerDiagsUrl(ds: Datastore, host: string, url: string, ttlSeconds = 30): Promise<LeaseKeeper> {
+export async function registerDiagsUrl(
+  ds: Datastore,
+  host: string,
+  url: string,
+  ttlSeconds = 30,
+): Promise<LeaseKeeper> {
   const keeper = ds.leaseKeeper({ ttlSeconds });
   await keeper.start();
   await keeper.put(diagsUrlKey(host), encodeUrl(url));

@@ -16,8 +16,15 @@ export interface HostDirs {
   state: string;
 }
 
-export function defaultHostDirs(host: string, o: { runDir?: string | undefined; logDir?: string | undefined; stateDir?: string | undefined } = {}): HostDirs {
-  return { run: o.runDir ?? `/var/run/calico/${host}`, log: o.logDir ?? `/var/log/calico/${host}`, state: o.stateDir ?? `/var/lib/calico/${host}` };
+export function defaultHostDirs(
+  host: string,
+  o: { runDir?: string | undefined; logDir?: string | undefined; stateDir?: string | undefined } = {},
+): HostDirs {
+  return {
+    run: o.runDir ?? `/var/run/calico/${host}`,
+    log: o.logDir ?? `/var/log/calico/${host}`,
+    state: o.stateDir ?? `/var/lib/calico/${host}`,
+  };
 }
 
 /** What every source may use. */
@@ -74,7 +81,11 @@ export interface Source {
 /** A command's stdout; a non-zero exit fails the source but keeps what it printed. */
 async function command(argv: readonly string[], c: SourceContext): Promise<Buffer> {
   const r = await run(argv, c.timeoutMs);
-  if (r.code !== 0) throw new SourceFailed(`${argv.join(' ')} exited ${r.code}: ${r.stderr.trim().slice(0, 500) || '(no output)'}`, r.stdout);
+  if (r.code !== 0)
+    throw new SourceFailed(
+      `${argv.join(' ')} exited ${r.code}: ${r.stderr.trim().slice(0, 500) || '(no output)'}`,
+      r.stdout,
+    );
   return r.stdout;
 }
 
@@ -115,10 +126,35 @@ const HOST_LABEL = 'org.projectcalico.host';
  * its redaction. Commands run in the caller's network namespace.
  */
 export const SOURCES: readonly Source[] = [
-  { name: 'date', how: 'date -u; uptime', file: 'system/date.txt', redact: 'text', collect: async (c) => `${new Date().toISOString()}\n${(await command(['date', '-u'], c)).toString()}${(await run(['uptime'], c.timeoutMs)).stdout.toString()}` },
-  { name: 'hostname', how: 'Calico host name; uname -n', file: 'system/hostname.txt', redact: 'text', collect: async (c) => `calico: ${c.host}\nmachine: ${osHostname()}\n` },
-  { name: 'versions', how: 'package.json of each service; bird, etcd, docker, iptables, ipset, kernel', file: 'system/versions.json', redact: 'json', collect: async (c) => JSON.stringify(await versions(c)) },
-  { name: 'processes', how: 'ps -eo pid,ppid,etimes,rss,args (Calico, BIRD, etcd, docker)', file: 'system/processes.txt', redact: 'text', collect: processes },
+  {
+    name: 'date',
+    how: 'date -u; uptime',
+    file: 'system/date.txt',
+    redact: 'text',
+    collect: async (c) =>
+      `${new Date().toISOString()}\n${(await command(['date', '-u'], c)).toString()}${(await run(['uptime'], c.timeoutMs)).stdout.toString()}`,
+  },
+  {
+    name: 'hostname',
+    how: 'Calico host name; uname -n',
+    file: 'system/hostname.txt',
+    redact: 'text',
+    collect: async (c) => `calico: ${c.host}\nmachine: ${osHostname()}\n`,
+  },
+  {
+    name: 'versions',
+    how: 'package.json of each service; bird, etcd, docker, iptables, ipset, kernel',
+    file: 'system/versions.json',
+    redact: 'json',
+    collect: async (c) => JSON.stringify(await versions(c)),
+  },
+  {
+    name: 'processes',
+    how: 'ps -eo pid,ppid,etimes,rss,args (Calico, BIRD, etcd, docker)',
+    file: 'system/processes.txt',
+    redact: 'text',
+    collect: processes,
+  },
   cmd('ip4-addr', 'network/ip4-addr.txt', ['ip', '-4', 'addr']),
   cmd('ip6-addr', 'network/ip6-addr.txt', ['ip', '-6', 'addr']),
   cmd('link', 'network/link.txt', ['ip', '-d', '-s', 'link']),
@@ -132,12 +168,53 @@ export const SOURCES: readonly Source[] = [
   birdc('bird-status', 'bird/status.txt', 'show status'),
   birdc('bird-protocols', 'bird/protocols.txt', 'show protocols all'),
   birdc('bird-routes', 'bird/routes.txt', 'show route'),
-  { name: 'bird-conf', how: '<state-dir>/bird.conf', file: 'bird/bird.conf', redact: 'text', collect: (c) => optionalFile(join(c.dirs.state, 'bird.conf'), 'bgp-config has not rendered it (not running here?)') },
-  { name: 'node-state', how: '<run-dir>/node.state.json', file: 'node/node.state.json', redact: 'json', collect: (c) => optionalFile(join(c.dirs.run, 'node.state.json'), 'calico-node was not started by "calicoctl node" here') },
-  { name: 'agent-status', how: '<run-dir>/agent-status.json', file: 'node/agent-status.json', redact: 'json', collect: (c) => optionalFile(join(c.dirs.run, 'agent-status.json'), 'absent: calico-node writes it only when started with --status-file (calicoctl node does)') },
-  { name: 'keyspace', how: 'etcd get --prefix /calico/ (secret values redacted)', file: 'etcd/calico.json', redact: 'self', collect: keyspace },
-  { name: 'docker-ps', how: 'docker ps -a --no-trunc', file: 'docker/ps.txt', redact: 'text', collect: (c) => docker(c, 'ps', '-a', '--no-trunc') },
-  { name: 'docker-inspect', how: `docker inspect of containers labelled ${HOST_LABEL}=<host>`, file: 'docker/inspect.json', redact: 'json', collect: dockerInspect },
+  {
+    name: 'bird-conf',
+    how: '<state-dir>/bird.conf',
+    file: 'bird/bird.conf',
+    redact: 'text',
+    collect: (c) => optionalFile(join(c.dirs.state, 'bird.conf'), 'bgp-config has not rendered it (not running here?)'),
+  },
+  {
+    name: 'node-state',
+    how: '<run-dir>/node.state.json',
+    file: 'node/node.state.json',
+    redact: 'json',
+    collect: (c) =>
+      optionalFile(join(c.dirs.run, 'node.state.json'), 'calico-node was not started by "calicoctl node" here'),
+  },
+  {
+    name: 'agent-status',
+    how: '<run-dir>/agent-status.json',
+    file: 'node/agent-status.json',
+    redact: 'json',
+    collect: (c) =>
+      optionalFile(
+        join(c.dirs.run, 'agent-status.json'),
+        'absent: calico-node writes it only when started with --status-file (calicoctl node does)',
+      ),
+  },
+  {
+    name: 'keyspace',
+    how: 'etcd get --prefix /calico/ (secret values redacted)',
+    file: 'etcd/calico.json',
+    redact: 'self',
+    collect: keyspace,
+  },
+  {
+    name: 'docker-ps',
+    how: 'docker ps -a --no-trunc',
+    file: 'docker/ps.txt',
+    redact: 'text',
+    collect: (c) => docker(c, 'ps', '-a', '--no-trunc'),
+  },
+  {
+    name: 'docker-inspect',
+    how: `docker inspect of containers labelled ${HOST_LABEL}=<host>`,
+    file: 'docker/inspect.json',
+    redact: 'json',
+    collect: dockerInspect,
+  },
   { name: 'logs', how: 'every file under <log-dir>', file: 'logs/', redact: 'text', collect: logs },
 ];
 
@@ -164,22 +241,35 @@ async function versions(c: SourceContext): Promise<Record<string, unknown>> {
   const dockerVersion = async () => {
     const r = await run(['docker', '-H', c.docker, 'version', '--format', '{{json .}}'], c.timeoutMs);
     try {
-      const v = JSON.parse(r.stdout.toString()) as { Client?: { Version?: string }; Server?: { Version?: string } | null };
-      return { client: v.Client?.Version ?? null, server: v.Server?.Version ?? `unavailable: ${r.stderr.trim().slice(0, 200)}` };
+      const v = JSON.parse(r.stdout.toString()) as {
+        Client?: { Version?: string };
+        Server?: { Version?: string } | null;
+      };
+      return {
+        client: v.Client?.Version ?? null,
+        server: v.Server?.Version ?? `unavailable: ${r.stderr.trim().slice(0, 200)}`,
+      };
     } catch {
       return `unavailable: ${r.stderr.trim().slice(0, 200)}`;
     }
   };
   const [bird, birdRunning, etcdServer, dockerV, iptables, ipset] = await Promise.all([
     out(['bird', '--version']),
-    out(['birdc', '-r', '-s', join(c.dirs.state, 'bird.ctl'), 'show', 'status']).then((s) => /^BIRD [^\n]*/m.exec(s)?.[0] ?? s),
+    out(['birdc', '-r', '-s', join(c.dirs.state, 'bird.ctl'), 'show', 'status']).then(
+      (s) => /^BIRD [^\n]*/m.exec(s)?.[0] ?? s,
+    ),
     etcd(),
     dockerVersion(),
     out(['iptables', '--version']),
     out(['ipset', '--version']),
   ]);
   return {
-    calico: Object.fromEntries(['@calico/diags', '@calico/node', '@calico/bgp-config', '@calico/master'].map((n) => [n.slice('@calico/'.length), pkg(n)])),
+    calico: Object.fromEntries(
+      ['@calico/diags', '@calico/node', '@calico/bgp-config', '@calico/master'].map((n) => [
+        n.slice('@calico/'.length),
+        pkg(n),
+      ]),
+    ),
     nodejs: process.version,
     kernel: release(),
     bird: { installed: bird, running: birdRunning },
@@ -211,11 +301,15 @@ async function keyspace(c: SourceContext): Promise<string> {
 }
 
 async function dockerInspect(c: SourceContext): Promise<Buffer | string> {
-  const ids = (await docker(c, 'ps', '-aq', '--no-trunc', '--filter', `label=${HOST_LABEL}=${c.host}`)).toString().split('\n').filter(Boolean);
+  const ids = (await docker(c, 'ps', '-aq', '--no-trunc', '--filter', `label=${HOST_LABEL}=${c.host}`))
+    .toString()
+    .split('\n')
+    .filter(Boolean);
   if (ids.length === 0) return '[]\n';
   // One call per 100 containers keeps the argv short on a host with thousands.
   const parts: unknown[] = [];
-  for (let i = 0; i < ids.length; i += 100) parts.push(...(JSON.parse((await docker(c, 'inspect', ...ids.slice(i, i + 100))).toString()) as unknown[]));
+  for (let i = 0; i < ids.length; i += 100)
+    parts.push(...(JSON.parse((await docker(c, 'inspect', ...ids.slice(i, i + 100))).toString()) as unknown[]));
   return JSON.stringify(parts);
 }
 

@@ -34,8 +34,20 @@ describe('retries', () => {
 
 describe('retry command', () => {
   it.each([
-    ['/tmp/calico-diags-h1-20261129T101500Z.tar.gz', 'http://127.0.0.1:9000/up', 'put', 'calicoctl diags --upload-file=/tmp/calico-diags-h1-20261129T101500Z.tar.gz --upload-url=http://127.0.0.1:9000/up'],
-    ['/tmp/a b.tar.gz', 'http://x/up?a=1&b=2', 'post', "calicoctl diags --upload-file='/tmp/a b.tar.gz' --upload-url='http://x/up?a=1&b=2' --upload-method=post"],
-  ] as const)('%s %s %s', (file, url, method, want) => expect(retryCommand('calicoctl diags', file, url, method)).toBe(want));
+    [
+      '/tmp/calico-diags-h1-20261129T101500Z.tar.gz',
+      'http://127.0.0.1:9000/up',
+      'put',
+      'calicoctl diags --upload-file=/tmp/calico-diags-h1-20261129T101500Z.tar.gz --upload-url=http://127.0.0.1:9000/up',
+    ],
+    [
+      '/tmp/a b.tar.gz',
+      'http://x/up?a=1&b=2',
+      'post',
+      "calicoctl diags --upload-file='/tmp/a b.tar.gz' --upload-url='http://x/up?a=1&b=2' --upload-method=post",
+    ],
+  ] as const)('%s %s %s', (file, url, method, want) =>
+    expect(retryCommand('calicoctl diags', file, url, method)).toBe(want),
+  );
   it("quotes a ' safely", () => expect(shellQuote("it's")).toBe(`'it'\\''s'`));
 });

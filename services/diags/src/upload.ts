@@ -76,7 +76,8 @@ export function answeredUrl(uploadUrl: string, headers: Record<string, unknown>,
   const text = body.trim().slice(0, 64 * 1024);
   try {
     const j = JSON.parse(text) as Record<string, unknown>;
-    for (const k of ['url', 'location', 'link', 'href']) if (typeof j[k] === 'string' && /^https?:\/\//.test(j[k])) return j[k];
+    for (const k of ['url', 'location', 'link', 'href'])
+      if (typeof j[k] === 'string' && /^https?:\/\//.test(j[k])) return j[k];
   } catch {
     // not JSON
   }
@@ -102,7 +103,11 @@ export async function upload(file: string, o: UploadOptions): Promise<UploadResu
         method,
         // A fresh stream per attempt: a stream that was half sent cannot be rewound.
         data: createReadStream(file),
-        headers: { 'content-type': 'application/gzip', 'content-length': String(size), 'content-disposition': `attachment; filename="${basename(file)}"` },
+        headers: {
+          'content-type': 'application/gzip',
+          'content-length': String(size),
+          'content-disposition': `attachment; filename="${basename(file)}"`,
+        },
         maxBodyLength: Infinity,
         maxContentLength: 1024 * 1024,
         // A redirect would need the body sent again; we report the Location instead of following it.

@@ -71,7 +71,11 @@ export interface Reply {
 export type Handler = (ctx: RequestContext) => Promise<Reply>;
 
 const ok = (body: unknown): Reply => ({ status: 200, body });
-const created = (body: unknown, location?: string): Reply => ({ status: 201, body, ...(location ? { headers: { location } } : {}) });
+const created = (body: unknown, location?: string): Reply => ({
+  status: 201,
+  body,
+  ...(location ? { headers: { location } } : {}),
+});
 
 export function apiRoutes(deps: ApiDeps): Route<Handler>[] {
   const c = deps.client;
@@ -81,13 +85,21 @@ export function apiRoutes(deps: ApiDeps): Route<Handler>[] {
     return t === undefined || t === null ? null : new Date(t).toISOString();
   };
   const hostResource = (h: HostInfo) => ({ ...h, downSince: h.state === 'down' ? downSince(h.name) : null });
-  const r = (method: Route<Handler>['method'], path: string, handler: Handler): Route<Handler> => ({ method, path, handler });
+  const r = (method: Route<Handler>['method'], path: string, handler: Handler): Route<Handler> => ({
+    method,
+    path,
+    handler,
+  });
   return [
     r('GET', '/healthz', async () => {
       const h = deps.health();
       return { status: h.ok ? 200 : 503, body: h };
     }),
-    r('GET', '/metrics', async () => ({ status: 200, body: await deps.metrics.registry.metrics(), contentType: deps.metrics.registry.contentType })),
+    r('GET', '/metrics', async () => ({
+      status: 200,
+      body: await deps.metrics.registry.metrics(),
+      contentType: deps.metrics.registry.contentType,
+    })),
 
     r('GET', '/v1/groups', async () => {
       const v = await c.view();
@@ -103,13 +115,23 @@ export function apiRoutes(deps: ApiDeps): Route<Handler>[] {
 
     r('GET', '/v1/groups/{group}/rules', async ({ params }) => {
       const g = await c.findGroup(params.group!);
-      return ok({ groupId: g.id, name: g.name, inbound: g.inbound, outbound: g.outbound, inboundDefault: 'deny', outboundDefault: 'deny' });
+      return ok({
+        groupId: g.id,
+        name: g.name,
+        inbound: g.inbound,
+        outbound: g.outbound,
+        inboundDefault: 'deny',
+        outboundDefault: 'deny',
+      });
     }),
     r('POST', '/v1/groups/{group}/rules/{direction}', async ({ params, body }) => {
       const direction = parseDirection(params.direction!);
       const rule = parseRuleBody(await body());
       const res = await c.addRule(params.group!, direction, rule);
-      return created({ ...res, direction }, `/v1/groups/${encodeURIComponent(res.groupId)}/rules/${direction}/${res.index}`);
+      return created(
+        { ...res, direction },
+        `/v1/groups/${encodeURIComponent(res.groupId)}/rules/${direction}/${res.index}`,
+      );
     }),
     r('DELETE', '/v1/groups/{group}/rules/{direction}/{index}', async ({ params }) => {
       const direction = parseDirection(params.direction!);
@@ -122,14 +144,19 @@ export function apiRoutes(deps: ApiDeps): Route<Handler>[] {
       if ('endpoint' in t) {
         // An endpoint id only: never fall back to reading it as a container name.
         if (!(await c.view()).model.endpoint(t.endpoint)) {
-          throw new ApiError('NOT_FOUND', `no endpoint has the id "${t.endpoint}" (GET /v1/endpoints lists them; to add a membership before its endpoint exists, write the member key directly)`);
+          throw new ApiError(
+            'NOT_FOUND',
+            `no endpoint has the id "${t.endpoint}" (GET /v1/endpoints lists them; to add a membership before its endpoint exists, write the member key directly)`,
+          );
         }
         return created(await c.addToGroup(t.endpoint, params.group!));
       }
       const w = await c.findContainer(t.container);
       return created(await c.addToGroup(w.containerId, params.group!));
     }),
-    r('DELETE', '/v1/groups/{group}/members/{target}', async ({ params }) => ok(await c.removeFromGroup(params.target!, params.group!))),
+    r('DELETE', '/v1/groups/{group}/members/{target}', async ({ params }) =>
+      ok(await c.removeFromGroup(params.target!, params.group!)),
+    ),
 
     r('GET', '/v1/hosts', async () => {
       const v = await c.view();
@@ -181,7 +208,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
       size += chunk.length;
       if (size <= limit) chunks.push(chunk);
     });
-    req.on('end', () => (size > limit ? reject(new ApiError('PAYLOAD_TOO_LARGE', `request body is larger than ${limit} bytes`)) : resolve(Buffer.concat(chunks).toString('utf8'))));
+    req.on('end', () =>
+      size > limit
+        ? reject(new ApiError('PAYLOAD_TOO_LARGE', `request body is larger than ${limit} bytes`))
+        : resolve(Buffer.concat(chunks).toString('utf8')),
+    );
     req.on('error', reject);
   });
 }
@@ -212,38 +243,63 @@ export function createApiHandler(deps: ApiDeps): (req: IncomingMessage, res: Ser
           return { status: e.status, body: e.toJSON(), headers };
         }
         const m = matchRoute(routes, req.method ?? 'GET', url.pathname);
-        if (m.kind === 'not-found') throw new ApiError('NOT_FOUND', `no route ${req.method} ${url.pathname} (docs/master-api.md lists them)`);
+        if (m.kind === 'not-found')
+          throw new ApiError('NOT_FOUND', `no route ${req.method} ${url.pathname} (docs/master-api.md lists them)`);
         if (m.kind === 'method-not-allowed') {
           route = m.path;
-          const e = new ApiError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${m.path}; use ${m.allow.join(' or ')}`);
+          const e = new ApiError(
+            'METHOD_NOT_ALLOWED',
+            `${req.method} is not allowed on ${m.path}; use ${m.allow.join(' or ')}`,
+          );
           return { status: e.status, body: e.toJSON(), headers: { allow: m.allow.join(', ') } };
         }
         route = m.route.path;
         // A browser may post a form cross-site without asking first; it cannot send application/json so.
         if (BODY_METHODS.has(req.method ?? '') && !isJsonContentType(req.headers['content-type'])) {
-          throw new ApiError('UNSUPPORTED_MEDIA_TYPE', `a ${req.method} body must be sent as "Content-Type: application/json"`);
+          throw new ApiError(
+            'UNSUPPORTED_MEDIA_TYPE',
+            `a ${req.method} body must be sent as "Content-Type: application/json"`,
+          );
         }
         let body: Promise<Record<string, unknown>> | undefined;
-        return await m.route.handler({ params: m.params, query: url.searchParams, body: () => (body ??= readBody(req, limit).then(parseJsonObject)) });
+        return await m.route.handler({
+          params: m.params,
+          query: url.searchParams,
+          body: () => (body ??= readBody(req, limit).then(parseJsonObject)),
+        });
       } catch (err) {
         const e = toApiError(err);
-        if (e.code === 'INTERNAL') deps.logger.error({ method: req.method, path: url.pathname, err: e.cause instanceof Error ? e.cause.stack : String(e.cause) }, 'API request failed unexpectedly; answered 500');
+        if (e.code === 'INTERNAL')
+          deps.logger.error(
+            { method: req.method, path: url.pathname, err: e.cause instanceof Error ? e.cause.stack : String(e.cause) },
+            'API request failed unexpectedly; answered 500',
+          );
         return { status: e.status, body: e.toJSON() };
       }
     };
     void answer()
       .then((reply) => {
         const text = reply.contentType ? String(reply.body) : `${JSON.stringify(reply.body)}\n`;
-        res.writeHead(reply.status, { 'content-type': reply.contentType ?? 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...reply.headers });
+        res.writeHead(reply.status, {
+          'content-type': reply.contentType ?? 'application/json; charset=utf-8',
+          'content-length': Buffer.byteLength(text),
+          ...reply.headers,
+        });
         res.end(text);
         // Drain an unread body so a keep-alive connection stays usable.
         if (!req.readableEnded) req.resume();
         deps.metrics.apiRequests.inc({ route, code: String(reply.status) });
-        deps.logger.debug({ method: req.method, path: url.pathname, route, status: reply.status, ms: Date.now() - started }, 'API request');
+        deps.logger.debug(
+          { method: req.method, path: url.pathname, route, status: reply.status, ms: Date.now() - started },
+          'API request',
+        );
       })
       .catch((e: unknown) => {
         // Only a reply that cannot be written gets here; the client has most likely gone.
-        deps.logger.warn({ method: req.method, path: url.pathname, err: String(e) }, 'could not write the API reply; dropping the connection');
+        deps.logger.warn(
+          { method: req.method, path: url.pathname, err: String(e) },
+          'could not write the API reply; dropping the connection',
+        );
         res.destroy();
       });
   };

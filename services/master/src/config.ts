@@ -91,7 +91,10 @@ export function parseListen(s: string): { host: string; port: number } | undefin
 }
 
 /** Flags, then environment, then defaults; every problem is reported, not just the first. */
-export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): { ok: true; value: MasterConfig } | { ok: false; errors: string[] } {
+export function loadMasterConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { ok: true; value: MasterConfig } | { ok: false; errors: string[] } {
   const options = {
     ip: { type: 'string' },
     listen: { type: 'string' },
@@ -104,11 +107,15 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     help: { type: 'boolean' },
   } as const;
   // Not strict: an unknown flag is reported alongside every other problem instead of alone.
-  const { values, positionals } = parseArgs({ args: argv, options, strict: false, allowPositionals: true }) as { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  const { values, positionals } = parseArgs({ args: argv, options, strict: false, allowPositionals: true }) as {
+    values: Record<string, string | boolean | undefined>;
+    positionals: string[];
+  };
   const errors: string[] = [];
   for (const [k, v] of Object.entries(values)) {
     if (!(k in options)) errors.push(`unknown option --${k}`);
-    else if (options[k as keyof typeof options].type === 'string' && typeof v !== 'string') errors.push(`--${k} needs a value (--${k}=...)`);
+    else if (options[k as keyof typeof options].type === 'string' && typeof v !== 'string')
+      errors.push(`--${k} needs a value (--${k}=...)`);
   }
   for (const p of positionals) errors.push(`unexpected argument "${p}"`);
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
@@ -116,9 +123,13 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   const ip = canonicalIP(rawIp);
   if (!rawIp) errors.push('--ip is required: the address of this master on the management network');
   else if (!ip) errors.push(`--ip=${rawIp}: not an IPv4 or IPv6 address`);
-  const listenRaw = str('listen') ?? env.CALICO_MASTER_LISTEN ?? (ip ? (isIP(ip) === 6 ? `[${ip}]:${DEFAULT_PORT}` : `${ip}:${DEFAULT_PORT}`) : undefined);
+  const listenRaw =
+    str('listen') ??
+    env.CALICO_MASTER_LISTEN ??
+    (ip ? (isIP(ip) === 6 ? `[${ip}]:${DEFAULT_PORT}` : `${ip}:${DEFAULT_PORT}`) : undefined);
   const listen = listenRaw === undefined ? undefined : parseListen(listenRaw);
-  if (listenRaw !== undefined && !listen) errors.push(`--listen=${listenRaw}: expected host:port or [IPv6]:port (port 0-65535)`);
+  if (listenRaw !== undefined && !listen)
+    errors.push(`--listen=${listenRaw}: expected host:port or [IPv6]:port (port 0-65535)`);
   let datastore: DatastoreConfig | undefined;
   try {
     datastore = datastoreConfigFromFlags(values, env);
@@ -136,7 +147,13 @@ export function loadMasterConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   if (gcDeadHostsAfterMs === undefined || (gcDeadHostsAfterMs ?? Infinity) < MIN_DEAD_HOSTS_AFTER_MS) {
     errors.push(`--gc-dead-hosts-after=${deadRaw}: ${DURATION_RULE}`);
   }
-  const gcIntervalMs = seconds('gc-interval', 'CALICO_GC_INTERVAL', '5', 0.01, 'seconds, 0.01 to 86400 (decimals allowed)');
+  const gcIntervalMs = seconds(
+    'gc-interval',
+    'CALICO_GC_INTERVAL',
+    '5',
+    0.01,
+    'seconds, 0.01 to 86400 (decimals allowed)',
+  );
   const apiTokenFile = apiTokenFileFrom(str('api-token-file'), env);
   const tls = apiServerTls({ tlsCert: str('tls-cert'), tlsKey: str('tls-key'), tlsCa: str('tls-ca') });
   if (!tls.ok) errors.push(...tls.errors);

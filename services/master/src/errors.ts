@@ -48,7 +48,11 @@ export function toApiError(e: unknown): ApiError {
   if (e instanceof ClientError) return new ApiError(e.code, e.message, { cause: e });
   if (e instanceof KeyspaceError || e instanceof PolicyError) return new ApiError('INVALID', e.message, { cause: e });
   if (e instanceof Error && /^GRPC\w*Error$/.test(e.name)) {
-    return new ApiError('UNAVAILABLE', `etcd did not answer (${e.message}); a write may or may not have been applied: read it back, then retry`, { cause: e });
+    return new ApiError(
+      'UNAVAILABLE',
+      `etcd did not answer (${e.message}); a write may or may not have been applied: read it back, then retry`,
+      { cause: e },
+    );
   }
   return new ApiError('INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
 }

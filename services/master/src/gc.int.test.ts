@@ -47,7 +47,17 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
   /** A master whose GC looks every 0.2 s; afterS turns --gc-dead-hosts-after on. */
   async function start(afterS: number | null = null, safetyResyncMs?: number): Promise<RunningMaster> {
     const dead = afterS === null ? [] : [`--gc-dead-hosts-after=${afterS * 1000}ms`];
-    const cfg = loadMasterConfig(['--ip=127.0.0.1', '--listen=127.0.0.1:0', `--etcd=${etcd.endpoints}`, `--api-token-file=${join(etcd.dir, 'api-token')}`, ...dead, '--gc-interval=0.2'], {});
+    const cfg = loadMasterConfig(
+      [
+        '--ip=127.0.0.1',
+        '--listen=127.0.0.1:0',
+        `--etcd=${etcd.endpoints}`,
+        `--api-token-file=${join(etcd.dir, 'api-token')}`,
+        ...dead,
+        '--gc-interval=0.2',
+      ],
+      {},
+    );
     if (!cfg.ok) throw new Error(cfg.errors.join('\n'));
     const write = (s: string) => {
       const l = JSON.parse(s) as LogLine;
@@ -98,7 +108,9 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
     const containerId = `c-${endpointId}`;
     await ds.batch([
       { put: birdIpKey(name), value: encodeBirdIp(addr.replace(/^198\.19\./, '198.18.')) },
-      ...policyFixtures.endpoint({ host: name, containerId, endpointId, addrs: [addr] }).map((kv) => ({ put: kv.key, value: kv.value })),
+      ...policyFixtures
+        .endpoint({ host: name, containerId, endpointId, addrs: [addr] })
+        .map((kv) => ({ put: kv.key, value: kv.value })),
       { put: workloadNameKey(name, containerId), value: encodeWorkloadName(`n-${endpointId}`) },
       { put: ipAssignmentKey(addr), value: encodeIpAssignment({ host: name, containerId, endpointId }) },
     ]);
@@ -107,7 +119,12 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
 
   const exists = async (key: string) => (await ds.get(key)) !== undefined;
   const underPrefix = async (prefix: string) => (await ds.getPrefix(prefix)).kvs.length;
-  const metric = async (m: RunningMaster, kind: string) => Number(new RegExp(`^calico_master_gc_deleted_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(await m.metrics.registry.metrics())?.[1]);
+  const metric = async (m: RunningMaster, kind: string) =>
+    Number(
+      new RegExp(`^calico_master_gc_deleted_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(
+        await m.metrics.registry.metrics(),
+      )?.[1],
+    );
 
   /** Every key under /calico/ and its value. */
   const keyspace = async () => new Map((await ds.getPrefix('/calico/')).kvs.map((kv) => [kv.key, kv.value]));
@@ -119,7 +136,12 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
   /** What removing `name` must take: its directory, its reservations, the memberships of its endpoints. */
   const dataOf = (kvs: Map<string, string>, name: string, endpointIds: string[]) =>
     [...kvs]
-      .filter(([k, v]) => k.startsWith(`/calico/host/${name}/`) || (k.startsWith('/calico/ipam/') && v.includes(`"host":"${name}"`)) || endpointIds.some((e) => k.endsWith(`/member/${e}`)))
+      .filter(
+        ([k, v]) =>
+          k.startsWith(`/calico/host/${name}/`) ||
+          (k.startsWith('/calico/ipam/') && v.includes(`"host":"${name}"`)) ||
+          endpointIds.some((e) => k.endsWith(`/member/${e}`)),
+      )
       .map(([k]) => k)
       .sort();
 
@@ -151,7 +173,9 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
     await h2.stop({ keepKeys: true });
     const down = await line('the master to see h2 down', downLine('h2'));
     expect(await exists(hostAliveKey('h2'))).toBe(false);
-    expect(down.msg).toBe('host h2 is down (its liveness key /calico/host/h2/alive is gone); keeping its workloads, memberships and address reservations: they stay until it is back or removed (calicoctl node remove)');
+    expect(down.msg).toBe(
+      'host h2 is down (its liveness key /calico/host/h2/alive is gone); keeping its workloads, memberships and address reservations: they stay until it is back or removed (calicoctl node remove)',
+    );
     const before = await keyspace();
     // Rounds after the host went down decide nothing and delete nothing.
     for (let i = 0; i < 5; i++) expect(await m.gc.runOnce()).toEqual([]);
@@ -182,7 +206,9 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
     const ghost = groupMemberKey('g1', 'ep-ghost');
     await ds.put(ghost, '');
     const logged = await line('the master to notice the ghost membership', (l) => l.etcdKey === ghost);
-    expect(logged.msg).toBe('membership of endpoint ep-ghost in group g1: the endpoint exists on no host; keeping it (it may not have been created yet; it goes when its container is removed)');
+    expect(logged.msg).toBe(
+      'membership of endpoint ep-ghost in group g1: the endpoint exists on no host; keeping it (it may not have been created yet; it goes when its container is removed)',
+    );
     // Control for "long enough": a host that goes down meanwhile is removed after the same option's duration.
     await ds.batch([{ put: birdIpKey('h9'), value: encodeBirdIp('198.18.0.9') }]);
     await line('h9 to be removed', removedLine('h9'));
@@ -215,7 +241,12 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
     expect(removed.removed).toEqual({ workloads: 1, endpoints: 1, memberships: 2, reservations: 1, keys: gone.length });
     // h1 is untouched (removedKeys checked every key that is left).
     expect(await underPrefix(workloadPrefix('h1', 'c-ep-a'))).toBe(3);
-    expect([await metric(m, 'host'), await metric(m, 'endpoint'), await metric(m, 'membership'), await metric(m, 'assignment')]).toEqual([1, 1, 2, 1]);
+    expect([
+      await metric(m, 'host'),
+      await metric(m, 'endpoint'),
+      await metric(m, 'membership'),
+      await metric(m, 'assignment'),
+    ]).toEqual([1, 1, 2, 1]);
   });
 
   it('a host that comes back before --gc-dead-hosts-after keeps everything', async () => {
@@ -230,7 +261,10 @@ describe('calico-master: hosts down, kept, and removed only by --gc-dead-hosts-a
     const timedH3 = await line('the master to time h3', timing('h3'));
     expect(Date.parse(timedH3.dueAt!)).toBeGreaterThanOrEqual(Date.parse(timedH2.dueAt!));
     await host('h2', 'ep-b', '198.19.0.2', 30);
-    const back = await line('h2 back before its removal', (l) => l.subject === 'host:h2' && l.msg.startsWith('host is back'));
+    const back = await line(
+      'h2 back before its removal',
+      (l) => l.subject === 'host:h2' && l.msg.startsWith('host is back'),
+    );
     expect(at(back)).toBeLessThan(Date.parse(timedH2.dueAt!));
     await line('the master to see h2 up again', (l) => l.msg === 'host h2 is up again (its liveness key is back)');
     expect([...m.gc.hostsDown.keys()]).toEqual(['h3']);

@@ -23,7 +23,10 @@ const endpoint = (host: string, endpointId: string, addr: string): KV[] => [
   ...policyFixtures.endpoint({ host, endpointId, addrs: [addr] }).map((kv): KV => [kv.key, kv.value]),
   [workloadNameKey(host, `c-${endpointId}`), encodeWorkloadName(`name-${endpointId}`)],
 ];
-const reservation = (addr: string, host: string, endpointId: string): KV => [ipAssignmentKey(addr), encodeIpAssignment({ host, containerId: `c-${endpointId}`, endpointId })];
+const reservation = (addr: string, host: string, endpointId: string): KV => [
+  ipAssignmentKey(addr),
+  encodeIpAssignment({ host, containerId: `c-${endpointId}`, endpointId }),
+];
 
 /** A round at time t (ms), with these keys, in sync or not, in this sync epoch. */
 interface Step {
@@ -37,21 +40,40 @@ interface Step {
 function run(steps: Step[], after: number | null): GcDecision[] {
   let tracker: GcTracker = emptyTracker();
   return steps.map((s) => {
-    const d = decideGc({ kvs: new Map(s.kvs), inSync: s.inSync ?? true, epoch: s.epoch ?? 0, now: s.t, deadHostsAfterMs: after }, tracker);
+    const d = decideGc(
+      { kvs: new Map(s.kvs), inSync: s.inSync ?? true, epoch: s.epoch ?? 0, now: s.t, deadHostsAfterMs: after },
+      tracker,
+    );
     tracker = d.tracker;
     return d;
   });
 }
 const removals = (ds: GcDecision[]) => ds.map((d) => d.actions.map((a) => a.host));
 
-const h1 = [alive('h1'), ...endpoint('h1', 'e1', '198.19.0.1'), reservation('198.19.0.1', 'h1', 'e1'), member('g1', 'e1')];
-const h2 = [[birdIpKey('h2'), encodeBirdIp('198.18.0.2')] as KV, ...endpoint('h2', 'e2', '198.19.0.2'), reservation('198.19.0.2', 'h2', 'e2'), member('g1', 'e2'), member('g2', 'e2')];
+const h1 = [
+  alive('h1'),
+  ...endpoint('h1', 'e1', '198.19.0.1'),
+  reservation('198.19.0.1', 'h1', 'e1'),
+  member('g1', 'e1'),
+];
+const h2 = [
+  [birdIpKey('h2'), encodeBirdIp('198.18.0.2')] as KV,
+  ...endpoint('h2', 'e2', '198.19.0.2'),
+  reservation('198.19.0.2', 'h2', 'e2'),
+  member('g1', 'e2'),
+  member('g2', 'e2'),
+];
 const up = [...h1, alive('h2'), ...h2];
 const down = [...h1, ...h2];
 
 describe('decideGc: a host that is down is not a host that is gone', () => {
   it('without --gc-dead-hosts-after, a host down for thirty days keeps everything; the same rounds with it remove the host (control)', () => {
-    const steps: Step[] = [{ t: 0, kvs: up }, { t: 10_000, kvs: down }, { t: 10_000 + MINUTE, kvs: down }, { t: 30 * DAY, kvs: down }];
+    const steps: Step[] = [
+      { t: 0, kvs: up },
+      { t: 10_000, kvs: down },
+      { t: 10_000 + MINUTE, kvs: down },
+      { t: 30 * DAY, kvs: down },
+    ];
     const off = run(steps, null);
     expect(removals(off)).toEqual([[], [], [], []]);
     expect(off.flatMap((d) => d.started)).toEqual([]);
@@ -64,10 +86,22 @@ describe('decideGc: a host that is down is not a host that is gone', () => {
 
   it('with --gc-dead-hosts-after, removes once the host has been down that long, and not a round before', () => {
     const after = 10 * MINUTE;
-    const d = run([{ t: 0, kvs: up }, { t: 1_000, kvs: down }, { t: 1_000 + after - 1, kvs: down }, { t: 1_000 + after, kvs: down }], after);
+    const d = run(
+      [
+        { t: 0, kvs: up },
+        { t: 1_000, kvs: down },
+        { t: 1_000 + after - 1, kvs: down },
+        { t: 1_000 + after, kvs: down },
+      ],
+      after,
+    );
     expect(removals(d)).toEqual([[], [], [], ['h2']]);
-    expect(d[1]!.started).toEqual([{ subject: 'host:h2', reason: 'host h2 has no liveness key /calico/host/h2/alive', dueAt: 1_000 + after }]);
-    expect(d[3]!.actions[0]!.reason).toBe('host h2 has no liveness key /calico/host/h2/alive, continuously for 600.0 s in sync (--gc-dead-hosts-after)');
+    expect(d[1]!.started).toEqual([
+      { subject: 'host:h2', reason: 'host h2 has no liveness key /calico/host/h2/alive', dueAt: 1_000 + after },
+    ]);
+    expect(d[3]!.actions[0]!.reason).toBe(
+      'host h2 has no liveness key /calico/host/h2/alive, continuously for 600.0 s in sync (--gc-dead-hosts-after)',
+    );
     // Acted on, its timer is dropped: were it still there next round, it would start over.
     expect(d[3]!.tracker.since.size).toBe(0);
   });
@@ -75,7 +109,14 @@ describe('decideGc: a host that is down is not a host that is gone', () => {
   it('times from its own rounds, not from when the host went down: a host already down when the master starts gets the whole duration', () => {
     const after = 10 * MINUTE;
     // The master's first look is at t = 5 days; the host went down long before that.
-    const d = run([{ t: 5 * DAY, kvs: down }, { t: 5 * DAY + after - 1, kvs: down }, { t: 5 * DAY + after, kvs: down }], after);
+    const d = run(
+      [
+        { t: 5 * DAY, kvs: down },
+        { t: 5 * DAY + after - 1, kvs: down },
+        { t: 5 * DAY + after, kvs: down },
+      ],
+      after,
+    );
     expect(removals(d)).toEqual([[], [], ['h2']]);
     expect(d[0]!.changed).toEqual([
       { host: 'h1', first: true, up: true, since: null },
@@ -84,7 +125,14 @@ describe('decideGc: a host that is down is not a host that is gone', () => {
   });
 
   it('a host that comes back before the duration keeps everything, and its timer ends', () => {
-    const d = run([{ t: 0, kvs: down }, { t: 5 * MINUTE, kvs: up }, { t: 20 * MINUTE, kvs: up }], 10 * MINUTE);
+    const d = run(
+      [
+        { t: 0, kvs: down },
+        { t: 5 * MINUTE, kvs: up },
+        { t: 20 * MINUTE, kvs: up },
+      ],
+      10 * MINUTE,
+    );
     expect(removals(d)).toEqual([[], [], []]);
     expect(d[1]!.ended).toEqual(['host:h2']);
     expect(d[1]!.changed).toEqual([{ host: 'h2', first: false, up: true, since: 5 * MINUTE }]);
@@ -107,14 +155,42 @@ describe('decideGc: a host that is down is not a host that is gone', () => {
     expect(d[3]!.tracker.hosts.get('h2')).toEqual({ up: false, since: MINUTE });
     expect(d[3]!.changed).toEqual([]);
     // A blip that fell between two rounds (both in sync, the epoch moved) restarts it too.
-    const between = run([{ t: 0, kvs: down }, { t: after - 1, kvs: down, epoch: 1 }, { t: after, kvs: down, epoch: 1 }, { t: 2 * after - 1, kvs: down, epoch: 1 }], after);
+    const between = run(
+      [
+        { t: 0, kvs: down },
+        { t: after - 1, kvs: down, epoch: 1 },
+        { t: after, kvs: down, epoch: 1 },
+        { t: 2 * after - 1, kvs: down, epoch: 1 },
+      ],
+      after,
+    );
     expect(removals(between)).toEqual([[], [], [], ['h2']]);
   });
 
   it('a live host is never removed; a down host known only by a reservation is, with the option', () => {
     const kvs = [...h1, reservation('198.19.0.7', 'h7', 'e7')];
-    expect(removals(run([{ t: 0, kvs }, { t: 365 * DAY, kvs }], MINUTE))).toEqual([[], ['h7']]);
-    expect(removals(run([{ t: 0, kvs }, { t: 365 * DAY, kvs }], null))).toEqual([[], []]);
+    expect(
+      removals(
+        run(
+          [
+            { t: 0, kvs },
+            { t: 365 * DAY, kvs },
+          ],
+          MINUTE,
+        ),
+      ),
+    ).toEqual([[], ['h7']]);
+    expect(
+      removals(
+        run(
+          [
+            { t: 0, kvs },
+            { t: 365 * DAY, kvs },
+          ],
+          null,
+        ),
+      ),
+    ).toEqual([[], []]);
   });
 });
 
@@ -123,14 +199,28 @@ describe('decideGc: a membership whose endpoint exists nowhere', () => {
 
   it('is kept however long it dangles, and reported once, when first seen', () => {
     const kvs = [...h1, ghost];
-    const d = run([{ t: 0, kvs }, { t: MINUTE, kvs }, { t: 365 * DAY, kvs }], MINUTE);
+    const d = run(
+      [
+        { t: 0, kvs },
+        { t: MINUTE, kvs },
+        { t: 365 * DAY, kvs },
+      ],
+      MINUTE,
+    );
     expect(removals(d)).toEqual([[], [], []]);
     expect(d.map((x) => x.orphansFound.map((m) => m.key))).toEqual([[groupMemberKey('g1', 'ghost')], [], []]);
     expect(d[0]!.orphansFound).toEqual([{ key: groupMemberKey('g1', 'ghost'), groupId: 'g1', endpointId: 'ghost' }]);
   });
 
   it('is no orphan once its endpoint appears, nor when the endpoint lives on a host that is down', () => {
-    const d = run([{ t: 0, kvs: [...h1, member('g1', 'late')] }, { t: 1, kvs: [...h1, ...endpoint('h1', 'late', '198.19.0.9'), member('g1', 'late')] }, { t: 2, kvs: [...down, member('g1', 'late')] }], null);
+    const d = run(
+      [
+        { t: 0, kvs: [...h1, member('g1', 'late')] },
+        { t: 1, kvs: [...h1, ...endpoint('h1', 'late', '198.19.0.9'), member('g1', 'late')] },
+        { t: 2, kvs: [...down, member('g1', 'late')] },
+      ],
+      null,
+    );
     expect(d.map((x) => x.orphansFound.map((m) => m.endpointId))).toEqual([['late'], [], ['late']]);
     expect(d[1]!.tracker.orphans.size).toBe(0);
     // e2 lives on h2, which is down: its memberships are not orphans.

@@ -101,7 +101,12 @@ export function decideGc(input: GcInput, tracker: GcTracker): GcDecision {
       if (!prev.has(subject)) started.push({ subject, reason, dueAt: t + after });
       const seconds = ((input.now - t) / 1000).toFixed(1);
       if (input.now - t < after) since.set(subject, t);
-      else actions.push({ kind: 'host', host, reason: `${reason}, continuously for ${seconds} s in sync (--gc-dead-hosts-after)` });
+      else
+        actions.push({
+          kind: 'host',
+          host,
+          reason: `${reason}, continuously for ${seconds} s in sync (--gc-dead-hosts-after)`,
+        });
     }
   }
   const ended = [...prev.keys()].filter((s) => hosts.get(s.slice('host:'.length))?.up !== false);

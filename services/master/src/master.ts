@@ -86,8 +86,11 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
           // A round at once: which hosts are up is known from the first snapshot on, so a host
           // that goes down before the first interval is seen to go (and since when).
           void gc.runOnce().catch(() => undefined);
-        }
-        else if (status !== 'stopped') logger.warn({ status, reason }, 'not in sync with etcd; GC paused and its pending timers will start over; the API keeps answering from etcd directly');
+        } else if (status !== 'stopped')
+          logger.warn(
+            { status, reason },
+            'not in sync with etcd; GC paused and its pending timers will start over; the API keeps answering from etcd directly',
+          );
         if (status !== 'in-sync') statusEpoch++;
       },
     },
@@ -97,7 +100,13 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   const liveView = (): ClusterView | null => {
     if (syncer.revision === 0) return null;
     if (cached?.revision !== syncer.revision) {
-      cached = { revision: syncer.revision, view: buildView([...syncer.state].map(([key, value]) => ({ key, value })), syncer.revision) };
+      cached = {
+        revision: syncer.revision,
+        view: buildView(
+          [...syncer.state].map(([key, value]) => ({ key, value })),
+          syncer.revision,
+        ),
+      };
     }
     return cached.view;
   };
@@ -119,7 +128,15 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   const metrics = createMetrics({ view: liveView, inSync: trusted, gcPending: () => gc.pending, hostsDown });
 
   const health = () => ({ ok: trusted(), etcd: syncer.status });
-  const apiDeps = { client, health, metrics, logger, hostsDown, apiToken, clientCertificates: config.tls?.ca !== undefined };
+  const apiDeps = {
+    client,
+    health,
+    metrics,
+    logger,
+    hostsDown,
+    apiToken,
+    clientCertificates: config.tls?.ca !== undefined,
+  };
   const handler = createApiHandler(apiDeps);
   let server: Server;
   if (config.tls) {
@@ -157,25 +174,33 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
       unauthenticatedServer!.listen(bare.port, bare.host, () => resolve());
     });
     const at = `${bare.host}:${(unauthenticatedServer.address() as AddressInfo).port}`;
-    logger.warn(`INSECURE: http://${at}/ serves the API with no token and no certificate check (unauthenticatedApi: bench-only); never run so in a cluster`);
+    logger.warn(
+      `INSECURE: http://${at}/ serves the API with no token and no certificate check (unauthenticatedApi: bench-only); never run so in a cluster`,
+    );
   }
   syncer.start();
-  const safetyResync = setInterval(() => {
-    if (!syncer.inSync || safetyResyncing) return; // a syncer out of sync is retrying on its own
-    safetyResyncing = true;
-    // drain(): the syncer marks itself in sync through its delivery queue, after resync() resolves.
-    void syncer
-      .resync(SAFETY_RESYNC)
-      .then(() => syncer.drain())
-      .catch(() => undefined) // the syncer logs and retries on its own
-      .finally(() => (safetyResyncing = false));
-  }, deps.safetyResyncMs ?? 5 * 60_000);
+  const safetyResync = setInterval(
+    () => {
+      if (!syncer.inSync || safetyResyncing) return; // a syncer out of sync is retrying on its own
+      safetyResyncing = true;
+      // drain(): the syncer marks itself in sync through its delivery queue, after resync() resolves.
+      void syncer
+        .resync(SAFETY_RESYNC)
+        .then(() => syncer.drain())
+        .catch(() => undefined) // the syncer logs and retries on its own
+        .finally(() => (safetyResyncing = false));
+    },
+    deps.safetyResyncMs ?? 5 * 60_000,
+  );
   safetyResync.unref();
   gc.start();
   const deadHosts = config.gcDeadHostsAfterMs === null ? 'off' : formatDuration(config.gcDeadHostsAfterMs);
   logger.info(
     {
-      url, ip: config.ip, gcDeadHostsAfter: deadHosts, gcIntervalS: config.gcIntervalMs / 1000,
+      url,
+      ip: config.ip,
+      gcDeadHostsAfter: deadHosts,
+      gcIntervalS: config.gcIntervalMs / 1000,
       tls: config.tls ? { cert: config.tls.files.cert, clientCa: config.tls.files.ca ?? null } : null,
     },
     'calico-master API listening; syncing with etcd, then publishing its address',
@@ -193,7 +218,10 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
         logger.info({ ip: config.ip, url }, 'published /calico/master/ip and /calico/master/api_url');
         return;
       } catch (e) {
-        logger.warn({ err: (e as Error).message, retryInMs: delay }, `cannot publish the master's address (etcd unreachable?); the API is serving anyway; retrying in ${delay} ms`);
+        logger.warn(
+          { err: (e as Error).message, retryInMs: delay },
+          `cannot publish the master's address (etcd unreachable?); the API is serving anyway; retrying in ${delay} ms`,
+        );
         await new Promise<void>((r) => {
           wake = r;
           retry = setTimeout(r, delay);

@@ -36,7 +36,11 @@ export function createMetrics(src: MetricsSource): MasterMetrics {
     });
   fromView('calico_master_groups', 'Security groups under /calico/network/group/.', (v) => v.model.groups().length);
   fromView('calico_master_endpoints', 'Workload endpoints on all hosts.', (v) => v.model.endpoints().length);
-  fromView('calico_master_problems', 'Keys under /calico/ that do not decode, and rules that cannot be enforced (GET /v1/problems).', (v) => v.problems.length);
+  fromView(
+    'calico_master_problems',
+    'Keys under /calico/ that do not decode, and rules that cannot be enforced (GET /v1/problems).',
+    (v) => v.problems.length,
+  );
   fromView(
     'calico_master_members_without_endpoint',
     'Memberships whose endpoint exists on no host; kept, never collected (GET /v1/problems lists them).',
@@ -96,6 +100,11 @@ export function createMetrics(src: MetricsSource): MasterMetrics {
     registers,
   });
   for (const kind of ['host', 'endpoint', 'membership', 'assignment']) gcDeleted.inc({ kind }, 0);
-  const apiRequests = new Counter({ name: 'calico_master_api_requests_total', help: 'HTTP API requests by route template and status code.', labelNames: ['route', 'code'] as const, registers });
+  const apiRequests = new Counter({
+    name: 'calico_master_api_requests_total',
+    help: 'HTTP API requests by route template and status code.',
+    labelNames: ['route', 'code'] as const,
+    registers,
+  });
   return { registry, gcDeleted, apiRequests };
 }

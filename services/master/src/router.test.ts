@@ -17,8 +17,16 @@ describe('matchRoute', () => {
     ['GET', '/v1/groups/', { kind: 'found', handler: 'list', params: {} }],
     ['POST', '/v1/groups', { kind: 'found', handler: 'add', params: {} }],
     ['GET', '/v1/groups/web%20tier', { kind: 'found', handler: 'get', params: { group: 'web tier' } }],
-    ['DELETE', '/v1/groups/g1/rules/inbound/2', { kind: 'found', handler: 'removeRule', params: { group: 'g1', direction: 'inbound', index: '2' } }],
-    ['DELETE', '/v1/pools/198.19.0.0%2F16', { kind: 'found', handler: 'removePool', params: { cidr: '198.19.0.0/16' } }],
+    [
+      'DELETE',
+      '/v1/groups/g1/rules/inbound/2',
+      { kind: 'found', handler: 'removeRule', params: { group: 'g1', direction: 'inbound', index: '2' } },
+    ],
+    [
+      'DELETE',
+      '/v1/pools/198.19.0.0%2F16',
+      { kind: 'found', handler: 'removePool', params: { cidr: '198.19.0.0/16' } },
+    ],
     ['PUT', '/v1/groups', { kind: 'method-not-allowed', allow: ['GET', 'POST'], path: '/v1/groups' }],
     ['POST', '/v1/groups/g1', { kind: 'method-not-allowed', allow: ['GET', 'DELETE'], path: '/v1/groups/{group}' }],
     ['GET', '/v1/nothing', { kind: 'not-found' }],
@@ -31,7 +39,9 @@ describe('matchRoute', () => {
   });
 
   it('refuses broken percent-encoding with a 400 that names the segment', () => {
-    expect(() => pathSegments('/v1/groups/%E0%A4%A')).toThrow(new ApiError('INVALID', 'path segment "%E0%A4%A" is not valid percent-encoding'));
+    expect(() => pathSegments('/v1/groups/%E0%A4%A')).toThrow(
+      new ApiError('INVALID', 'path segment "%E0%A4%A" is not valid percent-encoding'),
+    );
     try {
       pathSegments('/v1/groups/%zz');
     } catch (e) {

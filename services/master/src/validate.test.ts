@@ -39,19 +39,37 @@ describe('request bodies', () => {
 
   it.each<[Record<string, unknown>, unknown]>([
     [{ name: 'web' }, { name: 'web' }],
-    [{ name: 'web', id: 'a935e8e1' }, { name: 'web', id: 'a935e8e1' }],
+    [
+      { name: 'web', id: 'a935e8e1' },
+      { name: 'web', id: 'a935e8e1' },
+    ],
     [{}, "INVALID: name must be a string (the group's human-readable name)"],
-    [{ name: 'web', id: 'a/b', colour: 'red' }, 'INVALID: unknown field "colour" (expected name, id); id "a/b" must not contain "/"'],
-    [{ name: 3, id: '' }, "INVALID: name must be a string (the group's human-readable name); id must be a non-empty string"],
+    [
+      { name: 'web', id: 'a/b', colour: 'red' },
+      'INVALID: unknown field "colour" (expected name, id); id "a/b" must not contain "/"',
+    ],
+    [
+      { name: 3, id: '' },
+      "INVALID: name must be a string (the group's human-readable name); id must be a non-empty string",
+    ],
   ])('parseGroupBody(%j)', (body, want) => {
     expect(outcome(() => parseGroupBody(body))).toEqual(want);
   });
 
   it.each<[Record<string, unknown>, unknown]>([
-    [{ group: null, cidr: '0.0.0.0/0', protocol: 'tcp', port: '80' }, { group: null, cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 }],
-    [{ group: null, cidr: '10.65.0.0/24', protocol: null, 'port:': null }, { group: null, cidr: '10.65.0.0/24', protocol: null, port: null }],
+    [
+      { group: null, cidr: '0.0.0.0/0', protocol: 'tcp', port: '80' },
+      { group: null, cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 },
+    ],
+    [
+      { group: null, cidr: '10.65.0.0/24', protocol: null, 'port:': null },
+      { group: null, cidr: '10.65.0.0/24', protocol: null, port: null },
+    ],
     [{ group: 'g2' }, { group: 'g2', cidr: null, protocol: null, port: null }],
-    [{ cidr: '0.0.0.0/0', protocol: 'icmp', port: 80, x: 1 }, 'INVALID: rule: unknown field "x"; rule: port must be null for protocol icmp'],
+    [
+      { cidr: '0.0.0.0/0', protocol: 'icmp', port: 80, x: 1 },
+      'INVALID: rule: unknown field "x"; rule: port must be null for protocol icmp',
+    ],
   ])('parseRuleBody(%j)', (body, want) => {
     expect(outcome(() => parseRuleBody(body))).toEqual(want);
   });
@@ -60,9 +78,15 @@ describe('request bodies', () => {
     [{ container: 'web' }, { container: 'web' }],
     [{ endpoint: 'ep-1' }, { endpoint: 'ep-1' }],
     [{}, 'INVALID: give exactly one of "container" (id, id prefix or name) and "endpoint" (endpoint id)'],
-    [{ container: 'a', endpoint: 'b' }, 'INVALID: give exactly one of "container" (id, id prefix or name) and "endpoint" (endpoint id)'],
+    [
+      { container: 'a', endpoint: 'b' },
+      'INVALID: give exactly one of "container" (id, id prefix or name) and "endpoint" (endpoint id)',
+    ],
     [{ container: 7 }, 'INVALID: container must be a non-empty string'],
-    [{ endpointId: 'x' }, 'INVALID: unknown field "endpointId" (expected container, endpoint); give exactly one of "container" (id, id prefix or name) and "endpoint" (endpoint id)'],
+    [
+      { endpointId: 'x' },
+      'INVALID: unknown field "endpointId" (expected container, endpoint); give exactly one of "container" (id, id prefix or name) and "endpoint" (endpoint id)',
+    ],
   ])('parseMemberBody(%j)', (body, want) => {
     expect(outcome(() => parseMemberBody(body))).toEqual(want);
   });
@@ -88,7 +112,10 @@ describe('path and query parameters', () => {
     ['0', 'INVALID: rule number "0" must be a positive integer without leading zeros'],
     ['01', 'INVALID: rule number "01" must be a positive integer without leading zeros'],
     ['1.5', 'INVALID: rule number "1.5" must be a positive integer without leading zeros'],
-    ['99999999999999999999', 'INVALID: rule number "99999999999999999999" must be a positive integer without leading zeros'],
+    [
+      '99999999999999999999',
+      'INVALID: rule number "99999999999999999999" must be a positive integer without leading zeros',
+    ],
   ])('parseRuleIndex(%s)', (s, want) => expect(outcome(() => parseRuleIndex(s))).toEqual(want));
 
   it.each<[string, string]>([
@@ -102,7 +129,10 @@ describe('path and query parameters', () => {
     ['src=web&dst=db', { src: 'web', dst: 'db', protocol: null, port: null }],
     ['src=198.19.0.1&dst=db&protocol=tcp&port=80', { src: '198.19.0.1', dst: 'db', protocol: 'tcp', port: 80 }],
     ['src=web&dst=db&protocol=&port=', { src: 'web', dst: 'db', protocol: null, port: null }],
-    ['dst=db&port=0&colour=red', 'INVALID: unknown parameter "colour" (expected src, dst, protocol, port); src is required: an address, endpoint id, container id, id prefix or name; port "0" must be an integer from 1 to 65535'],
+    [
+      'dst=db&port=0&colour=red',
+      'INVALID: unknown parameter "colour" (expected src, dst, protocol, port); src is required: an address, endpoint id, container id, id prefix or name; port "0" must be an integer from 1 to 65535',
+    ],
     ['src=a&dst=b&port=8o', 'INVALID: port "8o" must be an integer from 1 to 65535'],
   ])('parseCheckQuery(%s)', (q, want) => expect(outcome(() => parseCheckQuery(new URLSearchParams(q)))).toEqual(want));
 
@@ -120,5 +150,7 @@ describe('path and query parameters', () => {
     ['removeEndpoints=yes', 'INVALID: removeEndpoints "yes" must be true or false'],
     ['removeEndpoints=false&removeEndpoints=true', 'INVALID: removeEndpoints given more than once'],
     ['force=1', 'INVALID: unknown parameter "force" (expected removeEndpoints)'],
-  ])('parseRemoveHostQuery(%s)', (q, want) => expect(outcome(() => parseRemoveHostQuery(new URLSearchParams(q)))).toEqual(want));
+  ])('parseRemoveHostQuery(%s)', (q, want) =>
+    expect(outcome(() => parseRemoveHostQuery(new URLSearchParams(q)))).toEqual(want),
+  );
 });

@@ -21,7 +21,10 @@ export function parseJsonObject(text: string): Json {
     throw new ApiError('INVALID', `request body is not JSON: ${(e as Error).message}`);
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new ApiError('INVALID', `request body must be a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`);
+    throw new ApiError(
+      'INVALID',
+      `request body must be a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`,
+    );
   }
   return v as Json;
 }
@@ -41,7 +44,7 @@ function segmentError(field: string, v: unknown): string | undefined {
 
 export function parseGroupBody(body: Json): { name: string; id?: string } {
   const errors = unknownFields(body, ['name', 'id']);
-  if (typeof body.name !== 'string') errors.push('name must be a string (the group\'s human-readable name)');
+  if (typeof body.name !== 'string') errors.push("name must be a string (the group's human-readable name)");
   if (body.id !== undefined) {
     const e = segmentError('id', body.id);
     if (e) errors.push(e);
@@ -65,7 +68,8 @@ export function parseDirection(s: string): Direction {
 
 export function parseRuleIndex(s: string): number {
   const n = Number(s);
-  if (!/^[1-9][0-9]*$/.test(s) || !Number.isSafeInteger(n)) throw new ApiError('INVALID', `rule number "${s}" must be a positive integer without leading zeros`);
+  if (!/^[1-9][0-9]*$/.test(s) || !Number.isSafeInteger(n))
+    throw new ApiError('INVALID', `rule number "${s}" must be a positive integer without leading zeros`);
   return n;
 }
 
@@ -74,7 +78,8 @@ export type MemberTarget = { container: string } | { endpoint: string };
 export function parseMemberBody(body: Json): MemberTarget {
   const errors = unknownFields(body, ['container', 'endpoint']);
   const has = (k: string) => body[k] !== undefined;
-  if (has('container') === has('endpoint')) errors.push('give exactly one of "container" (id, id prefix or name) and "endpoint" (endpoint id)');
+  if (has('container') === has('endpoint'))
+    errors.push('give exactly one of "container" (id, id prefix or name) and "endpoint" (endpoint id)');
   for (const k of ['container', 'endpoint']) {
     if (has(k) && (typeof body[k] !== 'string' || body[k] === '')) errors.push(`${k} must be a non-empty string`);
   }
@@ -107,7 +112,8 @@ export interface CheckQuery {
 export function parseCheckQuery(q: URLSearchParams): CheckQuery {
   const errors: string[] = [];
   const allowed = ['src', 'dst', 'protocol', 'port'];
-  for (const k of new Set(q.keys())) if (!allowed.includes(k)) errors.push(`unknown parameter "${k}" (expected ${allowed.join(', ')})`);
+  for (const k of new Set(q.keys()))
+    if (!allowed.includes(k)) errors.push(`unknown parameter "${k}" (expected ${allowed.join(', ')})`);
   const src = q.get('src') ?? '';
   const dst = q.get('dst') ?? '';
   if (!src) errors.push('src is required: an address, endpoint id, container id, id prefix or name');
@@ -117,7 +123,8 @@ export function parseCheckQuery(q: URLSearchParams): CheckQuery {
   let port: number | null = null;
   if (portText !== null) {
     port = Number(portText);
-    if (!/^[0-9]+$/.test(portText) || port < 1 || port > 65535) errors.push(`port "${portText}" must be an integer from 1 to 65535`);
+    if (!/^[0-9]+$/.test(portText) || port < 1 || port > 65535)
+      errors.push(`port "${portText}" must be an integer from 1 to 65535`);
   }
   if (errors.length) throw invalid(errors);
   return { src, dst, protocol, port };

@@ -68,7 +68,10 @@ export const NODE_USAGE = `calico-node: Docker API proxy, workload plumber and p
   --log-level=<level>      LOG_LEVEL, else info`;
 
 /** Flags, then environment, then defaults; every problem is reported, not just the first. */
-export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): { ok: true; value: NodeConfig } | { ok: false; errors: string[] } {
+export function loadNodeConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { ok: true; value: NodeConfig } | { ok: false; errors: string[] } {
   const errors: string[] = [];
   let values: Record<string, string | string[] | boolean | undefined>;
   try {
@@ -151,23 +154,29 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     }
   }
   const waitBinary = str('wait-binary') ?? '/bin/busybox';
-  if (!existsSync(waitBinary)) errors.push(`--wait-binary=${waitBinary}: no such file (install Debian's busybox-static)`);
+  if (!existsSync(waitBinary))
+    errors.push(`--wait-binary=${waitBinary}: no such file (install Debian's busybox-static)`);
   const ttlRaw = str('lease-ttl') ?? '10';
   const leaseTtlSeconds = Number(ttlRaw);
-  if (!Number.isInteger(leaseTtlSeconds) || leaseTtlSeconds < 2 || leaseTtlSeconds > 3600) errors.push(`--lease-ttl=${ttlRaw}: a whole number of seconds, 2-3600`);
+  if (!Number.isInteger(leaseTtlSeconds) || leaseTtlSeconds < 2 || leaseTtlSeconds > 3600)
+    errors.push(`--lease-ttl=${ttlRaw}: a whole number of seconds, 2-3600`);
   const logLevel = str('log-level') ?? env.LOG_LEVEL ?? 'info';
-  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal'].includes(logLevel)) errors.push(`--log-level=${logLevel}: one of trace, debug, info, warn, error, fatal`);
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal'].includes(logLevel))
+    errors.push(`--log-level=${logLevel}: one of trace, debug, info, warn, error, fatal`);
   const e2h = str('endpoint-to-host') ?? env.CALICO_ENDPOINT_TO_HOST ?? 'drop';
-  if (e2h !== 'drop' && e2h !== 'accept' && e2h !== 'policy') errors.push(`--endpoint-to-host=${e2h}: one of drop, accept, policy`);
+  if (e2h !== 'drop' && e2h !== 'accept' && e2h !== 'policy')
+    errors.push(`--endpoint-to-host=${e2h}: one of drop, accept, policy`);
   const resyncRaw = str('dataplane-resync') ?? '30';
   const resyncS = Number(resyncRaw);
-  if (!Number.isFinite(resyncS) || resyncS < 0) errors.push(`--dataplane-resync=${resyncRaw}: seconds, 0 to turn it off`);
+  if (!Number.isFinite(resyncS) || resyncS < 0)
+    errors.push(`--dataplane-resync=${resyncRaw}: seconds, 0 to turn it off`);
   const metricsRaw = str('metrics-listen') ?? env.CALICO_METRICS_LISTEN ?? '127.0.0.1:9091';
   let metricsListen: NodeConfig['metricsListen'] = null;
   if (metricsRaw !== 'none') {
     const m = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(metricsRaw);
     const host = m?.[1]?.replace(/^\[|\]$/g, '') ?? '';
-    if (!m || isIP(host) === 0 || Number(m[2]) > 65535) errors.push(`--metrics-listen=${metricsRaw}: expected <IP>:<port> (port 0: any free one) or none`);
+    if (!m || isIP(host) === 0 || Number(m[2]) > 65535)
+      errors.push(`--metrics-listen=${metricsRaw}: expected <IP>:<port> (port 0: any free one) or none`);
     else metricsListen = { host, port: Number(m[2]) };
   }
   const seconds = (flag: string, dflt: number): number => {
@@ -195,6 +204,22 @@ export function loadNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
   const listen = listenR.value;
   return {
     ok: true,
-    value: { hostname, ip, ip6, datastore, upstream, listen, waitBinary, leaseTtlSeconds, logLevel, endpointToHost: e2h as NodeConfig['endpointToHost'], dataplaneResyncMs: resyncS * 1000, statusFile: str('status-file'), procSys: str('proc-sys') ?? env.CALICO_PROC_SYS ?? '/proc/sys', metricsListen, proxyLimits },
+    value: {
+      hostname,
+      ip,
+      ip6,
+      datastore,
+      upstream,
+      listen,
+      waitBinary,
+      leaseTtlSeconds,
+      logLevel,
+      endpointToHost: e2h as NodeConfig['endpointToHost'],
+      dataplaneResyncMs: resyncS * 1000,
+      statusFile: str('status-file'),
+      procSys: str('proc-sys') ?? env.CALICO_PROC_SYS ?? '/proc/sys',
+      metricsListen,
+      proxyLimits,
+    },
   };
 }

@@ -123,7 +123,10 @@ export class EventsWatcher {
             ? this.workloads.removed(id, attrs)
             : undefined;
     work?.catch((e: unknown) => {
-      this.logger.error({ container: id.slice(0, 12), action, err: String(e) }, 'handling a docker event failed; the next event or a node restart will try again');
+      this.logger.error(
+        { container: id.slice(0, 12), action, err: String(e) },
+        'handling a docker event failed; the next event or a node restart will try again',
+      );
     });
   }
 }

@@ -19,7 +19,9 @@ if (!cfg.ok) {
 const c = cfg.value;
 const logger = createLogger({ name: 'calico-node', level: c.logLevel, base: { host: c.hostname } });
 const ds = new Datastore(c.datastore, { logger });
-const docker = new Docker(c.upstream.kind === 'unix' ? { socketPath: c.upstream.path } : { host: c.upstream.host, port: c.upstream.port });
+const docker = new Docker(
+  c.upstream.kind === 'unix' ? { socketPath: c.upstream.path } : { host: c.upstream.host, port: c.upstream.port },
+);
 
 try {
   const node = await startNode(c, { ds, docker, logger });

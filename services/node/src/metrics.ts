@@ -25,7 +25,11 @@ export interface NodeMetrics extends NodeMetricsSink {
 const SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** A sink that records nothing (tests, and parts started without metrics). */
-export const noMetrics: NodeMetricsSink = { applied: () => undefined, plumbed: () => undefined, proxied: () => undefined };
+export const noMetrics: NodeMetricsSink = {
+  applied: () => undefined,
+  plumbed: () => undefined,
+  proxied: () => undefined,
+};
 
 /**
  * The node's Prometheus metrics, as felix has them: whether the agent is in sync and since
@@ -45,14 +49,30 @@ export function createNodeMetrics(src: NodeMetricsSource): NodeMetrics {
         this.set(read(src.agent()));
       },
     });
-  gauge('calico_node_datastore_in_sync', '1 while the agent is in sync with etcd (its status is in-sync), else 0.', (s) => (s.syncStatus === 'in-sync' ? 1 : 0));
-  gauge('calico_node_dataplane_programmed', '1 once the first full sync is in the kernel, else 0.', (s) => (s.programmed ? 1 : 0));
-  gauge('calico_node_seconds_since_full_sync', 'Seconds since the agent last came in sync with a full snapshot of etcd; -1 before the first.', (s) =>
-    s.lastFullSyncAt === null ? -1 : (Date.now() - s.lastFullSyncAt) / 1000,
+  gauge(
+    'calico_node_datastore_in_sync',
+    '1 while the agent is in sync with etcd (its status is in-sync), else 0.',
+    (s) => (s.syncStatus === 'in-sync' ? 1 : 0),
   );
-  gauge('calico_node_local_endpoints', "Endpoints of this host's workloads the agent has chains for.", (s) => s.localEndpoints);
+  gauge('calico_node_dataplane_programmed', '1 once the first full sync is in the kernel, else 0.', (s) =>
+    s.programmed ? 1 : 0,
+  );
+  gauge(
+    'calico_node_seconds_since_full_sync',
+    'Seconds since the agent last came in sync with a full snapshot of etcd; -1 before the first.',
+    (s) => (s.lastFullSyncAt === null ? -1 : (Date.now() - s.lastFullSyncAt) / 1000),
+  );
+  gauge(
+    'calico_node_local_endpoints',
+    "Endpoints of this host's workloads the agent has chains for.",
+    (s) => s.localEndpoints,
+  );
   gauge('calico_node_ipsets', 'Group ipsets the agent keeps in the kernel.', (s) => s.ipsets);
-  gauge('calico_node_ipset_members', 'Entries of those ipsets, as last written to the kernel.', (s) => s.appliedEntries);
+  gauge(
+    'calico_node_ipset_members',
+    'Entries of those ipsets, as last written to the kernel.',
+    (s) => s.appliedEntries,
+  );
   new Gauge({
     name: 'calico_node_datastore_status',
     help: "The agent's datastore status: 1 for the current one (wait-for-datastore, resyncing, in-sync, retrying).",
@@ -60,13 +80,35 @@ export function createNodeMetrics(src: NodeMetricsSource): NodeMetrics {
     registers,
     collect() {
       const now = src.agent().syncStatus;
-      for (const s of ['wait-for-datastore', 'resyncing', 'in-sync', 'retrying']) this.set({ status: s }, s === now ? 1 : 0);
+      for (const s of ['wait-for-datastore', 'resyncing', 'in-sync', 'retrying'])
+        this.set({ status: s }, s === now ? 1 : 0);
     },
   });
-  const apply = new Histogram({ name: 'calico_node_dataplane_apply_seconds', help: 'Kernel applies of the agent (ipset and iptables restores), by outcome.', labelNames: ['outcome'] as const, buckets: SECONDS, registers });
-  const applyFailures = new Counter({ name: 'calico_node_dataplane_apply_failures_total', help: 'Kernel applies that failed (each is retried).', registers });
-  const plumb = new Histogram({ name: 'calico_node_plumb_seconds', help: 'Workload plumbing (veth, addresses, routes), by outcome.', labelNames: ['outcome'] as const, buckets: SECONDS, registers });
-  const requests = new Counter({ name: 'calico_node_proxy_requests_total', help: 'Docker API requests through the proxy, by route and outcome (status class).', labelNames: ['route', 'outcome'] as const, registers });
+  const apply = new Histogram({
+    name: 'calico_node_dataplane_apply_seconds',
+    help: 'Kernel applies of the agent (ipset and iptables restores), by outcome.',
+    labelNames: ['outcome'] as const,
+    buckets: SECONDS,
+    registers,
+  });
+  const applyFailures = new Counter({
+    name: 'calico_node_dataplane_apply_failures_total',
+    help: 'Kernel applies that failed (each is retried).',
+    registers,
+  });
+  const plumb = new Histogram({
+    name: 'calico_node_plumb_seconds',
+    help: 'Workload plumbing (veth, addresses, routes), by outcome.',
+    labelNames: ['outcome'] as const,
+    buckets: SECONDS,
+    registers,
+  });
+  const requests = new Counter({
+    name: 'calico_node_proxy_requests_total',
+    help: 'Docker API requests through the proxy, by route and outcome (status class).',
+    labelNames: ['route', 'outcome'] as const,
+    registers,
+  });
   applyFailures.inc(0);
   return {
     registry,
@@ -84,7 +126,10 @@ export function createNodeMetrics(src: NodeMetricsSource): NodeMetrics {
 }
 
 /** Serves GET /metrics on host:port (port 0: any); resolves with the URL it answers on. */
-export async function serveMetrics(metrics: NodeMetrics, listen: { host: string; port: number }): Promise<{ url: string; server: Server }> {
+export async function serveMetrics(
+  metrics: NodeMetrics,
+  listen: { host: string; port: number },
+): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');

@@ -13,7 +13,15 @@ import {
   type NamespaceHost,
 } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
-import { encodeIpAssignment, ipAssignmentKey, ipPoolKey, workloadPrefix, groupMemberKey, hostAliveKey, birdIpKey } from '@calico/keyspace';
+import {
+  encodeIpAssignment,
+  ipAssignmentKey,
+  ipPoolKey,
+  workloadPrefix,
+  groupMemberKey,
+  hostAliveKey,
+  birdIpKey,
+} from '@calico/keyspace';
 import { LABELS } from './workload/createRequest.js';
 
 const mainJs = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'dist', 'main.js');
@@ -49,14 +57,18 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
       'calico-node to be ready',
       async () => {
         if (!p.running) throw new Error('exited');
-        return (await dockerd.docker(['version', '--format', '{{.Server.Version}}'], { host: `unix://${sock}` })).code === 0 && p.log().includes('calico-node ready');
+        return (
+          (await dockerd.docker(['version', '--format', '{{.Server.Version}}'], { host: `unix://${sock}` })).code ===
+            0 && p.log().includes('calico-node ready')
+        );
       },
       30_000,
       () => p.log().slice(-4000),
     );
   }
 
-  const docker = (args: string[], input?: string): Promise<ExecResult> => dockerd.docker(args, { host: `unix://${proxySock}`, input });
+  const docker = (args: string[], input?: string): Promise<ExecResult> =>
+    dockerd.docker(args, { host: `unix://${proxySock}`, input });
 
   beforeAll(async () => {
     requireRoot();
@@ -77,7 +89,12 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
   });
 
   afterAll(async () => {
-    if (failed && fabric) console.error(await fabric.dump(), '\n', etcd ? await etcd.etcdctl(['get', '--prefix', '/calico']).catch(() => '') : '');
+    if (failed && fabric)
+      console.error(
+        await fabric.dump(),
+        '\n',
+        etcd ? await etcd.etcdctl(['get', '--prefix', '/calico']).catch(() => '') : '',
+      );
     ds?.close();
     await fabric?.destroy();
     await etcd?.stop();
@@ -96,23 +113,52 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
   it('a container started with CALICO_IP has the address on eth0 before its first instruction, 100 times out of 100', async () => {
     for (let i = 1; i <= 100; i++) {
       const addr = `198.19.1.${i}`;
-      const r = await docker(['run', '--rm', '-e', `CALICO_IP=${addr}`, image, 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+      const r = await docker([
+        'run',
+        '--rm',
+        '-e',
+        `CALICO_IP=${addr}`,
+        image,
+        'ip',
+        '-4',
+        '-o',
+        'addr',
+        'show',
+        'eth0',
+      ]);
       expect(r.code, `run ${i}: ${r.stderr}`).toBe(0);
       expect(r.stdout, `run ${i}`).toContain(`inet ${addr}/32`);
     }
     // Every --rm container released its address.
-    await waitFor('addresses released', async () => (await keysUnder('/calico/ipam/v4/assignment/')).length === 0, 10_000);
+    await waitFor(
+      'addresses released',
+      async () => (await keysUnder('/calico/ipam/v4/assignment/')).length === 0,
+      10_000,
+    );
   });
 
   it('IPv6: the address and a default route, 100 times out of 100', async () => {
     for (let i = 1; i <= 100; i++) {
       const addr = `fd00:198:19:1::${i.toString(16)}`;
-      const r = await docker(['run', '--rm', '-e', `CALICO_IP=${addr}`, image, 'sh', '-c', 'ip -6 -o addr show dev eth0 scope global; ip -6 route show default']);
+      const r = await docker([
+        'run',
+        '--rm',
+        '-e',
+        `CALICO_IP=${addr}`,
+        image,
+        'sh',
+        '-c',
+        'ip -6 -o addr show dev eth0 scope global; ip -6 route show default',
+      ]);
       expect(r.code, `run ${i}: ${r.stderr}`).toBe(0);
       expect(r.stdout, `run ${i}`).toContain(`inet6 ${addr}/128`);
       expect(r.stdout, `run ${i}`).toContain('default via fe80::ecee:eeff:feee:eeee dev eth0');
     }
-    await waitFor('addresses released', async () => (await keysUnder('/calico/ipam/v6/assignment/')).length === 0, 10_000);
+    await waitFor(
+      'addresses released',
+      async () => (await keysUnder('/calico/ipam/v6/assignment/')).length === 0,
+      10_000,
+    );
   });
 
   it.each([
@@ -127,7 +173,9 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(message);
     expect((await docker(['ps', '-aq'])).stdout).toBe(before);
-    expect([...(await keysUnder('/calico/ipam/')), ...(await keysUnder('/calico/host/h1/workload/'))]).toEqual(keysBefore);
+    expect([...(await keysUnder('/calico/ipam/')), ...(await keysUnder('/calico/host/h1/workload/'))]).toEqual(
+      keysBefore,
+    );
   });
 
   it('a taken address and --net=host are refused, and the first holder keeps its address', async () => {
@@ -178,7 +226,7 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     expect(await ds.get(ipAssignmentKey('198.19.9.9'))).toBeUndefined();
   });
 
-  it('a missing image gets dockerd\'s own answer and no reservation', async () => {
+  it("a missing image gets dockerd's own answer and no reservation", async () => {
     const r = await docker(['run', '-d', '--pull=never', '-e', 'CALICO_IP=198.19.9.10', 'calico-missing:1', 'true']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('No such image: calico-missing:1');
@@ -189,11 +237,14 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     const { request } = await import('node:http');
     const call = (path: string, body: unknown) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = request({ socketPath: proxySock, path, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-          let b = '';
-          res.on('data', (c: Buffer) => (b += c.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
-        });
+        const req = request(
+          { socketPath: proxySock, path, method: 'POST', headers: { 'content-type': 'application/json' } },
+          (res) => {
+            let b = '';
+            res.on('data', (c: Buffer) => (b += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+          },
+        );
         req.on('error', reject);
         req.end(JSON.stringify(body));
       });
@@ -215,7 +266,9 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     expect(r.code, r.stderr).toBe(0);
     const id = r.stdout.trim();
     try {
-      const ip = (await docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}', id])).stdout.trim();
+      const ip = (
+        await docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}', id])
+      ).stdout.trim();
       const [addr, mac] = ip.split(' ');
       expect(addr).toBe('198.19.3.1');
       expect(mac).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
@@ -227,7 +280,8 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
 
       const rs = await docker(['restart', '-t', '1', id]);
       expect(rs.code, rs.stderr).toBe(0);
-      const after = (await docker(['exec', id, 'sh', '-c', 'ip -4 -o addr show eth0; cat /sys/class/net/eth0/address'])).stdout;
+      const after = (await docker(['exec', id, 'sh', '-c', 'ip -4 -o addr show eth0; cat /sys/class/net/eth0/address']))
+        .stdout;
       expect(after).toContain('inet 198.19.3.1/32');
       expect(after).toContain(mac);
       expect(await keysUnder(workloadPrefix('h1', id))).toEqual(keys);
@@ -258,7 +312,11 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     const stateKey = `${workloadPrefix('h1', id)}endpoint/${eid}/state`;
     // Nothing but the events stream can tell the running node: it reconciles only when it starts.
     const ofIt = `"container":"${id.slice(0, 12)}"`;
-    const handled = (what: string) => node!.log().split('\n').some((l) => l.includes(what) && l.includes(ofIt));
+    const handled = (what: string) =>
+      node!
+        .log()
+        .split('\n')
+        .some((l) => l.includes(what) && l.includes(ofIt));
     const tail = () => node!.log().slice(-2000);
     expect(handled('workload stopped')).toBe(false);
     await dockerd.dockerOk(['kill', id]);
@@ -275,7 +333,9 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
   it('a restarted node heals what changed while it was down', async () => {
     const keep = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.1', image, 'sleep', '300'])).stdout.trim();
     const gone = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.2', image, 'sleep', '300'])).stdout.trim();
-    const keepEid = (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, keep])).stdout.trim();
+    const keepEid = (
+      await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, keep])
+    ).stdout.trim();
     await node!.stop();
     // While the node is down: one workload loses its veth, the other is removed.
     const hostIf = `cali${keepEid.replace(/-/g, '').slice(0, 11)}`;
@@ -293,7 +353,8 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
   it('a restarted node reserves a lost address again for its running workload, and networks nothing whose address another holds', async () => {
     const lost = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.11', image, 'sleep', '300'])).stdout.trim();
     const taken = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.12', image, 'sleep', '300'])).stdout.trim();
-    const eid = async (id: string) => (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).stdout.trim();
+    const eid = async (id: string) =>
+      (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, id])).stdout.trim();
     const [lostEid, takenEid] = [await eid(lost), await eid(taken)];
     const hostIf = (e: string) => `cali${e.replace(/-/g, '').slice(0, 11)}`;
     const pings = async (a: string) => (await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', a])).code === 0;
@@ -306,7 +367,11 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     // While the node is down: one reservation is lost, the other now names another container
     // on another host; both veths are gone (as after a reboot).
     await ds.delete(ipAssignmentKey('198.19.6.11'));
-    const other = encodeIpAssignment({ host: 'h9', containerId: 'f'.repeat(64), endpointId: '99999999-9999-4999-8999-999999999999' });
+    const other = encodeIpAssignment({
+      host: 'h9',
+      containerId: 'f'.repeat(64),
+      endpointId: '99999999-9999-4999-8999-999999999999',
+    });
     await ds.put(ipAssignmentKey('198.19.6.12'), other);
     for (const e of [lostEid, takenEid]) await h1.execOk(['ip', 'link', 'del', hostIf(e)]);
     node = startNode(h1, 'h1');
@@ -317,7 +382,11 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
       // The other holder keeps the address; the workload is not networked, and the log says why.
       expect(await ds.get(ipAssignmentKey('198.19.6.12'))).toBe(other);
       expect((await h1.exec(['ip', 'link', 'show', hostIf(takenEid)])).code).not.toBe(0);
-      expect(node.log()).toMatch(new RegExp(`container ${taken.slice(0, 12)} is not networked: address 198\\.19\\.6\\.12 is reserved by container f{12} on host h9`));
+      expect(node.log()).toMatch(
+        new RegExp(
+          `container ${taken.slice(0, 12)} is not networked: address 198\\.19\\.6\\.12 is reserved by container f{12} on host h9`,
+        ),
+      );
     } finally {
       await ds.delete(ipAssignmentKey('198.19.6.12'));
       await docker(['rm', '-f', lost, taken]);
@@ -330,11 +399,19 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     await docker(['rm', '-f', real]);
     await waitFor('released', async () => (await ds.get(ipAssignmentKey('198.19.6.21'))) === undefined, 15_000);
     // The same labels on a container made straight on dockerd (what docker commit would copy).
-    const args = Object.entries(JSON.parse(labels) as Record<string, string>).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
+    const args = Object.entries(JSON.parse(labels) as Record<string, string>).flatMap(([k, v]) => [
+      '--label',
+      `${k}=${v}`,
+    ]);
     const forged = (await dockerd.dockerOk(['run', '-d', '--net', 'none', ...args, image, 'sleep', '300'])).trim();
     try {
       const ofIt = `container ${forged.slice(0, 12)} is not networked: address 198.19.6.21 has no reservation`;
-      await waitFor('the node to refuse it', () => node!.log().includes(ofIt), 15_000, () => node!.log().slice(-2000));
+      await waitFor(
+        'the node to refuse it',
+        () => node!.log().includes(ofIt),
+        15_000,
+        () => node!.log().slice(-2000),
+      );
       expect(await ds.get(ipAssignmentKey('198.19.6.21'))).toBeUndefined();
       expect(await keysUnder(workloadPrefix('h1', forged))).toEqual([]);
       expect((await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', '198.19.6.21'])).code).not.toBe(0);
@@ -347,14 +424,28 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     // A created container whose reservation is left pending, as when the node dies between
     // dockerd's answer to the create and recording the container on the reservation.
     const made = (await docker(['create', '-e', 'CALICO_IP=198.19.6.32', image, 'sleep', '300'])).stdout.trim();
-    const madeEid = (await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, made])).stdout.trim();
-    await waitFor('the create recorded on its reservation', async () => (await ds.get(ipAssignmentKey('198.19.6.32')))?.includes(made) ?? false, 10_000);
+    const madeEid = (
+      await docker(['inspect', '-f', `{{index .Config.Labels "${LABELS.endpoint}"}}`, made])
+    ).stdout.trim();
+    await waitFor(
+      'the create recorded on its reservation',
+      async () => (await ds.get(ipAssignmentKey('198.19.6.32')))?.includes(made) ?? false,
+      10_000,
+    );
     await node!.stop();
-    const pending = (endpointId: string, host = 'h1') => encodeIpAssignment({ host, containerId: 'pending', endpointId });
+    const pending = (endpointId: string, host = 'h1') =>
+      encodeIpAssignment({ host, containerId: 'pending', endpointId });
     await ds.put(ipAssignmentKey('198.19.6.32'), pending(madeEid));
     // A create that never reached dockerd, and a container removed while the node was away.
     await ds.put(ipAssignmentKey('198.19.6.31'), pending('31313131-3131-4131-8131-313131313131'));
-    await ds.put(ipAssignmentKey('198.19.6.33'), encodeIpAssignment({ host: 'h1', containerId: 'e'.repeat(64), endpointId: '33333333-3333-4333-8333-333333333333' }));
+    await ds.put(
+      ipAssignmentKey('198.19.6.33'),
+      encodeIpAssignment({
+        host: 'h1',
+        containerId: 'e'.repeat(64),
+        endpointId: '33333333-3333-4333-8333-333333333333',
+      }),
+    );
     // Control: another host's pending reservation (its create may be in flight) is not ours to release.
     const elsewhere = pending('34343434-3434-4434-8434-343434343434', 'h9');
     await ds.put(ipAssignmentKey('198.19.6.34'), elsewhere);
@@ -364,7 +455,9 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
       expect(await ds.get(ipAssignmentKey('198.19.6.31'))).toBeUndefined();
       expect(await ds.get(ipAssignmentKey('198.19.6.33'))).toBeUndefined();
       expect(await ds.get(ipAssignmentKey('198.19.6.34'))).toBe(elsewhere);
-      expect(await ds.get(ipAssignmentKey('198.19.6.32'))).toBe(encodeIpAssignment({ host: 'h1', containerId: made, endpointId: madeEid }));
+      expect(await ds.get(ipAssignmentKey('198.19.6.32'))).toBe(
+        encodeIpAssignment({ host: 'h1', containerId: made, endpointId: madeEid }),
+      );
       expect(node.log()).toContain('reconciled workloads');
       // Started now, it comes up with the address that was kept for it.
       expect((await docker(['start', made])).code).toBe(0);
@@ -377,8 +470,19 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
   });
 
   it('serves Prometheus metrics in its host: in sync, programmed, endpoints, plumbing and proxy requests by route', async () => {
-    const scrape = async () => h1.execOk([process.execPath, '-e', "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
-    const value = (text: string, name: string) => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.slice(name.length + 1) ?? NaN);
+    const scrape = async () =>
+      h1.execOk([
+        process.execPath,
+        '-e',
+        "fetch('http://127.0.0.1:9091/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))",
+      ]);
+    const value = (text: string, name: string) =>
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(`${name} `))
+          ?.slice(name.length + 1) ?? NaN,
+      );
     const before = await scrape();
     expect(value(before, 'calico_node_datastore_in_sync')).toBe(1);
     expect(value(before, 'calico_node_dataplane_programmed')).toBe(1);
@@ -387,7 +491,11 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     const plumbed = value(before, 'calico_node_plumb_seconds_count{outcome="ok"}') || 0;
     const id = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.6.31', image, 'sleep', '300'])).stdout.trim();
     try {
-      await waitFor('the endpoint in the metrics', async () => value(await scrape(), 'calico_node_local_endpoints') >= 1, 10_000);
+      await waitFor(
+        'the endpoint in the metrics',
+        async () => value(await scrape(), 'calico_node_local_endpoints') >= 1,
+        10_000,
+      );
       const after = await scrape();
       expect(value(after, 'calico_node_proxy_requests_total{route="create",outcome="2xx"}')).toBe(created + 1);
       expect(value(after, 'calico_node_plumb_seconds_count{outcome="ok"}')).toBe(plumbed + 1);
@@ -401,11 +509,30 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
   it('a container restarted by its restart policy comes back with the same address and MAC', async () => {
     // It exits once (the marker file is in its own filesystem, kept across restarts).
     const id = (
-      await docker(['run', '-d', '--restart=on-failure', '-e', 'CALICO_IP=198.19.7.1', image, 'sh', '-c', 'if [ -e /ran ]; then exec sleep 300; fi; touch /ran; exit 1'])
+      await docker([
+        'run',
+        '-d',
+        '--restart=on-failure',
+        '-e',
+        'CALICO_IP=198.19.7.1',
+        image,
+        'sh',
+        '-c',
+        'if [ -e /ran ]; then exec sleep 300; fi; touch /ran; exit 1',
+      ])
     ).stdout.trim();
     try {
-      await waitFor('the policy restart', async () => (await docker(['inspect', '-f', '{{.RestartCount}} {{.State.Running}}', id])).stdout.trim() === '1 true', 15_000);
-      await waitFor('the address back after the policy restart', async () => (await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', '198.19.7.1'])).code === 0, 10_000);
+      await waitFor(
+        'the policy restart',
+        async () =>
+          (await docker(['inspect', '-f', '{{.RestartCount}} {{.State.Running}}', id])).stdout.trim() === '1 true',
+        15_000,
+      );
+      await waitFor(
+        'the address back after the policy restart',
+        async () => (await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', '198.19.7.1'])).code === 0,
+        10_000,
+      );
       const eth0 = (await docker(['exec', id, 'ip', '-4', '-o', 'addr', 'show', 'eth0'])).stdout;
       expect(eth0).toContain('inet 198.19.7.1/32');
     } finally {
@@ -414,15 +541,25 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
   });
 
   it('after dockerd restarts, always-restart containers come back networked and the events stream resumes', async () => {
-    const id = (await docker(['run', '-d', '--restart=always', '-e', 'CALICO_IP=198.19.8.1', image, 'sleep', '300'])).stdout.trim();
+    const id = (
+      await docker(['run', '-d', '--restart=always', '-e', 'CALICO_IP=198.19.8.1', image, 'sleep', '300'])
+    ).stdout.trim();
     const mac = (await docker(['inspect', '-f', '{{.NetworkSettings.MacAddress}}', id])).stdout.trim();
     await dockerd.restart();
-    await waitFor('the container back after the dockerd restart', async () => (await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', '198.19.8.1'])).code === 0, 20_000);
+    await waitFor(
+      'the container back after the dockerd restart',
+      async () => (await h1.exec(['busybox', 'ping', '-c', '1', '-W', '1', '198.19.8.1'])).code === 0,
+      20_000,
+    );
     const after = (await docker(['exec', id, 'cat', '/sys/class/net/eth0/address'])).stdout.trim();
     expect(after).toBe(mac);
     // The events stream was reopened: a direct rm is still seen.
     await dockerd.dockerOk(['rm', '-f', id]);
-    await waitFor('released after the dockerd restart', async () => (await ds.get(ipAssignmentKey('198.19.8.1'))) === undefined, 5_000);
+    await waitFor(
+      'released after the dockerd restart',
+      async () => (await ds.get(ipAssignmentKey('198.19.8.1'))) === undefined,
+      5_000,
+    );
   });
 
   it('a second node sharing the dockerd manages only its own containers', async () => {
@@ -431,7 +568,11 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     const sock3 = join(h3.dir, 'h3.sock');
     await waitReady(n3, sock3);
     const mine = (await docker(['run', '-d', '-e', 'CALICO_IP=198.19.10.1', image, 'sleep', '300'])).stdout.trim();
-    const theirs = (await dockerd.docker(['run', '-d', '-e', 'CALICO_IP=198.19.10.2', image, 'sleep', '300'], { host: `unix://${sock3}` })).stdout.trim();
+    const theirs = (
+      await dockerd.docker(['run', '-d', '-e', 'CALICO_IP=198.19.10.2', image, 'sleep', '300'], {
+        host: `unix://${sock3}`,
+      })
+    ).stdout.trim();
     try {
       expect((await h1.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.10.1'])).code).toBe(0);
       expect((await h3.exec(['busybox', 'ping', '-c', '1', '-W', '2', '198.19.10.2'])).code).toBe(0);
@@ -452,7 +593,15 @@ describe('calico-node on a namespace host with real dockerd and etcd', () => {
     await dupName.waitExit(20_000);
     expect(dupName.running).toBe(false);
     expect(dupName.log()).toContain('host name "h1" is already in use by a live node');
-    const dupIp = h2.spawn('dup-ip', [process.execPath, mainJs, '--hostname=h2', `--ip=${h1.ip}`, `--etcd=${etcd.endpoints}`, `--docker=${dockerd.host}`, `--listen=unix://${join(h2.dir, 'dup2.sock')}`]);
+    const dupIp = h2.spawn('dup-ip', [
+      process.execPath,
+      mainJs,
+      '--hostname=h2',
+      `--ip=${h1.ip}`,
+      `--etcd=${etcd.endpoints}`,
+      `--docker=${dockerd.host}`,
+      `--listen=unix://${join(h2.dir, 'dup2.sock')}`,
+    ]);
     await dupIp.waitExit(20_000);
     expect(dupIp.log()).toContain(`address ${h1.ip} is already used by live host "h1"`);
   });

@@ -42,7 +42,10 @@ async function registerWhenReachable(ds: Datastore, opts: RegistrationOptions, l
       return await registerHost(ds, opts, logger);
     } catch (e) {
       if (e instanceof RegistrationError) throw e;
-      logger.warn({ err: String(e), retryInMs: delay }, `etcd unreachable while registering the host; retrying in ${delay} ms (workloads stay unplumbed meanwhile)`);
+      logger.warn(
+        { err: String(e), retryInMs: delay },
+        `etcd unreachable while registering the host; retrying in ${delay} ms (workloads stay unplumbed meanwhile)`,
+      );
       await new Promise((r) => setTimeout(r, delay));
     }
   }
@@ -58,7 +61,10 @@ export function listenStatus(c: NodeConfig): { listen: string[]; tls: string; in
   };
 }
 
-export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Docker; logger: Logger }): Promise<RunningNode> {
+export async function startNode(
+  c: NodeConfig,
+  deps: { ds: Datastore; docker: Docker; logger: Logger },
+): Promise<RunningNode> {
   const { ds, docker, logger } = deps;
   // A socket path someone else holds stops the node before it registers or touches the kernel.
   for (const a of c.listen.addresses) if (a.kind === 'unix') await clearStaleSocket(a.path);
@@ -79,17 +85,30 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
     dataplaneResyncMs: c.dataplaneResyncMs,
     onApply: (ms, ok) => metrics.applied(ms, ok),
   });
-  const metrics = createNodeMetrics({ agent: () => ({ ...agent.status(), appliedEntries: agent.dataplane.summary().applied?.entries ?? 0 }) });
+  const metrics = createNodeMetrics({
+    agent: () => ({ ...agent.status(), appliedEntries: agent.dataplane.summary().applied?.entries ?? 0 }),
+  });
   // Served from the start, so that a node waiting on etcd says so.
   const served = c.metricsListen ? await serveMetrics(metrics, c.metricsListen) : null;
   if (served) logger.info({ url: served.url }, 'metrics served');
   await agent.installHooks();
-  const keeper = await registerWhenReachable(ds, { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds }, logger);
+  const keeper = await registerWhenReachable(
+    ds,
+    { host: c.hostname, ip: c.ip, ip6: c.ip6, ttlSeconds: c.leaseTtlSeconds },
+    logger,
+  );
   const plumber = new Plumber(logger.child({ part: 'plumber' }), c.procSys, (ms, ok) => metrics.plumbed(ms, ok));
   const addresses = new AddressRegistry(ds);
   const reserved = new ClusterAddresses(ds, addresses, [c.ip, ...(c.ip6 ? [c.ip6] : [])], agent);
   const reservedReady = reserved.start();
-  const workloads = new Workloads(c.hostname, docker, plumber, new EndpointStore(ds, c.hostname), addresses, logger.child({ part: 'workloads' }));
+  const workloads = new Workloads(
+    c.hostname,
+    docker,
+    plumber,
+    new EndpointStore(ds, c.hostname),
+    addresses,
+    logger.child({ part: 'workloads' }),
+  );
   agent.start();
   let statusTimer: NodeJS.Timeout | undefined;
   if (c.statusFile) {
@@ -100,14 +119,18 @@ export async function startNode(c: NodeConfig, deps: { ds: Datastore; docker: Do
         JSON.stringify({ ...agent.report(c.hostname), metricsUrl: served?.url ?? null, proxy: listening }, null, 2),
       )
         .then(() => rename(`${file}.tmp`, file))
-        .catch((e: unknown) => logger.warn({ file, err: String(e) }, 'could not write the agent status file; trying again shortly'));
+        .catch((e: unknown) =>
+          logger.warn({ file, err: String(e) }, 'could not write the agent status file; trying again shortly'),
+        );
     statusTimer = setInterval(() => void write(), 5_000);
     statusTimer.unref();
     void write();
     // Once more the moment the policy is in the kernel, for whoever waits on it (calicoctl status).
     void agent.whenProgrammed().then(write);
   }
-  logger.info('waiting for the agent to program the first full sync; workloads are plumbed and the proxy served after it');
+  logger.info(
+    'waiting for the agent to program the first full sync; workloads are plumbed and the proxy served after it',
+  );
   await agent.whenProgrammed();
   const events = new EventsWatcher(docker, workloads, logger.child({ part: 'events' }));
   await events.start();

@@ -45,7 +45,9 @@ export async function registerHost(ds: Datastore, opts: RegistrationOptions, log
   for (const [hostAndIp, other] of birdIps) {
     const ip = hostAndIp.slice(other.length + 1);
     if (other !== opts.host && alive.has(other) && (ip === opts.ip || ip === opts.ip6)) {
-      throw new RegistrationError(`address ${ip} is already used by live host "${other}": give this node another --ip (cloned machine?)`);
+      throw new RegistrationError(
+        `address ${ip} is already used by live host "${other}": give this node another --ip (cloned machine?)`,
+      );
     }
   }
   const keeper = ds.leaseKeeper({
@@ -62,24 +64,36 @@ export async function registerHost(ds: Datastore, opts: RegistrationOptions, log
   const deadline = Date.now() + (ttl + 2) * 1000;
   for (let announced = false; ; ) {
     try {
-      await keeper.claim(hostAliveKey(opts.host), encodeHostAlive({ since: new Date().toISOString(), pid: process.pid }));
+      await keeper.claim(
+        hostAliveKey(opts.host),
+        encodeHostAlive({ since: new Date().toISOString(), pid: process.pid }),
+      );
       break;
     } catch (e) {
       if (e instanceof LeaseConflictError && Date.now() < deadline) {
-        if (!announced) logger.warn({ host: opts.host, ttl }, `host name "${opts.host}" is held by a live lease; waiting up to ${ttl + 2} s in case it is this node's previous run`);
+        if (!announced)
+          logger.warn(
+            { host: opts.host, ttl },
+            `host name "${opts.host}" is held by a live lease; waiting up to ${ttl + 2} s in case it is this node's previous run`,
+          );
         announced = true;
         await new Promise((r) => setTimeout(r, 500));
         continue;
       }
       await keeper.stop({ keepKeys: true });
       if (e instanceof LeaseConflictError) {
-        throw new RegistrationError(`host name "${opts.host}" is already in use by a live node: give this node another --hostname (cloned machine?), or stop the other one`);
+        throw new RegistrationError(
+          `host name "${opts.host}" is already in use by a live node: give this node another --hostname (cloned machine?), or stop the other one`,
+        );
       }
       throw e;
     }
   }
   await ds.put(birdIpKey(opts.host), encodeBirdIp(opts.ip));
   if (opts.ip6) await ds.put(bird6IpKey(opts.host), encodeBird6Ip(opts.ip6));
-  logger.info({ host: opts.host, ip: opts.ip, ip6: opts.ip6 }, 'host registered: bird_ip written, liveness held by a lease');
+  logger.info(
+    { host: opts.host, ip: opts.ip, ip6: opts.ip6 },
+    'host registered: bird_ip written, liveness held by a lease',
+  );
   return keeper;
 }

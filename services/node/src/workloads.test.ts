@@ -28,7 +28,12 @@ class FakeDocker {
     return {
       inspect: async () => {
         if (!this.exists || id !== ID) throw Object.assign(new Error('no such container'), { statusCode: 404 });
-        return { Id: ID, Name: '/w', Config: { Labels: this.labels }, State: { Running: this.running, Pid: this.running ? 4242 : 0 } };
+        return {
+          Id: ID,
+          Name: '/w',
+          Config: { Labels: this.labels },
+          State: { Running: this.running, Pid: this.running ? 4242 : 0 },
+        };
       },
     };
   }
@@ -123,7 +128,14 @@ function setup() {
   const plumber = new FakePlumber();
   const endpoints = new FakeEndpoints();
   const addresses = new FakeAddresses();
-  const w = new Workloads('h1', docker as unknown as Docker, plumber as unknown as Plumber, endpoints as unknown as EndpointStore, addresses as unknown as AddressRegistry, logger);
+  const w = new Workloads(
+    'h1',
+    docker as unknown as Docker,
+    plumber as unknown as Plumber,
+    endpoints as unknown as EndpointStore,
+    addresses as unknown as AddressRegistry,
+    logger,
+  );
   return { docker, plumber, endpoints, addresses, w };
 }
 
@@ -167,7 +179,11 @@ describe('Workloads.reconcile while dockerd finishes what the previous node forw
     plumber.ifs.add(hostIfName(EID));
     await endpoints.write({ containerId: ID, endpointId: EID, addrs: [ADDR], state: 'active' });
     addresses.held.set(ADDR, { host: 'h1', containerId: ID, endpointId: EID });
-    addresses.held.set('198.19.0.2', { host: 'h1', containerId: 'pending', endpointId: '0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b' });
+    addresses.held.set('198.19.0.2', {
+      host: 'h1',
+      containerId: 'pending',
+      endpointId: '0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b',
+    });
     const summary = await w.reconcile();
     expect(summary).toMatchObject({ released: 1, reservations: { confirmed: 0, released: 1 } });
     expect(plumber.ifs.size).toBe(0);
@@ -177,7 +193,7 @@ describe('Workloads.reconcile while dockerd finishes what the previous node forw
 });
 
 describe('a node restart', () => {
-  it('keeps a running workload\'s veth whose peer is its eth0, and converges it in place', async () => {
+  it("keeps a running workload's veth whose peer is its eth0, and converges it in place", async () => {
     const before = setup();
     before.docker.exists = true;
     before.docker.running = true;
@@ -186,8 +202,14 @@ describe('a node restart', () => {
     expect(await before.w.ensureRunning(ID)).toBe(true);
     expect(before.plumber.calls).toEqual(['plumb']);
     // The next run of the node: the kernel still has the veth, the node's memory is new.
-    const after = new Workloads('h1', before.docker as unknown as Docker, before.plumber as unknown as Plumber,
-      before.endpoints as unknown as EndpointStore, before.addresses as unknown as AddressRegistry, logger);
+    const after = new Workloads(
+      'h1',
+      before.docker as unknown as Docker,
+      before.plumber as unknown as Plumber,
+      before.endpoints as unknown as EndpointStore,
+      before.addresses as unknown as AddressRegistry,
+      logger,
+    );
     expect(await after.ensureRunning(ID)).toBe(true);
     expect(before.plumber.calls).toEqual(['plumb', 'keep']);
     expect(before.endpoints.eps.get(ID)?.state).toBe('active');
@@ -196,7 +218,7 @@ describe('a node restart', () => {
     expect(before.plumber.calls).toEqual(['plumb', 'keep']);
   });
 
-  it('control: a veth that is not the container\'s (gone, or its peer elsewhere) is plumbed anew', async () => {
+  it("control: a veth that is not the container's (gone, or its peer elsewhere) is plumbed anew", async () => {
     const { docker, plumber, addresses, endpoints, w } = setup();
     docker.exists = true;
     docker.running = true;
@@ -215,7 +237,7 @@ describe('a node restart', () => {
 describe('labels are not authority', () => {
   const COPY = 'c'.repeat(64);
 
-  it('a copy carrying a workload\'s labels (docker commit + run) stops and goes without touching that workload', async () => {
+  it("a copy carrying a workload's labels (docker commit + run) stops and goes without touching that workload", async () => {
     const { docker, plumber, endpoints, addresses, w } = setup();
     docker.exists = true;
     docker.running = true;
@@ -234,7 +256,7 @@ describe('labels are not authority', () => {
     expect(addresses.held.size).toBe(0);
   });
 
-  it('a pending reservation is the container\'s only when this node\'s own create remembered it', async () => {
+  it("a pending reservation is the container's only when this node's own create remembered it", async () => {
     const { addresses, docker, w } = setup();
     addresses.held.set(ADDR, { host: 'h1', containerId: 'pending', endpointId: EID });
     await w.removed(COPY, docker.labels);
@@ -249,10 +271,14 @@ describe('labels are not authority', () => {
     docker.exists = true;
     docker.running = true;
     addresses.held.set(ADDR, { host: 'h1', containerId: 'b'.repeat(64), endpointId: EID });
-    await expect(w.ensureRunning(ID)).rejects.toThrow(/address 198.19.0.1 is reserved by container bbbbbbbbbbbb on host h1/);
+    await expect(w.ensureRunning(ID)).rejects.toThrow(
+      /address 198.19.0.1 is reserved by container bbbbbbbbbbbb on host h1/,
+    );
     expect(plumber.ifs.size).toBe(0);
     expect(endpoints.eps.size).toBe(0);
-    expect([...endpoints.refusals]).toEqual([[ID, 'address 198.19.0.1 is reserved by container bbbbbbbbbbbb on host h1']]);
+    expect([...endpoints.refusals]).toEqual([
+      [ID, 'address 198.19.0.1 is reserved by container bbbbbbbbbbbb on host h1'],
+    ]);
     await w.removed(ID, docker.labels);
     expect(endpoints.refusals.size).toBe(0);
     expect(addresses.held.size).toBe(1);

@@ -125,16 +125,35 @@ export class Workloads {
         // caller marks the endpoint inactive again.
         await Promise.all([
           (kept ? this.plumber.keep(spec) : this.plumber.plumb(spec)).then(() => (tPlumbed = performance.now())),
-          this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name }).then(() => (tRecorded = performance.now())),
+          this.endpoints
+            .write({
+              containerId: id,
+              endpointId: w.endpointId,
+              addrs: w.addrs,
+              mac: w.mac,
+              state: 'active',
+              name: info.Name,
+            })
+            .then(() => (tRecorded = performance.now())),
         ]);
         this.plumbedPid.set(id, pid);
         const ms = { plumb: +(tPlumbed - t0).toFixed(1), etcd: +(tRecorded - t0).toFixed(1) };
         const how = kept ? 'workload network kept from before and converged in place' : 'workload networked';
-        this.logger.info({ container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid, ms }, `${how}; its endpoint recorded as active`);
+        this.logger.info(
+          { container: id.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs, pid, ms },
+          `${how}; its endpoint recorded as active`,
+        );
         return true;
       }
       await this.reserveOrRefuse(id, w);
-      await this.endpoints.write({ containerId: id, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'active', name: info.Name });
+      await this.endpoints.write({
+        containerId: id,
+        endpointId: w.endpointId,
+        addrs: w.addrs,
+        mac: w.mac,
+        state: 'active',
+        name: info.Name,
+      });
       return true;
     });
   }
@@ -190,13 +209,25 @@ export class Workloads {
   private async markStopped(containerId: string, w: WorkloadLabels): Promise<void> {
     if (!(await this.holds(containerId, w))) {
       const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
-      this.logger.warn(ctx, 'a container with Calico labels that no reservation names stopped; its endpoint left alone');
+      this.logger.warn(
+        ctx,
+        'a container with Calico labels that no reservation names stopped; its endpoint left alone',
+      );
       return;
     }
     this.plumbedPid.delete(containerId);
     await this.plumber.unplumb(w.endpointId);
-    await this.endpoints.write({ containerId, endpointId: w.endpointId, addrs: w.addrs, mac: w.mac, state: 'inactive' });
-    this.logger.info({ container: containerId.slice(0, 12), endpoint: w.endpointId }, 'workload stopped; endpoint kept as inactive until it starts again or is removed');
+    await this.endpoints.write({
+      containerId,
+      endpointId: w.endpointId,
+      addrs: w.addrs,
+      mac: w.mac,
+      state: 'inactive',
+    });
+    this.logger.info(
+      { container: containerId.slice(0, 12), endpoint: w.endpointId },
+      'workload stopped; endpoint kept as inactive until it starts again or is removed',
+    );
   }
 
   /** A removed container: its endpoint keys, group memberships and addresses go. */
@@ -208,7 +239,10 @@ export class Workloads {
       this.known.delete(containerId);
       await this.endpoints.clearRefusal(containerId);
       const ctx = { container: containerId.slice(0, 12), endpoint: w.endpointId, addrs: w.addrs };
-      this.logger.warn(ctx, 'a container with Calico labels that no reservation names was removed; endpoint left alone');
+      this.logger.warn(
+        ctx,
+        'a container with Calico labels that no reservation names was removed; endpoint left alone',
+      );
     });
   }
 
@@ -225,7 +259,10 @@ export class Workloads {
         h.containerId === containerId || (h.containerId === PENDING_CONTAINER && h.endpointId === endpointId);
       await this.addresses.release(a, (h) => h.host === this.host && mine(h));
     }
-    this.logger.info({ container: containerId.slice(0, 12), endpoint: endpointId, addrs, groups }, 'workload removed; endpoint, memberships and addresses released');
+    this.logger.info(
+      { container: containerId.slice(0, 12), endpoint: endpointId, addrs, groups },
+      'workload removed; endpoint, memberships and addresses released',
+    );
   }
 
   /**
@@ -248,7 +285,9 @@ export class Workloads {
         if (h && h.host === this.host && h.containerId === PENDING_CONTAINER && h.endpointId === w.endpointId) {
           if (await this.addresses.transfer(a, encodeIpAssignment(h), mine)) break;
         } else if (h) {
-          conflicts.push(`address ${a} is reserved by ${h.containerId ? `container ${h.containerId.slice(0, 12)}` : 'another endpoint'} on host ${h.host}`);
+          conflicts.push(
+            `address ${a} is reserved by ${h.containerId ? `container ${h.containerId.slice(0, 12)}` : 'another endpoint'} on host ${h.host}`,
+          );
           break;
         } else {
           const recorded = await this.endpoints.recordedAddrs(containerId, w.endpointId);
@@ -258,12 +297,18 @@ export class Workloads {
           }
           const r = await this.addresses.reserve(a, mine);
           if (r.ok) {
-            this.logger.warn({ container: containerId.slice(0, 12), endpoint: w.endpointId, addr: a }, 'reservation was missing; reserved the address again for its running workload');
+            this.logger.warn(
+              { container: containerId.slice(0, 12), endpoint: w.endpointId, addr: a },
+              'reservation was missing; reserved the address again for its running workload',
+            );
             break;
           }
         }
         // The reservation changed between the read and the write: look again.
-        if (attempt >= 3) throw new Error(`the reservation of ${a} keeps changing; not networking container ${containerId.slice(0, 12)}`);
+        if (attempt >= 3)
+          throw new Error(
+            `the reservation of ${a} keeps changing; not networking container ${containerId.slice(0, 12)}`,
+          );
       }
     }
     if (conflicts.length) throw new AddressConflictError(containerId, conflicts);
@@ -279,7 +324,13 @@ export class Workloads {
    * the containers listed after it: anything held before the listing whose container is not
    * in it is gone for good.
    */
-  async reconcile(): Promise<{ running: number; stopped: number; released: number; reservations: { confirmed: number; released: number }; veths: number }> {
+  async reconcile(): Promise<{
+    running: number;
+    stopped: number;
+    released: number;
+    reservations: { confirmed: number; released: number };
+    veths: number;
+  }> {
     const label = { all: true, filters: { label: [`${LABELS.host}=${this.host}`] } };
     let running = 0;
     let stopped = 0;
@@ -288,7 +339,10 @@ export class Workloads {
         if (await this.ensureRunning(c.Id)) running++;
         else stopped++;
       } catch (e) {
-        this.logger.error({ container: c.Id.slice(0, 12), err: String(e) }, 'reconcile could not network this workload; the next start event will try again');
+        this.logger.error(
+          { container: c.Id.slice(0, 12), err: String(e) },
+          'reconcile could not network this workload; the next start event will try again',
+        );
       }
     }
     const recorded = await this.endpoints.list();
@@ -310,10 +364,12 @@ export class Workloads {
     }
     // A stopped container's veth went with its network namespace; one whose endpoint belongs
     // to no container is stale. Those of listed containers are their lifecycle's to keep.
-    const owned = new Set(list.flatMap((c) => {
-      const w = workloadLabels(c.Labels, this.host);
-      return w ? [hostIfName(w.endpointId)] : [];
-    }));
+    const owned = new Set(
+      list.flatMap((c) => {
+        const w = workloadLabels(c.Labels, this.host);
+        return w ? [hostIfName(w.endpointId)] : [];
+      }),
+    );
     let veths = 0;
     for (const ifname of interfaces) {
       if (!owned.has(ifname)) {
@@ -325,8 +381,14 @@ export class Workloads {
     return { running, stopped, released, reservations, veths };
   }
 
-  private async repairReservations(held: ReadonlyMap<string, IpAssignment>, list: readonly Docker.ContainerInfo[]): Promise<{ confirmed: number; released: number }> {
-    const containers: ListedContainer[] = list.map((c) => ({ id: c.Id, workload: workloadLabels(c.Labels, this.host) }));
+  private async repairReservations(
+    held: ReadonlyMap<string, IpAssignment>,
+    list: readonly Docker.ContainerInfo[],
+  ): Promise<{ confirmed: number; released: number }> {
+    const containers: ListedContainer[] = list.map((c) => ({
+      id: c.Id,
+      workload: workloadLabels(c.Labels, this.host),
+    }));
     let confirmed = 0;
     let released = 0;
     for (const r of reservationRepairs(this.host, held, containers)) {
@@ -335,11 +397,15 @@ export class Workloads {
         const to = { host: this.host, containerId: r.containerId, endpointId: r.holder.endpointId };
         if (await this.serial(r.containerId, () => this.addresses.transfer(r.addr, encodeIpAssignment(r.holder), to))) {
           confirmed++;
-          this.logger.info({ ...ctx, container: r.containerId.slice(0, 12) }, 'reservation left pending by a create is now its container\'s');
+          this.logger.info(
+            { ...ctx, container: r.containerId.slice(0, 12) },
+            "reservation left pending by a create is now its container's",
+          );
         }
       } else {
         // Only if it is still exactly what was read: never anyone else's.
-        const same = (h: IpAssignment) => h.host === r.holder.host && h.containerId === r.holder.containerId && h.endpointId === r.holder.endpointId;
+        const same = (h: IpAssignment) =>
+          h.host === r.holder.host && h.containerId === r.holder.containerId && h.endpointId === r.holder.endpointId;
         if (await this.addresses.release(r.addr, same)) {
           released++;
           this.logger.info(ctx, `released a reservation: ${r.why}`);

@@ -44,7 +44,12 @@ export async function showgroups(ctx: Context, args: string[], detailed: boolean
     return w ? `${w.name ?? w.containerId.slice(0, 12)} on ${w.host}` : '(no endpoint yet)';
   };
   if (!detailed) {
-    ctx.print(table(['ID', 'NAME', 'MEMBERS'], groups.map((g) => [g.id, g.name ?? '-', String(g.members.length)])));
+    ctx.print(
+      table(
+        ['ID', 'NAME', 'MEMBERS'],
+        groups.map((g) => [g.id, g.name ?? '-', String(g.members.length)]),
+      ),
+    );
     return 0;
   }
   for (const g of groups) {
@@ -54,7 +59,8 @@ export async function showgroups(ctx: Context, args: string[], detailed: boolean
     if (!g.members.length) ctx.print('    (none)');
     for (const dir of ['inbound', 'outbound'] as const) {
       ctx.print(`  ${dir} (default deny):`);
-      for (const r of g[dir]) ctx.print(`    ${r.index}  ${describeRule({ ...r.rule, group: r.rule.group ? nameOf(r.rule.group) : null })}`);
+      for (const r of g[dir])
+        ctx.print(`    ${r.index}  ${describeRule({ ...r.rule, group: r.rule.group ? nameOf(r.rule.group) : null })}`);
       if (!g[dir].length) ctx.print('    (no rules)');
     }
   }
@@ -63,7 +69,8 @@ export async function showgroups(ctx: Context, args: string[], detailed: boolean
 
 export async function addtogroup(ctx: Context, args: string[]): Promise<number> {
   const [container, group] = args;
-  if (!container || !group || args.length !== 2) throw new UsageError('usage: calicoctl addtogroup <CONTAINER> <GROUP>');
+  if (!container || !group || args.length !== 2)
+    throw new UsageError('usage: calicoctl addtogroup <CONTAINER> <GROUP>');
   const r = await ctx.client.addToGroup(container, group);
   if (ctx.flags.json) ctx.json(r);
   else ctx.print(`Added ${container} (endpoint ${r.endpointId}) to group ${group}`);
@@ -72,7 +79,8 @@ export async function addtogroup(ctx: Context, args: string[]): Promise<number> 
 
 export async function removefromgroup(ctx: Context, args: string[]): Promise<number> {
   const [container, group] = args;
-  if (!container || !group || args.length !== 2) throw new UsageError('usage: calicoctl removefromgroup <CONTAINER> <GROUP>');
+  if (!container || !group || args.length !== 2)
+    throw new UsageError('usage: calicoctl removefromgroup <CONTAINER> <GROUP>');
   const r = await ctx.client.removeFromGroup(container, group);
   if (ctx.flags.json) ctx.json(r);
   else ctx.print(`Removed ${container} (endpoint ${r.endpointId}) from group ${group}`);

@@ -9,7 +9,8 @@ export async function pool(ctx: Context, args: string[]): Promise<number> {
     if (ctx.flags.json) ctx.json(v.pools);
     else {
       for (const p of [...v.pools.v4, ...v.pools.v6]) ctx.print(p);
-      if (!v.pools.v4.length && !v.pools.v6.length) ctx.print('No pools. CALICO_IP=auto needs one: calicoctl pool add <CIDR>');
+      if (!v.pools.v4.length && !v.pools.v6.length)
+        ctx.print('No pools. CALICO_IP=auto needs one: calicoctl pool add <CIDR>');
     }
     return 0;
   }

@@ -23,7 +23,9 @@ describe('the directories reset removes', () => {
   });
 
   it('a link to somewhere else is refused, naming where it leads', async () => {
-    expect(await notRemovable(join(dir, 'calico', 'h2'))).toBe(`${join(dir, 'calico', 'h2')} resolves to ${dir}; reset removes only a host's own directory, not what a link leads to`);
+    expect(await notRemovable(join(dir, 'calico', 'h2'))).toBe(
+      `${join(dir, 'calico', 'h2')} resolves to ${dir}; reset removes only a host's own directory, not what a link leads to`,
+    );
     expect(await notRemovable(join(dir, 'via'))).toMatch(/resolves to .*\/calico\/h1;/);
   });
 

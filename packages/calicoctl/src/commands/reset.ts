@@ -19,13 +19,29 @@ interface Removed {
 
 /** Removes our chains, hooks and ipsets from this namespace's kernel. */
 async function resetFirewall(removed: Removed): Promise<void> {
-  for (const [save, restore] of [['iptables-save', 'iptables-restore'], ['ip6tables-save', 'ip6tables-restore']] as const) {
+  for (const [save, restore] of [
+    ['iptables-save', 'iptables-restore'],
+    ['ip6tables-save', 'ip6tables-restore'],
+  ] as const) {
     for (const t of ['filter', 'raw'] as const) {
       const text = await runQuiet([save, '-t', t]);
-      const chains = text.split('\n').filter((l) => l.startsWith(':cali')).map((l) => l.slice(1).split(' ')[0]!);
-      const hooks = text.split('\n').filter((l) => /^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) .*-j cali-/.test(l)).map((l) => l.replace(/^-A /, '-D '));
+      const chains = text
+        .split('\n')
+        .filter((l) => l.startsWith(':cali'))
+        .map((l) => l.slice(1).split(' ')[0]!);
+      const hooks = text
+        .split('\n')
+        .filter((l) => /^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) .*-j cali-/.test(l))
+        .map((l) => l.replace(/^-A /, '-D '));
       if (!chains.length && !hooks.length) continue;
-      const script = [`*${t}`, ...chains.map((c) => `:${c} - [0:0]`), ...hooks, ...chains.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+      const script = [
+        `*${t}`,
+        ...chains.map((c) => `:${c} - [0:0]`),
+        ...hooks,
+        ...chains.map((c) => `-X ${c}`),
+        'COMMIT',
+        '',
+      ].join('\n');
       await runToolOk([restore, '--noflush', '-w', '5'], { input: script, timeoutMs: toolTimeoutMs(30_000) });
       removed.chains += chains.length;
     }
@@ -51,7 +67,8 @@ export async function notRemovable(dir: string): Promise<string | undefined> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  if (real !== join(parent, basename(abs))) return `${dir} resolves to ${real}; reset removes only a host's own directory, not what a link leads to`;
+  if (real !== join(parent, basename(abs)))
+    return `${dir} resolves to ${real}; reset removes only a host's own directory, not what a link leads to`;
   if (real.split(sep).filter(Boolean).length < 3) return `${dir} is too near the root to be a host's own directory`;
   return undefined;
 }
@@ -115,7 +132,8 @@ export async function reset(ctx: Context, args: string[], f: NodeFlags): Promise
   const v = await ctx.client.view();
   const mine = v.workloads.filter((w) => w.host === host);
   const ops: { delete: string }[] = [];
-  for (const w of mine) for (const e of w.endpoints) for (const g of e.groups) ops.push({ delete: groupMemberKey(g, e.endpointId) });
+  for (const w of mine)
+    for (const e of w.endpoints) for (const g of e.groups) ops.push({ delete: groupMemberKey(g, e.endpointId) });
   for (const [addr, holder] of v.assignments) if (holder.host === host) ops.push({ delete: ipAssignmentKey(addr) });
   if (ops.length) await ctx.ds.batch(ops);
   removed.keys += ops.length;
@@ -125,7 +143,9 @@ export async function reset(ctx: Context, args: string[], f: NodeFlags): Promise
   if (ctx.flags.json) ctx.json({ host, removed });
   else {
     const r = removed;
-    ctx.print(`reset ${host}: removed ${r.services} service(s), ${r.interfaces} interface(s), ${r.routes} route(s), ${r.chains} chain(s), ${r.ipsets} ipset(s), ${r.files} file(s), ${r.keys} etcd key(s)`);
+    ctx.print(
+      `reset ${host}: removed ${r.services} service(s), ${r.interfaces} interface(s), ${r.routes} route(s), ${r.chains} chain(s), ${r.ipsets} ipset(s), ${r.files} file(s), ${r.keys} etcd key(s)`,
+    );
   }
   return 0;
 }

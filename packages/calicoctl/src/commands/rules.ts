@@ -12,7 +12,11 @@ function direction(d: string | undefined): Direction {
   return d;
 }
 
-export async function rule(ctx: Context, args: string[], opts: { group?: string; cidr?: string; protocol?: string; port?: string }): Promise<number> {
+export async function rule(
+  ctx: Context,
+  args: string[],
+  opts: { group?: string; cidr?: string; protocol?: string; port?: string },
+): Promise<number> {
   const [verb, group, dir, n] = args;
   if (!verb || !group) throw new UsageError(USAGE);
   if (verb === 'show') {
@@ -37,7 +41,12 @@ export async function rule(ctx: Context, args: string[], opts: { group?: string;
       if (!/^\d+$/.test(opts.port)) throw new UsageError(`--port=${opts.port}: a number 1-65535`);
       port = Number(opts.port);
     }
-    const r = await ctx.client.addRule(group, d, { group: peerGroup, cidr: opts.cidr ?? null, protocol: opts.protocol ?? null, port });
+    const r = await ctx.client.addRule(group, d, {
+      group: peerGroup,
+      cidr: opts.cidr ?? null,
+      protocol: opts.protocol ?? null,
+      port,
+    });
     if (ctx.flags.json) ctx.json(r);
     else ctx.print(`Added ${d} rule ${r.index} to group ${group}`);
     return 0;

@@ -34,7 +34,11 @@ export interface NodeFlags {
 }
 
 /** GET over HTTP (TCP or a unix socket); resolves with the status, or 0 when nothing answers. */
-export function httpStatus(target: { socketPath: string } | { host: string; port: number }, path: string, timeoutMs = 2_000): Promise<number> {
+export function httpStatus(
+  target: { socketPath: string } | { host: string; port: number },
+  path: string,
+  timeoutMs = 2_000,
+): Promise<number> {
   return new Promise((resolve) => {
     const req = request({ ...target, path, timeout: timeoutMs, headers: { host: 'calicoctl' } }, (res) => {
       res.resume();
@@ -81,7 +85,11 @@ export function apiTlsFlags(f: ApiTlsFlags): { args: string[]; files: string[] }
   const r = apiServerTls(files);
   if (!r.ok) throw new UsageError(r.errors.join('\n'));
   if (!r.value) return { args: [], files: [] };
-  const given = [['tls-cert', files.tlsCert], ['tls-key', files.tlsKey], ['tls-ca', files.tlsCa]] as const;
+  const given = [
+    ['tls-cert', files.tlsCert],
+    ['tls-key', files.tlsKey],
+    ['tls-ca', files.tlsCa],
+  ] as const;
   const args = given.flatMap(([k, v]) => (v === undefined ? [] : [`--${k}=${v}`]));
   return { args, files: given.flatMap(([, v]) => (v === undefined ? [] : [v])) };
 }
@@ -158,7 +166,10 @@ export const MASTER_CONTAINER = 'calico-master';
 /** The docker CLI against the real dockerd (never the proxy), for the docker runtime. */
 export function dockerCli(upstream: string | undefined, args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    const p = spawn('docker', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DOCKER_HOST: upstream ?? 'unix:///var/run/docker.sock' } });
+    const p = spawn('docker', args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DOCKER_HOST: upstream ?? 'unix:///var/run/docker.sock' },
+    });
     let out = '';
     p.stdout.on('data', (c: Buffer) => (out += c.toString()));
     p.stderr.on('data', (c: Buffer) => (out += c.toString()));
@@ -188,7 +199,9 @@ async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: Host
   const upstream = f.docker ?? 'unix:///var/run/docker.sock';
   const name = nodeContainer(host);
   if (await containerRunning(upstream, name)) {
-    ctx.print(`calico-node is already running on ${host} (container ${name}); "calicoctl node stop --runtime=docker" first to change it`);
+    ctx.print(
+      `calico-node is already running on ${host} (container ${name}); "calicoctl node stop --runtime=docker" first to change it`,
+    );
     return 0;
   }
   await dockerCli(upstream, ['rm', '-f', name]);
@@ -198,30 +211,53 @@ async function nodeInDocker(ctx: Context, f: NodeFlags, host: string, dirs: Host
   // it whatever TLS the TCP listeners serve.
   const readySock = join(dirs.state, 'docker.sock');
   const args = [
-    'run', '-d', '--name', name, '--net=host', '--pid=host', '--restart=unless-stopped',
+    'run',
+    '-d',
+    '--name',
+    name,
+    '--net=host',
+    '--pid=host',
+    '--restart=unless-stopped',
     // The capabilities it uses and the host's /proc for sysctls, as in deploy/compose (not --privileged).
-    '--cap-add=NET_ADMIN', '--cap-add=NET_RAW', '--cap-add=SYS_ADMIN', '--cap-add=SYS_PTRACE',
-    '--security-opt=apparmor=unconfined', '--security-opt=seccomp=unconfined',
-    '-v', '/proc:/host/proc', '-e', 'CALICO_PROC_SYS=/host/proc/sys',
-    '-v', `${socket}:/var/run/docker.sock`,
+    '--cap-add=NET_ADMIN',
+    '--cap-add=NET_RAW',
+    '--cap-add=SYS_ADMIN',
+    '--cap-add=SYS_PTRACE',
+    '--security-opt=apparmor=unconfined',
+    '--security-opt=seccomp=unconfined',
+    '-v',
+    '/proc:/host/proc',
+    '-e',
+    'CALICO_PROC_SYS=/host/proc/sys',
+    '-v',
+    `${socket}:/var/run/docker.sock`,
     // BIRD's files on the host, so that status (birdc) and reset reach them.
-    '-v', `${dirs.state}:/var/lib/calico/${host}`,
+    '-v',
+    `${dirs.state}:/var/lib/calico/${host}`,
     // The TLS files where the flags name them, read-only.
     ...pl.files.flatMap((file) => ['-v', `${file}:${file}:ro`]),
     ...etcdTlsDocker(ctx),
-    '-e', `CALICO_HOSTNAME=${host}`, '-e', `CALICO_NODE_IP=${f.ip}`, '-e', `ETCD_ENDPOINTS=${ctx.etcdEndpoints}`,
-    '-e', `CALICO_PROXY_LISTEN=${[...pl.listen, `unix:///var/lib/calico/${host}/docker.sock`].join(',')}`,
+    '-e',
+    `CALICO_HOSTNAME=${host}`,
+    '-e',
+    `CALICO_NODE_IP=${f.ip}`,
+    '-e',
+    `ETCD_ENDPOINTS=${ctx.etcdEndpoints}`,
+    '-e',
+    `CALICO_PROXY_LISTEN=${[...pl.listen, `unix:///var/lib/calico/${host}/docker.sock`].join(',')}`,
     `calico/node:${imageTag(ctx.env)}`,
     ...(f.ip6 ? [`--ip6=${f.ip6}`] : []),
     ...pl.tlsArgs,
   ];
   ctx.progress(`starting container ${name} from calico/node:${imageTag(ctx.env)}…`);
   const r = await dockerCli(upstream, args);
-  if (r.code !== 0) throw new Error(`docker run ${name} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
+  if (r.code !== 0)
+    throw new Error(`docker run ${name} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
     if ((await httpStatus({ socketPath: readySock }, '/_ping')) === 200) {
-      if (ctx.flags.json) ctx.json({ host, container: name, docker: pl.dockerHost, dockerSocket: `unix://${readySock}` });
+      if (ctx.flags.json)
+        ctx.json({ host, container: name, docker: pl.dockerHost, dockerSocket: `unix://${readySock}` });
       else {
         ctx.print(`calico-node is running on ${host} in container ${name}`);
         ctx.print(`  Docker API: DOCKER_HOST=${pl.dockerHost} (or unix://${readySock})`);
@@ -289,7 +325,10 @@ async function alreadyRunning(
 function startSupervisor(spec: SupervisorSpec): ProcessRecord {
   mkdirSync(spec.runDir, { recursive: true });
   mkdirSync(spec.logDir, { recursive: true });
-  const child = spawn(process.execPath, [calicoctlMain(), '_supervise', JSON.stringify(spec)], { detached: true, stdio: 'ignore' });
+  const child = spawn(process.execPath, [calicoctlMain(), '_supervise', JSON.stringify(spec)], {
+    detached: true,
+    stdio: 'ignore',
+  });
   child.unref();
   return recordProcess(child.pid!) ?? { pid: child.pid! };
 }
@@ -391,20 +430,25 @@ export async function node(ctx: Context, args: string[], f: NodeFlags & ApiTlsFl
         'calicoctl node remove <HOSTNAME> [--remove-endpoints]',
     );
   }
-  if (!f.ip || isIP(f.ip) !== 4) throw new UsageError('--ip=<IPv4> is required: this host\'s address on the management network');
+  if (!f.ip || isIP(f.ip) !== 4)
+    throw new UsageError("--ip=<IPv4> is required: this host's address on the management network");
   if (f.ip6 !== undefined && isIP(f.ip6) !== 6) throw new UsageError(`--ip6=${f.ip6}: not an IPv6 address`);
   if (f.as !== undefined && !/^\d+$/.test(f.as)) throw new UsageError(`--as=${f.as}: an AS number`);
   const pl = proxyListenFlags(f);
   // The diags service's https: the same flags as calicoctl master's API.
   if (runtime === 'docker' && (f.tlsCert ?? f.tlsKey ?? f.tlsCa) !== undefined) {
-    throw new UsageError('--tls-cert/--tls-key/--tls-ca are for the diags service, which --runtime=docker does not start');
+    throw new UsageError(
+      '--tls-cert/--tls-key/--tls-ca are for the diags service, which --runtime=docker does not start',
+    );
   }
   const diagsTls = apiTlsFlags(f);
   // etcd's configuration too (schemes, TLS files) stops calicoctl before anything starts.
   const etcdTlsFlags = ctx.etcdTlsFlags;
   const running = await alreadyRunning(ctx, dirs, 'node', `calico-node on ${host}`, host);
   if (running) {
-    ctx.print(`calico-node is already running on ${host} (supervisor pid ${running.pid}); "calicoctl node stop" first to change it`);
+    ctx.print(
+      `calico-node is already running on ${host} (supervisor pid ${running.pid}); "calicoctl node stop" first to change it`,
+    );
     return 0;
   }
   if (f.as !== undefined) await ctx.ds.put(bgpHostAsNumKey(host), encodeAsNum(Number(f.as)));
@@ -419,13 +463,45 @@ export async function node(ctx: Context, args: string[], f: NodeFlags & ApiTlsFl
     services: [
       {
         name: 'calico-node',
-        argv: [process.execPath, serviceMain('@calico/node'), ...common, `--ip=${f.ip}`, ...(f.ip6 ? [`--ip6=${f.ip6}`] : []), `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, ...pl.listen.map((l) => `--listen=${l}`), `--listen=unix://${proxySock}`, ...pl.tlsArgs, `--status-file=${join(dirs.run, 'agent-status.json')}`],
+        argv: [
+          process.execPath,
+          serviceMain('@calico/node'),
+          ...common,
+          `--ip=${f.ip}`,
+          ...(f.ip6 ? [`--ip6=${f.ip6}`] : []),
+          `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`,
+          ...pl.listen.map((l) => `--listen=${l}`),
+          `--listen=unix://${proxySock}`,
+          ...pl.tlsArgs,
+          `--status-file=${join(dirs.run, 'agent-status.json')}`,
+        ],
       },
-      { name: 'calico-bgp-config', argv: [process.execPath, serviceMain('@calico/bgp-config'), ...common, `--state-dir=${dirs.state}`, '--run-bird'] },
+      {
+        name: 'calico-bgp-config',
+        argv: [
+          process.execPath,
+          serviceMain('@calico/bgp-config'),
+          ...common,
+          `--state-dir=${dirs.state}`,
+          '--run-bird',
+        ],
+      },
       // Serves this host's diags to "calicoctl diags --cluster" run anywhere.
       {
         name: 'calico-diags',
-        argv: [process.execPath, serviceMain('@calico/diags'), 'serve', ...common, `--api-token-file=${ctx.apiTokenFile}`, `--listen=${f.ip}:7601`, `--run-dir=${dirs.run}`, `--log-dir=${dirs.log}`, `--state-dir=${dirs.state}`, `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`, ...diagsTls.args],
+        argv: [
+          process.execPath,
+          serviceMain('@calico/diags'),
+          'serve',
+          ...common,
+          `--api-token-file=${ctx.apiTokenFile}`,
+          `--listen=${f.ip}:7601`,
+          `--run-dir=${dirs.run}`,
+          `--log-dir=${dirs.log}`,
+          `--state-dir=${dirs.state}`,
+          `--docker=${f.docker ?? 'unix:///var/run/docker.sock'}`,
+          ...diagsTls.args,
+        ],
       },
     ],
     daemonPidFiles: [join(dirs.state, 'bird.pid')],
@@ -467,7 +543,7 @@ export async function master(
     const usage = 'calicoctl master --ip=<IP> [--listen=<host:port>] [--gc-dead-hosts-after=<duration>] | master stop';
     throw new UsageError(`usage: ${usage}`);
   }
-  if (!f.ip || isIP(f.ip) === 0) throw new UsageError('--ip=<IP> is required: the master\'s address');
+  if (!f.ip || isIP(f.ip) === 0) throw new UsageError("--ip=<IP> is required: the master's address");
   const gcFlags: string[] = [];
   if (f.gcDeadHostsAfter !== undefined) {
     // Checked here, so that a bad value is a usage error rather than a master that will not start.
@@ -494,16 +570,29 @@ export async function master(
     const up = f.docker;
     await dockerCli(up, ['rm', '-f', MASTER_CONTAINER]);
     const r = await dockerCli(up, [
-      'run', '-d', '--name', MASTER_CONTAINER, '--net=host', '--restart=unless-stopped',
+      'run',
+      '-d',
+      '--name',
+      MASTER_CONTAINER,
+      '--net=host',
+      '--restart=unless-stopped',
       // The token's folder, so that the master makes (or reads) the host's own token file.
-      '-v', `${dirname(ctx.apiTokenFile)}:${dirname(ctx.apiTokenFile)}`,
+      '-v',
+      `${dirname(ctx.apiTokenFile)}:${dirname(ctx.apiTokenFile)}`,
       ...etcdTlsDocker(ctx),
       ...tls.files.flatMap((file) => ['-v', `${file}:${file}:ro`]),
       `calico/master:${imageTag(ctx.env)}`,
-      `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags,
+      `--ip=${f.ip}`,
+      `--listen=${listen}`,
+      `--etcd=${ctx.etcdEndpoints}`,
+      `--api-token-file=${ctx.apiTokenFile}`,
+      ...gcFlags,
       ...tls.args,
     ]);
-    if (r.code !== 0) throw new Error(`docker run ${MASTER_CONTAINER} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`);
+    if (r.code !== 0)
+      throw new Error(
+        `docker run ${MASTER_CONTAINER} failed: ${r.out.trim()} (build the images with deploy/build-images.sh)`,
+      );
     for (let i = 0; i < 300; i++) {
       if (await masterUp()) {
         ctx.print(`calico-master is running in container ${MASTER_CONTAINER}: API ${api}`);
@@ -521,9 +610,15 @@ export async function master(
       {
         name: 'calico-master',
         argv: [
-          process.execPath, serviceMain('@calico/master'),
-          `--ip=${f.ip}`, `--listen=${listen}`, `--etcd=${ctx.etcdEndpoints}`, ...etcdTlsFlags,
-          `--api-token-file=${ctx.apiTokenFile}`, ...gcFlags, ...tls.args,
+          process.execPath,
+          serviceMain('@calico/master'),
+          `--ip=${f.ip}`,
+          `--listen=${listen}`,
+          `--etcd=${ctx.etcdEndpoints}`,
+          ...etcdTlsFlags,
+          `--api-token-file=${ctx.apiTokenFile}`,
+          ...gcFlags,
+          ...tls.args,
         ],
       },
     ],

@@ -17,7 +17,13 @@ export interface BgpSession {
 
 /** Reads `birdc show protocols`: one line per protocol; BGP ones are our sessions. */
 export function parseBirdProtocols(text: string): BgpSession[] {
-  const types: Record<string, string> = { Mesh: 'mesh', Global: 'global', Node: 'node', RR: 'reflector', RRClient: 'rr-client' };
+  const types: Record<string, string> = {
+    Mesh: 'mesh',
+    Global: 'global',
+    Node: 'node',
+    RR: 'reflector',
+    RRClient: 'rr-client',
+  };
   return text
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
@@ -52,7 +58,10 @@ function agentView(file: string): { policy: string; metrics: string | null; prox
   } catch {
     return { policy: `unknown (no agent status in ${file} yet)`, metrics: null, proxy: null };
   }
-  const sync = doc.datastore?.status === 'in-sync' ? 'in sync with etcd' : `not in sync with etcd (${doc.datastore?.status ?? 'unknown'})`;
+  const sync =
+    doc.datastore?.status === 'in-sync'
+      ? 'in sync with etcd'
+      : `not in sync with etcd (${doc.datastore?.status ?? 'unknown'})`;
   const kernel = doc.programmed ? 'programmed in the kernel' : 'not yet programmed in the kernel';
   const policy = `${sync}, ${kernel} (as of ${doc.writtenAt ?? '?'})`;
   return { policy, metrics: doc.metricsUrl ?? null, proxy: doc.proxy ?? null };
@@ -76,7 +85,9 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
   });
   const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
   const leftRunning = running ? [] : services.filter((s) => s.pid !== null).sort(byName);
-  const bgp = running ? parseBirdProtocols(await runQuiet(['birdc', '-s', join(dirs.state, 'bird.ctl'), 'show', 'protocols'])) : [];
+  const bgp = running
+    ? parseBirdProtocols(await runQuiet(['birdc', '-s', join(dirs.state, 'bird.ctl'), 'show', 'protocols']))
+    : [];
   let etcd = 'reachable';
   let endpoints: { container: string; name: string | null; addrs: string; state: string | null }[] = [];
   let masterState = 'unknown';
@@ -111,7 +122,14 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     hosts = v.hosts.map((h) => ({ ...h, downSince: h.state === 'down' ? (downSince.get(h.name) ?? null) : null }));
     endpoints = v.workloads
       .filter((w) => w.host === host)
-      .flatMap((w) => w.endpoints.map((e) => ({ container: w.containerId.slice(0, 12), name: w.name, addrs: e.addrs.join(','), state: e.state })));
+      .flatMap((w) =>
+        w.endpoints.map((e) => ({
+          container: w.containerId.slice(0, 12),
+          name: w.name,
+          addrs: e.addrs.join(','),
+          state: e.state,
+        })),
+      );
     problems = v.problems;
     if (v.masterApiUrl) {
       const url = v.masterApiUrl;
@@ -137,8 +155,21 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
     const metrics = agent?.metrics ?? null;
     const proxy = agent?.proxy ?? null;
     ctx.json({
-      host, node, reason, state, services, bgp, endpoints, etcd, master: masterState, policy, metrics, proxy,
-      hosts, problems, notices,
+      host,
+      node,
+      reason,
+      state,
+      services,
+      bgp,
+      endpoints,
+      etcd,
+      master: masterState,
+      policy,
+      metrics,
+      proxy,
+      hosts,
+      problems,
+      notices,
     });
   } else {
     const how = inDocker
@@ -157,9 +188,23 @@ export async function status(ctx: Context, args: string[], f: NodeFlags): Promis
       ctx.print(table(['SERVICE', 'PID', 'RESTARTS', 'STATE'], rows));
     }
     ctx.print('');
-    ctx.print(bgp.length ? table(['PEER', 'TYPE', 'STATE', 'SINCE', 'INFO'], bgp.map((b) => [b.peer, b.type, b.state, b.since, b.info])) : 'BGP: no sessions');
+    ctx.print(
+      bgp.length
+        ? table(
+            ['PEER', 'TYPE', 'STATE', 'SINCE', 'INFO'],
+            bgp.map((b) => [b.peer, b.type, b.state, b.since, b.info]),
+          )
+        : 'BGP: no sessions',
+    );
     ctx.print('');
-    ctx.print(endpoints.length ? table(['CONTAINER', 'NAME', 'ADDRESSES', 'STATE'], endpoints.map((e) => [e.container, e.name ?? '-', e.addrs, e.state ?? '-'])) : 'No endpoints on this host');
+    ctx.print(
+      endpoints.length
+        ? table(
+            ['CONTAINER', 'NAME', 'ADDRESSES', 'STATE'],
+            endpoints.map((e) => [e.container, e.name ?? '-', e.addrs, e.state ?? '-']),
+          )
+        : 'No endpoints on this host',
+    );
     ctx.print('');
     if (hosts.length) {
       const since = (h: (typeof hosts)[number]) =>

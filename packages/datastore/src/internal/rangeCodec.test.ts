@@ -8,8 +8,18 @@ import { RangeCodecError, decodeRangeResponse, encodeRangeRequest } from './rang
 
 const require = createRequire(import.meta.url);
 const protoDir = join(dirname(require.resolve('etcd3')), '..', 'proto');
-const pkg = loadSync(join(protoDir, 'rpc.proto'), { keepCase: true, longs: String, defaults: true, includeDirs: [protoDir] });
-const range = (pkg['etcdserverpb.KV'] as unknown as Record<string, { requestDeserialize(b: Buffer): any; requestSerialize(v: unknown): Buffer; responseSerialize(v: unknown): Buffer }>).Range!;
+const pkg = loadSync(join(protoDir, 'rpc.proto'), {
+  keepCase: true,
+  longs: String,
+  defaults: true,
+  includeDirs: [protoDir],
+});
+const range = (
+  pkg['etcdserverpb.KV'] as unknown as Record<
+    string,
+    { requestDeserialize(b: Buffer): any; requestSerialize(v: unknown): Buffer; responseSerialize(v: unknown): Buffer }
+  >
+).Range!;
 
 const kv = (key: string, value: string, mod: string, extra: Record<string, unknown> = {}) => ({
   key: Buffer.from(key),
@@ -23,18 +33,38 @@ const kv = (key: string, value: string, mod: string, extra: Record<string, unkno
 
 describe('range codec', () => {
   it('encodes a request the generic decoder reads back field for field', () => {
-    const req = range.requestDeserialize(encodeRangeRequest({ key: Buffer.from('/calico/'), rangeEnd: Buffer.from('/calico0'), limit: 50_000, revision: 2 ** 40 + 3 }));
+    const req = range.requestDeserialize(
+      encodeRangeRequest({
+        key: Buffer.from('/calico/'),
+        rangeEnd: Buffer.from('/calico0'),
+        limit: 50_000,
+        revision: 2 ** 40 + 3,
+      }),
+    );
     expect(req.key.toString()).toBe('/calico/');
     expect(req.range_end.toString()).toBe('/calico0');
     expect(req.limit).toBe('50000');
     expect(req.revision).toBe(String(2 ** 40 + 3));
     expect(req.serializable).toBe(false);
-    const bare = range.requestDeserialize(encodeRangeRequest({ key: Buffer.from('/a'), rangeEnd: Buffer.from('/b'), limit: 0, revision: 0, serializable: true }));
+    const bare = range.requestDeserialize(
+      encodeRangeRequest({
+        key: Buffer.from('/a'),
+        rangeEnd: Buffer.from('/b'),
+        limit: 0,
+        revision: 0,
+        serializable: true,
+      }),
+    );
     expect([bare.limit, bare.revision, bare.serializable]).toEqual(['0', '0', true]);
   });
 
   it('leaves an empty range end out, as etcd reads a present empty one as "every key from here"', () => {
-    const oneKey = encodeRangeRequest({ key: Buffer.from('/calico/'), rangeEnd: Buffer.alloc(0), limit: 1, revision: 0 });
+    const oneKey = encodeRangeRequest({
+      key: Buffer.from('/calico/'),
+      rangeEnd: Buffer.alloc(0),
+      limit: 1,
+      revision: 0,
+    });
     // Tag 0x12 is field 2 (range_end), length-delimited.
     expect(oneKey.includes(0x12)).toBe(false);
     expect(oneKey).toEqual(range.requestSerialize({ key: Buffer.from('/calico/'), limit: '1' }));
@@ -44,7 +74,11 @@ describe('range codec', () => {
     const big = String(2 ** 45 + 17);
     const msg = range.responseSerialize({
       header: { cluster_id: '14841639068965178418', member_id: '10276657743932975437', revision: big, raft_term: '9' },
-      kvs: [kv('/calico/host/h1/bird_ip', '198.18.0.2', '5'), kv('/calico/network/group/grüße/name', 'Grüße ✓', big), kv('/calico/x', '', '6')],
+      kvs: [
+        kv('/calico/host/h1/bird_ip', '198.18.0.2', '5'),
+        kv('/calico/network/group/grüße/name', 'Grüße ✓', big),
+        kv('/calico/x', '', '6'),
+      ],
       more: true,
       count: '1000',
     });
@@ -60,18 +94,31 @@ describe('range codec', () => {
   });
 
   it('an empty range: no keys, no last key, not more', () => {
-    const r = decodeRangeResponse(range.responseSerialize({ header: { revision: '12' }, kvs: [], more: false, count: '0' }));
+    const r = decodeRangeResponse(
+      range.responseSerialize({ header: { revision: '12' }, kvs: [], more: false, count: '0' }),
+    );
     expect({ ...r, kvs: [...r.kvs] }).toEqual({ revision: 12, kvs: [], more: false, lastKey: undefined });
   });
 
   it('the next page starts after the last key as etcd holds it, even when it is not valid UTF-8', () => {
     const raw = Buffer.from([0x2f, 0x6b, 0xff, 0xfe]);
-    const r = decodeRangeResponse(range.responseSerialize({ header: { revision: '3' }, kvs: [{ key: raw, value: Buffer.from('v'), mod_revision: '3' }], more: true }));
+    const r = decodeRangeResponse(
+      range.responseSerialize({
+        header: { revision: '3' },
+        kvs: [{ key: raw, value: Buffer.from('v'), mod_revision: '3' }],
+        more: true,
+      }),
+    );
     expect(r.lastKey).toEqual(raw);
   });
 
   it('refuses a truncated message instead of reading past it', () => {
-    const msg = range.responseSerialize({ header: { revision: '3' }, kvs: [kv('/calico/a', 'value', '3')], more: false });
-    for (const cut of [1, 5, msg.length - 3]) expect(() => decodeRangeResponse(msg.subarray(0, cut))).toThrow(RangeCodecError);
+    const msg = range.responseSerialize({
+      header: { revision: '3' },
+      kvs: [kv('/calico/a', 'value', '3')],
+      more: false,
+    });
+    for (const cut of [1, 5, msg.length - 3])
+      expect(() => decodeRangeResponse(msg.subarray(0, cut))).toThrow(RangeCodecError);
   });
 });

@@ -82,10 +82,12 @@ export function checkAddress(label: string, value: unknown, want?: 4 | 6): Check
   if (value === undefined) return bad(`${label} is missing`);
   if (typeof value !== 'string') return bad(`${label} must be ${what} string, got ${kindOf(value)}`);
   if (want !== 6 && isCanonicalIPv4(value)) return good({ addr: value, family: 4 });
-  if (value.includes('/') && readCidr(value).ok) return bad(`${label} ${show(value)} must be an address without a prefix length`);
+  if (value.includes('/') && readCidr(value).ok)
+    return bad(`${label} ${show(value)} must be an address without a prefix length`);
   const r = readIP(value);
   if (!r.ok) return bad(`${label} ${show(value)} is not ${what}: ${r.reason}`);
-  if (want !== undefined && r.value.family !== want) return bad(`${label} ${show(value)} is not ${what}: it is IPv${r.value.family}`);
+  if (want !== undefined && r.value.family !== want)
+    return bad(`${label} ${show(value)} is not ${what}: it is IPv${r.value.family}`);
   return good({ addr: canonicalIP(value) ?? value, family: r.value.family });
 }
 

@@ -6,7 +6,17 @@ describe('sortAddrs', () => {
     let seed = 5;
     // xorshift32: small, seeded, and random in its low bits.
     const rnd = (n: number) => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), (seed >>> 0) % n);
-    const odd = ['010.0.0.1', '1.2.3', 'not an address', '::', '::ffff:10.0.0.1', 'fd00:198:19::1', 'fd00:198:19::a', '255.255.255.255', '0.0.0.0'];
+    const odd = [
+      '010.0.0.1',
+      '1.2.3',
+      'not an address',
+      '::',
+      '::ffff:10.0.0.1',
+      'fd00:198:19::1',
+      'fd00:198:19::a',
+      '255.255.255.255',
+      '0.0.0.0',
+    ];
     for (let round = 0; round < 200; round++) {
       const set = new Set<string>();
       for (let i = rnd(60); i > 0; i--) {

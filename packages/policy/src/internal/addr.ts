@@ -49,7 +49,8 @@ export function sortAddrs(addrs: Iterable<string>): string[] {
   let i = 0;
   let j = 0;
   while (i < out.length || j < rest.length) {
-    if (j >= rest.length || (i < out.length && compareAddrs(out[i] as string, rest[j] as string) <= 0)) merged.push(out[i++] as string);
+    if (j >= rest.length || (i < out.length && compareAddrs(out[i] as string, rest[j] as string) <= 0))
+      merged.push(out[i++] as string);
     else merged.push(rest[j++] as string);
   }
   return merged;

@@ -3,7 +3,15 @@
  * handleStatus() (what the syncer calls), the kernel is a FakeKernel.
  */
 import type { Datastore, SyncBatch, SyncHandler, SyncStatus } from '@calico/datastore';
-import { bird6IpKey, birdIpKey, diagsUrlKey, groupMemberKey, groupRuleKey, masterApiUrlKey, masterIpKey } from '@calico/keyspace';
+import {
+  bird6IpKey,
+  birdIpKey,
+  diagsUrlKey,
+  groupMemberKey,
+  groupRuleKey,
+  masterApiUrlKey,
+  masterIpKey,
+} from '@calico/keyspace';
 import { createLogger } from '@calico/log';
 import { policyFixtures as fx, type KeyValue } from '@calico/policy';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -36,8 +44,23 @@ const web = fx.group({
   inbound: [{ group: 'web' }, { cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 }],
   outbound: [{ group: 'web' }, { cidr: '0.0.0.0/0' }, { cidr: '::/0' }],
 });
-const db = fx.group({ groupId: 'db', members: [L2], inbound: [{ group: 'web', protocol: 'tcp', port: 5432 }, { cidr: '10.0.0.0/8', protocol: 'tcp', port: 22 }] });
-const all: KeyValue[] = [...ep.L1, ...ep.L2, ...ep.R1, ...ep.R2, ...web, ...db, { key: ENDPOINT_TO_HOST_KEY, value: 'accept' }];
+const db = fx.group({
+  groupId: 'db',
+  members: [L2],
+  inbound: [
+    { group: 'web', protocol: 'tcp', port: 5432 },
+    { cidr: '10.0.0.0/8', protocol: 'tcp', port: 22 },
+  ],
+});
+const all: KeyValue[] = [
+  ...ep.L1,
+  ...ep.L2,
+  ...ep.R1,
+  ...ep.R2,
+  ...web,
+  ...db,
+  { key: ENDPOINT_TO_HOST_KEY, value: 'accept' },
+];
 
 type Update = { type: 'put'; key: string; value: string } | { type: 'delete'; key: string };
 const puts = (kvs: readonly KeyValue[]): Update[] => kvs.map(({ key, value }) => ({ type: 'put', key, value }));
@@ -48,7 +71,8 @@ const batch = (updates: Update[], kind: SyncBatch['kind'] = 'watch'): SyncBatch 
   updates: updates.map((u) => ({ ...u, revision: 0 })),
 });
 /** A rule as the test reads it back: without our hash comment. */
-const plain = (rules: string[] | undefined) => rules?.map((r) => r.replace(/-m comment --comment "cali:[A-Za-z0-9]+" /, ''));
+const plain = (rules: string[] | undefined) =>
+  rules?.map((r) => r.replace(/-m comment --comment "cali:[A-Za-z0-9]+" /, ''));
 
 const agents: PolicyAgent[] = [];
 function newAgent(opts: Partial<PolicyAgentOptions> = {}) {
@@ -111,7 +135,7 @@ describe('agentKeyFilter', () => {
 });
 
 describe('PolicyAgent', () => {
-  it('keeps every host\'s bird_ip and bird6_ip from its sync: puts, deletes, resyncs, bad values', async () => {
+  it("keeps every host's bird_ip and bird6_ip from its sync: puts, deletes, resyncs, bad values", async () => {
     const { agent } = newAgent();
     let synced = false;
     void agent.whenSynced().then(() => (synced = true));
@@ -129,11 +153,13 @@ describe('PolicyAgent', () => {
     expect(synced).toBe(true);
     const seen = () => Object.fromEntries(agent.birdIps());
     expect(seen()).toEqual({ '198.18.0.11': 'h1', '198.18.0.12': 'h2', 'fd00:198:18::12': 'h2' });
-    agent.handleBatch(batch([
-      { type: 'put', key: birdIpKey('h2'), value: '198.18.0.22' },
-      { type: 'put', key: birdIpKey('h3'), value: '198.18.0.13' },
-      { type: 'delete', key: bird6IpKey('h2') },
-    ]));
+    agent.handleBatch(
+      batch([
+        { type: 'put', key: birdIpKey('h2'), value: '198.18.0.22' },
+        { type: 'put', key: birdIpKey('h3'), value: '198.18.0.13' },
+        { type: 'delete', key: bird6IpKey('h2') },
+      ]),
+    );
     expect(seen()).toEqual({ '198.18.0.11': 'h1', '198.18.0.22': 'h2', '198.18.0.13': 'h3' });
     // A value that stops decoding takes the address away; so does a resync's delete.
     agent.handleBatch(batch([{ type: 'put', key: birdIpKey('h3'), value: '' }]));
@@ -155,17 +181,40 @@ describe('PolicyAgent', () => {
     agent.handleStatus('in-sync', 'watching');
     await agent.idle();
     expect(kernel.chainNames(4, 'filter')).toContain(fromChain(if1));
-    expect(agent.status()).toMatchObject({ syncStatus: 'in-sync', everInSync: true, programmed: true, localEndpoints: 2, ipsets: 2, lastError: null });
+    expect(agent.status()).toMatchObject({
+      syncStatus: 'in-sync',
+      everInSync: true,
+      programmed: true,
+      localEndpoints: 2,
+      ipsets: 2,
+      lastError: null,
+    });
   });
 
   it('on an empty kernel, installs its hooks at once, dropping workload traffic until the first full sync', async () => {
     const { kernel, agent } = newAgent();
     expect(await agent.installHooks()).toBe('installed');
     const tables = { rules: kernel.rules.bind(kernel), policy: kernel.chainPolicy.bind(kernel), setHas: () => false };
-    const packet = { family: 4 as const, src: '10.65.0.1', dst: '10.65.1.1', protocol: 6, dport: 80, sport: 40_000, inIf: if1, outIf: 'eth0', srcMac: '02:00:00:00:00:01', reversePathOk: true, ctState: 'NEW' as const };
+    const packet = {
+      family: 4 as const,
+      src: '10.65.0.1',
+      dst: '10.65.1.1',
+      protocol: 6,
+      dport: 80,
+      sport: 40_000,
+      inIf: if1,
+      outIf: 'eth0',
+      srcMac: '02:00:00:00:00:01',
+      reversePathOk: true,
+      ctState: 'NEW' as const,
+    };
     // Control: a packet between two other interfaces still passes the hooks.
     expect(walkForward(tables, { ...packet, inIf: 'eth1', outIf: 'eth0' }).accepted).toBe(true);
-    for (const p of [packet, { ...packet, inIf: 'eth0', outIf: if1 }, { ...packet, family: 6 as const, src: 'fd00::1', dst: 'fd00::1:1' }]) {
+    for (const p of [
+      packet,
+      { ...packet, inIf: 'eth0', outIf: if1 },
+      { ...packet, family: 6 as const, src: 'fd00::1', dst: 'fd00::1:1' },
+    ]) {
       expect(walkForward(tables, p).accepted).toBe(false);
     }
     expect(kernel.rules(4, 'filter', 'INPUT')).toEqual([expect.stringContaining('-j cali-INPUT')]);
@@ -207,10 +256,16 @@ describe('PolicyAgent', () => {
   it("programs this host's endpoints only; remote endpoints are ipset members", async () => {
     const { kernel } = await inSync();
     // L2 has no IPv6 address: no IPv6 chains, and the IPv6 dispatch drops its packets.
-    for (const [family, ifs] of [[4, [if1, if2]], [6, [if1]]] as const) {
+    for (const [family, ifs] of [
+      [4, [if1, if2]],
+      [6, [if1]],
+    ] as const) {
       const chains = kernel.chainNames(family, 'filter').filter((c) => /^cali-(fw|tw)-/.test(c));
       expect(chains.sort()).toEqual(ifs.flatMap((i) => [fromChain(i), toChain(i)]).sort());
-      expect(plain(kernel.rules(family, 'filter', 'cali-from-wl'))).toEqual([...ifs.map((i) => `-i ${i} -g ${fromChain(i)}`), '-j DROP']);
+      expect(plain(kernel.rules(family, 'filter', 'cali-from-wl'))).toEqual([
+        ...ifs.map((i) => `-i ${i} -g ${fromChain(i)}`),
+        '-j DROP',
+      ]);
     }
     expect(kernel.setNames()).toEqual([WEB4, WEB6, 'cali4-ctl', 'cali6-ctl'].sort());
     expect(kernel.setMembers(WEB4)).toEqual(['10.65.0.1', '10.65.1.1']);
@@ -244,7 +299,10 @@ describe('PolicyAgent', () => {
       [...puts([{ key: ep.L1[0]!.key, value: JSON.stringify([{ addr: '10.65.0.7' }]) }]), ...puts([ep.L1[0]!])],
       [{ type: 'put', key: db[1]!.key, value: '{"group": "web", "protocol": ' }, ...puts([db[1]!])],
       ...L9.map((kv) => [...puts([kv]), ...dels([kv])]),
-      [...puts([{ key: groupMemberKey('web', 'e9e9e9e9e9e9e9e9'), value: '' }]), { type: 'delete', key: groupMemberKey('web', 'e9e9e9e9e9e9e9e9') }],
+      [
+        ...puts([{ key: groupMemberKey('web', 'e9e9e9e9e9e9e9e9'), value: '' }]),
+        { type: 'delete', key: groupMemberKey('web', 'e9e9e9e9e9e9e9e9') },
+      ],
       [...puts([{ key: groupMemberKey('db', R2), value: '' }]), { type: 'delete', key: groupMemberKey('db', R2) }],
     ];
     const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
@@ -311,7 +369,10 @@ describe('PolicyAgent', () => {
     for (const family of [4, 6] as const) {
       expect(kernel.chainNames(family, 'filter')).not.toContain(fromChain(if1));
       expect(kernel.chainNames(family, 'filter')).not.toContain(toChain(if1));
-      expect(plain(kernel.rules(family, 'filter', 'cali-to-wl'))).toEqual([...(family === 4 ? [`-o ${if2} -g ${toChain(if2)}`] : []), '-j DROP']);
+      expect(plain(kernel.rules(family, 'filter', 'cali-to-wl'))).toEqual([
+        ...(family === 4 ? [`-o ${if2} -g ${toChain(if2)}`] : []),
+        '-j DROP',
+      ]);
     }
     expect([...kernel.conntrackFlushed].sort()).toEqual(['10.65.0.1', 'fd00::1']);
     // L2's rule still names web, whose only member left is remote; web's IPv6 set is no longer named.
@@ -323,19 +384,36 @@ describe('PolicyAgent', () => {
   it('an endpoint gaining its first IPv6 address gets IPv6 chains and a place in the IPv6 dispatch', async () => {
     const { kernel, agent } = await inSync();
     expect(kernel.chainNames(6, 'filter')).not.toContain(fromChain(if2));
-    agent.handleBatch(batch(puts([{ key: ep.L2[0]!.key, value: JSON.stringify([{ addr: '10.65.0.2' }, { addr: 'fd00::2' }]) }])));
+    agent.handleBatch(
+      batch(puts([{ key: ep.L2[0]!.key, value: JSON.stringify([{ addr: '10.65.0.2' }, { addr: 'fd00::2' }]) }])),
+    );
     await agent.idle();
-    expect(plain(kernel.rules(6, 'filter', 'cali-from-wl'))).toEqual([`-i ${if1} -g ${fromChain(if1)}`, `-i ${if2} -g ${fromChain(if2)}`, '-j DROP']);
+    expect(plain(kernel.rules(6, 'filter', 'cali-from-wl'))).toEqual([
+      `-i ${if1} -g ${fromChain(if1)}`,
+      `-i ${if2} -g ${fromChain(if2)}`,
+      '-j DROP',
+    ]);
     expect(plain(kernel.rules(6, 'filter', fromChain(if2)))).toContain('! -s fd00::2/128 -j DROP');
     expect(kernel.received.every((r) => r.ok)).toBe(true);
   });
 
   it('the dispatch tree grows branches with many workloads, and loses them when they go', async () => {
-    const many = Array.from({ length: 80 }, (_, i) => fx.endpoint({ host: 'h1', endpointId: `${(0xe00 + i).toString(16).padStart(11, '0')}00000`, addrs: [`10.66.0.${i + 1}`] }));
+    const many = Array.from({ length: 80 }, (_, i) =>
+      fx.endpoint({
+        host: 'h1',
+        endpointId: `${(0xe00 + i).toString(16).padStart(11, '0')}00000`,
+        addrs: [`10.66.0.${i + 1}`],
+      }),
+    );
     const { kernel, agent } = await inSync([...all, ...many.flat()]);
-    const branches = () => kernel.chainNames(4, 'filter').filter((c) => c.startsWith('cali-from-wl-') || c.startsWith('cali-to-wl-'));
+    const branches = () =>
+      kernel.chainNames(4, 'filter').filter((c) => c.startsWith('cali-from-wl-') || c.startsWith('cali-to-wl-'));
     expect(branches().length).toBeGreaterThan(0);
-    expect(plain(kernel.rules(4, 'filter', 'cali-from-wl'))!.every((r) => r === '-j DROP' || / -g cali-(from-wl-|fw-)/.test(r))).toBe(true);
+    expect(
+      plain(kernel.rules(4, 'filter', 'cali-from-wl'))!.every(
+        (r) => r === '-j DROP' || / -g cali-(from-wl-|fw-)/.test(r),
+      ),
+    ).toBe(true);
     agent.handleBatch(batch(dels(many.slice(0, 75).flat())));
     await agent.idle();
     // 7 workloads are left: one chain holds them all again, and no branch is left behind.
@@ -359,7 +437,16 @@ describe('PolicyAgent', () => {
   it('a rule added only allows more: its endpoints get new chains and conntrack is not called', async () => {
     const { kernel, agent } = await inSync();
     const before = plain(kernel.rules(4, 'filter', toChain(if2)));
-    agent.handleBatch(batch(puts([{ key: groupRuleKey('db', 'inbound', 3), value: JSON.stringify({ cidr: '10.9.0.0/16', protocol: 'tcp', port: 8080 }) }])));
+    agent.handleBatch(
+      batch(
+        puts([
+          {
+            key: groupRuleKey('db', 'inbound', 3),
+            value: JSON.stringify({ cidr: '10.9.0.0/16', protocol: 'tcp', port: 8080 }),
+          },
+        ]),
+      ),
+    );
     await agent.idle();
     const after = plain(kernel.rules(4, 'filter', toChain(if2))) ?? [];
     expect(after).not.toEqual(before);
@@ -370,7 +457,9 @@ describe('PolicyAgent', () => {
   it('narrows: a rule gone, or a new rule that is not an allow, allows less; allows added do not', () => {
     const old = ['! -s 10.0.0.1/32 -j DROP', '-s 10.1.0.0/16 -j RETURN', '-j DROP'];
     expect(narrows(old, old)).toBe(false);
-    expect(narrows(old, ['! -s 10.0.0.1/32 -j DROP', '-s 10.1.0.0/16 -j RETURN', '-s 10.2.0.0/16 -j RETURN', '-j DROP'])).toBe(false);
+    expect(
+      narrows(old, ['! -s 10.0.0.1/32 -j DROP', '-s 10.1.0.0/16 -j RETURN', '-s 10.2.0.0/16 -j RETURN', '-j DROP']),
+    ).toBe(false);
     expect(narrows(old, ['! -s 10.0.0.1/32 -j DROP', '-j DROP'])).toBe(true);
     expect(narrows(old, ['-m mac ! --mac-source 02:00:00:00:00:01 -j DROP', ...old])).toBe(true);
     expect(narrows(old, ['! -s 10.0.0.1/32 -j DROP', '-s 10.1.0.0/16 -p tcp -j RETURN', '-j DROP'])).toBe(true);
@@ -415,7 +504,9 @@ describe('PolicyAgent', () => {
     agent.handleBatch(batch(puts([{ key: bad, value: '{"cidr": "10.1.0.0/16", "protocol": "udp", "port": 53}' }])));
     await agent.idle();
     expect(agent.status().problems).toEqual([]);
-    expect(plain(kernel.rules(4, 'filter', toChain(if2)))?.[2]).toBe('-s 10.1.0.0/16 -p udp -m udp --dport 53 -j RETURN');
+    expect(plain(kernel.rules(4, 'filter', toChain(if2)))?.[2]).toBe(
+      '-s 10.1.0.0/16 -p udp -m udp --dport 53 -j RETURN',
+    );
   });
 
   it.each<SyncStatus>(['wait-for-datastore', 'resyncing', 'retrying', 'stopped'])(
@@ -480,7 +571,10 @@ describe('PolicyAgent', () => {
   });
 
   it('the configured default applies when the key is absent', async () => {
-    const { kernel } = await inSync(all.filter((kv) => kv.key !== ENDPOINT_TO_HOST_KEY), { endpointToHost: 'policy' });
+    const { kernel } = await inSync(
+      all.filter((kv) => kv.key !== ENDPOINT_TO_HOST_KEY),
+      { endpointToHost: 'policy' },
+    );
     expect(plain(kernel.rules(4, 'filter', 'cali-wl-to-host'))!.slice(2)).toEqual(['-j cali-from-wl', '-j ACCEPT']);
   });
 
@@ -504,7 +598,12 @@ describe('PolicyAgent', () => {
     const { kernel, agent } = await inSync([...all, ...odd, { key: groupMemberKey('web', 'web-1'), value: '' }]);
     expect(kernel.chainNames(4, 'filter')).toContain(fromChain(if1));
     expect(agent.status().localEndpoints).toBe(2);
-    expect(agent.status().problems.map((p) => p.errors.join(' ')).join(' ')).toContain('web-1');
+    expect(
+      agent
+        .status()
+        .problems.map((p) => p.errors.join(' '))
+        .join(' '),
+    ).toContain('web-1');
     // It is still a member of web for everyone else.
     expect(kernel.setMembers(WEB4)).toContain('10.65.0.50');
   });
@@ -545,8 +644,17 @@ describe('PolicyAgent and the control plane', () => {
     };
     const walk = (dst: string, dport: number) =>
       walkForward(tables, {
-        family: 4, src: '10.65.0.1', dst, protocol: 6, dport, sport: 40_000, inIf: if1, outIf: 'eth0',
-        srcMac: '02:00:00:00:00:01', reversePathOk: true, ctState: 'NEW',
+        family: 4,
+        src: '10.65.0.1',
+        dst,
+        protocol: 6,
+        dport,
+        sport: 40_000,
+        inIf: if1,
+        outIf: 'eth0',
+        srcMac: '02:00:00:00:00:01',
+        reversePathOk: true,
+        ctState: 'NEW',
       }).accepted;
     expect(walk('198.18.0.1', 2379)).toBe(false);
     expect(walk('198.18.0.12', 9099)).toBe(false);
@@ -572,7 +680,7 @@ describe('PolicyAgent and the control plane', () => {
     expect(kernel.setMembers('cali6-ctl')).toEqual([]);
   });
 
-  it('a rule naming a target as a host prefix exempts it; taking it away cuts the workload\'s flows', async () => {
+  it("a rule naming a target as a host prefix exempts it; taking it away cuts the workload's flows", async () => {
     const named = fx.group({
       groupId: 'web',
       members: [L1, R1],
@@ -590,8 +698,8 @@ describe('PolicyAgent and the control plane', () => {
   });
 });
 
-describe('PolicyAgent and etcd\'s members', () => {
-  it('after a full sync, every member\'s client and peer URLs are control plane; a failure keeps them', async () => {
+describe("PolicyAgent and etcd's members", () => {
+  it("after a full sync, every member's client and peer URLs are control plane; a failure keeps them", async () => {
     let answer: () => Promise<{ clientURLs: string[]; peerURLs: string[] }[]> = async () => [
       { clientURLs: ['http://198.18.0.1:2379'], peerURLs: ['http://198.18.0.1:32380'] },
       { clientURLs: ['http://198.18.0.2:2379'], peerURLs: ['http://198.18.0.2:32380'] },

@@ -83,10 +83,13 @@ export interface AgentStatus {
 
 /** What the hooks lead to before the first full sync: every packet to or from a workload drops. */
 function closedChains(): [Family, 'filter', string, string[]][] {
-  return ([4, 6] as const).flatMap((family) => [
-    [family, 'filter', CHAIN.forward, ['-i cali+ -j DROP', '-o cali+ -j DROP']],
-    [family, 'filter', CHAIN.input, ['-i cali+ -j DROP']],
-  ] as [Family, 'filter', string, string[]][]);
+  return ([4, 6] as const).flatMap(
+    (family) =>
+      [
+        [family, 'filter', CHAIN.forward, ['-i cali+ -j DROP', '-o cali+ -j DROP']],
+        [family, 'filter', CHAIN.input, ['-i cali+ -j DROP']],
+      ] as [Family, 'filter', string, string[]][],
+  );
 }
 
 /** /calico/host/<host>/bird_ip or bird6_ip: one segment between the host directory and the leaf. */
@@ -109,7 +112,8 @@ export function agentKeyFilter(host: string): (key: string) => boolean {
   return (key) => {
     // Once per key of a snapshot: most are other hosts' addrs and state, told by their last letter first.
     const last = key.charCodeAt(key.length - 1);
-    if ((last === 115 /* s */ && key.endsWith('/addrs')) || (last === 101 /* e */ && key.endsWith('/state'))) return true;
+    if ((last === 115 /* s */ && key.endsWith('/addrs')) || (last === 101 /* e */ && key.endsWith('/state')))
+      return true;
     if (last === 112 /* p */ && isBirdIpKey(key)) return true;
     if (last === 108 /* l */ && key.endsWith('/diags_url')) return true;
     return !key.startsWith(hostsPrefix) || key.startsWith(own);
@@ -233,7 +237,9 @@ export class PolicyAgent {
     }
     for (const [family, table, chain, lines] of closedChains()) this.dataplane.setChain(family, table, chain, lines);
     await this.dataplane.apply();
-    this.opts.logger.info('kernel had none of our hooks: installed them, dropping all workload traffic until the first full sync');
+    this.opts.logger.info(
+      'kernel had none of our hooks: installed them, dropping all workload traffic until the first full sync',
+    );
     return 'installed';
   }
 
@@ -295,7 +301,10 @@ export class PolicyAgent {
       applies: this.applies,
       lastApply: this.lastApply,
       lastError: this.lastError,
-      problems: [...this.model.problems(), ...this.unnamable.values()].map((p) => ({ key: p.key, errors: [...p.errors] })),
+      problems: [...this.model.problems(), ...this.unnamable.values()].map((p) => ({
+        key: p.key,
+        errors: [...p.errors],
+      })),
     };
   }
 
@@ -306,10 +315,20 @@ export class PolicyAgent {
       version: 1,
       host,
       writtenAt: new Date().toISOString(),
-      datastore: { status: st.syncStatus, everInSync: st.everInSync, lastFullSyncAt: st.lastFullSyncAt && new Date(st.lastFullSyncAt).toISOString(), problems: st.problems.map((p) => ({ path: p.key, errors: p.errors })) },
+      datastore: {
+        status: st.syncStatus,
+        everInSync: st.everInSync,
+        lastFullSyncAt: st.lastFullSyncAt && new Date(st.lastFullSyncAt).toISOString(),
+        problems: st.problems.map((p) => ({ path: p.key, errors: p.errors })),
+      },
       programmed: st.programmed,
       dataplane: { applies: st.applies, lastApply: st.lastApply, lastError: st.lastError, ...this.dataplane.summary() },
-      endpoints: [...this.rendered.entries()].map(([eid, r]) => ({ endpoint: eid, interface: r.hostIf, addrs: r.addrs, ipsets: [...r.sets.keys()] })),
+      endpoints: [...this.rendered.entries()].map(([eid, r]) => ({
+        endpoint: eid,
+        interface: r.hostIf,
+        addrs: r.addrs,
+        ipsets: [...r.sets.keys()],
+      })),
     };
   }
 
@@ -323,7 +342,11 @@ export class PolicyAgent {
   private hasWork(): boolean {
     // Out of sync (after having been in sync) the model's changes wait; repairs of what is programmed do not.
     const dirty =
-      this.dirtyEndpoints.size > 0 || this.dirtyGroups.size > 0 || this.staticDirty || this.dispatchDirty || this.controlDirty;
+      this.dirtyEndpoints.size > 0 ||
+      this.dirtyGroups.size > 0 ||
+      this.staticDirty ||
+      this.dispatchDirty ||
+      this.controlDirty;
     const modelWork = this.syncStatus === 'in-sync' && dirty;
     return this.everInSync && (modelWork || this.dataplane.pending);
   }
@@ -357,15 +380,27 @@ export class PolicyAgent {
       // Read what the kernel holds while the snapshot streams in (the first write needs both),
       // once the first keys are here: earlier, the readers' processes would slow etcd's first answers.
       this.kernelRead = true;
-      this.dataplane.resync().catch((e: unknown) => this.opts.logger.warn({ err: String(e) }, 'reading the kernel at start failed; the first write reads it again'));
+      this.dataplane
+        .resync()
+        .catch((e: unknown) =>
+          this.opts.logger.warn(
+            { err: String(e) },
+            'reading the kernel at start failed; the first write reads it again',
+          ),
+        );
     }
     for (const u of batch.updates) {
       if (this.controlKeys.apply(u)) this.controlDirty = true;
       if (u.key.charCodeAt(u.key.length - 1) === 112 /* p */ && isBirdIpKey(u.key)) this.noteBirdIp(u);
       else if (u.key === ENDPOINT_TO_HOST_KEY) {
         const v = u.type === 'put' ? u.value.trim().toLowerCase() : '';
-        const next: EndpointToHostAction = v === 'accept' || v === 'policy' || v === 'drop' ? v : (this.opts.endpointToHost ?? 'drop');
-        if (u.type === 'put' && next !== v) this.opts.logger.warn({ key: u.key, value: u.value }, 'unknown EndpointToHostAction; expected accept, drop or policy; keeping the default');
+        const next: EndpointToHostAction =
+          v === 'accept' || v === 'policy' || v === 'drop' ? v : (this.opts.endpointToHost ?? 'drop');
+        if (u.type === 'put' && next !== v)
+          this.opts.logger.warn(
+            { key: u.key, value: u.value },
+            'unknown EndpointToHostAction; expected accept, drop or policy; keeping the default',
+          );
         if (next !== this.endpointToHost) {
           this.endpointToHost = next;
           this.staticDirty = true;
@@ -437,7 +472,10 @@ export class PolicyAgent {
       await this.dataplane.resync();
       this.schedule();
     } catch (e) {
-      this.opts.logger.warn({ err: String(e) }, 'reading the kernel for the periodic resync failed; trying again next period');
+      this.opts.logger.warn(
+        { err: String(e) },
+        'reading the kernel for the periodic resync failed; trying again next period',
+      );
     }
   }
 
@@ -445,7 +483,8 @@ export class PolicyAgent {
     const host = this.opts.host;
     if (this.staticDirty) {
       for (const family of [4, 6] as const) {
-        for (const [c, lines] of renderStaticChains(family, this.endpointToHost)) this.dataplane.setChain(family, 'filter', c, lines);
+        for (const [c, lines] of renderStaticChains(family, this.endpointToHost))
+          this.dataplane.setChain(family, 'filter', c, lines);
         for (const [c, lines] of renderRawChains(family)) this.dataplane.setChain(family, 'raw', c, lines);
       }
       this.staticDirty = false;
@@ -471,7 +510,8 @@ export class PolicyAgent {
       // Most touched endpoints live on other hosts: skip them before building their views.
       if (!before && this.model.hostOf(eid) !== host && !this.unnamable.has(eid)) continue;
       const ep = this.model.endpoint(eid);
-      const hostIf = ep && ep.host === host ? this.interfaceOf(eid, endpointPrefix(ep.host, ep.containerId, eid)) : null;
+      const hostIf =
+        ep && ep.host === host ? this.interfaceOf(eid, endpointPrefix(ep.host, ep.containerId, eid)) : null;
       if (!ep || ep.host !== host) this.unnamable.delete(eid);
       if (!ep || hostIf === null) {
         if (before) {
@@ -482,23 +522,34 @@ export class PolicyAgent {
         continue;
       }
       const policy = endpointPolicy(this.model, eid);
-      const next: Rendered = { hostIf, chains: { 4: new Set(), 6: new Set() }, sets: new Map(), addrs: [...ep.addrs.v4, ...ep.addrs.v6] };
+      const next: Rendered = {
+        hostIf,
+        chains: { 4: new Set(), 6: new Set() },
+        sets: new Map(),
+        addrs: [...ep.addrs.v4, ...ep.addrs.v6],
+      };
       // Whether a family's policy for it lost something (only then do its flows need cutting).
       const narrowed = { 4: false, 6: false };
       for (const family of [4, 6] as const) {
-        const r = renderEndpoint({ endpointId: eid, hostIf, mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy }, family);
+        const r = renderEndpoint(
+          { endpointId: eid, hostIf, mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy },
+          family,
+        );
         for (const [c, lines] of r.chains) {
           const old = this.dataplane.chainLines(family, 'filter', c);
-          if (this.dataplane.setChain(family, 'filter', c, lines) && old && narrows(old, lines)) narrowed[family] = true;
+          if (this.dataplane.setChain(family, 'filter', c, lines) && old && narrows(old, lines))
+            narrowed[family] = true;
           next.chains[family].add(c);
         }
         for (const [name, groupId] of r.sets) next.sets.set(name, { family, groupId });
       }
       if (before) {
         for (const family of [4, 6] as const) {
-          for (const c of before.chains[family]) if (!next.chains[family].has(c) && this.dataplane.setChain(family, 'filter', c, null)) narrowed[family] = true;
+          for (const c of before.chains[family])
+            if (!next.chains[family].has(c) && this.dataplane.setChain(family, 'filter', c, null))
+              narrowed[family] = true;
           // A family's dispatch lists the workloads with chains in it.
-          if ((before.chains[family].size > 0) !== (next.chains[family].size > 0)) this.dispatchDirty = true;
+          if (before.chains[family].size > 0 !== next.chains[family].size > 0) this.dispatchDirty = true;
         }
         // Its policy lost something: its flows meet the new rules from their next packet on (a
         // rule taken away cuts what only it allowed), and an address it no longer has keeps
@@ -526,17 +577,21 @@ export class PolicyAgent {
         const chains = renderDispatch(ifs);
         for (const [c, lines] of chains) this.dataplane.setChain(family, 'filter', c, lines);
         // The tree's shape follows the interfaces: branches that went are removed.
-        for (const c of this.dispatchChains[family]) if (!chains.has(c)) this.dataplane.setChain(family, 'filter', c, null);
+        for (const c of this.dispatchChains[family])
+          if (!chains.has(c)) this.dataplane.setChain(family, 'filter', c, null);
         this.dispatchChains[family] = new Set(chains.keys());
       }
       this.dispatchDirty = false;
     }
-    for (const gid of this.dirtyGroups) for (const family of [4, 6] as const) setsToRefresh.add(groupSetName(gid, family));
+    for (const gid of this.dirtyGroups)
+      for (const family of [4, 6] as const) setsToRefresh.add(groupSetName(gid, family));
     this.dirtyGroups.clear();
     for (const name of setsToRefresh) {
       const ref = this.setRefs.get(name);
       // An address that leaves a set: the flows it allowed with it are forgotten too.
-      if (ref) for (const a of this.dataplane.setIpset(name, ref.family, this.model.groupAddrs(ref.groupId, ref.family))) this.flushAfterApply.add(a);
+      if (ref)
+        for (const a of this.dataplane.setIpset(name, ref.family, this.model.groupAddrs(ref.groupId, ref.family)))
+          this.flushAfterApply.add(a);
     }
   }
 
@@ -547,8 +602,15 @@ export class PolicyAgent {
       this.unnamable.delete(eid);
       return name;
     } catch (e) {
-      if (!this.unnamable.has(eid)) this.opts.logger.warn({ key, err: String(e) }, 'endpoint id cannot name a workload interface; leaving the endpoint out of the dataplane');
-      this.unnamable.set(eid, { key, errors: [`${key}: ${e instanceof Error ? e.message : String(e)}; the endpoint gets no chains`] });
+      if (!this.unnamable.has(eid))
+        this.opts.logger.warn(
+          { key, err: String(e) },
+          'endpoint id cannot name a workload interface; leaving the endpoint out of the dataplane',
+        );
+      this.unnamable.set(eid, {
+        key,
+        errors: [`${key}: ${e instanceof Error ? e.message : String(e)}; the endpoint gets no chains`],
+      });
       return null;
     }
   }
@@ -563,7 +625,8 @@ export class PolicyAgent {
   }
 
   private unrender(eid: string, r: Rendered): void {
-    for (const family of [4, 6] as const) for (const c of r.chains[family]) this.dataplane.setChain(family, 'filter', c, null);
+    for (const family of [4, 6] as const)
+      for (const c of r.chains[family]) this.dataplane.setChain(family, 'filter', c, null);
     for (const name of r.sets.keys()) this.deref(name);
     this.rendered.delete(eid);
   }
@@ -579,7 +642,14 @@ export class PolicyAgent {
         // After the rules: a flow forgotten before them could be picked up again under the old ones.
         const addrs = [...this.flushAfterApply];
         this.flushAfterApply.clear();
-        await this.opts.kernel.conntrackFlush(addrs).catch((e: unknown) => this.opts.logger.warn({ err: String(e), addrs: addrs.length }, 'conntrack entries of changed flows could not be deleted; they run out on their own'));
+        await this.opts.kernel
+          .conntrackFlush(addrs)
+          .catch((e: unknown) =>
+            this.opts.logger.warn(
+              { err: String(e), addrs: addrs.length },
+              'conntrack entries of changed flows could not be deleted; they run out on their own',
+            ),
+          );
       }
       this.applies++;
       this.failures = 0;
@@ -588,7 +658,10 @@ export class PolicyAgent {
       if (!this.programmed && this.syncStatus === 'in-sync') {
         this.programmed = true;
         this.markProgrammed();
-        this.opts.logger.info({ ...this.lastApply, localEndpoints: this.rendered.size }, 'dataplane programmed from the first full sync; applying changes as they come');
+        this.opts.logger.info(
+          { ...this.lastApply, localEndpoints: this.rendered.size },
+          'dataplane programmed from the first full sync; applying changes as they come',
+        );
       } else if (stats.kernelCalls > 0) this.opts.logger.debug({ ...this.lastApply }, 'dataplane updated');
     } catch (e) {
       this.opts.onApply?.(performance.now() - t0, false);

@@ -27,13 +27,29 @@ const base: KeyValue[] = [
   ...fx.endpoint({ host: 'h1', endpointId: E1, addrs: ['10.65.0.1', 'fd00::1'] }),
   ...fx.endpoint({ host: 'h1', endpointId: E2, addrs: ['10.65.0.2'] }),
   ...fx.endpoint({ host: 'h2', endpointId: 'remote', addrs: ['10.65.1.1', 'fd00::1:1'] }),
-  ...fx.group({ groupId: 'g', members: [E1, 'remote'], inbound: [{ group: 'g' }], outbound: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }] }),
-  ...fx.group({ groupId: 'g2', members: [E2], inbound: [{ group: 'g2' }, { cidr: '10.0.0.0/8', protocol: 'tcp', port: 22 }] }),
+  ...fx.group({
+    groupId: 'g',
+    members: [E1, 'remote'],
+    inbound: [{ group: 'g' }],
+    outbound: [{ cidr: '0.0.0.0/0' }, { cidr: '::/0' }],
+  }),
+  ...fx.group({
+    groupId: 'g2',
+    members: [E2],
+    inbound: [{ group: 'g2' }, { cidr: '10.0.0.0/8', protocol: 'tcp', port: 22 }],
+  }),
 ];
 
 function local(model: PolicyModel, endpointId: string): LocalEndpoint {
   const ep = model.endpoint(endpointId)!;
-  return { endpointId, hostIf: hostIfName(endpointId), mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy: endpointPolicy(model, endpointId) };
+  return {
+    endpointId,
+    hostIf: hostIfName(endpointId),
+    mac: ep.mac,
+    v4: ep.addrs.v4,
+    v6: ep.addrs.v6,
+    policy: endpointPolicy(model, endpointId),
+  };
 }
 
 function desired(keys: KeyValue[], endpoints: string[]): DesiredDataplane {
@@ -87,7 +103,11 @@ describe('Dataplane', () => {
     await dp.apply();
     // The fake refuses a rule naming a missing set; so had the order been wrong, this would be false.
     // One restore per family, its filter and raw tables together.
-    expect(kernel.received.map((r) => `${r.kind}${r.family ?? ''}:${r.ok}`)).toEqual(['ipsetRestore:true', 'iptablesRestore4:true', 'iptablesRestore6:true']);
+    expect(kernel.received.map((r) => `${r.kind}${r.family ?? ''}:${r.ok}`)).toEqual([
+      'ipsetRestore:true',
+      'iptablesRestore4:true',
+      'iptablesRestore6:true',
+    ]);
     expect(kernel.texts('iptablesRestore', 6)[0]).toMatch(/^\*filter\n[\s\S]*\nCOMMIT\n\*raw\n[\s\S]*\nCOMMIT\n$/);
     // The control plane's sets always, as the workloads' chains name them.
     expect(kernel.setNames()).toEqual([G4, G2, G6, 'cali4-ctl', 'cali6-ctl'].sort());
@@ -110,7 +130,9 @@ describe('Dataplane', () => {
     remotes.forEach((id, i) => {
       keys.push(...fx.endpoint({ host: 'h2', endpointId: id, addrs: [`10.66.${i >> 8}.${i & 255}`] }));
     });
-    keys.push(...fx.group({ groupId: 'g', members: locals, inbound: [{ group: 'big' }], outbound: [{ group: 'big2' }] }));
+    keys.push(
+      ...fx.group({ groupId: 'g', members: locals, inbound: [{ group: 'big' }], outbound: [{ group: 'big2' }] }),
+    );
     keys.push(...fx.group({ groupId: 'big', members: remotes.slice(0, 3_000) }));
     keys.push(...fx.group({ groupId: 'big2', members: remotes.slice(3_000) }));
     const d = desired(keys, locals);
@@ -144,7 +166,9 @@ describe('Dataplane', () => {
       .filter((r) => / -g cali-fw-/.test(r));
     expect(dispatched).toHaveLength(1_200);
     // Written by restores side by side, then one for what spans the cuts between them.
-    const declared = kernel.texts('iptablesRestore', 4).map((t) => t.split('\n').filter((l) => l.startsWith(':')).length);
+    const declared = kernel
+      .texts('iptablesRestore', 4)
+      .map((t) => t.split('\n').filter((l) => l.startsWith(':')).length);
     const last = declared.pop()!;
     expect(declared.length).toBeGreaterThanOrEqual(2);
     expect(declared.reduce((a, b) => a + b)).toBeGreaterThan(2_000);
@@ -205,14 +229,22 @@ describe('Dataplane', () => {
     await dp.apply();
     dp.setIpsetMember(G4, '10.65.1.1', false); // already gone: nothing to do
     await dp.apply();
-    expect(kernel.texts('ipsetRestore')).toEqual([`add ${G4} 10.65.1.2\n`, `add ${G4} 10.65.1.3\n`, `del ${G4} 10.65.1.1\n`]);
+    expect(kernel.texts('ipsetRestore')).toEqual([
+      `add ${G4} 10.65.1.2\n`,
+      `add ${G4} 10.65.1.3\n`,
+      `del ${G4} 10.65.1.1\n`,
+    ]);
     expect(kernel.calls).toEqual({ iptablesRestore: 0, ipsetRestore: 3, saves: 0 });
     expect(kernel.setMembers(G4)).toEqual(['10.65.0.1', '10.65.1.2', '10.65.1.3']);
   });
 
   it('a set is made with room for its members, and one that outgrows it is rebuilt and swapped in', async () => {
     const { kernel, dp } = await programmed();
-    const addrs = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `10.${100 + ((i + from) >> 16)}.${((i + from) >> 8) & 255}.${(i + from) & 255}`);
+    const addrs = (n: number, from = 0) =>
+      Array.from(
+        { length: n },
+        (_, i) => `10.${100 + ((i + from) >> 16)}.${((i + from) >> 8) & 255}.${(i + from) & 255}`,
+      );
     const save = async () => (await kernel.ipsetSave()).split('\n').find((l) => l.startsWith(`create ${G4} `));
     expect(await save()).toContain(' maxelem 65536 ');
     // Control: the fake kernel refuses what a full set refuses.
@@ -273,7 +305,14 @@ describe('Dataplane', () => {
     dp.setChain(6, 'raw', 'cali-PREROUTING', null);
     await dp.apply();
     expect(kernel.texts('iptablesRestore', 6)).toEqual([
-      ['*raw', ':cali-PREROUTING - [0:0]', `-D PREROUTING ${hook('cali-PREROUTING')}`, '-X cali-PREROUTING', 'COMMIT', ''].join('\n'),
+      [
+        '*raw',
+        ':cali-PREROUTING - [0:0]',
+        `-D PREROUTING ${hook('cali-PREROUTING')}`,
+        '-X cali-PREROUTING',
+        'COMMIT',
+        '',
+      ].join('\n'),
     ]);
     expect(kernel.chainNames(6, 'raw')).toEqual(['PREROUTING', 'OUTPUT']);
   });
@@ -290,7 +329,9 @@ describe('Dataplane', () => {
     expect(kernel.texts('iptablesRestore', 4)).toEqual([
       ['*filter', `-D FORWARD ${hook('cali-FORWARD')}`, `-D FORWARD ${hook('cali-FORWARD')}`, 'COMMIT', ''].join('\n'),
     ]);
-    expect(kernel.texts('iptablesRestore', 6)).toEqual([['*filter', `-I INPUT 1 ${hook('cali-INPUT')}`, 'COMMIT', ''].join('\n')]);
+    expect(kernel.texts('iptablesRestore', 6)).toEqual([
+      ['*filter', `-I INPUT 1 ${hook('cali-INPUT')}`, 'COMMIT', ''].join('\n'),
+    ]);
     expect(kernel.rules(4, 'filter', 'FORWARD')).toEqual(['-o docker0 -j ACCEPT', hook('cali-FORWARD')]);
     expect(kernel.rules(6, 'filter', 'INPUT')).toEqual([hook('cali-INPUT')]);
     kernel.deleteRule(4, 'filter', 'FORWARD', 0);
@@ -316,11 +357,24 @@ describe('Dataplane', () => {
     kernel.resetCalls();
     await dp.apply();
     expect(kernel.calls).toEqual({ iptablesRestore: 2, ipsetRestore: 1, saves: 0 });
-    expect(kernel.texts('ipsetRestore')[0]?.split('\n').sort()).toEqual(['', `add ${G6} fd00::1:1`, `del ${G2} 10.99.0.1`]);
+    expect(kernel.texts('ipsetRestore')[0]?.split('\n').sort()).toEqual([
+      '',
+      `add ${G6} fd00::1:1`,
+      `del ${G2} 10.99.0.1`,
+    ]);
     const v4 = kernel.texts('iptablesRestore', 4)[0]!;
     const v6 = kernel.texts('iptablesRestore', 6)[0]!;
-    expect(v4.split('\n').filter((l) => /^(:|-X)/.test(l)).sort()).toEqual(
-      [`:${toChain(if2)} - [0:0]`, `:${srcChain('califfffffffff0')} - [0:0]`, `-X ${srcChain('califfffffffff0')}`].sort(),
+    expect(
+      v4
+        .split('\n')
+        .filter((l) => /^(:|-X)/.test(l))
+        .sort(),
+    ).toEqual(
+      [
+        `:${toChain(if2)} - [0:0]`,
+        `:${srcChain('califfffffffff0')} - [0:0]`,
+        `-X ${srcChain('califfffffffff0')}`,
+      ].sort(),
     );
     expect(v6.split('\n').filter((l) => /^(:|-X)/.test(l))).toEqual([`:${fromChain(if1)} - [0:0]`]);
     expect(kernel.rules(4, 'filter', 'INPUT')).toEqual([hook('cali-INPUT'), '-p tcp -m tcp --dport 22 -j ACCEPT']);

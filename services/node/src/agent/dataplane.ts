@@ -149,7 +149,11 @@ export class Dataplane {
   ) {}
 
   /** Desired against what the kernel was last known to hold: equal counts and nothing dirty means converged. */
-  summary(): { desired: { chains: number; rules: number; ipsets: number; entries: number }; applied: { chains: number; rules: number; ipsets: number; entries: number } | null; dirty: { chains: string[]; ipsets: string[] } } {
+  summary(): {
+    desired: { chains: number; rules: number; ipsets: number; entries: number };
+    applied: { chains: number; rules: number; ipsets: number; entries: number } | null;
+    dirty: { chains: string[]; ipsets: string[] };
+  } {
     const count = <T>(m: Map<string, T>, n: (v: T) => number) => [...m.values()].reduce((a, v) => a + n(v), 0);
     return {
       desired: {
@@ -159,7 +163,12 @@ export class Dataplane {
         entries: count(this.desiredSets, (s) => s.members.size),
       },
       applied: this.view
-        ? { chains: this.view.chains.size, rules: count(this.view.chains, (h) => h.length), ipsets: this.view.ipsets.size, entries: count(this.view.ipsets, (s) => s.members.size) }
+        ? {
+            chains: this.view.chains.size,
+            rules: count(this.view.chains, (h) => h.length),
+            ipsets: this.view.ipsets.size,
+            entries: count(this.view.ipsets, (s) => s.members.size),
+          }
         : null,
       dirty: { chains: [...this.dirtyChains].slice(0, 50), ipsets: [...this.dirtySets].slice(0, 50) },
     };
@@ -246,9 +255,14 @@ export class Dataplane {
 
   private async readKernel(): Promise<void> {
     const view: KernelView = { chains: new Map(), hooks: new Map(), ipsets: new Map() };
-    const tables = ([4, 6] as const).flatMap((family) => (['filter', 'raw'] as const).map((table) => ({ family, table })));
+    const tables = ([4, 6] as const).flatMap((family) =>
+      (['filter', 'raw'] as const).map((table) => ({ family, table })),
+    );
     // The reads are independent: all at once.
-    const [ipsets, ...saved] = await Promise.all([this.kernel.ipsetSave(), ...tables.map((t) => this.kernel.iptablesSave(t.family, t.table))]);
+    const [ipsets, ...saved] = await Promise.all([
+      this.kernel.ipsetSave(),
+      ...tables.map((t) => this.kernel.iptablesSave(t.family, t.table)),
+    ]);
     tables.forEach((t, i) => {
       parseIptablesSave(saved[i] as string, t.family, t.table, view);
     });
@@ -305,13 +319,17 @@ export class Dataplane {
       if (h.table !== table) continue;
       const hk = `${key(family, table, h.builtin)}|${h.chain}`;
       const count = view.hooks.get(hk) ?? 0;
-      const wanted = (h.families as readonly number[]).includes(family) && this.desiredChains.has(key(family, table, h.chain));
-      if (wanted && count === 0) hookLines.push(`-I ${h.builtin} 1 -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
-      for (let i = wanted ? 1 : 0; i < count; i++) hookLines.push(`-D ${h.builtin} -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
+      const wanted =
+        (h.families as readonly number[]).includes(family) && this.desiredChains.has(key(family, table, h.chain));
+      if (wanted && count === 0)
+        hookLines.push(`-I ${h.builtin} 1 -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
+      for (let i = wanted ? 1 : 0; i < count; i++)
+        hookLines.push(`-D ${h.builtin} -m comment --comment "${HOOK_COMMENT}" -j ${h.chain}`);
       hooks.push([hk, wanted ? 1 : 0]);
     }
     if (!declare.length && !hookLines.length && spanned.length === 0) return null;
-    const text = (d: string[], r: string[], tail: string[] = []) => [`*${table}`, ...d, ...r, ...tail, 'COMMIT', ''].join('\n');
+    const text = (d: string[], r: string[], tail: string[] = []) =>
+      [`*${table}`, ...d, ...r, ...tail, 'COMMIT', ''].join('\n');
     const tail = [...hookLines, ...remove.map((c) => `-X ${c}`)];
     if (ruleCount < SPLIT_IPTABLES_RULES || spanned.length < 2) {
       // One transaction, as always for ordinary changes.
@@ -336,7 +354,9 @@ export class Dataplane {
     }
     const sides = Array.from({ length: cuts.length + 1 }, () => ({ declare: [] as string[], rules: [] as string[] }));
     for (const w of spanned) {
-      const to = cuts.some((c) => c.startsWith(w.span)) ? { declare, rules } : (sides[cuts.filter((c) => w.span > c).length] as (typeof sides)[0]);
+      const to = cuts.some((c) => c.startsWith(w.span))
+        ? { declare, rules }
+        : (sides[cuts.filter((c) => w.span > c).length] as (typeof sides)[0]);
       to.declare.push(...w.declare);
       to.rules.push(...w.rules);
     }
@@ -348,7 +368,14 @@ export class Dataplane {
   private async applyNow(): Promise<ApplyStats> {
     if (!this.view) await this.readKernel();
     const view = this.view!;
-    const stats: ApplyStats = { kernelCalls: 0, chainsWritten: 0, chainsDeleted: 0, ipsetEntries: 0, ipsetsCreated: 0, ipsetsDestroyed: 0 };
+    const stats: ApplyStats = {
+      kernelCalls: 0,
+      chainsWritten: 0,
+      chainsDeleted: 0,
+      ipsetEntries: 0,
+      ipsetsCreated: 0,
+      ipsetsDestroyed: 0,
+    };
     try {
       // 1. ipsets: creations and additions (and removals of members), before any rule uses them.
       const perSet: string[][] = [];
@@ -395,7 +422,9 @@ export class Dataplane {
       const texts = ipsetParts(perSet, lineCount);
       // The iptables text is built while ipset works; it is written only once the sets exist.
       const setsWritten = texts.length ? Promise.allSettled(texts.map((t) => this.kernel.ipsetRestore(t))) : undefined;
-      const plans = ([4, 6] as const).map((family) => (['filter', 'raw'] as const).flatMap((table) => this.planTable(view, family, table) ?? []));
+      const plans = ([4, 6] as const).map((family) =>
+        (['filter', 'raw'] as const).flatMap((table) => this.planTable(view, family, table) ?? []),
+      );
       if (setsWritten) {
         const results = await setsWritten;
         stats.kernelCalls += texts.length;
@@ -449,7 +478,8 @@ export class Dataplane {
         // A set destroyed for a family change is created on the next pass.
         for (const n of destroy) if (this.desiredSets.has(n)) this.dirtySets.add(n);
       }
-      for (const n of [...this.dirtySets]) if (!destroy.includes(n) || !this.desiredSets.has(n)) this.dirtySets.delete(n);
+      for (const n of [...this.dirtySets])
+        if (!destroy.includes(n) || !this.desiredSets.has(n)) this.dirtySets.delete(n);
       this.dirtyChains.clear();
       return stats;
     } catch (e) {

@@ -49,7 +49,11 @@ const keys: KeyValue[] = [
   ...fx.group({
     groupId: 'web',
     members: [E1, E2, E3, E5, R1],
-    inbound: [{ group: 'web' }, { cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 }, { cidr: '::/0', protocol: 'tcp', port: 443 }],
+    inbound: [
+      { group: 'web' },
+      { cidr: '0.0.0.0/0', protocol: 'tcp', port: 80 },
+      { cidr: '::/0', protocol: 'tcp', port: 443 },
+    ],
     outbound: [{ group: 'web' }, { cidr: '0.0.0.0/0' }, { cidr: '::/0' }],
   }),
   ...fx.group({
@@ -72,7 +76,14 @@ const keys: KeyValue[] = [
 
 function local(model: PolicyModel, endpointId: string): LocalEndpoint {
   const ep = model.endpoint(endpointId)!;
-  return { endpointId, hostIf: hostIfName(endpointId), mac: ep.mac, v4: ep.addrs.v4, v6: ep.addrs.v6, policy: endpointPolicy(model, endpointId) };
+  return {
+    endpointId,
+    hostIf: hostIfName(endpointId),
+    mac: ep.mac,
+    v4: ep.addrs.v4,
+    v6: ep.addrs.v6,
+    policy: endpointPolicy(model, endpointId),
+  };
 }
 
 const groupMembers = (model: PolicyModel) => (groupId: string, family: Family) => model.groupAddrs(groupId, family);
@@ -116,8 +127,20 @@ describe('ruleMatch', () => {
     ['tcp port', r({ ...all4, protocol: 'tcp', port: 80 }), 4, 'src', '-p tcp -m tcp --dport 80'],
     ['tcp, any port', r({ ...all6, protocol: 'tcp' }), 6, 'src', '-p tcp'],
     ['udp port', r({ ...v6net, protocol: 'udp', port: 53 }), 6, 'dst', '-d 2001:db8::/32 -p udp -m udp --dport 53'],
-    ['sctp port', r({ group: 'web', protocol: 'sctp', port: 9 }), 4, 'src', `-m set --match-set ${S4web} src -p sctp -m sctp --dport 9`],
-    ['udplite port (multiport)', r({ ...v4net, protocol: 'udplite', port: 5000 }), 4, 'dst', '-d 10.0.0.0/8 -p udplite -m multiport --dports 5000'],
+    [
+      'sctp port',
+      r({ group: 'web', protocol: 'sctp', port: 9 }),
+      4,
+      'src',
+      `-m set --match-set ${S4web} src -p sctp -m sctp --dport 9`,
+    ],
+    [
+      'udplite port (multiport)',
+      r({ ...v4net, protocol: 'udplite', port: 5000 }),
+      4,
+      'dst',
+      '-d 10.0.0.0/8 -p udplite -m multiport --dports 5000',
+    ],
     ['icmp in v4', r({ ...all4, protocol: 'icmp' }), 4, 'src', '-p icmp'],
     ['icmp in v6', r({ ...all6, protocol: 'icmp' }), 6, 'src', null],
     ['icmp group rule in v6', r({ group: 'web', protocol: 'icmp' }), 6, 'src', null],
@@ -140,7 +163,10 @@ describe('renderStaticChains', () => {
     ['policy', 4, [...CT, '-j cali-from-wl', '-j ACCEPT']],
     ['policy', 6, [...CT, ...ND, '-j cali-from-wl', '-j ACCEPT']],
   ])('%s in IPv%i', (action, family, toHost) => {
-    expect(Object.fromEntries(renderStaticChains(family, action))).toEqual({ ...STATIC_COMMON, 'cali-wl-to-host': toHost });
+    expect(Object.fromEntries(renderStaticChains(family, action))).toEqual({
+      ...STATIC_COMMON,
+      'cali-wl-to-host': toHost,
+    });
   });
 });
 
@@ -149,15 +175,25 @@ describe('renderRawChains', () => {
     expect([...renderRawChains(4)]).toEqual([]);
   });
   it('IPv6 drops workload packets that fail the reverse-path check', () => {
-    expect(Object.fromEntries(renderRawChains(6))).toEqual({ 'cali-PREROUTING': ['-i cali+ -m rpfilter --invert -j DROP'] });
+    expect(Object.fromEntries(renderRawChains(6))).toEqual({
+      'cali-PREROUTING': ['-i cali+ -m rpfilter --invert -j DROP'],
+    });
   });
 });
 
 describe('renderDispatch', () => {
   it('one goto per interface, sorted, and a drop for any other', () => {
     expect(Object.fromEntries(renderDispatch(['cali22222222222', 'cali11111111111']))).toEqual({
-      'cali-from-wl': ['-i cali11111111111 -g cali-fw-11111111111', '-i cali22222222222 -g cali-fw-22222222222', '-j DROP'],
-      'cali-to-wl': ['-o cali11111111111 -g cali-tw-11111111111', '-o cali22222222222 -g cali-tw-22222222222', '-j DROP'],
+      'cali-from-wl': [
+        '-i cali11111111111 -g cali-fw-11111111111',
+        '-i cali22222222222 -g cali-fw-22222222222',
+        '-j DROP',
+      ],
+      'cali-to-wl': [
+        '-o cali11111111111 -g cali-tw-11111111111',
+        '-o cali22222222222 -g cali-tw-22222222222',
+        '-j DROP',
+      ],
     });
   });
   it('with no workloads everything drops', () => {
@@ -165,7 +201,8 @@ describe('renderDispatch', () => {
   });
 
   // Interfaces whose suffixes count up in hex, as sequential endpoint ids give.
-  const ifs = (n: number, head = '0000') => Array.from({ length: n }, (_, i) => `cali${head}${i.toString(16).padStart(11 - head.length, '0')}`);
+  const ifs = (n: number, head = '0000') =>
+    Array.from({ length: n }, (_, i) => `cali${head}${i.toString(16).padStart(11 - head.length, '0')}`);
 
   it(`up to ${DISPATCH_LEAF} interfaces stay in one chain`, () => {
     const d = renderDispatch(ifs(DISPATCH_LEAF));
@@ -176,14 +213,19 @@ describe('renderDispatch', () => {
   it('more branch on the first hex digit where they differ, each branch a chain of its own', () => {
     // 300 suffixes 0000000000..000000012b share "00000000"; they differ in the 9th digit (0, 1).
     const d = renderDispatch(ifs(300));
-    expect(d.get('cali-from-wl')).toEqual(['-i cali000000000+ -g cali-from-wl-000000000', '-i cali000000001+ -g cali-from-wl-000000001', '-j DROP']);
-    expect(d.get('cali-to-wl')).toEqual(['-o cali000000000+ -g cali-to-wl-000000000', '-o cali000000001+ -g cali-to-wl-000000001', '-j DROP']);
-    // 256 under 000000000: still more than a leaf holds, so one more level, on the 10th digit.
-    expect(d.get('cali-from-wl-000000000')).toHaveLength(17);
-    expect(d.get('cali-from-wl-0000000000')).toEqual([
-      ...ifs(16).map((i) => `-i ${i} -g ${fromChain(i)}`),
+    expect(d.get('cali-from-wl')).toEqual([
+      '-i cali000000000+ -g cali-from-wl-000000000',
+      '-i cali000000001+ -g cali-from-wl-000000001',
       '-j DROP',
     ]);
+    expect(d.get('cali-to-wl')).toEqual([
+      '-o cali000000000+ -g cali-to-wl-000000000',
+      '-o cali000000001+ -g cali-to-wl-000000001',
+      '-j DROP',
+    ]);
+    // 256 under 000000000: still more than a leaf holds, so one more level, on the 10th digit.
+    expect(d.get('cali-from-wl-000000000')).toHaveLength(17);
+    expect(d.get('cali-from-wl-0000000000')).toEqual([...ifs(16).map((i) => `-i ${i} -g ${fromChain(i)}`), '-j DROP']);
     // 44 under 000000001: a leaf.
     expect(d.get('cali-to-wl-000000001')).toHaveLength(45);
   });
@@ -220,7 +262,11 @@ describe('chainSpan', () => {
   // The dataplane writes chains of separate spans in separate transactions side by side, so a
   // chain with a span must jump only to chains inside it (or to ones that are not ours).
   it('every jump of a chain with a span stays inside the span', () => {
-    const ifs = [...Array.from({ length: 700 }, (_, i) => `cali${i.toString(16).padStart(11, '0')}`), 'caliab000000001', 'calif0000000002'];
+    const ifs = [
+      ...Array.from({ length: 700 }, (_, i) => `cali${i.toString(16).padStart(11, '0')}`),
+      'caliab000000001',
+      'calif0000000002',
+    ];
     const chains = renderDispatch(ifs);
     for (const i of ifs) {
       // A workload with two addresses: its outbound chain jumps to its source chain.
@@ -280,7 +326,11 @@ describe('renderEndpoint', () => {
           '-j RETURN',
           '-j DROP',
         ],
-        [toChain(hostIf)]: [`-m set --match-set ${S4web} src -j RETURN`, '-p tcp -m tcp --dport 80 -j RETURN', '-j DROP'],
+        [toChain(hostIf)]: [
+          `-m set --match-set ${S4web} src -j RETURN`,
+          '-p tcp -m tcp --dport 80 -j RETURN',
+          '-j DROP',
+        ],
       },
       sets: { [S4web]: 'web' },
     });
@@ -361,11 +411,15 @@ describe('renderDataplane for a small host', () => {
 
   it('raw tables', () => {
     expect(Object.fromEntries(d.tables[4].raw)).toEqual({});
-    expect(Object.fromEntries(d.tables[6].raw)).toEqual({ 'cali-PREROUTING': ['-i cali+ -m rpfilter --invert -j DROP'] });
+    expect(Object.fromEntries(d.tables[6].raw)).toEqual({
+      'cali-PREROUTING': ['-i cali+ -m rpfilter --invert -j DROP'],
+    });
   });
 
   it('ipsets: one per group and family that a rule names, holding the active members of that family', () => {
-    const sets = Object.fromEntries([...d.ipsets].map(([name, s]) => [name, { family: s.family, members: [...s.members] }]));
+    const sets = Object.fromEntries(
+      [...d.ipsets].map(([name, s]) => [name, { family: s.family, members: [...s.members] }]),
+    );
     expect(sets).toEqual({
       // Always, for the chains that name them; empty here, as no control plane was given.
       'cali4-ctl': { family: 4, members: [] },
@@ -401,7 +455,11 @@ describe('renderDataplane for a small host', () => {
 
   it('loads into a kernel that checks address families and set families', async () => {
     const kernel = new FakeKernel();
-    const full = renderDataplane([E1, E2, E3, E4, E5].map((id) => local(model, id)), groupMembers(model), 'policy');
+    const full = renderDataplane(
+      [E1, E2, E3, E4, E5].map((id) => local(model, id)),
+      groupMembers(model),
+      'policy',
+    );
     const dp = new Dataplane(kernel, logger);
     load(dp, full);
     await dp.apply();
@@ -412,7 +470,8 @@ describe('renderDataplane for a small host', () => {
 
 function load(dp: Dataplane, d: DesiredDataplane): void {
   for (const family of [4, 6] as const) {
-    for (const table of ['filter', 'raw'] as const) for (const [chain, lines] of d.tables[family][table]) dp.setChain(family, table, chain, lines);
+    for (const table of ['filter', 'raw'] as const)
+      for (const [chain, lines] of d.tables[family][table]) dp.setChain(family, table, chain, lines);
   }
   for (const [name, s] of d.ipsets) dp.setIpset(name, s.family, s.members, s.type);
 }
@@ -515,21 +574,23 @@ describe('the text of a first apply to an empty kernel', () => {
         ],
         null,
       ) +
-      [
-        '*raw',
-        ':cali-PREROUTING - [0:0]',
-        ...A('cali-PREROUTING', ['-i cali+ -m rpfilter --invert -j DROP']),
-        '-I PREROUTING 1 -m comment --comment "cali:hook" -j cali-PREROUTING',
-        'COMMIT',
-        '',
-      ].join('\n'),
+        [
+          '*raw',
+          ':cali-PREROUTING - [0:0]',
+          ...A('cali-PREROUTING', ['-i cali+ -m rpfilter --invert -j DROP']),
+          '-I PREROUTING 1 -m comment --comment "cali:hook" -j cali-PREROUTING',
+          'COMMIT',
+          '',
+        ].join('\n'),
     ]);
     // The group's set and the two control-plane sets.
     const created = { ipsetsCreated: 3, ipsetsDestroyed: 0 };
     expect(stats).toEqual({ kernelCalls: 3, chainsWritten: 8 + 6 + 1, chainsDeleted: 0, ipsetEntries: 1, ...created });
     expect(kernel.received.every((r) => r.ok)).toBe(true);
     // What the kernel now holds, as iptables-save prints it: the hook first in FORWARD.
-    expect(await kernel.iptablesSave(4, 'filter')).toContain('\n-A FORWARD -m comment --comment "cali:hook" -j cali-FORWARD\n');
+    expect(await kernel.iptablesSave(4, 'filter')).toContain(
+      '\n-A FORWARD -m comment --comment "cali:hook" -j cali-FORWARD\n',
+    );
     const head = `\ncreate ${set} hash:ip family inet hashsize 1024 maxelem 65536 `;
     const saved = `${head}bucketsize 12 initval 0x[0-9a-f]{8}\n`;
     expect(await kernel.ipsetSave()).toMatch(new RegExp(`${saved}add ${set} 10.65.0.1\n`));
@@ -601,8 +662,17 @@ describe('the control plane', () => {
       setHas: (name, member) => k.setMembers(name)!.includes(member),
     });
     const packet = (dst: string, dport: number, protocol = 6): WalkPacket => ({
-      family: 4, src: '10.65.0.1', dst, protocol, dport, sport: 40_000,
-      inIf: hostIf, outIf: 'eth0', srcMac: null, reversePathOk: true, ctState: 'NEW',
+      family: 4,
+      src: '10.65.0.1',
+      dst,
+      protocol,
+      dport,
+      sport: 40_000,
+      inIf: hostIf,
+      outIf: 'eth0',
+      srcMac: null,
+      reversePathOk: true,
+      ctState: 'NEW',
     });
     const open = await kernelFor([{ cidr: '0.0.0.0/0' }]);
     const fwd = (k: FakeKernel, p: WalkPacket) => walkForward(tables(k), p).accepted;

@@ -97,7 +97,8 @@ export function renderStaticChains(family: Family, endpointToHost: EndpointToHos
   f.set(CHAIN.input, [`-i cali+ -g ${CHAIN.workloadToHost}`]);
   const toHost = ['-m conntrack --ctstate INVALID -j DROP', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
   // IPv6 needs neighbour discovery with the host (the workloads' gateway) whatever the policy.
-  if (family === 6) for (const t of [130, 131, 132, 133, 135, 136]) toHost.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`);
+  if (family === 6)
+    for (const t of [130, 131, 132, 133, 135, 136]) toHost.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`);
   if (endpointToHost === 'accept') toHost.push(`${controlMatch(family)} -j ${CHAIN.fromWorkload}`, '-j ACCEPT');
   else if (endpointToHost === 'policy') toHost.push(`-j ${CHAIN.fromWorkload}`, '-j ACCEPT');
   else toHost.push('-j DROP');
@@ -220,7 +221,8 @@ export function renderDataplane(
       const r = renderEndpoint(ep, family);
       if (r.chains.size > 0) dispatched.push(ep.hostIf);
       for (const [k, v] of r.chains) f.set(k, v);
-      for (const [name, gid] of r.sets) if (!ipsets.has(name)) ipsets.set(name, { family, members: new Set(groupMembers(gid, family)) });
+      for (const [name, gid] of r.sets)
+        if (!ipsets.has(name)) ipsets.set(name, { family, members: new Set(groupMembers(gid, family)) });
     }
     for (const [k, v] of renderDispatch(dispatched)) f.set(k, v);
     for (const [k, v] of renderRawChains(family)) tables[family].raw.set(k, v);

@@ -169,7 +169,12 @@ interface Mismatch {
 }
 
 /** Runs `clusters` random clusters; returns the connections where explain() and the kernels disagree. */
-async function differences(opts: { from: number; clusters: number; newKernel?: () => FakeKernel; stopAtFirst?: boolean }): Promise<{ cases: number; mismatches: Mismatch[] }> {
+async function differences(opts: {
+  from: number;
+  clusters: number;
+  newKernel?: () => FakeKernel;
+  stopAtFirst?: boolean;
+}): Promise<{ cases: number; mismatches: Mismatch[] }> {
   let cases = 0;
   const mismatches: Mismatch[] = [];
   for (let seed = opts.from; seed < opts.from + opts.clusters; seed++) {
@@ -237,10 +242,24 @@ describe('explain() and the programmed kernel agree', () => {
         if (v.outbound?.reason === 'inactive' || v.inbound?.reason === 'inactive') seen.add('inactive endpoint');
       }
     }
-    for (const want of ['allowed IPv4', 'denied IPv4', 'allowed IPv6', 'denied IPv6', 'from outside', 'to outside', 'same host', 'across hosts',
-      'allowed by group rule', 'allowed by cidr rule', 'allowed by a port rule', 'allowed by a protocol rule', 'inactive endpoint',
-      'kept from the control plane', 'to the control plane by a rule naming it',
-      ...Object.keys(PROTOCOL).map((p) => `protocol ${p}`)]) {
+    for (const want of [
+      'allowed IPv4',
+      'denied IPv4',
+      'allowed IPv6',
+      'denied IPv6',
+      'from outside',
+      'to outside',
+      'same host',
+      'across hosts',
+      'allowed by group rule',
+      'allowed by cidr rule',
+      'allowed by a port rule',
+      'allowed by a protocol rule',
+      'inactive endpoint',
+      'kept from the control plane',
+      'to the control plane by a rule naming it',
+      ...Object.keys(PROTOCOL).map((p) => `protocol ${p}`),
+    ]) {
       expect(seen, want).toContain(want);
     }
   });
@@ -249,9 +268,19 @@ describe('explain() and the programmed kernel agree', () => {
   const breakages: [string, (text: string) => string][] = [
     ['ports matched on the source side', (t) => t.replace(/--dport /g, '--sport ')],
     ['group peers matched on the wrong side', (t) => t.replace(/(--match-set \S+) src/g, '$1 dst')],
-    ['inbound default allows', (t) => t.replace(/^(-A cali-tw-\S+ (?:-m comment --comment \S+ )?)-j DROP$/gm, '$1-j RETURN')],
+    [
+      'inbound default allows',
+      (t) => t.replace(/^(-A cali-tw-\S+ (?:-m comment --comment \S+ )?)-j DROP$/gm, '$1-j RETURN'),
+    ],
     ['udp rules widened to every protocol', (t) => t.replace(/-p udp -m udp --dport \d+ /g, '')],
-    ['cidr rules one bit wider', (t) => t.replace(/ -([sd]) (\d+\.\d+\.\d+\.\d+)\/([1-9]\d?) /g, (_m, f: string, a: string, l: string) => ` -${f} ${a}/${Number(l) - 1} `)],
+    [
+      'cidr rules one bit wider',
+      (t) =>
+        t.replace(
+          / -([sd]) (\d+\.\d+\.\d+\.\d+)\/([1-9]\d?) /g,
+          (_m, f: string, a: string, l: string) => ` -${f} ${a}/${Number(l) - 1} `,
+        ),
+    ],
     ['icmp rules widened to every protocol', (t) => t.replace(/ -p icmp -j RETURN$/gm, ' -j RETURN')],
     ['no control-plane drop', (t) => t.replace(/(-m set --match-set cali[46]-ctl dst,dst) -j DROP/g, '$1')],
     [
@@ -259,8 +288,17 @@ describe('explain() and the programmed kernel agree', () => {
       (t) => t.replace(/^(-A cali-cx-\S+ (?:-m comment --comment \S+ )?)-j DROP$/gm, '$1-j RETURN'),
     ],
   ];
-  it.each(breakages)('a kernel with %s is caught', async (_name, rewrite) => {
-    const { mismatches } = await differences({ from: 1, clusters: CLUSTERS, newKernel: () => new BrokenKernel(rewrite), stopAtFirst: true });
-    expect(mismatches.length).toBe(1);
-  }, 120_000);
+  it.each(breakages)(
+    'a kernel with %s is caught',
+    async (_name, rewrite) => {
+      const { mismatches } = await differences({
+        from: 1,
+        clusters: CLUSTERS,
+        newKernel: () => new BrokenKernel(rewrite),
+        stopAtFirst: true,
+      });
+      expect(mismatches.length).toBe(1);
+    },
+    120_000,
+  );
 });

@@ -16,9 +16,12 @@ async function withSet(family: 4 | 6 = 4) {
 describe('FakeKernel iptables-restore', () => {
   it('fails a rule naming a missing set, and changes nothing (all or nothing)', async () => {
     const k = new FakeKernel();
-    await expect(k.iptablesRestore(4, restore('*filter', ':cali-x - [0:0]', '-A cali-x -m set --match-set cali4g-s src -j RETURN', 'COMMIT'))).rejects.toThrow(
-      /Set cali4g-s doesn't exist/,
-    );
+    await expect(
+      k.iptablesRestore(
+        4,
+        restore('*filter', ':cali-x - [0:0]', '-A cali-x -m set --match-set cali4g-s src -j RETURN', 'COMMIT'),
+      ),
+    ).rejects.toThrow(/Set cali4g-s doesn't exist/);
     expect(k.chainNames(4, 'filter')).toEqual(['INPUT', 'FORWARD', 'OUTPUT']);
     expect(k.received).toEqual([expect.objectContaining({ ok: false })]);
   });
@@ -33,14 +36,21 @@ describe('FakeKernel iptables-restore', () => {
     ['a goto to a standard target', 4, '-g ACCEPT'],
   ])('refuses %s', async (_name, family, rule) => {
     const k = await withSet(4);
-    await expect(k.iptablesRestore(family, restore('*filter', ':cali-x - [0:0]', `-A cali-x ${rule}`, 'COMMIT'))).rejects.toThrow();
+    await expect(
+      k.iptablesRestore(family, restore('*filter', ':cali-x - [0:0]', `-A cali-x ${rule}`, 'COMMIT')),
+    ).rejects.toThrow();
   });
 
   it('a declaration flushes an existing chain; -X needs it empty and unreferenced', async () => {
     const k = new FakeKernel();
-    await k.iptablesRestore(4, restore('*filter', ':cali-a - [0:0]', ':cali-b - [0:0]', '-A cali-a -j cali-b', '-A cali-b -j DROP', 'COMMIT'));
+    await k.iptablesRestore(
+      4,
+      restore('*filter', ':cali-a - [0:0]', ':cali-b - [0:0]', '-A cali-a -j cali-b', '-A cali-b -j DROP', 'COMMIT'),
+    );
     await expect(k.iptablesRestore(4, restore('*filter', '-X cali-b', 'COMMIT'))).rejects.toThrow(/not empty/);
-    await expect(k.iptablesRestore(4, restore('*filter', ':cali-b - [0:0]', '-X cali-b', 'COMMIT'))).rejects.toThrow(/referenced from cali-a/);
+    await expect(k.iptablesRestore(4, restore('*filter', ':cali-b - [0:0]', '-X cali-b', 'COMMIT'))).rejects.toThrow(
+      /referenced from cali-a/,
+    );
     await k.iptablesRestore(4, restore('*filter', ':cali-a - [0:0]', ':cali-b - [0:0]', '-X cali-b', 'COMMIT'));
     expect(k.chainNames(4, 'filter')).toEqual(['INPUT', 'FORWARD', 'OUTPUT', 'cali-a']);
     expect(k.rules(4, 'filter', 'cali-a')).toEqual([]);
@@ -49,18 +59,36 @@ describe('FakeKernel iptables-restore', () => {
   it('-I inserts, -D deletes the first exact match and fails without one', async () => {
     const k = new FakeKernel();
     const hook = '-m comment --comment "cali:hook" -j cali-F';
-    await k.iptablesRestore(4, restore('*filter', ':cali-F - [0:0]', '-A FORWARD -o docker0 -j ACCEPT', `-I FORWARD 1 ${hook}`, `-I FORWARD 1 ${hook}`, 'COMMIT'));
+    await k.iptablesRestore(
+      4,
+      restore(
+        '*filter',
+        ':cali-F - [0:0]',
+        '-A FORWARD -o docker0 -j ACCEPT',
+        `-I FORWARD 1 ${hook}`,
+        `-I FORWARD 1 ${hook}`,
+        'COMMIT',
+      ),
+    );
     expect(k.rules(4, 'filter', 'FORWARD')).toEqual([hook, hook, '-o docker0 -j ACCEPT']);
     await k.iptablesRestore(4, restore('*filter', `-D FORWARD ${hook}`, 'COMMIT'));
     expect(k.rules(4, 'filter', 'FORWARD')).toEqual([hook, '-o docker0 -j ACCEPT']);
-    await expect(k.iptablesRestore(4, restore('*filter', '-D FORWARD -j cali-F', 'COMMIT'))).rejects.toThrow(/Bad rule/);
+    await expect(k.iptablesRestore(4, restore('*filter', '-D FORWARD -j cali-F', 'COMMIT'))).rejects.toThrow(
+      /Bad rule/,
+    );
   });
 
   it('saves in the real format: builtins, user chains, then rules with addresses and protocol first', async () => {
     const k = new FakeKernel();
     await k.iptablesRestore(
       4,
-      restore('*filter', ':cali-x - [0:0]', '-A cali-x -m comment --comment "cali:abc" -p tcp -m tcp --dport 22 ! -s 10.0.0.1 -j DROP', '-I INPUT 1 -j cali-x', 'COMMIT'),
+      restore(
+        '*filter',
+        ':cali-x - [0:0]',
+        '-A cali-x -m comment --comment "cali:abc" -p tcp -m tcp --dport 22 ! -s 10.0.0.1 -j DROP',
+        '-I INPUT 1 -j cali-x',
+        'COMMIT',
+      ),
     );
     expect(await k.iptablesSave(4, 'filter')).toBe(
       restore(
@@ -83,7 +111,14 @@ describe('FakeKernel iptables-restore', () => {
 describe('FakeKernel ipset restore', () => {
   it('-exist semantics: creating the same set, adding a present member, deleting an absent one are fine', async () => {
     const k = await withSet();
-    await k.ipsetRestore(restore('create cali4g-s hash:ip family inet', 'add cali4g-s 10.0.0.1', 'add cali4g-s 10.0.0.1', 'del cali4g-s 10.0.0.9'));
+    await k.ipsetRestore(
+      restore(
+        'create cali4g-s hash:ip family inet',
+        'add cali4g-s 10.0.0.1',
+        'add cali4g-s 10.0.0.1',
+        'del cali4g-s 10.0.0.9',
+      ),
+    );
     expect(k.setMembers('cali4g-s')).toEqual(['10.0.0.1']);
     await expect(k.ipsetRestore('create cali4g-s hash:ip family inet6\n')).rejects.toThrow(/different family/);
     await expect(k.ipsetRestore('add cali4g-s fd00::1\n')).rejects.toThrow(/not an IPv4 address/);
@@ -92,15 +127,25 @@ describe('FakeKernel ipset restore', () => {
 
   it('stops at the first refused line, keeping the lines before it', async () => {
     const k = new FakeKernel();
-    await expect(k.ipsetRestore(restore('create cali4g-s hash:ip family inet', 'add cali4g-s 10.0.0.1', 'add cali4g-t 10.0.0.2', 'add cali4g-s 10.0.0.3'))).rejects.toThrow(
-      /line 3/,
-    );
+    await expect(
+      k.ipsetRestore(
+        restore(
+          'create cali4g-s hash:ip family inet',
+          'add cali4g-s 10.0.0.1',
+          'add cali4g-t 10.0.0.2',
+          'add cali4g-s 10.0.0.3',
+        ),
+      ),
+    ).rejects.toThrow(/line 3/);
     expect(k.setMembers('cali4g-s')).toEqual(['10.0.0.1']);
   });
 
   it('refuses to destroy a set a rule uses', async () => {
     const k = await withSet();
-    await k.iptablesRestore(4, restore('*filter', ':cali-x - [0:0]', '-A cali-x -m set --match-set cali4g-s src -j RETURN', 'COMMIT'));
+    await k.iptablesRestore(
+      4,
+      restore('*filter', ':cali-x - [0:0]', '-A cali-x -m set --match-set cali4g-s src -j RETURN', 'COMMIT'),
+    );
     await expect(k.ipsetRestore('destroy cali4g-s\n')).rejects.toThrow(/in use by a kernel component/);
     await k.iptablesRestore(4, restore('*filter', ':cali-x - [0:0]', '-X cali-x', 'COMMIT'));
     await k.ipsetRestore('destroy cali4g-s\n');

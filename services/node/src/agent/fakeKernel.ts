@@ -62,7 +62,20 @@ const BUILTINS: Record<Table, readonly string[]> = {
 };
 
 const STANDARD_TARGETS = new Set(['ACCEPT', 'DROP', 'RETURN', 'REJECT', 'LOG', 'MARK', 'CT', 'NOTRACK']);
-const PROTOCOLS = new Set(['all', 'tcp', 'udp', 'udplite', 'sctp', 'dccp', 'icmp', 'ipv6-icmp', 'icmpv6', 'gre', 'esp', 'ah']);
+const PROTOCOLS = new Set([
+  'all',
+  'tcp',
+  'udp',
+  'udplite',
+  'sctp',
+  'dccp',
+  'icmp',
+  'ipv6-icmp',
+  'icmpv6',
+  'gre',
+  'esp',
+  'ah',
+]);
 const PORT_MATCHES: Record<string, readonly string[]> = {
   tcp: ['tcp'],
   udp: ['udp'],
@@ -102,7 +115,12 @@ function addrFamily(addr: string): Family | null {
 
 function cloneTables(t: Record<Family, Record<Table, FakeTable>>): Record<Family, Record<Table, FakeTable>> {
   const copy = (table: FakeTable): FakeTable =>
-    new Map([...table].map(([n, c]) => [n, { builtin: c.builtin, policy: c.policy, rules: c.rules.map((r) => ({ ...r, sets: [...r.sets] })) }]));
+    new Map(
+      [...table].map(([n, c]) => [
+        n,
+        { builtin: c.builtin, policy: c.policy, rules: c.rules.map((r) => ({ ...r, sets: [...r.sets] })) },
+      ]),
+    );
   return {
     4: { filter: copy(t[4].filter), raw: copy(t[4].raw) },
     6: { filter: copy(t[6].filter), raw: copy(t[6].raw) },
@@ -179,7 +197,9 @@ export class FakeKernel implements KernelBackend {
 
   /** Restore texts of one kind (and family), oldest first. */
   texts(kind: ReceivedText['kind'], family?: Family): string[] {
-    return this.received.filter((r) => r.kind === kind && (family === undefined || r.family === family)).map((r) => r.text);
+    return this.received
+      .filter((r) => r.kind === kind && (family === undefined || r.family === family))
+      .map((r) => r.text);
   }
 
   /** Deletes a rule by its 0-based position, bypassing every check (another program did it). */
@@ -245,7 +265,8 @@ export class FakeKernel implements KernelBackend {
   /** Every table of both families and every set, as one text: equal kernels give equal text. */
   dump(): string {
     const parts: string[] = [];
-    for (const family of [4, 6] as const) for (const table of ['filter', 'raw'] as const) parts.push(`# IPv${family}\n${this.saveTable(family, table)}`);
+    for (const family of [4, 6] as const)
+      for (const table of ['filter', 'raw'] as const) parts.push(`# IPv${family}\n${this.saveTable(family, table)}`);
     parts.push(this.saveSets());
     return parts.join('');
   }
@@ -281,7 +302,8 @@ export class FakeKernel implements KernelBackend {
       const where = `line ${i + 1}`;
       if (line === '' || line.startsWith('#')) return;
       if (line.startsWith('*')) {
-        if (table !== null) throw new FakeKernelError(`iptables-restore: ${where}: table ${line} opened before COMMIT of ${table}`);
+        if (table !== null)
+          throw new FakeKernelError(`iptables-restore: ${where}: table ${line} opened before COMMIT of ${table}`);
         const t = line.slice(1);
         if (t !== 'filter' && t !== 'raw') throw new FakeKernelError(`iptables-restore: ${where}: unknown table ${t}`);
         table = t;
@@ -294,7 +316,8 @@ export class FakeKernel implements KernelBackend {
       }
       this.restoreLine(work, family, table, line, where);
     });
-    if (table !== null) throw new FakeKernelError(`iptables-restore: COMMIT expected at the end of table ${String(table)}`);
+    if (table !== null)
+      throw new FakeKernelError(`iptables-restore: COMMIT expected at the end of table ${String(table)}`);
     this.tables = work;
     record.ok = true;
   }
@@ -352,13 +375,24 @@ export class FakeKernel implements KernelBackend {
     if (this.failing(kind)) throw new FakeKernelError(`${kind}: injected failure`);
   }
 
-  private chainOf(tables: Record<Family, Record<Table, FakeTable>>, family: Family, table: Table, chain: string): FakeChain {
+  private chainOf(
+    tables: Record<Family, Record<Table, FakeTable>>,
+    family: Family,
+    table: Table,
+    chain: string,
+  ): FakeChain {
     const c = tables[family][table].get(chain);
     if (!c) throw new FakeKernelError(`chain ${chain} does not exist in ${table} (IPv${family})`);
     return c;
   }
 
-  private restoreLine(work: Record<Family, Record<Table, FakeTable>>, family: Family, table: Table, line: string, where: string): void {
+  private restoreLine(
+    work: Record<Family, Record<Table, FakeTable>>,
+    family: Family,
+    table: Table,
+    line: string,
+    where: string,
+  ): void {
     const t = work[family][table];
     const fail = (msg: string): never => {
       throw new FakeKernelError(`iptables-restore: ${where}: ${msg}: ${line}`);
@@ -473,7 +507,8 @@ export class FakeKernel implements KernelBackend {
         const only = FAMILY_MATCHES[next!];
         if (only !== undefined && only !== family) fail(`Couldn't load match \`${next!}' in IPv${family}`);
         const protos = PORT_MATCHES[next!];
-        if (protos && (proto === undefined || !protos.includes(proto))) fail(`match ${next!} needs -p ${protos.join('|')}`);
+        if (protos && (proto === undefined || !protos.includes(proto)))
+          fail(`match ${next!} needs -p ${protos.join('|')}`);
         if (next === 'icmp6' && proto !== 'ipv6-icmp' && proto !== 'icmpv6') fail('match icmp6 needs -p ipv6-icmp');
       } else if (word === '--match-set') {
         if (next === undefined) fail('--match-set needs a set name');
@@ -517,7 +552,8 @@ export class FakeKernel implements KernelBackend {
     switch (cmd) {
       case 'create': {
         if (name.length > 31) fail(`set name ${name} longer than 31 characters`);
-        if (w[2] !== 'hash:ip' && w[2] !== 'hash:ip,port') fail(`only hash:ip(,port) sets are faked, not ${String(w[2])}`);
+        if (w[2] !== 'hash:ip' && w[2] !== 'hash:ip,port')
+          fail(`only hash:ip(,port) sets are faked, not ${String(w[2])}`);
         const type = w[2] as FakeSetType;
         const fi = w.indexOf('family');
         const fam = fi < 0 ? 'inet' : w[fi + 1];
@@ -554,9 +590,11 @@ export class FakeKernel implements KernelBackend {
           if (!ok) return fail(`${String(member)} is not addr,proto:port`);
           addr = m[1];
         }
-        if (addr === undefined || addrFamily(addr) !== set.family || addr.includes('/')) return fail(`${String(addr)} is not an IPv${set.family} address`);
+        if (addr === undefined || addrFamily(addr) !== set.family || addr.includes('/'))
+          return fail(`${String(addr)} is not an IPv${set.family} address`);
         // -exist: adding a present member or deleting an absent one is fine.
-        if (cmd === 'add' && !set.members.has(member!) && set.members.size >= set.maxelem) fail('Hash is full, cannot add more elements');
+        if (cmd === 'add' && !set.members.has(member!) && set.members.size >= set.maxelem)
+          fail('Hash is full, cannot add more elements');
         if (cmd === 'add') set.members.add(member!);
         else set.members.delete(member!);
         return;
@@ -570,7 +608,8 @@ export class FakeKernel implements KernelBackend {
         for (const family of [4, 6] as const) {
           for (const table of ['filter', 'raw'] as const) {
             for (const [chain, c] of this.tables[family][table]) {
-              if (c.rules.some((r) => r.sets.includes(name))) fail(`Set cannot be destroyed: it is in use by a kernel component (IPv${family} ${table} ${chain})`);
+              if (c.rules.some((r) => r.sets.includes(name)))
+                fail(`Set cannot be destroyed: it is in use by a kernel component (IPv${family} ${table} ${chain})`);
             }
           }
         }
@@ -601,7 +640,9 @@ export class FakeKernel implements KernelBackend {
     for (const name of [...this.sets.keys()].sort()) {
       const s = this.sets.get(name)!;
       const initval = createHash('sha256').update(name).digest('hex').slice(0, 8);
-      lines.push(`create ${name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} hashsize 1024 maxelem ${s.maxelem} bucketsize 12 initval 0x${initval}`);
+      lines.push(
+        `create ${name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} hashsize 1024 maxelem ${s.maxelem} bucketsize 12 initval 0x${initval}`,
+      );
       for (const m of [...s.members].sort()) lines.push(`add ${name} ${m}`);
     }
     return lines.length ? `${lines.join('\n')}\n` : '';

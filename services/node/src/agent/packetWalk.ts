@@ -38,7 +38,16 @@ export interface WalkResult {
   trace: string[];
 }
 
-const PROTOCOL_NUMBERS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, 'ipv6-icmp': 58, icmpv6: 58, sctp: 132, udplite: 136, gre: 47 };
+const PROTOCOL_NUMBERS: Record<string, number> = {
+  tcp: 6,
+  udp: 17,
+  icmp: 1,
+  'ipv6-icmp': 58,
+  icmpv6: 58,
+  sctp: 132,
+  udplite: 136,
+  gre: 47,
+};
 
 /** The protocols whose ports a hash:ip,port set holds, by number. */
 const PORT_PROTOCOL_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 132: 'sctp', 136: 'udplite' };
@@ -115,7 +124,11 @@ function parse(spec: string, tables: WalkTables): Parsed {
       }
       case '-m':
         module = need();
-        if (!['tcp', 'udp', 'sctp', 'multiport', 'set', 'mac', 'conntrack', 'comment', 'icmp6', 'rpfilter'].includes(module)) {
+        if (
+          !['tcp', 'udp', 'sctp', 'multiport', 'set', 'mac', 'conntrack', 'comment', 'icmp6', 'rpfilter'].includes(
+            module,
+          )
+        ) {
           throw new Error(`packetWalk: unknown match ${module} in "${spec}"`);
         }
         break;
@@ -184,7 +197,13 @@ function parse(spec: string, tables: WalkTables): Parsed {
 }
 
 /** Runs a packet through one built-in chain of one table; true when it comes out accepted. */
-export function walkChain(tables: WalkTables, table: 'filter' | 'raw', builtin: string, packet: WalkPacket, trace: string[] = []): boolean {
+export function walkChain(
+  tables: WalkTables,
+  table: 'filter' | 'raw',
+  builtin: string,
+  packet: WalkPacket,
+  trace: string[] = [],
+): boolean {
   // Frames of [chain, next rule index]; a goto replaces the top frame, so RETURN skips it.
   const stack: [string, number][] = [[builtin, 0]];
   for (let steps = 0; steps < 10_000; steps++) {
@@ -192,7 +211,8 @@ export function walkChain(tables: WalkTables, table: 'filter' | 'raw', builtin: 
     if (frame === undefined) break;
     const [chain, at] = frame;
     const rules = tables.rules(packet.family, table, chain);
-    if (rules === undefined) throw new Error(`packetWalk: chain ${chain} does not exist (IPv${packet.family} ${table})`);
+    if (rules === undefined)
+      throw new Error(`packetWalk: chain ${chain} does not exist (IPv${packet.family} ${table})`);
     if (at >= rules.length) {
       if (stack.length === 1) {
         const policy = tables.policy(packet.family, table, chain);
@@ -225,7 +245,8 @@ export function walkChain(tables: WalkTables, table: 'filter' | 'raw', builtin: 
 /** A forwarded packet's way through one host: raw PREROUTING, then filter FORWARD. */
 export function walkForward(tables: WalkTables, packet: WalkPacket): WalkResult {
   const trace: string[] = [];
-  const accepted = walkChain(tables, 'raw', 'PREROUTING', packet, trace) && walkChain(tables, 'filter', 'FORWARD', packet, trace);
+  const accepted =
+    walkChain(tables, 'raw', 'PREROUTING', packet, trace) && walkChain(tables, 'filter', 'FORWARD', packet, trace);
   trace.push(accepted ? 'accepted' : 'dropped');
   return { accepted, trace };
 }

@@ -36,7 +36,12 @@ export class AddressRegistry {
     if (r.created) return { ok: true, value };
     const d = decodeIpAssignment(ipAssignmentKey(addr), r.existing);
     // The same endpoint asking again (a retried create) keeps its address.
-    if (d.ok && d.value.endpointId !== undefined && d.value.endpointId === holder.endpointId && d.value.host === holder.host) {
+    if (
+      d.ok &&
+      d.value.endpointId !== undefined &&
+      d.value.endpointId === holder.endpointId &&
+      d.value.host === holder.host
+    ) {
       return { ok: true, value: r.existing };
     }
     return { ok: false, holder: d.ok ? d.value : null };
@@ -86,7 +91,9 @@ export class AddressRegistry {
   async reserveNext(family: 4 | 6, holder: IpAssignment): Promise<{ addr: string; value: string }> {
     const pools = await this.pools(family);
     if (pools.length === 0) {
-      throw new Error(`CALICO_IP=auto needs an IPv${family} address pool, and there is none: add one with "calicoctl pool add <cidr>"`);
+      throw new Error(
+        `CALICO_IP=auto needs an IPv${family} address pool, and there is none: add one with "calicoctl pool add <cidr>"`,
+      );
     }
     for (let attempt = 0; attempt < 5; attempt++) {
       const taken = await this.list(family);
@@ -117,7 +124,10 @@ export function poolsIn(kvs: readonly { key: string; value: string }[], family: 
 }
 
 /** The reservations among keys read under a family's assignment prefix: address → holder, assignment keys only. */
-export function reservationsIn(kvs: readonly { key: string; value: string }[], family: 4 | 6): Map<string, IpAssignment> {
+export function reservationsIn(
+  kvs: readonly { key: string; value: string }[],
+  family: 4 | 6,
+): Map<string, IpAssignment> {
   const out = new Map<string, IpAssignment>();
   for (const kv of kvs) {
     const k = parseKey(kv.key);

@@ -48,7 +48,9 @@ export function plumbScript(spec: PlumbSpec, procSys = '/proc/sys', opts: { keep
   ];
   // Docker turns IPv6 off in a --net=none container; an IPv6 workload needs it on.
   // Sysctl files answer for the writer's network namespace, so the same folder serves inside.
-  const insidePre = v6.length ? `echo 0 > ${procSys}/net/ipv6/conf/all/disable_ipv6; echo 0 > ${procSys}/net/ipv6/conf/eth0/disable_ipv6; ` : '';
+  const insidePre = v6.length
+    ? `echo 0 > ${procSys}/net/ipv6/conf/all/disable_ipv6; echo 0 > ${procSys}/net/ipv6/conf/eth0/disable_ipv6; `
+    : '';
   const sysctls = [
     sys(`net/ipv4/conf/${hostIf}/proxy_arp`, '1'),
     sys(`net/ipv4/neigh/${hostIf}/proxy_delay`, '0'),

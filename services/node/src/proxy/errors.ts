@@ -43,7 +43,10 @@ export function sendDockerError(res: ServerResponse, status: number, message: st
     return;
   }
   const body = JSON.stringify({ message });
-  const headers: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+  const headers: Record<string, string | number> = {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+  };
   // The rest of an oversize or stalled body is not read: this connection cannot carry another request.
   if (status === 413 || status === 408 || status === 503) headers.Connection = 'close';
   res.writeHead(status, headers);

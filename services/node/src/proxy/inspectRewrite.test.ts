@@ -69,7 +69,7 @@ describe('objectMembers', () => {
 });
 
 describe('rewriteInspect', () => {
-  it('fills the workload\'s address and MAC, and keeps every other byte as dockerd sent it', () => {
+  it("fills the workload's address and MAC, and keeps every other byte as dockerd sent it", () => {
     const text = inspect();
     const out = rewriteInspect(text, 'h1')!;
     expect(JSON.parse(out)).toEqual(expected(text));
@@ -88,7 +88,7 @@ describe('rewriteInspect', () => {
     expect(JSON.stringify(JSON.parse(out))).toBe(JSON.stringify(expected(text)));
   });
 
-  it('is undefined for containers that are not this host\'s workloads', () => {
+  it("is undefined for containers that are not this host's workloads", () => {
     expect(rewriteInspect(inspect({ labels: { ...labels, [LABELS.host]: 'h2' } }), 'h1')).toBeUndefined();
     expect(rewriteInspect(inspect({ labels: null }), 'h1')).toBeUndefined();
     expect(rewriteInspect(inspect({ labels: { other: 'h1', x: LABELS.host } }), 'h1')).toBeUndefined();

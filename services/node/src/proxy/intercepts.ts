@@ -148,12 +148,29 @@ function createInterceptor(d: InterceptDeps): Interceptor {
         d.workloads.remember(id, { endpointId, addrs: [addr], mac }, false);
         void d.workloads
           .serial(id, async () => {
-            if (await d.addresses.transfer(addr, held, { host: d.host, containerId: id, endpointId })) d.workloads.remember(id, { endpointId, addrs: [addr], mac }, true);
-            else d.logger.warn({ addr, container: id.slice(0, 12) }, 'address reservation changed under us; start will repair it');
+            if (await d.addresses.transfer(addr, held, { host: d.host, containerId: id, endpointId }))
+              d.workloads.remember(id, { endpointId, addrs: [addr], mac }, true);
+            else
+              d.logger.warn(
+                { addr, container: id.slice(0, 12) },
+                'address reservation changed under us; start will repair it',
+              );
           })
-          .catch((e: unknown) => d.logger.warn({ addr, container: id.slice(0, 12), err: String(e) }, 'could not record the container on its reservation yet; start will repair it'));
-        const ms = { reserve: +(tReserved - t0).toFixed(1), dockerd: +(tCreated - tReserved).toFixed(1), total: +(performance.now() - t0).toFixed(1) };
-        d.logger.info({ container: id.slice(0, 12), endpoint: endpointId, addr, mac, ms }, 'container created with a Calico address; it is networked when it starts');
+          .catch((e: unknown) =>
+            d.logger.warn(
+              { addr, container: id.slice(0, 12), err: String(e) },
+              'could not record the container on its reservation yet; start will repair it',
+            ),
+          );
+        const ms = {
+          reserve: +(tReserved - t0).toFixed(1),
+          dockerd: +(tCreated - tReserved).toFixed(1),
+          total: +(performance.now() - t0).toFixed(1),
+        };
+        d.logger.info(
+          { container: id.slice(0, 12), endpoint: endpointId, addr, mac, ms },
+          'container created with a Calico address; it is networked when it starts',
+        );
         ctx.reply(res);
       } catch (e) {
         await d.addresses.release(addr, held).catch(() => undefined);
@@ -208,12 +225,24 @@ function startInterceptor(d: InterceptDeps, action: 'start' | 'restart'): Interc
       const tStarted = performance.now();
       try {
         await d.workloads.ensureRunning(full);
-        d.logger.debug({ container: full.slice(0, 12), ms: { dockerd: +(tStarted - t0).toFixed(1), network: +(performance.now() - tStarted).toFixed(1) } }, `${action} held until the network was ready`);
+        d.logger.debug(
+          {
+            container: full.slice(0, 12),
+            ms: { dockerd: +(tStarted - t0).toFixed(1), network: +(performance.now() - tStarted).toFixed(1) },
+          },
+          `${action} held until the network was ready`,
+        );
       } catch (e) {
-        d.logger.error({ container: full.slice(0, 12), err: String(e) }, 'networking failed; stopping the container (not deleting it)');
+        d.logger.error(
+          { container: full.slice(0, 12), err: String(e) },
+          'networking failed; stopping the container (not deleting it)',
+        );
         await ctx.call('POST', `/containers/${full}/kill`).catch(() => undefined);
         if (known) await d.workloads.markStoppedKnown(full, known).catch(() => undefined);
-        throw new ProxyError('INTERNAL', `calico: container ${full.slice(0, 12)} was stopped because its network could not be set up: ${(e as Error).message}`);
+        throw new ProxyError(
+          'INTERNAL',
+          `calico: container ${full.slice(0, 12)} was stopped because its network could not be set up: ${(e as Error).message}`,
+        );
       }
       ctx.reply(res);
     },

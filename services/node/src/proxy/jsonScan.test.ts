@@ -10,7 +10,8 @@ const KEY_CHARS = ['a', 'B', 'k', 's', '\u017f', '\u212a', '"', '\\', '\n', '\u0
 
 function randomValue(r: () => number, depth: number): unknown {
   const pick = Math.floor(r() * (depth > 4 ? 5 : 7));
-  const str = () => Array.from({ length: Math.floor(r() * 6) }, () => KEY_CHARS[Math.floor(r() * KEY_CHARS.length)]).join('');
+  const str = () =>
+    Array.from({ length: Math.floor(r() * 6) }, () => KEY_CHARS[Math.floor(r() * KEY_CHARS.length)]).join('');
   switch (pick) {
     case 0:
       return null;
@@ -59,7 +60,26 @@ describe('scanJson', () => {
   });
 
   it('accepts a mutated document only when JSON.parse does, and then reads the same', () => {
-    const noise = ['{', '}', '[', ']', ',', ':', '"', '\\', ' ', 'x', '0', '-', '.', 'e', 'tru', 'nul', '\u0001', '\ufeff'];
+    const noise = [
+      '{',
+      '}',
+      '[',
+      ']',
+      ',',
+      ':',
+      '"',
+      '\\',
+      ' ',
+      'x',
+      '0',
+      '-',
+      '.',
+      'e',
+      'tru',
+      'nul',
+      '\u0001',
+      '\ufeff',
+    ];
     let refusedByBoth = 0;
     for (let seed = 1; seed <= 3000; seed++) {
       const r = rng(seed);

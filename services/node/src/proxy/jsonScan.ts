@@ -14,7 +14,6 @@ export type JsonNode =
   | { t: 'bool'; v: boolean }
   | { t: 'null' };
 
-
 /** `duplicate` is the path of a key sent twice in one object, when that is what is wrong. */
 export type ScanResult = { ok: true; value: JsonNode } | { ok: false; message: string; duplicate?: string };
 
@@ -62,7 +61,16 @@ export function scanJson(text: string): ScanResult {
       }
       out += text.slice(start, i);
       const e = text[i + 1];
-      const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+      const simple: Record<string, string> = {
+        '"': '"',
+        '\\': '\\',
+        '/': '/',
+        b: '\b',
+        f: '\f',
+        n: '\n',
+        r: '\r',
+        t: '\t',
+      };
       if (e !== undefined && e in simple) {
         out += simple[e];
         i += 2;
@@ -131,9 +139,9 @@ export function scanJson(text: string): ScanResult {
       }
     }
     if (c === '"') return { t: 'string', v: str() };
-    if (text.startsWith('true', i)) return (i += 4), { t: 'bool', v: true };
-    if (text.startsWith('false', i)) return (i += 5), { t: 'bool', v: false };
-    if (text.startsWith('null', i)) return (i += 4), { t: 'null' };
+    if (text.startsWith('true', i)) return ((i += 4), { t: 'bool', v: true });
+    if (text.startsWith('false', i)) return ((i += 5), { t: 'bool', v: false });
+    if (text.startsWith('null', i)) return ((i += 4), { t: 'null' });
     NUMBER.lastIndex = i;
     const m = NUMBER.exec(text);
     if (m) {
@@ -148,7 +156,8 @@ export function scanJson(text: string): ScanResult {
     if (i < text.length) fail('more data after the first JSON value');
     return { ok: true, value: v };
   } catch (e) {
-    if (e instanceof DuplicateKeyError) return { ok: false, message: `the key ${e.path} appears twice`, duplicate: e.path };
+    if (e instanceof DuplicateKeyError)
+      return { ok: false, message: `the key ${e.path} appears twice`, duplicate: e.path };
     if (e instanceof ScanError) return { ok: false, message: `invalid JSON: ${e.message}` };
     throw e;
   }
@@ -183,5 +192,8 @@ export function toJson(n: JsonNode): Json {
  * ASCII case, "ſ" (U+017F) is an "s" and the Kelvin sign (U+212A) a "k".
  */
 export function foldKey(k: string): string {
-  return k.replace(/\u017f/g, 's').replace(/\u212a/g, 'k').replace(/[A-Z]/g, (c) => c.toLowerCase());
+  return k
+    .replace(/\u017f/g, 's')
+    .replace(/\u212a/g, 'k')
+    .replace(/[A-Z]/g, (c) => c.toLowerCase());
 }

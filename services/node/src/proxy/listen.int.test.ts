@@ -189,13 +189,21 @@ describe('the proxy listens like dockerd: unix socket and TLS', () => {
   it('calico-node refuses to start on a missing or mismatched TLS file, or an insecure address, and listens nowhere', async () => {
     const sock = join(dir, 'never.sock');
     const base = [
-      '--ip=198.18.0.99', '--hostname=listen-test', '--etcd=127.0.0.1:1', `--docker=unix://${up.path}`,
+      '--ip=198.18.0.99',
+      '--hostname=listen-test',
+      '--etcd=127.0.0.1:1',
+      `--docker=unix://${up.path}`,
       `--listen=unix://${sock}`,
     ];
     const run = (args: string[]) => exec([process.execPath, mainJs, ...base, ...args], { timeoutMs: 30_000 });
     /** An address off loopback with TLS verifying clients of these files. */
-    const tls = (cacert: string, cert: string, key: string) =>
-      ['--listen=198.18.0.99:2376', '--tlsverify', `--tlscacert=${cacert}`, `--tlscert=${cert}`, `--tlskey=${key}`];
+    const tls = (cacert: string, cert: string, key: string) => [
+      '--listen=198.18.0.99:2376',
+      '--tlsverify',
+      `--tlscacert=${cacert}`,
+      `--tlscert=${cert}`,
+      `--tlskey=${key}`,
+    ];
     const missing = await run(tls(join(dir, 'nope.pem'), server.cert, server.key));
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`calico-node: --tlscacert=${join(dir, 'nope.pem')}: cannot read it (ENOENT)`);

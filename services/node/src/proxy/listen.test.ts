@@ -62,14 +62,19 @@ describe('listenConfig: TLS flags and the insecure-listen guard', () => {
   });
 
   it('--insecure-listen lets it through and names it as insecure', () => {
-    const r = listenConfig({ listen: ['0.0.0.0:2375', '127.0.0.1:2375', 'unix:///x.sock'], insecureListen: true }, read);
+    const r = listenConfig(
+      { listen: ['0.0.0.0:2375', '127.0.0.1:2375', 'unix:///x.sock'], insecureListen: true },
+      read,
+    );
     expect(r.ok && r.value.insecure).toEqual([{ kind: 'tcp', host: '0.0.0.0', port: 2375 }]);
   });
 
   it('--tls alone is still insecure off loopback: it admits any client', () => {
     const r = listenConfig({ listen: ['[::]:2376'], tls: true, tlscert: '/cert.pem', tlskey: '/key.pem' }, read);
     expect(r.ok).toBe(false);
-    expect(!r.ok && r.errors.some((e) => e.startsWith('--listen=tcp://[::]:2376: not loopback and no --tlsverify'))).toBe(true);
+    expect(
+      !r.ok && r.errors.some((e) => e.startsWith('--listen=tcp://[::]:2376: not loopback and no --tlsverify')),
+    ).toBe(true);
   });
 
   it('--tlsverify needs the CA, the certificate and the key; a missing file is named', () => {
@@ -81,12 +86,18 @@ describe('listenConfig: TLS flags and the insecure-listen guard', () => {
         '--tlskey=<file> is required with --tlsverify',
       ],
     });
-    const r = listenConfig({ listen: ['0.0.0.0:2376'], tlsverify: true, tlscacert: '/nope.pem', tlscert: '/cert.pem', tlskey: '/key.pem' }, read);
+    const r = listenConfig(
+      { listen: ['0.0.0.0:2376'], tlsverify: true, tlscacert: '/nope.pem', tlscert: '/cert.pem', tlskey: '/key.pem' },
+      read,
+    );
     expect(r).toEqual({ ok: false, errors: ['--tlscacert=/nope.pem: cannot read it (ENOENT)'] });
   });
 
   it('files that are not PEM are refused at start', () => {
-    const r = listenConfig({ listen: ['0.0.0.0:2376'], tlsverify: true, tlscacert: '/ca.pem', tlscert: '/cert.pem', tlskey: '/key.pem' }, read);
+    const r = listenConfig(
+      { listen: ['0.0.0.0:2376'], tlsverify: true, tlscacert: '/ca.pem', tlscert: '/cert.pem', tlskey: '/key.pem' },
+      read,
+    );
     expect(r.ok).toBe(false);
     expect(!r.ok && r.errors).toHaveLength(1);
     expect(!r.ok && r.errors[0]).toMatch(/^--tlscacert\/--tlscert\/--tlskey \(\/ca.pem, \/cert.pem, \/key.pem\): /);

@@ -43,12 +43,14 @@ const TCP_RE = /^(?:tcp:\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 export function parseListenAddress(raw: string): { ok: true; value: ListenAddress } | { ok: false; error: string } {
   if (raw.startsWith('unix://')) {
     const path = raw.slice('unix://'.length);
-    if (!path.startsWith('/')) return { ok: false, error: `--listen=${raw}: a unix socket path must be absolute (unix:///path)` };
+    if (!path.startsWith('/'))
+      return { ok: false, error: `--listen=${raw}: a unix socket path must be absolute (unix:///path)` };
     return { ok: true, value: { kind: 'unix', path } };
   }
   const m = TCP_RE.exec(raw);
   const port = Number(m?.[2]);
-  if (!m || port > 65535) return { ok: false, error: `--listen=${raw}: expected tcp://host:port, host:port or unix:///path` };
+  if (!m || port > 65535)
+    return { ok: false, error: `--listen=${raw}: expected tcp://host:port, host:port or unix:///path` };
   return { ok: true, value: { kind: 'tcp', host: m[1]!.replace(/^\[|\]$/g, ''), port } };
 }
 
@@ -68,7 +70,10 @@ export function isLoopbackHost(host: string): boolean {
  * starts anything. A TCP address off loopback without --tlsverify lets anyone who reaches it
  * run containers as root: refused unless --insecure-listen says so.
  */
-export function listenConfig(f: ListenFlags, read: (file: string) => Buffer = readFileSync): { ok: true; value: ListenConfig } | { ok: false; errors: string[] } {
+export function listenConfig(
+  f: ListenFlags,
+  read: (file: string) => Buffer = readFileSync,
+): { ok: true; value: ListenConfig } | { ok: false; errors: string[] } {
   const errors: string[] = [];
   const addresses: ListenAddress[] = [];
   for (const raw of f.listen) {
@@ -103,9 +108,17 @@ export function listenConfig(f: ListenFlags, read: (file: string) => Buffer = re
       try {
         // The same parse node:tls does at listen time: a bad PEM or a key of another certificate fails here.
         createSecureContext({ cert, key, ...(ca ? { ca } : {}) });
-        tls = { verify: f.tlsverify === true, ca, cert, key, files: { ca: f.tlscacert, cert: f.tlscert!, key: f.tlskey! } };
+        tls = {
+          verify: f.tlsverify === true,
+          ca,
+          cert,
+          key,
+          files: { ca: f.tlscacert, cert: f.tlscert!, key: f.tlskey! },
+        };
       } catch (e) {
-        errors.push(`--tlscacert/--tlscert/--tlskey (${[f.tlscacert, f.tlscert, f.tlskey].filter(Boolean).join(', ')}): ${(e as Error).message}`);
+        errors.push(
+          `--tlscacert/--tlscert/--tlskey (${[f.tlscacert, f.tlscert, f.tlskey].filter(Boolean).join(', ')}): ${(e as Error).message}`,
+        );
       }
     }
   }
@@ -133,7 +146,10 @@ export function groupIdIn(groupFile: string, name: string): number | undefined {
 
 /** The gid of a group from /etc/group, else `getent group` (groups from NSS); undefined when there is none. */
 export async function lookupGroupId(name: string): Promise<number | undefined> {
-  const local = await readFile('/etc/group', 'utf8').then((t) => groupIdIn(t, name), () => undefined);
+  const local = await readFile('/etc/group', 'utf8').then(
+    (t) => groupIdIn(t, name),
+    () => undefined,
+  );
   if (local !== undefined) return local;
   const fromGetent = await new Promise<string | undefined>((resolve) => {
     execFile('getent', ['group', name], { timeout: 5_000 }, (err, stdout) => resolve(err ? undefined : stdout));
@@ -162,7 +178,10 @@ export async function clearStaleSocket(path: string): Promise<void> {
     });
     s.once('error', () => resolve(false));
   });
-  if (answered) throw new Error(`${path}: something is listening on it already (another calico-node or dockerd?); not replacing it`);
+  if (answered)
+    throw new Error(
+      `${path}: something is listening on it already (another calico-node or dockerd?); not replacing it`,
+    );
   await unlink(path);
 }
 
@@ -170,14 +189,21 @@ export async function clearStaleSocket(path: string): Promise<void> {
  * Mode 0660, and group `docker` when the machine has one: who may use dockerd's socket may use
  * ours. A process that may not give it that group (not root) keeps its own, and says so.
  */
-export async function secureSocket(path: string, group = 'docker'): Promise<{ mode: number; gid: number | undefined; groupError?: string }> {
+export async function secureSocket(
+  path: string,
+  group = 'docker',
+): Promise<{ mode: number; gid: number | undefined; groupError?: string }> {
   await chmod(path, 0o660);
   const gid = await lookupGroupId(group);
   if (gid === undefined) return { mode: 0o660, gid };
   try {
     await chown(path, -1, gid);
   } catch (e) {
-    return { mode: 0o660, gid: undefined, groupError: `cannot give it group ${group} (${(e as NodeJS.ErrnoException).code})` };
+    return {
+      mode: 0o660,
+      gid: undefined,
+      groupError: `cannot give it group ${group} (${(e as NodeJS.ErrnoException).code})`,
+    };
   }
   return { mode: 0o660, gid };
 }

@@ -5,7 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import Docker from 'dockerode';
-import { Dockerd, Etcd, TestCa, ensureBusyboxImage, exec, requireRoot, waitFor, type ExecResult } from '@calico/testkit';
+import {
+  Dockerd,
+  Etcd,
+  TestCa,
+  ensureBusyboxImage,
+  exec,
+  requireRoot,
+  waitFor,
+  type ExecResult,
+} from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
 import { createLogger } from '@calico/log';
 import { DockerProxy } from './server.js';
@@ -49,7 +58,14 @@ describe('Docker API pass-through with the real docker CLI', () => {
     ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
     const logger = createLogger({ name: 'proxy-test', level: 'warn' });
     const addresses = new AddressRegistry(ds);
-    const workloads = new Workloads('pt-host', new Docker({ socketPath: dockerd.socketPath }), new Plumber(logger), new EndpointStore(ds, 'pt-host'), addresses, logger);
+    const workloads = new Workloads(
+      'pt-host',
+      new Docker({ socketPath: dockerd.socketPath }),
+      new Plumber(logger),
+      new EndpointStore(ds, 'pt-host'),
+      addresses,
+      logger,
+    );
     const interceptors = nodeInterceptors({
       host: 'pt-host',
       waitBinary: '/bin/busybox',
@@ -63,7 +79,13 @@ describe('Docker API pass-through with the real docker CLI', () => {
     certPath = await ca.dockerCertPath(join(dir, 'client'));
     caFile = ca.cert;
     clientCert = { cert: join(certPath, 'cert.pem'), key: join(certPath, 'key.pem') };
-    const lc = listenConfig({ listen: ['127.0.0.1:0'], tlsverify: true, tlscacert: ca.cert, tlscert: server.cert, tlskey: server.key });
+    const lc = listenConfig({
+      listen: ['127.0.0.1:0'],
+      tlsverify: true,
+      tlscacert: ca.cert,
+      tlscert: server.cert,
+      tlskey: server.key,
+    });
     if (!lc.ok) throw new Error(lc.errors.join('; '));
     const upstream = parseDockerHost(dockerd.host);
     plain = new DockerProxy({ upstream, logger, interceptors });
@@ -85,8 +107,14 @@ describe('Docker API pass-through with the real docker CLI', () => {
     let viaProxy: string;
     let cliEnv: NodeJS.ProcessEnv;
     beforeAll(() => {
-      viaProxy = transport === 'unix' ? `unix://${join(dir, 'proxy.sock')}` : `tcp://127.0.0.1:${(transport === 'tls' ? tls : plain).port}`;
-      cliEnv = { DOCKER_HOST: viaProxy, ...(transport === 'tls' ? { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certPath } : {}) };
+      viaProxy =
+        transport === 'unix'
+          ? `unix://${join(dir, 'proxy.sock')}`
+          : `tcp://127.0.0.1:${(transport === 'tls' ? tls : plain).port}`;
+      cliEnv = {
+        DOCKER_HOST: viaProxy,
+        ...(transport === 'tls' ? { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certPath } : {}),
+      };
     });
 
     const direct = (args: string[], input?: string) => dockerd.docker(args, { input });
@@ -142,7 +170,11 @@ describe('Docker API pass-through with the real docker CLI', () => {
     });
 
     it('errors come back as dockerd wrote them (missing image, missing container)', async () => {
-      for (const args of [['inspect', 'nope-nope'], ['run', '--rm', '--pull=never', 'no-such-image:1', 'true'], ['rm', 'nope']]) {
+      for (const args of [
+        ['inspect', 'nope-nope'],
+        ['run', '--rm', '--pull=never', 'no-such-image:1', 'true'],
+        ['rm', 'nope'],
+      ]) {
         const [a, b] = await both(args);
         expect(b.code, args.join(' ')).toBe(a.code);
         expect(b.stderr.replace(viaProxy, ''), args.join(' ')).toBe(a.stderr);
@@ -153,7 +185,16 @@ describe('Docker API pass-through with the real docker CLI', () => {
       // The container blocks after its first line until we let it go: a proxy that buffered
       // the stream would never show that line, and the test would time out.
       const id = (
-        await direct(['run', '-d', '--net', 'none', image, 'sh', '-c', 'echo first; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo second'])
+        await direct([
+          'run',
+          '-d',
+          '--net',
+          'none',
+          image,
+          'sh',
+          '-c',
+          'echo first; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo second',
+        ])
       ).stdout.trim();
       try {
         const p = spawn('docker', ['logs', '-f', id], { env: { ...process.env, ...cliEnv } });
@@ -185,17 +226,37 @@ describe('Docker API pass-through with the real docker CLI', () => {
       p.stdout.on('data', (c: Buffer) => (seen += c.toString()));
       const actions = () => seen.split('\n').filter(Boolean);
       try {
-        await waitFor('the create event through the proxy', () => actions().includes('create'), 15_000, () => seen);
+        await waitFor(
+          'the create event through the proxy',
+          () => actions().includes('create'),
+          15_000,
+          () => seen,
+        );
         expect(actions()).toEqual(['create']);
         // What happens from now on can only come live down the open stream.
         await direct(['start', id]);
         const w = await proxied(['wait', id]);
         expect(w.stdout.trim()).toBe('4');
-        await waitFor('the die event through the proxy', () => actions().includes('die'), 15_000, () => seen);
+        await waitFor(
+          'the die event through the proxy',
+          () => actions().includes('die'),
+          15_000,
+          () => seen,
+        );
         expect(actions().slice(0, 2)).toEqual(['create', 'start']);
         await direct(['rm', id]);
         const until = Math.floor(Date.now() / 1000) + 1;
-        const [a, b] = await both(['events', '--since', String(since), '--until', String(until), '--format', '{{.Action}} {{.Actor.ID}}', '--filter', `container=${id}`]);
+        const [a, b] = await both([
+          'events',
+          '--since',
+          String(since),
+          '--until',
+          String(until),
+          '--format',
+          '{{.Action}} {{.Actor.ID}}',
+          '--filter',
+          `container=${id}`,
+        ]);
         expect(b.stdout).toBe(a.stdout);
         expect(b.stdout).toContain('destroy');
       } finally {
@@ -253,15 +314,29 @@ describe('Docker API pass-through with the real docker CLI', () => {
       const https = await import('node:https');
       const agent =
         transport === 'tls'
-          ? new https.Agent({ keepAlive: true, maxSockets: 1, ca: readFileSync(caFile), cert: readFileSync(clientCert.cert), key: readFileSync(clientCert.key) })
+          ? new https.Agent({
+              keepAlive: true,
+              maxSockets: 1,
+              ca: readFileSync(caFile),
+              cert: readFileSync(clientCert.cert),
+              key: readFileSync(clientCert.key),
+            })
           : new http.Agent({ keepAlive: true, maxSockets: 1 });
-      const target = transport === 'unix' ? { socketPath: join(dir, 'proxy.sock') } : { host: '127.0.0.1', port: (transport === 'tls' ? tls : plain).port };
+      const target =
+        transport === 'unix'
+          ? { socketPath: join(dir, 'proxy.sock') }
+          : { host: '127.0.0.1', port: (transport === 'tls' ? tls : plain).port };
       const get = () =>
         new Promise<{ status: number; connection: string | undefined; reused: boolean }>((resolve, reject) => {
-          const req = (transport === 'tls' ? https.request : http.request)({ ...target, path: '/_ping', agent }, (res) => {
-            res.resume();
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, reused: req.reusedSocket }));
-          });
+          const req = (transport === 'tls' ? https.request : http.request)(
+            { ...target, path: '/_ping', agent },
+            (res) => {
+              res.resume();
+              res.on('end', () =>
+                resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, reused: req.reusedSocket }),
+              );
+            },
+          );
           req.on('error', reject);
           req.end();
         });

@@ -36,13 +36,25 @@ export const BODY_RULES: Record<RouteName, { maxBytes: number; level: StructLeve
       },
     },
   },
-  start: { maxBytes: 1 * MiB, required: false, level: { fields: { NetworkMode: null, HostConfig: { fields: { NetworkMode: null } } } } },
+  start: {
+    maxBytes: 1 * MiB,
+    required: false,
+    level: { fields: { NetworkMode: null, HostConfig: { fields: { NetworkMode: null } } } },
+  },
   restart: { maxBytes: 1 * MiB, required: false, level: { fields: {} } },
   inspect: { maxBytes: 1 * MiB, required: false, level: { fields: {} } },
   // A command line may be up to ARG_MAX (2 MiB), doubled by JSON escaping.
-  'exec-create': { maxBytes: 4 * MiB, required: false, level: { fields: { Env: null, Cmd: null, User: null, Privileged: null } } },
+  'exec-create': {
+    maxBytes: 4 * MiB,
+    required: false,
+    level: { fields: { Env: null, Cmd: null, User: null, Privileged: null } },
+  },
   update: { maxBytes: 1 * MiB, required: false, level: { fields: { RestartPolicy: { fields: {} } } } },
-  'network-connect': { maxBytes: 1 * MiB, required: false, level: { fields: { Container: null, EndpointConfig: { fields: {} } } } },
+  'network-connect': {
+    maxBytes: 1 * MiB,
+    required: false,
+    level: { fields: { Container: null, EndpointConfig: { fields: {} } } },
+  },
   'network-disconnect': { maxBytes: 1 * MiB, required: false, level: { fields: { Container: null, Force: null } } },
   // The build context streams through unread.
   build: { maxBytes: 0, required: false, level: { fields: {} } },
@@ -87,15 +99,25 @@ export function readRequestBody(route: RouteName, raw: Buffer): BodyResult {
   const rule = BODY_RULES[route];
   const text = raw.toString('utf8');
   if (text.trim() === '') {
-    return rule.required ? { ok: false, message: `the ${route} request has no body: send one JSON object` } : { ok: true, value: undefined };
+    return rule.required
+      ? { ok: false, message: `the ${route} request has no body: send one JSON object` }
+      : { ok: true, value: undefined };
   }
   const scanned = scanJson(text);
   if (!scanned.ok) {
-    if (scanned.duplicate) return { ok: false, message: `the request body sets ${scanned.duplicate} twice: dockerd acts on the last (or merges both); send it once` };
+    if (scanned.duplicate)
+      return {
+        ok: false,
+        message: `the request body sets ${scanned.duplicate} twice: dockerd acts on the last (or merges both); send it once`,
+      };
     return { ok: false, message: `the ${route} request body is not one JSON object: ${scanned.message}` };
   }
   const node = scanned.value;
-  if (node.t !== 'object') return { ok: false, message: `the ${route} request body must be one JSON object, not ${node.t === 'null' ? 'null' : `a ${node.t}`}` };
+  if (node.t !== 'object')
+    return {
+      ok: false,
+      message: `the ${route} request body must be one JSON object, not ${node.t === 'null' ? 'null' : `a ${node.t}`}`,
+    };
   const err = checkLevel(node, rule.level, '');
   if (err) return { ok: false, message: err };
   return { ok: true, value: toJson(node) as JsonObject };

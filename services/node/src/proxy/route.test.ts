@@ -130,7 +130,10 @@ describe('routeRequest: the route dockerd would run', () => {
       params: ['a b\u00c3\u00a9'],
       path: '/containers/a%20b%C3%A9/start',
     });
-    expect(routeRequest('POST', 'http://docker/containers/web/start?x')).toMatchObject({ path: '/containers/web/start', query: '?x' });
+    expect(routeRequest('POST', 'http://docker/containers/web/start?x')).toMatchObject({
+      path: '/containers/web/start',
+      query: '?x',
+    });
   });
 });
 

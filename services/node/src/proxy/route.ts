@@ -58,7 +58,9 @@ function matcher<N extends string>(table: Record<N, RouteTemplate>): Matcher<N> 
 }
 
 /** Decides, for a table of dockerd routes, which one a request target reaches as dockerd reads it. */
-export function compileRoutes<N extends string>(table: Record<N, RouteTemplate>): (method: string, target: string) => RouteDecisionOf<N> {
+export function compileRoutes<N extends string>(
+  table: Record<N, RouteTemplate>,
+): (method: string, target: string) => RouteDecisionOf<N> {
   const match = matcher(table);
   return (method, target) => decide(match, method, target);
 }
@@ -137,13 +139,17 @@ function decide<N extends string>(match: Matcher<N>, method: string, target: str
   const t = targetPath(target);
   if (!t) return { kind: 'other' };
   const path = decodePathBytes(t.path);
-  if (path === undefined) return { kind: 'refuse', message: `malformed percent-encoding in the request path "${t.path}"` };
+  if (path === undefined)
+    return { kind: 'refuse', message: `malformed percent-encoding in the request path "${t.path}"` };
   const clean = cleanPath(path);
   if (clean !== path) {
     // dockerd answers 301 to the clean path; a client that follows it comes back through us.
     // Refused when the clean path is intercepted, so no daemon that routes it anyway is reached.
     if (match(method, clean)) {
-      return { kind: 'refuse', message: `the request path "${t.path}" is not in canonical form (dot segments or "//"); send "${encodePathBytes(clean)}"` };
+      return {
+        kind: 'refuse',
+        message: `the request path "${t.path}" is not in canonical form (dot segments or "//"); send "${encodePathBytes(clean)}"`,
+      };
     }
     return { kind: 'other' };
   }
@@ -151,6 +157,17 @@ function decide<N extends string>(match: Matcher<N>, method: string, target: str
   if (!hit) return { kind: 'other' };
   // An encoded "/" is a separator to dockerd 20.10 but data to a server that routes on the
   // escaped path: two readings of one request, so it is not forwarded.
-  if (/%2f/i.test(t.path)) return { kind: 'refuse', message: `the request path "${t.path}" has an encoded "/" (%2F): its meaning is ambiguous` };
-  return { kind: 'route', name: hit.name, version: hit.m[1], params: hit.m.slice(2).map((p) => p ?? ''), path: encodePathBytes(path), query: t.query };
+  if (/%2f/i.test(t.path))
+    return {
+      kind: 'refuse',
+      message: `the request path "${t.path}" has an encoded "/" (%2F): its meaning is ambiguous`,
+    };
+  return {
+    kind: 'route',
+    name: hit.name,
+    version: hit.m[1],
+    params: hit.m.slice(2).map((p) => p ?? ''),
+    path: encodePathBytes(path),
+    query: t.query,
+  };
 }

@@ -193,7 +193,9 @@ export class DockerProxy {
         {
           listen: describeListen(a),
           tls: withTls ? (tls.verify ? 'verify client certificates' : 'server certificate only') : 'none',
-          ...(socketInfo ? { mode: socketInfo.mode.toString(8), gid: socketInfo.gid ?? 'our own (no docker group)' } : {}),
+          ...(socketInfo
+            ? { mode: socketInfo.mode.toString(8), gid: socketInfo.gid ?? 'our own (no docker group)' }
+            : {}),
           upstream: describeUpstream(this.opts.upstream),
           limits: this.limits,
         },
@@ -212,7 +214,10 @@ export class DockerProxy {
     socket.destroy();
     const n = this.tlsLog.note();
     if (n !== undefined) {
-      this.opts.logger.info({ err: err.message, sinceLastLine: n }, 'TLS handshake refused; the client got no connection');
+      this.opts.logger.info(
+        { err: err.message, sinceLastLine: n },
+        'TLS handshake refused; the client got no connection',
+      );
     }
   }
 
@@ -302,7 +307,10 @@ export class DockerProxy {
     const decision = routeRequest(req.method ?? '', req.url ?? '/');
     if (decision.kind === 'refuse') {
       counted('refused');
-      this.opts.logger.info({ method: req.method, url: req.url, err: decision.message }, 'request path refused; answering the client with the reason');
+      this.opts.logger.info(
+        { method: req.method, url: req.url, err: decision.message },
+        'request path refused; answering the client with the reason',
+      );
       sendDockerError(res, 400, `calico: ${decision.message}`);
       return;
     }
@@ -312,8 +320,20 @@ export class DockerProxy {
       const ctx = this.context(req, res, decision);
       ic.handle(ctx).catch((e: unknown) => {
         const pe = toProxyError(e);
-        const log = pe.status >= 500 ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.info.bind(this.opts.logger);
-        log({ intercept: ic.name, url: req.url, status: pe.status, err: pe.message, stack: pe.status >= 500 ? pe.stack : undefined }, 'request refused; answering the client with the reason');
+        const log =
+          pe.status >= 500
+            ? this.opts.logger.error.bind(this.opts.logger)
+            : this.opts.logger.info.bind(this.opts.logger);
+        log(
+          {
+            intercept: ic.name,
+            url: req.url,
+            status: pe.status,
+            err: pe.message,
+            stack: pe.status >= 500 ? pe.stack : undefined,
+          },
+          'request refused; answering the client with the reason',
+        );
         if (pe.status === 413 && !req.complete) answerThenDrain(req, res, pe.message);
         else sendDockerError(res, pe.status, pe.message);
       });
@@ -363,19 +383,34 @@ export class DockerProxy {
   call(method: string, path: string, body?: Buffer, headers: OutgoingHttpHeaders = {}): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       const h: OutgoingHttpHeaders = { ...headers };
-      for (const k of Object.keys(h)) if (k.toLowerCase() === 'content-length' || k.toLowerCase() === 'host') delete h[k];
+      for (const k of Object.keys(h))
+        if (k.toLowerCase() === 'content-length' || k.toLowerCase() === 'host') delete h[k];
       h.host = 'docker';
       if (body?.length) h['content-length'] = body.length;
       else if (method !== 'GET' && method !== 'HEAD') h['content-length'] = 0;
-      const up = httpRequest({ ...upstreamTarget(this.opts.upstream), agent: this.agent, method, path, headers: h }, (r) => {
-        const chunks: Buffer[] = [];
-        r.on('data', (c: Buffer) => chunks.push(c));
-        r.on('end', () =>
-          resolve({ status: r.statusCode ?? 502, statusMessage: r.statusMessage ?? '', headers: r.headers, body: Buffer.concat(chunks) }),
-        );
-        r.on('error', reject);
-      });
-      up.on('error', (e) => reject(new Error(`dockerd at ${describeUpstream(this.opts.upstream)} did not answer ${method} ${path}: ${e.message}`)));
+      const up = httpRequest(
+        { ...upstreamTarget(this.opts.upstream), agent: this.agent, method, path, headers: h },
+        (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () =>
+            resolve({
+              status: r.statusCode ?? 502,
+              statusMessage: r.statusMessage ?? '',
+              headers: r.headers,
+              body: Buffer.concat(chunks),
+            }),
+          );
+          r.on('error', reject);
+        },
+      );
+      up.on('error', (e) =>
+        reject(
+          new Error(
+            `dockerd at ${describeUpstream(this.opts.upstream)} did not answer ${method} ${path}: ${e.message}`,
+          ),
+        ),
+      );
       up.end(body);
     });
   }
@@ -399,7 +434,11 @@ export class DockerProxy {
       if (stalledBody) return;
       if (!res.headersSent) {
         this.opts.logger.warn({ url: req.url, err: e.message }, 'dockerd did not answer; told the client');
-        sendDockerError(res, 502, `calico: cannot reach dockerd at ${describeUpstream(this.opts.upstream)}: ${e.message}`);
+        sendDockerError(
+          res,
+          502,
+          `calico: cannot reach dockerd at ${describeUpstream(this.opts.upstream)}: ${e.message}`,
+        );
       } else res.destroy();
     });
     // A client that goes away (Ctrl-C on `logs -f`) ends the upstream stream too.
@@ -524,7 +563,8 @@ function stalled(ms: number): ProxyError {
 }
 
 function readBody(req: IncomingMessage, max: number, idleMs: number): Promise<Buffer> {
-  const tooLarge = () => new ProxyError('TOO_LARGE', `calico: the request body is over ${max} bytes, the limit for this call`);
+  const tooLarge = () =>
+    new ProxyError('TOO_LARGE', `calico: the request body is over ${max} bytes, the limit for this call`);
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > max) {

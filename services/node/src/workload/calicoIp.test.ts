@@ -16,10 +16,19 @@ describe('CALICO_IP', () => {
     ['', 'CALICO_IP is empty: give an IPv4 or IPv6 address, or "auto"'],
     ['   ', 'CALICO_IP is empty: give an IPv4 or IPv6 address, or "auto"'],
     ['banana', 'CALICO_IP="banana" is not an IPv4 or IPv6 address, nor "auto"'],
-    ['198.19.0.300', 'CALICO_IP="198.19.0.300" is not a valid IPv4 address: each of the four numbers must be 0-255, without leading zeros'],
+    [
+      '198.19.0.300',
+      'CALICO_IP="198.19.0.300" is not a valid IPv4 address: each of the four numbers must be 0-255, without leading zeros',
+    ],
     ['198.19.0', 'CALICO_IP="198.19.0" is not an IPv4 or IPv6 address, nor "auto"'],
-    ['198.19.0.1/24', 'CALICO_IP="198.19.0.1/24" is a network, not an address: give one address without a prefix length (the container gets it as /32)'],
-    ['fd00::1/64', 'CALICO_IP="fd00::1/64" is a network, not an address: give one address without a prefix length (the container gets it as /128)'],
+    [
+      '198.19.0.1/24',
+      'CALICO_IP="198.19.0.1/24" is a network, not an address: give one address without a prefix length (the container gets it as /32)',
+    ],
+    [
+      'fd00::1/64',
+      'CALICO_IP="fd00::1/64" is a network, not an address: give one address without a prefix length (the container gets it as /128)',
+    ],
     ['1.2.3.4/99', 'CALICO_IP="1.2.3.4/99" is not an IPv4 or IPv6 address, nor "auto"'],
     ['127.0.0.1', 'CALICO_IP="127.0.0.1" cannot be given to a container: it is a loopback address'],
     ['224.0.0.1', 'CALICO_IP="224.0.0.1" cannot be given to a container: it is a multicast address'],
@@ -36,14 +45,23 @@ describe('CALICO_IP', () => {
   it('reads Env lists', () => {
     expect(calicoIpFromEnv(undefined)).toEqual({ ok: true, value: { kind: 'none' } });
     expect(calicoIpFromEnv(['PATH=/bin', 'CALICO_IPX=1'])).toEqual({ ok: true, value: { kind: 'none' } });
-    expect(calicoIpFromEnv(['A=1', 'CALICO_IP=198.19.0.9'])).toEqual({ ok: true, value: { kind: 'addr', addr: '198.19.0.9', family: 4 } });
+    expect(calicoIpFromEnv(['A=1', 'CALICO_IP=198.19.0.9'])).toEqual({
+      ok: true,
+      value: { kind: 'addr', addr: '198.19.0.9', family: 4 },
+    });
     expect(calicoIpFromEnv(['CALICO_IP=198.19.0.9', 'CALICO_IP=198.19.0.9'])).toMatchObject({ ok: true });
-    expect(calicoIpFromEnv(['CALICO_IP'])).toEqual({ ok: false, message: 'CALICO_IP is empty: give an IPv4 or IPv6 address, or "auto"' });
+    expect(calicoIpFromEnv(['CALICO_IP'])).toEqual({
+      ok: false,
+      message: 'CALICO_IP is empty: give an IPv4 or IPv6 address, or "auto"',
+    });
     expect(calicoIpFromEnv(['CALICO_IP=198.19.0.1', 'CALICO_IP=198.19.0.2'])).toEqual({
       ok: false,
       message: 'CALICO_IP is given 2 times with different values ("198.19.0.1", "198.19.0.2"): give it once',
     });
-    expect(calicoIpFromEnv('CALICO_IP=1')).toEqual({ ok: false, message: 'Env must be a list of "NAME=value" strings' });
+    expect(calicoIpFromEnv('CALICO_IP=1')).toEqual({
+      ok: false,
+      message: 'Env must be a list of "NAME=value" strings',
+    });
   });
 
   describe('addresses of the cluster itself, and pools', () => {
@@ -70,9 +88,27 @@ describe('CALICO_IP', () => {
       ['198.18.0.1', 4, cluster, why('198.18.0.1', 'it is the address of an etcd endpoint')],
       ['198.18.0.2', 4, cluster, why('198.18.0.2', 'it is the address of the Calico master')],
       // A management address is refused even inside a pool.
-      ['198.18.0.12', 4, { ...withPools, pools: ['198.18.0.0/24'] }, why('198.18.0.12', 'it is the management address (bird_ip) of host "h2"')],
-      ['198.19.1.1', 4, withPools, why('198.19.1.1', 'it is outside every IPv4 pool (198.19.0.0/24, 198.19.9.0/30); choose an address in one of them')],
-      ['fd00:198:19:1::1', 6, withPools, why('fd00:198:19:1::1', 'it is outside every IPv6 pool (fd00:198:19::/64); choose an address in one of them')],
+      [
+        '198.18.0.12',
+        4,
+        { ...withPools, pools: ['198.18.0.0/24'] },
+        why('198.18.0.12', 'it is the management address (bird_ip) of host "h2"'),
+      ],
+      [
+        '198.19.1.1',
+        4,
+        withPools,
+        why(
+          '198.19.1.1',
+          'it is outside every IPv4 pool (198.19.0.0/24, 198.19.9.0/30); choose an address in one of them',
+        ),
+      ],
+      [
+        'fd00:198:19:1::1',
+        6,
+        withPools,
+        why('fd00:198:19:1::1', 'it is outside every IPv6 pool (fd00:198:19::/64); choose an address in one of them'),
+      ],
     ] as const)('%s is refused', (addr, family, r, message) => {
       expect(reservedAddressRefusal(addr, family, r)).toBe(message);
     });

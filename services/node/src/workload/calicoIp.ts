@@ -29,7 +29,10 @@ export function calicoIpFromEnv(env: unknown): Parsed<CalicoIpRequest> {
   }
   if (!present) return { ok: true, value: { kind: 'none' } };
   if (values.size > 1) {
-    return { ok: false, message: `CALICO_IP is given ${values.size} times with different values (${[...values].map((v) => JSON.stringify(v)).join(', ')}): give it once` };
+    return {
+      ok: false,
+      message: `CALICO_IP is given ${values.size} times with different values (${[...values].map((v) => JSON.stringify(v)).join(', ')}): give it once`,
+    };
   }
   return parseCalicoIp([...values][0] ?? '');
 }
@@ -38,7 +41,8 @@ export function parseCalicoIp(raw: string): Parsed<CalicoIpRequest> {
   const v = raw.trim();
   const shown = JSON.stringify(raw);
   if (v === '') return { ok: false, message: 'CALICO_IP is empty: give an IPv4 or IPv6 address, or "auto"' };
-  if (v.toLowerCase() === 'auto' || v.toLowerCase() === 'auto4') return { ok: true, value: { kind: 'auto', family: 4 } };
+  if (v.toLowerCase() === 'auto' || v.toLowerCase() === 'auto4')
+    return { ok: true, value: { kind: 'auto', family: 4 } };
   if (v.toLowerCase() === 'auto6') return { ok: true, value: { kind: 'auto', family: 6 } };
   if (v.includes('/')) {
     const c = parseCidr(v);
@@ -52,7 +56,10 @@ export function parseCalicoIp(raw: string): Parsed<CalicoIpRequest> {
   const family = isIP(v);
   if (family === 0) {
     if (/^\d+(\.\d+){3}$/.test(v)) {
-      return { ok: false, message: `CALICO_IP=${shown} is not a valid IPv4 address: each of the four numbers must be 0-255, without leading zeros` };
+      return {
+        ok: false,
+        message: `CALICO_IP=${shown} is not a valid IPv4 address: each of the four numbers must be 0-255, without leading zeros`,
+      };
     }
     return { ok: false, message: `CALICO_IP=${shown} is not an IPv4 or IPv6 address, nor "auto"` };
   }
@@ -70,7 +77,8 @@ function notUnicast(addr: string, family: 4 | 6): string | undefined {
     if (a === 0) return 'addresses in 0.0.0.0/8 mean "this network"';
     if (a === 127) return 'it is a loopback address';
     if (a >= 224 && a <= 239) return 'it is a multicast address';
-    if (a >= 240) return addr === '255.255.255.255' ? 'it is the broadcast address' : 'it is in the reserved range 240.0.0.0/4';
+    if (a >= 240)
+      return addr === '255.255.255.255' ? 'it is the broadcast address' : 'it is in the reserved range 240.0.0.0/4';
     if (a === 169 && second === 254) return 'it is a link-local address';
     return undefined;
   }

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { checkNetworkMode, effectiveCommand, rewriteCreate, serialize, waitScript, LABELS, WAIT_MOUNT } from './createRequest.js';
+import {
+  checkNetworkMode,
+  effectiveCommand,
+  rewriteCreate,
+  serialize,
+  waitScript,
+  LABELS,
+  WAIT_MOUNT,
+} from './createRequest.js';
 import { readRequestBody } from '../proxy/requestBody.js';
 
 const parseCreateBody = (raw: Buffer) => {
@@ -25,10 +33,22 @@ describe('create request', () => {
     [{ HostConfig: { NetworkMode: 'default' } }, undefined],
     [{ HostConfig: { NetworkMode: 'bridge' } }, undefined],
     [{ HostConfig: { NetworkMode: 'none' } }, undefined],
-    [{ HostConfig: { NetworkMode: 'host' } }, "CALICO_IP cannot be used with --net=host: the container would share the host's network instead of getting its own address"],
-    [{ HostConfig: { NetworkMode: 'container:abc' } }, "CALICO_IP cannot be used with --net=container:abc: the container would share another container's network"],
-    [{ HostConfig: { NetworkMode: 'mynet' } }, 'CALICO_IP cannot be used with --net=mynet: Calico gives the container its network; leave --net out'],
-    [{ NetworkingConfig: { EndpointsConfig: { mynet: {} } } }, 'CALICO_IP cannot be used with --network mynet: Calico gives the container its network; leave --network out'],
+    [
+      { HostConfig: { NetworkMode: 'host' } },
+      "CALICO_IP cannot be used with --net=host: the container would share the host's network instead of getting its own address",
+    ],
+    [
+      { HostConfig: { NetworkMode: 'container:abc' } },
+      "CALICO_IP cannot be used with --net=container:abc: the container would share another container's network",
+    ],
+    [
+      { HostConfig: { NetworkMode: 'mynet' } },
+      'CALICO_IP cannot be used with --net=mynet: Calico gives the container its network; leave --net out',
+    ],
+    [
+      { NetworkingConfig: { EndpointsConfig: { mynet: {} } } },
+      'CALICO_IP cannot be used with --network mynet: Calico gives the container its network; leave --network out',
+    ],
   ])('network mode %j', (doc, msg) => {
     const p = parseCreateBody(body(doc));
     if (!p.ok) throw new Error(p.message);
@@ -37,11 +57,36 @@ describe('create request', () => {
 
   it.each([
     ['image only', {}, { Entrypoint: ['/init'], Cmd: ['serve'] }, { entrypoint: ['/init'], cmd: ['serve'] }],
-    ['request cmd replaces image cmd', { Cmd: ['sh'] }, { Entrypoint: ['/init'], Cmd: ['serve'] }, { entrypoint: ['/init'], cmd: ['sh'] }],
-    ['request entrypoint drops image cmd', { Entrypoint: ['/x'] }, { Entrypoint: ['/init'], Cmd: ['serve'] }, { entrypoint: ['/x'], cmd: [] }],
-    ['--entrypoint ""', { Entrypoint: [''], Cmd: ['ls'] }, { Entrypoint: ['/init'], Cmd: ['serve'] }, { entrypoint: [], cmd: ['ls'] }],
-    ['empty entrypoint list takes image cmd', { Entrypoint: [] }, { Entrypoint: ['/init'], Cmd: ['serve'] }, { entrypoint: [], cmd: ['serve'] }],
-    ['string forms', { Entrypoint: '/x', Cmd: 'y' }, { Entrypoint: null, Cmd: null }, { entrypoint: ['/x'], cmd: ['y'] }],
+    [
+      'request cmd replaces image cmd',
+      { Cmd: ['sh'] },
+      { Entrypoint: ['/init'], Cmd: ['serve'] },
+      { entrypoint: ['/init'], cmd: ['sh'] },
+    ],
+    [
+      'request entrypoint drops image cmd',
+      { Entrypoint: ['/x'] },
+      { Entrypoint: ['/init'], Cmd: ['serve'] },
+      { entrypoint: ['/x'], cmd: [] },
+    ],
+    [
+      '--entrypoint ""',
+      { Entrypoint: [''], Cmd: ['ls'] },
+      { Entrypoint: ['/init'], Cmd: ['serve'] },
+      { entrypoint: [], cmd: ['ls'] },
+    ],
+    [
+      'empty entrypoint list takes image cmd',
+      { Entrypoint: [] },
+      { Entrypoint: ['/init'], Cmd: ['serve'] },
+      { entrypoint: [], cmd: ['serve'] },
+    ],
+    [
+      'string forms',
+      { Entrypoint: '/x', Cmd: 'y' },
+      { Entrypoint: null, Cmd: null },
+      { entrypoint: ['/x'], cmd: ['y'] },
+    ],
   ])('effective command: %s', (_n, doc, image, want) => {
     const p = parseCreateBody(body(doc));
     if (!p.ok) throw new Error(p.message);
@@ -50,7 +95,13 @@ describe('create request', () => {
 
   it('rewrites networking, labels, the wait program and keeps everything else', () => {
     const p = parseCreateBody(
-      body({ Image: 'busybox', Env: ['CALICO_IP=198.19.0.5'], Labels: { mine: '1' }, HostConfig: { Binds: ['/a:/b'], NetworkMode: 'default', Memory: 5 }, NetworkingConfig: { EndpointsConfig: {} } }),
+      body({
+        Image: 'busybox',
+        Env: ['CALICO_IP=198.19.0.5'],
+        Labels: { mine: '1' },
+        HostConfig: { Binds: ['/a:/b'], NetworkMode: 'default', Memory: 5 },
+        NetworkingConfig: { EndpointsConfig: {} },
+      }),
     );
     if (!p.ok) throw new Error(p.message);
     const out = rewriteCreate(p.value, {
@@ -65,7 +116,13 @@ describe('create request', () => {
     const o = JSON.parse(serialize(out).toString());
     expect(o.HostConfig).toEqual({ Binds: ['/a:/b', `/bin/busybox:${WAIT_MOUNT}:ro`], NetworkMode: 'none', Memory: 5 });
     expect(o.NetworkingConfig).toBeUndefined();
-    expect(o.Labels).toEqual({ mine: '1', [LABELS.host]: 'h1', [LABELS.endpoint]: 'e1', [LABELS.addrs]: '198.19.0.5', [LABELS.mac]: 'ee:00:00:00:00:01' });
+    expect(o.Labels).toEqual({
+      mine: '1',
+      [LABELS.host]: 'h1',
+      [LABELS.endpoint]: 'e1',
+      [LABELS.addrs]: '198.19.0.5',
+      [LABELS.mac]: 'ee:00:00:00:00:01',
+    });
     expect(o.Entrypoint.slice(0, 3)).toEqual([WAIT_MOUNT, 'sh', '-c']);
     expect(o.Entrypoint.slice(4)).toEqual(['calico-wait', '/init']);
     expect(o.Cmd).toEqual(['serve', '--port', '80']);
@@ -73,8 +130,12 @@ describe('create request', () => {
   });
 
   it('the wait script is valid shell that execs the workload with its arguments intact', () => {
-    const script = waitScript([4, 6]).replace(`W=${WAIT_MOUNT}`, 'W=busybox').replace(/until .*; do/, 'until true; do');
-    const r = spawnSync('busybox', ['sh', '-c', script, 'calico-wait', 'printf', '%s|', 'a b', '$x', ''], { encoding: 'utf8' });
+    const script = waitScript([4, 6])
+      .replace(`W=${WAIT_MOUNT}`, 'W=busybox')
+      .replace(/until .*; do/, 'until true; do');
+    const r = spawnSync('busybox', ['sh', '-c', script, 'calico-wait', 'printf', '%s|', 'a b', '$x', ''], {
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(0);
     expect(r.stdout).toBe('a b|$x||');
   });

@@ -39,12 +39,16 @@ export function checkNetworkMode(doc: JsonObject): string | undefined {
   // host config fields at the top level.
   const hc = obj(doc.HostConfig) ?? doc;
   const mode = typeof hc?.NetworkMode === 'string' ? hc.NetworkMode : '';
-  if (mode === 'host') return 'CALICO_IP cannot be used with --net=host: the container would share the host\'s network instead of getting its own address';
-  if (mode.startsWith('container:')) return `CALICO_IP cannot be used with --net=${mode}: the container would share another container's network`;
-  if (!['', 'default', 'bridge', 'none'].includes(mode)) return `CALICO_IP cannot be used with --net=${mode}: Calico gives the container its network; leave --net out`;
+  if (mode === 'host')
+    return "CALICO_IP cannot be used with --net=host: the container would share the host's network instead of getting its own address";
+  if (mode.startsWith('container:'))
+    return `CALICO_IP cannot be used with --net=${mode}: the container would share another container's network`;
+  if (!['', 'default', 'bridge', 'none'].includes(mode))
+    return `CALICO_IP cannot be used with --net=${mode}: Calico gives the container its network; leave --net out`;
   const eps = obj(obj(doc.NetworkingConfig)?.EndpointsConfig);
   const named = Object.keys(eps ?? {}).filter((n) => !['bridge', 'none', 'default'].includes(n));
-  if (named.length) return `CALICO_IP cannot be used with --network ${named.join(', ')}: Calico gives the container its network; leave --network out`;
+  if (named.length)
+    return `CALICO_IP cannot be used with --network ${named.join(', ')}: Calico gives the container its network; leave --network out`;
   return undefined;
 }
 
@@ -63,7 +67,10 @@ export function needsImageConfig(doc: JsonObject): boolean {
  * the request Cmd as is; otherwise an empty request Cmd takes the image's, and an absent
  * request Entrypoint takes the image's. `--entrypoint ""` arrives as [""] and means none.
  */
-export function effectiveCommand(doc: JsonObject, image: { Entrypoint: string[] | null; Cmd: string[] | null }): { entrypoint: string[]; cmd: string[] } {
+export function effectiveCommand(
+  doc: JsonObject,
+  image: { Entrypoint: string[] | null; Cmd: string[] | null },
+): { entrypoint: string[]; cmd: string[] } {
   let entry = strSlice(doc.Entrypoint);
   let cmd = strSlice(doc.Cmd);
   if (entry === null || entry.length === 0) {

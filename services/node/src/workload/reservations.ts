@@ -20,14 +20,24 @@ export type ReservationRepair =
  * serves): a create between reserve and dockerd's answer holds a pending reservation that no
  * listed container has yet. Other hosts' reservations are theirs to mend.
  */
-export function reservationRepairs(host: string, reservations: ReadonlyMap<string, IpAssignment>, containers: readonly ListedContainer[]): ReservationRepair[] {
+export function reservationRepairs(
+  host: string,
+  reservations: ReadonlyMap<string, IpAssignment>,
+  containers: readonly ListedContainer[],
+): ReservationRepair[] {
   const present = new Set(containers.map((c) => c.id));
   const out: ReservationRepair[] = [];
   for (const [addr, holder] of reservations) {
     if (holder.host !== host) continue;
     if (holder.containerId === PENDING_CONTAINER) {
-      const c = containers.find((x) => x.workload !== null && x.workload.endpointId === holder.endpointId && x.workload.addrs.includes(addr));
-      out.push(c ? { action: 'confirm', addr, holder, containerId: c.id } : { action: 'release', addr, holder, why: 'pending for a container that dockerd never created' });
+      const c = containers.find(
+        (x) => x.workload !== null && x.workload.endpointId === holder.endpointId && x.workload.addrs.includes(addr),
+      );
+      out.push(
+        c
+          ? { action: 'confirm', addr, holder, containerId: c.id }
+          : { action: 'release', addr, holder, why: 'pending for a container that dockerd never created' },
+      );
     } else if (!present.has(holder.containerId)) {
       out.push({ action: 'release', addr, holder, why: 'its container is gone' });
     }

@@ -74,7 +74,7 @@ describe('joining the network of a Calico workload', () => {
     expect(await joinsCalicoWorkload(inspect, '')).toEqual({ ok: true });
   });
 
-  it('follows a container that itself shares a workload\'s network, and says through which', async () => {
+  it("follows a container that itself shares a workload's network, and says through which", async () => {
     const side: FakeContainer = { id: hex('c'), name: 'side', mode: 'container:web' };
     const outer: FakeContainer = { id: hex('d'), name: 'outer', mode: `container:${hex('c').slice(0, 12)}` };
     const { inspect, asked } = fakeInspect([workload, plain, side, outer]);
