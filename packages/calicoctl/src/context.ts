@@ -134,7 +134,13 @@ export class Context {
   }
 
   get client(): CalicoClient {
-    return new CalicoClient(this.ds);
+    let host: string | undefined;
+    try {
+      host = this.hostname;
+    } catch {
+      host = undefined; // not a host name: every host's keys are read, as without one
+    }
+    return new CalicoClient(this.ds, { host });
   }
 
   get etcdEndpoints(): string {

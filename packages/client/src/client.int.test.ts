@@ -13,6 +13,7 @@ import {
   hostAliveKey,
   ipAssignmentKey,
   workloadNameKey,
+  workloadPrefix,
 } from '@calico/keyspace';
 import { policyFixtures } from '@calico/policy';
 import { CalicoClient, ClientError } from './index.js';
@@ -104,6 +105,74 @@ describe('CalicoClient on a real etcd', () => {
     expect(await code(c.removeRule('frontend', 'inbound', 2))).toBe(
       'NOT_FOUND: group frontend has no inbound rule 2 (it has 1)',
     );
+  });
+
+  it('reads what an operation needs: one group by id, the groups for a name, the hosts for a container', async () => {
+    const id = (await c.findGroup('frontend')).id;
+    const reads: string[] = [];
+    const spy = new CalicoClient(
+      Object.assign(Object.create(ds) as Datastore, {
+        getPrefix: (prefix: string) => {
+          reads.push(prefix);
+          return ds.getPrefix(prefix);
+        },
+      }),
+    );
+    const readBy = async (op: () => Promise<unknown>) => {
+      reads.length = 0;
+      await op();
+      return [...reads];
+    };
+    const group = `/calico/network/group/${id}/`;
+    expect(await readBy(() => spy.findGroup(id))).toEqual([group]);
+    expect(await readBy(() => spy.addRule(id, 'outbound', { cidr: '198.19.0.0/16' }))).toEqual([group]);
+    expect(await readBy(() => spy.removeRule(id, 'outbound', 4))).toEqual([group]);
+    // A name is first tried as an id (a read of nothing), then found among the groups.
+    expect(await readBy(() => spy.findGroup('frontend'))).toEqual([
+      '/calico/network/group/frontend/',
+      '/calico/network/group/',
+    ]);
+    expect(await readBy(() => spy.addToGroup('db', id))).toEqual(['/calico/host/', group]);
+    // The control: the whole-cluster operations still read all of /calico/.
+    expect(await readBy(() => spy.listGroups())).toEqual(['/calico/network/group/']);
+    expect(await readBy(() => spy.check('web', 'db'))).toEqual(['/calico/']);
+    expect((await c.findGroup(id)).outbound.map((r) => r.index)).toEqual([1, 2, 3]);
+  });
+
+  it("on a host, a full container id or an endpoint id is found in that host's keys alone", async () => {
+    const full = 'f'.repeat(64);
+    await workload('h2', full, 'full', 'ep-full', '198.19.0.9');
+    const reads: string[] = [];
+    const on = (host: string) =>
+      new CalicoClient(
+        Object.assign(Object.create(ds) as Datastore, {
+          getPrefix: (prefix: string) => {
+            reads.push(prefix);
+            return ds.getPrefix(prefix);
+          },
+        }),
+        { host },
+      );
+    const readBy = async (op: () => Promise<{ endpointId: string }>) => {
+      reads.length = 0;
+      return { endpointId: (await op()).endpointId, reads: [...reads] };
+    };
+    const h2 = '/calico/host/h2/workload/docker/';
+    expect(await readBy(() => on('h2').resolveEndpoint(full))).toEqual({ endpointId: 'ep-full', reads: [h2] });
+    expect(await readBy(() => on('h2').resolveEndpoint('ep-c'))).toEqual({ endpointId: 'ep-c', reads: [h2] });
+    expect((await on('h2').findContainer(full)).host).toBe('h2');
+    // The control: from another host, or by name, every host's keys are read, with the same answer.
+    const h1 = '/calico/host/h1/workload/docker/';
+    const everyHost = ['/calico/host/'];
+    expect(await readBy(() => on('h1').resolveEndpoint(full))).toEqual({
+      endpointId: 'ep-full',
+      reads: [h1, ...everyHost],
+    });
+    expect(await readBy(() => on('h2').resolveEndpoint('full'))).toEqual({
+      endpointId: 'ep-full',
+      reads: [h2, ...everyHost],
+    });
+    await ds.deleteDir(workloadPrefix('h2', full));
   });
 
   it('check explains a verdict between containers given by name', async () => {

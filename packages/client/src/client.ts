@@ -12,12 +12,15 @@ import {
   groupMemberKey,
   groupNameKey,
   groupPrefix,
+  groupsPrefix,
   groupRuleKey,
   hostAliveKey,
   hostNameError,
   hostPrefix,
+  hostsPrefix,
   ipPoolKey,
   parseCidr,
+  workloadsPrefix,
   type Direction,
   type RuleInput,
 } from '@calico/keyspace';
@@ -36,11 +39,19 @@ function shortReason(e: unknown): string {
   return m.split('. ')[0] ?? m;
 }
 
+/** What dockerd names a container by: 64 hex digits. */
+const FULL_CONTAINER_ID = /^[0-9a-f]{64}$/;
+
 function describeRemoval(r: Removed): string {
   const { workloads, memberships, reservations, keys } = r;
   const addrs = `${reservations} address reservation(s)`;
   return `${workloads} workload(s), ${memberships} membership(s), ${addrs}, ${keys} key(s)`;
 }
+
+/** A container as finding it tells: where it runs and its endpoints, not their groups (no group is read). */
+export type ContainerInfo = Omit<WorkloadInfo, 'endpoints'> & {
+  endpoints: Omit<WorkloadInfo['endpoints'][number], 'groups'>[];
+};
 
 export interface GroupInfo {
   id: string;
@@ -85,11 +96,29 @@ function groupInfo(g: Group): GroupInfo {
  * seed's way), so they work whether or not the master is up. Reads take one snapshot.
  */
 export class CalicoClient {
-  constructor(readonly ds: Datastore) {}
+  /**
+   * host: the host this client runs on (calicoctl's --hostname). A container given by its full id,
+   * or an endpoint id, is looked for among that host's workloads first: ids are unique, so the
+   * answer is the one every host's keys would give, from one host's keys.
+   */
+  constructor(
+    readonly ds: Datastore,
+    private readonly opts: { host?: string | undefined } = {},
+  ) {}
 
+  /** All of /calico/, for the operations that need the whole cluster (lists, check, status). */
   async view(): Promise<ClusterView> {
+    return this.viewOf(calicoRoot);
+  }
+
+  /**
+   * The keys under one prefix alone (one group, the groups, the hosts): what an operation needs.
+   * etcd walks a range's keys for every read of it, so a narrow prefix is what makes a read of
+   * one group cheap on a cluster of hundreds of thousands of keys.
+   */
+  private async viewOf(prefix: string): Promise<ClusterView> {
     try {
-      const snap = await this.ds.getPrefix(calicoRoot);
+      const snap = await this.ds.getPrefix(prefix);
       return buildView(snap.kvs, snap.revision);
     } catch (e) {
       throw new ClientError(
@@ -99,15 +128,50 @@ export class CalicoClient {
     }
   }
 
+  /** Every group's keys and nothing else: what the group operations read. */
+  groupsView(): Promise<ClusterView> {
+    return this.viewOf(groupsPrefix);
+  }
+
+  /** Every host's keys (workloads, endpoints, bird_ip) and nothing else: what finding a container reads; no group is in it. */
+  hostsView(): Promise<ClusterView> {
+    return this.viewOf(hostsPrefix);
+  }
+
+  /** This host's workloads, when the client was told its host. */
+  private async localView(): Promise<ClusterView | undefined> {
+    const host = this.opts.host;
+    if (host === undefined || hostNameError(host) !== undefined) return undefined;
+    return this.viewOf(workloadsPrefix(host));
+  }
+
+  /** The group's own keys when idOrName can be a group id, else nothing (no read). */
+  private async groupById(idOrName: string): Promise<Group | undefined> {
+    let prefix: string;
+    try {
+      prefix = groupPrefix(idOrName);
+    } catch {
+      return undefined; // not a key segment: a name only
+    }
+    return (await this.viewOf(prefix)).model.group(idOrName);
+  }
+
   // ---- groups ---------------------------------------------------------------------------
 
   async listGroups(view?: ClusterView): Promise<GroupInfo[]> {
-    return (view ?? (await this.view())).model.groups().map(groupInfo);
+    return (view ?? (await this.groupsView())).model.groups().map(groupInfo);
   }
 
-  /** A group by id or by name; a name that two groups share must be given as an id. */
+  /**
+   * A group by id or by name; a name that two groups share must be given as an id. An id reads
+   * that group's keys alone; a name, every group's (not the hosts').
+   */
   async findGroup(idOrName: string, view?: ClusterView): Promise<GroupInfo> {
-    const v = view ?? (await this.view());
+    if (!view) {
+      const byId = await this.groupById(idOrName);
+      if (byId) return groupInfo(byId);
+    }
+    const v = view ?? (await this.groupsView());
     const byId = v.model.group(idOrName);
     if (byId) return groupInfo(byId);
     const named = v.model.groups().filter((g) => g.name === idOrName);
@@ -131,7 +195,7 @@ export class CalicoClient {
     } catch (e) {
       throw new ClientError('INVALID', `group name ${JSON.stringify(name)}: ${(e as Error).message}`);
     }
-    const v = await this.view();
+    const v = await this.groupsView();
     if (v.model.groups().some((g) => g.name === name.trim()))
       throw new ClientError('CONFLICT', `a group named "${name.trim()}" already exists`);
     const id = opts.id ?? randomUUID();
@@ -192,9 +256,13 @@ export class CalicoClient {
   // ---- containers and membership --------------------------------------------------------
 
   /** A container by full id, unique id prefix or name, on whichever host it runs. */
-  async findContainer(query: string, view?: ClusterView): Promise<WorkloadInfo> {
-    const v = view ?? (await this.view());
+  async findContainer(query: string, view?: ClusterView): Promise<ContainerInfo> {
     const q = query.replace(/^\//, '');
+    if (!view && FULL_CONTAINER_ID.test(q)) {
+      const here = (await this.localView())?.workloads.find((w) => w.containerId === q);
+      if (here) return here;
+    }
+    const v = view ?? (await this.hostsView());
     const exact = v.workloads.filter((w) => w.containerId === q || w.name === q);
     if (exact.length === 1) return exact[0]!;
     const matches = exact.length ? exact : v.workloads.filter((w) => q.length >= 3 && w.containerId.startsWith(q));
@@ -215,8 +283,11 @@ export class CalicoClient {
   async resolveEndpoint(
     target: string,
     view?: ClusterView,
-  ): Promise<{ endpointId: string; workload: WorkloadInfo | null }> {
-    const v = view ?? (await this.view());
+  ): Promise<{ endpointId: string; workload: ContainerInfo | null }> {
+    const local = view ? undefined : await this.localView();
+    const q = target.replace(/^\//, '');
+    const here = local?.workloads.find((w) => FULL_CONTAINER_ID.test(q) && w.containerId === q);
+    const v = local?.model.endpoint(target) || here ? local! : (view ?? (await this.hostsView()));
     if (v.model.endpoint(target))
       return {
         endpointId: target,
@@ -229,17 +300,15 @@ export class CalicoClient {
   }
 
   async addToGroup(target: string, group: string): Promise<{ endpointId: string; groupId: string }> {
-    const v = await this.view();
-    const { endpointId } = await this.resolveEndpoint(target, v);
-    const g = await this.findGroup(group, v);
+    const { endpointId } = await this.resolveEndpoint(target);
+    const g = await this.findGroup(group);
     await this.ds.put(groupMemberKey(g.id, endpointId), encodeMember());
     return { endpointId, groupId: g.id };
   }
 
   async removeFromGroup(target: string, group: string): Promise<{ endpointId: string; groupId: string }> {
-    const v = await this.view();
-    const { endpointId } = await this.resolveEndpoint(target, v);
-    const g = await this.findGroup(group, v);
+    const { endpointId } = await this.resolveEndpoint(target);
+    const g = await this.findGroup(group);
     if (!g.members.includes(endpointId))
       throw new ClientError('NOT_FOUND', `endpoint ${endpointId} is not a member of group ${g.name ?? g.id}`);
     await this.ds.delete(groupMemberKey(g.id, endpointId));
