@@ -9,7 +9,9 @@ import {
   encodeHostAlive,
   encodeIpAssignment,
   encodeWorkloadName,
+  encodeGroupName,
   groupMemberKey,
+  groupNameKey,
   hostAliveKey,
   ipAssignmentKey,
   workloadNameKey,
@@ -131,12 +133,29 @@ describe('CalicoClient on a real etcd', () => {
     expect(await readBy(() => spy.findGroup('frontend'))).toEqual([
       '/calico/network/group/frontend/',
       '/calico/network/group/',
+      group,
     ]);
     expect(await readBy(() => spy.addToGroup('db', id))).toEqual(['/calico/host/', group]);
     // The control: the whole-cluster operations still read all of /calico/.
     expect(await readBy(() => spy.listGroups())).toEqual(['/calico/network/group/']);
     expect(await readBy(() => spy.check('web', 'db'))).toEqual(['/calico/']);
     expect((await c.findGroup(id)).outbound.map((r) => r.index)).toEqual([1, 2, 3]);
+  });
+
+  it('a name two groups share is refused with their ids; each is found by its id', async () => {
+    await ds.batch([
+      { put: groupNameKey('twin-1'), value: encodeGroupName('twins') },
+      { put: groupNameKey('twin-2'), value: encodeGroupName('twins') },
+    ]);
+    expect(await code(c.findGroup('twins'))).toBe(
+      'AMBIGUOUS: 2 groups are named "twins": give its id (twin-1, twin-2)',
+    );
+    expect(await code(c.addGroup('twins'))).toBe('CONFLICT: a group named "twins" already exists');
+    expect((await c.findGroup('twin-2')).name).toBe('twins');
+    await ds.delete(groupNameKey('twin-1'));
+    expect((await c.findGroup('twins')).id).toBe('twin-2');
+    await ds.delete(groupNameKey('twin-2'));
+    expect(await code(c.findGroup('twins'))).toMatch(/^NOT_FOUND: no group has the id or name "twins"/);
   });
 
   it("on a host, a full container id or an endpoint id is found in that host's keys alone", async () => {

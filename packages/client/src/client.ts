@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Datastore } from '@calico/datastore';
+import type { Datastore, PrefixSnapshot } from '@calico/datastore';
 import {
   calicoRoot,
   canonicalCidr,
+  decodeGroupName,
   encodeDefault,
   encodeGroupName,
   encodeIpPool,
@@ -20,6 +21,7 @@ import {
   hostsPrefix,
   ipPoolKey,
   parseCidr,
+  parseKey,
   workloadsPrefix,
   type Direction,
   type RuleInput,
@@ -52,6 +54,16 @@ function describeRemoval(r: Removed): string {
 export type ContainerInfo = Omit<WorkloadInfo, 'endpoints'> & {
   endpoints: Omit<WorkloadInfo['endpoints'][number], 'groups'>[];
 };
+
+/**
+ * Where the client reads: etcd by default. The master passes its synced copy, which also keeps
+ * an index of group names. Writes always go to etcd.
+ */
+export interface ClusterReads {
+  getPrefix(prefix: string): Promise<PrefixSnapshot>;
+  /** The ids of the groups of that name, from an index; undefined: not known here, read the groups. */
+  groupIdsNamed?(name: string): Promise<string[] | undefined>;
+}
 
 export interface GroupInfo {
   id: string;
@@ -103,8 +115,23 @@ export class CalicoClient {
    */
   constructor(
     readonly ds: Datastore,
-    private readonly opts: { host?: string | undefined } = {},
-  ) {}
+    private readonly opts: { host?: string | undefined; reads?: ClusterReads | undefined } = {},
+  ) {
+    this.reads = opts.reads ?? ds;
+  }
+
+  private readonly reads: ClusterReads;
+
+  private async readPrefix(prefix: string): Promise<PrefixSnapshot> {
+    try {
+      return await this.reads.getPrefix(prefix);
+    } catch (e) {
+      throw new ClientError(
+        'UNAVAILABLE',
+        `cannot reach etcd at ${this.ds.config.endpoints.join(',')}: ${shortReason(e)}`,
+      );
+    }
+  }
 
   /** All of /calico/, for the operations that need the whole cluster (lists, check, status). */
   async view(): Promise<ClusterView> {
@@ -117,15 +144,8 @@ export class CalicoClient {
    * one group cheap on a cluster of hundreds of thousands of keys.
    */
   private async viewOf(prefix: string): Promise<ClusterView> {
-    try {
-      const snap = await this.ds.getPrefix(prefix);
-      return buildView(snap.kvs, snap.revision);
-    } catch (e) {
-      throw new ClientError(
-        'UNAVAILABLE',
-        `cannot reach etcd at ${this.ds.config.endpoints.join(',')}: ${shortReason(e)}`,
-      );
-    }
+    const snap = await this.readPrefix(prefix);
+    return buildView(snap.kvs, snap.revision);
   }
 
   /** Every group's keys and nothing else: what the group operations read. */
@@ -170,18 +190,46 @@ export class CalicoClient {
     if (!view) {
       const byId = await this.groupById(idOrName);
       if (byId) return groupInfo(byId);
+      const ids = await this.groupIdsNamed(idOrName);
+      const found = ids.length === 1 ? await this.groupById(ids[0]!) : undefined;
+      return this.oneNamed(idOrName, found ? [found] : ids.map((id) => ({ groupId: id })));
     }
-    const v = view ?? (await this.groupsView());
-    const byId = v.model.group(idOrName);
+    const byId = view.model.group(idOrName);
     if (byId) return groupInfo(byId);
-    const named = v.model.groups().filter((g) => g.name === idOrName);
-    if (named.length === 1) return groupInfo(named[0]!);
+    return this.oneNamed(
+      idOrName,
+      view.model.groups().filter((g) => g.name === idOrName),
+    );
+  }
+
+  /** The one group of that name, or why not. */
+  private oneNamed(name: string, named: (Group | { groupId: string })[]): GroupInfo {
+    if (named.length === 1 && 'members' in named[0]!) return groupInfo(named[0]);
     if (named.length > 1)
       throw new ClientError(
         'AMBIGUOUS',
-        `${named.length} groups are named "${idOrName}": give its id (${named.map((g) => g.groupId).join(', ')})`,
+        `${named.length} groups are named "${name}": give its id (${named.map((g) => g.groupId).join(', ')})`,
       );
-    throw new ClientError('NOT_FOUND', `no group has the id or name "${idOrName}" (calicoctl showgroups lists them)`);
+    throw new ClientError('NOT_FOUND', `no group has the id or name "${name}" (calicoctl showgroups lists them)`);
+  }
+
+  /**
+   * The ids of the groups named name: from the source's name index when it keeps one (the
+   * master's synced copy), else from every group's keys, reading their name keys alone.
+   */
+  private async groupIdsNamed(name: string): Promise<string[]> {
+    const indexed = await this.reads.groupIdsNamed?.(name);
+    if (indexed) return indexed;
+    const snap = await this.readPrefix(groupsPrefix);
+    const ids: string[] = [];
+    for (const { key, value } of snap.kvs) {
+      if (!key.endsWith('/name')) continue;
+      const k = parseKey(key);
+      if (k.kind !== 'groupName') continue;
+      const d = decodeGroupName(key, value);
+      if (d.ok && d.value === name) ids.push(k.groupId);
+    }
+    return ids;
   }
 
   /**
@@ -195,11 +243,10 @@ export class CalicoClient {
     } catch (e) {
       throw new ClientError('INVALID', `group name ${JSON.stringify(name)}: ${(e as Error).message}`);
     }
-    const v = await this.groupsView();
-    if (v.model.groups().some((g) => g.name === name.trim()))
+    if ((await this.groupIdsNamed(name.trim())).length)
       throw new ClientError('CONFLICT', `a group named "${name.trim()}" already exists`);
     const id = opts.id ?? randomUUID();
-    if (v.model.group(id)) throw new ClientError('CONFLICT', `a group with id ${id} already exists`);
+    if (await this.groupById(id)) throw new ClientError('CONFLICT', `a group with id ${id} already exists`);
     // The name goes last and only if absent: two callers racing for one id cannot both win.
     await this.ds.batch([
       { put: groupDefaultKey(id, 'inbound'), value: encodeDefault() },

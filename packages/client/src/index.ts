@@ -1,5 +1,5 @@
 export { CalicoClient } from './client.js';
-export type { GroupInfo, HostRemoval } from './client.js';
+export type { ClusterReads, ContainerInfo, GroupInfo, HostRemoval } from './client.js';
 export { buildView, keyProblems } from './view.js';
 export type { ClusterView, HostInfo, HostState, Notice, WorkloadInfo } from './view.js';
 export { indexHosts, knownHosts, membersWithoutEndpoint, planHostRemoval } from './hosts.js';

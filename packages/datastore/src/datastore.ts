@@ -249,6 +249,16 @@ export class Datastore {
     }
   }
 
+  /**
+   * The revision a linearizable read of key sees: every write acknowledged before this call is at
+   * or below it. One single-key range, confirmed by the quorum (what the member's status, read by
+   * revision(), is not).
+   */
+  async readRevision(key: string): Promise<number> {
+    const r = await this.reader.range({ key: Buffer.from(key), rangeEnd: Buffer.alloc(0), limit: 1, revision: 0 });
+    return r.revision;
+  }
+
   /** Current cluster revision, and a cheap liveness check. */
   async revision(): Promise<number> {
     const r = await this.client.maintenance.status({});

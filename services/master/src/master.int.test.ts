@@ -4,10 +4,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd, requireRoot } from '@calico/testkit';
 import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
 import {
+  encodeGroupName,
   encodeHostAlive,
   encodeIpAssignment,
+  encodeRule,
   encodeWorkloadName,
   groupMemberKey,
+  groupNameKey,
+  groupPrefix,
+  groupRuleKey,
   hostAliveKey,
   ipAssignmentKey,
   masterApiUrlKey,
@@ -206,6 +211,33 @@ describe('calico-master API on a real etcd', () => {
       json: { error: { message: 'group frontend has no inbound rule 2 (it has 1)' } },
     });
     expect((await api('DELETE', '/v1/groups/frontend/rules/inbound/02')).status).toBe(400);
+  });
+
+  it('reads groups from its synced copy, and what was just written is in the answer', async () => {
+    const before = { ...master.reads.served };
+    // Written to etcd behind the master's back, then read through it at once: the read waits for
+    // the copy to reach the revision etcd has, so the new group and its rule are in the answer.
+    for (let i = 0; i < 20; i++) {
+      const id = `g-copy-${i}`;
+      await ds.batch([
+        { put: groupNameKey(id), value: encodeGroupName(`copy-${i}`) },
+        { put: groupRuleKey(id, 'inbound', 1), value: encodeRule({ cidr: '198.19.0.0/16' }) },
+      ]);
+      expect(await api('GET', `/v1/groups/copy-${i}`)).toMatchObject({
+        status: 200,
+        json: { id, name: `copy-${i}`, inbound: [{ index: 1, rule: { cidr: '198.19.0.0/16' } }] },
+      });
+      await ds.deleteDir(groupPrefix(id));
+      expect((await api('GET', `/v1/groups/${id}`)).status).toBe(404);
+    }
+    expect(master.reads.served.copy - before.copy).toBeGreaterThanOrEqual(60);
+    expect(master.reads.served.etcd).toBe(before.etcd);
+    // The control: a write outside /calico/ moves etcd's revision past anything the copy can
+    // reach, and the same reads go to etcd, with the same answers.
+    await ds.put('/elsewhere/x', '1');
+    expect(await api('GET', '/v1/groups/frontend')).toMatchObject({ status: 200, json: { name: 'frontend' } });
+    expect(master.reads.served.etcd).toBeGreaterThan(before.etcd);
+    await ds.delete('/elsewhere/x');
   });
 
   it('members: by container name or endpoint id; ambiguity, absence and removal', async () => {

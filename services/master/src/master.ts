@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { CalicoClient, buildView, type ClusterView } from '@calico/client';
+import { SyncedReads } from './reads.js';
 import { Datastore, ensureApiToken, httpsServerOptions, type Syncer } from '@calico/datastore';
 import { calicoRoot, encodeMasterIp, encodeUrl, isIP, masterApiUrlKey, masterIpKey } from '@calico/keyspace';
 import { createLogger, type Logger } from '@calico/log';
@@ -37,6 +38,8 @@ export interface RunningMaster {
   /** Resolves once /calico/master/ip and api_url are written (retried until etcd answers). */
   published: Promise<void>;
   syncer: Syncer;
+  /** Where the API's group reads are answered: the synced copy or etcd. */
+  reads: SyncedReads;
   gc: GarbageCollector;
   metrics: MasterMetrics;
   stop(): Promise<void>;
@@ -75,10 +78,15 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   const epoch = () => statusEpoch + syncer.stats.watchErrors;
   // Each bad key is logged once, as the syncer delivers it (resyncs deliver only differences).
   const problems = new ProblemReporter(logger);
+  // The API reads groups from the synced copy while it is trusted and up to date, else from etcd.
+  const reads = new SyncedReads(ds, () => syncer.inSync);
   const syncer: Syncer = ds.syncer(
     calicoRoot,
     {
-      onUpdates: (batch) => problems.apply(batch),
+      onUpdates: (batch) => {
+        problems.apply(batch);
+        reads.apply(batch);
+      },
       onStatus: (status, reason) => {
         if (reason === SAFETY_RESYNC && status !== 'stopped') return; // resyncing, then in-sync again: no blip
         if (status === 'in-sync') {
@@ -110,7 +118,7 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
     }
     return cached.view;
   };
-  const client = new CalicoClient(ds);
+  const client = new CalicoClient(ds, { reads });
   const gc = new GarbageCollector({
     client,
     logger,
@@ -236,6 +244,7 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
     ...(unauthenticatedServer ? { unauthenticatedPort: (unauthenticatedServer.address() as AddressInfo).port } : {}),
     published,
     syncer,
+    reads,
     gc,
     metrics,
     async stop() {
