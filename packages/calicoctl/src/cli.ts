@@ -55,7 +55,8 @@ made by calico-master, sent to the master API and to every host's diags service;
 --api-ca=<file> (else CALICO_API_CA_FILE): the CA that verifies an https master and diags services;
 --api-cert/--api-key=<file> (else CALICO_API_CERT_FILE/CALICO_API_KEY_FILE): a client certificate
 of their CA, which authenticates without the token.
-A container is a full id, a unique id prefix or a name, on any host.`;
+A container is a full id, a unique id prefix or a name, on any host (a full id or an endpoint id on
+this host is found in this host's keys alone).`;
 
 /** Exit codes: 0 ok, 1 a "no" answer (check denied, node not running) or an internal error, 2 usage, 3+ see ClientErrorCode. */
 export async function run(

@@ -29,4 +29,3 @@ export {
 export type { SecretSink } from './redact.js';
 export { loadConfig, USAGE } from './config.js';
 export type { DiagsCli } from './config.js';
-export type { AgentStatus } from './agentStatus.js';

@@ -46,11 +46,6 @@ export class EndpointStore {
     ]);
   }
 
-  async setState(containerId: string, endpointId: string, state: 'active' | 'inactive'): Promise<void> {
-    const key = endpointStateKey(this.host, containerId, endpointId);
-    await this.ds.put(key, encodeState(state));
-  }
-
   /** Records why a container with our labels is not networked, for the master and calicoctl status. */
   async refuse(containerId: string, reason: string): Promise<void> {
     await this.ds.put(refusedWorkloadKey(this.host, containerId), reason.replace(/[\r\n]+/g, ' ').slice(0, 2000));
