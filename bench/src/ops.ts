@@ -14,7 +14,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CalicoClient } from '@calico/client';
 import { Datastore, apiCall, readApiToken, resolveDatastoreConfig } from '@calico/datastore';
-import { encodeRule, groupRuleKey, groupRuleListPrefix } from '@calico/keyspace';
+import { encodeRule, encodeWorkloadName, groupRuleKey, groupRuleListPrefix, workloadNameKey } from '@calico/keyspace';
 import { Etcd, ManagedProcess, freePort, waitFor } from '@calico/testkit';
 import { clusterKeys, containerId, eid, load } from './cluster.js';
 import { fmtMs, median, percentile, ratio, row } from './stats.js';
@@ -122,6 +122,9 @@ async function main(): Promise<void> {
       await ds!.put(groupRuleKey(gid, 'inbound', 1), encodeRule({ group: gid }));
     };
     const leave = () => client.removeFromGroup(cid, gid);
+    // The one container with a name, as calico-node writes it, to be found by name.
+    const cname = 'web-bench';
+    await ds.put(workloadNameKey(`host${host}`, cid), encodeWorkloadName(cname));
 
     say(`baseline: the whole keyspace read and viewed, ${SLOW_CALLS} times`);
     const whole = await timed(SLOW_CALLS, () => client.view());
@@ -149,6 +152,10 @@ async function main(): Promise<void> {
     await add(
       'addtogroup, container on another host, group by id',
       timed(SLOW_CALLS, () => elsewhere.addToGroup(cid, gid), leave),
+    );
+    await add(
+      'addtogroup, container by name, group by id',
+      timed(SLOW_CALLS, () => client.addToGroup(cname, gid), leave),
     );
     await add(
       'master GET /v1/groups/{id}',

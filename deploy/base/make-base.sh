@@ -25,6 +25,9 @@ if [ ! -s "$tarball" ]; then
   }
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+  # Now, not at exit: the trap below replaces this one.
+  rm -rf "$root"
+  trap - EXIT
 fi
 # Node 20 is this machine's own binary; its libraries (libc, libstdc++) are in minbase.
 work="$(mktemp -d)"

@@ -4,6 +4,7 @@ import {
   calicoRoot,
   canonicalCidr,
   decodeGroupName,
+  decodeWorkloadName,
   encodeDefault,
   encodeGroupName,
   encodeIpPool,
@@ -153,9 +154,42 @@ export class CalicoClient {
     return this.viewOf(groupsPrefix);
   }
 
-  /** Every host's keys (workloads, endpoints, bird_ip) and nothing else: what finding a container reads; no group is in it. */
-  hostsView(): Promise<ClusterView> {
-    return this.viewOf(hostsPrefix);
+  /** Whether an endpoint of that id exists on some host (its keys alone are viewed). */
+  async hasEndpoint(endpointId: string): Promise<boolean> {
+    return (await this.containersView(endpointId)).model.endpoint(endpointId) !== undefined;
+  }
+
+  /**
+   * The workloads that a query could name, on every host: by full id, id prefix, name or endpoint
+   * id. Every host's keys are read (a name or a prefix can match anywhere), but only those
+   * workloads' keys are viewed, so the view costs what they hold.
+   */
+  private async containersView(query: string): Promise<ClusterView> {
+    const snap = await this.readPrefix(hostsPrefix);
+    const q = query.replace(/^\//, '');
+    const wanted = new Set<string>();
+    const workloadOf = (key: string): { dir: string; cid: string; rest: string[] } | undefined => {
+      const parts = key.slice(hostsPrefix.length).split('/');
+      if (parts[1] !== 'workload' || parts[2] !== 'docker' || parts[3] === undefined) return undefined;
+      return { dir: parts.slice(0, 4).join('/'), cid: parts[3], rest: parts.slice(4) };
+    };
+    for (const { key, value } of snap.kvs) {
+      const w = workloadOf(key);
+      if (!w) continue;
+      const named = w.rest.length === 1 && w.rest[0] === 'name' ? decodeWorkloadName(key, value) : undefined;
+      if (
+        w.cid === q ||
+        (q.length >= 3 && w.cid.startsWith(q)) ||
+        (w.rest[0] === 'endpoint' && w.rest[1] === query) ||
+        (named?.ok && named.value === q)
+      )
+        wanted.add(w.dir);
+    }
+    const kvs = snap.kvs.filter((kv) => {
+      const w = wanted.size ? workloadOf(kv.key) : undefined;
+      return w !== undefined && wanted.has(w.dir);
+    });
+    return buildView(kvs, snap.revision);
   }
 
   /** This host's workloads, when the client was told its host. */
@@ -309,7 +343,7 @@ export class CalicoClient {
       const here = (await this.localView())?.workloads.find((w) => w.containerId === q);
       if (here) return here;
     }
-    const v = view ?? (await this.hostsView());
+    const v = view ?? (await this.containersView(query));
     const exact = v.workloads.filter((w) => w.containerId === q || w.name === q);
     if (exact.length === 1) return exact[0]!;
     const matches = exact.length ? exact : v.workloads.filter((w) => q.length >= 3 && w.containerId.startsWith(q));
@@ -334,7 +368,7 @@ export class CalicoClient {
     const local = view ? undefined : await this.localView();
     const q = target.replace(/^\//, '');
     const here = local?.workloads.find((w) => FULL_CONTAINER_ID.test(q) && w.containerId === q);
-    const v = local?.model.endpoint(target) || here ? local! : (view ?? (await this.hostsView()));
+    const v = local?.model.endpoint(target) || here ? local! : (view ?? (await this.containersView(target)));
     if (v.model.endpoint(target))
       return {
         endpointId: target,

@@ -143,7 +143,7 @@ export function apiRoutes(deps: ApiDeps): Route<Handler>[] {
       const t = parseMemberBody(await body());
       if ('endpoint' in t) {
         // An endpoint id only: never fall back to reading it as a container name.
-        if (!(await c.hostsView()).model.endpoint(t.endpoint)) {
+        if (!(await c.hasEndpoint(t.endpoint))) {
           throw new ApiError(
             'NOT_FOUND',
             `no endpoint has the id "${t.endpoint}" (GET /v1/endpoints lists them; to add a membership before its endpoint exists, write the member key directly)`,
