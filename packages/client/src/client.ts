@@ -42,6 +42,11 @@ function shortReason(e: unknown): string {
   return m.split('. ')[0] ?? m;
 }
 
+const isNamed = (d: { ok: true; value: string } | { ok: false }, name: string) => d.ok && d.value === name;
+
+/** Between a host's directory and a container id. */
+const WORKLOADS = '/workload/docker/';
+
 /** What dockerd names a container by: 64 hex digits. */
 const FULL_CONTAINER_ID = /^[0-9a-f]{64}$/;
 
@@ -167,28 +172,30 @@ export class CalicoClient {
   private async containersView(query: string): Promise<ClusterView> {
     const snap = await this.readPrefix(hostsPrefix);
     const q = query.replace(/^\//, '');
+    const endpoint = `endpoint/${query}/`;
+    // Each key's workload directory (`/calico/host/<h>/workload/docker/<cid>`), found once: with
+    // hundreds of thousands of keys, splitting each would cost more than the read.
+    const dirs: (string | undefined)[] = new Array(snap.kvs.length);
     const wanted = new Set<string>();
-    const workloadOf = (key: string): { dir: string; cid: string; rest: string[] } | undefined => {
-      const parts = key.slice(hostsPrefix.length).split('/');
-      if (parts[1] !== 'workload' || parts[2] !== 'docker' || parts[3] === undefined) return undefined;
-      return { dir: parts.slice(0, 4).join('/'), cid: parts[3], rest: parts.slice(4) };
-    };
-    for (const { key, value } of snap.kvs) {
-      const w = workloadOf(key);
-      if (!w) continue;
-      const named = w.rest.length === 1 && w.rest[0] === 'name' ? decodeWorkloadName(key, value) : undefined;
-      if (
-        w.cid === q ||
-        (q.length >= 3 && w.cid.startsWith(q)) ||
-        (w.rest[0] === 'endpoint' && w.rest[1] === query) ||
-        (named?.ok && named.value === q)
-      )
-        wanted.add(w.dir);
-    }
-    const kvs = snap.kvs.filter((kv) => {
-      const w = wanted.size ? workloadOf(kv.key) : undefined;
-      return w !== undefined && wanted.has(w.dir);
+    snap.kvs.forEach(({ key, value }, i) => {
+      const h = key.indexOf('/', hostsPrefix.length);
+      if (h < 0 || !key.startsWith(WORKLOADS, h)) return;
+      const c = h + WORKLOADS.length;
+      const end = key.indexOf('/', c);
+      if (end <= c) return;
+      const dir = key.slice(0, end);
+      dirs[i] = dir;
+      if (wanted.has(dir)) return;
+      const cid = key.slice(c, end);
+      const rest = key.slice(end + 1);
+      const matches =
+        cid === q ||
+        (q.length >= 3 && cid.startsWith(q)) ||
+        rest.startsWith(endpoint) ||
+        (rest === 'name' && isNamed(decodeWorkloadName(key, value), q));
+      if (matches) wanted.add(dir);
     });
+    const kvs = wanted.size ? snap.kvs.filter((_, i) => dirs[i] !== undefined && wanted.has(dirs[i])) : [];
     return buildView(kvs, snap.revision);
   }
 
