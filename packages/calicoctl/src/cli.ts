@@ -1,5 +1,8 @@
 import { parseArgs } from 'node:util';
 import { ClientError, ClientErrorCode } from '@calico/client';
+import { API_CLIENT_TLS_FLAG_OPTIONS, API_TLS_FLAG_OPTIONS, ETCD_FLAG_OPTIONS } from '@calico/datastore';
+import { DIAGS_COLLECT_FLAG_OPTIONS } from '@calico/diags';
+import { PROXY_TLS_FLAG_OPTIONS } from '@calico/node';
 import { Context, UsageError } from './context.js';
 import { addgroup, addtogroup, removefromgroup, removegroup, showgroups } from './commands/groups.js';
 import { rule } from './commands/rules.js';
@@ -70,18 +73,11 @@ export async function run(
       allowPositionals: true,
       strict: true,
       options: {
-        etcd: { type: 'string' },
-        'etcd-ca': { type: 'string' },
-        'etcd-cert': { type: 'string' },
-        'etcd-key': { type: 'string' },
+        ...ETCD_FLAG_OPTIONS,
         hostname: { type: 'string' },
         'api-token-file': { type: 'string' },
-        'api-ca': { type: 'string' },
-        'api-cert': { type: 'string' },
-        'api-key': { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'tls-ca': { type: 'string' },
+        ...API_CLIENT_TLS_FLAG_OPTIONS,
+        ...API_TLS_FLAG_OPTIONS,
         json: { type: 'boolean' },
         detailed: { type: 'boolean' },
         ip: { type: 'string' },
@@ -90,12 +86,7 @@ export async function run(
         runtime: { type: 'string' },
         docker: { type: 'string' },
         'proxy-listen': { type: 'string', multiple: true },
-        tlsverify: { type: 'boolean' },
-        tls: { type: 'boolean' },
-        tlscacert: { type: 'string' },
-        tlscert: { type: 'string' },
-        tlskey: { type: 'string' },
-        'insecure-listen': { type: 'boolean' },
+        ...PROXY_TLS_FLAG_OPTIONS,
         listen: { type: 'string' },
         'log-dir': { type: 'string' },
         'run-dir': { type: 'string' },
@@ -104,15 +95,7 @@ export async function run(
         cidr: { type: 'string' },
         protocol: { type: 'string' },
         port: { type: 'string' },
-        output: { type: 'string' },
-        'upload-url': { type: 'string' },
-        'upload-method': { type: 'string' },
-        'no-upload': { type: 'boolean' },
-        'upload-file': { type: 'string' },
-        cluster: { type: 'boolean' },
-        'host-timeout': { type: 'string' },
-        'max-host-bytes': { type: 'string' },
-        insecure: { type: 'boolean' },
+        ...DIAGS_COLLECT_FLAG_OPTIONS,
         'remove-endpoints': { type: 'boolean' },
         'gc-dead-hosts-after': { type: 'string' },
         help: { type: 'boolean', short: 'h' },

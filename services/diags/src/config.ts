@@ -15,6 +15,19 @@ import {
 import { hostNameError } from '@calico/keyspace';
 import { defaultHostDirs, type HostDirs } from './sources.js';
 
+/** The flags of a collection, `calico-diags collect`'s and `calicoctl diags`'s alike. */
+export const DIAGS_COLLECT_FLAG_OPTIONS = {
+  output: { type: 'string' },
+  'upload-url': { type: 'string' },
+  'upload-method': { type: 'string' },
+  'no-upload': { type: 'boolean' },
+  'upload-file': { type: 'string' },
+  cluster: { type: 'boolean' },
+  'host-timeout': { type: 'string' },
+  'max-host-bytes': { type: 'string' },
+  insecure: { type: 'boolean' },
+} as const;
+
 export const USAGE = `calico-diags: one host's diagnostics, with secrets redacted
 
   calico-diags [serve] --listen=<ip:port>   serve GET /diags (this host's .tar.gz) and register
@@ -113,15 +126,7 @@ export function loadConfig(
         'lease-ttl': { type: 'string' },
         ...API_TLS_FLAG_OPTIONS,
         ...API_CLIENT_TLS_FLAG_OPTIONS,
-        output: { type: 'string' },
-        'upload-url': { type: 'string' },
-        'upload-method': { type: 'string' },
-        'no-upload': { type: 'boolean' },
-        'upload-file': { type: 'string' },
-        cluster: { type: 'boolean' },
-        'host-timeout': { type: 'string' },
-        'max-host-bytes': { type: 'string' },
-        insecure: { type: 'boolean' },
+        ...DIAGS_COLLECT_FLAG_OPTIONS,
         json: { type: 'boolean' },
         help: { type: 'boolean' },
       },

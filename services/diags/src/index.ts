@@ -27,5 +27,5 @@ export {
   isSecretQueryParam,
 } from './redact.js';
 export type { SecretSink } from './redact.js';
-export { loadConfig, USAGE } from './config.js';
+export { DIAGS_COLLECT_FLAG_OPTIONS, loadConfig, USAGE } from './config.js';
 export type { DiagsCli } from './config.js';

@@ -7,6 +7,16 @@ import { parseDockerHost, type Upstream } from './proxy/upstream.js';
 import { DEFAULT_PROXY_LIMITS, type ProxyLimits } from './proxy/limits.js';
 import { listenConfig, type ListenConfig } from './proxy/listen.js';
 
+/** The proxy's TLS flags, as dockerd spells them, and --insecure-listen: calico-node's and `calicoctl node`'s alike. */
+export const PROXY_TLS_FLAG_OPTIONS = {
+  tlsverify: { type: 'boolean' },
+  tls: { type: 'boolean' },
+  tlscacert: { type: 'string' },
+  tlscert: { type: 'string' },
+  tlskey: { type: 'string' },
+  'insecure-listen': { type: 'boolean' },
+} as const;
+
 export interface NodeConfig {
   hostname: string;
   ip: string;
@@ -84,12 +94,7 @@ export function loadNodeConfig(
         ...ETCD_FLAG_OPTIONS,
         docker: { type: 'string' },
         listen: { type: 'string', multiple: true },
-        tlsverify: { type: 'boolean' },
-        tls: { type: 'boolean' },
-        tlscacert: { type: 'string' },
-        tlscert: { type: 'string' },
-        tlskey: { type: 'string' },
-        'insecure-listen': { type: 'boolean' },
+        ...PROXY_TLS_FLAG_OPTIONS,
         'wait-binary': { type: 'string' },
         'lease-ttl': { type: 'string' },
         'log-level': { type: 'string' },

@@ -3,7 +3,7 @@ export type { Interceptor, InterceptContext, UpstreamResponse, DockerProxyOption
 export { parseDockerHost, describeUpstream } from './proxy/upstream.js';
 export type { Upstream } from './proxy/upstream.js';
 export { ProxyError, ProxyErrorCode } from './proxy/errors.js';
-export { loadNodeConfig, NODE_USAGE } from './config.js';
+export { loadNodeConfig, NODE_USAGE, PROXY_TLS_FLAG_OPTIONS } from './config.js';
 export type { NodeConfig } from './config.js';
 export { startNode } from './node.js';
 export type { RunningNode } from './node.js';
