@@ -80,7 +80,7 @@ export {
 export type { ExtraKey } from './extraKeys.js';
 export type { KeySpec } from './internal/layout.js';
 
-export { HOST_NAME_RULE, hostNameError, isHostName } from './names.js';
+export { HOST_NAME_RULE, hostNameError, isHostName, serviceHostName } from './names.js';
 
 export {
   bgpHostDir,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HOST_NAME_RULE, hostNameError, isHostName } from './names.js';
+import { HOST_NAME_RULE, hostNameError, isHostName, serviceHostName } from './names.js';
 
 describe('host names (RFC 1123, lowercase)', () => {
   it.each([
@@ -34,5 +34,16 @@ describe('host names (RFC 1123, lowercase)', () => {
   ])('%j is refused with the reason', (name, message) => {
     expect(hostNameError(name)).toBe(message);
     expect(isHostName(name)).toBe(false);
+  });
+});
+
+describe("a service's host name", () => {
+  it('takes --hostname, else CALICO_HOSTNAME, else the machine name, and says where to fix a bad one', () => {
+    expect(serviceHostName('h1', 'h2', 'm')).toEqual({ name: 'h1', error: undefined });
+    expect(serviceHostName(undefined, 'h2', 'm')).toEqual({ name: 'h2', error: undefined });
+    expect(serviceHostName(undefined, undefined, 'm')).toEqual({ name: 'm', error: undefined });
+    expect(serviceHostName(undefined, undefined, 'Bad_Name').error).toBe(
+      `${hostNameError('Bad_Name')} (--hostname, else CALICO_HOSTNAME, else the machine's name)`,
+    );
   });
 });

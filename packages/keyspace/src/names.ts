@@ -20,6 +20,20 @@ export function hostNameError(name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A service's host name: --hostname, else CALICO_HOSTNAME, else the machine's (passed in: this
+ * package does no I/O), with what is wrong with it, said with where it came from.
+ */
+export function serviceHostName(
+  flag: string | undefined,
+  env: string | undefined,
+  machine: string,
+): { name: string; error: string | undefined } {
+  const name = flag ?? env ?? machine;
+  const bad = hostNameError(name);
+  return { name, error: bad && `${bad} (--hostname, else CALICO_HOSTNAME, else the machine's name)` };
+}
+
 export function isHostName(name: string): boolean {
   return hostNameError(name) === undefined;
 }

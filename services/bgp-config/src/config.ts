@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
-import { hostNameError } from '@calico/keyspace';
+import { serviceHostName } from '@calico/keyspace';
 import { birdPaths, type BirdPaths } from './bird.js';
 
 export interface BgpConfigConfig {
@@ -55,9 +55,8 @@ export function loadConfig(
   }
   const errors: string[] = [];
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
-  const badName = hostNameError(hostname);
-  if (badName) errors.push(`${badName} (--hostname, else CALICO_HOSTNAME, else the machine's name)`);
+  const { name: hostname, error: badName } = serviceHostName(str('hostname'), env.CALICO_HOSTNAME, osHostname());
+  if (badName) errors.push(badName);
   let datastore: DatastoreConfig | undefined;
   try {
     datastore = datastoreConfigFromFlags(values, env);

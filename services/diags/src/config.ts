@@ -12,7 +12,7 @@ import {
   type ApiServerTls,
   type DatastoreConfig,
 } from '@calico/datastore';
-import { hostNameError } from '@calico/keyspace';
+import { serviceHostName } from '@calico/keyspace';
 import { defaultHostDirs, type HostDirs } from './sources.js';
 
 /** The flags of a collection, `calico-diags collect`'s and `calicoctl diags`'s alike. */
@@ -139,9 +139,8 @@ export function loadConfig(
   const mode = positionals[0] ?? 'serve';
   if ((mode !== 'serve' && mode !== 'collect') || positionals.length > 1)
     errors.push(`unexpected "${positionals.join(' ')}": serve or collect`);
-  const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
-  const badName = hostNameError(hostname);
-  if (badName) errors.push(`${badName} (--hostname, else CALICO_HOSTNAME, else the machine's name)`);
+  const { name: hostname, error: badName } = serviceHostName(str('hostname'), env.CALICO_HOSTNAME, osHostname());
+  if (badName) errors.push(badName);
   let datastore: DatastoreConfig | undefined;
   let datastoreError: string | undefined;
   try {

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { hostname as osHostname } from 'node:os';
 import { existsSync } from 'node:fs';
-import { hostNameError, isIP } from '@calico/keyspace';
+import { serviceHostName, isIP } from '@calico/keyspace';
 import { datastoreConfigFromFlags, ETCD_FLAG_OPTIONS, type DatastoreConfig } from '@calico/datastore';
 import { parseDockerHost, type Upstream } from './proxy/upstream.js';
 import { DEFAULT_PROXY_LIMITS, type ProxyLimits } from './proxy/limits.js';
@@ -120,9 +120,8 @@ export function loadNodeConfig(
   else if (isIP(ip) !== 4) errors.push(`--ip=${ip}: not an IPv4 address`);
   const ip6 = str('ip6');
   if (ip6 !== undefined && isIP(ip6) !== 6) errors.push(`--ip6=${ip6}: not an IPv6 address`);
-  const hostname = str('hostname') ?? env.CALICO_HOSTNAME ?? osHostname();
-  const badName = hostNameError(hostname);
-  if (badName) errors.push(`${badName} (--hostname, else CALICO_HOSTNAME, else the machine's name)`);
+  const { name: hostname, error: badName } = serviceHostName(str('hostname'), env.CALICO_HOSTNAME, osHostname());
+  if (badName) errors.push(badName);
   let datastore: DatastoreConfig | undefined;
   try {
     datastore = datastoreConfigFromFlags(values, env);
