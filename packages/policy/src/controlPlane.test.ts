@@ -74,6 +74,22 @@ describe('controlPlaneTargets', () => {
 });
 
 describe('ControlPlaneKeys', () => {
+  it("keeps every host's bird_ip and bird6_ip by address, the ones that decode", () => {
+    const k = new ControlPlaneKeys();
+    k.apply({ type: 'put', key: birdIpKey('h1'), value: '198.18.0.11' });
+    k.apply({ type: 'put', key: bird6IpKey('h1'), value: 'fd00::11' });
+    k.apply({ type: 'put', key: birdIpKey('h2'), value: '198.18.0.12' });
+    k.apply({ type: 'put', key: diagsUrlKey('h3'), value: 'http://198.18.0.13:9099/' });
+    expect([...k.birdIps()]).toEqual([
+      ['198.18.0.11', 'h1'],
+      ['fd00::11', 'h1'],
+      ['198.18.0.12', 'h2'],
+    ]);
+    k.apply({ type: 'put', key: birdIpKey('h2'), value: 'not an address' });
+    k.apply({ type: 'delete', key: bird6IpKey('h1') });
+    expect([...k.birdIps()]).toEqual([['198.18.0.11', 'h1']]);
+  });
+
   it('follows puts and deletes of the keys, ignores every other key, and treats a bad value as absent', () => {
     const k = new ControlPlaneKeys();
     expect(k.apply({ type: 'put', key: birdIpKey('h1'), value: '198.18.0.11' })).toBe(true);

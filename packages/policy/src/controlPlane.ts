@@ -162,6 +162,7 @@ export class ControlPlaneKeys {
   #masterIp: string | null = null;
   #masterApiUrl: string | null = null;
   readonly #hosts = new Map<string, ControlPlaneHost>();
+  #birdIps: Map<string, string> | undefined;
 
   apply(update: ModelUpdate): boolean {
     const { key } = update;
@@ -187,9 +188,20 @@ export class ControlPlaneKeys {
     const field = parsed.kind === 'birdIp' ? 'birdIp' : parsed.kind === 'bird6Ip' ? 'bird6Ip' : 'diagsUrl';
     if (h[field] === value) return false;
     h[field] = value;
+    if (field !== 'diagsUrl') this.#birdIps = undefined;
     if (h.birdIp === null && h.bird6Ip === null && h.diagsUrl === null) this.#hosts.delete(parsed.host);
     else this.#hosts.set(parsed.host, h);
     return true;
+  }
+
+  /** Every host's bird_ip and bird6_ip that decodes: address → host. */
+  birdIps(): ReadonlyMap<string, string> {
+    if (!this.#birdIps) {
+      this.#birdIps = new Map();
+      for (const h of this.#hosts.values())
+        for (const ip of [h.birdIp, h.bird6Ip]) if (ip !== null) this.#birdIps.set(ip, h.host);
+    }
+    return this.#birdIps;
   }
 
   /** The input of controlPlaneTargets() with these etcd endpoints (and members' peer URLs). */

@@ -1,15 +1,5 @@
 import type { Datastore, SyncBatch, Syncer, SyncStatus } from '@calico/datastore';
-import {
-  configKey,
-  decodeBird6Ip,
-  decodeBirdIp,
-  endpointPrefix,
-  hostPrefix,
-  hostsPrefix,
-  calicoRoot,
-  networkPrefix,
-  parseKey,
-} from '@calico/keyspace';
+import { configKey, endpointPrefix, hostPrefix, hostsPrefix, calicoRoot, networkPrefix } from '@calico/keyspace';
 import type { Logger } from '@calico/log';
 import {
   ControlPlaneKeys,
@@ -167,9 +157,6 @@ export class PolicyAgent {
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
-  /** Every host's bird_ip and bird6_ip by key, from the same sync. */
-  private readonly birdIpByKey = new Map<string, { addr: string; host: string }>();
-  private birdIpView: Map<string, string> | undefined;
   private markSynced!: () => void;
   private readonly syncedPromise = new Promise<void>((r) => (this.markSynced = r));
   private applies = 0;
@@ -391,7 +378,6 @@ export class PolicyAgent {
     }
     for (const u of batch.updates) {
       if (this.controlKeys.apply(u)) this.controlDirty = true;
-      if (u.key.charCodeAt(u.key.length - 1) === 112 /* p */ && isBirdIpKey(u.key)) this.noteBirdIp(u);
       else if (u.key === ENDPOINT_TO_HOST_KEY) {
         const v = u.type === 'put' ? u.value.trim().toLowerCase() : '';
         const next: EndpointToHostAction =
@@ -422,24 +408,9 @@ export class PolicyAgent {
     this.schedule();
   }
 
-  /** A bird_ip whose value does not decode is taken as absent. */
-  private noteBirdIp(u: SyncBatch['updates'][number]): void {
-    const k = parseKey(u.key);
-    if (k.kind !== 'birdIp' && k.kind !== 'bird6Ip') return;
-    const decode = k.kind === 'birdIp' ? decodeBirdIp : decodeBird6Ip;
-    const d = u.type === 'put' ? decode(u.key, u.value) : undefined;
-    if (d?.ok) this.birdIpByKey.set(u.key, { addr: d.value, host: k.host });
-    else if (!this.birdIpByKey.delete(u.key)) return;
-    this.birdIpView = undefined;
-  }
-
   /** Every host's bird_ip and bird6_ip as read so far: address → host. */
   birdIps(): ReadonlyMap<string, string> {
-    if (!this.birdIpView) {
-      this.birdIpView = new Map();
-      for (const { addr, host } of this.birdIpByKey.values()) this.birdIpView.set(addr, host);
-    }
-    return this.birdIpView;
+    return this.controlKeys.birdIps();
   }
 
   /** Resolves once the first full snapshot has been read (the bird_ips with it). */
