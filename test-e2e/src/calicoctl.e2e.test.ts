@@ -1,25 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { createRequire } from 'node:module';
-import {
-  Dockerd,
-  Etcd,
-  Fabric,
-  TestCa,
-  ensureBusyboxImage,
-  exec,
-  requireRoot,
-  waitFor,
-  type ExecResult,
-  type NamespaceHost,
-} from '@calico/testkit';
-import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TestCa, exec, waitFor, type Dockerd, type Etcd, type Fabric, type NamespaceHost } from '@calico/testkit';
+import type { Datastore } from '@calico/datastore';
 import { decodeUrl, diagsUrlKey } from '@calico/keyspace';
-
-const require = createRequire(import.meta.url);
-const calicoctlJs = join(dirname(require.resolve('@calico/calicoctl/package.json')), 'dist', 'main.js');
+import { CalicoctlHosts, calicoctlJs } from './calicoctlHosts.js';
 
 /**
  * The seed's getting-started scenario on two namespace hosts, driven only by calicoctl and the
@@ -34,71 +19,36 @@ describe('getting started with calicoctl and the docker CLI', () => {
   let image: string;
   /** The CA of h2's diags service, which serves https (calicoctl node --tls-*). */
   let apiCa: TestCa;
-  const hosts: Record<string, NamespaceHost> = {};
-  let failed = false;
+  let hosts: Record<string, NamespaceHost>;
+  let env: CalicoctlHosts;
 
   /** The cluster API token's file: the master makes it here, calicoctl and diags read it. */
   const tokenFlag = () => `--api-token-file=${join(dir, 'etc-calico', 'api-token')}`;
-  const dirsOf = (h: string) => [
-    `--run-dir=${join(dir, h, 'run')}`,
-    `--log-dir=${join(dir, h, 'log')}`,
-    `--state-dir=${join(dir, h, 'state')}`,
-  ];
   /** calicoctl as a person on host h would run it: in h's network namespace. */
-  const calicoctl = (h: string, args: string[]): Promise<ExecResult> =>
-    hosts[h]!.exec(
-      [
-        process.execPath,
-        calicoctlJs,
-        ...args,
-        `--hostname=${h}`,
-        `--etcd=${etcd.endpoints}`,
-        tokenFlag(),
-        ...dirsOf(h),
-      ],
-      { timeoutMs: 120_000 },
-    );
+  const calicoctl = (h: string, args: string[]) => env.calicoctl(h, args);
   const docker = (h: string, args: string[]) =>
     dockerd.docker(args, { host: `unix://${join(dir, h, 'run', 'docker.sock')}` });
   const ping = async (h: string, name: string, addr: string) =>
     (await docker(h, ['exec', name, 'ping', '-c', '1', '-W', '1', addr])).code === 0;
 
   beforeAll(async () => {
-    requireRoot();
-    dir = await mkdtemp(join(tmpdir(), 'calico-ctl-e2e-'));
-    dockerd = await Dockerd.start();
-    image = await ensureBusyboxImage(dockerd.host);
-    fabric = await Fabric.create();
-    const rootIp = await fabric.linkRoot();
-    etcd = await Etcd.start({ listenIp: rootIp });
-    ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
-    hosts.h1 = await fabric.addHost('h1');
-    hosts.h2 = await fabric.addHost('h2');
+    env = await CalicoctlHosts.start('calico-ctl-e2e-', (d) => [
+      `--api-token-file=${join(d, 'etc-calico', 'api-token')}`,
+    ]);
+    ({ dir, dockerd, image, fabric, etcd, ds, hosts } = env);
   });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
+  afterEach((ctx) => env?.note(ctx));
   afterAll(async () => {
-    if (failed && fabric) {
-      console.error(await fabric.dump());
-      for (const h of ['h1', 'h2'])
-        console.error((await exec(['sh', '-c', `tail -n 30 ${join(dir, h, 'log')}/*.log`])).stdout);
-    }
-    // Whatever a failed test left running: reset stops it.
-    for (const h of Object.keys(hosts)) await calicoctl(h, ['reset']).catch(() => undefined);
-    await exec([
-      process.execPath,
-      calicoctlJs,
-      'master',
-      'stop',
-      `--etcd=${etcd?.endpoints}`,
-      `--run-dir=${join(dir, 'master', 'run')}`,
-    ]).catch(() => undefined);
-    ds?.close();
-    await fabric?.destroy();
-    await etcd?.stop();
-    await dockerd?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await env?.stop(() =>
+      exec([
+        process.execPath,
+        calicoctlJs,
+        'master',
+        'stop',
+        `--etcd=${etcd.endpoints}`,
+        `--run-dir=${join(dir, 'master', 'run')}`,
+      ]),
+    );
   });
 
   it('starts the master and a node on each host, and status says so', async () => {

@@ -1,25 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { createRequire } from 'node:module';
-import {
-  Dockerd,
-  Etcd,
-  Fabric,
-  TestCa,
-  ensureBusyboxImage,
-  exec,
-  requireRoot,
-  waitFor,
-  type ExecResult,
-  type NamespaceHost,
-} from '@calico/testkit';
-import { Datastore, resolveDatastoreConfig } from '@calico/datastore';
-
-const require = createRequire(import.meta.url);
-const calicoctlJs = join(dirname(require.resolve('@calico/calicoctl/package.json')), 'dist', 'main.js');
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TestCa, exec, waitFor, type Dockerd, type ExecResult, type NamespaceHost } from '@calico/testkit';
+import type { Datastore } from '@calico/datastore';
+import { CalicoctlHosts } from './calicoctlHosts.js';
 
 /**
  * The node's proxy listens as dockerd does, started by calicoctl on namespace hosts: TLS with
@@ -29,27 +14,16 @@ const calicoctlJs = join(dirname(require.resolve('@calico/calicoctl/package.json
  */
 describe('the proxy listens like dockerd: TLS, unix socket, insecure-listen', () => {
   let dockerd: Dockerd;
-  let etcd: Etcd;
-  let fabric: Fabric;
   let ds: Datastore;
   let dir: string;
   let image: string;
   let ca: TestCa;
   /** DOCKER_CERT_PATH folders: a client certificate of the CA, none, one of another CA. */
   const certs = { good: '', none: '', stranger: '' };
-  const hosts: Record<string, NamespaceHost> = {};
-  let failed = false;
+  let hosts: Record<string, NamespaceHost>;
+  let env: CalicoctlHosts;
 
-  const dirsOf = (h: string) => [
-    `--run-dir=${join(dir, h, 'run')}`,
-    `--log-dir=${join(dir, h, 'log')}`,
-    `--state-dir=${join(dir, h, 'state')}`,
-  ];
-  const calicoctl = (h: string, args: string[]): Promise<ExecResult> =>
-    hosts[h]!.exec(
-      [process.execPath, calicoctlJs, ...args, `--hostname=${h}`, `--etcd=${etcd.endpoints}`, ...dirsOf(h)],
-      { timeoutMs: 120_000 },
-    );
+  const calicoctl = (h: string, args: string[]) => env.calicoctl(h, args);
   const tlsAddr = () => `tcp://${hosts.h1!.ip}:2376`;
   const unixSock = () => join(dir, 'h1-proxy.sock');
   /** The real docker CLI, from the root namespace, with exactly this environment for DOCKER_*. */
@@ -73,37 +47,17 @@ describe('the proxy listens like dockerd: TLS, unix socket, insecure-listen', ()
   }
 
   beforeAll(async () => {
-    requireRoot();
-    dir = await mkdtemp(join(tmpdir(), 'calico-listen-e2e-'));
-    dockerd = await Dockerd.start();
-    image = await ensureBusyboxImage(dockerd.host);
-    fabric = await Fabric.create();
-    const rootIp = await fabric.linkRoot();
-    etcd = await Etcd.start({ listenIp: rootIp });
-    ds = new Datastore(resolveDatastoreConfig({ etcd: etcd.endpoints, env: {} }));
-    hosts.h1 = await fabric.addHost('h1');
-    hosts.h2 = await fabric.addHost('h2');
+    env = await CalicoctlHosts.start('calico-listen-e2e-');
+    ({ dir, dockerd, image, ds, hosts } = env);
     ca = await TestCa.create(join(dir, 'ca'), 'calico-proxy-ca');
     const other = await TestCa.create(join(dir, 'other-ca'), 'someone-elses-ca');
     certs.good = await ca.dockerCertPath(join(dir, 'client-good'));
     certs.none = await ca.dockerCertPath(join(dir, 'client-none'), null);
     certs.stranger = await ca.dockerCertPath(join(dir, 'client-stranger'), { ca: other });
   });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
+  afterEach((ctx) => env?.note(ctx));
   afterAll(async () => {
-    if (failed && fabric) {
-      console.error(await fabric.dump());
-      for (const h of ['h1', 'h2'])
-        console.error((await exec(['sh', '-c', `tail -n 40 ${join(dir, h, 'log')}/*.log`])).stdout);
-    }
-    for (const h of Object.keys(hosts)) await calicoctl(h, ['reset']).catch(() => undefined);
-    ds?.close();
-    await fabric?.destroy();
-    await etcd?.stop();
-    await dockerd?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await env?.stop();
   });
 
   it('calicoctl node on a TCP address off loopback without --tlsverify: refused, nothing started; --insecure-listen starts it and status says so', async () => {
