@@ -1,9 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DevCluster } from '@calico/devcluster';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DevCluster } from '@calico/devcluster';
 import { encodeRule, groupMemberKey, groupRuleKey } from '@calico/keyspace';
 import { hostIfName } from '@calico/node';
-import { requireRoot, waitFor, type ManagedProcess } from '@calico/testkit';
-import { startNodeProgrammed, startWorkload, writeGroup, type Workload } from './helpers.js';
+import { waitFor, type ManagedProcess } from '@calico/testkit';
+import { clusterForSuite, startNodeProgrammed, startWorkload, writeGroup, type Workload } from './helpers.js';
 import { ruleGuard } from './spoof.js';
 import { Chat, ruleCounter, startEcho } from './traffic.js';
 
@@ -19,12 +19,11 @@ describe('a long-lived TCP connection when what allowed it goes', () => {
   let A: Workload;
   let B: Workload;
   let echo: ManagedProcess;
-  let failed = false;
   const chats: Chat[] = [];
 
+  const started = clusterForSuite({ hosts: ['h1'] });
   beforeAll(async () => {
-    requireRoot();
-    cluster = await DevCluster.start({ hosts: ['h1'] });
+    cluster = started();
     const h1 = cluster.host('h1');
     A = await startWorkload(cluster, h1, 'A', '198.19.9.1');
     B = await startWorkload(cluster, h1, 'B', '198.19.9.2');
@@ -38,14 +37,9 @@ describe('a long-lived TCP connection when what allowed it goes', () => {
     });
     echo = await startEcho(cluster, B, B.addr, PORT);
   });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
   afterAll(async () => {
     for (const c of chats) c.close();
     await echo?.stop();
-    if (failed && cluster) console.error(await cluster.dump());
-    await cluster?.stop();
   });
 
   const h1 = () => cluster.host('h1').ns;

@@ -1,8 +1,9 @@
 import { explain, type PolicyModel, policyFixtures, type GroupFixture } from '@calico/policy';
 import { calicoRoot, isIP } from '@calico/keyspace';
-import type { DevCluster, DevHost } from '@calico/devcluster';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { DevCluster, type DevClusterOptions, type DevHost } from '@calico/devcluster';
 import { LABELS } from '@calico/node';
-import { waitFor } from '@calico/testkit';
+import { requireRoot, waitFor } from '@calico/testkit';
 
 export interface Workload {
   name: string;
@@ -142,4 +143,29 @@ export async function nodeMetrics(cluster: DevCluster, host: string): Promise<Ma
     out.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
   return out;
+}
+
+/**
+ * A DevCluster for the describe block this is called in: started before its tests (before the
+ * block's own beforeAll, which gets it from the function returned), shown with cluster.dump()
+ * when one of them failed, and stopped after them.
+ */
+export function clusterForSuite(opts: DevClusterOptions): () => DevCluster {
+  let cluster: DevCluster | undefined;
+  let failed = false;
+  beforeAll(async () => {
+    requireRoot();
+    cluster = await DevCluster.start(opts);
+  });
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') failed = true;
+  });
+  afterAll(async () => {
+    if (failed && cluster) console.error(await cluster.dump());
+    await cluster?.stop();
+  });
+  return () => {
+    if (!cluster) throw new Error('the cluster did not start');
+    return cluster;
+  };
 }

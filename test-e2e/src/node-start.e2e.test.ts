@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DevCluster } from '@calico/devcluster';
-import { exec, requireRoot, waitFor } from '@calico/testkit';
-import { expectMatrix, pings, startWorkload, writeGroup, type Workload } from './helpers.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DevCluster } from '@calico/devcluster';
+import { exec, waitFor } from '@calico/testkit';
+import { clusterForSuite, expectMatrix, pings, startWorkload, writeGroup, type Workload } from './helpers.js';
 import { ruleCounter } from './traffic.js';
 
 /**
@@ -13,16 +13,15 @@ describe('a node starting on an empty kernel', () => {
   let cluster: DevCluster;
   let A: Workload;
   let B: Workload;
-  let failed = false;
   // Two namespaces standing for workloads nobody programmed, on cali-named veths of h1.
   const rogue = [
     { ns: 'ckrogue1', hostIf: 'cali0000000r01', addr: '198.19.77.1' },
     { ns: 'ckrogue2', hostIf: 'cali0000000r02', addr: '198.19.77.2' },
   ];
 
+  const started = clusterForSuite({ hosts: ['h1'] });
   beforeAll(async () => {
-    requireRoot();
-    cluster = await DevCluster.start({ hosts: ['h1'] });
+    cluster = started();
     const h1 = cluster.host('h1');
     A = await startWorkload(cluster, h1, 'A', '198.19.6.1');
     B = await startWorkload(cluster, h1, 'B', '198.19.6.2');
@@ -34,13 +33,8 @@ describe('a node starting on an empty kernel', () => {
     });
     await expectMatrix(cluster, [A, B], ['A->B', 'B->A']);
   });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
   afterAll(async () => {
     for (const r of rogue) await exec(['ip', 'netns', 'del', r.ns]);
-    if (failed && cluster) console.error(await cluster.dump());
-    await cluster?.stop();
   });
 
   const h1 = () => cluster.host('h1').ns;

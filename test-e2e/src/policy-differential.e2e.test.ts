@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DevCluster } from '@calico/devcluster';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DevCluster } from '@calico/devcluster';
 import { encodeRule, groupPrefix, groupRuleKey, groupsPrefix } from '@calico/keyspace';
 import {
   explain,
@@ -9,8 +9,8 @@ import {
   type RandomConnection,
   type RandomEndpoint,
 } from '@calico/policy';
-import { requireRoot, waitFor, type NamespaceHost } from '@calico/testkit';
-import { startWorkload, writeGroup, type Workload } from './helpers.js';
+import { waitFor, type NamespaceHost } from '@calico/testkit';
+import { clusterForSuite, startWorkload, writeGroup, type Workload } from './helpers.js';
 import { Listener, sendFrom, workloadMac, type Connection } from './traffic.js';
 
 /** Ports the workloads listen on (tcp and udp); rules and connections use only these. */
@@ -29,11 +29,10 @@ describe('explain() and real packets agree on random policies', () => {
   let out: NamespaceHost;
   const workloads: { w: Workload; ep: RandomEndpoint }[] = [];
   const listeners: Listener[] = [];
-  let failed = false;
 
+  const started = clusterForSuite({ hosts: ['h1', 'h2'] });
   beforeAll(async () => {
-    requireRoot();
-    cluster = await DevCluster.start({ hosts: ['h1', 'h2'] });
+    cluster = started();
     const plan: [string, string, string][] = [
       ['h1', 'a1', '198.19.31.1'],
       ['h1', 'a2', '198.19.31.2'],
@@ -89,13 +88,8 @@ describe('explain() and real packets agree on random policies', () => {
     }
     for (const { w, ep } of workloads) listeners.push(await Listener.start(cluster, w, ep.v4[0] ?? ep.v6[0]!, PORTS));
   });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
   afterAll(async () => {
     await Promise.all(listeners.map((p) => p.stop()));
-    if (failed && cluster) console.error(await cluster.dump());
-    await cluster?.stop();
   });
 
   /** Sends every connection from its source at once; for each, whether it got through. */

@@ -1,9 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DevCluster } from '@calico/devcluster';
-import { requireRoot, waitFor } from '@calico/testkit';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { DevCluster } from '@calico/devcluster';
+import { waitFor } from '@calico/testkit';
 import { encodeRule, groupPrefix, groupRuleKey } from '@calico/keyspace';
 import { hostIfName } from '@calico/node';
 import {
+  clusterForSuite,
   connects,
   expectMatrix,
   pings,
@@ -21,22 +22,14 @@ describe('policy for IPv6 endpoints on one host', () => {
   let A: Workload;
   let B: Workload;
   let C: Workload;
-  let failed = false;
 
+  const started = clusterForSuite({ hosts: ['h1'] });
   beforeAll(async () => {
-    requireRoot();
-    cluster = await DevCluster.start({ hosts: ['h1'] });
+    cluster = started();
     const h1 = cluster.host('h1');
     A = await startWorkload(cluster, h1, 'A', 'fd00:198:19:1::a');
     B = await startWorkload(cluster, h1, 'B', 'fd00:198:19:1::b');
     C = await startWorkload(cluster, h1, 'C', 'fd00:198:19:1::c');
-  });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
-  afterAll(async () => {
-    if (failed && cluster) console.error(await cluster.dump());
-    await cluster?.stop();
   });
 
   it('nothing reaches anything before groups', async () => {

@@ -1,9 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DevCluster } from '@calico/devcluster';
-import { requireRoot, waitFor } from '@calico/testkit';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { DevCluster } from '@calico/devcluster';
+import { waitFor } from '@calico/testkit';
 import { groupPrefix, groupMemberKey, groupRuleKey, encodeRule } from '@calico/keyspace';
 import { hostIfName } from '@calico/node';
 import {
+  clusterForSuite,
   connects,
   expectMatrix,
   pings,
@@ -24,22 +25,14 @@ describe('policy on one host', () => {
   let A: Workload;
   let B: Workload;
   let C: Workload;
-  let failed = false;
 
+  const started = clusterForSuite({ hosts: ['h1'], logLevel: 'debug' });
   beforeAll(async () => {
-    requireRoot();
-    cluster = await DevCluster.start({ hosts: ['h1'], logLevel: 'debug' });
+    cluster = started();
     const h1 = cluster.host('h1');
     A = await startWorkload(cluster, h1, 'A', '198.19.1.1');
     B = await startWorkload(cluster, h1, 'B', '198.19.1.2');
     C = await startWorkload(cluster, h1, 'C', '198.19.1.3');
-  });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
-  afterAll(async () => {
-    if (failed && cluster) console.error(await cluster.dump());
-    await cluster?.stop();
   });
 
   const h1 = () => cluster.host('h1');

@@ -1,9 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
-import { DevCluster } from '@calico/devcluster';
-import { requireRoot, waitFor } from '@calico/testkit';
+import type { DevCluster } from '@calico/devcluster';
+import { waitFor } from '@calico/testkit';
 import { LABELS } from '@calico/node';
 import { containersNamed, hostCounts, keyCounts } from './counts.js';
+import { clusterForSuite } from './helpers.js';
 
 interface RawResponse {
   status: number;
@@ -83,19 +84,11 @@ function rawRequest(
  */
 describe('the proxy reads each request as dockerd does', () => {
   let cluster: DevCluster;
-  let failed = false;
   let n = 0;
 
-  beforeAll(async () => {
-    requireRoot();
-    cluster = await DevCluster.start({ hosts: ['h1'] });
-  });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
-  afterAll(async () => {
-    if (failed && cluster) console.error(await cluster.dump());
-    await cluster?.stop();
+  const started = clusterForSuite({ hosts: ['h1'] });
+  beforeAll(() => {
+    cluster = started();
   });
 
   const proxy = () => cluster.host('h1').proxySocket;

@@ -1,10 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
-import { DevCluster } from '@calico/devcluster';
+import type { DevCluster } from '@calico/devcluster';
 import { encodeIpPool, ipPoolKey } from '@calico/keyspace';
-import { requireRoot, waitFor } from '@calico/testkit';
+import { waitFor } from '@calico/testkit';
 import { LABELS } from '@calico/node';
 import { containersNamed, hostCounts, keyCounts } from './counts.js';
+import { clusterForSuite } from './helpers.js';
 
 interface ApiResponse {
   status: number;
@@ -35,19 +36,11 @@ const message = (r: ApiResponse) => (JSON.parse(r.body) as { message: string }).
  */
 describe('a workload keeps the network it was given', () => {
   let cluster: DevCluster;
-  let failed = false;
 
-  beforeAll(async () => {
-    requireRoot();
-    // dockerd lives in the fabric's namespace: the bridge of a docker network stays out of the root one.
-    cluster = await DevCluster.start({ hosts: ['h1', 'h2'], dockerdInFabric: true, master: true });
-  });
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
-  afterAll(async () => {
-    if (failed && cluster) console.error(await cluster.dump());
-    await cluster?.stop();
+  // dockerd lives in the fabric's namespace: the bridge of a docker network stays out of the root one.
+  const started = clusterForSuite({ hosts: ['h1', 'h2'], dockerdInFabric: true, master: true });
+  beforeAll(() => {
+    cluster = started();
   });
 
   const h1 = () => cluster.host('h1');
