@@ -79,7 +79,15 @@ export async function startMaster(config: MasterConfig, deps: MasterDeps = {}): 
   // Each bad key is logged once, as the syncer delivers it (resyncs deliver only differences).
   const problems = new ProblemReporter(logger);
   // The API reads groups from the synced copy while it is trusted and up to date, else from etcd.
-  const reads = new SyncedReads(ds, () => syncer.inSync);
+  const reads = new SyncedReads(ds, {
+    get inSync() {
+      return syncer.inSync;
+    },
+    get revision() {
+      return syncer.revision;
+    },
+    drain: () => syncer.drain(),
+  });
   const syncer: Syncer = ds.syncer(
     calicoRoot,
     {

@@ -2,12 +2,13 @@
  * The API's reads from the master's synced copy of /calico/, so that a read of one group on a
  * cluster of hundreds of thousands of keys costs what that group holds. The copy answers only
  * when it holds everything etcd had when the read began: etcd's revision is read (one
- * linearizable single-key read) and the copy must have reached it, after a short wait for the
- * watch. Otherwise (out of sync, a slow watch, writes outside /calico/ moving the revision), and
- * for prefixes that are not indexed, etcd is read, as without a copy.
+ * linearizable single-key read), the syncer's watch must have reached it (after a short wait)
+ * and every batch it took in since must have been applied here. Otherwise (out of sync, a slow
+ * watch, writes outside /calico/ moving the revision), and for prefixes that are not indexed,
+ * etcd is read, as without a copy.
  */
 import type { ClusterReads } from '@calico/client';
-import type { Datastore, KeyValue, PrefixSnapshot, SyncBatch } from '@calico/datastore';
+import type { Datastore, KeyValue, PrefixSnapshot, SyncBatch, Syncer } from '@calico/datastore';
 import { decodeGroupName, groupsPrefix, masterIpKey } from '@calico/keyspace';
 
 /** How long a read waits for the watch to bring the copy up to etcd's revision. */
@@ -30,7 +31,8 @@ export class SyncedReads implements ClusterReads {
 
   constructor(
     private readonly ds: Datastore,
-    private readonly inSync: () => boolean,
+    /** The syncer whose batches apply() takes: how far its watch has read, and its queue. */
+    private readonly syncer: Pick<Syncer, 'inSync' | 'revision' | 'drain'>,
   ) {}
 
   /** Takes one of the syncer's batches (called from its onUpdates, in order). */
@@ -88,25 +90,34 @@ export class SyncedReads implements ClusterReads {
 
   /** Whether the copy holds every write etcd had acknowledged when this was called. */
   private async fresh(): Promise<boolean> {
-    if (!this.inSync()) return false;
+    if (!this.syncer.inSync) return false;
     let want: number;
     try {
       want = await this.ds.readRevision(masterIpKey());
     } catch {
       return false; // etcd is away: the read that follows says so
     }
-    if (this.revision < want && want === this.behind) return false;
+    // The watch's revision moves with every event, also those that change nothing here (a put
+    // of the same value), which make no batch.
+    if (this.syncer.revision < want && want === this.behind) return false;
     const deadline = Date.now() + CATCH_UP_MS;
-    while (this.revision < want) {
-      if (Date.now() >= deadline || !this.inSync()) {
+    while (this.syncer.revision < want) {
+      if (Date.now() >= deadline || !this.syncer.inSync) {
         this.behind = want;
         return false;
       }
-      await new Promise((r) => setTimeout(r, 2));
+      await sleep(2);
     }
-    return true;
+    // What the watch read is handed over in order; once the queue is through, it is applied here.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()))));
+    const drained = await Promise.race([this.syncer.drain().then(() => true), late]);
+    clearTimeout(timer);
+    return drained && this.syncer.inSync;
   }
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The group id of a prefix that is exactly one group's directory. */
 function groupIdOf(prefix: string): string | undefined {
