@@ -26,6 +26,16 @@ describe('getting started with calicoctl and the docker CLI', () => {
   const tokenFlag = () => `--api-token-file=${join(dir, 'etc-calico', 'api-token')}`;
   /** calicoctl as a person on host h would run it: in h's network namespace. */
   const calicoctl = (h: string, args: string[]) => env.calicoctl(h, args);
+  /** calicoctl master stop, as run on the machine that runs the master (the root namespace). */
+  const masterStop = () =>
+    exec([
+      process.execPath,
+      calicoctlJs,
+      'master',
+      'stop',
+      `--etcd=${etcd.endpoints}`,
+      `--run-dir=${join(dir, 'master', 'run')}`,
+    ]);
   const docker = (h: string, args: string[]) =>
     dockerd.docker(args, { host: `unix://${join(dir, h, 'run', 'docker.sock')}` });
   const ping = async (h: string, name: string, addr: string) =>
@@ -39,16 +49,7 @@ describe('getting started with calicoctl and the docker CLI', () => {
   });
   afterEach((ctx) => env?.note(ctx));
   afterAll(async () => {
-    await env?.stop(() =>
-      exec([
-        process.execPath,
-        calicoctlJs,
-        'master',
-        'stop',
-        `--etcd=${etcd.endpoints}`,
-        `--run-dir=${join(dir, 'master', 'run')}`,
-      ]),
-    );
+    await env?.stop(masterStop);
   });
 
   it('starts the master and a node on each host, and status says so', async () => {
@@ -303,14 +304,7 @@ describe('getting started with calicoctl and the docker CLI', () => {
     expect(st.stdout).toContain('calico-node NOT running');
     const again = await calicoctl('h2', ['node', `--ip=${hosts.h2!.ip}`, `--docker=${dockerd.host}`]);
     expect(again.code, again.stderr).toBe(0);
-    const ms = await exec([
-      process.execPath,
-      calicoctlJs,
-      'master',
-      'stop',
-      `--etcd=${etcd.endpoints}`,
-      `--run-dir=${join(dir, 'master', 'run')}`,
-    ]);
+    const ms = await masterStop();
     expect(ms.stdout).toContain('calico-master stopped');
   });
 

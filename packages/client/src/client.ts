@@ -111,7 +111,8 @@ function groupInfo(g: Group): GroupInfo {
 
 /**
  * The operations people and orchestrators perform, as raw key writes under /calico/ (the
- * seed's way), so they work whether or not the master is up. Reads take one snapshot.
+ * seed's way), so they work whether or not the master is up. Each read is one snapshot of what the
+ * operation needs (a group, the groups, the hosts; the whole cluster for lists and check).
  */
 export class CalicoClient {
   /**
