@@ -163,19 +163,21 @@ const imageTag = (env: NodeJS.ProcessEnv) => env.CALICO_IMAGE_TAG ?? 'dev';
 export const nodeContainer = (host: string) => `calico-node-${host}`;
 export const MASTER_CONTAINER = 'calico-master';
 
-/** The docker CLI against the real dockerd (never the proxy), for the docker runtime. */
-export function dockerCli(upstream: string | undefined, args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('docker', args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DOCKER_HOST: upstream ?? 'unix:///var/run/docker.sock' },
-    });
-    let out = '';
-    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    p.on('error', (e) => resolve({ code: 127, out: e.message }));
-    p.on('close', (code) => resolve({ code: code ?? 1, out }));
+/** How long one docker CLI call of the docker runtime may take (CALICO_TOOL_TIMEOUT_MS overrides). */
+const DOCKER_CLI_TIMEOUT_MS = 120_000;
+
+/**
+ * The docker CLI against the real dockerd (never the proxy), for the docker runtime, through the
+ * tool runner: a dockerd that stops answering ends the call at the timeout, with the reason.
+ */
+export async function dockerCli(upstream: string | undefined, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await runTool(['docker', ...args], {
+    env: { ...process.env, DOCKER_HOST: upstream ?? 'unix:///var/run/docker.sock' },
+    timeoutMs: toolTimeoutMs(DOCKER_CLI_TIMEOUT_MS),
   });
+  const out = `${r.stdout.toString('utf8')}${r.stderr}`;
+  if (r.code !== null && !r.timedOut) return { code: r.code, out };
+  return { code: r.code ?? 1, out: `${out}${r.error?.message ?? `docker ${args[0] ?? ''} failed`}` };
 }
 
 /** Whether a container of ours is running under the docker runtime. */
